@@ -1,0 +1,276 @@
+//! One need and its closed loop:
+//!
+//! ```text
+//! requested ─► proposed ─► accepted ─► fulfilled
+//!    │            │ ├────► declined ─┐
+//!    │            │ └────► expired ──┤─► proposed again (another target)
+//!    └──────────► waitlisted ◄───────┘
+//! any open state ─► cancelled          (cancelled and fulfilled are final)
+//! ```
+
+use crate::aggregate::Aggregate;
+use crate::error::DomainError;
+use crate::event::{AggregateKind, Event};
+use crate::ids::{DonationId, GroupId, HoldId, OrgId, PlacementId, ProviderId};
+use crate::request::NeedSpec;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// Who a need is referred to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Target {
+    Provider(ProviderId),
+    Donation(DonationId),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NeedStatus {
+    /// Not requested yet (the aggregate has no events).
+    #[default]
+    New,
+    Requested,
+    Proposed,
+    Accepted,
+    Declined,
+    Expired,
+    Waitlisted,
+    Cancelled,
+    Fulfilled,
+}
+
+impl NeedStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Fulfilled)
+    }
+
+    /// States from which the matcher may propose.
+    pub fn awaits_match(self) -> bool {
+        matches!(
+            self,
+            Self::Requested | Self::Declined | Self::Expired | Self::Waitlisted
+        )
+    }
+}
+
+/// Why a provider said no. Coded, never free text (free text leaks identity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeclineReason {
+    NoCapacity,
+    NotEligible,
+    SafetyConcern,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedRequest {
+    pub placement: PlacementId,
+    pub group: Option<GroupId>,
+    /// The intake agency; only its staff see this need.
+    pub agency: OrgId,
+    pub spec: NeedSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub target: Target,
+    pub hold: HoldId,
+    pub deadline: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NeedCommand {
+    Request(NeedRequest),
+    Propose(Proposal),
+    Accept { by: Target },
+    Decline { by: Target, reason: DeclineReason },
+    Expire,
+    Waitlist,
+    Cancel,
+    Fulfil,
+}
+
+/// Append-only: never reorder or remove variants (see docs/architecture.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NeedEvent {
+    Requested(NeedRequest),
+    Proposed(Proposal),
+    Accepted(Proposal),
+    Declined {
+        proposal: Proposal,
+        reason: DeclineReason,
+    },
+    Expired(Proposal),
+    Waitlisted,
+    /// Carries the pending proposal, if any, so its hold can be released.
+    Cancelled {
+        pending: Option<Proposal>,
+    },
+    Fulfilled,
+}
+
+impl NeedEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Requested(_) => "need.requested",
+            Self::Proposed(_) => "need.proposed",
+            Self::Accepted(_) => "need.accepted",
+            Self::Declined { .. } => "need.declined",
+            Self::Expired(_) => "need.expired",
+            Self::Waitlisted => "need.waitlisted",
+            Self::Cancelled { .. } => "need.cancelled",
+            Self::Fulfilled => "need.fulfilled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    pub request: Option<NeedRequest>,
+    pub status: NeedStatus,
+    /// The live proposal while proposed, the accepted one once accepted.
+    pub proposal: Option<Proposal>,
+    /// Targets that declined or let the hold expire: never proposed again.
+    pub excluded: BTreeSet<Target>,
+    pub proposals_made: u32,
+}
+
+impl Need {
+    fn transition(&self, action: &'static str, allowed: bool) -> Result<(), DomainError> {
+        if self.status == NeedStatus::New {
+            return Err(DomainError::NotRegistered);
+        }
+        if allowed {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition {
+                from: self.status,
+                action,
+            })
+        }
+    }
+
+    fn pending(&self, action: &'static str, by: Target) -> Result<Proposal, DomainError> {
+        self.transition(action, self.status == NeedStatus::Proposed)?;
+        let proposal = self.proposal.expect("a proposed need has a proposal");
+        if proposal.target != by {
+            return Err(DomainError::WrongTarget);
+        }
+        Ok(proposal)
+    }
+}
+
+impl Aggregate for Need {
+    const KIND: AggregateKind = AggregateKind::Need;
+    type Command = NeedCommand;
+    type Event = NeedEvent;
+
+    fn decide(&self, command: &NeedCommand, now: Timestamp) -> Result<Vec<NeedEvent>, DomainError> {
+        use NeedCommand as C;
+        use NeedEvent as E;
+        use NeedStatus as S;
+        let event = match command {
+            C::Request(request) => {
+                if self.status != S::New {
+                    return Err(DomainError::AlreadyRegistered);
+                }
+                request.spec.validate("spec")?;
+                E::Requested(request.clone())
+            }
+            C::Propose(proposal) => {
+                self.transition("propose", self.status.awaits_match())?;
+                if self.excluded.contains(&proposal.target) {
+                    return Err(DomainError::TargetExcluded);
+                }
+                if proposal.deadline <= now {
+                    return Err(DomainError::invalid("deadline", "must be in the future"));
+                }
+                E::Proposed(*proposal)
+            }
+            C::Accept { by } => {
+                let proposal = self.pending("accept", *by)?;
+                if now >= proposal.deadline {
+                    return Err(DomainError::HoldExpired);
+                }
+                E::Accepted(proposal)
+            }
+            C::Decline { by, reason } => {
+                let proposal = self.pending("decline", *by)?;
+                E::Declined {
+                    proposal,
+                    reason: *reason,
+                }
+            }
+            C::Expire => {
+                self.transition("expire", self.status == S::Proposed)?;
+                let proposal = self.proposal.expect("a proposed need has a proposal");
+                if now < proposal.deadline {
+                    return Err(DomainError::HoldNotExpired);
+                }
+                E::Expired(proposal)
+            }
+            C::Waitlist => {
+                let allowed = matches!(self.status, S::Requested | S::Declined | S::Expired);
+                self.transition("waitlist", allowed)?;
+                E::Waitlisted
+            }
+            C::Cancel => {
+                self.transition("cancel", !self.status.is_final())?;
+                let pending = (self.status == S::Proposed)
+                    .then_some(self.proposal)
+                    .flatten();
+                E::Cancelled { pending }
+            }
+            C::Fulfil => {
+                self.transition("fulfil", self.status == S::Accepted)?;
+                E::Fulfilled
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut self, event: &NeedEvent) -> Self {
+        use NeedEvent as E;
+        use NeedStatus as S;
+        match event {
+            E::Requested(request) => {
+                self.request = Some(request.clone());
+                self.status = S::Requested;
+            }
+            E::Proposed(proposal) => {
+                self.status = S::Proposed;
+                self.proposal = Some(*proposal);
+                self.proposals_made += 1;
+            }
+            E::Accepted(_) => self.status = S::Accepted,
+            E::Declined { proposal, .. } => {
+                self.status = S::Declined;
+                self.excluded.insert(proposal.target);
+                self.proposal = None;
+            }
+            E::Expired(proposal) => {
+                self.status = S::Expired;
+                self.excluded.insert(proposal.target);
+                self.proposal = None;
+            }
+            E::Waitlisted => self.status = S::Waitlisted,
+            E::Cancelled { .. } => {
+                self.status = S::Cancelled;
+                self.proposal = None;
+            }
+            E::Fulfilled => self.status = S::Fulfilled,
+        }
+        self
+    }
+
+    fn wrap(event: NeedEvent) -> Event {
+        Event::Need(event)
+    }
+
+    fn unwrap(event: &Event) -> Option<&NeedEvent> {
+        match event {
+            Event::Need(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! A provider partner's site and its capacity per service.
+//!
+//! `declared` is what the provider says is free (beds empty tonight, slots
+//! open); `held` is the part of it reserved for referrals awaiting an answer.
+//! The matcher may only hold what is free: `declared - held`.
+
+use crate::aggregate::Aggregate;
+use crate::eligibility::Eligibility;
+use crate::error::DomainError;
+use crate::event::{AggregateKind, Event};
+use crate::geo::Location;
+use crate::ids::{HoldId, NeedId, OrgId};
+use crate::kinds::ServiceKind;
+use crate::time::{Hours, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// No single service declares more units than this.
+pub const MAX_UNITS: u32 = 100_000;
+
+/// What a provider registers once (and may later amend through new events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderProfile {
+    /// The partner organisation that runs the site; only its users manage it.
+    pub org: OrgId,
+    /// A display name chosen by the partner (the site's public or code name).
+    pub name: String,
+    pub services: BTreeSet<ServiceKind>,
+    pub eligibility: Eligibility,
+    /// Confidential: coarse, and shown only to the matcher, never to intake.
+    pub location: Location,
+    pub hours: Hours,
+}
+
+impl ProviderProfile {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let name_len = self.name.chars().count();
+        if name_len == 0 || name_len > 120 || self.name.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "name",
+                "must be 1 to 120 printable characters",
+            ));
+        }
+        if self.services.is_empty() {
+            return Err(DomainError::invalid(
+                "services",
+                "must offer at least one service",
+            ));
+        }
+        self.eligibility.validate("eligibility")?;
+        self.location.validate("location")?;
+        self.hours.validate("hours")
+    }
+}
+
+/// Why a hold ends without the person being placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReleaseReason {
+    Declined,
+    Expired,
+    Cancelled,
+    /// The donation was withdrawn (donations only).
+    Withdrawn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderCommand {
+    Register(ProviderProfile),
+    /// Sets what is free now, absolutely.
+    SetCapacity {
+        service: ServiceKind,
+        declared: u32,
+    },
+    /// Adds to (or, negative, takes from) what is free.
+    AdjustCapacity {
+        service: ServiceKind,
+        delta: i32,
+    },
+    Suspend,
+    Resume,
+    PlaceHold {
+        hold: HoldId,
+        need: NeedId,
+        service: ServiceKind,
+        units: u32,
+        expires_at: Timestamp,
+    },
+    ReleaseHold {
+        hold: HoldId,
+        reason: ReleaseReason,
+    },
+    /// The provider accepted the referral: the held units are taken.
+    ConfirmHold {
+        hold: HoldId,
+    },
+}
+
+/// Append-only: never reorder or remove variants (see docs/architecture.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderEvent {
+    Registered(ProviderProfile),
+    CapacitySet {
+        service: ServiceKind,
+        declared: u32,
+    },
+    CapacityAdjusted {
+        service: ServiceKind,
+        delta: i32,
+    },
+    Suspended,
+    Resumed,
+    HoldPlaced {
+        hold: HoldId,
+        need: NeedId,
+        service: ServiceKind,
+        units: u32,
+        expires_at: Timestamp,
+    },
+    HoldReleased {
+        hold: HoldId,
+        reason: ReleaseReason,
+    },
+    HoldConfirmed {
+        hold: HoldId,
+    },
+}
+
+impl ProviderEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Registered(_) => "provider.registered",
+            Self::CapacitySet { .. } => "provider.capacity_set",
+            Self::CapacityAdjusted { .. } => "provider.capacity_adjusted",
+            Self::Suspended => "provider.suspended",
+            Self::Resumed => "provider.resumed",
+            Self::HoldPlaced { .. } => "provider.hold_placed",
+            Self::HoldReleased { .. } => "provider.hold_released",
+            Self::HoldConfirmed { .. } => "provider.hold_confirmed",
+        }
+    }
+}
+
+/// Units of one service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Units {
+    pub declared: u32,
+    pub held: u32,
+    /// Referrals accepted so far (a running total, for reporting).
+    pub placed: u32,
+}
+
+impl Units {
+    /// What may still be held. Never negative: `held <= declared` always holds.
+    pub fn free(&self) -> u32 {
+        self.declared.saturating_sub(self.held)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderHold {
+    pub need: NeedId,
+    pub service: ServiceKind,
+    pub units: u32,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub profile: Option<ProviderProfile>,
+    pub suspended: bool,
+    pub capacity: BTreeMap<ServiceKind, Units>,
+    pub holds: BTreeMap<HoldId, ProviderHold>,
+}
+
+impl Provider {
+    pub fn units(&self, service: ServiceKind) -> Units {
+        self.capacity.get(&service).copied().unwrap_or_default()
+    }
+
+    fn registered(&self) -> Result<&ProviderProfile, DomainError> {
+        self.profile.as_ref().ok_or(DomainError::NotRegistered)
+    }
+
+    fn offered(&self, service: ServiceKind) -> Result<(), DomainError> {
+        if self.registered()?.services.contains(&service) {
+            Ok(())
+        } else {
+            Err(DomainError::ServiceNotOffered(service))
+        }
+    }
+
+    fn check_declared(&self, service: ServiceKind, declared: i64) -> Result<(), DomainError> {
+        let held = self.units(service).held;
+        if declared < i64::from(held) {
+            return Err(DomainError::CapacityBelowHeld {
+                declared: declared.max(0) as u32,
+                held,
+            });
+        }
+        if declared > i64::from(MAX_UNITS) {
+            return Err(DomainError::CapacityTooLarge { max: MAX_UNITS });
+        }
+        Ok(())
+    }
+
+    fn hold(&self, hold: HoldId) -> Result<&ProviderHold, DomainError> {
+        self.holds.get(&hold).ok_or(DomainError::UnknownHold)
+    }
+}
+
+impl Aggregate for Provider {
+    const KIND: AggregateKind = AggregateKind::Provider;
+    type Command = ProviderCommand;
+    type Event = ProviderEvent;
+
+    fn decide(
+        &self,
+        command: &ProviderCommand,
+        now: Timestamp,
+    ) -> Result<Vec<ProviderEvent>, DomainError> {
+        use ProviderCommand as C;
+        use ProviderEvent as E;
+        let event = match command {
+            C::Register(profile) => {
+                if self.profile.is_some() {
+                    return Err(DomainError::AlreadyRegistered);
+                }
+                profile.validate()?;
+                E::Registered(profile.clone())
+            }
+            C::SetCapacity { service, declared } => {
+                self.offered(*service)?;
+                self.check_declared(*service, i64::from(*declared))?;
+                E::CapacitySet {
+                    service: *service,
+                    declared: *declared,
+                }
+            }
+            C::AdjustCapacity { service, delta } => {
+                self.offered(*service)?;
+                if *delta == 0 {
+                    return Err(DomainError::invalid("delta", "must not be zero"));
+                }
+                let declared = i64::from(self.units(*service).declared) + i64::from(*delta);
+                self.check_declared(*service, declared)?;
+                E::CapacityAdjusted {
+                    service: *service,
+                    delta: *delta,
+                }
+            }
+            C::Suspend => {
+                self.registered()?;
+                if self.suspended {
+                    return Ok(vec![]);
+                }
+                E::Suspended
+            }
+            C::Resume => {
+                self.registered()?;
+                if !self.suspended {
+                    return Ok(vec![]);
+                }
+                E::Resumed
+            }
+            C::PlaceHold {
+                hold,
+                need,
+                service,
+                units,
+                expires_at,
+            } => {
+                self.offered(*service)?;
+                if self.suspended {
+                    return Err(DomainError::Suspended);
+                }
+                if self.holds.contains_key(hold) {
+                    return Err(DomainError::DuplicateHold);
+                }
+                if *units == 0 {
+                    return Err(DomainError::invalid("units", "must be at least 1"));
+                }
+                if *expires_at <= now {
+                    return Err(DomainError::invalid("expires_at", "must be in the future"));
+                }
+                let free = self.units(*service).free();
+                if *units > free {
+                    return Err(DomainError::InsufficientCapacity {
+                        requested: *units,
+                        free,
+                    });
+                }
+                E::HoldPlaced {
+                    hold: *hold,
+                    need: *need,
+                    service: *service,
+                    units: *units,
+                    expires_at: *expires_at,
+                }
+            }
+            C::ReleaseHold { hold, reason } => {
+                self.hold(*hold)?;
+                E::HoldReleased {
+                    hold: *hold,
+                    reason: *reason,
+                }
+            }
+            C::ConfirmHold { hold } => {
+                if now >= self.hold(*hold)?.expires_at {
+                    return Err(DomainError::HoldExpired);
+                }
+                E::HoldConfirmed { hold: *hold }
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut self, event: &ProviderEvent) -> Self {
+        use ProviderEvent as E;
+        match event {
+            E::Registered(profile) => self.profile = Some(profile.clone()),
+            E::CapacitySet { service, declared } => {
+                self.capacity.entry(*service).or_default().declared = *declared;
+            }
+            E::CapacityAdjusted { service, delta } => {
+                let units = self.capacity.entry(*service).or_default();
+                units.declared = units.declared.saturating_add_signed(*delta);
+            }
+            E::Suspended => self.suspended = true,
+            E::Resumed => self.suspended = false,
+            E::HoldPlaced {
+                hold,
+                need,
+                service,
+                units,
+                expires_at,
+            } => {
+                self.capacity.entry(*service).or_default().held += units;
+                self.holds.insert(
+                    *hold,
+                    ProviderHold {
+                        need: *need,
+                        service: *service,
+                        units: *units,
+                        expires_at: *expires_at,
+                    },
+                );
+            }
+            E::HoldReleased { hold, .. } => {
+                if let Some(h) = self.holds.remove(hold) {
+                    let units = self.capacity.entry(h.service).or_default();
+                    units.held = units.held.saturating_sub(h.units);
+                }
+            }
+            E::HoldConfirmed { hold } => {
+                if let Some(h) = self.holds.remove(hold) {
+                    let units = self.capacity.entry(h.service).or_default();
+                    units.held = units.held.saturating_sub(h.units);
+                    units.declared = units.declared.saturating_sub(h.units);
+                    units.placed = units.placed.saturating_add(h.units);
+                }
+            }
+        }
+        self
+    }
+
+    fn wrap(event: ProviderEvent) -> Event {
+        Event::Provider(event)
+    }
+
+    fn unwrap(event: &Event) -> Option<&ProviderEvent> {
+        match event {
+            Event::Provider(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! What intake asks for: needs, bundled per person, grouped per operation.
+
+use crate::error::DomainError;
+use crate::geo::{GeoPoint, Location, RegionCode};
+use crate::ids::{GroupId, NeedId, PlacementId};
+use crate::kinds::NeedKind;
+use crate::profile::Profile;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// How soon a need must be met. Ordered most urgent first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Urgency {
+    /// Tonight: a person without a safe place right now.
+    Immediate,
+    /// Within days.
+    Soon,
+    Routine,
+}
+
+/// Hard limits on where a need may be met.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Constraints {
+    /// Where the person is now (coarse).
+    pub origin: Location,
+    pub max_distance_km: Option<u32>,
+    /// Regions the person must not be placed in, for example where the trafficker is.
+    pub avoid_regions: BTreeSet<RegionCode>,
+    /// The need is useless after this instant.
+    pub needed_by: Option<Timestamp>,
+}
+
+impl Constraints {
+    pub fn validate(&self, field: &str) -> Result<(), DomainError> {
+        self.origin.validate(&format!("{field}.origin"))?;
+        if let Some(km) = self.max_distance_km {
+            if km == 0 || km > 5_000 {
+                return Err(DomainError::invalid(
+                    format!("{field}.max_distance_km"),
+                    "must be 1 to 5000",
+                ));
+            }
+        }
+        if self.avoid_regions.len() > 64 {
+            return Err(DomainError::invalid(
+                format!("{field}.avoid_regions"),
+                "at most 64 regions",
+            ));
+        }
+        for region in &self.avoid_regions {
+            region.validate(&format!("{field}.avoid_regions"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a site at `site` satisfies the place constraints.
+    pub fn allows_site(&self, site: &Location) -> bool {
+        !self.avoid_regions.contains(&site.region)
+            && self
+                .max_distance_km
+                .is_none_or(|max| self.origin.point.distance_km(&site.point) <= max)
+    }
+
+    pub fn distance_km(&self, site: &GeoPoint) -> u32 {
+        self.origin.point.distance_km(site)
+    }
+}
+
+/// One kind of help for one person or party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedSpec {
+    pub kind: NeedKind,
+    pub urgency: Urgency,
+    pub profile: Profile,
+    pub constraints: Constraints,
+    /// Units wanted per person (room-nights, for example); 1 for most needs.
+    pub units_per_person: u16,
+}
+
+/// The most units a need may ask for per person (a hotel stay of two weeks).
+pub const MAX_UNITS_PER_PERSON: u16 = 14;
+
+impl NeedSpec {
+    pub fn validate(&self, field: &str) -> Result<(), DomainError> {
+        self.profile.validate(&format!("{field}.profile"))?;
+        self.constraints.validate(&format!("{field}.constraints"))?;
+        if self.units_per_person == 0 || self.units_per_person > MAX_UNITS_PER_PERSON {
+            return Err(DomainError::invalid(
+                format!("{field}.units_per_person"),
+                format!("must be 1 to {MAX_UNITS_PER_PERSON}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Units the need occupies: party size times units per person.
+    pub fn units(&self) -> u32 {
+        u32::from(self.profile.party_size) * u32::from(self.units_per_person)
+    }
+}
+
+/// The bundle of needs of one person (or party), placed as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRequest {
+    pub placement: PlacementId,
+    pub profile: Profile,
+    pub constraints: Constraints,
+    pub urgency: Urgency,
+    /// Each need with the id the shell chose for it.
+    pub needs: Vec<(NeedId, NeedKind)>,
+}
+
+/// The most needs in one person's bundle.
+pub const MAX_NEEDS_PER_PERSON: usize = 8;
+
+impl PlacementRequest {
+    pub fn validate(&self, field: &str) -> Result<(), DomainError> {
+        self.profile.validate(&format!("{field}.profile"))?;
+        self.constraints.validate(&format!("{field}.constraints"))?;
+        if self.needs.is_empty() || self.needs.len() > MAX_NEEDS_PER_PERSON {
+            return Err(DomainError::invalid(
+                format!("{field}.needs"),
+                format!("must hold 1 to {MAX_NEEDS_PER_PERSON} needs"),
+            ));
+        }
+        let kinds: BTreeSet<_> = self.needs.iter().map(|(_, kind)| kind).collect();
+        if kinds.len() != self.needs.len() {
+            return Err(DomainError::invalid(
+                format!("{field}.needs"),
+                "lists a kind twice",
+            ));
+        }
+        let ids: BTreeSet<_> = self.needs.iter().map(|(id, _)| id).collect();
+        if ids.len() != self.needs.len() {
+            return Err(DomainError::invalid(
+                format!("{field}.needs"),
+                "repeats a need id",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Splits the bundle into one spec per need.
+    pub fn specs(&self) -> impl Iterator<Item = (NeedId, NeedSpec)> + '_ {
+        self.needs.iter().map(|(id, kind)| {
+            (
+                *id,
+                NeedSpec {
+                    kind: *kind,
+                    urgency: self.urgency,
+                    profile: self.profile.clone(),
+                    constraints: self.constraints.clone(),
+                    units_per_person: 1,
+                },
+            )
+        })
+    }
+}
+
+/// Whether people recovered together should be placed together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cohesion {
+    NoPreference,
+    KeepTogether,
+    /// Keep apart, for example when one may exert control over the others.
+    KeepApart,
+}
+
+/// Several people recovered together (one operation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRequest {
+    pub group: GroupId,
+    pub cohesion: Cohesion,
+    pub people: Vec<PlacementRequest>,
+}
+
+/// The most people in one group request (one operation recovered 15).
+pub const MAX_GROUP_SIZE: usize = 100;
+
+impl GroupRequest {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.people.is_empty() || self.people.len() > MAX_GROUP_SIZE {
+            return Err(DomainError::invalid(
+                "people",
+                format!("must hold 1 to {MAX_GROUP_SIZE} people"),
+            ));
+        }
+        for (i, person) in self.people.iter().enumerate() {
+            person.validate(&format!("people[{i}]"))?;
+        }
+        let placements: BTreeSet<_> = self.people.iter().map(|p| p.placement).collect();
+        let needs: BTreeSet<_> = self
+            .people
+            .iter()
+            .flat_map(|p| p.needs.iter().map(|(id, _)| id))
+            .collect();
+        let need_count: usize = self.people.iter().map(|p| p.needs.len()).sum();
+        if placements.len() != self.people.len() || needs.len() != need_count {
+            return Err(DomainError::invalid(
+                "people",
+                "repeats a placement or need id",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! The rules of each aggregate, one example at a time (given / when / then).
+
+use refer_domain::donation::{Donation, DonationCommand, DonationEvent};
+use refer_domain::ids::{DonationId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
+use refer_domain::kinds::ServiceKind;
+use refer_domain::need::{
+    DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target,
+};
+use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent, ReleaseReason};
+use refer_domain::sample::{self, NIGHT};
+use refer_domain::spec::given;
+use refer_domain::DomainError;
+
+const BED: ServiceKind = ServiceKind::ShelterBed;
+const HOLD: HoldId = HoldId::from_u128(7);
+const NEED: NeedId = NeedId::from_u128(8);
+
+fn registered_provider(beds: u32) -> Vec<ProviderEvent> {
+    vec![
+        ProviderEvent::Registered(sample::shelter(OrgId::from_u128(1))),
+        ProviderEvent::CapacitySet {
+            service: BED,
+            declared: beds,
+        },
+    ]
+}
+
+fn place(units: u32, minutes: i64) -> ProviderCommand {
+    ProviderCommand::PlaceHold {
+        hold: HOLD,
+        need: NEED,
+        service: BED,
+        units,
+        expires_at: NIGHT.plus_secs(minutes * 60),
+    }
+}
+
+#[test]
+fn a_hold_takes_free_beds_and_acceptance_consumes_them() {
+    let held = given::<Provider>(registered_provider(3))
+        .when(&place(2, 15), NIGHT)
+        .then_expect([ProviderEvent::HoldPlaced {
+            hold: HOLD,
+            need: NEED,
+            service: BED,
+            units: 2,
+            expires_at: NIGHT.plus_secs(900),
+        }]);
+    assert_eq!(held.units(BED).free(), 1);
+    let mut history = registered_provider(3);
+    history.push(ProviderEvent::HoldPlaced {
+        hold: HOLD,
+        need: NEED,
+        service: BED,
+        units: 2,
+        expires_at: NIGHT.plus_secs(900),
+    });
+    let accepted = given::<Provider>(history)
+        .when(
+            &ProviderCommand::ConfirmHold { hold: HOLD },
+            NIGHT.plus_secs(60),
+        )
+        .then_expect([ProviderEvent::HoldConfirmed { hold: HOLD }]);
+    let units = accepted.units(BED);
+    assert_eq!(
+        (units.declared, units.held, units.placed, units.free()),
+        (1, 0, 2, 1)
+    );
+}
+
+#[test]
+fn a_hold_never_exceeds_free_capacity() {
+    given::<Provider>(registered_provider(1))
+        .when(&place(2, 15), NIGHT)
+        .then_error(DomainError::InsufficientCapacity {
+            requested: 2,
+            free: 1,
+        });
+}
+
+#[test]
+fn capacity_cannot_drop_below_what_is_held() {
+    let mut history = registered_provider(2);
+    history.push(ProviderEvent::HoldPlaced {
+        hold: HOLD,
+        need: NEED,
+        service: BED,
+        units: 2,
+        expires_at: NIGHT.plus_secs(900),
+    });
+    given::<Provider>(history.clone())
+        .when(
+            &ProviderCommand::SetCapacity {
+                service: BED,
+                declared: 1,
+            },
+            NIGHT,
+        )
+        .then_error(DomainError::CapacityBelowHeld {
+            declared: 1,
+            held: 2,
+        });
+    given::<Provider>(history)
+        .when(
+            &ProviderCommand::AdjustCapacity {
+                service: BED,
+                delta: -1,
+            },
+            NIGHT,
+        )
+        .then_error(DomainError::CapacityBelowHeld {
+            declared: 1,
+            held: 2,
+        });
+}
+
+#[test]
+fn a_suspended_provider_gets_no_new_holds_and_unoffered_services_are_refused() {
+    let mut history = registered_provider(5);
+    history.push(ProviderEvent::Suspended);
+    given::<Provider>(history)
+        .when(&place(1, 15), NIGHT)
+        .then_error(DomainError::Suspended);
+    given::<Provider>(registered_provider(5))
+        .when(
+            &ProviderCommand::SetCapacity {
+                service: ServiceKind::Legal,
+                declared: 1,
+            },
+            NIGHT,
+        )
+        .then_error(DomainError::ServiceNotOffered(ServiceKind::Legal));
+}
+
+#[test]
+fn accepting_after_the_deadline_fails() {
+    let mut history = registered_provider(1);
+    history.push(ProviderEvent::HoldPlaced {
+        hold: HOLD,
+        need: NEED,
+        service: BED,
+        units: 1,
+        expires_at: NIGHT.plus_secs(900),
+    });
+    given::<Provider>(history)
+        .when(
+            &ProviderCommand::ConfirmHold { hold: HOLD },
+            NIGHT.plus_secs(900),
+        )
+        .then_error(DomainError::HoldExpired);
+}
+
+#[test]
+fn registration_is_validated_field_by_field() {
+    let mut profile = sample::shelter(OrgId::from_u128(1));
+    profile.name = String::new();
+    given::<Provider>([])
+        .when(&ProviderCommand::Register(profile), NIGHT)
+        .then_invalid("name");
+    let mut profile = sample::shelter(OrgId::from_u128(1));
+    profile.eligibility.languages.clear();
+    given::<Provider>([])
+        .when(&ProviderCommand::Register(profile), NIGHT)
+        .then_invalid("eligibility.languages");
+    given::<Provider>([])
+        .when(&place(1, 15), NIGHT)
+        .then_error(DomainError::NotRegistered);
+}
+
+#[test]
+fn donations_are_held_only_inside_their_window_and_per_need_limit() {
+    let offer = sample::hotel_rooms(OrgId::from_u128(2));
+    let end = offer.window.end;
+    let history = vec![DonationEvent::Registered(offer.clone())];
+    let hold = |units, expires_at| DonationCommand::PlaceHold {
+        hold: HOLD,
+        need: NEED,
+        units,
+        expires_at,
+    };
+    given::<Donation>(history.clone())
+        .when(
+            &hold(1, offer.window.start.plus_secs(60)),
+            offer.window.start.plus_secs(-1),
+        )
+        .then_error(DomainError::OutsideWindow);
+    given::<Donation>(history.clone())
+        .when(&hold(1, end.plus_secs(1)), end.plus_secs(-60))
+        .then_error(DomainError::OutsideWindow);
+    given::<Donation>(history.clone())
+        .when(&hold(4, NIGHT.plus_secs(900)), NIGHT)
+        .then_error(DomainError::OverPerNeedLimit { max: 3 });
+    let state = given::<Donation>(history)
+        .when(&hold(3, NIGHT.plus_secs(900)), NIGHT)
+        .then_expect([DonationEvent::HoldPlaced {
+            hold: HOLD,
+            need: NEED,
+            units: 3,
+            expires_at: NIGHT.plus_secs(900),
+        }]);
+    assert_eq!(state.free(), 7);
+}
+
+#[test]
+fn withdrawing_a_donation_releases_its_pending_holds() {
+    let offer = sample::hotel_rooms(OrgId::from_u128(2));
+    let history = vec![
+        DonationEvent::Registered(offer),
+        DonationEvent::HoldPlaced {
+            hold: HOLD,
+            need: NEED,
+            units: 1,
+            expires_at: NIGHT.plus_secs(900),
+        },
+    ];
+    let state = given::<Donation>(history)
+        .when(&DonationCommand::Withdraw, NIGHT)
+        .then_expect([
+            DonationEvent::Withdrawn,
+            DonationEvent::HoldReleased {
+                hold: HOLD,
+                reason: ReleaseReason::Withdrawn,
+            },
+        ]);
+    assert_eq!((state.free(), state.held), (0, 0));
+}
+
+fn requested() -> Vec<NeedEvent> {
+    vec![NeedEvent::Requested(sample::shelter_need(
+        OrgId::from_u128(3),
+        PlacementId::from_u128(4),
+        None,
+    ))]
+}
+
+fn proposal(target: Target) -> Proposal {
+    Proposal {
+        target,
+        hold: HOLD,
+        deadline: NIGHT.plus_secs(900),
+    }
+}
+
+#[test]
+fn a_declined_need_is_never_proposed_to_the_same_provider_again() {
+    let shelter = Target::Provider(ProviderId::from_u128(5));
+    let mut history = requested();
+    history.push(NeedEvent::Proposed(proposal(shelter)));
+    let declined = given::<Need>(history.clone())
+        .when(
+            &NeedCommand::Decline {
+                by: shelter,
+                reason: DeclineReason::NoCapacity,
+            },
+            NIGHT,
+        )
+        .then_expect([NeedEvent::Declined {
+            proposal: proposal(shelter),
+            reason: DeclineReason::NoCapacity,
+        }]);
+    assert_eq!(declined.status, NeedStatus::Declined);
+    history.push(NeedEvent::Declined {
+        proposal: proposal(shelter),
+        reason: DeclineReason::NoCapacity,
+    });
+    given::<Need>(history.clone())
+        .when(&NeedCommand::Propose(proposal(shelter)), NIGHT)
+        .then_error(DomainError::TargetExcluded);
+    let hotel = Target::Donation(DonationId::from_u128(6));
+    given::<Need>(history)
+        .when(&NeedCommand::Propose(proposal(hotel)), NIGHT)
+        .then_expect([NeedEvent::Proposed(proposal(hotel))]);
+}
+
+#[test]
+fn only_the_target_may_answer_and_expiry_waits_for_the_deadline() {
+    let shelter = Target::Provider(ProviderId::from_u128(5));
+    let other = Target::Provider(ProviderId::from_u128(9));
+    let mut history = requested();
+    history.push(NeedEvent::Proposed(proposal(shelter)));
+    given::<Need>(history.clone())
+        .when(&NeedCommand::Accept { by: other }, NIGHT)
+        .then_error(DomainError::WrongTarget);
+    given::<Need>(history.clone())
+        .when(&NeedCommand::Expire, NIGHT.plus_secs(899))
+        .then_error(DomainError::HoldNotExpired);
+    given::<Need>(history.clone())
+        .when(&NeedCommand::Expire, NIGHT.plus_secs(900))
+        .then_expect([NeedEvent::Expired(proposal(shelter))]);
+    given::<Need>(history)
+        .when(&NeedCommand::Cancel, NIGHT)
+        .then_expect([NeedEvent::Cancelled {
+            pending: Some(proposal(shelter)),
+        }]);
+}
+
+#[test]
+fn final_states_stay_final() {
+    let mut history = requested();
+    history.push(NeedEvent::Cancelled { pending: None });
+    for command in [
+        NeedCommand::Cancel,
+        NeedCommand::Waitlist,
+        NeedCommand::Fulfil,
+        NeedCommand::Expire,
+    ] {
+        let err = given::<Need>(history.clone()).when(&command, NIGHT);
+        err.then_error(DomainError::InvalidTransition {
+            from: NeedStatus::Cancelled,
+            action: match command {
+                NeedCommand::Cancel => "cancel",
+                NeedCommand::Waitlist => "waitlist",
+                NeedCommand::Fulfil => "fulfil",
+                _ => "expire",
+            },
+        });
+    }
+}
+
+#[test]
+fn a_need_request_names_its_invalid_field() {
+    let mut request = sample::shelter_need(OrgId::from_u128(3), PlacementId::from_u128(4), None);
+    request.spec.profile.party_size = 0;
+    given::<Need>([])
+        .when(&NeedCommand::Request(request), NIGHT)
+        .then_invalid("spec.profile.party_size");
+}
