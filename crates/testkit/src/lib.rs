@@ -1,1 +1,248 @@
+//! A private `nats-server` with JetStream for each test.
+//!
+//! Every test gets its own server on a free port with its own temporary store,
+//! so tests run in parallel and never see each other's (or the machine's)
+//! streams. The server is stopped when the handle is dropped.
+//!
+//! The binary is found in this order: `$REFER_NATS_SERVER`, the repository's
+//! `.tools/bin/nats-server` (put there by `scripts/install-nats`), then
+//! `nats-server` on `PATH`. It must be 2.10 or newer.
 #![forbid(unsafe_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TestkitError {
+    #[error("no usable nats-server: {0}. Run scripts/install-nats (or set REFER_NATS_SERVER).")]
+    NoServer(String),
+    #[error("nats-server did not become ready within {timeout:?}; its log ends with:\n{log}")]
+    NotReady { timeout: Duration, log: String },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the test server stores data.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerOptions {
+    /// `sync_interval: always`: fsync every write before acknowledging it, the
+    /// durable setting. Without it JetStream acks before fsync (2-minute sync).
+    pub fsync_always: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { fsync_always: true }
+    }
+}
+
+/// A running `nats-server` owned by one test.
+pub struct NatsServer {
+    bin: PathBuf,
+    dir: TempDir,
+    port: u16,
+    options: ServerOptions,
+    child: Option<Child>,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl NatsServer {
+    /// Starts a durable server (fsync before ack) on a free port.
+    pub async fn start() -> Result<Self, TestkitError> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Result<Self, TestkitError> {
+        let bin = server_binary()?;
+        // A port picked now may be taken before the server binds it; try again then.
+        let mut last_err = None;
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new().prefix("refer-nats-").tempdir()?;
+            let mut server = Self {
+                bin: bin.clone(),
+                dir,
+                port: free_port()?,
+                options,
+                child: None,
+            };
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                Err(err) => last_err = Some(err),
+            }
+        }
+        Err(last_err.expect("at least one attempt"))
+    }
+
+    /// `nats://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The JetStream store directory (survives restarts of this server).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
+    /// A client that retries its first connection and reconnects quickly
+    /// after a server restart.
+    pub async fn connect(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|attempt| {
+                Duration::from_millis((50 * attempt as u64).min(500))
+            })
+            .connect(self.url())
+            .await
+            .expect("connect to the test nats-server")
+    }
+
+    /// Kills the server with SIGKILL, as a crash would. Data acknowledged with
+    /// `fsync_always` survives; `restart` brings it back on the same port.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop();
+        self.launch().await
+    }
+
+    /// The server's log so far (for diagnosing a failed test).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+
+    fn config(&self) -> String {
+        let sync = if self.options.fsync_always {
+            "  sync_interval: always\n"
+        } else {
+            ""
+        };
+        format!(
+            "listen: 127.0.0.1:{port}\nserver_name: refer-test-{port}\nlog_file: \"{log}\"\n\
+             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n",
+            port = self.port,
+            log = self.log_path().display(),
+            store = self.store_dir().display(),
+        )
+    }
+
+    async fn launch(&mut self) -> Result<(), TestkitError> {
+        let config_path = self.dir.path().join("nats.conf");
+        fs::write(&config_path, self.config())?;
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+            }
+            if self.jetstream_ready().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(TestkitError::NotReady {
+            timeout: READY_TIMEOUT,
+            log: tail(&self.log(), 20),
+        })
+    }
+
+    async fn jetstream_ready(&self) -> bool {
+        let connect = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_millis(500))
+            .connect(self.url());
+        let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
+            return false;
+        };
+        let js = async_nats::jetstream::new(client);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), js.query_account()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Finds a nats-server of version 2.10 or newer.
+pub fn server_binary() -> Result<PathBuf, TestkitError> {
+    let repo_tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/nats-server");
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("REFER_NATS_SERVER") {
+        candidates.push(PathBuf::from(path));
+    }
+    candidates.push(repo_tools);
+    candidates.push(PathBuf::from("nats-server"));
+    let mut seen = Vec::new();
+    for candidate in candidates {
+        match version(&candidate) {
+            Some((major, minor)) if (major, minor) >= (2, 10) => return Ok(candidate),
+            Some((major, minor)) => {
+                seen.push(format!("{} is {major}.{minor}", candidate.display()))
+            }
+            None => {}
+        }
+    }
+    Err(TestkitError::NoServer(if seen.is_empty() {
+        "none found".into()
+    } else {
+        format!("{}; 2.10 or newer is required", seen.join(", "))
+    }))
+}
+
+fn version(bin: &Path) -> Option<(u32, u32)> {
+    let output = Command::new(bin).arg("--version").output().ok()?;
+    let line = BufReader::new(&output.stdout[..]).lines().next()?.ok()?;
+    // "nats-server: v2.15.1"
+    let v = line.rsplit('v').next()?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
