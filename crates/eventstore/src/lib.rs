@@ -1,1 +1,16 @@
+//! Refer's event store: JetStream is the source of truth, sled holds only
+//! what can be rebuilt from it (snapshots, idempotency records, projection
+//! checkpoints). See `docs/architecture.md`.
 #![forbid(unsafe_code)]
+
+mod error;
+mod local;
+mod store;
+mod stream;
+mod subscriber;
+
+pub use error::StoreError;
+pub use local::{LocalState, SNAPSHOT_FORMAT};
+pub use store::{EventStore, Executed, Loaded, Outcome, Recorded};
+pub use stream::StreamSettings;
+pub use subscriber::{Projection, Subscriber};

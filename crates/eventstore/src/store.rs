@@ -1,0 +1,390 @@
+//! Appending and loading aggregates on JetStream.
+
+use crate::error::StoreError;
+use crate::local::LocalState;
+use crate::stream::StreamSettings;
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use refer_domain::ids::EventId;
+use refer_domain::{
+    decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey,
+};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// One message of the stream: the events of one command, at its sequence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    pub seq: u64,
+    pub events: Vec<Envelope>,
+}
+
+/// An aggregate's state at a version (the stream sequence of its last commit;
+/// 0 when it has none).
+#[derive(Clone, Debug)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: u64,
+    /// Idempotency keys of commands folded in after the snapshot, with the
+    /// version each was applied at.
+    keys: BTreeSet<(IdempotencyKey, u64)>,
+    /// Commits read from the stream to reach this state.
+    pub replayed: usize,
+}
+
+impl<A> Loaded<A> {
+    fn applied(&self, key: &IdempotencyKey) -> Option<u64> {
+        self.keys.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// New events were appended.
+    Applied,
+    /// A command with the same idempotency key was applied before; nothing new.
+    Duplicate,
+    /// The command was valid and changed nothing (suspending a suspended provider).
+    NoChange,
+}
+
+#[derive(Clone, Debug)]
+pub struct Executed<A> {
+    pub state: A,
+    pub version: u64,
+    pub events: Vec<Envelope>,
+    pub outcome: Outcome,
+}
+
+/// How many times `execute` reloads and re-decides after losing a race. Each
+/// lost race means another writer made progress, so this only runs out under
+/// extreme contention on one aggregate; then the caller gets the conflict.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// The event store: JetStream as the source of truth, sled for what can be rebuilt.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    settings: StreamSettings,
+    local: LocalState,
+}
+
+impl EventStore {
+    /// Ensures the stream exists and opens local state in `db`.
+    pub async fn open(
+        client: async_nats::Client,
+        settings: StreamSettings,
+        db: sled::Db,
+    ) -> Result<Self, StoreError> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(client);
+        let stream = settings.ensure(&js).await?;
+        Ok(Self {
+            js,
+            stream,
+            settings,
+            local: LocalState::open(db)?,
+        })
+    }
+
+    pub fn settings(&self) -> &StreamSettings {
+        &self.settings
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn local(&self) -> &LocalState {
+        &self.local
+    }
+
+    /// Appends the events of one command as one message, only if the
+    /// aggregate is still at `expected` (optimistic concurrency). The message
+    /// id is the command's idempotency key (or its first event id), so the
+    /// server drops a resend inside its duplicate window.
+    pub async fn append(
+        &self,
+        expected: u64,
+        events: &[Envelope],
+    ) -> Result<(u64, bool), StoreError> {
+        let payload = encode_commit(events).map_err(StoreError::Encode)?;
+        let first = &events[0];
+        let aggregate = first.aggregate;
+        let msg_id = match &first.idempotency_key {
+            Some(key) => format!("{aggregate}/{}", key.as_str()),
+            None => format!("{aggregate}/{}", first.event_id),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
+        let subject = self.settings.subject(&aggregate);
+        let ack = match self
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+        {
+            Ok(future) => future.await,
+            Err(err) => Err(err),
+        };
+        match ack {
+            Ok(ack) => Ok((ack.sequence, ack.duplicate)),
+            Err(err) => Err(match err.kind() {
+                PublishErrorKind::WrongLastSequence => StoreError::Conflict {
+                    aggregate,
+                    expected,
+                    actual: self.version(&aggregate).await.unwrap_or(0),
+                },
+                PublishErrorKind::MaxPayloadExceeded => {
+                    StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))
+                }
+                PublishErrorKind::StreamNotFound => {
+                    StoreError::Setup(format!("stream {} is missing", self.settings.name))
+                }
+                _ => StoreError::Unavailable(err.to_string()),
+            }),
+        }
+    }
+
+    /// The aggregate's current version (0 if it has no events).
+    pub async fn version(&self, aggregate: &AggregateRef) -> Result<u64, StoreError> {
+        match self
+            .stream
+            .direct_get_last_for_subject(self.settings.subject(aggregate))
+            .await
+        {
+            Ok(msg) => Ok(msg.sequence),
+            Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => Ok(0),
+            Err(err) => Err(StoreError::Unavailable(err.to_string())),
+        }
+    }
+
+    /// The aggregate's commits after version `after`, in order.
+    pub async fn history(
+        &self,
+        aggregate: &AggregateRef,
+        after: u64,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let subject = self.settings.subject(aggregate);
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        loop {
+            match self
+                .stream
+                .direct_get_next_for_subject(subject.as_str(), Some(next))
+                .await
+            {
+                Ok(msg) => {
+                    let events =
+                        decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt {
+                            seq: msg.sequence,
+                            source,
+                        })?;
+                    next = msg.sequence + 1;
+                    out.push(Recorded {
+                        seq: msg.sequence,
+                        events,
+                    });
+                }
+                Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => return Ok(out),
+                Err(err) => return Err(StoreError::Unavailable(err.to_string())),
+            }
+        }
+    }
+
+    /// Loads an aggregate: its snapshot, if any, then the commits after it.
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, StoreError> {
+        let aggregate = AggregateRef { kind: A::KIND, id };
+        let (version, state) = self.local.snapshot::<A>(&aggregate)?.unwrap_or_default();
+        let commits = self.history(&aggregate, version).await?;
+        let mut loaded = Loaded {
+            state,
+            version,
+            keys: BTreeSet::new(),
+            replayed: commits.len(),
+        };
+        for commit in commits {
+            if let Some(key) = commit
+                .events
+                .first()
+                .and_then(|e| e.idempotency_key.clone())
+            {
+                loaded.keys.insert((key, commit.seq));
+            }
+            for envelope in &commit.events {
+                if let Some(event) = A::unwrap(&envelope.event) {
+                    loaded.state = loaded.state.evolve(event);
+                }
+            }
+            loaded.version = commit.seq;
+        }
+        if loaded.replayed > 0 {
+            self.local
+                .record(&aggregate, loaded.version, &loaded.state, &loaded.keys)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Runs one command: load, decide at `meta.occurred_at`, append.
+    ///
+    /// With an idempotency key, a command already applied returns
+    /// `Outcome::Duplicate` and appends nothing: the key is checked in the
+    /// local record and in the commits read since the snapshot, so the check
+    /// holds beyond the server's duplicate window and after sled is lost.
+    ///
+    /// With `expected` set, the aggregate must be at that version (the client
+    /// read it and decided on it); otherwise a lost race is retried by
+    /// reloading and deciding again.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        id: Uuid,
+        command: &A::Command,
+        meta: &CommandMeta,
+        expected: Option<u64>,
+    ) -> Result<Executed<A>, StoreError> {
+        let aggregate = AggregateRef { kind: A::KIND, id };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self.load::<A>(id).await?;
+            if let Some(key) = &meta.idempotency_key {
+                if self.local.applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some() {
+                    return Ok(Executed {
+                        state: loaded.state,
+                        version: loaded.version,
+                        events: vec![],
+                        outcome: Outcome::Duplicate,
+                    });
+                }
+            }
+            if let Some(expected) = expected {
+                if expected != loaded.version {
+                    return Err(StoreError::Conflict {
+                        aggregate,
+                        expected,
+                        actual: loaded.version,
+                    });
+                }
+            }
+            let events = loaded.state.decide(command, meta.occurred_at)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    state: loaded.state,
+                    version: loaded.version,
+                    events: vec![],
+                    outcome: Outcome::NoChange,
+                });
+            }
+            let envelopes: Vec<Envelope> = events
+                .into_iter()
+                .map(|event| {
+                    Envelope::new(
+                        EventId::from_uuid(Uuid::new_v4()),
+                        aggregate,
+                        meta,
+                        A::wrap(event),
+                    )
+                })
+                .collect();
+            match self.append(loaded.version, &envelopes).await {
+                Ok((version, duplicate)) => {
+                    if duplicate {
+                        // The server saw this message id before: an earlier try landed.
+                        let state = self.load::<A>(id).await?;
+                        return Ok(Executed {
+                            state: state.state,
+                            version: state.version,
+                            events: vec![],
+                            outcome: Outcome::Duplicate,
+                        });
+                    }
+                    let state = envelopes
+                        .iter()
+                        .filter_map(|e| A::unwrap(&e.event))
+                        .fold(loaded.state, |state, event| state.evolve(event));
+                    let mut keys = loaded.keys;
+                    if let Some(key) = &meta.idempotency_key {
+                        keys.insert((key.clone(), version));
+                    }
+                    self.local.record(&aggregate, version, &state, &keys)?;
+                    return Ok(Executed {
+                        state,
+                        version,
+                        events: envelopes,
+                        outcome: Outcome::Applied,
+                    });
+                }
+                Err(StoreError::Conflict { .. })
+                    if expected.is_none() && attempt < MAX_ATTEMPTS =>
+                {
+                    tracing::debug!(%aggregate, attempt, "lost an append race; reloading");
+                    // Jittered backoff, so writers that collided spread out.
+                    let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
+                    tokio::time::sleep(Duration::from_micros(
+                        200 * u64::from(attempt.min(10)) + jitter,
+                    ))
+                    .await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Every commit of the stream with a sequence in `(after, upto]`, read
+    /// with an ordered consumer (for rebuilds, audits and tests).
+    pub async fn read_all(&self, after: u64, upto: u64) -> Result<Vec<Recorded>, StoreError> {
+        use futures::StreamExt;
+        let mut out = Vec::new();
+        if upto <= after {
+            return Ok(out);
+        }
+        let consumer = self
+            .stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        while let Some(msg) = messages.next().await {
+            let msg = msg.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let seq = msg
+                .info()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .stream_sequence;
+            let events = decode_commit(&msg.payload)
+                .map_err(|source| StoreError::Corrupt { seq, source })?;
+            out.push(Recorded { seq, events });
+            if seq >= upto {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sequence of the last message in the stream.
+    pub async fn last_sequence(&self) -> Result<u64, StoreError> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+}

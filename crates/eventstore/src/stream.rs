@@ -1,0 +1,92 @@
+//! The one domain stream and its subjects.
+
+use crate::error::StoreError;
+use async_nats::jetstream::{self, stream};
+use refer_domain::event::MAX_COMMIT_BYTES;
+use refer_domain::AggregateRef;
+use std::time::Duration;
+
+/// How the domain stream is laid out on the server.
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    /// Stream name; tests and deployments choose their own.
+    pub name: String,
+    /// Subject prefix: aggregates live under `<prefix>.<kind>.<id>`.
+    pub prefix: String,
+    /// 1 for a single server, 3 for the compose cluster.
+    pub replicas: usize,
+    /// The server's own de-duplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            name: "REFER".into(),
+            prefix: "refer".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl StreamSettings {
+    pub fn subject(&self, aggregate: &AggregateRef) -> String {
+        format!(
+            "{}.{}.{}",
+            self.prefix,
+            aggregate.kind.token(),
+            aggregate.id.as_simple()
+        )
+    }
+
+    /// Every subject of the stream.
+    pub fn all_subjects(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: vec![self.all_subjects()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            // The log is the source of truth: nothing is ever deleted or purged.
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            max_message_size: (MAX_COMMIT_BYTES + 4096) as i32,
+            description: Some("Refer domain events: one subject per aggregate".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates the stream, or checks that the existing one has our subjects.
+    pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
+        let mut stream = js
+            .get_or_create_stream(self.config())
+            .await
+            .map_err(|e| StoreError::Setup(format!("stream {}: {e}", self.name)))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        if !info.config.subjects.contains(&self.all_subjects()) {
+            return Err(StoreError::Setup(format!(
+                "stream {} exists with subjects {:?}, not {}",
+                self.name,
+                info.config.subjects,
+                self.all_subjects()
+            )));
+        }
+        if !info.config.allow_direct {
+            return Err(StoreError::Setup(format!(
+                "stream {} must allow direct get",
+                self.name
+            )));
+        }
+        Ok(stream)
+    }
+}

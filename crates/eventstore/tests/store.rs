@@ -1,0 +1,547 @@
+//! The event store against a real nats-server (one private server per test).
+
+use refer_domain::ids::{CorrelationId, EventId, OrgId};
+use refer_domain::kinds::ServiceKind;
+use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent};
+use refer_domain::sample::{self, NIGHT};
+use refer_domain::{AggregateKind, AggregateRef, CommandMeta, Envelope, Event, IdempotencyKey};
+use refer_eventstore::{
+    EventStore, Outcome, Projection, Recorded, StoreError, StreamSettings, Subscriber,
+};
+use refer_testkit::NatsServer;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const BED: ServiceKind = ServiceKind::ShelterBed;
+
+async fn open_store(server: &NatsServer, dir: &Path, settings: StreamSettings) -> EventStore {
+    let db = sled::open(dir).expect("open sled");
+    EventStore::open(server.connect().await, settings, db)
+        .await
+        .expect("open store")
+}
+
+fn meta(key: Option<&str>) -> CommandMeta {
+    CommandMeta {
+        occurred_at: NIGHT,
+        correlation_id: CorrelationId::from_u128(1),
+        causation_id: None,
+        idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
+    }
+}
+
+async fn register(store: &EventStore, id: Uuid, beds: u32) {
+    store
+        .execute::<Provider>(
+            id,
+            &ProviderCommand::Register(sample::shelter(OrgId::from_u128(1))),
+            &meta(None),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .execute::<Provider>(
+            id,
+            &ProviderCommand::SetCapacity {
+                service: BED,
+                declared: beds,
+            },
+            &meta(None),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+fn adjust(delta: i32) -> ProviderCommand {
+    ProviderCommand::AdjustCapacity {
+        service: BED,
+        delta,
+    }
+}
+
+#[tokio::test]
+async fn appended_commands_load_back_and_snapshots_spare_the_replay() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 3).await;
+    let done = store
+        .execute::<Provider>(id, &adjust(2), &meta(None), None)
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, Outcome::Applied);
+    assert_eq!(done.state.units(BED).declared, 5);
+
+    let loaded = store.load::<Provider>(id).await.unwrap();
+    assert_eq!(loaded.state, done.state);
+    assert_eq!(loaded.version, done.version);
+    assert_eq!(
+        loaded.replayed, 0,
+        "the snapshot written at append time is current"
+    );
+
+    let history = store
+        .history(
+            &AggregateRef {
+                kind: AggregateKind::Provider,
+                id,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let types: Vec<_> = history
+        .iter()
+        .flat_map(|c| c.events.iter().map(|e| e.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "provider.registered",
+            "provider.capacity_set",
+            "provider.capacity_adjusted"
+        ]
+    );
+    assert_eq!(history.last().unwrap().seq, done.version);
+}
+
+#[tokio::test]
+async fn domain_errors_append_nothing() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 1).await;
+    let before = store.last_sequence().await.unwrap();
+    let err = store
+        .execute::<Provider>(id, &adjust(-2), &meta(None), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Domain(_)), "{err}");
+    assert_eq!(store.last_sequence().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn concurrent_appends_at_one_version_have_exactly_one_winner() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 0).await;
+    let aggregate = AggregateRef {
+        kind: AggregateKind::Provider,
+        id,
+    };
+    for round in 0..5u128 {
+        let version = store.version(&aggregate).await.unwrap();
+        let tasks: Vec<_> = (0..8u128)
+            .map(|writer| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let event = Event::Provider(ProviderEvent::CapacityAdjusted {
+                        service: BED,
+                        delta: 1,
+                    });
+                    let envelope = Envelope::new(
+                        EventId::from_u128(round * 100 + writer),
+                        aggregate,
+                        &meta(None),
+                        event,
+                    );
+                    store.append(version, &[envelope]).await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(StoreError::Conflict {
+                    expected, actual, ..
+                }) => {
+                    assert_eq!(expected, version);
+                    assert!(actual > version);
+                }
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+    assert_eq!(
+        store
+            .load::<Provider>(id)
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .declared,
+        5
+    );
+}
+
+#[tokio::test]
+async fn concurrent_commands_lose_no_update() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 0).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .execute::<Provider>(id, &adjust(1), &meta(None), None)
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().outcome, Outcome::Applied);
+    }
+    assert_eq!(
+        store
+            .load::<Provider>(id)
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .declared,
+        20
+    );
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 2).await;
+    let seen = store.load::<Provider>(id).await.unwrap().version;
+    store
+        .execute::<Provider>(id, &adjust(1), &meta(None), None)
+        .await
+        .unwrap();
+    let set = ProviderCommand::SetCapacity {
+        service: BED,
+        declared: 9,
+    };
+    let err = store
+        .execute::<Provider>(id, &set, &meta(None), Some(seen))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { expected, .. } if expected == seen),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        store
+            .load::<Provider>(id)
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .declared,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_retried_command_is_applied_once_even_past_the_duplicate_window_and_without_sled() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StreamSettings {
+        duplicate_window: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let id = Uuid::new_v4();
+    {
+        let store = open_store(&server, dir.path(), settings.clone()).await;
+        register(&store, id, 0).await;
+        let first = store
+            .execute::<Provider>(id, &adjust(1), &meta(Some("night-7")), None)
+            .await
+            .unwrap();
+        assert_eq!(first.outcome, Outcome::Applied);
+        let again = store
+            .execute::<Provider>(id, &adjust(1), &meta(Some("night-7")), None)
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::Duplicate);
+        // Past the server's window, only our own record stops it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let late = store
+            .execute::<Provider>(id, &adjust(1), &meta(Some("night-7")), None)
+            .await
+            .unwrap();
+        assert_eq!(late.outcome, Outcome::Duplicate);
+        assert_eq!(late.state.units(BED).declared, 1);
+    }
+    // With the sled directory gone, the stream's own history still knows the key.
+    let fresh = tempfile::tempdir().unwrap();
+    let store = open_store(&server, fresh.path(), settings).await;
+    let retry = store
+        .execute::<Provider>(id, &adjust(1), &meta(Some("night-7")), None)
+        .await
+        .unwrap();
+    assert_eq!(retry.outcome, Outcome::Duplicate);
+    let other = store
+        .execute::<Provider>(id, &adjust(1), &meta(Some("night-8")), None)
+        .await
+        .unwrap();
+    assert_eq!(other.outcome, Outcome::Applied);
+    assert_eq!(other.state.units(BED).declared, 2);
+}
+
+/// Free beds per provider and the number of commits applied, persisted in
+/// the subscriber's tree.
+#[derive(Default, Debug, PartialEq)]
+struct FreeBeds {
+    free: BTreeMap<Uuid, u32>,
+    commits: u64,
+    dirty: Vec<Uuid>,
+}
+
+impl FreeBeds {
+    fn restore(tree: &sled::Tree) -> Self {
+        let mut me = Self::default();
+        for entry in tree.scan_prefix(b"p/") {
+            let (k, v) = entry.unwrap();
+            let id = Uuid::from_slice(&k[2..]).unwrap();
+            me.free
+                .insert(id, u32::from_be_bytes(v.as_ref().try_into().unwrap()));
+        }
+        if let Some(v) = tree.get(b"commits").unwrap() {
+            me.commits = u64::from_be_bytes(v.as_ref().try_into().unwrap());
+        }
+        me
+    }
+}
+
+impl Projection for FreeBeds {
+    fn apply(&mut self, commit: &Recorded) {
+        self.commits += 1;
+        for envelope in &commit.events {
+            let id = envelope.aggregate.id;
+            let free = self.free.entry(id).or_default();
+            match &envelope.event {
+                Event::Provider(ProviderEvent::CapacitySet { declared, .. }) => *free = *declared,
+                Event::Provider(ProviderEvent::CapacityAdjusted { delta, .. }) => {
+                    *free = free.saturating_add_signed(*delta)
+                }
+                _ => {}
+            }
+            self.dirty.push(id);
+        }
+    }
+
+    fn persist(&mut self, batch: &mut sled::Batch) {
+        for id in self.dirty.drain(..) {
+            let mut key = b"p/".to_vec();
+            key.extend_from_slice(id.as_bytes());
+            batch.insert(key, &self.free[&id].to_be_bytes());
+        }
+        batch.insert(b"commits", &self.commits.to_be_bytes());
+    }
+}
+
+impl FreeBeds {
+    fn view(&self) -> (BTreeMap<Uuid, u32>, u64) {
+        (self.free.clone(), self.commits)
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    for id in &ids {
+        register(&store, *id, 1).await; // 2 commits each
+    }
+    {
+        let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+        let mut beds = FreeBeds::restore(subscriber.tree());
+        let applied = subscriber
+            .poll(&mut beds, 4, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(applied, 4);
+        assert_eq!(subscriber.checkpoint(), 4);
+    } // the process "stops" here, partway through the stream
+    for id in &ids {
+        store
+            .execute::<Provider>(*id, &adjust(2), &meta(None), None)
+            .await
+            .unwrap();
+    }
+    let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut beds = FreeBeds::restore(subscriber.tree());
+    assert_eq!(beds.commits, 4, "restored from the checkpointed tree");
+    subscriber.catch_up(&mut beds).await.unwrap();
+    assert_eq!(beds.commits, 15, "every commit applied exactly once");
+    assert!(ids.iter().all(|id| beds.free[id] == 3));
+
+    // The server redelivers everything (as after a crash between flush and
+    // ack): already applied commits are skipped.
+    let stream = store.jetstream().get_stream("REFER").await.unwrap();
+    let config = stream.consumer_info("beds").await.unwrap().config.clone();
+    stream.delete_consumer("beds").await.unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: config.durable_name,
+            ack_policy: config.ack_policy,
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(subscriber.catch_up(&mut beds).await.unwrap(), 0);
+    assert_eq!(beds.commits, 15);
+    assert_eq!(
+        FreeBeds::restore(subscriber.tree()).view(),
+        beds.view(),
+        "disk matches memory"
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let (before_view, before_states) = {
+        let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+        for (i, id) in ids.iter().enumerate() {
+            register(&store, *id, i as u32).await;
+            store
+                .execute::<Provider>(*id, &adjust(3), &meta(Some(&format!("k{i}"))), None)
+                .await
+                .unwrap();
+        }
+        let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+        let mut beds = FreeBeds::restore(subscriber.tree());
+        subscriber.catch_up(&mut beds).await.unwrap();
+        let mut states = Vec::new();
+        for id in &ids {
+            states.push(store.load::<Provider>(*id).await.unwrap().state);
+        }
+        (beds.view(), states)
+    };
+    std::fs::remove_dir_all(dir.path()).unwrap();
+
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+    assert_eq!(subscriber.checkpoint(), 0);
+    let mut beds = FreeBeds::restore(subscriber.tree());
+    subscriber.catch_up(&mut beds).await.unwrap();
+    assert_eq!(beds.view(), before_view);
+    for (id, before) in ids.iter().zip(&before_states) {
+        let loaded = store.load::<Provider>(*id).await.unwrap();
+        assert_eq!(&loaded.state, before);
+        assert!(
+            loaded.replayed > 0,
+            "rebuilt from the stream, not a snapshot"
+        );
+    }
+    // Idempotency survives too.
+    let retry = store
+        .execute::<Provider>(ids[0], &adjust(3), &meta(Some("k0")), None)
+        .await
+        .unwrap();
+    assert_eq!(retry.outcome, Outcome::Duplicate);
+}
+
+#[tokio::test]
+async fn a_server_crash_mid_stream_loses_no_acknowledged_event() {
+    let mut server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 0).await;
+
+    const COMMANDS: usize = 120;
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let store = store.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for i in 0..COMMANDS {
+                let key = format!("cmd-{i}");
+                // Retry with the same key until the bus answers.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match store
+                        .execute::<Provider>(id, &adjust(1), &meta(Some(&key)), None)
+                        .await
+                    {
+                        Ok(done) => {
+                            acked.lock().unwrap().push((key.clone(), done.outcome));
+                            break;
+                        }
+                        Err(err) if err.is_retryable() && tries < 200 => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(err) => panic!("command {i} failed for good: {err}"),
+                    }
+                }
+            }
+        })
+    };
+    // Crash the server (SIGKILL) partway through, then bring it back.
+    while acked.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), writer)
+        .await
+        .expect("writer finished")
+        .unwrap();
+
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), COMMANDS);
+    let fresh = tempfile::tempdir().unwrap();
+    let reader = open_store(&server, fresh.path(), StreamSettings::default()).await;
+    let loaded = reader.load::<Provider>(id).await.unwrap();
+    assert_eq!(
+        loaded.state.units(BED).declared as usize,
+        COMMANDS,
+        "each command applied exactly once"
+    );
+    let history = reader
+        .history(
+            &AggregateRef {
+                kind: AggregateKind::Provider,
+                id,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let keys: Vec<_> = history
+        .iter()
+        .filter_map(|c| {
+            c.events[0]
+                .idempotency_key
+                .as_ref()
+                .map(|k| k.as_str().to_owned())
+        })
+        .collect();
+    let expected: Vec<_> = (0..COMMANDS).map(|i| format!("cmd-{i}")).collect();
+    assert_eq!(
+        keys, expected,
+        "every acknowledged command is in the stream once, in order"
+    );
+}
