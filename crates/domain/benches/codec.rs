@@ -7,8 +7,7 @@ use refer_domain::need::NeedEvent;
 use refer_domain::provider::ProviderEvent;
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{
-    decode_commit, encode_commit, AggregateKind, AggregateRef, CommandMeta, Envelope, Event,
-    IdempotencyKey,
+    decode_commit, encode_commit, AggregateKind, AggregateRef, CommandMeta, Envelope, Event, IdempotencyKey,
 };
 use std::hint::black_box;
 use uuid::Uuid;

@@ -17,11 +17,7 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned {
     type Command;
     type Event: Clone;
 
-    fn decide(
-        &self,
-        command: &Self::Command,
-        now: Timestamp,
-    ) -> Result<Vec<Self::Event>, DomainError>;
+    fn decide(&self, command: &Self::Command, now: Timestamp) -> Result<Vec<Self::Event>, DomainError>;
     fn evolve(self, event: &Self::Event) -> Self;
 
     /// Wraps this aggregate's event into the bus-wide event type.

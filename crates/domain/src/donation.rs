@@ -29,10 +29,7 @@ pub struct DonationOffer {
 impl DonationOffer {
     pub fn validate(&self) -> Result<(), DomainError> {
         if self.quantity == 0 || self.quantity > MAX_UNITS {
-            return Err(DomainError::invalid(
-                "quantity",
-                format!("must be 1 to {MAX_UNITS}"),
-            ));
+            return Err(DomainError::invalid("quantity", format!("must be 1 to {MAX_UNITS}")));
         }
         self.window.validate("window")?;
         self.location.validate("location")?;
@@ -138,11 +135,7 @@ impl Aggregate for Donation {
     type Command = DonationCommand;
     type Event = DonationEvent;
 
-    fn decide(
-        &self,
-        command: &DonationCommand,
-        now: Timestamp,
-    ) -> Result<Vec<DonationEvent>, DomainError> {
+    fn decide(&self, command: &DonationCommand, now: Timestamp) -> Result<Vec<DonationEvent>, DomainError> {
         use DonationCommand as C;
         use DonationEvent as E;
         match command {

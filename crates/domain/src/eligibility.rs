@@ -86,12 +86,7 @@ impl Eligibility {
     }
 
     /// Checks a person (and where they are) against the site at `site`.
-    pub fn admits(
-        &self,
-        profile: &Profile,
-        origin: &Location,
-        site: &Location,
-    ) -> Result<(), Ineligible> {
+    pub fn admits(&self, profile: &Profile, origin: &Location, site: &Location) -> Result<(), Ineligible> {
         if !self.age_bands.contains(&profile.age_band) {
             return Err(Ineligible::AgeBand);
         }
@@ -159,11 +154,7 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            e.admits(
-                &person(AgeBand::Juvenile, Gender::Female, "en"),
-                &near,
-                &site
-            ),
+            e.admits(&person(AgeBand::Juvenile, Gender::Female, "en"), &near, &site),
             Err(Ineligible::AgeBand)
         );
         assert_eq!(
@@ -180,10 +171,7 @@ mod tests {
         );
         let mut blind = person(AgeBand::Adult, Gender::Female, "en");
         blind.accessibility.insert(Accessibility::VisualImpairment);
-        assert_eq!(
-            e.admits(&blind, &near, &site),
-            Err(Ineligible::Accessibility)
-        );
+        assert_eq!(e.admits(&blind, &near, &site), Err(Ineligible::Accessibility));
     }
 
     #[test]

@@ -51,10 +51,7 @@ pub enum DomainError {
     #[error("more than {max} unit(s) per need")]
     OverPerNeedLimit { max: u32 },
     #[error("cannot {action} a need that is {from:?}")]
-    InvalidTransition {
-        from: NeedStatus,
-        action: &'static str,
-    },
+    InvalidTransition { from: NeedStatus, action: &'static str },
     #[error("this need was already declined by or expired at that target")]
     TargetExcluded,
     #[error("the referral is not with this target")]

@@ -86,10 +86,8 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub fn new(key: impl Into<String>) -> Result<Self, DomainError> {
         let key = key.into();
-        let ok = (1..=64).contains(&key.len())
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok =
+            (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(key))
         } else {
@@ -135,12 +133,7 @@ pub struct CommandMeta {
 }
 
 impl Envelope {
-    pub fn new(
-        event_id: EventId,
-        aggregate: AggregateRef,
-        meta: &CommandMeta,
-        event: Event,
-    ) -> Self {
+    pub fn new(event_id: EventId, aggregate: AggregateRef, meta: &CommandMeta, event: Event) -> Self {
         Self {
             event_id,
             aggregate,
@@ -182,10 +175,7 @@ pub enum CodecError {
     #[error("event schema version {0} is newer than this reader ({SCHEMA_VERSION})")]
     NewerSchema(u16),
     #[error("event type {stored:?} does not match its payload {actual:?}")]
-    TypeMismatch {
-        stored: String,
-        actual: &'static str,
-    },
+    TypeMismatch { stored: String, actual: &'static str },
     #[error("event of a {event:?} filed under a {aggregate:?}")]
     WrongAggregate {
         aggregate: AggregateKind,
@@ -232,8 +222,7 @@ pub fn encode_commit(events: &[Envelope]) -> Result<Vec<u8>, CodecError> {
     enum WireCommitRef<'a> {
         V1(&'a [Envelope]),
     }
-    let bytes = postcard::to_stdvec(&WireCommitRef::V1(events))
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let bytes = postcard::to_stdvec(&WireCommitRef::V1(events)).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if bytes.len() > MAX_COMMIT_BYTES {
         return Err(CodecError::TooLarge(bytes.len()));
     }
@@ -251,6 +240,8 @@ pub fn decode_commit(bytes: &[u8]) -> Result<Vec<Envelope>, CodecError> {
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes(rest.len()));
     }
+    // A match, not a `let`: each future wire version adds an upcasting arm here.
+    #[allow(clippy::infallible_destructuring_match)]
     let events = match wire {
         WireCommit::V1(events) => events,
     };

@@ -30,9 +30,7 @@ impl GeoPoint {
 
     /// Checks a point that arrived from the wire (already coarse).
     pub fn validate(&self, field: &str) -> Result<(), DomainError> {
-        if !(-9_000..=9_000).contains(&self.lat_centi)
-            || !(-18_000..=18_000).contains(&self.lon_centi)
-        {
+        if !(-9_000..=9_000).contains(&self.lat_centi) || !(-18_000..=18_000).contains(&self.lon_centi) {
             return Err(DomainError::invalid(field, "coordinates out of range"));
         }
         Ok(())
@@ -132,10 +130,7 @@ mod tests {
     #[test]
     fn bad_coordinates_and_regions_are_rejected_with_the_field() {
         assert_eq!(GeoPoint::new(91.0, 0.0).unwrap_err().field(), Some("lat"));
-        assert_eq!(
-            GeoPoint::new(0.0, f64::NAN).unwrap_err().field(),
-            Some("lon")
-        );
+        assert_eq!(GeoPoint::new(0.0, f64::NAN).unwrap_err().field(), Some("lon"));
         assert!(RegionCode::new("us-06").is_err());
         assert!(RegionCode::new("").is_err());
         assert!(RegionCode::new("US-06-037").is_ok());

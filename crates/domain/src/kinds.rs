@@ -62,10 +62,7 @@ impl NeedKind {
         matches!(
             (self, kind),
             (Self::Shelter, ResourceKind::HotelRoomNight)
-                | (
-                    Self::Transport,
-                    ResourceKind::Vehicle | ResourceKind::RentalCar
-                )
+                | (Self::Transport, ResourceKind::Vehicle | ResourceKind::RentalCar)
                 | (Self::AudioVisual, ResourceKind::AudioVisual)
         )
     }

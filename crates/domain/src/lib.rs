@@ -25,7 +25,6 @@ pub mod time;
 pub use aggregate::Aggregate;
 pub use error::{DomainError, ErrorKind};
 pub use event::{
-    decode_commit, encode_commit, AggregateKind, AggregateRef, CodecError, CommandMeta, Envelope,
-    Event, IdempotencyKey,
+    decode_commit, encode_commit, AggregateKind, AggregateRef, CodecError, CommandMeta, Envelope, Event, IdempotencyKey,
 };
 pub use time::Timestamp;

@@ -216,9 +216,7 @@ impl Aggregate for Need {
             }
             C::Cancel => {
                 self.transition("cancel", !self.status.is_final())?;
-                let pending = (self.status == S::Proposed)
-                    .then_some(self.proposal)
-                    .flatten();
+                let pending = (self.status == S::Proposed).then_some(self.proposal).flatten();
                 E::Cancelled { pending }
             }
             C::Fulfil => {

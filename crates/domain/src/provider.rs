@@ -36,16 +36,10 @@ impl ProviderProfile {
     pub fn validate(&self) -> Result<(), DomainError> {
         let name_len = self.name.chars().count();
         if name_len == 0 || name_len > 120 || self.name.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "name",
-                "must be 1 to 120 printable characters",
-            ));
+            return Err(DomainError::invalid("name", "must be 1 to 120 printable characters"));
         }
         if self.services.is_empty() {
-            return Err(DomainError::invalid(
-                "services",
-                "must offer at least one service",
-            ));
+            return Err(DomainError::invalid("services", "must offer at least one service"));
         }
         self.eligibility.validate("eligibility")?;
         self.location.validate("location")?;
@@ -65,7 +59,7 @@ pub enum ReleaseReason {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderCommand {
-    Register(ProviderProfile),
+    Register(Box<ProviderProfile>),
     /// Sets what is free now, absolutely.
     SetCapacity {
         service: ServiceKind,
@@ -98,7 +92,7 @@ pub enum ProviderCommand {
 /// Append-only: never reorder or remove variants (see docs/architecture.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderEvent {
-    Registered(ProviderProfile),
+    Registered(Box<ProviderProfile>),
     CapacitySet {
         service: ServiceKind,
         declared: u32,
@@ -213,11 +207,7 @@ impl Aggregate for Provider {
     type Command = ProviderCommand;
     type Event = ProviderEvent;
 
-    fn decide(
-        &self,
-        command: &ProviderCommand,
-        now: Timestamp,
-    ) -> Result<Vec<ProviderEvent>, DomainError> {
+    fn decide(&self, command: &ProviderCommand, now: Timestamp) -> Result<Vec<ProviderEvent>, DomainError> {
         use ProviderCommand as C;
         use ProviderEvent as E;
         let event = match command {
@@ -317,7 +307,7 @@ impl Aggregate for Provider {
     fn evolve(mut self, event: &ProviderEvent) -> Self {
         use ProviderEvent as E;
         match event {
-            E::Registered(profile) => self.profile = Some(profile.clone()),
+            E::Registered(profile) => self.profile = Some(profile.as_ref().clone()),
             E::CapacitySet { service, declared } => {
                 self.capacity.entry(*service).or_default().declared = *declared;
             }

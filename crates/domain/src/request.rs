@@ -126,17 +126,11 @@ impl PlacementRequest {
         }
         let kinds: BTreeSet<_> = self.needs.iter().map(|(_, kind)| kind).collect();
         if kinds.len() != self.needs.len() {
-            return Err(DomainError::invalid(
-                format!("{field}.needs"),
-                "lists a kind twice",
-            ));
+            return Err(DomainError::invalid(format!("{field}.needs"), "lists a kind twice"));
         }
         let ids: BTreeSet<_> = self.needs.iter().map(|(id, _)| id).collect();
         if ids.len() != self.needs.len() {
-            return Err(DomainError::invalid(
-                format!("{field}.needs"),
-                "repeats a need id",
-            ));
+            return Err(DomainError::invalid(format!("{field}.needs"), "repeats a need id"));
         }
         Ok(())
     }
@@ -197,10 +191,7 @@ impl GroupRequest {
             .collect();
         let need_count: usize = self.people.iter().map(|p| p.needs.len()).sum();
         if placements.len() != self.people.len() || needs.len() != need_count {
-            return Err(DomainError::invalid(
-                "people",
-                "repeats a placement or need id",
-            ));
+            return Err(DomainError::invalid("people", "repeats a placement or need id"));
         }
         Ok(())
     }

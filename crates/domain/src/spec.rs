@@ -52,9 +52,7 @@ where
         match self.outcome {
             Ok(events) => {
                 assert_eq!(events, expected, "unexpected events");
-                events
-                    .iter()
-                    .fold(self.state, |state, event| state.evolve(event))
+                events.iter().fold(self.state, |state, event| state.evolve(event))
             }
             Err(err) => panic!("expected events {expected:?}, got error: {err}"),
         }

@@ -203,10 +203,7 @@ mod tests {
         };
         // Sunday 2026-11-29 is day offset 3; Monday 02:00 is offset 4.
         assert!(hours.is_open(at(3, 23, 0)));
-        assert!(
-            hours.is_open(at(4, 2, 0)),
-            "Monday 2 a.m. is inside Sunday's night"
-        );
+        assert!(hours.is_open(at(4, 2, 0)), "Monday 2 a.m. is inside Sunday's night");
         assert!(!hours.is_open(at(4, 8, 0)));
     }
 

@@ -8,8 +8,7 @@ use refer_domain::need::{NeedEvent, Proposal, Target};
 use refer_domain::provider::ProviderEvent;
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{
-    decode_commit, encode_commit, AggregateKind, AggregateRef, CodecError, CommandMeta, Envelope,
-    Event, IdempotencyKey,
+    decode_commit, encode_commit, AggregateKind, AggregateRef, CodecError, CommandMeta, Envelope, Event, IdempotencyKey,
 };
 use uuid::Uuid;
 
@@ -37,9 +36,9 @@ fn sample_events() -> Vec<(AggregateRef, Event)> {
     vec![
         (
             provider_ref(1),
-            Event::Provider(ProviderEvent::Registered(sample::shelter(
-                OrgId::from_u128(1),
-            ))),
+            Event::Provider(ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(
+                1,
+            ))))),
         ),
         (
             provider_ref(1),
@@ -78,12 +77,7 @@ fn sample_events() -> Vec<(AggregateRef, Event)> {
 }
 
 fn envelope(i: u128, aggregate: AggregateRef, event: Event) -> Envelope {
-    Envelope::new(
-        EventId::from_u128(100 + i),
-        aggregate,
-        &meta(Some("req-42")),
-        event,
-    )
+    Envelope::new(EventId::from_u128(100 + i), aggregate, &meta(Some("req-42")), event)
 }
 
 #[test]
@@ -99,10 +93,7 @@ fn every_sample_event_round_trips() {
 #[test]
 fn oversized_input_is_refused_before_decoding() {
     let bytes = vec![0u8; MAX_COMMIT_BYTES + 1];
-    assert_eq!(
-        decode_commit(&bytes),
-        Err(CodecError::TooLarge(MAX_COMMIT_BYTES + 1))
-    );
+    assert_eq!(decode_commit(&bytes), Err(CodecError::TooLarge(MAX_COMMIT_BYTES + 1)));
 }
 
 #[test]
@@ -192,10 +183,7 @@ proptest! {
 #[test]
 fn idempotency_keys_are_validated() {
     assert!(IdempotencyKey::new("op-night_0042").is_ok());
-    assert_eq!(
-        IdempotencyKey::new("").unwrap_err().field(),
-        Some("idempotency_key")
-    );
+    assert_eq!(IdempotencyKey::new("").unwrap_err().field(), Some("idempotency_key"));
     assert!(IdempotencyKey::new("has space").is_err());
     assert!(IdempotencyKey::new("x".repeat(65)).is_err());
 }

@@ -6,18 +6,12 @@ use proptest::prelude::*;
 use refer_domain::donation::{Donation, DonationCommand, DonationEvent};
 use refer_domain::ids::{DonationId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{
-    DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target,
-};
+use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent, ReleaseReason};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{Aggregate, Timestamp};
 
-const SERVICES: [ServiceKind; 3] = [
-    ServiceKind::ShelterBed,
-    ServiceKind::Counseling,
-    ServiceKind::Legal,
-];
+const SERVICES: [ServiceKind; 3] = [ServiceKind::ShelterBed, ServiceKind::Counseling, ServiceKind::Legal];
 
 fn reason() -> impl Strategy<Value = ReleaseReason> {
     prop_oneof![
@@ -31,10 +25,8 @@ fn provider_command() -> impl Strategy<Value = ProviderCommand> {
     let service = prop::sample::select(SERVICES.to_vec());
     let hold = (0u128..6).prop_map(HoldId::from_u128);
     prop_oneof![
-        (service.clone(), 0u32..8)
-            .prop_map(|(service, declared)| ProviderCommand::SetCapacity { service, declared }),
-        (service.clone(), -6i32..6)
-            .prop_map(|(service, delta)| ProviderCommand::AdjustCapacity { service, delta }),
+        (service.clone(), 0u32..8).prop_map(|(service, declared)| ProviderCommand::SetCapacity { service, declared }),
+        (service.clone(), -6i32..6).prop_map(|(service, delta)| ProviderCommand::AdjustCapacity { service, delta }),
         Just(ProviderCommand::Suspend),
         Just(ProviderCommand::Resume),
         (hold.clone(), service, 0u32..5, -5i64..60).prop_map(|(hold, service, units, minutes)| {
@@ -47,8 +39,7 @@ fn provider_command() -> impl Strategy<Value = ProviderCommand> {
                 expires_at: Timestamp(minutes),
             }
         }),
-        (hold.clone(), reason())
-            .prop_map(|(hold, reason)| ProviderCommand::ReleaseHold { hold, reason }),
+        (hold.clone(), reason()).prop_map(|(hold, reason)| ProviderCommand::ReleaseHold { hold, reason }),
         hold.prop_map(|hold| ProviderCommand::ConfirmHold { hold }),
     ]
 }
@@ -80,7 +71,7 @@ proptest! {
     fn provider_capacity_is_never_negative_and_holds_fit_free_capacity(
         steps in prop::collection::vec((0i64..600, provider_command()), 1..60)
     ) {
-        let mut state = Provider::default().evolve(&ProviderEvent::Registered(sample::shelter(OrgId::from_u128(1))));
+        let mut state = Provider::default().evolve(&ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(1)))));
         // The sample shelter offers beds and counseling; legal is refused.
         let mut now = NIGHT;
         let mut placed_total = 0u32;

@@ -3,9 +3,7 @@
 use refer_domain::donation::{Donation, DonationCommand, DonationEvent};
 use refer_domain::ids::{DonationId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{
-    DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target,
-};
+use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent, ReleaseReason};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::spec::given;
@@ -17,7 +15,7 @@ const NEED: NeedId = NeedId::from_u128(8);
 
 fn registered_provider(beds: u32) -> Vec<ProviderEvent> {
     vec![
-        ProviderEvent::Registered(sample::shelter(OrgId::from_u128(1))),
+        ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(1)))),
         ProviderEvent::CapacitySet {
             service: BED,
             declared: beds,
@@ -56,26 +54,17 @@ fn a_hold_takes_free_beds_and_acceptance_consumes_them() {
         expires_at: NIGHT.plus_secs(900),
     });
     let accepted = given::<Provider>(history)
-        .when(
-            &ProviderCommand::ConfirmHold { hold: HOLD },
-            NIGHT.plus_secs(60),
-        )
+        .when(&ProviderCommand::ConfirmHold { hold: HOLD }, NIGHT.plus_secs(60))
         .then_expect([ProviderEvent::HoldConfirmed { hold: HOLD }]);
     let units = accepted.units(BED);
-    assert_eq!(
-        (units.declared, units.held, units.placed, units.free()),
-        (1, 0, 2, 1)
-    );
+    assert_eq!((units.declared, units.held, units.placed, units.free()), (1, 0, 2, 1));
 }
 
 #[test]
 fn a_hold_never_exceeds_free_capacity() {
     given::<Provider>(registered_provider(1))
         .when(&place(2, 15), NIGHT)
-        .then_error(DomainError::InsufficientCapacity {
-            requested: 2,
-            free: 1,
-        });
+        .then_error(DomainError::InsufficientCapacity { requested: 2, free: 1 });
 }
 
 #[test]
@@ -96,10 +85,7 @@ fn capacity_cannot_drop_below_what_is_held() {
             },
             NIGHT,
         )
-        .then_error(DomainError::CapacityBelowHeld {
-            declared: 1,
-            held: 2,
-        });
+        .then_error(DomainError::CapacityBelowHeld { declared: 1, held: 2 });
     given::<Provider>(history)
         .when(
             &ProviderCommand::AdjustCapacity {
@@ -108,10 +94,7 @@ fn capacity_cannot_drop_below_what_is_held() {
             },
             NIGHT,
         )
-        .then_error(DomainError::CapacityBelowHeld {
-            declared: 1,
-            held: 2,
-        });
+        .then_error(DomainError::CapacityBelowHeld { declared: 1, held: 2 });
 }
 
 #[test]
@@ -143,10 +126,7 @@ fn accepting_after_the_deadline_fails() {
         expires_at: NIGHT.plus_secs(900),
     });
     given::<Provider>(history)
-        .when(
-            &ProviderCommand::ConfirmHold { hold: HOLD },
-            NIGHT.plus_secs(900),
-        )
+        .when(&ProviderCommand::ConfirmHold { hold: HOLD }, NIGHT.plus_secs(900))
         .then_error(DomainError::HoldExpired);
 }
 
@@ -155,12 +135,12 @@ fn registration_is_validated_field_by_field() {
     let mut profile = sample::shelter(OrgId::from_u128(1));
     profile.name = String::new();
     given::<Provider>([])
-        .when(&ProviderCommand::Register(profile), NIGHT)
+        .when(&ProviderCommand::Register(Box::new(profile)), NIGHT)
         .then_invalid("name");
     let mut profile = sample::shelter(OrgId::from_u128(1));
     profile.eligibility.languages.clear();
     given::<Provider>([])
-        .when(&ProviderCommand::Register(profile), NIGHT)
+        .when(&ProviderCommand::Register(Box::new(profile)), NIGHT)
         .then_invalid("eligibility.languages");
     given::<Provider>([])
         .when(&place(1, 15), NIGHT)

@@ -46,21 +46,14 @@ impl LocalState {
     }
 
     /// The snapshot of an aggregate, if one exists in the current format.
-    pub fn snapshot<A: Aggregate>(
-        &self,
-        aggregate: &AggregateRef,
-    ) -> Result<Option<(u64, A)>, StoreError> {
+    pub fn snapshot<A: Aggregate>(&self, aggregate: &AggregateRef) -> Result<Option<(u64, A)>, StoreError> {
         let Some(bytes) = self.aggregates.get(snapshot_key(aggregate))? else {
             return Ok(None);
         };
         let decoded = postcard::from_bytes::<Snapshot>(&bytes)
             .ok()
             .filter(|s| s.format == SNAPSHOT_FORMAT)
-            .and_then(|s| {
-                postcard::from_bytes::<A>(&s.state)
-                    .ok()
-                    .map(|state| (s.version, state))
-            });
+            .and_then(|s| postcard::from_bytes::<A>(&s.state).ok().map(|state| (s.version, state)));
         if decoded.is_none() {
             tracing::warn!(%aggregate, "ignoring an unreadable snapshot; rebuilding from the stream");
         }
@@ -68,11 +61,7 @@ impl LocalState {
     }
 
     /// The version at which a command with `key` was applied, if recorded.
-    pub fn applied(
-        &self,
-        aggregate: &AggregateRef,
-        key: &IdempotencyKey,
-    ) -> Result<Option<u64>, StoreError> {
+    pub fn applied(&self, aggregate: &AggregateRef, key: &IdempotencyKey) -> Result<Option<u64>, StoreError> {
         Ok(self
             .aggregates
             .get(idempotency_key(aggregate, key))?
@@ -88,8 +77,7 @@ impl LocalState {
         state: &A,
         keys: &BTreeSet<(IdempotencyKey, u64)>,
     ) -> Result<(), StoreError> {
-        let state = postcard::to_stdvec(state)
-            .map_err(|e| StoreError::Setup(format!("snapshot encoding: {e}")))?;
+        let state = postcard::to_stdvec(state).map_err(|e| StoreError::Setup(format!("snapshot encoding: {e}")))?;
         let snapshot = postcard::to_stdvec(&Snapshot {
             format: SNAPSHOT_FORMAT,
             version,

@@ -9,9 +9,7 @@ use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use refer_domain::ids::EventId;
-use refer_domain::{
-    decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey,
-};
+use refer_domain::{decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use uuid::Uuid;
@@ -76,11 +74,7 @@ pub struct EventStore {
 
 impl EventStore {
     /// Ensures the stream exists and opens local state in `db`.
-    pub async fn open(
-        client: async_nats::Client,
-        settings: StreamSettings,
-        db: sled::Db,
-    ) -> Result<Self, StoreError> {
+    pub async fn open(client: async_nats::Client, settings: StreamSettings, db: sled::Db) -> Result<Self, StoreError> {
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .build(client);
@@ -109,11 +103,7 @@ impl EventStore {
     /// aggregate is still at `expected` (optimistic concurrency). The message
     /// id is the command's idempotency key (or its first event id), so the
     /// server drops a resend inside its duplicate window.
-    pub async fn append(
-        &self,
-        expected: u64,
-        events: &[Envelope],
-    ) -> Result<(u64, bool), StoreError> {
+    pub async fn append(&self, expected: u64, events: &[Envelope]) -> Result<(u64, bool), StoreError> {
         let payload = encode_commit(events).map_err(StoreError::Encode)?;
         let first = &events[0];
         let aggregate = first.aggregate;
@@ -122,17 +112,10 @@ impl EventStore {
             None => format!("{aggregate}/{}", first.event_id),
         };
         let mut headers = HeaderMap::new();
-        headers.insert(
-            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected.to_string().as_str(),
-        );
+        headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
         headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
         let subject = self.settings.subject(&aggregate);
-        let ack = match self
-            .js
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-        {
+        let ack = match self.js.publish_with_headers(subject, headers, payload.into()).await {
             Ok(future) => future.await,
             Err(err) => Err(err),
         };
@@ -169,11 +152,7 @@ impl EventStore {
     }
 
     /// The aggregate's commits after version `after`, in order.
-    pub async fn history(
-        &self,
-        aggregate: &AggregateRef,
-        after: u64,
-    ) -> Result<Vec<Recorded>, StoreError> {
+    pub async fn history(&self, aggregate: &AggregateRef, after: u64) -> Result<Vec<Recorded>, StoreError> {
         let subject = self.settings.subject(aggregate);
         let mut out = Vec::new();
         let mut next = after + 1;
@@ -184,11 +163,10 @@ impl EventStore {
                 .await
             {
                 Ok(msg) => {
-                    let events =
-                        decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt {
-                            seq: msg.sequence,
-                            source,
-                        })?;
+                    let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt {
+                        seq: msg.sequence,
+                        source,
+                    })?;
                     next = msg.sequence + 1;
                     out.push(Recorded {
                         seq: msg.sequence,
@@ -213,11 +191,7 @@ impl EventStore {
             replayed: commits.len(),
         };
         for commit in commits {
-            if let Some(key) = commit
-                .events
-                .first()
-                .and_then(|e| e.idempotency_key.clone())
-            {
+            if let Some(key) = commit.events.first().and_then(|e| e.idempotency_key.clone()) {
                 loaded.keys.insert((key, commit.seq));
             }
             for envelope in &commit.events {
@@ -286,14 +260,7 @@ impl EventStore {
             }
             let envelopes: Vec<Envelope> = events
                 .into_iter()
-                .map(|event| {
-                    Envelope::new(
-                        EventId::from_uuid(Uuid::new_v4()),
-                        aggregate,
-                        meta,
-                        A::wrap(event),
-                    )
-                })
+                .map(|event| Envelope::new(EventId::from_uuid(Uuid::new_v4()), aggregate, meta, A::wrap(event)))
                 .collect();
             match self.append(loaded.version, &envelopes).await {
                 Ok((version, duplicate)) => {
@@ -323,16 +290,11 @@ impl EventStore {
                         outcome: Outcome::Applied,
                     });
                 }
-                Err(StoreError::Conflict { .. })
-                    if expected.is_none() && attempt < MAX_ATTEMPTS =>
-                {
+                Err(StoreError::Conflict { .. }) if expected.is_none() && attempt < MAX_ATTEMPTS => {
                     tracing::debug!(%aggregate, attempt, "lost an append race; reloading");
                     // Jittered backoff, so writers that collided spread out.
                     let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
-                    tokio::time::sleep(Duration::from_micros(
-                        200 * u64::from(attempt.min(10)) + jitter,
-                    ))
-                    .await;
+                    tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -368,8 +330,7 @@ impl EventStore {
                 .info()
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?
                 .stream_sequence;
-            let events = decode_commit(&msg.payload)
-                .map_err(|source| StoreError::Corrupt { seq, source })?;
+            let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt { seq, source })?;
             out.push(Recorded { seq, events });
             if seq >= upto {
                 break;

@@ -69,10 +69,7 @@ impl StreamSettings {
             .get_or_create_stream(self.config())
             .await
             .map_err(|e| StoreError::Setup(format!("stream {}: {e}", self.name)))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| StoreError::Setup(e.to_string()))?;
+        let info = stream.info().await.map_err(|e| StoreError::Setup(e.to_string()))?;
         if !info.config.subjects.contains(&self.all_subjects()) {
             return Err(StoreError::Setup(format!(
                 "stream {} exists with subjects {:?}, not {}",
@@ -82,10 +79,7 @@ impl StreamSettings {
             )));
         }
         if !info.config.allow_direct {
-            return Err(StoreError::Setup(format!(
-                "stream {} must allow direct get",
-                self.name
-            )));
+            return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
         }
         Ok(stream)
     }

@@ -40,11 +40,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// Opens the durable consumer `name` (optionally filtered to `filter`)
     /// and its sled tree, resuming after the stored checkpoint.
-    pub async fn open(
-        store: &EventStore,
-        name: &str,
-        filter: Option<String>,
-    ) -> Result<Self, StoreError> {
+    pub async fn open(store: &EventStore, name: &str, filter: Option<String>) -> Result<Self, StoreError> {
         let tree = store.local().db().open_tree(format!("projection/{name}"))?;
         let checkpoint = tree
             .get(CHECKPOINT_KEY)?
@@ -84,11 +80,7 @@ impl Subscriber {
         };
         if !reuse {
             let _ = stream.delete_consumer(name).await;
-            tracing::info!(
-                consumer = name,
-                checkpoint,
-                "starting consumer from checkpoint"
-            );
+            tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
         }
         let consumer = stream
             .get_or_create_consumer(name, config)
@@ -154,8 +146,7 @@ impl Subscriber {
             if seq <= checkpoint {
                 continue;
             }
-            let events = decode_commit(&msg.payload)
-                .map_err(|source| StoreError::Corrupt { seq, source })?;
+            let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt { seq, source })?;
             projection.apply(&Recorded { seq, events });
             checkpoint = seq;
             applied += 1;
@@ -169,9 +160,7 @@ impl Subscriber {
             self.checkpoint = checkpoint;
         }
         for msg in &received {
-            msg.ack()
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            msg.ack().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
         tracing::trace!(consumer = %self.name, applied, checkpoint = self.checkpoint, "batch done");
         Ok(applied)
@@ -179,15 +168,10 @@ impl Subscriber {
 
     /// Polls until the consumer has nothing pending (used by tests, rebuilds
     /// and benchmarks). Returns the number of commits applied.
-    pub async fn catch_up(
-        &mut self,
-        projection: &mut impl Projection,
-    ) -> Result<usize, StoreError> {
+    pub async fn catch_up(&mut self, projection: &mut impl Projection) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            total += self
-                .poll(projection, 1000, Duration::from_millis(200))
-                .await?;
+            total += self.poll(projection, 1000, Duration::from_millis(200)).await?;
             if self.pending().await? == 0 {
                 return Ok(total);
             }

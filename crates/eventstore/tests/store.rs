@@ -5,9 +5,7 @@ use refer_domain::kinds::ServiceKind;
 use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{AggregateKind, AggregateRef, CommandMeta, Envelope, Event, IdempotencyKey};
-use refer_eventstore::{
-    EventStore, Outcome, Projection, Recorded, StoreError, StreamSettings, Subscriber,
-};
+use refer_eventstore::{EventStore, Outcome, Projection, Recorded, StoreError, StreamSettings, Subscriber};
 use refer_testkit::NatsServer;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +35,7 @@ async fn register(store: &EventStore, id: Uuid, beds: u32) {
     store
         .execute::<Provider>(
             id,
-            &ProviderCommand::Register(sample::shelter(OrgId::from_u128(1))),
+            &ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1)))),
             &meta(None),
             None,
         )
@@ -58,10 +56,7 @@ async fn register(store: &EventStore, id: Uuid, beds: u32) {
 }
 
 fn adjust(delta: i32) -> ProviderCommand {
-    ProviderCommand::AdjustCapacity {
-        service: BED,
-        delta,
-    }
+    ProviderCommand::AdjustCapacity { service: BED, delta }
 }
 
 #[tokio::test]
@@ -81,10 +76,7 @@ async fn appended_commands_load_back_and_snapshots_spare_the_replay() {
     let loaded = store.load::<Provider>(id).await.unwrap();
     assert_eq!(loaded.state, done.state);
     assert_eq!(loaded.version, done.version);
-    assert_eq!(
-        loaded.replayed, 0,
-        "the snapshot written at append time is current"
-    );
+    assert_eq!(loaded.replayed, 0, "the snapshot written at append time is current");
 
     let history = store
         .history(
@@ -144,16 +136,9 @@ async fn concurrent_appends_at_one_version_have_exactly_one_winner() {
             .map(|writer| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let event = Event::Provider(ProviderEvent::CapacityAdjusted {
-                        service: BED,
-                        delta: 1,
-                    });
-                    let envelope = Envelope::new(
-                        EventId::from_u128(round * 100 + writer),
-                        aggregate,
-                        &meta(None),
-                        event,
-                    );
+                    let event = Event::Provider(ProviderEvent::CapacityAdjusted { service: BED, delta: 1 });
+                    let envelope =
+                        Envelope::new(EventId::from_u128(round * 100 + writer), aggregate, &meta(None), event);
                     store.append(version, &[envelope]).await
                 })
             })
@@ -162,9 +147,7 @@ async fn concurrent_appends_at_one_version_have_exactly_one_winner() {
         for task in tasks {
             match task.await.unwrap() {
                 Ok(_) => wins += 1,
-                Err(StoreError::Conflict {
-                    expected, actual, ..
-                }) => {
+                Err(StoreError::Conflict { expected, actual, .. }) => {
                     assert_eq!(expected, version);
                     assert!(actual > version);
                 }
@@ -173,16 +156,7 @@ async fn concurrent_appends_at_one_version_have_exactly_one_winner() {
         }
         assert_eq!(wins, 1, "round {round}");
     }
-    assert_eq!(
-        store
-            .load::<Provider>(id)
-            .await
-            .unwrap()
-            .state
-            .units(BED)
-            .declared,
-        5
-    );
+    assert_eq!(store.load::<Provider>(id).await.unwrap().state.units(BED).declared, 5);
 }
 
 #[tokio::test]
@@ -195,26 +169,13 @@ async fn concurrent_commands_lose_no_update() {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .execute::<Provider>(id, &adjust(1), &meta(None), None)
-                    .await
-            })
+            tokio::spawn(async move { store.execute::<Provider>(id, &adjust(1), &meta(None), None).await })
         })
         .collect();
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().outcome, Outcome::Applied);
     }
-    assert_eq!(
-        store
-            .load::<Provider>(id)
-            .await
-            .unwrap()
-            .state
-            .units(BED)
-            .declared,
-        20
-    );
+    assert_eq!(store.load::<Provider>(id).await.unwrap().state.units(BED).declared, 20);
 }
 
 #[tokio::test]
@@ -242,16 +203,7 @@ async fn a_stale_expected_version_is_a_conflict() {
         "{err}"
     );
     assert!(err.is_retryable());
-    assert_eq!(
-        store
-            .load::<Provider>(id)
-            .await
-            .unwrap()
-            .state
-            .units(BED)
-            .declared,
-        3
-    );
+    assert_eq!(store.load::<Provider>(id).await.unwrap().state.units(BED).declared, 3);
 }
 
 #[tokio::test]
@@ -316,8 +268,7 @@ impl FreeBeds {
         for entry in tree.scan_prefix(b"p/") {
             let (k, v) = entry.unwrap();
             let id = Uuid::from_slice(&k[2..]).unwrap();
-            me.free
-                .insert(id, u32::from_be_bytes(v.as_ref().try_into().unwrap()));
+            me.free.insert(id, u32::from_be_bytes(v.as_ref().try_into().unwrap()));
         }
         if let Some(v) = tree.get(b"commits").unwrap() {
             me.commits = u64::from_be_bytes(v.as_ref().try_into().unwrap());
@@ -371,10 +322,7 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
     {
         let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
         let mut beds = FreeBeds::restore(subscriber.tree());
-        let applied = subscriber
-            .poll(&mut beds, 4, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let applied = subscriber.poll(&mut beds, 4, Duration::from_secs(1)).await.unwrap();
         assert_eq!(applied, 4);
         assert_eq!(subscriber.checkpoint(), 4);
     } // the process "stops" here, partway through the stream
@@ -448,10 +396,7 @@ async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
     for (id, before) in ids.iter().zip(&before_states) {
         let loaded = store.load::<Provider>(*id).await.unwrap();
         assert_eq!(&loaded.state, before);
-        assert!(
-            loaded.replayed > 0,
-            "rebuilt from the stream, not a snapshot"
-        );
+        assert!(loaded.replayed > 0, "rebuilt from the stream, not a snapshot");
     }
     // Idempotency survives too.
     let retry = store
@@ -481,10 +426,7 @@ async fn a_server_crash_mid_stream_loses_no_acknowledged_event() {
                 let mut tries = 0;
                 loop {
                     tries += 1;
-                    match store
-                        .execute::<Provider>(id, &adjust(1), &meta(Some(&key)), None)
-                        .await
-                    {
+                    match store.execute::<Provider>(id, &adjust(1), &meta(Some(&key)), None).await {
                         Ok(done) => {
                             acked.lock().unwrap().push((key.clone(), done.outcome));
                             break;
@@ -532,12 +474,7 @@ async fn a_server_crash_mid_stream_loses_no_acknowledged_event() {
         .unwrap();
     let keys: Vec<_> = history
         .iter()
-        .filter_map(|c| {
-            c.events[0]
-                .idempotency_key
-                .as_ref()
-                .map(|k| k.as_str().to_owned())
-        })
+        .filter_map(|c| c.events[0].idempotency_key.as_ref().map(|k| k.as_str().to_owned()))
         .collect();
     let expected: Vec<_> = (0..COMMANDS).map(|i| format!("cmd-{i}")).collect();
     assert_eq!(

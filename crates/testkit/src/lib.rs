@@ -99,9 +99,7 @@ impl NatsServer {
     pub async fn connect(&self) -> async_nats::Client {
         async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .reconnect_delay_callback(|attempt| {
-                Duration::from_millis((50 * attempt as u64).min(500))
-            })
+            .reconnect_delay_callback(|attempt| Duration::from_millis((50 * attempt as u64).min(500)))
             .connect(self.url())
             .await
             .expect("connect to the test nats-server")
@@ -225,9 +223,7 @@ pub fn server_binary() -> Result<PathBuf, TestkitError> {
     for candidate in candidates {
         match version(&candidate) {
             Some((major, minor)) if (major, minor) >= (2, 10) => return Ok(candidate),
-            Some((major, minor)) => {
-                seen.push(format!("{} is {major}.{minor}", candidate.display()))
-            }
+            Some((major, minor)) => seen.push(format!("{} is {major}.{minor}", candidate.display())),
             None => {}
         }
     }

@@ -16,10 +16,7 @@ async fn each_server_is_private_and_has_jetstream() {
     .await
     .unwrap();
     let js_b = async_nats::jetstream::new(b.connect().await);
-    assert!(
-        js_b.get_stream("ONLY_ON_A").await.is_err(),
-        "servers share no state"
-    );
+    assert!(js_b.get_stream("ONLY_ON_A").await.is_err(), "servers share no state");
     assert!(a.log().contains("JetStream"), "log is readable");
 }
 
@@ -34,11 +31,7 @@ async fn a_killed_server_restarts_with_its_data() {
     })
     .await
     .unwrap();
-    js.publish("keep.x", "1".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.publish("keep.x", "1".into()).await.unwrap().await.unwrap();
     server.kill();
     server.restart().await.unwrap();
     let js = async_nats::jetstream::new(server.connect().await);
