@@ -208,7 +208,20 @@ impl EventStore {
         Ok(loaded)
     }
 
+    /// The state as of the local snapshot, without reading the stream.
+    fn cached<A: Aggregate>(&self, aggregate: &AggregateRef) -> Result<Loaded<A>, StoreError> {
+        let (version, state) = self.local.snapshot::<A>(aggregate)?.unwrap_or_default();
+        Ok(Loaded { state, version, keys: BTreeSet::new(), replayed: 0 })
+    }
+
     /// Runs one command: load, decide at `meta.occurred_at`, append.
+    ///
+    /// The first attempt is speculative: it decides on the local snapshot
+    /// without reading the stream and appends at the snapshot's version. If
+    /// the snapshot is current (the usual case for an aggregate this service
+    /// writes) that saves a round trip; if it is stale the append conflicts,
+    /// and an error or no-op decided on it is not trusted, so the command is
+    /// decided again on state read from the stream.
     ///
     /// With an idempotency key, a command already applied returns
     /// `Outcome::Duplicate` and appends nothing: the key is checked in the
@@ -229,7 +242,8 @@ impl EventStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let loaded = self.load::<A>(id).await?;
+            let speculative = attempt == 1;
+            let loaded = if speculative { self.cached::<A>(&aggregate)? } else { self.load::<A>(id).await? };
             if let Some(key) = &meta.idempotency_key {
                 if self.local.applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some() {
                     return Ok(Executed {
@@ -242,15 +256,21 @@ impl EventStore {
             }
             if let Some(expected) = expected {
                 if expected != loaded.version {
-                    return Err(StoreError::Conflict {
-                        aggregate,
-                        expected,
-                        actual: loaded.version,
-                    });
+                    if speculative {
+                        continue;
+                    }
+                    return Err(StoreError::Conflict { aggregate, expected, actual: loaded.version });
                 }
             }
-            let events = loaded.state.decide(command, meta.occurred_at)?;
+            let events = match loaded.state.decide(command, meta.occurred_at) {
+                Ok(events) => events,
+                Err(_) if speculative => continue,
+                Err(err) => return Err(err.into()),
+            };
             if events.is_empty() {
+                if speculative {
+                    continue;
+                }
                 return Ok(Executed {
                     state: loaded.state,
                     version: loaded.version,
@@ -290,6 +310,7 @@ impl EventStore {
                         outcome: Outcome::Applied,
                     });
                 }
+                Err(StoreError::Conflict { .. }) if speculative => continue,
                 Err(StoreError::Conflict { .. }) if expected.is_none() && attempt < MAX_ATTEMPTS => {
                     tracing::debug!(%aggregate, attempt, "lost an append race; reloading");
                     // Jittered backoff, so writers that collided spread out.
