@@ -269,12 +269,36 @@ async fn a_need_is_declined_re_proposed_accepted_and_the_read_model_survives_los
         .await;
 
     // The read model, built by a durable subscriber, shows the outcome.
-    let board = {
+    let (board, applied) = {
         let mut subscriber = Subscriber::open(&shell.store, "board", None).await.unwrap();
         let mut board = Board::restore(subscriber.tree());
-        subscriber.catch_up(&mut board).await.unwrap();
-        board
+        let applied = subscriber.catch_up(&mut board).await.unwrap();
+        (board, applied)
     };
+    println!("read model after {applied} commits:");
+    for (id, need) in &board.needs {
+        println!(
+            "  need {}: {:?}, targets excluded: {}",
+            &id.as_simple().to_string()[..8],
+            need.status,
+            need.excluded.len()
+        );
+    }
+    for (id, provider) in &board.providers {
+        println!(
+            "  shelter {}: beds {:?}",
+            &id.as_simple().to_string()[..8],
+            provider.units(bed)
+        );
+    }
+    for (id, rooms) in &board.donations {
+        println!(
+            "  hotel {}: rooms used {}, free {}",
+            &id.as_simple().to_string()[..8],
+            rooms.used,
+            rooms.free()
+        );
+    }
     assert_eq!(board.needs[&first.as_uuid()].status, NeedStatus::Accepted);
     assert_eq!(
         board.needs[&first.as_uuid()].excluded.len(),
@@ -308,5 +332,6 @@ async fn a_need_is_declined_re_proposed_accepted_and_the_read_model_survives_los
     assert!(rebuilt.needs.is_empty());
     subscriber.catch_up(&mut rebuilt).await.unwrap();
     assert_eq!(rebuilt, board);
+    println!("sled deleted; read model rebuilt from the stream: identical");
     assert_eq!(Board::restore(subscriber.tree()), board, "and it is on disk");
 }

@@ -211,7 +211,12 @@ impl EventStore {
     /// The state as of the local snapshot, without reading the stream.
     fn cached<A: Aggregate>(&self, aggregate: &AggregateRef) -> Result<Loaded<A>, StoreError> {
         let (version, state) = self.local.snapshot::<A>(aggregate)?.unwrap_or_default();
-        Ok(Loaded { state, version, keys: BTreeSet::new(), replayed: 0 })
+        Ok(Loaded {
+            state,
+            version,
+            keys: BTreeSet::new(),
+            replayed: 0,
+        })
     }
 
     /// Runs one command: load, decide at `meta.occurred_at`, append.
@@ -243,7 +248,11 @@ impl EventStore {
         loop {
             attempt += 1;
             let speculative = attempt == 1;
-            let loaded = if speculative { self.cached::<A>(&aggregate)? } else { self.load::<A>(id).await? };
+            let loaded = if speculative {
+                self.cached::<A>(&aggregate)?
+            } else {
+                self.load::<A>(id).await?
+            };
             if let Some(key) = &meta.idempotency_key {
                 if self.local.applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some() {
                     return Ok(Executed {
@@ -259,7 +268,11 @@ impl EventStore {
                     if speculative {
                         continue;
                     }
-                    return Err(StoreError::Conflict { aggregate, expected, actual: loaded.version });
+                    return Err(StoreError::Conflict {
+                        aggregate,
+                        expected,
+                        actual: loaded.version,
+                    });
                 }
             }
             let events = match loaded.state.decide(command, meta.occurred_at) {
