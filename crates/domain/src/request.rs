@@ -196,3 +196,95 @@ impl GroupRequest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample;
+
+    fn person(placement: u128, needs: &[(u128, NeedKind)]) -> PlacementRequest {
+        let need = sample::shelter_need(crate::ids::OrgId::from_u128(1), PlacementId::from_u128(placement), None);
+        PlacementRequest {
+            placement: PlacementId::from_u128(placement),
+            profile: need.spec.profile,
+            constraints: need.spec.constraints,
+            urgency: Urgency::Immediate,
+            needs: needs.iter().map(|(id, kind)| (NeedId::from_u128(*id), *kind)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bundle_splits_into_one_spec_per_need_sharing_the_profile() {
+        let request = person(
+            1,
+            &[
+                (10, NeedKind::Shelter),
+                (11, NeedKind::Medical),
+                (12, NeedKind::Transport),
+            ],
+        );
+        request.validate("person").unwrap();
+        let specs: Vec<_> = request.specs().collect();
+        assert_eq!(specs.len(), 3);
+        assert!(specs
+            .iter()
+            .all(|(_, s)| s.profile == request.profile && s.units() == 1));
+        assert_eq!(specs[2].1.kind, NeedKind::Transport);
+    }
+
+    #[test]
+    fn a_bundle_may_not_repeat_a_kind_or_be_empty() {
+        let twice = person(1, &[(10, NeedKind::Shelter), (11, NeedKind::Shelter)]);
+        assert_eq!(twice.validate("person").unwrap_err().field(), Some("person.needs"));
+        assert_eq!(
+            person(1, &[]).validate("person").unwrap_err().field(),
+            Some("person.needs")
+        );
+    }
+
+    #[test]
+    fn a_group_names_the_person_whose_field_is_invalid_and_refuses_shared_ids() {
+        let mut group = GroupRequest {
+            group: GroupId::from_u128(9),
+            cohesion: Cohesion::KeepApart,
+            people: vec![
+                person(1, &[(10, NeedKind::Shelter)]),
+                person(2, &[(20, NeedKind::Shelter)]),
+            ],
+        };
+        group.validate().unwrap();
+        group.people[1].profile.party_size = 0;
+        assert_eq!(
+            group.validate().unwrap_err().field(),
+            Some("people[1].profile.party_size")
+        );
+        group.people[1] = person(1, &[(21, NeedKind::Shelter)]);
+        assert_eq!(group.validate().unwrap_err().field(), Some("people"));
+    }
+
+    #[test]
+    fn place_constraints_avoid_regions_and_cap_distance() {
+        let c = sample::shelter_need(crate::ids::OrgId::from_u128(1), PlacementId::from_u128(1), None)
+            .spec
+            .constraints;
+        assert!(
+            c.allows_site(&sample::location(34.05, -118.24, "US-06-037")),
+            "LA is ~35 km away"
+        );
+        assert!(
+            !c.allows_site(&sample::location(33.80, -117.90, "US-06-059")),
+            "the avoided county"
+        );
+        assert!(
+            !c.allows_site(&sample::location(32.72, -117.16, "US-06-073")),
+            "San Diego is too far"
+        );
+    }
+
+    #[test]
+    fn party_size_multiplies_units() {
+        let mut spec = sample::shelter_need(crate::ids::OrgId::from_u128(1), PlacementId::from_u128(1), None).spec;
+        spec.profile.party_size = 3;
+        assert_eq!(spec.units(), 3, "a mother with two children needs three beds");
+    }
+}
