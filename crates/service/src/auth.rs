@@ -1,0 +1,193 @@
+//! Who is calling: a bearer token mapped to a role and an organisation.
+//!
+//! Tokens are configured in a TOML file (path in `REFER_TOKENS_FILE`), stored
+//! only as SHA-256 hashes:
+//!
+//! ```toml
+//! [[token]]
+//! name = "harbor-house-coordinator"   # for logs; never the token itself
+//! role = "provider"                   # intake | provider | business | admin
+//! org = "6f1c0a7e-0b1d-4c47-9a51-5c6f0e3b2a10"
+//! sha256 = "<hex sha256 of the token>"
+//! ```
+//!
+//! Every RPC authenticates first, then checks the role and organisation on
+//! the server; the client's word is never taken for either.
+
+use refer_domain::ids::OrgId;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Intake staff of an agency (police, advocates).
+    Intake,
+    /// A provider partner (shelter, clinic, counselor, legal aid).
+    Provider,
+    /// A business donating resources.
+    Business,
+    /// A coalition administrator who registers partners.
+    Admin,
+}
+
+/// The authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    pub org: OrgId,
+}
+
+impl Principal {
+    /// PERMISSION_DENIED unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Status> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!("the {:?} role may not call this", self.role)))
+        }
+    }
+
+    /// Whether the caller may act for `org` (its own, or any as admin).
+    pub fn acts_for(&self, org: OrgId) -> bool {
+        self.role == Role::Admin || self.org == org
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+#[derive(Deserialize)]
+struct TokenEntry {
+    name: String,
+    role: Role,
+    org: String,
+    sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenBookError {
+    #[error("cannot read token file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("token file: {0}")]
+    Parse(String),
+}
+
+/// The configured tokens, by hash.
+#[derive(Clone, Debug, Default)]
+pub struct TokenBook {
+    by_hash: Arc<HashMap<[u8; 32], Principal>>,
+}
+
+/// The hex SHA-256 of a token, as stored in the token file.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl TokenBook {
+    pub fn load(path: &Path) -> Result<Self, TokenBookError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TokenBookError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, TokenBookError> {
+        let file: TokenFile = toml::from_str(text).map_err(|e| TokenBookError::Parse(e.to_string()))?;
+        let mut by_hash = HashMap::new();
+        for (i, entry) in file.token.into_iter().enumerate() {
+            let org = entry
+                .org
+                .parse()
+                .map_err(|_| TokenBookError::Parse(format!("token[{i}].org is not a UUID: {:?}", entry.org)))?;
+            let hash: [u8; 32] = hex::decode(&entry.sha256)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| TokenBookError::Parse(format!("token[{i}].sha256 is not 64 hex digits")))?;
+            let principal = Principal { name: entry.name, role: entry.role, org };
+            if by_hash.insert(hash, principal).is_some() {
+                return Err(TokenBookError::Parse(format!("token[{i}] repeats a hash")));
+            }
+        }
+        Ok(Self { by_hash: Arc::new(by_hash) })
+    }
+
+    /// Builds a book from `(token, role, org, name)` in memory (tests, demos).
+    pub fn from_tokens<'a>(tokens: impl IntoIterator<Item = (&'a str, Role, OrgId, &'a str)>) -> Self {
+        let by_hash = tokens
+            .into_iter()
+            .map(|(token, role, org, name)| {
+                (Sha256::digest(token.as_bytes()).into(), Principal { name: name.to_owned(), role, org })
+            })
+            .collect();
+        Self { by_hash: Arc::new(by_hash) }
+    }
+
+    /// Reads `authorization: Bearer <token>`: UNAUTHENTICATED when missing or unknown.
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+        let header = metadata
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization metadata (Bearer token)"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        self.by_hash.get(&hash).cloned().ok_or_else(|| Status::unauthenticated("unknown token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(value: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", value.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn a_token_file_maps_hashed_tokens_to_principals() {
+        let org = "6f1c0a7e-0b1d-4c47-9a51-5c6f0e3b2a10";
+        let text = format!(
+            "[[token]]\nname = \"coordinator\"\nrole = \"provider\"\norg = \"{org}\"\nsha256 = \"{}\"\n",
+            hash_token("s3cret")
+        );
+        let book = TokenBook::from_toml(&text).unwrap();
+        let who = book.authenticate(&metadata("Bearer s3cret")).unwrap();
+        assert_eq!((who.role, who.org.to_string()), (Role::Provider, org.replace('-', "")));
+        assert_eq!(book.authenticate(&metadata("Bearer wrong")).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(book.authenticate(&metadata("s3cret")).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(book.authenticate(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_bad_token_file_says_which_entry_is_wrong() {
+        let err = TokenBook::from_toml("[[token]]\nname='x'\nrole='admin'\norg='nope'\nsha256='00'\n").unwrap_err();
+        assert!(err.to_string().contains("token[0].org"), "{err}");
+        let err = TokenBook::from_toml("[[token]]\nname='x'\nrole='chief'\norg='nope'\nsha256='00'\n").unwrap_err();
+        assert!(err.to_string().contains("chief"), "{err}");
+    }
+
+    #[test]
+    fn roles_and_organisations_are_checked() {
+        let org = OrgId::from_u128(1);
+        let provider = Principal { name: "p".into(), role: Role::Provider, org };
+        assert!(provider.require(&[Role::Provider, Role::Admin]).is_ok());
+        assert_eq!(provider.require(&[Role::Intake]).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert!(provider.acts_for(org));
+        assert!(!provider.acts_for(OrgId::from_u128(2)));
+        let admin = Principal { name: "a".into(), role: Role::Admin, org };
+        assert!(admin.acts_for(OrgId::from_u128(2)));
+    }
+}
