@@ -50,7 +50,10 @@ impl Principal {
         if roles.contains(&self.role) {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!("the {:?} role may not call this", self.role)))
+            Err(Status::permission_denied(format!(
+                "the {:?} role may not call this",
+                self.role
+            )))
         }
     }
 
@@ -95,8 +98,10 @@ pub fn hash_token(token: &str) -> String {
 
 impl TokenBook {
     pub fn load(path: &Path) -> Result<Self, TokenBookError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TokenBookError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TokenBookError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text)
     }
 
@@ -112,12 +117,18 @@ impl TokenBook {
                 .ok()
                 .and_then(|bytes| bytes.try_into().ok())
                 .ok_or_else(|| TokenBookError::Parse(format!("token[{i}].sha256 is not 64 hex digits")))?;
-            let principal = Principal { name: entry.name, role: entry.role, org };
+            let principal = Principal {
+                name: entry.name,
+                role: entry.role,
+                org,
+            };
             if by_hash.insert(hash, principal).is_some() {
                 return Err(TokenBookError::Parse(format!("token[{i}] repeats a hash")));
             }
         }
-        Ok(Self { by_hash: Arc::new(by_hash) })
+        Ok(Self {
+            by_hash: Arc::new(by_hash),
+        })
     }
 
     /// Builds a book from `(token, role, org, name)` in memory (tests, demos).
@@ -125,10 +136,19 @@ impl TokenBook {
         let by_hash = tokens
             .into_iter()
             .map(|(token, role, org, name)| {
-                (Sha256::digest(token.as_bytes()).into(), Principal { name: name.to_owned(), role, org })
+                (
+                    Sha256::digest(token.as_bytes()).into(),
+                    Principal {
+                        name: name.to_owned(),
+                        role,
+                        org,
+                    },
+                )
             })
             .collect();
-        Self { by_hash: Arc::new(by_hash) }
+        Self {
+            by_hash: Arc::new(by_hash),
+        }
     }
 
     /// Reads `authorization: Bearer <token>`: UNAUTHENTICATED when missing or unknown.
@@ -142,7 +162,10 @@ impl TokenBook {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
         let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        self.by_hash.get(&hash).cloned().ok_or_else(|| Status::unauthenticated("unknown token"))
+        self.by_hash
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
     }
 }
 
@@ -166,9 +189,18 @@ mod tests {
         let book = TokenBook::from_toml(&text).unwrap();
         let who = book.authenticate(&metadata("Bearer s3cret")).unwrap();
         assert_eq!((who.role, who.org.to_string()), (Role::Provider, org.replace('-', "")));
-        assert_eq!(book.authenticate(&metadata("Bearer wrong")).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(book.authenticate(&metadata("s3cret")).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(book.authenticate(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            book.authenticate(&metadata("Bearer wrong")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            book.authenticate(&metadata("s3cret")).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            book.authenticate(&MetadataMap::new()).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]
@@ -182,12 +214,23 @@ mod tests {
     #[test]
     fn roles_and_organisations_are_checked() {
         let org = OrgId::from_u128(1);
-        let provider = Principal { name: "p".into(), role: Role::Provider, org };
+        let provider = Principal {
+            name: "p".into(),
+            role: Role::Provider,
+            org,
+        };
         assert!(provider.require(&[Role::Provider, Role::Admin]).is_ok());
-        assert_eq!(provider.require(&[Role::Intake]).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            provider.require(&[Role::Intake]).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
         assert!(provider.acts_for(org));
         assert!(!provider.acts_for(OrgId::from_u128(2)));
-        let admin = Principal { name: "a".into(), role: Role::Admin, org };
+        let admin = Principal {
+            name: "a".into(),
+            role: Role::Admin,
+            org,
+        };
         assert!(admin.acts_for(OrgId::from_u128(2)));
     }
 }

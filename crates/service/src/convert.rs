@@ -83,7 +83,11 @@ fn required<'a, T>(value: Option<&'a T>, field: &str) -> Result<&'a T, Status> {
 }
 
 /// Converts a list of enum values, refusing duplicates.
-fn set_of<T: Ord>(values: &[i32], field: &str, one: impl Fn(i32, &str) -> Result<T, Status>) -> Result<BTreeSet<T>, Status> {
+fn set_of<T: Ord>(
+    values: &[i32],
+    field: &str,
+    one: impl Fn(i32, &str) -> Result<T, Status>,
+) -> Result<BTreeSet<T>, Status> {
     let mut set = BTreeSet::new();
     for v in values {
         if !set.insert(one(*v, field)?) {
@@ -94,7 +98,10 @@ fn set_of<T: Ord>(values: &[i32], field: &str, one: impl Fn(i32, &str) -> Result
 }
 
 pub fn languages(values: &[String], field: &str) -> Result<BTreeSet<Language>, Status> {
-    values.iter().map(|v| Language::new(v.clone()).map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string())))).collect()
+    values
+        .iter()
+        .map(|v| Language::new(v.clone()).map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string()))))
+        .collect()
 }
 
 pub fn region(value: &str, field: &str) -> Result<RegionCode, Status> {
@@ -105,12 +112,18 @@ pub fn location(value: Option<&pb::Location>, field: &str) -> Result<Location, S
     let value = required(value, field)?;
     let point = required(value.point.as_ref(), &format!("{field}.point"))?;
     let point = GeoPoint::new(point.lat, point.lon).map_err(|e| domain_invalid(&format!("{field}.point"), e))?;
-    Ok(Location { point, region: region(&value.region, &format!("{field}.region"))? })
+    Ok(Location {
+        point,
+        region: region(&value.region, &format!("{field}.region"))?,
+    })
 }
 
 pub fn location_pb(value: &Location) -> pb::Location {
     pb::Location {
-        point: Some(pb::GeoPoint { lat: value.point.lat(), lon: value.point.lon() }),
+        point: Some(pb::GeoPoint {
+            lat: value.point.lat(),
+            lon: value.point.lon(),
+        }),
         region: value.region.as_str().to_owned(),
     }
 }
@@ -130,20 +143,31 @@ pub fn hours(value: Option<&pb::Hours>, field: &str) -> Result<Hours, Status> {
             let f = format!("{field}.slots[{i}]");
             Ok(WeeklySlot {
                 day: weekday(slot.day, &format!("{f}.day"))?,
-                open: u16::try_from(slot.open_minute).map_err(|_| invalid(&format!("{f}.open_minute"), "out of range"))?,
-                close: u16::try_from(slot.close_minute).map_err(|_| invalid(&format!("{f}.close_minute"), "out of range"))?,
+                open: u16::try_from(slot.open_minute)
+                    .map_err(|_| invalid(&format!("{f}.open_minute"), "out of range"))?,
+                close: u16::try_from(slot.close_minute)
+                    .map_err(|_| invalid(&format!("{f}.close_minute"), "out of range"))?,
             })
         })
         .collect::<Result<_, Status>>()?;
-    let hours = Hours::Weekly { utc_offset_minutes: offset, slots };
+    let hours = Hours::Weekly {
+        utc_offset_minutes: offset,
+        slots,
+    };
     hours.validate(field).map_err(|e| domain_invalid("", e))?;
     Ok(hours)
 }
 
 pub fn hours_pb(value: &Hours) -> pb::Hours {
     match value {
-        Hours::Always => pb::Hours { always: true, ..Default::default() },
-        Hours::Weekly { utc_offset_minutes, slots } => pb::Hours {
+        Hours::Always => pb::Hours {
+            always: true,
+            ..Default::default()
+        },
+        Hours::Weekly {
+            utc_offset_minutes,
+            slots,
+        } => pb::Hours {
             always: false,
             utc_offset_minutes: i32::from(*utc_offset_minutes),
             slots: slots
@@ -249,12 +273,18 @@ pub fn constraints_pb(value: &Constraints) -> pb::Constraints {
 
 pub fn time_window(value: Option<&pb::TimeWindow>, field: &str) -> Result<TimeWindow, Status> {
     let value = required(value, field)?;
-    TimeWindow::new(Timestamp::from_millis(value.start_ms), Timestamp::from_millis(value.end_ms))
-        .map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string())))
+    TimeWindow::new(
+        Timestamp::from_millis(value.start_ms),
+        Timestamp::from_millis(value.end_ms),
+    )
+    .map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string())))
 }
 
 pub fn time_window_pb(value: &TimeWindow) -> pb::TimeWindow {
-    pb::TimeWindow { start_ms: value.start.millis(), end_ms: value.end.millis() }
+    pb::TimeWindow {
+        start_ms: value.start.millis(),
+        end_ms: value.end.millis(),
+    }
 }
 
 pub fn target_pb(value: &Target) -> pb::Target {
@@ -293,18 +323,37 @@ mod tests {
     #[test]
     fn nested_fields_are_named_in_errors() {
         let err = profile(
-            Some(&pb::Profile { age_band: 2, gender: 1, languages: vec!["EN".into()], accessibility: vec![], party_size: 1 }),
+            Some(&pb::Profile {
+                age_band: 2,
+                gender: 1,
+                languages: vec!["EN".into()],
+                accessibility: vec![],
+                party_size: 1,
+            }),
             "person.profile",
         )
         .unwrap_err();
         assert!(err.message().contains("person.profile.languages"), "{}", err.message());
         let err = profile(
-            Some(&pb::Profile { age_band: 2, gender: 1, languages: vec!["en".into()], accessibility: vec![], party_size: 0 }),
+            Some(&pb::Profile {
+                age_band: 2,
+                gender: 1,
+                languages: vec!["en".into()],
+                accessibility: vec![],
+                party_size: 0,
+            }),
             "person.profile",
         )
         .unwrap_err();
         assert!(err.message().contains("person.profile.party_size"), "{}", err.message());
-        let err = location(Some(&pb::Location { point: None, region: "US-06".into() }), "spec.location").unwrap_err();
+        let err = location(
+            Some(&pb::Location {
+                point: None,
+                region: "US-06".into(),
+            }),
+            "spec.location",
+        )
+        .unwrap_err();
         assert!(err.message().contains("spec.location.point"), "{}", err.message());
     }
 
@@ -313,10 +362,23 @@ mod tests {
         let shelter = refer_domain::sample::shelter(refer_domain::ids::OrgId::from_u128(1));
         let e = eligibility(Some(&eligibility_pb(&shelter.eligibility)), "e").unwrap();
         assert_eq!(e, shelter.eligibility);
-        assert_eq!(location(Some(&location_pb(&shelter.location)), "l").unwrap(), shelter.location);
+        assert_eq!(
+            location(Some(&location_pb(&shelter.location)), "l").unwrap(),
+            shelter.location
+        );
         assert_eq!(hours(Some(&hours_pb(&shelter.hours)), "h").unwrap(), shelter.hours);
-        let need = refer_domain::sample::shelter_need(refer_domain::ids::OrgId::from_u128(1), refer_domain::ids::PlacementId::from_u128(2), None);
-        assert_eq!(profile(Some(&profile_pb(&need.spec.profile)), "p").unwrap(), need.spec.profile);
-        assert_eq!(constraints(Some(&constraints_pb(&need.spec.constraints)), "c").unwrap(), need.spec.constraints);
+        let need = refer_domain::sample::shelter_need(
+            refer_domain::ids::OrgId::from_u128(1),
+            refer_domain::ids::PlacementId::from_u128(2),
+            None,
+        );
+        assert_eq!(
+            profile(Some(&profile_pb(&need.spec.profile)), "p").unwrap(),
+            need.spec.profile
+        );
+        assert_eq!(
+            constraints(Some(&constraints_pb(&need.spec.constraints)), "c").unwrap(),
+            need.spec.constraints
+        );
     }
 }

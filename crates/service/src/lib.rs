@@ -5,8 +5,10 @@
 pub mod auth;
 pub mod clock;
 pub mod convert;
+pub mod runtime;
 pub mod server;
 pub mod status;
+pub mod testing;
 
 pub use auth::{Principal, Role, TokenBook};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

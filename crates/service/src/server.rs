@@ -6,7 +6,6 @@ use refer_domain::ids::CorrelationId;
 use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
 
 /// No request larger than this is decoded (a group of 100 people is ~30 KiB).
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
@@ -32,22 +31,30 @@ pub fn builder() -> Server {
         .concurrency_limit_per_connection(256)
 }
 
-/// The gRPC health service (reporting the given service as serving) and the
+/// Serves `routes` on `listener` until `shutdown` resolves, with the
+/// standard gRPC health service (reporting `name` as serving) and the
 /// reflection service describing every Refer contract, so generic tools
 /// (grpcurl, grpc_health_probe) can list and call the APIs.
-pub async fn standard_services<S: tonic::server::NamedService>() -> (
-    HealthReporter,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
-) {
+pub async fn serve(
+    name: &'static str,
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<S>().await;
+    reporter
+        .set_service_status(name, tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(refer_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor set is valid");
-    (reporter, health, reflection)
+    let routes = routes.add_service(health).add_service(reflection);
+    builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .await
 }
 
 /// The request's correlation id: the client's `x-correlation-id` when it is a
@@ -82,5 +89,8 @@ pub async fn shutdown_signal() {
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }

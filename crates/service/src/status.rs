@@ -19,9 +19,7 @@ pub fn store_status(err: StoreError) -> Status {
     match &err {
         StoreError::Domain(domain) => domain_status(domain),
         StoreError::Conflict { .. } => Status::aborted(format!("{err}; read the current version and retry")),
-        StoreError::Unavailable(_) => {
-            Status::unavailable(format!("{err}; retry with the same idempotency key"))
-        }
+        StoreError::Unavailable(_) => Status::unavailable(format!("{err}; retry with the same idempotency key")),
         StoreError::Encode(_) => Status::invalid_argument(err.to_string()),
         StoreError::Corrupt { .. } | StoreError::Local(_) | StoreError::Setup(_) => {
             tracing::error!(error = %err, "internal store error");
@@ -43,13 +41,26 @@ mod tests {
 
     #[test]
     fn each_error_gets_its_status() {
-        let aggregate = AggregateRef { kind: AggregateKind::Provider, id: uuid::Uuid::nil() };
+        let aggregate = AggregateRef {
+            kind: AggregateKind::Provider,
+            id: uuid::Uuid::nil(),
+        };
         let cases = [
-            (StoreError::Domain(DomainError::invalid("spec.name", "empty")), Code::InvalidArgument),
+            (
+                StoreError::Domain(DomainError::invalid("spec.name", "empty")),
+                Code::InvalidArgument,
+            ),
             (StoreError::Domain(DomainError::HoldExpired), Code::FailedPrecondition),
             (StoreError::Domain(DomainError::NotRegistered), Code::NotFound),
             (StoreError::Domain(DomainError::AlreadyRegistered), Code::AlreadyExists),
-            (StoreError::Conflict { aggregate, expected: 3, actual: 5 }, Code::Aborted),
+            (
+                StoreError::Conflict {
+                    aggregate,
+                    expected: 3,
+                    actual: 5,
+                },
+                Code::Aborted,
+            ),
             (StoreError::Unavailable("timed out".into()), Code::Unavailable),
             (StoreError::Setup("x".into()), Code::Internal),
         ];
