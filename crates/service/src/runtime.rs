@@ -96,3 +96,33 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
         }
     })
 }
+
+/// A service's `main`: configuration from the environment, tracing, the
+/// event store, then `start` (which returns the gRPC routes and its
+/// projection task), served until SIGINT/SIGTERM; then the projection stops.
+pub async fn run<F, Fut>(
+    service: &'static str,
+    grpc_name: &'static str,
+    default_port: u16,
+    start: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(EventStore, crate::TokenBook, crate::SharedClock, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(tonic::service::Routes, tokio::task::JoinHandle<()>)>>,
+{
+    crate::server::init_tracing();
+    let config = Config::from_env(service, default_port)?;
+    let tokens = crate::TokenBook::load(&config.tokens_file)?;
+    let store = config.open_store().await?;
+    let (stop, stopped) = watch::channel(false);
+    let (routes, projection) = start(store, tokens, std::sync::Arc::new(crate::SystemClock), stopped).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(service, addr = %config.listen, data = %config.data_dir.display(), "listening");
+    crate::server::serve(grpc_name, routes, listener, crate::server::shutdown_signal()).await?;
+    let _ = stop.send(true);
+    projection.await?;
+    tracing::info!(service, "stopped");
+    Ok(())
+}

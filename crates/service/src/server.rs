@@ -94,3 +94,18 @@ pub fn init_tracing() {
         .with_target(false)
         .try_init();
 }
+
+/// The metadata of a command a user sent: now, the request's correlation id,
+/// its idempotency key, caused by no earlier event.
+pub fn command_meta<T>(
+    request: &tonic::Request<T>,
+    clock: &dyn crate::Clock,
+    key: refer_domain::IdempotencyKey,
+) -> refer_domain::CommandMeta {
+    refer_domain::CommandMeta {
+        occurred_at: clock.now(),
+        correlation_id: correlation_id(request.metadata()),
+        causation_id: None,
+        idempotency_key: Some(key),
+    }
+}

@@ -65,12 +65,7 @@ impl CapacityService {
     }
 
     fn meta<T>(&self, request: &Request<T>, key: IdempotencyKey) -> CommandMeta {
-        CommandMeta {
-            occurred_at: self.clock.now(),
-            correlation_id: refer_service::server::correlation_id(request.metadata()),
-            causation_id: None,
-            idempotency_key: Some(key),
-        }
+        refer_service::server::command_meta(request, self.clock.as_ref(), key)
     }
 
     /// Loads a site the caller may act for: NOT_FOUND if unknown,
