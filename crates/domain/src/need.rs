@@ -12,7 +12,7 @@ use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
 use crate::ids::{DonationId, GroupId, HoldId, OrgId, PlacementId, ProviderId};
-use crate::request::NeedSpec;
+use crate::request::{Cohesion, NeedSpec};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -62,10 +62,20 @@ pub enum DeclineReason {
     Other,
 }
 
+/// A need's place in a group of people recovered together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembership {
+    pub group: GroupId,
+    pub cohesion: Cohesion,
+    /// How many people the group holds (so the matcher knows it has them all).
+    pub people: u16,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeedRequest {
+    /// The person's bundle: needs with the same placement are one person's.
     pub placement: PlacementId,
-    pub group: Option<GroupId>,
+    pub group: Option<GroupMembership>,
     /// The intake agency; only its staff see this need.
     pub agency: OrgId,
     pub spec: NeedSpec,
@@ -175,6 +185,11 @@ impl Aggregate for Need {
                     return Err(DomainError::AlreadyRegistered);
                 }
                 request.spec.validate("spec")?;
+                if let Some(group) = &request.group {
+                    if group.people == 0 || usize::from(group.people) > crate::request::MAX_GROUP_SIZE {
+                        return Err(DomainError::invalid("group.people", "must be 1 to 100"));
+                    }
+                }
                 E::Requested(request.clone())
             }
             C::Propose(proposal) => {

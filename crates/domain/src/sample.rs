@@ -4,9 +4,9 @@
 use crate::donation::DonationOffer;
 use crate::eligibility::{Eligibility, ServiceArea};
 use crate::geo::{GeoPoint, Location, RegionCode};
-use crate::ids::{GroupId, OrgId, PlacementId};
+use crate::ids::{OrgId, PlacementId};
 use crate::kinds::{NeedKind, ResourceKind, ServiceKind};
-use crate::need::NeedRequest;
+use crate::need::{GroupMembership, NeedRequest};
 use crate::profile::{AgeBand, Gender, Language, Profile};
 use crate::provider::ProviderProfile;
 use crate::request::{Constraints, NeedSpec, Urgency};
@@ -81,7 +81,7 @@ pub fn adult_woman() -> Profile {
 }
 
 /// A bed tonight for one adult woman, away from the county where she was found.
-pub fn shelter_need(agency: OrgId, placement: PlacementId, group: Option<GroupId>) -> NeedRequest {
+pub fn shelter_need(agency: OrgId, placement: PlacementId, group: Option<GroupMembership>) -> NeedRequest {
     NeedRequest {
         placement,
         group,

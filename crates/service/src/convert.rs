@@ -297,6 +297,15 @@ pub fn target_pb(value: &Target) -> pb::Target {
     }
 }
 
+/// Page tokens are opaque to clients: the hex of a key the service chose.
+pub fn encode_token(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+pub fn decode_token(token: &str) -> Option<Vec<u8>> {
+    hex::decode(token).ok()
+}
+
 /// Page size: 0 means 100; at most 500.
 pub fn page_size(value: u32) -> Result<usize, Status> {
     match value {

@@ -1,0 +1,130 @@
+//! Intake's own records: which placements an agency requested, under which
+//! case reference. This is the one piece of Refer's local state that is not
+//! rebuilt from the stream, on purpose: the agency's case reference must never
+//! travel on the bus. It is flushed to disk before a request is answered; if
+//! it is lost, every need survives on the stream, but the link from the
+//! agency's case file to its placements must come from a backup.
+
+use refer_domain::ids::{GroupId, NeedId, OrgId, PlacementId};
+use refer_domain::kinds::NeedKind;
+use refer_domain::request::Cohesion;
+use refer_domain::{IdempotencyKey, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRecord {
+    pub placement: PlacementId,
+    pub agency: OrgId,
+    pub case_reference: String,
+    pub group: Option<GroupId>,
+    pub needs: Vec<(NeedId, NeedKind)>,
+    pub requested_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub group: GroupId,
+    pub agency: OrgId,
+    pub cohesion: Cohesion,
+    pub placements: Vec<PlacementId>,
+}
+
+/// What one idempotency key of an agency was used for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Claim {
+    Placement(PlacementRecord),
+    Group(GroupRecord, Vec<PlacementRecord>),
+}
+
+#[derive(Clone)]
+pub struct Records {
+    tree: sled::Tree,
+}
+
+fn placement_key(id: PlacementId) -> Vec<u8> {
+    format!("p/{id}").into_bytes()
+}
+
+fn claim_key(agency: OrgId, key: &IdempotencyKey) -> Vec<u8> {
+    format!("k/{agency}/{}", key.as_str()).into_bytes()
+}
+
+/// Newest first when scanned in reverse.
+fn listing_key(agency: OrgId, at: Timestamp, id: PlacementId) -> Vec<u8> {
+    let mut k = format!("a/{agency}/").into_bytes();
+    k.extend_from_slice(&at.millis().to_be_bytes());
+    k.extend_from_slice(id.as_uuid().as_bytes());
+    k
+}
+
+impl Records {
+    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+        Ok(Self {
+            tree: db.open_tree("intake-records")?,
+        })
+    }
+
+    /// Stores a new placement (or group) under the agency's idempotency key,
+    /// unless that key was used before: then the earlier claim is returned,
+    /// so a retried request names the same people and needs.
+    pub async fn claim(&self, agency: OrgId, key: &IdempotencyKey, claim: Claim) -> sled::Result<Claim> {
+        let bytes = postcard::to_stdvec(&claim).expect("records encode");
+        let won = self
+            .tree
+            .compare_and_swap(claim_key(agency, key), None as Option<&[u8]>, Some(bytes))?;
+        if let Err(lost) = won {
+            let current = lost.current.expect("a claim exists when the swap fails");
+            return Ok(postcard::from_bytes(&current).expect("a claim this service wrote"));
+        }
+        let people: Vec<&PlacementRecord> = match &claim {
+            Claim::Placement(p) => vec![p],
+            Claim::Group(_, people) => people.iter().collect(),
+        };
+        let mut batch = sled::Batch::default();
+        for p in people {
+            batch.insert(
+                placement_key(p.placement),
+                postcard::to_stdvec(p).expect("records encode"),
+            );
+            batch.insert(listing_key(p.agency, p.requested_at, p.placement), vec![]);
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush_async().await?;
+        Ok(claim)
+    }
+
+    pub fn placement(&self, id: PlacementId) -> sled::Result<Option<PlacementRecord>> {
+        Ok(self
+            .tree
+            .get(placement_key(id))?
+            .and_then(|v| postcard::from_bytes(&v).ok()))
+    }
+
+    /// The agency's placements, newest first, starting after `after` (a listing key).
+    pub fn list(
+        &self,
+        agency: OrgId,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> sled::Result<Vec<(Vec<u8>, PlacementRecord)>> {
+        let prefix = format!("a/{agency}/").into_bytes();
+        let mut end = prefix.clone();
+        *end.last_mut().expect("non-empty") += 1;
+        let upper = match after {
+            Some(a) if a.starts_with(&prefix) => a.to_vec(),
+            _ => end,
+        };
+        let mut out = Vec::new();
+        for entry in self.tree.range(prefix..upper).rev() {
+            let (k, _) = entry?;
+            let id = uuid::Uuid::from_slice(&k[k.len() - 16..]).expect("listing keys end with an id");
+            if let Some(record) = self.placement(PlacementId::from_uuid(id))? {
+                out.push((k.to_vec(), record));
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
