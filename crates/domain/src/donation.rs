@@ -207,13 +207,9 @@ impl Aggregate for Donation {
                     reason: *reason,
                 }])
             }
+            // As for providers, the deadline is the need's to enforce.
             C::ConfirmHold { hold } => {
-                if self.withdrawn {
-                    return Err(DomainError::Withdrawn);
-                }
-                if now >= self.hold(*hold)?.expires_at {
-                    return Err(DomainError::HoldExpired);
-                }
+                self.hold(*hold)?;
                 Ok(vec![E::HoldConfirmed { hold: *hold }])
             }
         }

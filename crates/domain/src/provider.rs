@@ -294,10 +294,11 @@ impl Aggregate for Provider {
                     reason: *reason,
                 }
             }
+            // The deadline is enforced where the answer is given (the need's
+            // `Accept`); confirming settles a referral accepted in time, even
+            // if the settlement itself comes later (after a crash).
             C::ConfirmHold { hold } => {
-                if now >= self.hold(*hold)?.expires_at {
-                    return Err(DomainError::HoldExpired);
-                }
+                self.hold(*hold)?;
                 E::HoldConfirmed { hold: *hold }
             }
         };

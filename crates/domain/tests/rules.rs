@@ -116,7 +116,7 @@ fn a_suspended_provider_gets_no_new_holds_and_unoffered_services_are_refused() {
 }
 
 #[test]
-fn accepting_after_the_deadline_fails() {
+fn a_hold_accepted_in_time_is_confirmed_even_when_settled_late() {
     let mut history = registered_provider(1);
     history.push(ProviderEvent::HoldPlaced {
         hold: HOLD,
@@ -125,9 +125,16 @@ fn accepting_after_the_deadline_fails() {
         units: 1,
         expires_at: NIGHT.plus_secs(900),
     });
+    given::<Provider>(history.clone())
+        .when(&ProviderCommand::ConfirmHold { hold: HOLD }, NIGHT.plus_secs(1800))
+        .then_expect([ProviderEvent::HoldConfirmed { hold: HOLD }]);
+    history.push(ProviderEvent::HoldReleased {
+        hold: HOLD,
+        reason: ReleaseReason::Expired,
+    });
     given::<Provider>(history)
-        .when(&ProviderCommand::ConfirmHold { hold: HOLD }, NIGHT.plus_secs(900))
-        .then_error(DomainError::HoldExpired);
+        .when(&ProviderCommand::ConfirmHold { hold: HOLD }, NIGHT.plus_secs(60))
+        .then_error(DomainError::UnknownHold);
 }
 
 #[test]

@@ -1,0 +1,419 @@
+//! The matcher's pure core: a projection of every aggregate and the rules
+//! that turn it into decisions. No I/O; time is an input. Given the same
+//! ordered events it plans the same decisions, which is what makes a replay
+//! of the stream reproduce history.
+//!
+//! Every decision is derived from the state, so a matcher that crashed
+//! between two steps of a decision finds the half-done step in the state and
+//! completes it (hold ids are derived from the need and its attempt number,
+//! and every command carries a derived idempotency key).
+
+use refer_domain::donation::Donation;
+use refer_domain::ids::{DonationId, HoldId, NeedId, ProviderId};
+use refer_domain::need::{Need, NeedStatus, Target};
+use refer_domain::profile::AgeBand;
+use refer_domain::provider::{Provider, ReleaseReason};
+use refer_domain::request::Cohesion;
+use refer_domain::{Aggregate, AggregateKind, Event, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// How long a provider has to answer a referral.
+pub const HOLD_SECS: i64 = 15 * 60;
+
+/// What the matcher decides to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Hold `units` at `target` and propose the need to it. Donations need no
+    /// answer: the need is accepted at once.
+    Propose {
+        need: NeedId,
+        target: Target,
+        hold: HoldId,
+        units: u32,
+    },
+    /// A need proposed to a donation is accepted on the business's behalf
+    /// (a donation is given in advance; a crash may have left this step).
+    AcceptDonation { need: NeedId, target: Target },
+    /// A hold was placed but the need not yet proposed (a crash in between).
+    CompleteProposal { need: NeedId, target: Target, hold: HoldId },
+    /// Nothing fits now. `attempt` tells this waitlisting from earlier ones.
+    Waitlist { need: NeedId, attempt: u32 },
+    /// The deadline passed without an answer.
+    Expire { need: NeedId, hold: HoldId },
+    /// The need was accepted: the held units are taken.
+    Confirm { target: Target, hold: HoldId },
+    /// The need was declined, expired or cancelled, or moved on: free the units.
+    Release {
+        target: Target,
+        hold: HoldId,
+        reason: ReleaseReason,
+    },
+}
+
+/// The projection: every provider, donation and need, as the domain folds them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Projection {
+    pub providers: BTreeMap<ProviderId, Provider>,
+    pub donations: BTreeMap<DonationId, Donation>,
+    pub needs: BTreeMap<NeedId, Need>,
+    /// Stream sequence at which each need was requested (its place in line).
+    pub arrival: BTreeMap<NeedId, u64>,
+    /// Waitlisted needs get another look when capacity changes.
+    pub capacity_changed: bool,
+}
+
+/// Decisions planned but not yet seen on the stream: their units are spoken
+/// for, and their needs are not planned again. Not persisted: after a
+/// restart the same decisions are re-derived with the same hold ids.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight {
+    pub holds: BTreeMap<HoldId, (Target, NeedId, u32)>,
+    /// Needs with a decision under way, and their status when it was made.
+    pub needs: BTreeMap<NeedId, NeedStatus>,
+    /// Holds being confirmed or released.
+    pub settling: BTreeSet<HoldId>,
+}
+
+impl InFlight {
+    /// Forgets a decision that failed, so the need is planned again.
+    pub fn abandon(&mut self, need: NeedId, hold: Option<HoldId>) {
+        self.needs.remove(&need);
+        if let Some(hold) = hold {
+            self.holds.remove(&hold);
+        }
+    }
+}
+
+/// The hold id for a need's `attempt`-th proposal: derived, so a re-planned
+/// decision after a crash lands on the same idempotency keys.
+pub fn hold_id(need: NeedId, attempt: u32) -> HoldId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5e1f_0c4a_7b2d_4e6f_9a80_1c3b_5d7e_9f21);
+    let mut name = need.as_uuid().as_bytes().to_vec();
+    name.extend_from_slice(&attempt.to_be_bytes());
+    HoldId::from_uuid(Uuid::new_v5(&NAMESPACE, &name))
+}
+
+impl Projection {
+    /// Folds one event in. Returns the kind of aggregate it touched.
+    pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
+        match event {
+            Event::Provider(e) => {
+                let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
+                self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
+                self.capacity_changed = true;
+                AggregateKind::Provider
+            }
+            Event::Donation(e) => {
+                let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
+                self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
+                self.capacity_changed = true;
+                AggregateKind::Donation
+            }
+            Event::Need(e) => {
+                let need = NeedId::from_uuid(id);
+                let n = self.needs.remove(&need).unwrap_or_default();
+                self.arrival.entry(need).or_insert(seq);
+                self.needs.insert(need, n.evolve(e));
+                AggregateKind::Need
+            }
+        }
+    }
+
+    /// Units spoken for at `target` by planned, unseen holds.
+    fn spoken(target: Target, in_flight: &InFlight) -> u32 {
+        in_flight
+            .holds
+            .values()
+            .filter(|(t, _, _)| *t == target)
+            .map(|(_, _, units)| *units)
+            .sum()
+    }
+
+    /// Eligible targets with room for `need`, nearest first (ties by id).
+    fn candidates(
+        &self,
+        need: &Need,
+        now: Timestamp,
+        in_flight: &InFlight,
+        avoid: &BTreeSet<Target>,
+    ) -> Vec<(u32, Target)> {
+        let Some(request) = &need.request else { return vec![] };
+        let spec = &request.spec;
+        let units = spec.units();
+        let mut out = Vec::new();
+        if let Some(service) = spec.kind.provider_service() {
+            for (id, provider) in &self.providers {
+                let target = Target::Provider(*id);
+                let Some(profile) = &provider.profile else { continue };
+                let spoken = Self::spoken(target, in_flight);
+                let fits = !provider.suspended
+                    && profile.services.contains(&service)
+                    && provider.units(service).free().saturating_sub(spoken) >= units
+                    && profile.hours.is_open(now)
+                    && spec.constraints.allows_site(&profile.location)
+                    && profile
+                        .eligibility
+                        .admits(&spec.profile, &spec.constraints.origin, &profile.location)
+                        .is_ok()
+                    && !need.excluded.contains(&target)
+                    && !avoid.contains(&target);
+                if fits {
+                    out.push((spec.constraints.distance_km(&profile.location.point), target));
+                }
+            }
+        }
+        for (id, donation) in &self.donations {
+            let target = Target::Donation(*id);
+            let Some(offer) = &donation.offer else { continue };
+            let fits = spec.kind.served_by_resource(offer.kind)
+                && donation.free().saturating_sub(Self::spoken(target, in_flight)) >= units
+                && offer.max_units_per_need.is_none_or(|max| units <= max)
+                && offer.window.contains(now)
+                && spec.constraints.allows_site(&offer.location)
+                && offer
+                    .eligibility
+                    .admits(&spec.profile, &spec.constraints.origin, &offer.location)
+                    .is_ok()
+                && !need.excluded.contains(&target)
+                && !avoid.contains(&target);
+            if fits {
+                out.push((spec.constraints.distance_km(&offer.location.point), target));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Where the other members of `need`'s group have their shelter, for
+    /// keeping a group together or apart.
+    fn group_sites(&self, need: NeedId, in_flight: &InFlight) -> BTreeSet<Target> {
+        let Some(me) = self.needs.get(&need).and_then(|n| n.request.as_ref()) else {
+            return BTreeSet::new();
+        };
+        let Some(group) = me.group else { return BTreeSet::new() };
+        let mut sites = BTreeSet::new();
+        for (id, other) in &self.needs {
+            let Some(request) = &other.request else { continue };
+            if *id == need || request.group.map(|g| g.group) != Some(group.group) || request.placement == me.placement {
+                continue;
+            }
+            if request.spec.kind != me.spec.kind {
+                continue;
+            }
+            if let Some(p) = other.proposal {
+                if matches!(
+                    other.status,
+                    NeedStatus::Proposed | NeedStatus::Accepted | NeedStatus::Fulfilled
+                ) {
+                    sites.insert(p.target);
+                }
+            }
+        }
+        sites.extend(
+            in_flight
+                .holds
+                .values()
+                .filter(|(_, n, _)| {
+                    self.needs.get(n).and_then(|x| x.request.as_ref()).is_some_and(|r| {
+                        r.group.map(|g| g.group) == Some(group.group)
+                            && r.placement != me.placement
+                            && r.spec.kind == me.spec.kind
+                    })
+                })
+                .map(|(t, _, _)| *t),
+        );
+        sites
+    }
+
+    /// Needs awaiting a match, most urgent first, juveniles first within an
+    /// urgency, then in order of arrival.
+    fn queue(&self) -> Vec<NeedId> {
+        let mut queue: Vec<(u8, u8, u64, NeedId)> = self
+            .needs
+            .iter()
+            .filter(|(_, n)| n.status.awaits_match())
+            .filter_map(|(id, n)| {
+                let r = n.request.as_ref()?;
+                let juvenile = u8::from(r.spec.profile.age_band != AgeBand::Juvenile);
+                Some((
+                    r.spec.urgency as u8,
+                    juvenile,
+                    self.arrival.get(id).copied().unwrap_or(0),
+                    *id,
+                ))
+            })
+            .collect();
+        queue.sort();
+        queue.into_iter().map(|(_, _, _, id)| id).collect()
+    }
+
+    /// Holds at providers and donations, with the need each serves.
+    fn holds(&self) -> Vec<(Target, HoldId, NeedId)> {
+        let providers = self.providers.iter().flat_map(|(id, p)| {
+            p.holds
+                .iter()
+                .map(move |(h, hold)| (Target::Provider(*id), *h, hold.need))
+        });
+        let donations = self.donations.iter().flat_map(|(id, d)| {
+            d.holds
+                .iter()
+                .map(move |(h, hold)| (Target::Donation(*id), *h, hold.need))
+        });
+        providers.chain(donations).collect()
+    }
+
+    /// Everything to do after an event: housekeeping, then matching.
+    pub fn plan(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
+        let mut actions = self.housekeeping(now, in_flight);
+        actions.extend(self.match_needs(now, in_flight));
+        actions
+    }
+
+    /// Follow-ups that the state calls for: settle holds whose need moved
+    /// on, finish half-done proposals, expire referrals past their deadline,
+    /// accept proposals to donations. Also run on a timer.
+    pub fn housekeeping(&self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
+        let mut actions = Vec::new();
+
+        // Settle holds whose need has moved on, and finish half-done proposals.
+        for (target, hold, need_id) in self.holds() {
+            if in_flight.holds.contains_key(&hold) || in_flight.settling.contains(&hold) {
+                continue;
+            }
+            let Some(need) = self.needs.get(&need_id) else { continue };
+            let live = need.proposal.filter(|p| p.hold == hold && p.target == target);
+            match (need.status, live) {
+                (NeedStatus::Proposed, Some(_)) => {}
+                (NeedStatus::Accepted | NeedStatus::Fulfilled, Some(_)) => {
+                    in_flight.settling.insert(hold);
+                    actions.push(Action::Confirm { target, hold });
+                }
+                (status, None) if status.awaits_match() && hold == hold_id(need_id, need.proposals_made + 1) => {
+                    in_flight.needs.insert(need_id, status);
+                    actions.push(Action::CompleteProposal {
+                        need: need_id,
+                        target,
+                        hold,
+                    });
+                }
+                (status, _) => {
+                    let reason = match status {
+                        NeedStatus::Declined => ReleaseReason::Declined,
+                        NeedStatus::Expired => ReleaseReason::Expired,
+                        _ => ReleaseReason::Cancelled,
+                    };
+                    in_flight.settling.insert(hold);
+                    actions.push(Action::Release { target, hold, reason });
+                }
+            }
+        }
+
+        // Referrals past their deadline; donation proposals not yet accepted.
+        for (id, need) in &self.needs {
+            let Some(proposal) = need.proposal.filter(|_| need.status == NeedStatus::Proposed) else {
+                continue;
+            };
+            if in_flight.needs.contains_key(id) {
+                continue;
+            }
+            match proposal.target {
+                Target::Provider(_) if proposal.deadline <= now => {
+                    in_flight.needs.insert(*id, NeedStatus::Proposed);
+                    actions.push(Action::Expire {
+                        need: *id,
+                        hold: proposal.hold,
+                    });
+                }
+                Target::Donation(_) => {
+                    in_flight.needs.insert(*id, NeedStatus::Proposed);
+                    actions.push(Action::AcceptDonation {
+                        need: *id,
+                        target: proposal.target,
+                    });
+                }
+                Target::Provider(_) => {}
+            }
+        }
+        actions
+    }
+
+    /// Matches the needs that wait, in priority order: each to the nearest
+    /// eligible target with room, or the waitlist. Waitlisted needs are looked
+    /// at again only when capacity changed. `in_flight` is updated with what
+    /// is planned, so a caller that executes it later (or a replay that never
+    /// does) plans the same way.
+    pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
+        let mut actions = Vec::new();
+        // Match what waits, in priority order; waitlisted needs only when capacity changed.
+        let capacity_changed = std::mem::take(&mut self.capacity_changed);
+        for need_id in self.queue() {
+            if in_flight.needs.contains_key(&need_id) {
+                continue;
+            }
+            let need = &self.needs[&need_id];
+            if need.status == NeedStatus::Waitlisted && !capacity_changed {
+                continue;
+            }
+            let request = need.request.as_ref().expect("queued needs are requested");
+            let group_sites = self.group_sites(need_id, in_flight);
+            let cohesion = request.group.map_or(Cohesion::NoPreference, |g| g.cohesion);
+            let avoid = if cohesion == Cohesion::KeepApart {
+                group_sites.clone()
+            } else {
+                BTreeSet::new()
+            };
+            let mut candidates = self.candidates(need, now, in_flight, &avoid);
+            if cohesion == Cohesion::KeepTogether {
+                // A site where the group already is comes first.
+                candidates.sort_by_key(|(km, t)| (!group_sites.contains(t), *km, *t));
+            }
+            match candidates.first() {
+                Some((_, target)) => {
+                    let hold = hold_id(need_id, need.proposals_made + 1);
+                    let units = request.spec.units();
+                    in_flight.holds.insert(hold, (*target, need_id, units));
+                    in_flight.needs.insert(need_id, need.status);
+                    actions.push(Action::Propose {
+                        need: need_id,
+                        target: *target,
+                        hold,
+                        units,
+                    });
+                }
+                None if need.status != NeedStatus::Waitlisted => {
+                    in_flight.needs.insert(need_id, need.status);
+                    actions.push(Action::Waitlist {
+                        need: need_id,
+                        attempt: need.proposals_made,
+                    });
+                }
+                None => {}
+            }
+        }
+        actions
+    }
+
+    /// Forgets in-flight marks that the stream has caught up with (or that
+    /// will never land), so the capacity they spoke for counts from the state.
+    pub fn settle_in_flight(&self, in_flight: &mut InFlight) {
+        in_flight.holds.retain(|hold, (target, need, _)| {
+            let placed = match target {
+                Target::Provider(id) => self.providers.get(id).is_some_and(|p| p.holds.contains_key(hold)),
+                Target::Donation(id) => self.donations.get(id).is_some_and(|d| d.holds.contains_key(hold)),
+            };
+            let moved_on = self
+                .needs
+                .get(need)
+                .is_some_and(|n| n.proposals_made > 0 && n.proposal.map(|p| p.hold) == Some(*hold));
+            !(placed || moved_on)
+        });
+        let holds: BTreeSet<HoldId> = self.holds().into_iter().map(|(_, h, _)| h).collect();
+        in_flight.settling.retain(|hold| holds.contains(hold));
+        // A decision is seen once the need's status moved from where it was.
+        in_flight
+            .needs
+            .retain(|need, status| self.needs.get(need).is_some_and(|n| n.status == *status));
+    }
+}

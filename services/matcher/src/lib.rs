@@ -1,0 +1,515 @@
+//! The matcher service: a durable consumer of every event that keeps a
+//! projection of providers, donations and needs in memory (checkpointed in
+//! sled), and turns it into decisions: a referral with a hold and a deadline,
+//! expiry, re-matching after a decline or expiry (skipping whoever declined),
+//! the waitlist, and settling holds when needs are answered or cancelled.
+#![forbid(unsafe_code)]
+
+pub mod core;
+
+use crate::core::{hold_id, Action, InFlight, Projection as State, HOLD_SECS};
+use refer_domain::donation::{Donation, DonationCommand};
+use refer_domain::ids::{CorrelationId, EventId, NeedId};
+use refer_domain::kinds::NeedKind;
+use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
+use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
+use refer_domain::{AggregateKind, CommandMeta, IdempotencyKey, Timestamp};
+use refer_eventstore::{EventStore, Recorded, StoreError, Subscriber};
+use refer_proto::matcher::v1 as pb;
+use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
+use refer_service::{Role, SharedClock, TokenBook};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// The gRPC service name (for health checks).
+pub const SERVICE_NAME: &str = "refer.matcher.v1.Matcher";
+/// The durable consumer of every event.
+pub const CONSUMER: &str = "matcher";
+
+/// The core, the decisions waiting to be carried out, and what to persist.
+#[derive(Default)]
+pub struct Core {
+    pub state: State,
+    pub in_flight: InFlight,
+    queue: Vec<(Action, Option<EventId>)>,
+    dirty: BTreeSet<(AggregateKind, Uuid)>,
+}
+
+impl Core {
+    /// Restores the projection from the subscriber's tree.
+    pub fn restore(tree: &sled::Tree) -> Self {
+        let mut core = Core::default();
+        for (key, value) in tree.iter().flatten() {
+            let Some((tag, id)) = key.split_first() else { continue };
+            let Ok(id) = Uuid::from_slice(id) else { continue };
+            match tag {
+                b'p' => {
+                    if let Ok(p) = postcard::from_bytes(&value) {
+                        core.state
+                            .providers
+                            .insert(refer_domain::ids::ProviderId::from_uuid(id), p);
+                    }
+                }
+                b'd' => {
+                    if let Ok(d) = postcard::from_bytes(&value) {
+                        core.state
+                            .donations
+                            .insert(refer_domain::ids::DonationId::from_uuid(id), d);
+                    }
+                }
+                b'n' => {
+                    if let Ok((n, arrival)) = postcard::from_bytes::<(Need, u64)>(&value) {
+                        core.state.needs.insert(NeedId::from_uuid(id), n);
+                        core.state.arrival.insert(NeedId::from_uuid(id), arrival);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Whatever capacity exists, the waitlist gets a look after a restart.
+        core.state.capacity_changed = true;
+        core
+    }
+
+    /// Folds a commit in and plans what follows from it (at the commit's time).
+    pub fn apply(&mut self, commit: &Recorded) {
+        for envelope in &commit.events {
+            let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
+            self.dirty.insert((kind, envelope.aggregate.id));
+        }
+        self.state.settle_in_flight(&mut self.in_flight);
+        let Some(last) = commit.events.last() else { return };
+        let actions = self.state.plan(last.occurred_at, &mut self.in_flight);
+        self.queue.extend(actions.into_iter().map(|a| (a, Some(last.event_id))));
+    }
+}
+
+/// Runs the core over a recorded stream from scratch and returns the
+/// matching decisions it makes (proposals and waitlistings), in order. The
+/// live matcher made its decisions the same way, so these equal the
+/// `need.proposed` and `need.waitlisted` events it wrote.
+pub fn replay(commits: &[Recorded]) -> Vec<Action> {
+    let mut core = Core::default();
+    let mut decisions = Vec::new();
+    for commit in commits {
+        core.apply(commit);
+        decisions.extend(
+            core.queue
+                .drain(..)
+                .map(|(a, _)| a)
+                .filter(|a| matches!(a, Action::Propose { .. } | Action::Waitlist { .. })),
+        );
+    }
+    decisions
+}
+
+/// Feeds the subscriber's commits to the shared core.
+struct Feed {
+    core: Arc<Mutex<Core>>,
+}
+
+impl refer_eventstore::Projection for Feed {
+    fn apply(&mut self, commit: &Recorded) {
+        self.core.lock().expect("core lock").apply(commit);
+    }
+
+    fn persist(&mut self, batch: &mut sled::Batch) {
+        let mut core = self.core.lock().expect("core lock");
+        for (kind, id) in std::mem::take(&mut core.dirty) {
+            let (tag, bytes) = match kind {
+                AggregateKind::Provider => (
+                    b'p',
+                    postcard::to_stdvec(&core.state.providers[&refer_domain::ids::ProviderId::from_uuid(id)]),
+                ),
+                AggregateKind::Donation => (
+                    b'd',
+                    postcard::to_stdvec(&core.state.donations[&refer_domain::ids::DonationId::from_uuid(id)]),
+                ),
+                AggregateKind::Need => {
+                    let need = NeedId::from_uuid(id);
+                    (
+                        b'n',
+                        postcard::to_stdvec(&(&core.state.needs[&need], core.state.arrival[&need])),
+                    )
+                }
+            };
+            let mut key = vec![tag];
+            key.extend_from_slice(id.as_bytes());
+            batch.insert(key, bytes.expect("state encodes"));
+        }
+    }
+}
+
+/// Carries out decisions through the event store, with idempotency keys
+/// derived from the decision, so doing one twice applies it once.
+#[derive(Clone)]
+struct Executor {
+    store: EventStore,
+    clock: SharedClock,
+    core: Arc<Mutex<Core>>,
+}
+
+fn key(text: String) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::new(text).expect("derived keys are valid"))
+}
+
+impl Executor {
+    fn meta(&self, need: Option<NeedId>, cause: Option<EventId>, key: Option<IdempotencyKey>) -> CommandMeta {
+        CommandMeta {
+            occurred_at: self.clock.now(),
+            // All events about one need share its correlation id.
+            correlation_id: need.map_or(CorrelationId::from_u128(0), |n| CorrelationId::from_uuid(n.as_uuid())),
+            causation_id: cause,
+            idempotency_key: key,
+        }
+    }
+
+    async fn place_hold(
+        &self,
+        target: Target,
+        need: NeedId,
+        hold: HoldIdUnits,
+        meta: &CommandMeta,
+    ) -> Result<Timestamp, StoreError> {
+        let now = meta.occurred_at;
+        match target {
+            Target::Provider(p) => {
+                let kind = self.need_kind(need).and_then(NeedKind::provider_service);
+                let service = kind.ok_or(StoreError::Domain(refer_domain::DomainError::invalid(
+                    "kind",
+                    "not a provider service",
+                )))?;
+                let expires_at = now.plus_secs(HOLD_SECS);
+                let command = ProviderCommand::PlaceHold {
+                    hold: hold.0,
+                    need,
+                    service,
+                    units: hold.1,
+                    expires_at,
+                };
+                self.store
+                    .execute::<Provider>(p.as_uuid(), &command, meta, None)
+                    .await?;
+                Ok(expires_at)
+            }
+            Target::Donation(d) => {
+                let state = self.store.load::<Donation>(d.as_uuid()).await?.state;
+                let end = state.offer.as_ref().map_or(now, |o| o.window.end);
+                let expires_at = now.plus_secs(HOLD_SECS).min(end);
+                let command = DonationCommand::PlaceHold {
+                    hold: hold.0,
+                    need,
+                    units: hold.1,
+                    expires_at,
+                };
+                self.store
+                    .execute::<Donation>(d.as_uuid(), &command, meta, None)
+                    .await?;
+                Ok(expires_at)
+            }
+        }
+    }
+
+    fn need_kind(&self, need: NeedId) -> Option<NeedKind> {
+        let core = self.core.lock().expect("core lock");
+        core.state
+            .needs
+            .get(&need)
+            .and_then(|n| n.request.as_ref())
+            .map(|r| r.spec.kind)
+    }
+
+    async fn settle(
+        &self,
+        target: Target,
+        hold: refer_domain::ids::HoldId,
+        release: Option<ReleaseReason>,
+        cause: Option<EventId>,
+    ) -> Result<(), StoreError> {
+        let meta = self.meta(None, cause, key(format!("settle-{hold}")));
+        match (target, release) {
+            (Target::Provider(p), None) => self
+                .store
+                .execute::<Provider>(p.as_uuid(), &ProviderCommand::ConfirmHold { hold }, &meta, None)
+                .await
+                .map(|_| ()),
+            (Target::Provider(p), Some(reason)) => self
+                .store
+                .execute::<Provider>(p.as_uuid(), &ProviderCommand::ReleaseHold { hold, reason }, &meta, None)
+                .await
+                .map(|_| ()),
+            (Target::Donation(d), None) => self
+                .store
+                .execute::<Donation>(d.as_uuid(), &DonationCommand::ConfirmHold { hold }, &meta, None)
+                .await
+                .map(|_| ()),
+            (Target::Donation(d), Some(reason)) => self
+                .store
+                .execute::<Donation>(d.as_uuid(), &DonationCommand::ReleaseHold { hold, reason }, &meta, None)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    async fn propose(
+        &self,
+        need: NeedId,
+        target: Target,
+        hold: refer_domain::ids::HoldId,
+        deadline: Timestamp,
+        cause: Option<EventId>,
+    ) -> Result<(), StoreError> {
+        let meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
+        let proposal = Proposal { target, hold, deadline };
+        if let Err(err) = self
+            .store
+            .execute::<Need>(need.as_uuid(), &NeedCommand::Propose(proposal), &meta, None)
+            .await
+        {
+            // The need moved on (cancelled, say): give the units back.
+            if matches!(err, StoreError::Domain(_)) {
+                self.settle(target, hold, Some(ReleaseReason::Cancelled), cause).await?;
+            }
+            return Err(err);
+        }
+        if let Target::Donation(_) = target {
+            self.accept_donation(need, target, hold, cause).await?;
+        }
+        Ok(())
+    }
+
+    async fn accept_donation(
+        &self,
+        need: NeedId,
+        target: Target,
+        hold: refer_domain::ids::HoldId,
+        cause: Option<EventId>,
+    ) -> Result<(), StoreError> {
+        let meta = self.meta(Some(need), cause, key(format!("accept-{hold}")));
+        self.store
+            .execute::<Need>(need.as_uuid(), &NeedCommand::Accept { by: target }, &meta, None)
+            .await?;
+        self.settle(target, hold, None, cause).await
+    }
+
+    async fn run(&self, action: &Action, cause: Option<EventId>) -> Result<(), StoreError> {
+        match *action {
+            Action::Propose {
+                need,
+                target,
+                hold,
+                units,
+            } => {
+                let meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
+                let deadline = self.place_hold(target, need, HoldIdUnits(hold, units), &meta).await?;
+                self.propose(need, target, hold, deadline, cause).await
+            }
+            Action::CompleteProposal { need, target, hold } => {
+                let deadline = match target {
+                    Target::Provider(p) => self
+                        .store
+                        .load::<Provider>(p.as_uuid())
+                        .await?
+                        .state
+                        .holds
+                        .get(&hold)
+                        .map(|h| h.expires_at),
+                    Target::Donation(d) => self
+                        .store
+                        .load::<Donation>(d.as_uuid())
+                        .await?
+                        .state
+                        .holds
+                        .get(&hold)
+                        .map(|h| h.expires_at),
+                };
+                match deadline {
+                    Some(deadline) if deadline > self.clock.now() => {
+                        self.propose(need, target, hold, deadline, cause).await
+                    }
+                    _ => self.settle(target, hold, Some(ReleaseReason::Expired), cause).await,
+                }
+            }
+            Action::AcceptDonation { need, target } => {
+                let hold = self
+                    .core
+                    .lock()
+                    .expect("core lock")
+                    .state
+                    .needs
+                    .get(&need)
+                    .and_then(|n| n.proposal)
+                    .map(|p| p.hold);
+                match hold {
+                    Some(hold) => self.accept_donation(need, target, hold, cause).await,
+                    None => Ok(()),
+                }
+            }
+            Action::Waitlist { need, attempt } => {
+                let meta = self.meta(Some(need), cause, key(format!("waitlist-{attempt}")));
+                self.store
+                    .execute::<Need>(need.as_uuid(), &NeedCommand::Waitlist, &meta, None)
+                    .await
+                    .map(|_| ())
+            }
+            Action::Expire { need, hold } => {
+                let meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
+                let done = self
+                    .store
+                    .execute::<Need>(need.as_uuid(), &NeedCommand::Expire, &meta, None)
+                    .await?;
+                if let Some(target) = done.events.iter().find_map(|e| match &e.event {
+                    refer_domain::Event::Need(refer_domain::need::NeedEvent::Expired(p)) => Some(p.target),
+                    _ => None,
+                }) {
+                    self.settle(target, hold, Some(ReleaseReason::Expired), cause).await?;
+                }
+                Ok(())
+            }
+            Action::Confirm { target, hold } => self.settle(target, hold, None, cause).await,
+            Action::Release { target, hold, reason } => self.settle(target, hold, Some(reason), cause).await,
+        }
+    }
+
+    /// Carries out queued decisions in order. A decision the aggregates
+    /// refuse (the projection was behind) is forgotten and planned again once
+    /// the projection catches up; one that met an unavailable bus is retried.
+    async fn drain(&self) {
+        let queued = std::mem::take(&mut self.core.lock().expect("core lock").queue);
+        for (action, cause) in queued {
+            if let Err(err) = self.run(&action, cause).await {
+                tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
+                let mut core = self.core.lock().expect("core lock");
+                match action {
+                    Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
+                        core.in_flight.abandon(need, Some(hold))
+                    }
+                    Action::Waitlist { need, .. }
+                    | Action::Expire { need, .. }
+                    | Action::AcceptDonation { need, .. } => core.in_flight.abandon(need, None),
+                    Action::Confirm { hold, .. } | Action::Release { hold, .. } => {
+                        core.in_flight.settling.remove(&hold);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct HoldIdUnits(refer_domain::ids::HoldId, u32);
+
+/// Starts the matcher: restores the projection, keeps it current, carries
+/// out decisions, and runs housekeeping (expiry) every `tick`.
+pub async fn start(
+    store: EventStore,
+    tokens: TokenBook,
+    clock: SharedClock,
+    mut shutdown: watch::Receiver<bool>,
+    tick: Duration,
+) -> anyhow::Result<(MatcherServer<MatcherService>, tokio::task::JoinHandle<()>)> {
+    let mut subscriber = Subscriber::open(&store, CONSUMER, None).await?;
+    let core = Arc::new(Mutex::new(Core::restore(subscriber.tree())));
+    let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
+    let executor = Executor {
+        store,
+        clock: clock.clone(),
+        core: core.clone(),
+    };
+    let mut feed = Feed { core: core.clone() };
+    let status_core = core.clone();
+    let position = checkpoint.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => continue,
+                polled = subscriber.poll(&mut feed, 256, tick) => {
+                    if let Err(err) = polled {
+                        tracing::warn!(error = %err, "matcher paused; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
+            {
+                let mut core = core.lock().expect("core lock");
+                let Core {
+                    state,
+                    in_flight,
+                    queue,
+                    ..
+                } = &mut *core;
+                let chores = state.housekeeping(executor.clock.now(), in_flight);
+                queue.extend(chores.into_iter().map(|a| (a, None)));
+            }
+            executor.drain().await;
+        }
+    });
+    let service = MatcherService {
+        tokens,
+        core: status_core,
+        checkpoint,
+    };
+    Ok((
+        MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES),
+        task,
+    ))
+}
+
+#[derive(Clone)]
+pub struct MatcherService {
+    tokens: TokenBook,
+    core: Arc<Mutex<Core>>,
+    checkpoint: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl Matcher for MatcherService {
+    async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
+        self.tokens.authenticate(request.metadata())?.require(&[Role::Admin])?;
+        let core = self.core.lock().expect("core lock");
+        let state = &core.state;
+        let mut waitlist: BTreeMap<(NeedKind, String), u32> = BTreeMap::new();
+        for need in state.needs.values().filter(|n| n.status == NeedStatus::Waitlisted) {
+            if let Some(r) = &need.request {
+                *waitlist
+                    .entry((r.spec.kind, r.spec.constraints.origin.region.as_str().to_owned()))
+                    .or_default() += 1;
+            }
+        }
+        Ok(Response::new(pb::Status {
+            checkpoint: self.checkpoint.load(std::sync::atomic::Ordering::Relaxed),
+            providers: state.providers.len() as u32,
+            donations: state.donations.len() as u32,
+            open_needs: state
+                .needs
+                .values()
+                .filter(|n| n.request.is_some() && !n.status.is_final())
+                .count() as u32,
+            pending_referrals: state
+                .needs
+                .values()
+                .filter(|n| n.status == NeedStatus::Proposed)
+                .count() as u32,
+            waitlist: waitlist
+                .into_iter()
+                .map(|((kind, region), needs)| pb::WaitlistCount {
+                    kind: refer_service::convert::need_kind_pb(kind),
+                    region,
+                    needs,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// The hold id a need's next proposal will use (for tests and tools).
+pub fn next_hold(need: &Need, id: NeedId) -> refer_domain::ids::HoldId {
+    hold_id(id, need.proposals_made + 1)
+}

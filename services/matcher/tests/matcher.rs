@@ -1,0 +1,410 @@
+//! The matcher against a real nats-server: it proposes, re-matches, waitlists,
+//! expires and settles holds; it never over-commits; a replay of the stream
+//! reproduces its decisions.
+
+use refer_domain::eligibility::ServiceArea;
+use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
+use refer_domain::kinds::ServiceKind;
+use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Target};
+use refer_domain::profile::AgeBand;
+use refer_domain::provider::{Provider, ProviderCommand, ProviderProfile};
+use refer_domain::sample::{self, NIGHT};
+use refer_domain::{CommandMeta, Event, IdempotencyKey};
+use refer_eventstore::{EventStore, StreamSettings};
+use refer_matcher::core::Action;
+use refer_service::{ManualClock, TokenBook};
+use refer_testkit::NatsServer;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const BED: ServiceKind = ServiceKind::ShelterBed;
+
+struct World {
+    nats: NatsServer,
+    _dir: tempfile::TempDir,
+    store: EventStore,
+    clock: ManualClock,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn world() -> World {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(
+        nats.connect().await,
+        StreamSettings::default(),
+        sled::open(dir.path().join("t")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let matcher_store = EventStore::open(
+        nats.connect().await,
+        StreamSettings::default(),
+        sled::open(dir.path().join("m")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let clock = ManualClock::new(NIGHT);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (_, task) = refer_matcher::start(
+        matcher_store,
+        TokenBook::default(),
+        Arc::new(clock.clone()),
+        stopped,
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    World {
+        nats,
+        _dir: dir,
+        store,
+        clock,
+        stop,
+        task: Some(task),
+    }
+}
+
+fn meta(key: String) -> CommandMeta {
+    CommandMeta {
+        occurred_at: NIGHT,
+        correlation_id: CorrelationId::from_u128(1),
+        causation_id: None,
+        idempotency_key: Some(IdempotencyKey::new(key).unwrap()),
+    }
+}
+
+async fn provider(w: &World, profile: ProviderProfile, beds: u32) -> ProviderId {
+    let id = ProviderId::from_uuid(Uuid::new_v4());
+    w.store
+        .execute::<Provider>(
+            id.as_uuid(),
+            &ProviderCommand::Register(Box::new(profile)),
+            &meta("reg".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let set = ProviderCommand::SetCapacity {
+        service: BED,
+        declared: beds,
+    };
+    w.store
+        .execute::<Provider>(id.as_uuid(), &set, &meta("cap".into()), None)
+        .await
+        .unwrap();
+    id
+}
+
+fn shelter_at(lat: f64, lon: f64) -> ProviderProfile {
+    let mut p = sample::shelter(OrgId::from_u128(1));
+    p.location = sample::location(lat, lon, "US-06-037");
+    p
+}
+
+async fn need(w: &World, juvenile: bool) -> NeedId {
+    let id = NeedId::from_uuid(Uuid::new_v4());
+    let mut request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
+    if juvenile {
+        request.spec.profile.age_band = AgeBand::Juvenile;
+    }
+    w.store
+        .execute::<Need>(id.as_uuid(), &NeedCommand::Request(request), &meta("req".into()), None)
+        .await
+        .unwrap();
+    id
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn need_state(w: &World, id: NeedId) -> Need {
+    w.store.load::<Need>(id.as_uuid()).await.unwrap().state
+}
+
+async fn proposed_to(w: &World, id: NeedId) -> Option<Target> {
+    let n = need_state(w, id).await;
+    (n.status == NeedStatus::Proposed).then(|| n.proposal.unwrap().target)
+}
+
+#[tokio::test]
+async fn the_closed_loop_runs_by_itself() {
+    let w = world().await;
+    // Near and far adult shelters; a juvenile shelter further away.
+    let near = provider(&w, shelter_at(33.80, -118.20), 1).await;
+    let far = provider(&w, shelter_at(34.05, -118.24), 1).await;
+    let mut youth = shelter_at(34.10, -118.30);
+    youth.eligibility.age_bands = [AgeBand::Juvenile].into();
+    youth.eligibility.service_area = ServiceArea::Anywhere;
+    let youth = provider(&w, youth, 1).await;
+
+    // The nearest eligible shelter gets the referral, with a hold.
+    let first = need(&w, false).await;
+    eventually("the first need is proposed", || async {
+        proposed_to(&w, first).await.is_some()
+    })
+    .await;
+    assert_eq!(proposed_to(&w, first).await, Some(Target::Provider(near)));
+    assert_eq!(
+        w.store
+            .load::<Provider>(near.as_uuid())
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .held,
+        1
+    );
+
+    // The juvenile goes only where juveniles are served.
+    let child = need(&w, true).await;
+    eventually("the juvenile is proposed", || async {
+        proposed_to(&w, child).await.is_some()
+    })
+    .await;
+    assert_eq!(proposed_to(&w, child).await, Some(Target::Provider(youth)));
+
+    // A decline re-matches to the next candidate and releases the hold.
+    let decline = NeedCommand::Decline {
+        by: Target::Provider(near),
+        reason: DeclineReason::SafetyConcern,
+    };
+    w.store
+        .execute::<Need>(first.as_uuid(), &decline, &meta("decline".into()), None)
+        .await
+        .unwrap();
+    eventually("re-matched to the far shelter", || async {
+        proposed_to(&w, first).await == Some(Target::Provider(far))
+    })
+    .await;
+    eventually("the declined hold is released", || async {
+        w.store
+            .load::<Provider>(near.as_uuid())
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .held
+            == 0
+    })
+    .await;
+
+    // The released bed goes to the next adult; nothing is left for a fourth:
+    // waitlisted until capacity appears, then proposed at once.
+    let third = need(&w, false).await;
+    eventually("the third takes the released bed", || async {
+        proposed_to(&w, third).await == Some(Target::Provider(near))
+    })
+    .await;
+    let fourth = need(&w, false).await;
+    eventually("the fourth is waitlisted", || async {
+        need_state(&w, fourth).await.status == NeedStatus::Waitlisted
+    })
+    .await;
+    let more = ProviderCommand::AdjustCapacity { service: BED, delta: 1 };
+    w.store
+        .execute::<Provider>(far.as_uuid(), &more, &meta("more".into()), None)
+        .await
+        .unwrap();
+    eventually("the waitlisted need is proposed", || async {
+        proposed_to(&w, fourth).await == Some(Target::Provider(far))
+    })
+    .await;
+
+    // Nobody answers in time: the referrals expire, their holds are released,
+    // and the first need, with every eligible shelter tried, waits again.
+    let first_hold = need_state(&w, first).await.proposal.unwrap().hold;
+    w.clock.advance_secs(refer_matcher::core::HOLD_SECS + 1);
+    eventually("the first referral expires", || async {
+        let n = need_state(&w, first).await;
+        n.excluded.contains(&Target::Provider(far)) && n.status == NeedStatus::Waitlisted
+    })
+    .await;
+    eventually("its hold is released", || async {
+        !w.store
+            .load::<Provider>(far.as_uuid())
+            .await
+            .unwrap()
+            .state
+            .holds
+            .contains_key(&first_hold)
+    })
+    .await;
+
+    // A new shelter opens: the longest-waiting need gets it. Then intake
+    // cancels that need, and the hold is released.
+    let spare = provider(&w, shelter_at(33.90, -118.20), 1).await;
+    eventually("the first need gets the new shelter", || async {
+        proposed_to(&w, first).await == Some(Target::Provider(spare))
+    })
+    .await;
+    w.store
+        .execute::<Need>(first.as_uuid(), &NeedCommand::Cancel, &meta("cancel".into()), None)
+        .await
+        .unwrap();
+    eventually("the cancelled need's hold is released", || async {
+        w.store
+            .load::<Provider>(spare.as_uuid())
+            .await
+            .unwrap()
+            .state
+            .units(BED)
+            .held
+            == 0
+    })
+    .await;
+
+    // Every decision the matcher wrote is what a replay of the stream decides.
+    let _ = w.stop.send(true);
+    let last = w.store.last_sequence().await.unwrap();
+    let commits = w.store.read_all(0, last).await.unwrap();
+    let replayed: Vec<(NeedId, Option<Target>)> = refer_matcher::replay(&commits)
+        .into_iter()
+        .map(|a| match a {
+            Action::Propose { need, target, .. } => (need, Some(target)),
+            Action::Waitlist { need, .. } => (need, None),
+            other => panic!("not a decision: {other:?}"),
+        })
+        .collect();
+    let recorded: Vec<(NeedId, Option<Target>)> = commits
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .filter_map(|e| match &e.event {
+            Event::Need(NeedEvent::Proposed(p)) => Some((NeedId::from_uuid(e.aggregate.id), Some(p.target))),
+            Event::Need(NeedEvent::Waitlisted) => Some((NeedId::from_uuid(e.aggregate.id), None)),
+            _ => None,
+        })
+        .collect();
+    assert!(recorded.len() >= 6, "{recorded:?}");
+    assert_eq!(replayed, recorded);
+}
+
+#[tokio::test]
+async fn the_last_beds_are_never_over_committed() {
+    let w = world().await;
+    let shelter = provider(&w, shelter_at(33.80, -118.20), 3).await;
+    // Many intake clients at once, while the shelter's coordinator keeps
+    // changing the count.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = w.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = NeedId::from_uuid(Uuid::new_v4());
+            let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
+            store
+                .execute::<Need>(
+                    id.as_uuid(),
+                    &NeedCommand::Request(request),
+                    &meta(format!("r{i}")),
+                    None,
+                )
+                .await
+                .unwrap();
+            id
+        }));
+    }
+    for delta in [1, -1, 1, -1] {
+        let adjust = ProviderCommand::AdjustCapacity { service: BED, delta };
+        let _ = w
+            .store
+            .execute::<Provider>(
+                shelter.as_uuid(),
+                &adjust,
+                &meta(Uuid::new_v4().simple().to_string()),
+                None,
+            )
+            .await;
+    }
+    let mut needs = Vec::new();
+    for t in tasks {
+        needs.push(t.await.unwrap());
+    }
+    eventually("every need is proposed or waitlisted", || async {
+        let mut done = 0;
+        for n in &needs {
+            if matches!(
+                need_state(&w, *n).await.status,
+                NeedStatus::Proposed | NeedStatus::Waitlisted
+            ) {
+                done += 1;
+            }
+        }
+        done == needs.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let units = w
+        .store
+        .load::<Provider>(shelter.as_uuid())
+        .await
+        .unwrap()
+        .state
+        .units(BED);
+    let mut proposed = 0;
+    for n in &needs {
+        if need_state(&w, *n).await.status == NeedStatus::Proposed {
+            proposed += 1;
+        }
+    }
+    assert_eq!(units.declared, 3);
+    assert_eq!(proposed, 3, "exactly the free beds are referred");
+    assert_eq!(units.held, 3);
+    assert!(units.held <= units.declared);
+}
+
+#[tokio::test]
+async fn a_restarted_matcher_resumes_from_its_checkpoint() {
+    let mut w = world().await;
+    let shelter = provider(&w, shelter_at(33.80, -118.20), 10).await;
+    let first = need(&w, false).await;
+    eventually("proposed", || async { proposed_to(&w, first).await.is_some() }).await;
+    // Stop the matcher; needs arrive while it is away.
+    let _ = w.stop.send(true);
+    w.task.take().unwrap().await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        waiting.push(need(&w, false).await);
+    }
+    // A new matcher process on the same sled directory picks up where it left off.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let matcher_store = EventStore::open(
+        w.nats.connect().await,
+        StreamSettings::default(),
+        sled::open(w._dir.path().join("m")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (_, _task) = refer_matcher::start(
+        matcher_store,
+        TokenBook::default(),
+        Arc::new(w.clock.clone()),
+        stopped,
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    for n in &waiting {
+        eventually("the waiting needs are proposed", || async {
+            proposed_to(&w, *n).await.is_some()
+        })
+        .await;
+    }
+    let p = w.store.load::<Provider>(shelter.as_uuid()).await.unwrap().state;
+    assert_eq!(p.units(BED).held, 5, "one hold per need, none doubled");
+    assert_eq!(need_state(&w, first).await.proposals_made, 1);
+    let _ = stop.send(true);
+}
