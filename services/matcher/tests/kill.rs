@@ -1,0 +1,108 @@
+//! The matcher binary killed with SIGKILL in the middle of a burst resumes
+//! from its checkpoint: no decision lost, none doubled.
+
+use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
+use refer_domain::kinds::ServiceKind;
+use refer_domain::need::{Need, NeedCommand, NeedEvent, NeedStatus};
+use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent};
+use refer_domain::sample::{self, NIGHT};
+use refer_domain::{CommandMeta, Event, IdempotencyKey};
+use refer_eventstore::{EventStore, StreamSettings};
+use refer_testkit::NatsServer;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Child {
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(&tokens, "").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    Command::new(env!("CARGO_BIN_EXE_refer-matcher"))
+        .env("REFER_NATS_URL", nats.url())
+        .env("REFER_DATA_DIR", dir.join("matcher"))
+        .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REFER_TOKENS_FILE", &tokens)
+        .env("REFER_TICK_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start refer-matcher")
+}
+
+fn meta(key: String) -> CommandMeta {
+    CommandMeta {
+        occurred_at: NIGHT,
+        correlation_id: CorrelationId::from_u128(1),
+        causation_id: None,
+        idempotency_key: Some(IdempotencyKey::new(key).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn a_killed_matcher_loses_and_doubles_no_decision() {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(nats.connect().await, StreamSettings::default(), sled::open(dir.path().join("t")).unwrap())
+        .await
+        .unwrap();
+    let shelter = ProviderId::from_uuid(Uuid::new_v4());
+    let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
+    store.execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None).await.unwrap();
+    let beds = ProviderCommand::SetCapacity { service: ServiceKind::ShelterBed, declared: 40 };
+    store.execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None).await.unwrap();
+
+    let mut matcher = spawn_matcher(&nats, dir.path());
+    const NEEDS: usize = 30;
+    let mut needs = Vec::new();
+    for i in 0..NEEDS {
+        let id = NeedId::from_uuid(Uuid::new_v4());
+        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
+        store.execute::<Need>(id.as_uuid(), &NeedCommand::Request(request), &meta(format!("r{i}")), None).await.unwrap();
+        needs.push(id);
+    }
+    // Kill it as soon as it is partway through.
+    let start = Instant::now();
+    loop {
+        let held = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed).held;
+        if held >= 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the matcher never started proposing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    matcher.kill().unwrap();
+    matcher.wait().unwrap();
+    let held_at_kill = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed).held;
+
+    let mut matcher = spawn_matcher(&nats, dir.path());
+    let start = Instant::now();
+    loop {
+        let mut proposed = 0;
+        for n in &needs {
+            if store.load::<Need>(n.as_uuid()).await.unwrap().state.status == NeedStatus::Proposed {
+                proposed += 1;
+            }
+        }
+        if proposed == NEEDS {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "only {proposed} of {NEEDS} proposed after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    matcher.kill().unwrap();
+    matcher.wait().unwrap();
+
+    assert!(held_at_kill < NEEDS as u32, "the kill came in the middle ({held_at_kill} held)");
+    let units = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed);
+    assert_eq!(units.held, NEEDS as u32, "one hold per need");
+    let commits = store.read_all(0, store.last_sequence().await.unwrap()).await.unwrap();
+    let events: Vec<_> = commits.iter().flat_map(|c| c.events.iter()).collect();
+    let holds = events.iter().filter(|e| matches!(e.event, Event::Provider(ProviderEvent::HoldPlaced { .. }))).count();
+    let proposals = events.iter().filter(|e| matches!(e.event, Event::Need(NeedEvent::Proposed(_)))).count();
+    assert_eq!((holds, proposals), (NEEDS, NEEDS), "no decision doubled");
+    for n in &needs {
+        assert_eq!(store.load::<Need>(n.as_uuid()).await.unwrap().state.proposals_made, 1);
+    }
+}
