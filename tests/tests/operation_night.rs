@@ -34,7 +34,10 @@ fn eligibility(ages: &[pb::AgeBand], genders: &[pb::Gender]) -> pb::Eligibility 
 }
 
 fn location(lat: f64, lon: f64) -> pb::Location {
-    pb::Location { point: Some(pb::GeoPoint { lat, lon }), region: LA.into() }
+    pb::Location {
+        point: Some(pb::GeoPoint { lat, lon }),
+        region: LA.into(),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -69,9 +72,21 @@ fn sites() -> Vec<Site> {
     }
     for i in 0..2 {
         let name = format!("Youth Refuge {i}");
-        sites.push(Site { name, services: vec![(ShelterBed, 1)], ages: vec![Juvenile], genders: vec![Female, Male], answer: Answer::Accept });
+        sites.push(Site {
+            name,
+            services: vec![(ShelterBed, 1)],
+            ages: vec![Juvenile],
+            genders: vec![Female, Male],
+            answer: Answer::Accept,
+        });
     }
-    sites.push(Site { name: "Men's Shelter".into(), services: vec![(ShelterBed, 2)], ages: vec![Adult], genders: vec![Male], answer: Answer::Accept });
+    sites.push(Site {
+        name: "Men's Shelter".into(),
+        services: vec![(ShelterBed, 2)],
+        ages: vec![Adult],
+        genders: vec![Male],
+        answer: Answer::Accept,
+    });
     let everyone = |name: String, kind| Site {
         name,
         services: vec![(kind, 4)],
@@ -93,10 +108,22 @@ fn sites() -> Vec<Site> {
 }
 
 /// A coordinator at a site: watches its referrals and answers them.
-fn coordinate(mut client: refer_proto::capacity::v1::capacity_client::CapacityClient<tonic::transport::Channel>, token: String, provider: String, answer: Answer) {
+fn coordinate(
+    mut client: refer_proto::capacity::v1::capacity_client::CapacityClient<tonic::transport::Channel>,
+    token: String,
+    provider: String,
+    answer: Answer,
+) {
     tokio::spawn(async move {
-        let request = cap::WatchReferralsRequest { provider_id: provider.clone(), after_position: 0 };
-        let mut stream = client.watch_referrals(authed(&token, request)).await.unwrap().into_inner();
+        let request = cap::WatchReferralsRequest {
+            provider_id: provider.clone(),
+            after_position: 0,
+        };
+        let mut stream = client
+            .watch_referrals(authed(&token, request))
+            .await
+            .unwrap()
+            .into_inner();
         let mut declined = false;
         while let Some(Ok(referral)) = stream.next().await {
             if referral.status != cap::ReferralStatus::Pending as i32 || answer == Answer::Silent {
@@ -113,7 +140,11 @@ fn coordinate(mut client: refer_proto::capacity::v1::capacity_client::CapacityCl
                 };
                 let _ = client.decline_referral(authed(&token, decline)).await;
             } else {
-                let accept = cap::AcceptReferralRequest { idempotency_key: key, provider_id: provider.clone(), referral_id: referral.referral_id };
+                let accept = cap::AcceptReferralRequest {
+                    idempotency_key: key,
+                    provider_id: provider.clone(),
+                    referral_id: referral.referral_id,
+                };
                 let _ = client.accept_referral(authed(&token, accept)).await;
             }
         }
@@ -127,7 +158,7 @@ fn person(i: usize, age: pb::AgeBand, gender: pb::Gender) -> intake::PersonReque
         profile: Some(pb::Profile {
             age_band: age as i32,
             gender: gender as i32,
-            languages: vec![if i % 2 == 0 { "es" } else { "en" }.into()],
+            languages: vec![if i.is_multiple_of(2) { "es" } else { "en" }.into()],
             accessibility: vec![],
             party_size: 1,
         }),
@@ -138,7 +169,10 @@ fn person(i: usize, age: pb::AgeBand, gender: pb::Gender) -> intake::PersonReque
             needed_by_ms: None,
         }),
         urgency: pb::Urgency::Immediate as i32,
-        needs: [Shelter, Medical, Counseling, Legal, Transport].iter().map(|k| *k as i32).collect(),
+        needs: [Shelter, Medical, Counseling, Legal, Transport]
+            .iter()
+            .map(|k| *k as i32)
+            .collect(),
     }
 }
 
@@ -158,10 +192,17 @@ async fn operation_night() {
             services: site.services.iter().map(|(k, _)| *k as i32).collect(),
             eligibility: Some(eligibility(&site.ages, &site.genders)),
             location: Some(location(33.80 + 0.01 * i as f64, -118.20 - 0.01 * i as f64)),
-            hours: Some(pb::Hours { always: true, ..Default::default() }),
+            hours: Some(pb::Hours {
+                always: true,
+                ..Default::default()
+            }),
         };
         let token = provider_token(i);
-        let register = cap::RegisterProviderRequest { idempotency_key: format!("reg-{i}"), provider_id: id.clone(), spec: Some(spec) };
+        let register = cap::RegisterProviderRequest {
+            idempotency_key: format!("reg-{i}"),
+            provider_id: id.clone(),
+            spec: Some(spec),
+        };
         c.capacity.register_provider(authed(&token, register)).await.unwrap();
         for (kind, units) in &site.services {
             let set = cap::SetCapacityRequest {
@@ -173,7 +214,9 @@ async fn operation_night() {
             };
             c.capacity.set_capacity(authed(&token, set)).await.unwrap();
         }
-        if site.ages.contains(&pb::AgeBand::Juvenile) && site.services.iter().any(|(k, _)| *k == pb::ServiceKind::ShelterBed) {
+        if site.ages.contains(&pb::AgeBand::Juvenile)
+            && site.services.iter().any(|(k, _)| *k == pb::ServiceKind::ShelterBed)
+        {
             juvenile_sites.insert(id.clone());
         }
         match site.answer {
@@ -188,11 +231,21 @@ async fn operation_night() {
     // Five businesses donate: two hotels (adults only, at most 3 nights each),
     // two vans with drivers, one rental-car fleet.
     use pb::ResourceKind::*;
-    let donated = [(HotelRoomNight, 5), (HotelRoomNight, 5), (Vehicle, 8), (Vehicle, 8), (RentalCar, 5)];
+    let donated = [
+        (HotelRoomNight, 5),
+        (HotelRoomNight, 5),
+        (Vehicle, 8),
+        (Vehicle, 8),
+        (RentalCar, 5),
+    ];
     let mut donation_ids = Vec::new();
     for (i, (kind, quantity)) in donated.iter().enumerate() {
         let adults_only = *kind == HotelRoomNight;
-        let ages = if adults_only { vec![pb::AgeBand::Adult] } else { vec![pb::AgeBand::Adult, pb::AgeBand::Juvenile] };
+        let ages = if adults_only {
+            vec![pb::AgeBand::Adult]
+        } else {
+            vec![pb::AgeBand::Adult, pb::AgeBand::Juvenile]
+        };
         let spec = don::DonationSpec {
             org_id: String::new(),
             kind: *kind as i32,
@@ -203,10 +256,22 @@ async fn operation_night() {
             }),
             location: Some(location(33.85 + 0.02 * i as f64, -118.25)),
             max_units_per_need: if adults_only { 3 } else { 0 },
-            eligibility: Some(eligibility(&ages, &[pb::Gender::Female, pb::Gender::Male, pb::Gender::NonBinary])),
+            eligibility: Some(eligibility(
+                &ages,
+                &[pb::Gender::Female, pb::Gender::Male, pb::Gender::NonBinary],
+            )),
         };
-        let request = don::RegisterDonationRequest { idempotency_key: format!("don-{i}"), donation_id: id_pb(Uuid::new_v4()), spec: Some(spec) };
-        let d = c.donations.register_donation(authed(&business_token(i), request)).await.unwrap().into_inner();
+        let request = don::RegisterDonationRequest {
+            idempotency_key: format!("don-{i}"),
+            donation_id: id_pb(Uuid::new_v4()),
+            spec: Some(spec),
+        };
+        let d = c
+            .donations
+            .register_donation(authed(&business_token(i), request))
+            .await
+            .unwrap()
+            .into_inner();
         donation_ids.push((i, d.donation_id));
     }
 
@@ -218,8 +283,17 @@ async fn operation_night() {
     people.push(person(12, pb::AgeBand::Adult, pb::Gender::Male));
     people.push(person(13, pb::AgeBand::Adult, pb::Gender::Male));
     people.push(person(14, pb::AgeBand::Juvenile, pb::Gender::Female));
-    let group = intake::RequestGroupRequest { idempotency_key: "operation-nightfall".into(), cohesion: 0, people };
-    let group = c.intake.request_group(authed(INTAKE, group)).await.unwrap().into_inner();
+    let group = intake::RequestGroupRequest {
+        idempotency_key: "operation-nightfall".into(),
+        cohesion: 0,
+        people,
+    };
+    let group = c
+        .intake
+        .request_group(authed(INTAKE, group))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(group.people.len(), 15);
 
     // Wait until every need is accepted. The silent site never answers: when
@@ -229,14 +303,23 @@ async fn operation_night() {
     let placements = loop {
         let mut placements = Vec::new();
         for p in &group.people {
-            let get = intake::GetPlacementRequest { placement_id: p.placement_id.clone() };
+            let get = intake::GetPlacementRequest {
+                placement_id: p.placement_id.clone(),
+            };
             placements.push(c.intake.get_placement(authed(INTAKE, get)).await.unwrap().into_inner());
         }
-        let accepted = placements.iter().flat_map(|p| &p.needs).filter(|n| n.status == intake::NeedStatus::Accepted as i32).count();
+        let accepted = placements
+            .iter()
+            .flat_map(|p| &p.needs)
+            .filter(|n| n.status == intake::NeedStatus::Accepted as i32)
+            .count();
         if accepted == 75 {
             break placements;
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "only {accepted} of 75 needs accepted");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "only {accepted} of 75 needs accepted"
+        );
         if accepted == last_accepted {
             idle += 1;
         } else {
@@ -261,15 +344,29 @@ async fn operation_night() {
     }
     // The juvenile's bed is at a site that serves juveniles.
     let girl = placements.iter().find(|p| p.case_reference == "NIGHTFALL-14").unwrap();
-    let bed = girl.needs.iter().find(|n| n.kind == pb::NeedKind::Shelter as i32).unwrap();
+    let bed = girl
+        .needs
+        .iter()
+        .find(|n| n.kind == pb::NeedKind::Shelter as i32)
+        .unwrap();
     let site = target_of(bed);
-    assert!(juvenile_sites.iter().any(|j| site == format!("p:{j}")), "the juvenile was placed at {site}");
+    assert!(
+        juvenile_sites.iter().any(|j| site == format!("p:{j}")),
+        "the juvenile was placed at {site}"
+    );
     // Nobody is placed at the site that never answered.
-    assert!(placements.iter().flat_map(|p| &p.needs).all(|n| target_of(n) != format!("p:{silent}")));
+    assert!(placements
+        .iter()
+        .flat_map(|p| &p.needs)
+        .all(|n| target_of(n) != format!("p:{silent}")));
 
     // The stream tells the story: a referral declined and re-matched, one
     // expired and re-matched.
-    let commits = c.store.read_all(0, c.store.last_sequence().await.unwrap()).await.unwrap();
+    let commits = c
+        .store
+        .read_all(0, c.store.last_sequence().await.unwrap())
+        .await
+        .unwrap();
     let events: Vec<_> = commits.iter().flat_map(|x| x.events.iter()).collect();
     let declined: Vec<_> = events
         .iter()
@@ -290,11 +387,23 @@ async fn operation_night() {
     assert_eq!(declined[0].1, provider(&decliner));
     assert!(!expired.is_empty());
     assert!(expired.iter().all(|(_, t)| *t == provider(&silent)));
-    let all_needs: BTreeMap<String, String> =
-        placements.iter().flat_map(|p| &p.needs).map(|n| (n.need_id.clone(), target_of(n))).collect();
+    let all_needs: BTreeMap<String, String> = placements
+        .iter()
+        .flat_map(|p| &p.needs)
+        .map(|n| (n.need_id.clone(), target_of(n)))
+        .collect();
     for (need, target) in declined.iter().chain(&expired) {
         let placed = &all_needs[&id_pb(*need)];
-        assert_ne!(placed, &format!("p:{}", id_pb(match target { Target::Provider(p) => p.as_uuid(), Target::Donation(d) => d.as_uuid() })));
+        assert_ne!(
+            placed,
+            &format!(
+                "p:{}",
+                id_pb(match target {
+                    Target::Provider(p) => p.as_uuid(),
+                    Target::Donation(d) => d.as_uuid(),
+                })
+            )
+        );
     }
 
     // Final free capacity is what was declared minus what was accepted.
@@ -303,8 +412,15 @@ async fn operation_night() {
         *accepted_at.entry(target.clone()).or_default() += 1;
     }
     for (id, (i, services)) in &declared {
-        let get = cap::GetProviderRequest { provider_id: id.clone() };
-        let p = c.capacity.get_provider(authed(&provider_token(*i), get)).await.unwrap().into_inner();
+        let get = cap::GetProviderRequest {
+            provider_id: id.clone(),
+        };
+        let p = c
+            .capacity
+            .get_provider(authed(&provider_token(*i), get))
+            .await
+            .unwrap()
+            .into_inner();
         let mut placed_here = 0;
         for (kind, initial) in services {
             let units = p.capacity.iter().find(|u| u.service == *kind as i32).unwrap();
@@ -315,10 +431,20 @@ async fn operation_night() {
         assert_eq!(placed_here, accepted_at.get(&format!("p:{id}")).copied().unwrap_or(0));
     }
     for (i, id) in &donation_ids {
-        let get = don::GetDonationRequest { donation_id: id.clone() };
-        let d = c.donations.get_donation(authed(&business_token(*i), get)).await.unwrap().into_inner();
+        let get = don::GetDonationRequest {
+            donation_id: id.clone(),
+        };
+        let d = c
+            .donations
+            .get_donation(authed(&business_token(*i), get))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(d.held, 0);
-        assert_eq!(d.used as usize, accepted_at.get(&format!("d:{id}")).copied().unwrap_or(0));
+        assert_eq!(
+            d.used as usize,
+            accepted_at.get(&format!("d:{id}")).copied().unwrap_or(0)
+        );
         assert_eq!(d.free + d.used, d.spec.unwrap().quantity);
         assert_eq!(d.usage.iter().map(|u| u.units).sum::<u32>(), d.used);
     }

@@ -16,7 +16,11 @@ use uuid::Uuid;
 fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Child {
     let tokens = dir.join("tokens.toml");
     std::fs::write(&tokens, "").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     Command::new(env!("CARGO_BIN_EXE_refer-matcher"))
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_DATA_DIR", dir.join("matcher"))
@@ -43,14 +47,27 @@ fn meta(key: String) -> CommandMeta {
 async fn a_killed_matcher_loses_and_doubles_no_decision() {
     let nats = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(nats.connect().await, StreamSettings::default(), sled::open(dir.path().join("t")).unwrap())
-        .await
-        .unwrap();
+    let store = EventStore::open(
+        nats.connect().await,
+        StreamSettings::default(),
+        sled::open(dir.path().join("t")).unwrap(),
+    )
+    .await
+    .unwrap();
     let shelter = ProviderId::from_uuid(Uuid::new_v4());
     let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
-    store.execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None).await.unwrap();
-    let beds = ProviderCommand::SetCapacity { service: ServiceKind::ShelterBed, declared: 40 };
-    store.execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None).await.unwrap();
+    store
+        .execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None)
+        .await
+        .unwrap();
+    let beds = ProviderCommand::SetCapacity {
+        service: ServiceKind::ShelterBed,
+        declared: 40,
+    };
+    store
+        .execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None)
+        .await
+        .unwrap();
 
     let mut matcher = spawn_matcher(&nats, dir.path());
     const NEEDS: usize = 30;
@@ -58,22 +75,45 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
     for i in 0..NEEDS {
         let id = NeedId::from_uuid(Uuid::new_v4());
         let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
-        store.execute::<Need>(id.as_uuid(), &NeedCommand::Request(request), &meta(format!("r{i}")), None).await.unwrap();
+        store
+            .execute::<Need>(
+                id.as_uuid(),
+                &NeedCommand::Request(request),
+                &meta(format!("r{i}")),
+                None,
+            )
+            .await
+            .unwrap();
         needs.push(id);
     }
     // Kill it as soon as it is partway through.
     let start = Instant::now();
     loop {
-        let held = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed).held;
+        let held = store
+            .load::<Provider>(shelter.as_uuid())
+            .await
+            .unwrap()
+            .state
+            .units(ServiceKind::ShelterBed)
+            .held;
         if held >= 3 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the matcher never started proposing");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the matcher never started proposing"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     matcher.kill().unwrap();
     matcher.wait().unwrap();
-    let held_at_kill = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed).held;
+    let held_at_kill = store
+        .load::<Provider>(shelter.as_uuid())
+        .await
+        .unwrap()
+        .state
+        .units(ServiceKind::ShelterBed)
+        .held;
 
     let mut matcher = spawn_matcher(&nats, dir.path());
     let start = Instant::now();
@@ -87,20 +127,37 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         if proposed == NEEDS {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "only {proposed} of {NEEDS} proposed after the restart");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "only {proposed} of {NEEDS} proposed after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     matcher.kill().unwrap();
     matcher.wait().unwrap();
 
-    assert!(held_at_kill < NEEDS as u32, "the kill came in the middle ({held_at_kill} held)");
-    let units = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.units(ServiceKind::ShelterBed);
+    assert!(
+        held_at_kill < NEEDS as u32,
+        "the kill came in the middle ({held_at_kill} held)"
+    );
+    let units = store
+        .load::<Provider>(shelter.as_uuid())
+        .await
+        .unwrap()
+        .state
+        .units(ServiceKind::ShelterBed);
     assert_eq!(units.held, NEEDS as u32, "one hold per need");
     let commits = store.read_all(0, store.last_sequence().await.unwrap()).await.unwrap();
     let events: Vec<_> = commits.iter().flat_map(|c| c.events.iter()).collect();
-    let holds = events.iter().filter(|e| matches!(e.event, Event::Provider(ProviderEvent::HoldPlaced { .. }))).count();
-    let proposals = events.iter().filter(|e| matches!(e.event, Event::Need(NeedEvent::Proposed(_)))).count();
+    let holds = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Provider(ProviderEvent::HoldPlaced { .. })))
+        .count();
+    let proposals = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Need(NeedEvent::Proposed(_))))
+        .count();
     assert_eq!((holds, proposals), (NEEDS, NEEDS), "no decision doubled");
     for n in &needs {
         assert_eq!(store.load::<Need>(n.as_uuid()).await.unwrap().state.proposals_made, 1);

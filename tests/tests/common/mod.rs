@@ -58,26 +58,54 @@ impl Coalition {
             let nats = &nats;
             async move {
                 let db = sled::open(path).unwrap();
-                EventStore::open(nats.connect().await, StreamSettings::default(), db).await.unwrap()
+                EventStore::open(nats.connect().await, StreamSettings::default(), db)
+                    .await
+                    .unwrap()
             }
         };
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
-        let mut tokens = vec![(ADMIN, Role::Admin, OrgId::from_u128(0xAD), "admin"), (INTAKE, Role::Intake, AGENCY, "intake")];
-        tokens.extend(provider_tokens.iter().enumerate().map(|(i, t)| (t.as_str(), Role::Provider, provider_org(i), "provider")));
-        tokens.extend(business_tokens.iter().enumerate().map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")));
+        let mut tokens = vec![
+            (ADMIN, Role::Admin, OrgId::from_u128(0xAD), "admin"),
+            (INTAKE, Role::Intake, AGENCY, "intake"),
+        ];
+        tokens.extend(
+            provider_tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.as_str(), Role::Provider, provider_org(i), "provider")),
+        );
+        tokens.extend(
+            business_tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
+        );
         let tokens = TokenBook::from_tokens(tokens);
         let clock = ManualClock::new(NIGHT);
         let shared: refer_service::SharedClock = Arc::new(clock.clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
 
-        let (capacity, _) = refer_capacity::start(open("capacity").await, tokens.clone(), shared.clone(), stopped.clone()).await.unwrap();
-        let (donations, _) = refer_donations::start(open("donations").await, tokens.clone(), shared.clone(), stopped.clone()).await.unwrap();
-        let (intake, _) = refer_intake::start(open("intake").await, tokens.clone(), shared.clone(), stopped.clone()).await.unwrap();
-        let (matcher, _) =
-            refer_matcher::start(open("matcher").await, tokens.clone(), shared.clone(), stopped.clone(), Duration::from_millis(50))
+        let (capacity, _) =
+            refer_capacity::start(open("capacity").await, tokens.clone(), shared.clone(), stopped.clone())
                 .await
                 .unwrap();
+        let (donations, _) =
+            refer_donations::start(open("donations").await, tokens.clone(), shared.clone(), stopped.clone())
+                .await
+                .unwrap();
+        let (intake, _) = refer_intake::start(open("intake").await, tokens.clone(), shared.clone(), stopped.clone())
+            .await
+            .unwrap();
+        let (matcher, _) = refer_matcher::start(
+            open("matcher").await,
+            tokens.clone(),
+            shared.clone(),
+            stopped.clone(),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
         let served = vec![
             Served::start(refer_capacity::SERVICE_NAME, Routes::new(capacity)).await,
             Served::start(refer_donations::SERVICE_NAME, Routes::new(donations)).await,
