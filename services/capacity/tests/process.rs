@@ -1,0 +1,126 @@
+//! The `refer-capacity` binary as an operator runs it: configured from the
+//! environment, discoverable through gRPC health and reflection, answering
+//! UNAVAILABLE while NATS is down, and stopping cleanly on SIGTERM.
+
+use refer_proto::capacity::v1 as pb;
+use refer_proto::capacity::v1::capacity_client::CapacityClient;
+use refer_service::auth::hash_token;
+use refer_service::testing::authed;
+use refer_testkit::NatsServer;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+const TOKEN: &str = "operator-admin-token";
+
+fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16) -> Child {
+    let tokens = dir.join("tokens.toml");
+    let entry = format!(
+        "[[token]]\nname = \"admin\"\nrole = \"admin\"\norg = \"6f1c0a7e-0b1d-4c47-9a51-5c6f0e3b2a10\"\nsha256 = \"{}\"\n",
+        hash_token(TOKEN)
+    );
+    std::fs::write(&tokens, entry).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_refer-capacity"))
+        .env("REFER_NATS_URL", nats.url())
+        .env("REFER_DATA_DIR", dir.join("data"))
+        .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REFER_TOKENS_FILE", &tokens)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start refer-capacity")
+}
+
+async fn connect(port: u16) -> Channel {
+    let started = Instant::now();
+    loop {
+        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(channel) => return channel,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("the service did not come up: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_health_and_reflection_reports_unavailable_and_stops_on_sigterm() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = spawn(&nats, dir.path(), port);
+    let channel = connect(port).await;
+
+    // gRPC health: the service reports itself serving.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = tonic_health::pb::HealthCheckRequest {
+        service: refer_capacity::SERVICE_NAME.into(),
+    };
+    let status = health.check(check).await.unwrap().into_inner().status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // gRPC reflection: generic tools can list the API.
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        ServerReflectionRequest,
+    };
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&refer_capacity::SERVICE_NAME.to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+
+    // With NATS down, a call that needs the bus says UNAVAILABLE.
+    let mut client = CapacityClient::new(channel.clone());
+    nats.kill();
+    let get = pb::GetProviderRequest {
+        provider_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let err = client.get_provider(authed(TOKEN, get)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    nats.restart().await.unwrap();
+
+    // SIGTERM: a clean exit.
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -1,0 +1,47 @@
+//! The matcher's status: counts only, for coalition admins only.
+
+mod common;
+
+use common::*;
+use refer_proto::matcher::v1::matcher_client::MatcherClient;
+use refer_proto::matcher::v1::GetStatusRequest;
+use refer_service::testing::authed;
+use tonic::Code;
+
+#[tokio::test]
+async fn only_admins_read_the_matcher_status() {
+    let c = Coalition::start(1, 1).await;
+    let mut matcher = MatcherClient::new(c.channel(3));
+    let status = matcher
+        .get_status(authed(ADMIN, GetStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (status.providers, status.open_needs, status.pending_referrals),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        matcher
+            .get_status(tonic::Request::new(GetStatusRequest {}))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        matcher
+            .get_status(authed("forged", GetStatusRequest {}))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    for token in [INTAKE.to_string(), provider_token(0), business_token(0)] {
+        let err = matcher
+            .get_status(authed(&token, GetStatusRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{token}");
+    }
+}
