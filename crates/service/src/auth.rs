@@ -19,7 +19,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -85,10 +86,13 @@ pub enum TokenBookError {
     Parse(String),
 }
 
-/// The configured tokens, by hash.
+type Book = HashMap<[u8; 32], Principal>;
+
+/// The configured tokens, by hash. Clones share the book, so a reload (see
+/// `watch_file`) reaches every service handler at once.
 #[derive(Clone, Debug, Default)]
 pub struct TokenBook {
-    by_hash: Arc<HashMap<[u8; 32], Principal>>,
+    by_hash: Arc<RwLock<Arc<Book>>>,
 }
 
 /// The hex SHA-256 of a token, as stored in the token file.
@@ -126,8 +130,39 @@ impl TokenBook {
                 return Err(TokenBookError::Parse(format!("token[{i}] repeats a hash")));
             }
         }
-        Ok(Self {
-            by_hash: Arc::new(by_hash),
+        Ok(Self::with(by_hash))
+    }
+
+    fn with(book: Book) -> Self {
+        Self {
+            by_hash: Arc::new(RwLock::new(Arc::new(book))),
+        }
+    }
+
+    /// Re-reads the token file when it changes (checked every 2 s), so a
+    /// partner added with `refer admin add-partner` can call at once. A file
+    /// that no longer parses is logged and the previous tokens stay in force.
+    pub fn watch_file(&self, path: std::path::PathBuf) -> tokio::task::JoinHandle<()> {
+        let book = self.clone();
+        tokio::spawn(async move {
+            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let mut seen = modified(&path);
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match Self::load(&path) {
+                    Ok(fresh) => {
+                        let fresh = fresh.by_hash.read().expect("token lock").clone();
+                        tracing::info!(tokens = fresh.len(), "token file reloaded");
+                        *book.by_hash.write().expect("token lock") = fresh;
+                    }
+                    Err(err) => tracing::error!(error = %err, "token file not reloaded; keeping the previous tokens"),
+                }
+            }
         })
     }
 
@@ -146,9 +181,7 @@ impl TokenBook {
                 )
             })
             .collect();
-        Self {
-            by_hash: Arc::new(by_hash),
-        }
+        Self::with(by_hash)
     }
 
     /// Reads `authorization: Bearer <token>`: UNAUTHENTICATED when missing or unknown.
@@ -162,8 +195,8 @@ impl TokenBook {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
         let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        self.by_hash
-            .get(&hash)
+        let book = self.by_hash.read().expect("token lock").clone();
+        book.get(&hash)
             .cloned()
             .ok_or_else(|| Status::unauthenticated("unknown token"))
     }
@@ -209,6 +242,38 @@ mod tests {
         assert!(err.to_string().contains("token[0].org"), "{err}");
         let err = TokenBook::from_toml("[[token]]\nname='x'\nrole='chief'\norg='nope'\nsha256='00'\n").unwrap_err();
         assert!(err.to_string().contains("chief"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_token_added_to_the_file_is_accepted_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        let entry = |token: &str| {
+            format!(
+                "[[token]]\nname = \"n\"\nrole = \"intake\"\norg = \"6f1c0a7e-0b1d-4c47-9a51-5c6f0e3b2a10\"\nsha256 = \"{}\"\n",
+                hash_token(token)
+            )
+        };
+        std::fs::write(&path, entry("first")).unwrap();
+        let book = TokenBook::load(&path).unwrap();
+        let watcher = book.watch_file(path.clone());
+        assert!(book.authenticate(&metadata("Bearer second")).is_err());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        std::fs::write(&path, entry("first") + &entry("second")).unwrap();
+        let mut accepted = false;
+        for _ in 0..50 {
+            if book.authenticate(&metadata("Bearer second")).is_ok() {
+                accepted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(accepted, "the new token was not picked up");
+        // A broken file keeps the tokens in force.
+        std::fs::write(&path, "not toml [").unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(book.authenticate(&metadata("Bearer first")).is_ok());
+        watcher.abort();
     }
 
     #[test]

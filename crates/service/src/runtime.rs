@@ -113,6 +113,7 @@ where
     crate::server::init_tracing();
     let config = Config::from_env(service, default_port)?;
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
+    tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
     let (stop, stopped) = watch::channel(false);
     let (routes, projection) = start(store, tokens, std::sync::Arc::new(crate::SystemClock), stopped).await?;

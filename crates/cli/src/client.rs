@@ -1,0 +1,42 @@
+//! Connecting to a service, with a clear error when it is not there.
+
+use crate::settings::Settings;
+use tonic::transport::Channel;
+use tonic::Request;
+
+pub async fn channel(service: &str, url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Channel::from_shared(url.to_owned())
+        .map_err(|_| anyhow::anyhow!("{url:?} is not a URL for the {service} service (like http://127.0.0.1:50051)"))?
+        .connect_timeout(std::time::Duration::from_secs(3));
+    endpoint.connect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the {service} service at {url} ({e}). Is it running? Set its address with \
+             --{service} or REFER_{}_URL; `refer doctor` checks every service.",
+            service.to_uppercase()
+        )
+    })
+}
+
+/// A request carrying the configured token and a fresh correlation id.
+pub fn request<T>(settings: &Settings, message: T) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    let token = settings.token()?;
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the token has characters a header cannot carry"))?,
+    );
+    let correlation = uuid::Uuid::new_v4().to_string();
+    request
+        .metadata_mut()
+        .insert("x-correlation-id", correlation.parse().expect("a uuid is ascii"));
+    Ok(request)
+}
+
+/// A fresh idempotency key, unless the user gave one (to retry safely).
+pub fn key(given: &Option<String>) -> String {
+    given
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}

@@ -1,0 +1,310 @@
+//! `refer intake ...`: placements for people recovered, and their status.
+
+use crate::args::{self, Age, Cohesion, Gender, Need, Urgency};
+use crate::client::{channel, key, request};
+use crate::errors::explain;
+use crate::output::table;
+use crate::settings::Settings;
+use clap::{Args, Subcommand, ValueEnum};
+use refer_proto::common::v1 as common;
+use refer_proto::intake::v1 as pb;
+use refer_proto::intake::v1::intake_client::IntakeClient;
+use serde::Deserialize;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use tokio_stream::StreamExt;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Request a placement for one person (or party): a bundle of needs.
+    Request(Person),
+    /// Request placements for a group recovered together, from a JSON file.
+    Group {
+        /// `{"cohesion": "apart", "people": [{"case_reference": "...", "needs": ["shelter"], ...}]}`;
+        /// each person takes the fields of `refer intake request` (see docs/cli.md).
+        file: PathBuf,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Each need of a placement and where it stands.
+    Status { placement: String },
+    /// Follow a placement's needs as they change.
+    Watch { placement: String },
+    /// Your agency's placements, newest first.
+    List,
+    /// Cancel a need (a pending referral is withdrawn).
+    Cancel { need: String },
+    /// Mark an accepted need fulfilled.
+    Fulfil { need: String },
+}
+
+#[derive(Args, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    /// Your agency's case reference; it stays in the intake service.
+    #[arg(long, default_value = "")]
+    #[serde(default)]
+    pub case_reference: String,
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    #[serde(deserialize_with = "enums")]
+    pub needs: Vec<Need>,
+    #[arg(long, value_enum, default_value = "adult")]
+    #[serde(deserialize_with = "one")]
+    pub age: Age,
+    #[arg(long, value_enum, default_value = "female")]
+    #[serde(deserialize_with = "one")]
+    pub gender: Gender,
+    #[arg(long, value_delimiter = ',', default_value = "en")]
+    pub languages: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one_person")]
+    pub party_size: u32,
+    /// Where the person is now: LAT,LON.
+    #[arg(long, value_parser = args::point, allow_hyphen_values = true)]
+    #[serde(deserialize_with = "point")]
+    pub at: common::GeoPoint,
+    #[arg(long)]
+    pub region: String,
+    #[arg(long)]
+    #[serde(default)]
+    pub max_km: Option<u32>,
+    /// Regions to keep the person out of.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub avoid: Vec<String>,
+    #[arg(long, value_enum, default_value = "immediate")]
+    #[serde(deserialize_with = "one", default = "immediate")]
+    pub urgency: Urgency,
+    #[arg(long)]
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+fn one_person() -> u32 {
+    1
+}
+fn immediate() -> Urgency {
+    Urgency::Immediate
+}
+fn one<'de, D: serde::Deserializer<'de>, T: ValueEnum>(d: D) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    T::from_str(&text, true).map_err(serde::de::Error::custom)
+}
+fn enums<'de, D: serde::Deserializer<'de>, T: ValueEnum>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| T::from_str(t, true).map_err(serde::de::Error::custom))
+        .collect()
+}
+fn point<'de, D: serde::Deserializer<'de>>(d: D) -> Result<common::GeoPoint, D::Error> {
+    args::point(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    #[serde(default)]
+    cohesion: Option<String>,
+    people: Vec<Person>,
+}
+
+impl Person {
+    fn pb(&self) -> pb::PersonRequest {
+        pb::PersonRequest {
+            case_reference: self.case_reference.clone(),
+            profile: Some(common::Profile {
+                age_band: self.age.pb(),
+                gender: self.gender.pb(),
+                languages: self.languages.clone(),
+                accessibility: vec![],
+                party_size: self.party_size,
+            }),
+            constraints: Some(common::Constraints {
+                origin: Some(args::location(&self.at, &self.region)),
+                max_distance_km: self.max_km,
+                avoid_regions: self.avoid.clone(),
+                needed_by_ms: None,
+            }),
+            urgency: self.urgency.pb(),
+            needs: self.needs.iter().map(|n| n.pb()).collect(),
+        }
+    }
+}
+
+const HEADERS: [&str; 6] = ["case", "placement", "need", "kind", "status", "placed with"];
+
+fn status_name(v: i32) -> String {
+    pb::NeedStatus::try_from(v)
+        .map(|s| s.as_str_name().trim_start_matches("NEED_STATUS_").to_lowercase())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn placed(target: &Option<common::Target>) -> String {
+    match target.as_ref().and_then(|t| t.target.clone()) {
+        Some(common::target::Target::ProviderId(id)) => format!("provider {id}"),
+        Some(common::target::Target::DonationId(id)) => format!("donation {id}"),
+        None => String::new(),
+    }
+}
+
+fn rows(p: &pb::Placement) -> Vec<Vec<String>> {
+    p.needs
+        .iter()
+        .map(|n| {
+            vec![
+                p.case_reference.clone(),
+                p.placement_id.clone(),
+                n.need_id.clone(),
+                args::need_name(n.kind).into(),
+                status_name(n.status),
+                placed(&n.placed_with),
+            ]
+        })
+        .collect()
+}
+
+fn update_row(u: &pb::NeedUpdate) -> Vec<String> {
+    vec![
+        String::new(),
+        u.placement_id.clone(),
+        u.need_id.clone(),
+        args::need_name(u.kind).into(),
+        status_name(u.status),
+        placed(&u.placed_with),
+    ]
+}
+
+pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
+    let url = settings.intake.clone();
+    let mut client = IntakeClient::new(channel("intake", &url).await?);
+    let fail = |s: tonic::Status| anyhow::anyhow!(explain("intake", &url, &s));
+    match command {
+        Command::Request(person) => {
+            let message = pb::RequestPlacementRequest {
+                idempotency_key: key(&person.idempotency_key),
+                person: Some(person.pb()),
+            };
+            let p = client
+                .request_placement(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            table(settings.json, &HEADERS, rows(&p));
+        }
+        Command::Group { file, idempotency_key } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let group: GroupFile = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a valid group file: {e}", file.display()))?;
+            let cohesion = match group.cohesion.as_deref().map(|c| Cohesion::from_str(c, true)) {
+                None | Some(Ok(Cohesion::Any)) => pb::Cohesion::Unspecified,
+                Some(Ok(Cohesion::Together)) => pb::Cohesion::KeepTogether,
+                Some(Ok(Cohesion::Apart)) => pb::Cohesion::KeepApart,
+                Some(Err(e)) => anyhow::bail!("cohesion in {}: {e}", file.display()),
+            };
+            let message = pb::RequestGroupRequest {
+                idempotency_key: key(&idempotency_key),
+                cohesion: cohesion as i32,
+                people: group.people.iter().map(Person::pb).collect(),
+            };
+            let g = client
+                .request_group(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if !settings.json {
+                println!("group {} ({} people)", g.group_id, g.people.len());
+            }
+            table(settings.json, &HEADERS, g.people.iter().flat_map(rows).collect());
+        }
+        Command::Status { placement } => {
+            let p = client
+                .get_placement(request(
+                    settings,
+                    pb::GetPlacementRequest {
+                        placement_id: placement,
+                    },
+                )?)
+                .await
+                .map_err(fail)?;
+            table(settings.json, &HEADERS, rows(&p.into_inner()));
+        }
+        Command::List => {
+            let mut all = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .list_placements(request(
+                        settings,
+                        pb::ListPlacementsRequest {
+                            page_size: 500,
+                            page_token: token,
+                        },
+                    )?)
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                all.extend(page.placements.iter().flat_map(rows));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            table(settings.json, &HEADERS, all);
+        }
+        Command::Watch { placement } => {
+            let message = pb::WatchPlacementRequest {
+                placement_id: placement,
+                after_position: 0,
+            };
+            let mut stream = client
+                .watch_placement(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if std::io::stderr().is_terminal() && !settings.json {
+                eprintln!("watching the placement's needs (Ctrl-C to stop)...");
+            }
+            while let Some(update) = stream.next().await {
+                let row = update_row(&update.map_err(fail)?);
+                if settings.json {
+                    let map: serde_json::Map<String, serde_json::Value> = HEADERS
+                        .iter()
+                        .map(|h| h.replace(' ', "_"))
+                        .zip(row.into_iter().map(serde_json::Value::String))
+                        .collect();
+                    println!("{}", serde_json::Value::Object(map));
+                } else {
+                    println!("{}", row[1..].join("  "));
+                }
+            }
+        }
+        Command::Cancel { need } => {
+            let u = client
+                .cancel_need(request(
+                    settings,
+                    pb::CancelNeedRequest {
+                        idempotency_key: key(&None),
+                        need_id: need,
+                    },
+                )?)
+                .await
+                .map_err(fail)?;
+            table(settings.json, &HEADERS, vec![update_row(&u.into_inner())]);
+        }
+        Command::Fulfil { need } => {
+            let u = client
+                .fulfil_need(request(
+                    settings,
+                    pb::FulfilNeedRequest {
+                        idempotency_key: key(&None),
+                        need_id: need,
+                    },
+                )?)
+                .await
+                .map_err(fail)?;
+            table(settings.json, &HEADERS, vec![update_row(&u.into_inner())]);
+        }
+    }
+    Ok(())
+}

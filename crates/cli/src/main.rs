@@ -1,0 +1,93 @@
+//! `refer`: Refer from the command line, for each role.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod args;
+mod business;
+mod client;
+mod doctor;
+mod errors;
+mod intake;
+mod output;
+mod provider;
+mod settings;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Refer: safe beds and care for people recovered from trafficking.
+#[derive(Parser)]
+#[command(name = "refer", version)]
+struct Cli {
+    /// Your token (from the coalition admin).
+    #[arg(long, global = true, env = "REFER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A TOML file with `token`, `capacity`, `donations`, `intake`, `matcher`, `nats`.
+    #[arg(long, global = true, env = "REFER_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, global = true, env = "REFER_CAPACITY_URL")]
+    capacity: Option<String>,
+    #[arg(long, global = true, env = "REFER_DONATIONS_URL")]
+    donations: Option<String>,
+    #[arg(long, global = true, env = "REFER_INTAKE_URL")]
+    intake: Option<String>,
+    #[arg(long, global = true, env = "REFER_MATCHER_URL")]
+    matcher: Option<String>,
+    #[arg(long, global = true, env = "REFER_NATS_URL")]
+    nats: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provider partners: sites, capacity, referrals.
+    #[command(subcommand)]
+    Provider(provider::Command),
+    /// Businesses: donated resources.
+    #[command(subcommand)]
+    Business(business::Command),
+    /// Intake staff: placements and their status.
+    #[command(subcommand)]
+    Intake(intake::Command),
+    /// Coalition admins: partners' tokens and the matcher's workload.
+    #[command(subcommand)]
+    Admin(admin::Command),
+    /// Check NATS and every service, and say what is wrong.
+    Doctor,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let resolved = settings::Settings::resolve(settings::Overrides {
+        config: cli.config,
+        token: cli.token,
+        capacity: cli.capacity,
+        donations: cli.donations,
+        intake: cli.intake,
+        matcher: cli.matcher,
+        nats: cli.nats,
+        json: cli.json,
+    });
+    let result = match resolved {
+        Err(e) => Err(e),
+        Ok(s) => match cli.command {
+            Command::Provider(c) => provider::run(&s, c).await,
+            Command::Business(c) => business::run(&s, c).await,
+            Command::Intake(c) => intake::run(&s, c).await,
+            Command::Admin(c) => admin::run(&s, c).await,
+            Command::Doctor => doctor::run(&s).await,
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
