@@ -1,11 +1,9 @@
 //! The matcher's status: counts only, for coalition admins only.
 
-mod common;
-
-use common::*;
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
 use refer_proto::matcher::v1::GetStatusRequest;
 use refer_service::testing::authed;
+use refer_tests::*;
 use tonic::Code;
 
 #[tokio::test]

@@ -4,9 +4,6 @@
 //! legal help and transport. Every call goes over real gRPC to the four
 //! services, which talk only through a real nats-server.
 
-mod common;
-
-use common::*;
 use refer_domain::need::{NeedEvent, Target};
 use refer_domain::Event;
 use refer_proto::capacity::v1 as cap;
@@ -15,6 +12,7 @@ use refer_proto::donations::v1 as don;
 use refer_proto::intake::v1 as intake;
 use refer_service::convert::id_pb;
 use refer_service::testing::authed;
+use refer_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;

@@ -2,14 +2,12 @@
 //! requests, appears in no message on the stream (payload or header) and in
 //! no log line, while the whole flow runs.
 
-mod common;
-
-use common::*;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::common::v1 as pb;
 use refer_proto::intake::v1 as intake;
 use refer_service::convert::id_pb;
 use refer_service::testing::authed;
+use refer_tests::*;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 
 use refer_domain::donation::Donation;
 use refer_domain::ids::{DonationId, HoldId, NeedId, ProviderId};
+use refer_domain::kinds::NeedKind;
 use refer_domain::need::{Need, NeedStatus, Target};
 use refer_domain::profile::AgeBand;
 use refer_domain::provider::{Provider, ReleaseReason};
@@ -121,12 +122,19 @@ impl Projection {
         }
     }
 
-    /// Units spoken for at `target` by planned, unseen holds.
-    fn spoken(target: Target, in_flight: &InFlight) -> u32 {
+    /// Units of the same kind of need spoken for at `target` by planned,
+    /// unseen holds (a site's beds and counseling slots are counted apart).
+    fn spoken(&self, target: Target, kind: NeedKind, in_flight: &InFlight) -> u32 {
+        let kind_of = |need: &NeedId| {
+            self.needs
+                .get(need)
+                .and_then(|n| n.request.as_ref())
+                .map(|r| r.spec.kind)
+        };
         in_flight
             .holds
             .values()
-            .filter(|(t, _, _)| *t == target)
+            .filter(|(t, need, _)| *t == target && kind_of(need) == Some(kind))
             .map(|(_, _, units)| *units)
             .sum()
     }
@@ -147,7 +155,7 @@ impl Projection {
             for (id, provider) in &self.providers {
                 let target = Target::Provider(*id);
                 let Some(profile) = &provider.profile else { continue };
-                let spoken = Self::spoken(target, in_flight);
+                let spoken = self.spoken(target, spec.kind, in_flight);
                 let fits = !provider.suspended
                     && profile.services.contains(&service)
                     && provider.units(service).free().saturating_sub(spoken) >= units
@@ -168,7 +176,10 @@ impl Projection {
             let target = Target::Donation(*id);
             let Some(offer) = &donation.offer else { continue };
             let fits = spec.kind.served_by_resource(offer.kind)
-                && donation.free().saturating_sub(Self::spoken(target, in_flight)) >= units
+                && donation
+                    .free()
+                    .saturating_sub(self.spoken(target, spec.kind, in_flight))
+                    >= units
                 && offer.max_units_per_need.is_none_or(|max| units <= max)
                 && offer.window.contains(now)
                 && spec.constraints.allows_site(&offer.location)
@@ -415,5 +426,52 @@ impl Projection {
         in_flight
             .needs
             .retain(|need, status| self.needs.get(need).is_some_and(|n| n.status == *status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refer_domain::ids::{OrgId, PlacementId};
+    use refer_domain::kinds::ServiceKind;
+    use refer_domain::need::NeedEvent;
+    use refer_domain::provider::ProviderEvent;
+    use refer_domain::sample::{self, NIGHT};
+
+    #[test]
+    fn a_bed_and_a_counseling_slot_at_one_site_are_counted_apart() {
+        let mut state = Projection::default();
+        let site = Uuid::from_u128(1);
+        let registered = ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(1))));
+        state.apply(1, site, &Event::Provider(registered));
+        for service in [ServiceKind::ShelterBed, ServiceKind::Counseling] {
+            state.apply(
+                2,
+                site,
+                &Event::Provider(ProviderEvent::CapacitySet { service, declared: 1 }),
+            );
+        }
+        let placement = PlacementId::from_u128(9);
+        for (i, kind) in [(10, NeedKind::Shelter), (11, NeedKind::Counseling)] {
+            let mut request = sample::shelter_need(OrgId::from_u128(2), placement, None);
+            request.spec.kind = kind;
+            state.apply(3, Uuid::from_u128(i), &Event::Need(NeedEvent::Requested(request)));
+        }
+        let actions = state.plan(NIGHT, &mut InFlight::default());
+        let proposed: Vec<_> = actions.iter().filter(|a| matches!(a, Action::Propose { .. })).collect();
+        assert_eq!(proposed.len(), 2, "{actions:?}");
+        // A third need for a bed finds none left, in flight or not.
+        let mut request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(8), None);
+        request.spec.kind = NeedKind::Shelter;
+        state.apply(4, Uuid::from_u128(12), &Event::Need(NeedEvent::Requested(request)));
+        let mut in_flight = InFlight::default();
+        let actions = state.plan(NIGHT, &mut in_flight);
+        assert!(
+            actions.contains(&Action::Waitlist {
+                need: NeedId::from_u128(12),
+                attempt: 0
+            }),
+            "{actions:?}"
+        );
     }
 }

@@ -1,0 +1,321 @@
+//! The `refer` command against the four services running (in-process, over
+//! real gRPC and a real nats-server), as each role would use it.
+
+use refer_tests::*;
+use serde_json::Value;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Cli {
+    urls: [String; 4],
+    nats: String,
+}
+
+impl Cli {
+    fn run(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_refer"))
+            .args(args)
+            .env("REFER_TOKEN", token)
+            .env("REFER_CAPACITY_URL", &self.urls[0])
+            .env("REFER_DONATIONS_URL", &self.urls[1])
+            .env("REFER_INTAKE_URL", &self.urls[2])
+            .env("REFER_MATCHER_URL", &self.urls[3])
+            .env("REFER_NATS_URL", &self.nats)
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("run refer")
+    }
+
+    /// Runs with `--json` and parses stdout; panics with stderr on failure.
+    fn json(&self, token: &str, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(token, &all);
+        assert!(
+            out.status.success(),
+            "refer {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn fails(&self, token: &str, args: &[&str]) -> String {
+        let out = self.run(token, args);
+        assert!(!out.status.success(), "refer {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_does_its_job_from_the_command_line() {
+    let c = Coalition::start(1, 1).await;
+    let cli = Cli {
+        urls: c.urls(),
+        nats: c.nats.url(),
+    };
+    let provider = provider_token(0);
+    let business = business_token(0);
+    let cli = std::sync::Arc::new(cli);
+
+    let run = |token: String, args: Vec<&'static str>| {
+        let cli = cli.clone();
+        async move {
+            tokio::task::spawn_blocking(move || cli.json(&token, &args))
+                .await
+                .unwrap()
+        }
+    };
+
+    // A shelter registers and declares two beds.
+    let site = run(
+        provider.clone(),
+        vec![
+            "provider",
+            "register",
+            "--name",
+            "Harbor House",
+            "--services",
+            "bed,counseling",
+            "--languages",
+            "en,es",
+            "--at",
+            "34.05,-118.24",
+            "--region",
+            "US-06-037",
+        ],
+    )
+    .await;
+    let id = site["provider_id"].as_str().unwrap().to_owned();
+    let id: &'static str = Box::leak(id.into_boxed_str());
+    let shown = run(provider.clone(), vec!["provider", "capacity", "set", id, "bed", "2"]).await;
+    assert_eq!(shown["capacity"][0]["declared"], 2);
+    let adjusted = run(
+        provider.clone(),
+        vec!["provider", "capacity", "adjust", id, "bed", "-1"],
+    )
+    .await;
+    assert_eq!(adjusted["capacity"][0]["free"], 1);
+    run(
+        provider.clone(),
+        vec!["provider", "capacity", "set", id, "counseling", "1"],
+    )
+    .await;
+
+    // A hotel donates rooms.
+    let donated = run(
+        business.clone(),
+        vec![
+            "business",
+            "donate",
+            "--kind",
+            "hotel-room-night",
+            "--quantity",
+            "4",
+            "--from",
+            "2026-11-25T00:00Z",
+            "--until",
+            "2026-12-05T00:00Z",
+            "--at",
+            "34.06,-118.30",
+            "--region",
+            "US-06-037",
+            "--max-per-need",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(donated[0]["quantity"], "4");
+    let listed = run(business.clone(), vec!["business", "list"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // Intake requests a bed and counseling for one woman.
+    let placed = run(
+        INTAKE.to_string(),
+        vec![
+            "intake",
+            "request",
+            "--case-reference",
+            "CASE-11",
+            "--needs",
+            "shelter,counseling",
+            "--languages",
+            "es",
+            "--at",
+            "33.77,-118.19",
+            "--region",
+            "US-06-037",
+            "--max-km",
+            "80",
+            "--avoid",
+            "US-06-059",
+        ],
+    )
+    .await;
+    let placement = placed[0]["placement"].as_str().unwrap().to_owned();
+    let placement: &'static str = Box::leak(placement.into_boxed_str());
+
+    // The shelter sees the referrals and accepts them.
+    let started = Instant::now();
+    let referrals = loop {
+        let list = run(provider.clone(), vec!["provider", "referrals", id, "--pending"]).await;
+        if list.as_array().unwrap().len() == 2 {
+            break list;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no referrals: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for r in referrals.as_array().unwrap() {
+        assert_eq!(r["languages"], "es");
+        let referral: &'static str = Box::leak(r["referral"].as_str().unwrap().to_owned().into_boxed_str());
+        let answered = run(provider.clone(), vec!["provider", "accept", id, referral]).await;
+        assert_eq!(answered[0]["status"], "accepted");
+    }
+    let started = Instant::now();
+    loop {
+        let status = run(INTAKE.to_string(), vec!["intake", "status", placement]).await;
+        if status.as_array().unwrap().iter().all(|n| n["status"] == "accepted") {
+            assert!(status[0]["placed_with"].as_str().unwrap().contains(id));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not accepted: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The admin sees the matcher's workload; counts only.
+    let stats = run(ADMIN.to_string(), vec!["admin", "stats"]).await;
+    assert_eq!(stats["providers"], "1");
+    assert_eq!(stats["pending_referrals"], "0");
+
+    // Everything is up.
+    let doctor = run(ADMIN.to_string(), vec!["doctor"]).await;
+    assert!(
+        doctor.as_array().unwrap().iter().all(|c| c["status"] == "ok"),
+        "{doctor}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_went_wrong_and_what_to_do() {
+    let c = Coalition::start(1, 0).await;
+    let cli = Cli {
+        urls: c.urls(),
+        nats: c.nats.url(),
+    };
+    let cli = std::sync::Arc::new(cli);
+    let fails = |token: &'static str, args: Vec<&'static str>| {
+        let cli = cli.clone();
+        async move {
+            tokio::task::spawn_blocking(move || cli.fails(token, &args))
+                .await
+                .unwrap()
+        }
+    };
+    let err = fails("not-a-token", vec!["admin", "stats"]).await;
+    assert!(
+        err.contains("rejected the token") && err.contains("REFER_TOKEN"),
+        "{err}"
+    );
+    let err = fails(INTAKE, vec!["admin", "stats"]).await;
+    assert!(err.contains("not allowed"), "{err}");
+    let err = fails(
+        INTAKE,
+        vec![
+            "intake",
+            "request",
+            "--needs",
+            "shelter",
+            "--party-size",
+            "40",
+            "--at",
+            "33.77,-118.19",
+            "--region",
+            "US-06-037",
+        ],
+    )
+    .await;
+    assert!(err.contains("person.profile.party_size"), "{err}");
+    let err = fails(
+        INTAKE,
+        vec![
+            "intake",
+            "request",
+            "--needs",
+            "shelter",
+            "--at",
+            "333,0",
+            "--region",
+            "US-06-037",
+        ],
+    )
+    .await;
+    assert!(err.contains("latitude"), "{err}");
+    // An unreachable service names the address and the way to check.
+    let out = Command::new(env!("CARGO_BIN_EXE_refer"))
+        .args(["intake", "list", "--intake", "http://127.0.0.1:9"])
+        .env("REFER_TOKEN", INTAKE)
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("cannot reach the intake service at http://127.0.0.1:9")
+            && err.contains("refer doctor"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_refer"))
+        .args([
+            "doctor",
+            "--nats",
+            "nats://127.0.0.1:9",
+            "--capacity",
+            "http://127.0.0.1:9",
+        ])
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && report.contains("FAIL") && report.contains("unreachable"),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_admin_adds_a_partner_and_lists_tokens_without_revealing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_refer"))
+        .args([
+            "admin",
+            "add-partner",
+            "--name",
+            "Seaside Hotel",
+            "--role",
+            "business",
+            "--json",
+        ])
+        .env("REFER_TOKENS_FILE", &file)
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = added["token"].as_str().unwrap();
+    let book = refer_service::TokenBook::load(&file).unwrap();
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    assert_eq!(
+        book.authenticate(&metadata).unwrap().role,
+        refer_service::Role::Business
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_refer"))
+        .args(["admin", "tokens", "--tokens-file", file.to_str().unwrap()])
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("Seaside Hotel") && listing.contains("business"));
+    assert!(!listing.contains(token), "the token itself is never listed");
+}
