@@ -17,7 +17,7 @@ pub fn explain(service: &str, url: &str, status: &tonic::Status) -> String {
         Code::FailedPrecondition => format!("{message}."),
         Code::NotFound => format!("{message}: check the id."),
         Code::AlreadyExists => format!("{message}: use a new id (or the same idempotency key to retry)."),
-        Code::Aborted => format!("{message}"),
+        Code::Aborted => format!("{message} (someone changed it first: show it again, then retry)"),
         Code::Unavailable if message.contains("bus") => {
             format!("{message}. NATS is unreachable from the {service} service; `refer doctor` checks it.")
         }
