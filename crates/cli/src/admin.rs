@@ -131,7 +131,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 ],
             );
             if !s.waitlist.is_empty() && !settings.json {
-                println!();
+                crate::output::out("");
                 table(
                     false,
                     &["waitlisted need", "region", "count"],

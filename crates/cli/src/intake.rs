@@ -49,10 +49,10 @@ pub struct Person {
     #[serde(deserialize_with = "enums")]
     pub needs: Vec<Need>,
     #[arg(long, value_enum, default_value = "adult")]
-    #[serde(deserialize_with = "one")]
+    #[serde(deserialize_with = "one", default = "adult")]
     pub age: Age,
     #[arg(long, value_enum, default_value = "female")]
-    #[serde(deserialize_with = "one")]
+    #[serde(deserialize_with = "one", default = "female")]
     pub gender: Gender,
     #[arg(long, value_delimiter = ',', default_value = "en")]
     pub languages: Vec<String>,
@@ -80,6 +80,12 @@ pub struct Person {
     pub idempotency_key: Option<String>,
 }
 
+fn adult() -> Age {
+    Age::Adult
+}
+fn female() -> Gender {
+    Gender::Female
+}
 fn one_person() -> u32 {
     1
 }
@@ -213,7 +219,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?
                 .into_inner();
             if !settings.json {
-                println!("group {} ({} people)", g.group_id, g.people.len());
+                crate::output::out(&format!("group {} ({} people)", g.group_id, g.people.len()));
             }
             table(settings.json, &HEADERS, g.people.iter().flat_map(rows).collect());
         }
@@ -273,9 +279,9 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                         .map(|h| h.replace(' ', "_"))
                         .zip(row.into_iter().map(serde_json::Value::String))
                         .collect();
-                    println!("{}", serde_json::Value::Object(map));
+                    crate::output::out(&serde_json::Value::Object(map).to_string());
                 } else {
-                    println!("{}", row[1..].join("  "));
+                    crate::output::out(&row[1..].join("  "));
                 }
             }
         }

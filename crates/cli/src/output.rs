@@ -1,6 +1,12 @@
 //! Human-readable tables by default, JSON with `--json`.
 
 use serde_json::Value;
+use std::io::Write;
+
+/// Writes a line to stdout; a closed pipe (`refer ... | head`) is not an error.
+pub fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
 
 /// Prints rows as an aligned table (human) or as a JSON array of objects.
 pub fn table(json: bool, headers: &[&str], rows: Vec<Vec<String>>) {
@@ -15,7 +21,7 @@ pub fn table(json: bool, headers: &[&str], rows: Vec<Vec<String>>) {
                 Value::Object(map.collect())
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&Value::Array(items)).expect("json"));
+        out(&serde_json::to_string_pretty(&Value::Array(items)).expect("json"));
         return;
     }
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -30,7 +36,7 @@ pub fn table(json: bool, headers: &[&str], rows: Vec<Vec<String>>) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        out(parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
@@ -42,15 +48,12 @@ pub fn table(json: bool, headers: &[&str], rows: Vec<Vec<String>>) {
 pub fn record(json: bool, fields: Vec<(&str, String)>) {
     if json {
         let map = fields.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v)));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Object(map.collect())).expect("json")
-        );
+        out(&serde_json::to_string_pretty(&Value::Object(map.collect())).expect("json"));
         return;
     }
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in fields {
-        println!("{k:>width$}: {v}");
+        out(&format!("{k:>width$}: {v}"));
     }
 }
 

@@ -126,13 +126,12 @@ fn show(settings: &Settings, p: &pb::Provider) {
             })
             .collect();
         let spec = p.spec.clone().unwrap_or_default();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        crate::output::out(
+            &serde_json::to_string_pretty(&serde_json::json!({
                 "provider_id": p.provider_id, "version": p.version, "name": spec.name, "org_id": spec.org_id,
                 "suspended": p.suspended, "capacity": capacity,
             }))
-            .expect("json")
+            .expect("json"),
         );
         return;
     }
@@ -353,9 +352,9 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                         .map(|h| h.to_string())
                         .zip(row.into_iter().map(serde_json::Value::String))
                         .collect();
-                    println!("{}", serde_json::Value::Object(map));
+                    crate::output::out(&serde_json::Value::Object(map).to_string());
                 } else {
-                    println!("{}", referral_row(&r).join("  "));
+                    crate::output::out(&referral_row(&r).join("  "));
                 }
             }
         }
