@@ -7,53 +7,145 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Where a service finds its bus, its data and its callers. Read from the
-/// environment (every variable optional but the token file):
+/// Where a service finds its bus, its data and its callers.
 ///
-/// | variable | default |
-/// |---|---|
-/// | `REFER_NATS_URL` | `nats://127.0.0.1:4222` |
-/// | `REFER_DATA_DIR` | `data/<service>` |
-/// | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
-/// | `REFER_TOKENS_FILE` | required |
-/// | `REFER_STREAM` | `REFER` |
-/// | `REFER_STREAM_REPLICAS` | `1` (3 on the compose cluster) |
+/// One TOML format (file named by `REFER_CONFIG`), every key optional but
+/// `tokens_file`; each key can be overridden by an environment variable; then
+/// safe local defaults. Unknown keys and bad values stop the service at start
+/// with the key named.
+///
+/// | key | environment | default |
+/// |---|---|---|
+/// | `nats_url` | `REFER_NATS_URL` | `nats://127.0.0.1:4222` |
+/// | `data_dir` | `REFER_DATA_DIR` | `data/<service>` |
+/// | `listen` | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
+/// | `metrics_listen` | `REFER_METRICS_LISTEN` | `127.0.0.1:<the service's port + 1000>` |
+/// | `tokens_file` | `REFER_TOKENS_FILE` | required |
+/// | `stream` | `REFER_STREAM` | `REFER` |
+/// | `stream_replicas` | `REFER_STREAM_REPLICAS` | `1` (3 on the compose cluster) |
+/// | `tick_ms` | `REFER_TICK_MS` | `1000` (matcher: how often deadlines are checked) |
+/// | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
     pub tokens_file: PathBuf,
     pub stream: StreamSettings,
+    pub tick: Duration,
+    pub json_logs: bool,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    nats_url: Option<String>,
+    data_dir: Option<String>,
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    tokens_file: Option<String>,
+    stream: Option<String>,
+    stream_replicas: Option<u32>,
+    tick_ms: Option<u64>,
+    log_format: Option<String>,
 }
 
 impl Config {
+    /// Reads `REFER_CONFIG` (if set) and the environment.
     pub fn from_env(service: &str, default_port: u16) -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let listen = var("REFER_LISTEN").unwrap_or_else(|| format!("127.0.0.1:{default_port}"));
-        let listen = listen
-            .parse()
-            .map_err(|_| anyhow::anyhow!("REFER_LISTEN={listen:?} is not an address like 127.0.0.1:50051"))?;
-        let tokens_file = var("REFER_TOKENS_FILE")
-            .ok_or_else(|| anyhow::anyhow!("REFER_TOKENS_FILE is not set: point it at the token file (see README)"))?;
-        let replicas = var("REFER_STREAM_REPLICAS").unwrap_or_else(|| "1".into());
-        let replicas = replicas
-            .parse()
-            .ok()
-            .filter(|r| (1..=5).contains(r))
-            .ok_or_else(|| anyhow::anyhow!("REFER_STREAM_REPLICAS={replicas:?} must be 1 to 5"))?;
+        let file = match std::env::var_os("REFER_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read REFER_CONFIG={}: {e}", PathBuf::from(&path).display()))?;
+                Some((PathBuf::from(path), text))
+            }
+            None => None,
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::from_sources(
+            service,
+            default_port,
+            file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            env,
+        )
+    }
+
+    /// The configuration from a file's text (if any) and an environment.
+    pub fn from_sources(
+        service: &str,
+        default_port: u16,
+        file: Option<(&std::path::Path, &str)>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let f: FileConfig = match file {
+            Some((path, text)) => toml::from_str(text)
+                .map_err(|e| anyhow::anyhow!("configuration file {} is not valid: {e}", path.display()))?,
+            None => FileConfig::default(),
+        };
+        // The environment wins over the file; both name the setting in errors.
+        let pick = |var: &str, key: &'static str, value: Option<String>| -> Option<(String, String)> {
+            env(var)
+                .map(|v| (v, var.to_owned()))
+                .or(value.map(|v| (v, key.to_owned())))
+        };
+        let address =
+            |var: &str, key: &'static str, value: Option<String>, default: String| -> anyhow::Result<SocketAddr> {
+                let (text, from) = pick(var, key, value).unwrap_or((default, "default".into()));
+                text.parse()
+                    .map_err(|_| anyhow::anyhow!("{from}={text:?} is not an address like 127.0.0.1:50051"))
+            };
+        let listen = address("REFER_LISTEN", "listen", f.listen, format!("127.0.0.1:{default_port}"))?;
+        let metrics_listen = address(
+            "REFER_METRICS_LISTEN",
+            "metrics_listen",
+            f.metrics_listen,
+            format!("127.0.0.1:{}", default_port + 1000),
+        )?;
+        let (tokens_file, _) = pick("REFER_TOKENS_FILE", "tokens_file", f.tokens_file).ok_or_else(|| {
+            anyhow::anyhow!("no token file: set tokens_file in the configuration or REFER_TOKENS_FILE (docs/api.md)")
+        })?;
+        let replicas = match pick(
+            "REFER_STREAM_REPLICAS",
+            "stream_replicas",
+            f.stream_replicas.map(|r| r.to_string()),
+        ) {
+            None => 1,
+            Some((text, from)) => text
+                .parse()
+                .ok()
+                .filter(|r| (1..=5).contains(r))
+                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 5"))?,
+        };
+        let tick_ms: u64 = match pick("REFER_TICK_MS", "tick_ms", f.tick_ms.map(|t| t.to_string())) {
+            None => 1000,
+            Some((text, from)) => text
+                .parse()
+                .ok()
+                .filter(|t| (10..=60_000).contains(t))
+                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 10 to 60000 (milliseconds)"))?,
+        };
+        let json_logs = match pick("REFER_LOG_FORMAT", "log_format", f.log_format) {
+            None => false,
+            Some((text, _)) if text == "text" => false,
+            Some((text, _)) if text == "json" => true,
+            Some((text, from)) => anyhow::bail!("{from}={text:?} must be text or json"),
+        };
         Ok(Self {
-            nats_url: var("REFER_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
-            data_dir: var("REFER_DATA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("data").join(service)),
+            nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
+                .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
+            data_dir: pick("REFER_DATA_DIR", "data_dir", f.data_dir)
+                .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v)),
             listen,
+            metrics_listen,
             tokens_file: tokens_file.into(),
             stream: StreamSettings {
-                name: var("REFER_STREAM").unwrap_or_else(|| "REFER".into()),
+                name: pick("REFER_STREAM", "stream", f.stream).map_or_else(|| "REFER".into(), |(v, _)| v),
                 replicas,
                 ..Default::default()
             },
+            tick: Duration::from_millis(tick_ms),
+            json_logs,
         })
     }
 
@@ -107,16 +199,23 @@ pub async fn run<F, Fut>(
     start: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(EventStore, crate::TokenBook, crate::SharedClock, watch::Receiver<bool>) -> Fut,
+    F: FnOnce(EventStore, crate::TokenBook, crate::SharedClock, watch::Receiver<bool>, Config) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(tonic::service::Routes, tokio::task::JoinHandle<()>)>>,
 {
-    crate::server::init_tracing();
     let config = Config::from_env(service, default_port)?;
+    crate::server::init_tracing(config.json_logs);
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
     tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
     let (stop, stopped) = watch::channel(false);
-    let (routes, projection) = start(store, tokens, std::sync::Arc::new(crate::SystemClock), stopped).await?;
+    let (routes, projection) = start(
+        store,
+        tokens,
+        std::sync::Arc::new(crate::SystemClock),
+        stopped,
+        config.clone(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -126,4 +225,58 @@ where
     projection.await?;
     tracing::info!(service, "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources("capacity", 50051, file.map(|t| (Path::new("refer.toml"), t)), |k| {
+            env.get(k).cloned()
+        })
+    }
+
+    #[test]
+    fn defaults_are_local_and_safe() {
+        let c = load(None, &[("REFER_TOKENS_FILE", "tokens.toml")]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.metrics_listen.to_string(), "127.0.0.1:51051");
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.data_dir, PathBuf::from("data/capacity"));
+        assert_eq!(
+            (c.stream.name.as_str(), c.stream.replicas, c.json_logs),
+            ("REFER", 1, false)
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let file = "tokens_file = \"t.toml\"\nlisten = \"0.0.0.0:6000\"\nstream_replicas = 3\nlog_format = \"json\"\n";
+        let c = load(Some(file), &[("REFER_LISTEN", "127.0.0.1:7000")]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!((c.stream.replicas, c.json_logs), (3, true));
+        assert_eq!(c.tokens_file, PathBuf::from("t.toml"));
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_with_the_setting_named() {
+        let err = load(Some("tokens_file = \"t\"\nlisen = \"x\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refer.toml") && err.contains("lisen"), "{err}");
+        let err = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("REFER_LISTEN=\"nowhere\""), "{err}");
+        let err = load(Some("tokens_file = \"t\"\nstream_replicas = 9\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream_replicas"), "{err}");
+        let err = load(None, &[]).unwrap_err().to_string();
+        assert!(err.contains("REFER_TOKENS_FILE"), "{err}");
+    }
 }

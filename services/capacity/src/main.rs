@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
         "capacity",
         refer_capacity::SERVICE_NAME,
         50051,
-        |store, tokens, clock, stop| async move {
+        |store, tokens, clock, stop, _config| async move {
             let (service, projection) = refer_capacity::start(store, tokens, clock, stop).await?;
             Ok((tonic::service::Routes::new(service), projection))
         },

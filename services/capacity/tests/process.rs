@@ -124,3 +124,29 @@ async fn the_binary_serves_health_and_reflection_reports_unavailable_and_stops_o
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_bad_configuration_stops_the_service_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("refer.toml");
+    std::fs::write(
+        &config,
+        "tokens_file = \"tokens.toml\"\nlisten = \"0.0.0.0:50051\"\nstream_replicas = 7\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_refer-capacity"))
+        .env("REFER_CONFIG", &config)
+        .env_remove("REFER_TOKENS_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stream_replicas=\"7\" must be 1 to 5"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_refer-capacity"))
+        .env("REFER_LISTEN", "nowhere")
+        .env("REFER_TOKENS_FILE", "t")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REFER_LISTEN=\"nowhere\""));
+}

@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
         "donations",
         refer_donations::SERVICE_NAME,
         50052,
-        |store, tokens, clock, stop| async move {
+        |store, tokens, clock, stop, _config| async move {
             let (service, projection) = refer_donations::start(store, tokens, clock, stop).await?;
             Ok((tonic::service::Routes::new(service), projection))
         },

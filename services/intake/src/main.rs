@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
         "intake",
         refer_intake::SERVICE_NAME,
         50053,
-        |store, tokens, clock, stop| async move {
+        |store, tokens, clock, stop, _config| async move {
             let (service, projection) = refer_intake::start(store, tokens, clock, stop).await?;
             Ok((tonic::service::Routes::new(service), projection))
         },
