@@ -120,13 +120,31 @@ impl EventStore {
             Err(err) => Err(err),
         };
         match ack {
-            Ok(ack) => Ok((ack.sequence, ack.duplicate)),
+            Ok(ack) => {
+                if !ack.duplicate {
+                    refer_metrics::count(
+                        "refer_events_appended_total",
+                        "Events appended to the stream, by aggregate kind.",
+                        &[("aggregate", aggregate.kind.token())],
+                        events.len() as f64,
+                    );
+                }
+                Ok((ack.sequence, ack.duplicate))
+            }
             Err(err) => Err(match err.kind() {
-                PublishErrorKind::WrongLastSequence => StoreError::Conflict {
-                    aggregate,
-                    expected,
-                    actual: self.version(&aggregate).await.unwrap_or(0),
-                },
+                PublishErrorKind::WrongLastSequence => {
+                    refer_metrics::count(
+                        "refer_append_conflicts_total",
+                        "Appends refused because another writer got there first.",
+                        &[("aggregate", aggregate.kind.token())],
+                        1.0,
+                    );
+                    StoreError::Conflict {
+                        aggregate,
+                        expected,
+                        actual: self.version(&aggregate).await.unwrap_or(0),
+                    }
+                }
                 PublishErrorKind::MaxPayloadExceeded => {
                     StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))
                 }

@@ -138,6 +138,15 @@ impl Subscriber {
         }
         let mut applied = 0;
         let mut checkpoint = self.checkpoint;
+        // Each delivery says how many messages wait behind it: the consumer's lag.
+        if let Some(last) = received.last().and_then(|m| m.info().ok()) {
+            refer_metrics::set(
+                "refer_consumer_lag",
+                "Messages waiting for the consumer after its last delivery.",
+                &[("consumer", &self.name)],
+                last.pending as f64,
+            );
+        }
         for msg in &received {
             let seq = msg
                 .info()
@@ -152,6 +161,12 @@ impl Subscriber {
             applied += 1;
         }
         if applied > 0 {
+            refer_metrics::count(
+                "refer_events_consumed_total",
+                "Commits applied by a consumer to its projection.",
+                &[("consumer", &self.name)],
+                applied as f64,
+            );
             let mut writes = sled::Batch::default();
             projection.persist(&mut writes);
             writes.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());

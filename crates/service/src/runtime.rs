@@ -216,10 +216,14 @@ where
         config.clone(),
     )
     .await?;
+    let metrics = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {}: {e}", config.metrics_listen))?;
+    tokio::spawn(refer_metrics::serve(metrics));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(service, addr = %config.listen, data = %config.data_dir.display(), "listening");
+    tracing::info!(service, addr = %config.listen, metrics = %config.metrics_listen, data = %config.data_dir.display(), "listening");
     crate::server::serve(grpc_name, routes, listener, crate::server::shutdown_signal()).await?;
     let _ = stop.send(true);
     projection.await?;

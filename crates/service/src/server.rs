@@ -4,6 +4,7 @@
 
 use refer_domain::ids::CorrelationId;
 use std::time::Duration;
+use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 
@@ -13,8 +14,73 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// The metadata key a client may set to tie its requests together in logs.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
-/// A server builder with a tracing span per RPC and sane limits.
-pub fn builder() -> Server {
+/// Counts each RPC by method and status code, and times it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcMetricsLayer;
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> RpcMetrics<S> {
+        RpcMetrics { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RpcMetrics<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let started = std::time::Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            // Errors travel as a trailers-only response with `grpc-status` in
+            // the headers; a success sets it in the trailers, so absent means 0.
+            let code = match &response {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            refer_metrics::count(
+                "refer_rpc_requests_total",
+                "RPCs served, by method and gRPC status code.",
+                &[("method", &method), ("code", &code)],
+                1.0,
+            );
+            refer_metrics::observe(
+                "refer_rpc_duration_seconds",
+                "Time to answer an RPC (to the first message for streams).",
+                &[("method", &method)],
+                started.elapsed(),
+            );
+            response
+        })
+    }
+}
+
+/// A server builder with a tracing span and metrics per RPC, and sane limits.
+pub fn builder() -> Server<tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>> {
     Server::builder()
         .trace_fn(|request| {
             let correlation = request
@@ -29,6 +95,7 @@ pub fn builder() -> Server {
         })
         .timeout(Duration::from_secs(30))
         .concurrency_limit_per_connection(256)
+        .layer(RpcMetricsLayer)
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, with the

@@ -14,7 +14,24 @@ use tonic::transport::Channel;
 
 const TOKEN: &str = "operator-admin-token";
 
-fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16) -> Child {
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16) -> Child {
     let tokens = dir.join("tokens.toml");
     let entry = format!(
         "[[token]]\nname = \"admin\"\nrole = \"admin\"\norg = \"6f1c0a7e-0b1d-4c47-9a51-5c6f0e3b2a10\"\nsha256 = \"{}\"\n",
@@ -25,6 +42,7 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16) -> Child {
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_DATA_DIR", dir.join("data"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .env("REFER_TOKENS_FILE", &tokens)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -51,15 +69,11 @@ async fn connect(port: u16) -> Channel {
 }
 
 #[tokio::test]
-async fn the_binary_serves_health_and_reflection_reports_unavailable_and_stops_on_sigterm() {
+async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and_stops_on_sigterm() {
     let mut nats = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = spawn(&nats, dir.path(), port);
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut child = spawn(&nats, dir.path(), port, metrics_port);
     let channel = connect(port).await;
 
     // gRPC health: the service reports itself serving.
@@ -97,8 +111,27 @@ async fn the_binary_serves_health_and_reflection_reports_unavailable_and_stops_o
     assert!(names.contains(&refer_capacity::SERVICE_NAME.to_string()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
 
-    // With NATS down, a call that needs the bus says UNAVAILABLE.
+    // Prometheus metrics: each RPC by method and status code, with its time.
     let mut client = CapacityClient::new(channel.clone());
+    let unknown = pb::GetProviderRequest {
+        provider_id: uuid::Uuid::new_v4().to_string(),
+    };
+    assert_eq!(
+        client.get_provider(authed(TOKEN, unknown)).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    let text = metrics(metrics_port);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("refer_rpc_requests_total{method=\"/refer.capacity.v1.Capacity/GetProvider\",code=\"5\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refer_rpc_duration_seconds_count{method=\"/refer.capacity.v1.Capacity/GetProvider\"}"),
+        "{text}"
+    );
+
+    // With NATS down, a call that needs the bus says UNAVAILABLE.
     nats.kill();
     let get = pb::GetProviderRequest {
         provider_id: uuid::Uuid::new_v4().to_string(),

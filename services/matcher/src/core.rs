@@ -53,6 +53,21 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// A label for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Propose { .. } => "propose",
+            Self::AcceptDonation { .. } => "accept_donation",
+            Self::CompleteProposal { .. } => "complete_proposal",
+            Self::Waitlist { .. } => "waitlist",
+            Self::Expire { .. } => "expire",
+            Self::Confirm { .. } => "confirm",
+            Self::Release { .. } => "release",
+        }
+    }
+}
+
 /// The projection: every provider, donation and need, as the domain folds them.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Projection {

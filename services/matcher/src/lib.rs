@@ -75,6 +75,31 @@ impl Core {
         core
     }
 
+    /// Publishes the workload as gauges: holds open, referrals pending, waitlist.
+    fn report(&self) {
+        let holds = self.state.providers.values().map(|p| p.holds.len()).sum::<usize>()
+            + self.state.donations.values().map(|d| d.holds.len()).sum::<usize>();
+        let count = |status: NeedStatus| self.state.needs.values().filter(|n| n.status == status).count() as f64;
+        refer_metrics::set(
+            "refer_matcher_open_holds",
+            "Units held for referrals awaiting an answer.",
+            &[],
+            holds as f64,
+        );
+        refer_metrics::set(
+            "refer_matcher_pending_referrals",
+            "Needs proposed and awaiting an answer.",
+            &[],
+            count(NeedStatus::Proposed),
+        );
+        refer_metrics::set(
+            "refer_matcher_waitlist",
+            "Needs waiting for capacity.",
+            &[],
+            count(NeedStatus::Waitlisted),
+        );
+    }
+
     /// Folds a commit in and plans what follows from it (at the commit's time).
     pub fn apply(&mut self, commit: &Recorded) {
         for envelope in &commit.events {
@@ -381,7 +406,15 @@ impl Executor {
     async fn drain(&self) {
         let queued = std::mem::take(&mut self.core.lock().expect("core lock").queue);
         for (action, cause) in queued {
-            if let Err(err) = self.run(&action, cause).await {
+            let started = std::time::Instant::now();
+            let outcome = self.run(&action, cause).await;
+            refer_metrics::observe(
+                "refer_matcher_decision_seconds",
+                "Time to carry out one matcher decision through the event store.",
+                &[("decision", action.name())],
+                started.elapsed(),
+            );
+            if let Err(err) = outcome {
                 tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
                 let mut core = self.core.lock().expect("core lock");
                 match action {
@@ -449,6 +482,7 @@ pub async fn start(
                 queue.extend(chores.into_iter().map(|a| (a, None)));
             }
             executor.drain().await;
+            core.lock().expect("core lock").report();
         }
     });
     let service = MatcherService {
