@@ -16,7 +16,7 @@ use tokio::sync::watch;
 ///
 /// | key | environment | default |
 /// |---|---|---|
-/// | `nats_url` | `REFER_NATS_URL` | `nats://127.0.0.1:4222` |
+/// | `nats_url` | `REFER_NATS_URL` | `nats://127.0.0.1:4222` (comma-separated for a cluster) |
 /// | `data_dir` | `REFER_DATA_DIR` | `data/<service>` |
 /// | `listen` | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
 /// | `metrics_listen` | `REFER_METRICS_LISTEN` | `127.0.0.1:<the service's port + 1000>` |
@@ -149,11 +149,19 @@ impl Config {
         })
     }
 
-    /// Connects to NATS and opens the event store with its sled directory.
+    /// Connects to NATS (`nats_url` may list several servers, comma-separated,
+    /// so a cluster node being down at start does not matter) and opens the
+    /// event store with its sled directory.
     pub async fn open_store(&self) -> anyhow::Result<EventStore> {
+        let servers = self
+            .nats_url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("nats_url {:?} is not a list of NATS URLs: {e}", self.nats_url))?;
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(&self.nats_url)
+            .connect(servers)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", self.nats_url))?;
         std::fs::create_dir_all(&self.data_dir)
