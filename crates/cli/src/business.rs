@@ -18,6 +18,10 @@ pub enum Command {
     Withdraw { donation: String },
     /// Your donations and how much of each was used.
     List,
+    /// One donation, with when its units were used (never by whom).
+    Show { donation: String },
+    /// Follow your donations as units are held and used.
+    Watch,
 }
 
 #[derive(Args)]
@@ -117,6 +121,50 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?
                 .into_inner();
             table(settings.json, &HEADERS, vec![row(&d)]);
+        }
+        Command::Show { donation } => {
+            let d = client
+                .get_donation(request(settings, pb::GetDonationRequest { donation_id: donation })?)
+                .await
+                .map_err(fail)?;
+            let d = d.into_inner();
+            table(settings.json, &HEADERS, vec![row(&d)]);
+            if !settings.json && !d.usage.is_empty() {
+                crate::output::out("");
+                table(
+                    false,
+                    &["used at", "units"],
+                    d.usage
+                        .iter()
+                        .map(|u| vec![time(u.at_ms), u.units.to_string()])
+                        .collect(),
+                );
+            }
+        }
+        Command::Watch => {
+            use std::io::IsTerminal;
+            use tokio_stream::StreamExt;
+            let mut stream = client
+                .watch_donations(request(settings, pb::WatchDonationsRequest { after_version: 0 })?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            if std::io::stderr().is_terminal() && !settings.json {
+                eprintln!("watching your donations (Ctrl-C to stop)...");
+            }
+            while let Some(d) = stream.next().await {
+                let cells = row(&d.map_err(fail)?);
+                if settings.json {
+                    let map: serde_json::Map<String, serde_json::Value> = HEADERS
+                        .iter()
+                        .map(|h| h.to_string())
+                        .zip(cells.into_iter().map(serde_json::Value::String))
+                        .collect();
+                    crate::output::out(&serde_json::Value::Object(map).to_string());
+                } else {
+                    crate::output::out(&cells.join("  "));
+                }
+            }
         }
         Command::List => {
             let mut rows = Vec::new();

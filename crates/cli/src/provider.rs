@@ -23,6 +23,8 @@ pub enum Command {
     Show {
         provider: String,
     },
+    /// Your organisation's sites (an admin sees all).
+    List,
     /// List the referrals sent to a site (`--watch` to follow them live).
     Referrals {
         provider: String,
@@ -271,6 +273,40 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             show(settings, &p.into_inner());
+        }
+        Command::List => {
+            let mut rows = Vec::new();
+            let mut token = String::new();
+            loop {
+                let message = pb::ListProvidersRequest {
+                    page_size: 500,
+                    page_token: token,
+                };
+                let page = client
+                    .list_providers(request(settings, message)?)
+                    .await
+                    .map_err(fail)?
+                    .into_inner();
+                for p in &page.providers {
+                    let spec = p.spec.clone().unwrap_or_default();
+                    let free: Vec<String> = p
+                        .capacity
+                        .iter()
+                        .map(|c| format!("{} {}", args::service_name(c.service), c.free))
+                        .collect();
+                    rows.push(vec![
+                        p.provider_id.clone(),
+                        spec.name,
+                        free.join(", "),
+                        p.suspended.to_string(),
+                    ]);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            table(settings.json, &["provider", "name", "free", "suspended"], rows);
         }
         Command::Suspend { provider } => {
             let message = pb::SuspendProviderRequest {

@@ -128,6 +128,11 @@ async fn each_role_does_its_job_from_the_command_line() {
     assert_eq!(donated[0]["quantity"], "4");
     let listed = run(business.clone(), vec!["business", "list"]).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
+    let donation: &'static str = Box::leak(listed[0]["donation"].as_str().unwrap().to_owned().into_boxed_str());
+    let shown = run(business.clone(), vec!["business", "show", donation]).await;
+    assert_eq!(shown[0]["free"], "4");
+    let sites = run(provider.clone(), vec!["provider", "list"]).await;
+    assert_eq!(sites[0]["name"], "Harbor House");
 
     // Intake requests a bed and counseling for one woman.
     let placed = run(
