@@ -9,6 +9,7 @@ pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod testing;
+pub mod watch;
 
 pub use auth::{Principal, Role, TokenBook};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

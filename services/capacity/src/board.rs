@@ -51,6 +51,12 @@ pub struct Referral {
     pub position: u64,
 }
 
+impl refer_service::watch::Positioned for Referral {
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 #[derive(Default)]
 pub struct State {
     pub referrals: BTreeMap<HoldId, Referral>,

@@ -13,10 +13,9 @@ use refer_eventstore::{EventStore, Executed, StoreError, Subscriber};
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_server::{Capacity, CapacityServer};
 use refer_service::convert::{self as cv, id, id_pb};
+use refer_service::watch::{follow, WatchStream};
 use refer_service::{invalid, store_status, Principal, Role, SharedClock, TokenBook};
-use std::pin::Pin;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::Stream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -55,7 +54,7 @@ pub async fn start(
     Ok((server, task))
 }
 
-type Watch = Pin<Box<dyn Stream<Item = Result<pb::Referral, Status>> + Send>>;
+type Watch = WatchStream<pb::Referral>;
 
 impl CapacityService {
     fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -479,33 +478,14 @@ impl Capacity for CapacityService {
         let r = request.get_ref();
         let (pid, _, _) = self.owned(&who, &r.provider_id).await?;
         let provider = ProviderId::from_uuid(pid);
-        let mut changes = self.board.changes.subscribe();
         let board = self.board.clone();
-        let mut last = r.after_position;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            // Backlog first (subscribed before reading it, so nothing falls between).
-            let mut backlog = board.state.read().expect("board lock").referrals_of(provider, last);
-            loop {
-                for referral in backlog.drain(..) {
-                    if referral.position > last {
-                        last = referral.position;
-                        if tx.send(Ok(referral_view(&referral))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                match changes.recv().await {
-                    Ok(referral) if referral.provider == provider => backlog.push(referral),
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        backlog = board.state.read().expect("board lock").referrals_of(provider, last);
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(follow(
+            self.board.changes.subscribe(),
+            r.after_position,
+            move |after| board.state.read().expect("board lock").referrals_of(provider, after),
+            move |referral: &Referral| referral.provider == provider,
+            referral_view,
+        )))
     }
 
     async fn accept_referral(

@@ -22,6 +22,12 @@ pub struct NeedView {
     pub position: u64,
 }
 
+impl refer_service::watch::Positioned for NeedView {
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 #[derive(Default)]
 pub struct State {
     pub needs: BTreeMap<NeedId, NeedView>,

@@ -21,10 +21,9 @@ use refer_eventstore::{EventStore, Subscriber};
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_server::{Intake, IntakeServer};
 use refer_service::convert::{self as cv, id, id_pb};
+use refer_service::watch::{follow, WatchStream};
 use refer_service::{invalid, store_status, Principal, Role, SharedClock, TokenBook};
-use std::pin::Pin;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::Stream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -67,7 +66,7 @@ pub async fn start(
     ))
 }
 
-type Watch = Pin<Box<dyn Stream<Item = Result<pb::NeedUpdate, Status>> + Send>>;
+type Watch = WatchStream<pb::NeedUpdate>;
 
 /// A validated person from the wire, before ids are chosen.
 struct Person {
@@ -402,10 +401,7 @@ impl Intake for IntakeService {
         let who = self.caller(&request)?;
         let r = request.get_ref();
         let record = self.owned_placement(&who, &r.placement_id)?;
-        let mut changes = self.board.changes.subscribe();
         let board = self.board.clone();
-        let mut last = r.after_position;
-        let (tx, rx) = mpsc::channel(64);
         let current = move |after: u64| -> Vec<NeedView> {
             let state = board.state.read().expect("board lock");
             let mut views: Vec<NeedView> = record
@@ -419,26 +415,13 @@ impl Intake for IntakeService {
             views
         };
         let placement = record_placement(&r.placement_id);
-        tokio::spawn(async move {
-            let mut backlog = current(last);
-            loop {
-                for view in backlog.drain(..) {
-                    if view.position > last {
-                        last = view.position;
-                        if tx.send(Ok(update_pb(&view))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                match changes.recv().await {
-                    Ok(view) if Some(view.placement) == placement => backlog.push(view),
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => backlog = current(last),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(follow(
+            self.board.changes.subscribe(),
+            r.after_position,
+            current,
+            move |view: &NeedView| Some(view.placement) == placement,
+            update_pb,
+        )))
     }
 
     async fn cancel_need(&self, request: Request<pb::CancelNeedRequest>) -> Result<Response<pb::NeedUpdate>, Status> {
