@@ -14,7 +14,8 @@ use tokio_stream::StreamExt;
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Register a site: services, who it serves, where it is (kept confidential), hours.
+    /// Register a site with 24/7 intake: services, who it serves, where it is (kept
+    /// confidential). Weekly opening hours are registered through the API.
     Register(Register),
     /// Set or adjust what is free now.
     #[command(subcommand)]
@@ -78,9 +79,6 @@ pub struct Register {
     /// Region (county) code, for example US-06-037.
     #[arg(long)]
     pub region: String,
-    /// 24/7 intake (the default); otherwise weekly hours are registered through the API.
-    #[arg(long, default_value_t = true)]
-    pub always_open: bool,
     /// The partner organisation (admins only; providers register for their own).
     #[arg(long)]
     pub org: Option<String>,
@@ -210,7 +208,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 }),
                 location: Some(args::location(&r.at, &r.region)),
                 hours: Some(common::Hours {
-                    always: r.always_open,
+                    always: true,
                     ..Default::default()
                 }),
             };

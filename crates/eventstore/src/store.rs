@@ -273,9 +273,11 @@ impl EventStore {
             };
             if let Some(key) = &meta.idempotency_key {
                 if self.local.applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some() {
+                    // Answer a retry with the current state, not a snapshot's.
+                    let current = if speculative { self.load::<A>(id).await? } else { loaded };
                     return Ok(Executed {
-                        state: loaded.state,
-                        version: loaded.version,
+                        state: current.state,
+                        version: current.version,
                         events: vec![],
                         outcome: Outcome::Duplicate,
                     });
