@@ -112,12 +112,12 @@ async fn the_case_reference_is_in_no_event_and_no_log_line() {
         idempotency_key: "one".into(),
         person: Some(person("-A")),
     };
-    let placement = c
-        .intake
-        .request_placement(authed(INTAKE, single))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut request = authed(INTAKE, single);
+    let correlation = Uuid::new_v4();
+    request
+        .metadata_mut()
+        .insert("x-correlation-id", correlation.to_string().parse().unwrap());
+    let placement = c.intake.request_placement(request).await.unwrap().into_inner();
     let group = intake::RequestGroupRequest {
         idempotency_key: "two".into(),
         cohesion: 0,
@@ -185,8 +185,27 @@ async fn the_case_reference_is_in_no_event_and_no_log_line() {
             }
         }
     }
+    // The request's correlation id ties its log line to the events it caused.
+    let need: Uuid = placement.needs[0].need_id.parse().unwrap();
+    let history = c
+        .store
+        .history(
+            &refer_domain::AggregateRef {
+                kind: refer_domain::AggregateKind::Need,
+                id: need,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(history[0].events[0].correlation_id.as_uuid(), correlation);
+
     // Every log line.
     let log = log.0.lock().unwrap().clone();
+    assert!(
+        contains(&log, &format!("correlation_id={correlation}")),
+        "the RPC's log line carries its correlation id"
+    );
     assert!(contains(&log, "rpc"), "the services logged their RPCs");
     assert!(!contains(&log, PLANTED), "a log line carries the case reference");
     if std::env::var_os("REFER_SHOW_LOG").is_some() {

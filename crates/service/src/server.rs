@@ -14,25 +14,28 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// The metadata key a client may set to tie its requests together in logs.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
-/// Counts each RPC by method and status code, and times it.
+/// Gives each RPC a correlation id (the client's `x-correlation-id` when it
+/// is a UUID, else a fresh one, written back into the request so the events
+/// it causes carry the same id), a tracing span with the method and that id,
+/// and metrics: a count by method and status code, and its duration.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RpcMetricsLayer;
+pub struct RpcLayer;
 
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-    fn layer(&self, inner: S) -> RpcMetrics<S> {
-        RpcMetrics { inner }
+impl<S> tower::Layer<S> for RpcLayer {
+    type Service = Rpc<S>;
+    fn layer(&self, inner: S) -> Rpc<S> {
+        Rpc { inner }
     }
 }
 
 #[derive(Clone, Debug)]
-pub struct RpcMetrics<S> {
+pub struct Rpc<S> {
     inner: S,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
+impl<S, B, R> tower::Service<http::Request<B>> for Rpc<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send + 'static,
     S::Future: Send + 'static,
@@ -45,57 +48,62 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
         let method = request.uri().path().to_owned();
+        let given = request
+            .headers()
+            .get(CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let correlation: uuid::Uuid = given.unwrap_or_else(|| {
+            let fresh = uuid::Uuid::new_v4();
+            let value = http::HeaderValue::from_str(&fresh.to_string()).expect("a uuid is a header value");
+            request.headers_mut().insert(CORRELATION_HEADER, value);
+            fresh
+        });
+        let span = tracing::info_span!("rpc", method = %method, correlation_id = %correlation);
         let started = std::time::Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            // Errors travel as a trailers-only response with `grpc-status` in
-            // the headers; a success sets it in the trailers, so absent means 0.
-            let code = match &response {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
-                Err(_) => "transport".to_owned(),
-            };
-            refer_metrics::count(
-                "refer_rpc_requests_total",
-                "RPCs served, by method and gRPC status code.",
-                &[("method", &method), ("code", &code)],
-                1.0,
-            );
-            refer_metrics::observe(
-                "refer_rpc_duration_seconds",
-                "Time to answer an RPC (to the first message for streams).",
-                &[("method", &method)],
-                started.elapsed(),
-            );
-            response
-        })
+        let response = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = response.await;
+                // Errors travel as a trailers-only response with `grpc-status` in
+                // the headers; a success sets it in the trailers, so absent means 0.
+                let code = match &response {
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0")
+                        .to_owned(),
+                    Err(_) => "transport".to_owned(),
+                };
+                refer_metrics::count(
+                    "refer_rpc_requests_total",
+                    "RPCs served, by method and gRPC status code.",
+                    &[("method", &method), ("code", &code)],
+                    1.0,
+                );
+                refer_metrics::observe(
+                    "refer_rpc_duration_seconds",
+                    "Time to answer an RPC (to the first message for streams).",
+                    &[("method", &method)],
+                    started.elapsed(),
+                );
+                response
+            }
+            .instrument(span),
+        )
     }
 }
 
-/// A server builder with a tracing span and metrics per RPC, and sane limits.
-pub fn builder() -> Server<tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>> {
+/// A server builder with a correlation id, a tracing span and metrics per RPC, and sane limits.
+pub fn builder() -> Server<tower::layer::util::Stack<RpcLayer, tower::layer::util::Identity>> {
     Server::builder()
-        .trace_fn(|request| {
-            let correlation = request
-                .headers()
-                .get(CORRELATION_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .chars()
-                .take(64)
-                .collect::<String>();
-            tracing::info_span!("rpc", method = %request.uri().path(), correlation_id = %correlation)
-        })
         .timeout(Duration::from_secs(30))
         .concurrency_limit_per_connection(256)
-        .layer(RpcMetricsLayer)
+        .layer(RpcLayer)
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, with the
