@@ -142,29 +142,13 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Watch => {
-            use std::io::IsTerminal;
-            use tokio_stream::StreamExt;
-            let mut stream = client
-                .watch_donations(request(settings, pb::WatchDonationsRequest { after_version: 0 })?)
+            let message = pb::WatchDonationsRequest { after_version: 0 };
+            let stream = client
+                .watch_donations(request(settings, message)?)
                 .await
                 .map_err(fail)?
                 .into_inner();
-            if std::io::stderr().is_terminal() && !settings.json {
-                eprintln!("watching your donations (Ctrl-C to stop)...");
-            }
-            while let Some(d) = stream.next().await {
-                let cells = row(&d.map_err(fail)?);
-                if settings.json {
-                    let map: serde_json::Map<String, serde_json::Value> = HEADERS
-                        .iter()
-                        .map(|h| h.to_string())
-                        .zip(cells.into_iter().map(serde_json::Value::String))
-                        .collect();
-                    crate::output::out(&serde_json::Value::Object(map).to_string());
-                } else {
-                    crate::output::out(&cells.join("  "));
-                }
-            }
+            crate::output::follow(stream, settings.json, &HEADERS, row, fail, "your donations").await?;
         }
         Command::List => {
             let mut rows = Vec::new();

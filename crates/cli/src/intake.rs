@@ -10,9 +10,7 @@ use refer_proto::common::v1 as common;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_client::IntakeClient;
 use serde::Deserialize;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use tokio_stream::StreamExt;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -138,6 +136,7 @@ impl Person {
 }
 
 const HEADERS: [&str; 6] = ["case", "placement", "need", "kind", "status", "placed with"];
+const UPDATE_HEADERS: [&str; 5] = ["placement", "need", "kind", "status", "placed with"];
 
 fn status_name(v: i32) -> String {
     pb::NeedStatus::try_from(v)
@@ -171,7 +170,6 @@ fn rows(p: &pb::Placement) -> Vec<Vec<String>> {
 
 fn update_row(u: &pb::NeedUpdate) -> Vec<String> {
     vec![
-        String::new(),
         u.placement_id.clone(),
         u.need_id.clone(),
         args::need_name(u.kind).into(),
@@ -263,27 +261,20 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 placement_id: placement,
                 after_position: 0,
             };
-            let mut stream = client
+            let stream = client
                 .watch_placement(request(settings, message)?)
                 .await
                 .map_err(fail)?
                 .into_inner();
-            if std::io::stderr().is_terminal() && !settings.json {
-                eprintln!("watching the placement's needs (Ctrl-C to stop)...");
-            }
-            while let Some(update) = stream.next().await {
-                let row = update_row(&update.map_err(fail)?);
-                if settings.json {
-                    let map: serde_json::Map<String, serde_json::Value> = HEADERS
-                        .iter()
-                        .map(|h| h.replace(' ', "_"))
-                        .zip(row.into_iter().map(serde_json::Value::String))
-                        .collect();
-                    crate::output::out(&serde_json::Value::Object(map).to_string());
-                } else {
-                    crate::output::out(&row[1..].join("  "));
-                }
-            }
+            crate::output::follow(
+                stream,
+                settings.json,
+                &UPDATE_HEADERS,
+                update_row,
+                fail,
+                "the placement's needs",
+            )
+            .await?;
         }
         Command::Cancel { need } => {
             let u = client
@@ -296,7 +287,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 )?)
                 .await
                 .map_err(fail)?;
-            table(settings.json, &HEADERS, vec![update_row(&u.into_inner())]);
+            table(settings.json, &UPDATE_HEADERS, vec![update_row(&u.into_inner())]);
         }
         Command::Fulfil { need } => {
             let u = client
@@ -309,7 +300,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 )?)
                 .await
                 .map_err(fail)?;
-            table(settings.json, &HEADERS, vec![update_row(&u.into_inner())]);
+            table(settings.json, &UPDATE_HEADERS, vec![update_row(&u.into_inner())]);
         }
     }
     Ok(())

@@ -86,3 +86,47 @@ mod tests {
         assert_eq!(super::time(0), "1970-01-01 00:00Z");
     }
 }
+
+/// Prints a watch stream as it comes: one line per change (a JSON object with
+/// `--json`). On a terminal a spinner on stderr shows that it is waiting.
+pub async fn follow<T>(
+    mut stream: tonic::Streaming<T>,
+    json: bool,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+    fail: impl Fn(tonic::Status) -> anyhow::Error,
+    what: &str,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let tty = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(120));
+    let (mut seen, mut frame) = (0u64, 0usize);
+    loop {
+        tokio::select! {
+            item = stream.message() => {
+                let Some(item) = item.map_err(&fail)? else { break };
+                if tty {
+                    eprint!("\r\x1b[K");
+                }
+                let cells = row(&item);
+                if json {
+                    let map: serde_json::Map<String, Value> =
+                        headers.iter().map(|h| h.replace(' ', "_")).zip(cells.into_iter().map(Value::String)).collect();
+                    out(&Value::Object(map).to_string());
+                } else {
+                    out(&cells.join("  "));
+                }
+                seen += 1;
+            }
+            _ = tick.tick(), if tty => {
+                eprint!("\r{} watching {what}: {seen} change(s) so far (Ctrl-C to stop)", FRAMES[frame % FRAMES.len()]);
+                frame += 1;
+            }
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    Ok(())
+}

@@ -9,8 +9,6 @@ use clap::{Args, Subcommand};
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::common::v1 as common;
-use std::io::IsTerminal;
-use tokio_stream::StreamExt;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -368,29 +366,20 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 provider_id: provider,
                 after_position: 0,
             };
-            let mut stream = client
+            let stream = client
                 .watch_referrals(request(settings, message)?)
                 .await
                 .map_err(fail)?
                 .into_inner();
-            let tty = std::io::stderr().is_terminal() && !settings.json;
-            if tty {
-                eprintln!("watching referrals (Ctrl-C to stop)...");
-            }
-            while let Some(item) = stream.next().await {
-                let r = item.map_err(fail)?;
-                if settings.json {
-                    let row = referral_row(&r);
-                    let map: serde_json::Map<String, serde_json::Value> = REFERRAL_HEADERS
-                        .iter()
-                        .map(|h| h.to_string())
-                        .zip(row.into_iter().map(serde_json::Value::String))
-                        .collect();
-                    crate::output::out(&serde_json::Value::Object(map).to_string());
-                } else {
-                    crate::output::out(&referral_row(&r).join("  "));
-                }
-            }
+            crate::output::follow(
+                stream,
+                settings.json,
+                &REFERRAL_HEADERS,
+                referral_row,
+                fail,
+                "referrals",
+            )
+            .await?;
         }
         Command::Accept {
             provider,

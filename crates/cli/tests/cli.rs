@@ -187,6 +187,39 @@ async fn each_role_does_its_job_from_the_command_line() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Watching the placement replays its changes, then would follow live ones.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_refer"))
+        .args(["intake", "watch", placement, "--json"])
+        .env("REFER_TOKEN", INTAKE)
+        .env("REFER_INTAKE_URL", &cli.urls[2])
+        .env("HOME", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = tokio::task::spawn_blocking({
+        let stdout = watch.stdout.take().unwrap();
+        move || {
+            use std::io::BufRead;
+            let mut accepted = 0;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let change: Value = serde_json::from_str(&line.unwrap()).unwrap();
+                if change["status"] == "accepted" {
+                    accepted += 1;
+                }
+                if accepted == 2 {
+                    break;
+                }
+            }
+            accepted
+        }
+    });
+    let accepted = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .expect("watch output")
+        .unwrap();
+    watch.kill().unwrap();
+    assert_eq!(accepted, 2);
+
     // The admin sees the matcher's workload; counts only.
     let stats = run(ADMIN.to_string(), vec!["admin", "stats"]).await;
     assert_eq!(stats["providers"], "1");
