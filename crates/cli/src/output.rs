@@ -78,15 +78,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_are_printed_in_utc() {
-        assert_eq!(super::time(1_795_658_400_000), "2026-11-26 02:00Z");
-        assert_eq!(super::time(0), "1970-01-01 00:00Z");
-    }
-}
-
 /// Prints a watch stream as it comes: one line per change (a JSON object with
 /// `--json`). On a terminal a spinner on stderr shows that it is waiting.
 pub async fn follow<T>(
@@ -129,4 +120,13 @@ pub async fn follow<T>(
         eprintln!();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_printed_in_utc() {
+        assert_eq!(super::time(1_795_658_400_000), "2026-11-26 02:00Z");
+        assert_eq!(super::time(0), "1970-01-01 00:00Z");
+    }
 }

@@ -218,6 +218,7 @@ async fn each_role_does_its_job_from_the_command_line() {
         .expect("watch output")
         .unwrap();
     watch.kill().unwrap();
+    watch.wait().unwrap();
     assert_eq!(accepted, 2);
 
     // The admin sees the matcher's workload; counts only.
