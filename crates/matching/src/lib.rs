@@ -1,0 +1,247 @@
+//! Refer's matching engine: which need goes where, when several compete.
+//!
+//! The model, on needs already filtered by the hard constraints (kind,
+//! eligibility, hours, distance, avoided regions — each need lists the
+//! sources it may use and how far each is):
+//!
+//! 1. place as many needs as possible **by priority tier**: no lower-tier need
+//!    takes a unit that a higher-tier need could use (lexicographic maximum of
+//!    the placed count per tier, highest tier first);
+//! 2. then the **least total distance**.
+//!
+//! `solve_batch` finds the true optimum of that model for needs of one unit
+//! (a person alone) as a minimum-cost flow whose costs encode the
+//! lexicographic order exactly (`i128`). A party needs its units at one
+//! source, which no flow can express; parties are placed first, largest
+//! first, each at the nearest source with room, and the flow optimises the
+//! rest. `online` is the fast rule for a need arriving alone.
+//!
+//! Pure and deterministic: the same problem gives the same assignment.
+#![forbid(unsafe_code)]
+
+mod flow;
+
+/// Priority tiers, highest first: (immediate, soon, routine) x (juvenile, adult).
+pub const TIERS: usize = 6;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// 0 is the highest priority.
+    pub tier: u8,
+    /// Units taken at one source (party size times units per person).
+    pub units: u32,
+    /// The sources this need may use, with their distance in km.
+    pub options: Vec<(usize, u32)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Problem {
+    /// Free units per source.
+    pub capacity: Vec<u32>,
+    pub needs: Vec<Need>,
+}
+
+/// For each need, the source it goes to, if any.
+pub type Assignment = Vec<Option<usize>>;
+
+/// How good an assignment is; greater is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Score {
+    /// Needs placed per tier, highest tier first.
+    pub placed: [u32; TIERS],
+    /// Total distance, negated so that less distance compares greater.
+    pub minus_distance: i64,
+}
+
+impl Problem {
+    /// Whether `assignment` uses only allowed options and no source beyond its capacity.
+    pub fn feasible(&self, assignment: &Assignment) -> bool {
+        let mut used = vec![0u64; self.capacity.len()];
+        for (need, choice) in self.needs.iter().zip(assignment) {
+            if let Some(source) = choice {
+                if !need.options.iter().any(|(s, _)| s == source) {
+                    return false;
+                }
+                used[*source] += u64::from(need.units);
+            }
+        }
+        assignment.len() == self.needs.len() && used.iter().zip(&self.capacity).all(|(u, c)| *u <= u64::from(*c))
+    }
+
+    pub fn score(&self, assignment: &Assignment) -> Score {
+        let mut placed = [0u32; TIERS];
+        let mut distance = 0i64;
+        for (need, choice) in self.needs.iter().zip(assignment) {
+            if let Some(source) = choice {
+                placed[usize::from(need.tier).min(TIERS - 1)] += 1;
+                let km = need.options.iter().find(|(s, _)| s == source).map_or(0, |(_, d)| *d);
+                distance += i64::from(km);
+            }
+        }
+        Score {
+            placed,
+            minus_distance: -distance,
+        }
+    }
+}
+
+/// The nearest option with room (ties: lower source index): the rule for a
+/// need that arrives alone.
+pub fn online(capacity: &[u32], need: &Need) -> Option<usize> {
+    need.options
+        .iter()
+        .filter(|(s, _)| capacity.get(*s).is_some_and(|c| *c >= need.units))
+        .min_by_key(|(s, d)| (*d, *s))
+        .map(|(s, _)| *s)
+}
+
+/// Solves a batch: optimal for needs of one unit (see the crate docs).
+pub fn solve_batch(problem: &Problem) -> Assignment {
+    let mut assignment: Assignment = vec![None; problem.needs.len()];
+    let mut capacity = problem.capacity.clone();
+
+    // Parties first, highest tier and largest party first, each at the nearest source with room.
+    let mut parties: Vec<usize> = (0..problem.needs.len())
+        .filter(|i| problem.needs[*i].units > 1)
+        .collect();
+    parties.sort_by_key(|i| (problem.needs[*i].tier, std::cmp::Reverse(problem.needs[*i].units), *i));
+    for i in parties {
+        if let Some(source) = online(&capacity, &problem.needs[i]) {
+            capacity[source] -= problem.needs[i].units;
+            assignment[i] = Some(source);
+        }
+    }
+
+    // Everyone alone: a minimum-cost flow. Nodes: 0 source, 1 sink, needs, sources.
+    let singles: Vec<usize> = (0..problem.needs.len())
+        .filter(|i| problem.needs[*i].units == 1)
+        .collect();
+    if singles.is_empty() {
+        return assignment;
+    }
+    let n = singles.len() as i128;
+    // A placement in tier t is worth more than everything below it together.
+    let distance_bound: i128 = singles
+        .iter()
+        .map(|i| {
+            problem.needs[*i]
+                .options
+                .iter()
+                .map(|(_, d)| i128::from(*d))
+                .max()
+                .unwrap_or(0)
+        })
+        .sum::<i128>()
+        + 1;
+    let weight = |tier: u8| -> i128 {
+        let below = (TIERS - 1 - usize::from(tier).min(TIERS - 1)) as u32;
+        distance_bound * (n + 1).pow(below)
+    };
+    let (first_need, first_source) = (2, 2 + singles.len());
+    let mut graph = flow::Graph::new(first_source + capacity.len());
+    let mut arcs = Vec::new();
+    for (k, &i) in singles.iter().enumerate() {
+        let need = &problem.needs[i];
+        graph.add(0, first_need + k, 1, 0);
+        for &(source, km) in &need.options {
+            if source < capacity.len() && capacity[source] > 0 {
+                let arc = graph.add(
+                    first_need + k,
+                    first_source + source,
+                    1,
+                    i128::from(km) - weight(need.tier),
+                );
+                arcs.push((k, source, arc));
+            }
+        }
+    }
+    for (source, free) in capacity.iter().enumerate() {
+        if *free > 0 {
+            graph.add(first_source + source, 1, i64::from(*free), 0);
+        }
+    }
+    let order: Vec<usize> = std::iter::once(0)
+        .chain(first_need..first_source)
+        .chain(first_source..first_source + capacity.len())
+        .chain(std::iter::once(1))
+        .collect();
+    graph.min_cost_flow(0, 1, &order);
+    for (k, source, arc) in arcs {
+        if graph.flow(arc) > 0 {
+            assignment[singles[k]] = Some(source);
+        }
+    }
+    assignment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_higher_tier_gets_the_contested_bed_even_if_farther() {
+        // One bed; an adult 2 km away and a juvenile 30 km away both fit.
+        let problem = Problem {
+            capacity: vec![1],
+            needs: vec![
+                Need {
+                    tier: 1,
+                    units: 1,
+                    options: vec![(0, 2)],
+                },
+                Need {
+                    tier: 0,
+                    units: 1,
+                    options: vec![(0, 30)],
+                },
+            ],
+        };
+        assert_eq!(solve_batch(&problem), vec![None, Some(0)]);
+    }
+
+    #[test]
+    fn the_batch_places_more_than_the_greedy_rule() {
+        // Greedy nearest-first sends A to the only source B can use.
+        let problem = Problem {
+            capacity: vec![1, 1],
+            needs: vec![
+                Need {
+                    tier: 0,
+                    units: 1,
+                    options: vec![(0, 1), (1, 5)],
+                },
+                Need {
+                    tier: 0,
+                    units: 1,
+                    options: vec![(0, 3)],
+                },
+            ],
+        };
+        let batch = solve_batch(&problem);
+        assert_eq!(batch, vec![Some(1), Some(0)]);
+        assert!(problem.feasible(&batch));
+        assert_eq!(online(&problem.capacity, &problem.needs[0]), Some(0));
+    }
+
+    #[test]
+    fn a_party_stays_together_and_capacity_is_respected() {
+        let problem = Problem {
+            capacity: vec![2, 3],
+            needs: vec![
+                Need {
+                    tier: 0,
+                    units: 3,
+                    options: vec![(0, 1), (1, 9)],
+                },
+                Need {
+                    tier: 1,
+                    units: 1,
+                    options: vec![(0, 1)],
+                },
+            ],
+        };
+        let a = solve_batch(&problem);
+        assert_eq!(a, vec![Some(1), Some(0)]);
+        assert!(problem.feasible(&a));
+    }
+}

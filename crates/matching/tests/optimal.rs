@@ -1,0 +1,77 @@
+//! The batch solver against an independent exact solver: brute force over
+//! every assignment of small random instances.
+
+use proptest::prelude::*;
+use refer_matching::{solve_batch, Assignment, Need, Problem, Score};
+
+fn brute_force(problem: &Problem) -> Score {
+    fn go(problem: &Problem, i: usize, left: &mut Vec<u32>, current: &mut Assignment, best: &mut Option<Score>) {
+        if i == problem.needs.len() {
+            let score = problem.score(current);
+            if best.is_none_or(|b| score > b) {
+                *best = Some(score);
+            }
+            return;
+        }
+        current[i] = None;
+        go(problem, i + 1, left, current, best);
+        let need = &problem.needs[i];
+        for &(source, _) in &need.options {
+            if left[source] >= need.units {
+                left[source] -= need.units;
+                current[i] = Some(source);
+                go(problem, i + 1, left, current, best);
+                left[source] += need.units;
+            }
+        }
+        current[i] = None;
+    }
+    let mut best = None;
+    go(
+        problem,
+        0,
+        &mut problem.capacity.clone(),
+        &mut vec![None; problem.needs.len()],
+        &mut best,
+    );
+    best.expect("the empty assignment is always feasible")
+}
+
+fn problem(max_units: u32) -> impl Strategy<Value = Problem> {
+    (1usize..5).prop_flat_map(move |sources| {
+        let need = (
+            0u8..6,
+            1..=max_units,
+            prop::collection::btree_map(0..sources, 0u32..60, 0..=sources),
+        )
+            .prop_map(|(tier, units, options)| Need {
+                tier,
+                units,
+                options: options.into_iter().collect(),
+            });
+        (
+            prop::collection::vec(0u32..4, sources),
+            prop::collection::vec(need, 1..8),
+        )
+            .prop_map(|(capacity, needs)| Problem { capacity, needs })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_batch_equals_the_true_optimum_for_people_alone(p in problem(1)) {
+        let assignment = solve_batch(&p);
+        prop_assert!(p.feasible(&assignment));
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
+        prop_assert_eq!(solve_batch(&p), assignment, "deterministic");
+    }
+
+    #[test]
+    fn parties_are_never_split_nor_over_capacity(p in problem(4)) {
+        let assignment = solve_batch(&p);
+        prop_assert!(p.feasible(&assignment));
+        prop_assert!(p.score(&assignment) <= brute_force(&p));
+    }
+}
