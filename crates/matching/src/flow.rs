@@ -43,6 +43,64 @@ impl Graph {
         self.edges[index ^ 1].capacity
     }
 
+    /// Pushes as much flow as the arcs of zero reduced cost carry from
+    /// `source` to `sink`, by depth-first search with a current-arc pointer
+    /// per node (each arc is given up once it cannot carry more).
+    fn blocking_flow(&mut self, source: usize, sink: usize, potential: &[i128]) -> i64 {
+        let n = self.adjacent.len();
+        // Levels along zero-reduced-cost arcs keep the search acyclic.
+        let mut level = vec![u32::MAX; n];
+        level[source] = 0;
+        let mut queue = std::collections::VecDeque::from([source]);
+        while let Some(u) = queue.pop_front() {
+            for &e in &self.adjacent[u] {
+                let edge = &self.edges[e];
+                if edge.capacity > 0 && level[edge.to] == u32::MAX && edge.cost + potential[u] - potential[edge.to] == 0
+                {
+                    level[edge.to] = level[u] + 1;
+                    queue.push_back(edge.to);
+                }
+            }
+        }
+        let mut next = vec![0usize; n];
+        let mut total = 0;
+        loop {
+            let pushed = self.push(source, sink, i64::MAX, potential, &level, &mut next);
+            if pushed == 0 {
+                return total;
+            }
+            total += pushed;
+        }
+    }
+
+    fn push(
+        &mut self,
+        u: usize,
+        sink: usize,
+        limit: i64,
+        potential: &[i128],
+        level: &[u32],
+        next: &mut [usize],
+    ) -> i64 {
+        if u == sink {
+            return limit;
+        }
+        while next[u] < self.adjacent[u].len() {
+            let e = self.adjacent[u][next[u]];
+            let (to, capacity, cost) = (self.edges[e].to, self.edges[e].capacity, self.edges[e].cost);
+            if capacity > 0 && level[to] == level[u].wrapping_add(1) && cost + potential[u] - potential[to] == 0 {
+                let pushed = self.push(to, sink, limit.min(capacity), potential, level, next);
+                if pushed > 0 {
+                    self.edges[e].capacity -= pushed;
+                    self.edges[e ^ 1].capacity += pushed;
+                    return pushed;
+                }
+            }
+            next[u] += 1;
+        }
+        0
+    }
+
     /// Pushes flow from `source` to `sink` along cheapest paths while a path
     /// of negative cost exists (so the result is a minimum-cost flow of any
     /// value, not a maximum flow). `order` lists the nodes in a topological
@@ -113,21 +171,10 @@ impl Graph {
             if path_cost >= 0 {
                 break;
             }
-            let mut push = i64::MAX;
-            let mut v = sink;
-            while v != source {
-                let e = via[v];
-                push = push.min(self.edges[e].capacity);
-                v = self.edges[e ^ 1].to;
-            }
-            let mut v = sink;
-            while v != source {
-                let e = via[v];
-                self.edges[e].capacity -= push;
-                self.edges[e ^ 1].capacity += push;
-                v = self.edges[e ^ 1].to;
-            }
-            total += path_cost * i128::from(push);
+            // Every shortest path now has reduced cost 0: push along all of
+            // them before searching again (a blocking flow, Dinic style).
+            let pushed = self.blocking_flow(source, sink, &potential);
+            total += path_cost * i128::from(pushed);
         }
         total
     }
