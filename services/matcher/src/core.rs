@@ -371,9 +371,14 @@ impl Projection {
     /// is planned, so a caller that executes it later (or a replay that never
     /// does) plans the same way.
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
-        let mut actions = Vec::new();
-        // Match what waits, in priority order; waitlisted needs only when capacity changed.
+        // Everything that waits now is solved together by the matching
+        // engine (the optimum for people alone: most placed by priority
+        // tier, then least distance); waitlisted needs only when capacity changed.
         let capacity_changed = std::mem::take(&mut self.capacity_changed);
+        let mut problem = refer_matching::Problem::default();
+        let mut pools: Vec<Target> = Vec::new();
+        let mut pool_of: BTreeMap<(Target, NeedKind), usize> = BTreeMap::new();
+        let mut waiting: Vec<(NeedId, BTreeSet<Target>, Cohesion)> = Vec::new();
         for need_id in self.queue() {
             if in_flight.needs.contains_key(&need_id) {
                 continue;
@@ -383,6 +388,7 @@ impl Projection {
                 continue;
             }
             let request = need.request.as_ref().expect("queued needs are requested");
+            let kind = request.spec.kind;
             let group_sites = self.group_sites(need_id, in_flight);
             let cohesion = request.group.map_or(Cohesion::NoPreference, |g| g.cohesion);
             let avoid = if cohesion == Cohesion::KeepApart {
@@ -390,20 +396,61 @@ impl Projection {
             } else {
                 BTreeSet::new()
             };
-            let mut candidates = self.candidates(need, now, in_flight, &avoid);
-            if cohesion == Cohesion::KeepTogether {
-                // A site where the group already is comes first.
-                candidates.sort_by_key(|(km, t)| (!group_sites.contains(t), *km, *t));
+            let mut options = Vec::new();
+            for (km, target) in self.candidates(need, now, in_flight, &avoid) {
+                let pool = *pool_of.entry((target, kind)).or_insert_with(|| {
+                    let free = match target {
+                        Target::Provider(id) => kind
+                            .provider_service()
+                            .map_or(0, |s| self.providers[&id].units(s).free()),
+                        Target::Donation(id) => self.donations[&id].free(),
+                    };
+                    problem
+                        .capacity
+                        .push(free.saturating_sub(self.spoken(target, kind, in_flight)));
+                    pools.push(target);
+                    pools.len() - 1
+                });
+                // Keeping a group together: its sites count as no distance at all.
+                let km = if cohesion == Cohesion::KeepTogether && group_sites.contains(&target) {
+                    0
+                } else {
+                    km
+                };
+                options.push((pool, km));
             }
-            match candidates.first() {
-                Some((_, target)) => {
+            let juvenile = request.spec.profile.age_band == AgeBand::Juvenile;
+            let tier = (request.spec.urgency as u8) * 2 + u8::from(!juvenile);
+            problem.needs.push(refer_matching::Need {
+                tier,
+                units: request.spec.units(),
+                options,
+            });
+            waiting.push((need_id, group_sites, cohesion));
+        }
+        let assignment = refer_matching::solve_batch(&problem);
+
+        let mut actions = Vec::new();
+        // Two members of a group kept apart may not land at one site in one batch.
+        let mut apart: BTreeSet<(refer_domain::ids::GroupId, NeedKind, Target)> = BTreeSet::new();
+        for ((need_id, _, cohesion), choice) in waiting.into_iter().zip(assignment) {
+            let need = &self.needs[&need_id];
+            let request = need.request.as_ref().expect("queued needs are requested");
+            match choice {
+                Some(pool) => {
+                    let target = pools[pool];
+                    if let (Cohesion::KeepApart, Some(group)) = (cohesion, request.group) {
+                        if !apart.insert((group.group, request.spec.kind, target)) {
+                            continue; // planned again once the other member's proposal shows
+                        }
+                    }
                     let hold = hold_id(need_id, need.proposals_made + 1);
                     let units = request.spec.units();
-                    in_flight.holds.insert(hold, (*target, need_id, units));
+                    in_flight.holds.insert(hold, (target, need_id, units));
                     in_flight.needs.insert(need_id, need.status);
                     actions.push(Action::Propose {
                         need: need_id,
-                        target: *target,
+                        target,
                         hold,
                         units,
                     });
@@ -447,7 +494,7 @@ impl Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use refer_domain::ids::{OrgId, PlacementId};
+    use refer_domain::ids::{OrgId, PlacementId, ProviderId};
     use refer_domain::kinds::ServiceKind;
     use refer_domain::need::NeedEvent;
     use refer_domain::provider::ProviderEvent;
@@ -488,5 +535,42 @@ mod tests {
             }),
             "{actions:?}"
         );
+    }
+
+    #[test]
+    fn needs_waiting_together_are_solved_together() {
+        use refer_domain::profile::Gender;
+        // Site X (near) takes women and men; site Y (farther) only women. One bed each.
+        let mut state = Projection::default();
+        let (x, y) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut near = sample::shelter(OrgId::from_u128(1));
+        near.location = sample::location(33.78, -118.19, "US-06-037");
+        near.eligibility.genders = [Gender::Female, Gender::Male].into();
+        let mut far = sample::shelter(OrgId::from_u128(1));
+        far.location = sample::location(34.00, -118.25, "US-06-037");
+        for (id, profile) in [(x, near), (y, far)] {
+            state.apply(1, id, &Event::Provider(ProviderEvent::Registered(Box::new(profile))));
+            let beds = ProviderEvent::CapacitySet {
+                service: ServiceKind::ShelterBed,
+                declared: 1,
+            };
+            state.apply(2, id, &Event::Provider(beds));
+        }
+        // A woman (first in line) could go to either; a man only to X.
+        let woman = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(8), None);
+        let mut man = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(9), None);
+        man.spec.profile.gender = Gender::Male;
+        state.apply(3, Uuid::from_u128(10), &Event::Need(NeedEvent::Requested(woman)));
+        state.apply(4, Uuid::from_u128(11), &Event::Need(NeedEvent::Requested(man)));
+        let actions = state.match_needs(NIGHT, &mut InFlight::default());
+        let target = |need: u128| {
+            actions.iter().find_map(|a| match a {
+                Action::Propose { need: n, target, .. } if *n == NeedId::from_u128(need) => Some(*target),
+                _ => None,
+            })
+        };
+        // Nearest-first would give X to the woman and leave the man without a bed.
+        assert_eq!(target(10), Some(Target::Provider(ProviderId::from_uuid(y))));
+        assert_eq!(target(11), Some(Target::Provider(ProviderId::from_uuid(x))));
     }
 }

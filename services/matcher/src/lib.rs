@@ -401,10 +401,12 @@ impl Executor {
     }
 
     /// Carries out queued decisions in order. A decision the aggregates
-    /// refuse (the projection was behind) is forgotten and planned again once
-    /// the projection catches up; one that met an unavailable bus is retried.
+    /// refuse (the projection was behind) or that met an unavailable bus is
+    /// forgotten; the needs it concerned are matched again right away (on
+    /// the next round, not only when another event arrives).
     async fn drain(&self) {
         let queued = std::mem::take(&mut self.core.lock().expect("core lock").queue);
+        let mut abandoned = false;
         for (action, cause) in queued {
             let started = std::time::Instant::now();
             let outcome = self.run(&action, cause).await;
@@ -416,6 +418,7 @@ impl Executor {
             );
             if let Err(err) = outcome {
                 tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
+                abandoned = true;
                 let mut core = self.core.lock().expect("core lock");
                 match action {
                     Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
@@ -429,6 +432,18 @@ impl Executor {
                     }
                 }
             }
+        }
+        if abandoned {
+            let mut core = self.core.lock().expect("core lock");
+            let Core {
+                state,
+                in_flight,
+                queue,
+                ..
+            } = &mut *core;
+            state.capacity_changed = true;
+            let again = state.match_needs(self.clock.now(), in_flight);
+            queue.extend(again.into_iter().map(|a| (a, None)));
         }
     }
 }
