@@ -365,15 +365,13 @@ impl Projection {
         actions
     }
 
-    /// Matches the needs that wait, in priority order: each to the nearest
-    /// eligible target with room, or the waitlist. Waitlisted needs are looked
-    /// at again only when capacity changed. `in_flight` is updated with what
-    /// is planned, so a caller that executes it later (or a replay that never
-    /// does) plans the same way.
+    /// Matches the needs that wait, all together, with the matching engine:
+    /// each to an eligible target with room, or the waitlist. Waitlisted needs
+    /// are looked at again only when capacity changed. `in_flight` is updated
+    /// with what is planned, so a caller that executes it later (or a replay
+    /// that never does) plans the same way.
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
-        // Everything that waits now is solved together by the matching
-        // engine (the optimum for people alone: most placed by priority
-        // tier, then least distance); waitlisted needs only when capacity changed.
+        // The optimum for people alone: most placed by priority tier, then least distance.
         let capacity_changed = std::mem::take(&mut self.capacity_changed);
         let mut problem = refer_matching::Problem::default();
         let mut pools: Vec<Target> = Vec::new();
