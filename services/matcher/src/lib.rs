@@ -7,7 +7,7 @@
 
 pub mod core;
 
-use crate::core::{hold_id, Action, InFlight, Projection as State, HOLD_SECS};
+use crate::core::{Action, InFlight, Projection as State, HOLD_SECS};
 use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::{CorrelationId, EventId, NeedId};
 use refer_domain::kinds::NeedKind;
@@ -197,7 +197,8 @@ impl Executor {
         &self,
         target: Target,
         need: NeedId,
-        hold: HoldIdUnits,
+        hold: refer_domain::ids::HoldId,
+        units: u32,
         meta: &CommandMeta,
     ) -> Result<Timestamp, StoreError> {
         let now = meta.occurred_at;
@@ -210,10 +211,10 @@ impl Executor {
                 )))?;
                 let expires_at = now.plus_secs(HOLD_SECS);
                 let command = ProviderCommand::PlaceHold {
-                    hold: hold.0,
+                    hold,
                     need,
                     service,
-                    units: hold.1,
+                    units,
                     expires_at,
                 };
                 self.store
@@ -226,9 +227,9 @@ impl Executor {
                 let end = state.offer.as_ref().map_or(now, |o| o.window.end);
                 let expires_at = now.plus_secs(HOLD_SECS).min(end);
                 let command = DonationCommand::PlaceHold {
-                    hold: hold.0,
+                    hold,
                     need,
-                    units: hold.1,
+                    units,
                     expires_at,
                 };
                 self.store
@@ -330,7 +331,7 @@ impl Executor {
                 units,
             } => {
                 let meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
-                let deadline = self.place_hold(target, need, HoldIdUnits(hold, units), &meta).await?;
+                let deadline = self.place_hold(target, need, hold, units, &meta).await?;
                 self.propose(need, target, hold, deadline, cause).await
             }
             Action::CompleteProposal { need, target, hold } => {
@@ -448,8 +449,6 @@ impl Executor {
     }
 }
 
-struct HoldIdUnits(refer_domain::ids::HoldId, u32);
-
 /// Starts the matcher: restores the projection, keeps it current, carries
 /// out decisions, and runs housekeeping (expiry) every `tick`.
 pub async fn start(
@@ -556,9 +555,4 @@ impl Matcher for MatcherService {
                 .collect(),
         }))
     }
-}
-
-/// The hold id a need's next proposal will use (for tests and tools).
-pub fn next_hold(need: &Need, id: NeedId) -> refer_domain::ids::HoldId {
-    hold_id(id, need.proposals_made + 1)
 }
