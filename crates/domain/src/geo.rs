@@ -43,17 +43,34 @@ impl GeoPoint {
         f64::from(self.lon_centi) / 100.0
     }
 
-    /// Great-circle distance in whole kilometres (haversine), rounded up so a
-    /// "within 50 km" rule is never loosened by rounding.
+    /// Great-circle distance in whole kilometres, rounded up so a "within
+    /// 50 km" rule is never loosened by rounding.
     pub fn distance_km(&self, other: &GeoPoint) -> u32 {
-        const EARTH_RADIUS_KM: f64 = 6371.0;
-        let (lat1, lat2) = (self.lat().to_radians(), other.lat().to_radians());
-        let dlat = lat2 - lat1;
-        let dlon = (other.lon() - self.lon()).to_radians();
-        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
-        let km = 2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin();
-        km.ceil() as u32
+        chord_km(chord2(&self.unit_vector(), &other.unit_vector()))
     }
+
+    /// The point on the unit sphere. The matching engine keeps these so it
+    /// can compare distances with a few multiplications; `distance_km` goes
+    /// through the same numbers, so both always agree.
+    pub fn unit_vector(&self) -> [f64; 3] {
+        let (lat, lon) = (self.lat().to_radians(), self.lon().to_radians());
+        [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+    }
+}
+
+/// Mean earth radius used for every distance.
+pub const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// The squared chord between two unit vectors; grows with the distance.
+pub fn chord2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    let (x, y, z) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    x * x + y * y + z * z
+}
+
+/// Whole kilometres (rounded up) along the great circle for a squared chord.
+pub fn chord_km(chord2: f64) -> u32 {
+    let km = 2.0 * EARTH_RADIUS_KM * (chord2.sqrt() / 2.0).min(1.0).asin();
+    km.ceil() as u32
 }
 
 /// A region code, typically a county (for example `US-06-037`). Upper-case

@@ -1,25 +1,28 @@
 //! Refer's matching engine: which need goes where, when several compete.
+//! Pure (no I/O) and deterministic: the same input gives the same answer.
 //!
-//! The model, on needs already filtered by the hard constraints (kind,
-//! eligibility, hours, distance, avoided regions — each need lists the
-//! sources it may use and how far each is):
-//!
-//! 1. place as many needs as possible **by priority tier**: no lower-tier need
-//!    takes a unit that a higher-tier need could use (lexicographic maximum of
-//!    the placed count per tier, highest tier first);
-//! 2. then the **least total distance**.
-//!
-//! `solve_batch` finds the true optimum of that model for needs of one unit
-//! (a person alone) as a minimum-cost flow whose costs encode the
-//! lexicographic order exactly (`i128`). A party needs its units at one
-//! source, which no flow can express; parties are placed first, largest
-//! first, each at the nearest source with room, and the flow optimises the
-//! rest. `online` is the fast rule for a need arriving alone.
-//!
-//! Pure and deterministic: the same problem gives the same assignment.
+//! - `catalog`: the hard constraints (service kind, eligibility, party size
+//!   against free units, opening hours and windows, maximum distance,
+//!   regions to avoid), compiled so one need is checked against thousands
+//!   of sites in microseconds; `Catalog::nearest` is the online rule.
+//! - `solve_batch`: the optimum of the model on needs already filtered:
+//!   1. place as many needs as possible **by priority tier** (lexicographic
+//!      maximum of the placed count per tier, highest tier first), so no
+//!      lower-tier need takes a unit a higher-tier need could use;
+//!   2. then the **least total distance**.
+//! - `assign`: beds first, then the rest of each person's bundle measured
+//!   from their bed; keep-together and keep-apart groups.
+//! - `Instance`: a problem as data (JSON for `refer solve`).
 #![forbid(unsafe_code)]
 
+mod assign;
+mod catalog;
 mod flow;
+mod instance;
+
+pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Metrics, Mode, Request};
+pub use catalog::{Catalog, Offer, Query, Site};
+pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};
 
 /// Priority tiers, highest first: (immediate, soon, routine) x (juvenile, adult).
 pub const TIERS: usize = 6;
@@ -95,29 +98,95 @@ pub fn online(capacity: &[u32], need: &Need) -> Option<usize> {
         .map(|(s, _)| *s)
 }
 
-/// Solves a batch: optimal for needs of one unit (see the crate docs).
-pub fn solve_batch(problem: &Problem) -> Assignment {
-    let mut assignment: Assignment = vec![None; problem.needs.len()];
-    let mut capacity = problem.capacity.clone();
+/// Above this many ways of placing the parties of a batch, parties are
+/// placed greedily instead of searched (see `solve_batch`).
+pub const PARTY_SEARCH_LIMIT: u64 = 256;
 
-    // Parties first, highest tier and largest party first, each at the nearest source with room.
+/// How many ways the parties (needs of more than one unit) of `problem` can
+/// be placed or left out, counting only sources big enough for each.
+pub fn party_combinations(problem: &Problem) -> u64 {
+    problem
+        .needs
+        .iter()
+        .filter(|n| n.units > 1)
+        .map(|n| {
+            let fits = n
+                .options
+                .iter()
+                .filter(|(s, _)| problem.capacity.get(*s).is_some_and(|c| *c >= n.units))
+                .count();
+            fits as u64 + 1
+        })
+        .fold(1u64, |a, b| a.saturating_mul(b))
+}
+
+/// Solves a batch. Needs of one unit (people alone) are solved exactly by a
+/// minimum-cost flow. Parties must get all their units at one source, which
+/// no flow can express: when there are at most `PARTY_SEARCH_LIMIT` ways to
+/// place them, every way is tried with the flow solving everyone else, so
+/// the result is the exact optimum; beyond that, parties are placed first
+/// (highest tier and largest first, each at the nearest source with room).
+pub fn solve_batch(problem: &Problem) -> Assignment {
     let mut parties: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units > 1)
         .collect();
     parties.sort_by_key(|i| (problem.needs[*i].tier, std::cmp::Reverse(problem.needs[*i].units), *i));
+    let mut assignment: Assignment = vec![None; problem.needs.len()];
+    let mut capacity = problem.capacity.clone();
+    if !parties.is_empty() && party_combinations(problem) <= PARTY_SEARCH_LIMIT {
+        let mut best = None;
+        search_parties(problem, &parties, &mut capacity, &mut assignment, &mut best);
+        return best.map(|(_, a)| a).unwrap_or(assignment);
+    }
     for i in parties {
         if let Some(source) = online(&capacity, &problem.needs[i]) {
             capacity[source] -= problem.needs[i].units;
             assignment[i] = Some(source);
         }
     }
+    place_singles(problem, &capacity, &mut assignment);
+    assignment
+}
 
+/// Tries every placement of `parties` (each option with room, then none);
+/// the first best found wins ties, so the result is deterministic.
+fn search_parties(
+    problem: &Problem,
+    parties: &[usize],
+    capacity: &mut [u32],
+    assignment: &mut Assignment,
+    best: &mut Option<(Score, Assignment)>,
+) {
+    let Some((&i, rest)) = parties.split_first() else {
+        let mut complete = assignment.clone();
+        place_singles(problem, capacity, &mut complete);
+        let score = problem.score(&complete);
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            *best = Some((score, complete));
+        }
+        return;
+    };
+    let need = &problem.needs[i];
+    for &(source, _) in &need.options {
+        if capacity.get(source).is_some_and(|c| *c >= need.units) {
+            capacity[source] -= need.units;
+            assignment[i] = Some(source);
+            search_parties(problem, rest, capacity, assignment, best);
+            capacity[source] += need.units;
+        }
+    }
+    assignment[i] = None;
+    search_parties(problem, rest, capacity, assignment, best);
+}
+
+/// The exact optimum for the needs of one unit on `capacity`, written into `assignment`.
+fn place_singles(problem: &Problem, capacity: &[u32], assignment: &mut Assignment) {
     // Everyone alone: a minimum-cost flow. Nodes: 0 source, 1 sink, needs, sources.
     let singles: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units == 1)
         .collect();
     if singles.is_empty() {
-        return assignment;
+        return;
     }
     let n = singles.len() as i128;
     // A placement in tier t is worth more than everything below it together.
@@ -171,7 +240,6 @@ pub fn solve_batch(problem: &Problem) -> Assignment {
             assignment[singles[k]] = Some(source);
         }
     }
-    assignment
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! A problem instance as data: what `refer solve` reads (JSON, documented in
+//! docs/matching.md) and the quality report generates.
+
+use crate::assign::{assign, max_placeable, measure, Metrics, Mode, Request};
+use crate::catalog::{Catalog, Offer, Site};
+use refer_domain::eligibility::Eligibility;
+use refer_domain::geo::Location;
+use refer_domain::ids::{DonationId, NeedId, PlacementId, ProviderId};
+use refer_domain::kinds::{ResourceKind, ServiceKind};
+use refer_domain::need::{GroupMembership, Target};
+use refer_domain::provider::MAX_UNITS;
+use refer_domain::request::NeedSpec;
+use refer_domain::time::{Hours, TimeWindow};
+use refer_domain::{DomainError, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Everything the engine decides on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// The instant of matching (ms since the Unix epoch): opening hours and
+    /// donation windows are checked at this instant.
+    pub now: Timestamp,
+    #[serde(default)]
+    pub providers: Vec<ProviderSite>,
+    #[serde(default)]
+    pub donations: Vec<DonatedResource>,
+    /// In arrival order (what the greedy rule follows).
+    pub needs: Vec<OpenNeed>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSite {
+    pub id: ProviderId,
+    pub location: Location,
+    pub hours: Hours,
+    pub eligibility: Eligibility,
+    /// Free units per service offered here.
+    pub free: BTreeMap<ServiceKind, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonatedResource {
+    pub id: DonationId,
+    pub kind: ResourceKind,
+    pub location: Location,
+    pub window: TimeWindow,
+    #[serde(default)]
+    pub max_units_per_need: Option<u32>,
+    pub eligibility: Eligibility,
+    pub free: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenNeed {
+    pub id: NeedId,
+    /// The person's bundle: needs with the same placement are one person's.
+    pub placement: PlacementId,
+    #[serde(default)]
+    pub group: Option<GroupMembership>,
+    pub spec: NeedSpec,
+    /// Targets it may not go to (declined before).
+    #[serde(default)]
+    pub exclude: Vec<Target>,
+}
+
+/// Where each need goes, and how good that is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Solution {
+    pub mode: Mode,
+    pub placements: Vec<Placement>,
+    pub metrics: Metrics,
+    /// The most needs that could be placed at all (maximum flow, any tier).
+    pub max_placeable: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub need: NeedId,
+    /// `None`: waitlisted.
+    pub target: Option<Target>,
+    /// The distance that counts: from the person to a bed, from their bed to the rest.
+    pub km: Option<u32>,
+}
+
+fn unique<T: Ord>(ids: impl Iterator<Item = T>, field: &str) -> Result<(), DomainError> {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.enumerate() {
+        if !seen.insert(id) {
+            return Err(DomainError::invalid(format!("{field}[{i}].id"), "repeats an earlier id"));
+        }
+    }
+    Ok(())
+}
+
+fn units(free: u32, field: String) -> Result<(), DomainError> {
+    if free > MAX_UNITS {
+        return Err(DomainError::invalid(field, format!("must be at most {MAX_UNITS}")));
+    }
+    Ok(())
+}
+
+impl Instance {
+    /// Checks every field, naming the first bad one (`needs[3].spec.profile.languages`).
+    pub fn validate(&self) -> Result<(), DomainError> {
+        unique(self.providers.iter().map(|p| p.id), "providers")?;
+        unique(self.donations.iter().map(|d| d.id), "donations")?;
+        unique(self.needs.iter().map(|n| n.id), "needs")?;
+        for (i, p) in self.providers.iter().enumerate() {
+            let field = format!("providers[{i}]");
+            p.location.validate(&format!("{field}.location"))?;
+            p.hours.validate(&format!("{field}.hours"))?;
+            p.eligibility.validate(&format!("{field}.eligibility"))?;
+            for (service, free) in &p.free {
+                units(*free, format!("{field}.free.{service:?}"))?;
+            }
+        }
+        for (i, d) in self.donations.iter().enumerate() {
+            let field = format!("donations[{i}]");
+            d.location.validate(&format!("{field}.location"))?;
+            d.window.validate(&format!("{field}.window"))?;
+            d.eligibility.validate(&format!("{field}.eligibility"))?;
+            units(d.free, format!("{field}.free"))?;
+        }
+        for (i, n) in self.needs.iter().enumerate() {
+            n.spec.validate(&format!("needs[{i}].spec"))?;
+        }
+        Ok(())
+    }
+
+    /// The sites (one per provider service, one per donation) and their free units.
+    pub fn catalog(&self) -> (Catalog, Vec<u32>) {
+        let mut sites = Vec::new();
+        let mut free = Vec::new();
+        for p in &self.providers {
+            for (service, units) in &p.free {
+                sites.push(Site {
+                    target: Target::Provider(p.id),
+                    offer: Offer::Service {
+                        service: *service,
+                        hours: p.hours.clone(),
+                    },
+                    location: p.location.clone(),
+                    eligibility: p.eligibility.clone(),
+                });
+                free.push(*units);
+            }
+        }
+        for d in &self.donations {
+            sites.push(Site {
+                target: Target::Donation(d.id),
+                offer: Offer::Resource {
+                    kind: d.kind,
+                    window: d.window,
+                    max_units_per_need: d.max_units_per_need,
+                },
+                location: d.location.clone(),
+                eligibility: d.eligibility.clone(),
+            });
+            free.push(d.free);
+        }
+        (Catalog::new(sites), free)
+    }
+
+    pub fn requests(&self) -> Vec<Request<'_>> {
+        self.needs
+            .iter()
+            .map(|n| Request {
+                spec: &n.spec,
+                person: n.placement,
+                group: n.group,
+                exclude: n.exclude.clone(),
+                anchor: None,
+                together: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Solves the instance (call `validate` first on untrusted input).
+    pub fn solve(&self, mode: Mode) -> Solution {
+        let (catalog, free) = self.catalog();
+        let requests = self.requests();
+        let choices = assign(&catalog, &free, self.now, &requests, mode);
+        let placements = self
+            .needs
+            .iter()
+            .zip(&choices)
+            .map(|(n, c)| Placement {
+                need: n.id,
+                target: c.map(|(site, _)| catalog.site(site).target),
+                km: c.map(|(_, km)| km),
+            })
+            .collect();
+        Solution {
+            mode,
+            placements,
+            metrics: measure(&catalog, &free, self.now, &requests, &choices),
+            max_placeable: max_placeable(&catalog, &free, self.now, &requests),
+        }
+    }
+}
