@@ -11,6 +11,7 @@ mod intake;
 mod output;
 mod provider;
 mod settings;
+mod solve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -58,11 +59,22 @@ enum Command {
     Admin(admin::Command),
     /// Check NATS and every service, and say what is wrong.
     Doctor,
+    /// Run the matching engine on a problem instance (JSON, see
+    /// docs/matching.md; `-` reads stdin) and print the assignment and its
+    /// metrics as JSON. Needs no service.
+    Solve {
+        file: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "batch")]
+        mode: solve::SolveMode,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Solve { file, mode } = &cli.command {
+        return report(solve::run(file, *mode));
+    }
     let resolved = settings::Settings::resolve(settings::Overrides {
         config: cli.config,
         token: cli.token,
@@ -81,8 +93,13 @@ async fn main() -> std::process::ExitCode {
             Command::Intake(c) => intake::run(&s, c).await,
             Command::Admin(c) => admin::run(&s, c).await,
             Command::Doctor => doctor::run(&s).await,
+            Command::Solve { .. } => unreachable!("solved above, without settings"),
         },
     };
+    report(result)
+}
+
+fn report(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -62,7 +62,17 @@ pub fn assign(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Reque
     let (beds, others): (Vec<usize>, Vec<usize>) =
         (0..requests.len()).partition(|i| requests[*i].spec.kind == NeedKind::Shelter);
 
-    stage(catalog, &mut left, now, requests, &queries, &beds, mode, &mut choices, |_, _, km| km);
+    stage(
+        catalog,
+        &mut left,
+        now,
+        requests,
+        &queries,
+        &beds,
+        mode,
+        &mut choices,
+        |_, _, km| km,
+    );
     if mode == Mode::Batch {
         keep_together(catalog, &mut left, now, requests, &queries, &beds, &mut choices);
     }
@@ -79,9 +89,17 @@ pub fn assign(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Reque
         .iter()
         .map(|r| r.anchor.or_else(|| bed_of.get(&r.person).copied()))
         .collect();
-    stage(catalog, &mut left, now, requests, &queries, &others, mode, &mut choices, |i, site, km| {
-        anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point))
-    });
+    stage(
+        catalog,
+        &mut left,
+        now,
+        requests,
+        &queries,
+        &others,
+        mode,
+        &mut choices,
+        |i, site, km| anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point)),
+    );
     keep_apart(catalog, &mut left, now, requests, &queries, &others, &mut choices);
     choices
 }
@@ -103,10 +121,7 @@ fn stage(
         Mode::Greedy => {
             for &i in which {
                 let options = catalog.options(&queries[i], now, |s| left[s]);
-                let best = options
-                    .into_iter()
-                    .map(|(site, km)| (cost(i, site, km), site))
-                    .min();
+                let best = options.into_iter().map(|(site, km)| (cost(i, site, km), site)).min();
                 if let Some((km, site)) = best {
                     left[site] -= queries[i].units();
                     choices[i] = Some((site, km));
@@ -143,7 +158,11 @@ fn stage(
             for (k, choice) in solve_batch(&problem).into_iter().enumerate() {
                 if let Some(pool) = choice {
                     let i = which[k];
-                    let km = problem.needs[k].options.iter().find(|(p, _)| *p == pool).map(|(_, km)| *km);
+                    let km = problem.needs[k]
+                        .options
+                        .iter()
+                        .find(|(p, _)| *p == pool)
+                        .map(|(_, km)| *km);
                     left[sites[pool]] -= queries[i].units();
                     choices[i] = Some((sites[pool], km.unwrap_or(0)));
                 }
@@ -313,18 +332,34 @@ pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Requ
                 .push((tier(request.spec), request.spec.units()));
         }
     }
+    // Sites a keep-apart member may not use: where a group mate already is.
+    let apart: BTreeSet<(GroupId, NeedKind, usize)> = requests
+        .iter()
+        .zip(choices)
+        .filter_map(|(r, c)| {
+            let g = r.group.filter(|g| g.cohesion == Cohesion::KeepApart)?;
+            Some((g.group, r.spec.kind, c.as_ref()?.0))
+        })
+        .collect();
     for (request, choice) in requests.iter().zip(choices) {
         if choice.is_some() {
             continue;
         }
+        let barred = |site: usize| {
+            request
+                .group
+                .filter(|g| g.cohesion == Cohesion::KeepApart)
+                .is_some_and(|g| apart.contains(&(g.group, request.spec.kind, site)))
+        };
         let query = catalog.query(request.spec, &request.exclude);
         let units = query.units();
         let mine = tier(request.spec);
         let usable = catalog.options(&query, now, |_| u32::MAX).into_iter().any(|(site, _)| {
-            holders.get(&site).is_some_and(|h| {
-                h.iter()
-                    .any(|(t, u)| *t > mine && left[site].saturating_add(*u) >= units)
-            })
+            !barred(site)
+                && holders.get(&site).is_some_and(|h| {
+                    h.iter()
+                        .any(|(t, u)| *t > mine && left[site].saturating_add(*u) >= units)
+                })
         });
         m.priority_violations += usize::from(usable);
     }

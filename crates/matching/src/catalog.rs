@@ -97,8 +97,7 @@ impl Languages {
     }
 
     fn meets(&self, other: &Languages) -> bool {
-        self.bits.iter().zip(&other.bits).any(|(a, b)| a & b != 0)
-            || self.more.iter().any(|id| other.more.contains(id))
+        self.bits.iter().zip(&other.bits).any(|(a, b)| a & b != 0) || self.more.iter().any(|id| other.more.contains(id))
     }
 }
 
@@ -210,7 +209,11 @@ impl Catalog {
         let compiled = Compiled {
             ages: e.age_bands.iter().map(|b| age_bit(*b)).fold(0, |a, b| a | b),
             genders: e.genders.iter().map(|g| gender_bit(*g)).fold(0, |a, b| a | b),
-            accessibility: e.accessibility.iter().map(|a| accessibility_bit(*a)).fold(0, |a, b| a | b),
+            accessibility: e
+                .accessibility
+                .iter()
+                .map(|a| accessibility_bit(*a))
+                .fold(0, |a, b| a | b),
             languages,
             area,
             region: self.intern_region(site.location.region.as_str()),
@@ -338,10 +341,6 @@ impl Catalog {
     }
 
     fn candidates(&self, query: &Query) -> impl Iterator<Item = usize> + '_ {
-        self.by_kind
-            .get(&query.kind)
-            .into_iter()
-            .flatten()
-            .map(|i| *i as usize)
+        self.by_kind.get(&query.kind).into_iter().flatten().map(|i| *i as usize)
     }
 }

@@ -91,7 +91,10 @@ fn unique<T: Ord>(ids: impl Iterator<Item = T>, field: &str) -> Result<(), Domai
     let mut seen = BTreeSet::new();
     for (i, id) in ids.enumerate() {
         if !seen.insert(id) {
-            return Err(DomainError::invalid(format!("{field}[{i}].id"), "repeats an earlier id"));
+            return Err(DomainError::invalid(
+                format!("{field}[{i}].id"),
+                "repeats an earlier id",
+            ));
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ mod assign;
 mod catalog;
 mod flow;
 mod instance;
+pub mod scenario;
 
 pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Metrics, Mode, Request};
 pub use catalog::{Catalog, Offer, Query, Site};

@@ -1,0 +1,247 @@
+//! Whole instances: beds anchor bundles, groups stay together or apart,
+//! priorities hold, and the JSON format is what docs/matching.md shows.
+
+use refer_domain::eligibility::{Eligibility, ServiceArea};
+use refer_domain::ids::{GroupId, NeedId, PlacementId, ProviderId};
+use refer_domain::kinds::{NeedKind, ServiceKind};
+use refer_domain::need::{GroupMembership, Target};
+use refer_domain::profile::{AgeBand, Gender};
+use refer_domain::request::{Cohesion, Constraints, NeedSpec, Urgency};
+use refer_domain::sample::{adult_woman, languages, location, NIGHT};
+use refer_domain::time::Hours;
+use refer_matching::scenario::Scenario;
+use refer_matching::{Instance, Mode, OpenNeed, ProviderSite};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn site(id: u128, lat: f64, free: &[(ServiceKind, u32)], ages: &[AgeBand]) -> ProviderSite {
+    ProviderSite {
+        id: ProviderId::from_u128(id),
+        location: location(lat, -118.0, "US-06-037"),
+        hours: Hours::Always,
+        eligibility: Eligibility {
+            age_bands: ages.iter().copied().collect(),
+            genders: [Gender::Female].into(),
+            languages: languages(&["en", "es"]),
+            accessibility: BTreeSet::new(),
+            service_area: ServiceArea::Anywhere,
+        },
+        free: free.iter().copied().collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn need(id: u128, person: u128, kind: NeedKind, age: AgeBand, group: Option<(u128, Cohesion)>) -> OpenNeed {
+    let mut profile = adult_woman();
+    profile.age_band = age;
+    OpenNeed {
+        id: NeedId::from_u128(id),
+        placement: PlacementId::from_u128(person),
+        group: group.map(|(g, cohesion)| GroupMembership {
+            group: GroupId::from_u128(g),
+            cohesion,
+            people: 2,
+        }),
+        spec: NeedSpec {
+            kind,
+            urgency: Urgency::Immediate,
+            profile,
+            constraints: Constraints {
+                origin: location(34.0, -118.0, "US-06-037"),
+                max_distance_km: Some(200),
+                avoid_regions: BTreeSet::new(),
+                needed_by: None,
+            },
+            units_per_person: 1,
+        },
+        exclude: Vec::new(),
+    }
+}
+
+fn target(solution: &refer_matching::Solution, need: u128) -> Option<Target> {
+    solution
+        .placements
+        .iter()
+        .find(|p| p.need == NeedId::from_u128(need))
+        .and_then(|p| p.target)
+}
+
+fn provider(id: u128) -> Option<Target> {
+    Some(Target::Provider(ProviderId::from_u128(id)))
+}
+
+const ADULT: &[AgeBand] = &[AgeBand::Adult];
+
+#[test]
+fn counseling_is_chosen_near_the_bed_not_near_where_the_person_was_found() {
+    // The bed is 0.3 degrees (33 km) north; one clinic is where she was
+    // found, the other next to the bed.
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.3, &[(ServiceKind::ShelterBed, 1)], ADULT),
+            site(2, 34.0, &[(ServiceKind::Counseling, 1)], ADULT),
+            site(3, 34.31, &[(ServiceKind::Counseling, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![
+            need(10, 100, NeedKind::Shelter, AgeBand::Adult, None),
+            need(11, 100, NeedKind::Counseling, AgeBand::Adult, None),
+        ],
+    };
+    let solution = instance.solve(Mode::Batch);
+    assert_eq!(target(&solution, 10), provider(1));
+    assert_eq!(target(&solution, 11), provider(3));
+    assert!(solution.metrics.bundle_spread_km <= 2, "{:?}", solution.metrics);
+}
+
+#[test]
+fn a_group_asked_to_stay_together_is_moved_to_one_site_that_fits_all() {
+    // The nearest site has one bed; a farther one has two.
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 1)], ADULT),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 2)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![
+            need(
+                10,
+                100,
+                NeedKind::Shelter,
+                AgeBand::Adult,
+                Some((7, Cohesion::KeepTogether)),
+            ),
+            need(
+                11,
+                101,
+                NeedKind::Shelter,
+                AgeBand::Adult,
+                Some((7, Cohesion::KeepTogether)),
+            ),
+        ],
+    };
+    let solution = instance.solve(Mode::Batch);
+    assert_eq!(target(&solution, 10), provider(2));
+    assert_eq!(target(&solution, 11), provider(2));
+    assert_eq!(solution.metrics.groups_split, 0);
+    assert_eq!(solution.metrics.placed, 2);
+}
+
+#[test]
+fn a_group_asked_to_stay_apart_never_shares_a_site() {
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 2)], ADULT),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![
+            need(
+                10,
+                100,
+                NeedKind::Shelter,
+                AgeBand::Adult,
+                Some((7, Cohesion::KeepApart)),
+            ),
+            need(
+                11,
+                101,
+                NeedKind::Shelter,
+                AgeBand::Adult,
+                Some((7, Cohesion::KeepApart)),
+            ),
+        ],
+    };
+    for mode in [Mode::Batch, Mode::Greedy] {
+        let solution = instance.solve(mode);
+        let (a, b) = (target(&solution, 10), target(&solution, 11));
+        assert!(a.is_some() && b.is_some() && a != b, "{mode:?}: {a:?} {b:?}");
+    }
+}
+
+#[test]
+fn greedy_lets_an_adult_take_the_only_bed_for_minors_and_batch_does_not() {
+    // The adult arrives first; the nearest site takes both ages, the other adults only.
+    let both = &[AgeBand::Juvenile, AgeBand::Adult];
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 1)], both),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![
+            need(10, 100, NeedKind::Shelter, AgeBand::Adult, None),
+            need(11, 101, NeedKind::Shelter, AgeBand::Juvenile, None),
+        ],
+    };
+    let greedy = instance.solve(Mode::Greedy);
+    assert_eq!(greedy.metrics.placed, 1);
+    assert_eq!(greedy.metrics.priority_violations, 1);
+    let batch = instance.solve(Mode::Batch);
+    assert_eq!(batch.metrics.placed, 2);
+    assert_eq!(batch.metrics.priority_violations, 0);
+    assert_eq!(batch.max_placeable, 2);
+}
+
+#[test]
+fn on_realistic_instances_the_batch_never_breaks_priority_and_is_deterministic() {
+    for seed in 1..=5 {
+        let instance = Scenario::operation_night(seed).instance();
+        instance.validate().expect("generated instances are valid");
+        let batch = instance.solve(Mode::Batch);
+        let greedy = instance.solve(Mode::Greedy);
+        assert_eq!(batch.metrics.priority_violations, 0, "seed {seed}: {:?}", batch.metrics);
+        assert!(batch.metrics.placed <= batch.max_placeable);
+        assert!(
+            batch.metrics.placed_by_tier >= greedy.metrics.placed_by_tier,
+            "seed {seed}: batch {:?} greedy {:?}",
+            batch.metrics,
+            greedy.metrics
+        );
+        assert_eq!(instance.solve(Mode::Batch), batch, "deterministic");
+    }
+}
+
+/// The example in docs/matching.md solves to the output printed there.
+#[test]
+fn the_documented_example_solves_as_documented() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/matching.md")).expect("docs");
+    let block = |marker: &str| -> String {
+        let start = docs
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in docs/matching.md"));
+        let body = &docs[start..];
+        let open = body.find("```json\n").expect("a json block") + "```json\n".len();
+        let close = body[open..].find("```").expect("closed block");
+        body[open..open + close].to_owned()
+    };
+    let instance: Instance = serde_json::from_str(&block("<!-- example instance -->")).expect("example parses");
+    instance.validate().expect("example is valid");
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/instance.json"
+    ))
+    .expect("docs/examples/instance.json");
+    assert_eq!(
+        serde_json::from_str::<Instance>(&file).expect("parses"),
+        instance,
+        "the file is the example"
+    );
+    let expected: serde_json::Value = serde_json::from_str(&block("<!-- example output -->")).expect("output parses");
+    let solved = serde_json::to_value(instance.solve(Mode::Batch)).expect("serialises");
+    assert_eq!(solved, expected);
+}
+
+#[test]
+fn bad_input_names_the_field() {
+    let mut instance = Scenario::operation_night(1).instance();
+    instance.needs[2].spec.profile.languages.clear();
+    let error = instance.validate().expect_err("no language");
+    assert!(error.to_string().contains("needs[2].spec.profile.languages"), "{error}");
+    let mut instance = Scenario::operation_night(1).instance();
+    instance.providers[3].id = instance.providers[1].id;
+    let error = instance.validate().expect_err("duplicate");
+    assert!(error.to_string().contains("providers[3].id"), "{error}");
+}
