@@ -144,12 +144,60 @@ fn accessibility_bit(need: Accessibility) -> u8 {
     }
 }
 
+/// Sites of one kind bucketed by whole degrees of latitude and longitude,
+/// so a need with a distance limit only looks at the cells it can reach.
+#[derive(Clone, Debug, Default)]
+struct Grid {
+    all: Vec<u32>,
+    cells: HashMap<(i32, i32), Vec<u32>>,
+}
+
+impl Grid {
+    fn cell(lat: f64, lon: f64) -> (i32, i32) {
+        (lat.floor() as i32, lon.floor() as i32)
+    }
+
+    fn push(&mut self, index: u32, lat: f64, lon: f64) {
+        self.all.push(index);
+        self.cells.entry(Self::cell(lat, lon)).or_default().push(index);
+    }
+
+    /// The cells within `km` of (`lat`, `lon`), or `None` when that is
+    /// most of the map anyway (no limit, near a pole, across the date line).
+    /// On a sphere, points within angle `t` of latitude `p` lie within `t` of
+    /// its latitude and `asin(sin t / cos p)` of its longitude.
+    fn reach(&self, lat: f64, lon: f64, km: Option<u32>) -> Option<Vec<&[u32]>> {
+        let angle = f64::from(km?) / EARTH_RADIUS_KM;
+        let ratio = angle.sin() / lat.to_radians().cos();
+        if angle >= std::f64::consts::FRAC_PI_2 || !(0.0..0.99).contains(&ratio) {
+            return None;
+        }
+        // A margin well beyond rounding, far below a cell.
+        let dlat = angle.to_degrees() + 0.01;
+        let dlon = ratio.asin().to_degrees() + 0.01;
+        let (south, north) = ((lat - dlat).floor() as i32, (lat + dlat).floor() as i32);
+        let (west, east) = ((lon - dlon).floor() as i32, (lon + dlon).floor() as i32);
+        if west < -180 || east >= 180 || (north - south + 1) * (east - west + 1) > self.cells.len() as i32 * 4 {
+            return None;
+        }
+        let mut reached = Vec::new();
+        for row in south..=north {
+            for col in west..=east {
+                if let Some(sites) = self.cells.get(&(row, col)) {
+                    reached.push(sites.as_slice());
+                }
+            }
+        }
+        Some(reached)
+    }
+}
+
 /// Every site, compiled for fast checks, indexed by the need kind it serves.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     sites: Vec<Site>,
     compiled: Vec<Compiled>,
-    by_kind: HashMap<NeedKind, Vec<u32>>,
+    by_kind: HashMap<NeedKind, Grid>,
     languages: HashMap<Language, u32>,
     regions: HashMap<String, u32>,
 }
@@ -166,6 +214,8 @@ pub struct Query {
     /// `None` when no site lists the origin's region.
     origin_region: Option<u32>,
     unit: [f64; 3],
+    /// The origin in degrees, for the grid.
+    origin: (f64, f64),
     within: Option<Within>,
     avoid: Vec<u32>,
     exclude: Vec<Target>,
@@ -227,9 +277,10 @@ impl Catalog {
             },
         };
         let index = self.sites.len() as u32;
+        let (lat, lon) = (site.location.point.lat(), site.location.point.lon());
         for kind in NeedKind::ALL {
             if site.offer.serves(kind) {
-                self.by_kind.entry(kind).or_default().push(index);
+                self.by_kind.entry(kind).or_default().push(index, lat, lon);
             }
         }
         self.sites.push(site);
@@ -272,6 +323,7 @@ impl Catalog {
             languages,
             origin_region: self.regions.get(constraints.origin.region.as_str()).copied(),
             unit: constraints.origin.point.unit_vector(),
+            origin: (constraints.origin.point.lat(), constraints.origin.point.lon()),
             within: constraints.max_distance_km.map(Within::new),
             avoid: constraints
                 .avoid_regions
@@ -327,7 +379,7 @@ impl Catalog {
         let mut best: Option<(f64, usize)> = None;
         for i in self.candidates(query) {
             if let Some(c) = self.admits(i, query, now, free(i)) {
-                if best.is_none_or(|(b, _)| c < b) {
+                if best.is_none_or(|(b, bi)| c < b || (c == b && i < bi)) {
                     best = Some((c, i));
                 }
             }
@@ -340,7 +392,15 @@ impl Catalog {
         chord_km(chord2(&self.compiled[a].unit, &self.compiled[b].unit))
     }
 
-    fn candidates(&self, query: &Query) -> impl Iterator<Item = usize> + '_ {
-        self.by_kind.get(&query.kind).into_iter().flatten().map(|i| *i as usize)
+    /// Sites of the need's kind that may be within its distance limit.
+    fn candidates(&self, query: &Query) -> Box<dyn Iterator<Item = usize> + '_> {
+        let Some(grid) = self.by_kind.get(&query.kind) else {
+            return Box::new(std::iter::empty());
+        };
+        let limit = query.within.map(|w| w.km);
+        match grid.reach(query.origin.0, query.origin.1, limit) {
+            Some(cells) => Box::new(cells.into_iter().flatten().map(|i| *i as usize)),
+            None => Box::new(grid.all.iter().map(|i| *i as usize)),
+        }
     }
 }

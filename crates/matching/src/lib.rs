@@ -128,6 +128,7 @@ pub fn party_combinations(problem: &Problem) -> u64 {
 /// the result is the exact optimum; beyond that, parties are placed first
 /// (highest tier and largest first, each at the nearest source with room).
 pub fn solve_batch(problem: &Problem) -> Assignment {
+    let problem = &prune(problem);
     let mut parties: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units > 1)
         .collect();
@@ -147,6 +148,50 @@ pub fn solve_batch(problem: &Problem) -> Assignment {
     }
     place_singles(problem, &capacity, &mut assignment);
     assignment
+}
+
+/// How many of a need's nearest options `prune` looks at before giving up.
+const PRUNE_SCAN: usize = 64;
+
+/// Drops the options no optimal assignment needs. Take a person alone and
+/// their nearest sites: once those sites have more free units than all the
+/// *other* needs that may use any of them could take, one unit there is
+/// always free, so moving the person there from anywhere farther places the
+/// same needs for no more distance. Their farther options can go. Parties
+/// keep all theirs (they need their units at one site).
+fn prune(problem: &Problem) -> Problem {
+    let mut pruned = problem.clone();
+    let mut needs_at: Vec<Vec<usize>> = vec![Vec::new(); problem.capacity.len()];
+    for (j, need) in problem.needs.iter().enumerate() {
+        for (source, _) in &need.options {
+            if let Some(list) = needs_at.get_mut(*source) {
+                list.push(j);
+            }
+        }
+    }
+    let mut seen_by = vec![usize::MAX; problem.needs.len()];
+    for (i, need) in pruned.needs.iter_mut().enumerate() {
+        need.options.sort_by_key(|(source, km)| (*km, *source));
+        if need.units != 1 {
+            continue;
+        }
+        seen_by[i] = i;
+        let (mut supply, mut demand) = (0u64, 0u64);
+        for (k, (source, _)) in need.options.iter().enumerate().take(PRUNE_SCAN) {
+            supply += u64::from(problem.capacity.get(*source).copied().unwrap_or(0));
+            for &j in needs_at.get(*source).into_iter().flatten() {
+                if seen_by[j] != i {
+                    seen_by[j] = i;
+                    demand += u64::from(problem.needs[j].units);
+                }
+            }
+            if supply > demand {
+                need.options.truncate(k + 1);
+                break;
+            }
+        }
+    }
+    pruned
 }
 
 /// Tries every placement of `parties` (each option with room, then none);
