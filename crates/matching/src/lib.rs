@@ -21,6 +21,8 @@ mod flow;
 mod instance;
 pub mod scenario;
 
+use std::collections::BTreeMap;
+
 pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Metrics, Mode, Request};
 pub use catalog::{Catalog, Offer, Query, Site};
 pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};
@@ -128,7 +130,73 @@ pub fn party_combinations(problem: &Problem) -> u64 {
 /// the result is the exact optimum; beyond that, parties are placed first
 /// (highest tier and largest first, each at the nearest source with room).
 pub fn solve_batch(problem: &Problem) -> Assignment {
-    let problem = &prune(problem);
+    let problem = prune(problem);
+    let mut assignment: Assignment = vec![None; problem.needs.len()];
+    // Needs that share no source are independent problems: solved apart,
+    // their optima add up to the optimum (per tier, then distance).
+    for (sources, needs) in components(&problem) {
+        let part = Problem {
+            capacity: sources.iter().map(|s| problem.capacity[*s]).collect(),
+            needs: needs
+                .iter()
+                .map(|i| {
+                    let need = &problem.needs[*i];
+                    Need {
+                        options: need
+                            .options
+                            .iter()
+                            .map(|(s, km)| (sources.binary_search(s).expect("in its component"), *km))
+                            .collect(),
+                        ..need.clone()
+                    }
+                })
+                .collect(),
+        };
+        for (i, choice) in needs.iter().zip(solve_component(&part)) {
+            assignment[*i] = choice.map(|k| sources[k]);
+        }
+    }
+    assignment
+}
+
+/// The connected parts of the need-source graph: each part's sources
+/// (ascending) and needs (ascending). Needs without options are in none.
+fn components(problem: &Problem) -> Vec<(Vec<usize>, Vec<usize>)> {
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let known = problem.capacity.len();
+    let mut parent: Vec<usize> = (0..known).collect();
+    for need in &problem.needs {
+        let mut sources = need.options.iter().map(|(s, _)| *s).filter(|s| *s < known);
+        if let Some(first) = sources.next() {
+            for other in sources {
+                let (a, b) = (root(&mut parent, first), root(&mut parent, other));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut parts: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (i, need) in problem.needs.iter().enumerate() {
+        if let Some((s, _)) = need.options.iter().find(|(s, _)| *s < parent.len()) {
+            parts.entry(root(&mut parent, *s)).or_default().1.push(i);
+        }
+    }
+    for s in 0..parent.len() {
+        let r = root(&mut parent, s);
+        if let Some(part) = parts.get_mut(&r) {
+            part.0.push(s);
+        }
+    }
+    parts.into_values().collect()
+}
+
+/// One connected part: parties searched (or placed greedily), the rest by the flow.
+fn solve_component(problem: &Problem) -> Assignment {
     let mut parties: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units > 1)
         .collect();
