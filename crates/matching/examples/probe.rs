@@ -14,5 +14,9 @@ fn main() {
     println!("options {:?} avg {}", t.elapsed(), total / requests.len());
     let t = Instant::now();
     let c = assign(&catalog, &free, instance.now, &requests, Mode::Batch);
-    println!("assign {:?} placed {}", t.elapsed(), c.iter().filter(|c| c.is_some()).count());
+    println!(
+        "assign {:?} placed {}",
+        t.elapsed(),
+        c.iter().filter(|c| c.is_some()).count()
+    );
 }
