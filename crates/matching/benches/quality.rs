@@ -132,8 +132,30 @@ fn main() {
         seeds.clone().map(|s| Scenario::operation_night(s).instance()).collect(),
     );
     compare(
-        "Regional: 300 people x 3,000 providers, capacity short",
-        seeds.take(3).map(|s| Scenario::regional(100 + s).instance()).collect(),
+        "Operation night where beds are scarce: 15 people x 300 providers, a tenth of the free units",
+        seeds
+            .clone()
+            .map(|s| {
+                Scenario {
+                    capacity_factor: 0.1,
+                    ..Scenario::operation_night(s)
+                }
+                .instance()
+            })
+            .collect(),
+    );
+    compare(
+        "Regional, capacity short: 300 people x 3,000 providers, a tenth of the free units",
+        seeds
+            .take(3)
+            .map(|s| {
+                Scenario {
+                    capacity_factor: 0.1,
+                    ..Scenario::regional(100 + s)
+                }
+                .instance()
+            })
+            .collect(),
     );
     if quick {
         return;

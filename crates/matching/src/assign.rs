@@ -366,8 +366,9 @@ pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Requ
     m
 }
 
-/// The most needs that can be placed at all, whatever their tier (maximum
-/// flow; exact for people alone, see `solve_batch` for parties).
+/// An upper bound on the needs that can be placed at all, whatever their
+/// tier: the maximum flow with every party counted as one unit (a party
+/// fits wherever it fits with fewer people), so exact without parties.
 pub fn max_placeable(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Request]) -> usize {
     let mut pool_of: BTreeMap<usize, usize> = BTreeMap::new();
     let mut problem = Problem::default();
@@ -386,7 +387,7 @@ pub fn max_placeable(catalog: &Catalog, free: &[u32], now: Timestamp, requests: 
             .collect();
         problem.needs.push(Need {
             tier: 0,
-            units: query.units(),
+            units: 1,
             options,
         });
     }

@@ -74,7 +74,8 @@ pub struct Solution {
     pub mode: Mode,
     pub placements: Vec<Placement>,
     pub metrics: Metrics,
-    /// The most needs that could be placed at all (maximum flow, any tier).
+    /// An upper bound on the needs that could be placed at all, any tier
+    /// (maximum flow, parties counted as one unit; exact without parties).
     pub max_placeable: usize,
 }
 
