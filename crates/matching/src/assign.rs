@@ -40,10 +40,6 @@ pub struct Request<'a> {
     /// Targets it may not go to (declined before; where a group member it
     /// must be kept apart from already is).
     pub exclude: Vec<Target>,
-    /// Where the person's bed already is, when it was placed earlier.
-    pub anchor: Option<GeoPoint>,
-    /// Where members of its keep-together group already are: no distance.
-    pub together: Vec<Target>,
 }
 
 /// The priority tier of a need: urgency first, juvenile before adult.
@@ -85,10 +81,7 @@ pub fn assign(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Reque
             bed_of.insert(requests[*i].person, catalog.site(site).location.point);
         }
     }
-    let anchors: Vec<Option<GeoPoint>> = requests
-        .iter()
-        .map(|r| r.anchor.or_else(|| bed_of.get(&r.person).copied()))
-        .collect();
+    let anchors: Vec<Option<GeoPoint>> = requests.iter().map(|r| bed_of.get(&r.person).copied()).collect();
     stage(
         catalog,
         &mut left,
@@ -134,7 +127,6 @@ fn stage(
             let mut sites: Vec<usize> = Vec::new();
             let mut problem = Problem::default();
             for &i in which {
-                let request = &requests[i];
                 let mut options = Vec::new();
                 for (site, km) in catalog.options(&queries[i], now, |s| left[s]) {
                     let pool = *pool_of.entry(site).or_insert_with(|| {
@@ -142,15 +134,10 @@ fn stage(
                         problem.capacity.push(left[site]);
                         sites.len() - 1
                     });
-                    let km = if request.together.contains(&catalog.site(site).target) {
-                        0
-                    } else {
-                        cost(i, site, km)
-                    };
-                    options.push((pool, km));
+                    options.push((pool, cost(i, site, km)));
                 }
                 problem.needs.push(Need {
-                    tier: tier(request.spec),
+                    tier: tier(requests[i].spec),
                     units: queries[i].units(),
                     options,
                 });

@@ -178,8 +178,6 @@ impl Instance {
                 person: n.placement,
                 group: n.group,
                 exclude: n.exclude.clone(),
-                anchor: None,
-                together: Vec::new(),
             })
             .collect()
     }
