@@ -37,6 +37,8 @@ pub struct Core {
     pub in_flight: InFlight,
     queue: Vec<(Action, Option<EventId>)>,
     dirty: BTreeSet<(AggregateKind, Uuid)>,
+    /// The last event folded in since the last plan: plan at its time.
+    unplanned: Option<(Timestamp, EventId)>,
 }
 
 impl Core {
@@ -102,15 +104,44 @@ impl Core {
 
     /// Folds a commit in and plans what follows from it (at the commit's time).
     pub fn apply(&mut self, commit: &Recorded) {
+        self.fold(commit);
+        self.plan_folded();
+    }
+
+    /// Folds a commit in without planning: a cold start folds its backlog,
+    /// then plans once, instead of planning at every commit (quadratic).
+    pub fn fold(&mut self, commit: &Recorded) {
         for envelope in &commit.events {
             let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
             self.dirty.insert((kind, envelope.aggregate.id));
         }
         self.state.settle_in_flight(&mut self.in_flight);
-        let Some(last) = commit.events.last() else { return };
-        let actions = self.state.plan(last.occurred_at, &mut self.in_flight);
-        self.queue.extend(actions.into_iter().map(|a| (a, Some(last.event_id))));
+        if let Some(last) = commit.events.last() {
+            self.unplanned = Some((last.occurred_at, last.event_id));
+        }
     }
+
+    /// Plans what follows from everything folded since the last plan, at the
+    /// time of the last folded event.
+    pub fn plan_folded(&mut self) {
+        let Some((at, cause)) = self.unplanned.take() else {
+            return;
+        };
+        let actions = self.state.plan(at, &mut self.in_flight);
+        self.queue.extend(actions.into_iter().map(|a| (a, Some(cause))));
+    }
+}
+
+/// Rebuilds the matcher's projection from a recorded stream, as a cold
+/// start does: folds every commit, then plans once. Returns how many
+/// actions the rebuilt matcher would take next.
+pub fn rebuild(commits: &[Recorded]) -> usize {
+    let mut core = Core::default();
+    for commit in commits {
+        core.fold(commit);
+    }
+    core.plan_folded();
+    core.queue.len()
 }
 
 /// Runs the core over a recorded stream from scratch and returns the
@@ -135,11 +166,20 @@ pub fn replay(commits: &[Recorded]) -> Vec<Action> {
 /// Feeds the subscriber's commits to the shared core.
 struct Feed {
     core: Arc<Mutex<Core>>,
+    /// Catching up on the backlog at start: fold only, plan once at the end.
+    /// Live, every commit is planned at its own time, so the decisions are a
+    /// function of the stream (`replay` makes the same ones).
+    catching_up: bool,
 }
 
 impl refer_eventstore::Projection for Feed {
     fn apply(&mut self, commit: &Recorded) {
-        self.core.lock().expect("core lock").apply(commit);
+        let mut core = self.core.lock().expect("core lock");
+        if self.catching_up {
+            core.fold(commit);
+        } else {
+            core.apply(commit);
+        }
     }
 
     fn persist(&mut self, batch: &mut sled::Batch) {
@@ -466,10 +506,22 @@ pub async fn start(
         clock: clock.clone(),
         core: core.clone(),
     };
-    let mut feed = Feed { core: core.clone() };
+    let mut feed = Feed {
+        core: core.clone(),
+        catching_up: true,
+    };
     let status_core = core.clone();
     let position = checkpoint.clone();
     let task = tokio::spawn(async move {
+        while let Err(err) = subscriber.catch_up(&mut feed).await {
+            tracing::warn!(error = %err, "matcher catching up paused; retrying");
+            position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        feed.catching_up = false;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -486,6 +538,7 @@ pub async fn start(
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
             {
                 let mut core = core.lock().expect("core lock");
+                core.plan_folded();
                 let Core {
                     state,
                     in_flight,
