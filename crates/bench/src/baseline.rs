@@ -1,0 +1,80 @@
+//! Raw JetStream on the same server in the same run: what the figures are
+//! divided by, because the machine is shared and absolute times drift.
+
+use async_nats::jetstream::{self, stream::StorageType};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+
+const SUBJECTS: usize = 100;
+const WINDOW: usize = 256;
+
+async fn baseline_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
+    let _ = js.delete_stream(name).await;
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{}.>", name.to_lowercase())],
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Publishes `count` payloads of `size` bytes, awaiting each ack before the next.
+pub async fn publish_one_at_a_time(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
+    baseline_stream(js, "BASE1").await?;
+    let payload = Bytes::from(vec![7u8; size]);
+    let started = Instant::now();
+    for i in 0..count {
+        js.publish(format!("base1.{}", i % SUBJECTS), payload.clone())
+            .await?
+            .await?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Publishes `count` payloads of `size` bytes with up to `WINDOW` acks outstanding.
+pub async fn publish_pipelined(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
+    baseline_stream(js, "BASE2").await?;
+    let payload = Bytes::from(vec![7u8; size]);
+    let started = Instant::now();
+    let mut acks = futures::stream::iter(0..count)
+        .map(|i| {
+            let js = js.clone();
+            let payload = payload.clone();
+            async move { js.publish(format!("base2.{}", i % SUBJECTS), payload).await?.await }
+        })
+        .buffer_unordered(WINDOW);
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reads the whole `stream` with an ordered consumer, doing nothing with
+/// the messages: messages per second.
+pub async fn ordered_replay(js: &jetstream::Context, stream: &str) -> anyhow::Result<(u64, Duration)> {
+    let mut stream = js.get_stream(stream).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut count = 0u64;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        count += 1;
+        if message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence >= last {
+            break;
+        }
+    }
+    Ok((count, started.elapsed()))
+}
+
+/// The average size of a message in `stream` (payload, headers and subject).
+pub async fn average_message_bytes(js: &jetstream::Context, stream: &str) -> anyhow::Result<usize> {
+    let info = js.get_stream(stream).await?.info().await?.clone();
+    Ok((info.state.bytes / info.state.messages.max(1)) as usize)
+}

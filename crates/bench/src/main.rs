@@ -1,0 +1,745 @@
+//! `refer-bench`: Refer end to end, through the real gRPC APIs, under seeded
+//! workloads, every figure printed beside raw JetStream on the same server in
+//! the same run.
+//!
+//! ```sh
+//! cargo build --release --bins && target/release/refer-bench      # the full run (minutes)
+//! target/debug/refer-bench --smoke                                # seconds, for CI
+//! ```
+//!
+//! It starts its own nats-server (fsync before every ack) and the four
+//! service binaries found beside its own (or `--bins`), then runs:
+//! W1 "operation night", W2 "national day", the waitlist and the 1,000
+//! needs/s latency phases, W3 "stress", the matcher's rebuild and cold
+//! restart, and the raw JetStream baselines. Plots go to `--plots`.
+#![forbid(unsafe_code)]
+
+mod baseline;
+mod cluster;
+mod load;
+mod stats;
+mod svg;
+
+use anyhow::Context;
+use clap::Parser;
+use cluster::{Cluster, ADMIN, BUSINESS, INTAKE};
+use load::{first_referral, register_provider, run, set_capacity, site_org, watch, Outcome};
+use refer_domain::eligibility::{Eligibility, ServiceArea};
+use refer_domain::geo::{GeoPoint, Location, RegionCode};
+use refer_domain::ids::ProviderId;
+use refer_domain::kinds::{NeedKind, ServiceKind};
+use refer_domain::profile::{AgeBand, Gender, Language, Profile};
+use refer_domain::request::{Constraints, NeedSpec, Urgency};
+use refer_domain::time::Hours;
+use refer_matching::scenario::Scenario;
+use refer_matching::ProviderSite;
+use refer_proto::capacity::v1 as cap;
+use refer_proto::intake::v1 as intake;
+use refer_proto::matcher::v1 as matcher;
+use refer_service::testing::authed;
+use stats::Latencies;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(version, about = "Refer end to end under seeded workloads, beside raw JetStream")]
+struct Args {
+    /// Tiny sizes: runs every phase in seconds (CI runs this so the bench cannot rot).
+    #[arg(long)]
+    smoke: bool,
+    /// Where the SVG plots are written.
+    #[arg(long, default_value = "docs/bench")]
+    plots: PathBuf,
+    /// Directory holding refer-capacity, refer-donations, refer-intake and refer-matcher
+    /// (default: the one holding this binary).
+    #[arg(long)]
+    bins: Option<PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+/// How big each phase is.
+struct Sizes {
+    night_providers: usize,
+    night_people: usize,
+    day_providers: usize,
+    day_donations: usize,
+    day_people: usize,
+    updates: usize,
+    rate: usize,
+    rate_seconds: usize,
+    waitlist_samples: usize,
+    stress: Duration,
+    clients: usize,
+    raw_one: usize,
+    raw_pipelined: usize,
+}
+
+const FULL: Sizes = Sizes {
+    night_providers: 300,
+    night_people: 15,
+    day_providers: 3_000,
+    day_donations: 200,
+    day_people: 300,
+    updates: 30_000,
+    rate: 1_000,
+    rate_seconds: 5,
+    waitlist_samples: 50,
+    stress: Duration::from_secs(10),
+    clients: 64,
+    raw_one: 2_000,
+    raw_pipelined: 30_000,
+};
+
+const SMOKE: Sizes = Sizes {
+    night_providers: 30,
+    night_people: 5,
+    day_providers: 100,
+    day_donations: 10,
+    day_people: 20,
+    updates: 500,
+    rate: 100,
+    rate_seconds: 1,
+    waitlist_samples: 3,
+    stress: Duration::from_secs(1),
+    clients: 8,
+    raw_one: 100,
+    raw_pipelined: 1_000,
+};
+
+/// Every figure of the run, printed at the end.
+#[derive(Default)]
+struct Report {
+    lines: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, line: String) {
+        println!("{line}");
+        self.lines.push(line);
+    }
+}
+
+fn ratio(ours: f64, raw: f64) -> String {
+    format!("{:.2}x raw", ours / raw)
+}
+
+async fn register_sites(cluster: &Cluster, sites: &[ProviderSite], first: usize, key: &str) -> (Outcome, Outcome) {
+    let registered = run(sites.len(), 32, |k| {
+        let mut client = cluster.capacity.clone();
+        let request = register_provider(first + k, &sites[k]);
+        let token = cluster::provider_token(site_org(first + k));
+        async move { client.register_provider(authed(&token, request)).await.map(|_| ()) }
+    })
+    .await;
+    let updates: Vec<(usize, cap::SetCapacityRequest)> = sites
+        .iter()
+        .enumerate()
+        .flat_map(|(k, s)| set_capacity(s, key).into_iter().map(move |r| (first + k, r)))
+        .collect();
+    let declared = run(updates.len(), 32, |k| {
+        let mut client = cluster.capacity.clone();
+        let (i, request) = updates[k].clone();
+        let token = cluster::provider_token(site_org(i));
+        async move { client.set_capacity(authed(&token, request)).await.map(|_| ()) }
+    })
+    .await;
+    (registered, declared)
+}
+
+/// Sends people (each one RequestPlacement) at `per_second`, each from its
+/// own task; returns each need's submit instant, by its first referral id.
+async fn submit_paced(
+    cluster: &Cluster,
+    people: Vec<intake::RequestPlacementRequest>,
+    per_second: f64,
+) -> (BTreeMap<String, Instant>, usize) {
+    let submitted = Arc::new(Mutex::new(BTreeMap::new()));
+    let failures = Arc::new(Mutex::new(0usize));
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (i, person) in people.into_iter().enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / per_second)).await;
+        let mut client = cluster.intake.clone();
+        let (submitted, failures) = (submitted.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            let at = Instant::now();
+            match client.request_placement(authed(INTAKE, person)).await {
+                Ok(placement) => {
+                    let mut map = submitted.lock().expect("lock");
+                    for need in placement.into_inner().needs {
+                        if let Some(referral) = first_referral(&need.need_id) {
+                            map.insert(referral, at);
+                        }
+                    }
+                }
+                Err(_) => *failures.lock().expect("lock") += 1,
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let map = submitted.lock().expect("lock").clone();
+    let failed = *failures.lock().expect("lock");
+    (map, failed)
+}
+
+/// Waits until every submitted need has a referral or `patience` passed;
+/// returns the latencies of those that did.
+async fn proposals(
+    arrivals: &mut load::Arrivals,
+    seen: &mut BTreeMap<String, Instant>,
+    submitted: &BTreeMap<String, Instant>,
+    expected: usize,
+    patience: Duration,
+) -> Latencies {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let matched = submitted.keys().filter(|k| seen.contains_key(*k)).count();
+        if matched >= expected {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+            Ok(Some((referral, at))) => {
+                seen.entry(referral).or_insert(at);
+            }
+            _ => break,
+        }
+    }
+    while let Ok((referral, at)) = arrivals.try_recv() {
+        seen.entry(referral).or_insert(at);
+    }
+    let mut latencies = Latencies::default();
+    for (referral, sent) in submitted {
+        if let Some(arrived) = seen.get(referral) {
+            latencies.push(arrived.saturating_duration_since(*sent));
+        }
+    }
+    latencies
+}
+
+fn language(code: &str) -> Language {
+    Language::new(code).expect("bench languages are valid")
+}
+
+/// A site that takes anyone who speaks `lang`, with `beds` free.
+fn open_site(id: u128, lang: &str, beds: u32, lat: f64) -> ProviderSite {
+    ProviderSite {
+        id: ProviderId::from_u128(id),
+        location: Location {
+            point: GeoPoint::new(lat, -100.0).expect("valid"),
+            region: RegionCode::new("BENCH-1").expect("valid"),
+        },
+        hours: Hours::Always,
+        eligibility: Eligibility {
+            age_bands: BTreeSet::from([AgeBand::Juvenile, AgeBand::Adult]),
+            genders: BTreeSet::from([Gender::Female, Gender::Male, Gender::NonBinary]),
+            languages: BTreeSet::from([language(lang)]),
+            accessibility: BTreeSet::new(),
+            service_area: ServiceArea::Anywhere,
+        },
+        free: BTreeMap::from([(ServiceKind::ShelterBed, beds)]),
+    }
+}
+
+/// A woman who speaks only `lang` and needs a bed tonight.
+fn bed_need(lang: &str, lat: f64) -> NeedSpec {
+    NeedSpec {
+        kind: NeedKind::Shelter,
+        urgency: Urgency::Immediate,
+        profile: Profile {
+            age_band: AgeBand::Adult,
+            gender: Gender::Female,
+            languages: BTreeSet::from([language(lang)]),
+            accessibility: BTreeSet::new(),
+            party_size: 1,
+        },
+        constraints: Constraints {
+            origin: Location {
+                point: GeoPoint::new(lat, -100.1).expect("valid"),
+                region: RegionCode::new("BENCH-1").expect("valid"),
+            },
+            max_distance_km: None,
+            avoid_regions: BTreeSet::new(),
+            needed_by: None,
+        },
+        units_per_person: 1,
+    }
+}
+
+/// A local-use ISO 639 code per sample (`qaa`..`qtz`): only its own site speaks it.
+fn private_language(k: usize) -> String {
+    format!(
+        "q{}{}",
+        (b'a' + (k / 26 % 20) as u8) as char,
+        (b'a' + (k % 26) as u8) as char
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sizes = if args.smoke { &SMOKE } else { &FULL };
+    let bins = match args.bins {
+        Some(dir) => dir,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the binary has a directory")?
+            .to_path_buf(),
+    };
+    let mut cluster = Cluster::start(bins).await?;
+    let mut report = Report::default();
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                .split(':')
+                .nth(1)
+                .unwrap_or("")
+                .trim()
+                .to_owned()))
+            .unwrap_or_default()
+    );
+    report.add(format!(
+        "refer-bench {} seed {} on {machine}",
+        if args.smoke { "--smoke" } else { "(full)" },
+        args.seed
+    ));
+
+    // W1: operation night.
+    let night = Scenario {
+        providers: sizes.night_providers,
+        donations: 0,
+        people: sizes.night_people,
+        ..Scenario::operation_night(args.seed)
+    }
+    .instance();
+    let (registered, declared) = register_sites(&cluster, &night.providers, 0, "night").await;
+    report.add(format!(
+        "W1 register {} providers: {}",
+        night.providers.len(),
+        registered.describe()
+    ));
+    report.add(format!("W1 declare capacity: {}", declared.describe()));
+    let watched: Vec<(usize, ProviderId)> = night.providers.iter().enumerate().map(|(i, p)| (i, p.id)).collect();
+    let mut arrivals = watch(&cluster.capacity, &watched);
+    let mut seen = BTreeMap::new();
+    let kinds = [NeedKind::Shelter, NeedKind::Counseling, NeedKind::Medical];
+    let mut people_specs: Vec<&NeedSpec> = Vec::new();
+    for need in &night.needs {
+        if !people_specs.iter().any(|s| std::ptr::eq(*s, &need.spec)) && need.spec.kind == NeedKind::Shelter {
+            people_specs.push(&need.spec);
+        }
+    }
+    let night_people: Vec<_> = people_specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| load::person(&format!("night-{i}"), spec, &kinds))
+        .collect();
+    let count = night_people.len();
+    let (submitted, failed) = submit_paced(&cluster, night_people, count as f64).await;
+    let night_latency = proposals(
+        &mut arrivals,
+        &mut seen,
+        &submitted,
+        submitted.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    report.add(format!(
+        "W1 {count} people x 3 needs within 1 s: {} of {} needs proposed to a provider ({} requests failed); need -> proposal visible to the provider: {}",
+        night_latency.micros.len(),
+        submitted.len(),
+        failed,
+        night_latency.summary()
+    ));
+
+    // W2: national day.
+    eprintln!("-- W2: national day");
+    let day = Scenario {
+        providers: sizes.day_providers,
+        donations: sizes.day_donations,
+        people: sizes.day_people,
+        capacity_factor: 1.0,
+        ..Scenario::regional(args.seed)
+    }
+    .instance();
+    let day = renumber(day, 0x10_0000);
+    let beds = day
+        .providers
+        .iter()
+        .filter(|p| p.free.contains_key(&ServiceKind::ShelterBed))
+        .count();
+    let slots: u32 = day
+        .providers
+        .iter()
+        .flat_map(|p| {
+            p.free
+                .iter()
+                .filter(|(s, _)| **s != ServiceKind::ShelterBed)
+                .map(|(_, n)| *n)
+        })
+        .sum();
+    let first_day = sizes.night_providers;
+    let (registered, declared) = register_sites(&cluster, &day.providers, first_day, "day").await;
+    report.add(format!(
+        "W2 register {} providers ({beds} with survivor beds, {slots} other service slots): capacity service {}",
+        day.providers.len(),
+        registered.describe()
+    ));
+    report.add(format!("W2 declare capacity: {}", declared.describe()));
+    let donated = run(day.donations.len(), 32, |k| {
+        let mut client = cluster.donations.clone();
+        let request = load::register_donation(&day.donations[k]);
+        async move { client.register_donation(authed(BUSINESS, request)).await.map(|_| ()) }
+    })
+    .await;
+    report.add(format!(
+        "W2 register {} donations: donations service {}",
+        day.donations.len(),
+        donated.describe()
+    ));
+
+    let targets: Vec<(usize, cap::SetCapacityRequest)> = day
+        .providers
+        .iter()
+        .enumerate()
+        .flat_map(|(k, s)| set_capacity(s, "base").into_iter().map(move |r| (first_day + k, r)))
+        .collect();
+    let update = |i: usize, round: &str| {
+        let (site, mut request) = targets[i % targets.len()].clone();
+        request.declared += (i % 2) as u32;
+        request.idempotency_key = format!("bench-update-{round}-{i}");
+        (cluster::provider_token(site_org(site)), request)
+    };
+    let updates = run(sizes.updates, sizes.clients, |i| {
+        let mut client = cluster.capacity.clone();
+        let (token, request) = update(i, "day");
+        async move { client.set_capacity(authed(&token, request)).await.map(|_| ()) }
+    })
+    .await;
+    let day_people = load::people(&day, "day");
+    let placed = run(day_people.len(), 16, |i| {
+        let mut client = cluster.intake.clone();
+        let request = day_people[i].clone();
+        async move { client.request_placement(authed(INTAKE, request)).await.map(|_| ()) }
+    })
+    .await;
+    report.add(format!(
+        "W2 {} capacity updates, {} clients: {}",
+        sizes.updates,
+        sizes.clients,
+        updates.describe()
+    ));
+    report.add(format!(
+        "W2 {} people ({} needs): intake service {}",
+        day_people.len(),
+        day.needs.len(),
+        placed.describe()
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let w2_rss = cluster.peak_rss_mb();
+
+    // Capacity appearing -> a waitlisted need proposed.
+    eprintln!("-- Capacity appearing -> a waitlisted need proposed");
+    let mut waitlist = Latencies::default();
+    for k in 0..sizes.waitlist_samples {
+        let lang = private_language(k);
+        let site = open_site(0x9000_0000 + k as u128, &lang, 0, 40.0);
+        let index = 100_000 + k;
+        let token = cluster::provider_token(site_org(index));
+        cluster
+            .capacity
+            .register_provider(authed(&token, register_provider(index, &site)))
+            .await?;
+        let mut rx = watch(&cluster.capacity, &[(index, site.id)]);
+        let placement = cluster
+            .intake
+            .request_placement(authed(
+                INTAKE,
+                load::person(&format!("wait-{k}"), &bed_need(&lang, 40.0), &[NeedKind::Shelter]),
+            ))
+            .await?
+            .into_inner();
+        let need = placement.needs.first().context("one need")?.need_id.clone();
+        let waiting = Instant::now();
+        loop {
+            let p = cluster
+                .intake
+                .get_placement(authed(
+                    INTAKE,
+                    intake::GetPlacementRequest {
+                        placement_id: placement.placement_id.clone(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            if p.needs
+                .iter()
+                .any(|n| n.status == intake::NeedStatus::Waitlisted as i32)
+            {
+                break;
+            }
+            anyhow::ensure!(
+                waiting.elapsed() < Duration::from_secs(10),
+                "need {need} was never waitlisted"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut request = set_capacity(&site, "wait").remove(0);
+        request.declared = 1;
+        let appeared = Instant::now();
+        cluster.capacity.set_capacity(authed(&token, request)).await?;
+        let referral = first_referral(&need).context("need id")?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Some((id, at))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if id == referral {
+                waitlist.push(at - appeared);
+                break;
+            }
+        }
+    }
+    report.add(format!(
+        "capacity appearing -> waitlisted need proposed: {}",
+        waitlist.summary()
+    ));
+
+    // Need -> proposal while `rate` needs per second arrive.
+    eprintln!("-- Need -> proposal while rate needs per second arrive");
+    let sites: Vec<ProviderSite> = (0..40)
+        .map(|k| {
+            open_site(
+                0x9100_0000 + k,
+                "eo",
+                (sizes.rate * sizes.rate_seconds / 20 + 10) as u32,
+                41.0,
+            )
+        })
+        .collect();
+    register_sites(&cluster, &sites, 200_000, "load").await;
+    let watched: Vec<(usize, ProviderId)> = sites.iter().enumerate().map(|(k, s)| (200_000 + k, s.id)).collect();
+    let mut arrivals = watch(&cluster.capacity, &watched);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let load_people: Vec<_> = (0..sizes.rate * sizes.rate_seconds)
+        .map(|i| load::person(&format!("load-{i}"), &bed_need("eo", 41.0), &[NeedKind::Shelter]))
+        .collect();
+    let (submitted, failed) = submit_paced(&cluster, load_people, sizes.rate as f64).await;
+    let mut seen = BTreeMap::new();
+    let rated = proposals(
+        &mut arrivals,
+        &mut seen,
+        &submitted,
+        submitted.len(),
+        Duration::from_secs(20),
+    )
+    .await;
+    report.add(format!(
+        "{} needs/s for {} s: {} of {} proposed ({failed} requests failed); need -> proposal: {}",
+        sizes.rate,
+        sizes.rate_seconds,
+        rated.micros.len(),
+        submitted.len(),
+        rated.summary()
+    ));
+
+    // W3: stress, capacity updates and needs as fast as the system takes them.
+    eprintln!("-- W3: stress, capacity updates and needs as fast as the system takes them");
+    let stop_at = Instant::now() + sizes.stress;
+    let started = Instant::now();
+    let stress_updates = Arc::new(Mutex::new(stats::Timeline::default()));
+    let stress_needs = Arc::new(Mutex::new(stats::Timeline::default()));
+    let mut clients = Vec::new();
+    for c in 0..sizes.clients {
+        let (mut capacity, mut intake_client) = (cluster.capacity.clone(), cluster.intake.clone());
+        let (updates_seen, needs_seen) = (stress_updates.clone(), stress_needs.clone());
+        let work: Vec<_> = (0..2000).map(|i| update(c * 2000 + i, "stress")).collect();
+        let people: Vec<_> = day_people.clone();
+        clients.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            while Instant::now() < stop_at {
+                if c % 2 == 0 {
+                    let (token, request) = work[i % work.len()].clone();
+                    if capacity.set_capacity(authed(&token, request)).await.is_ok() {
+                        updates_seen.lock().expect("lock").count(started.elapsed());
+                    }
+                } else {
+                    let mut person = people[i % people.len()].clone();
+                    person.idempotency_key = format!("bench-stress-{c}-{i}");
+                    if intake_client.request_placement(authed(INTAKE, person)).await.is_ok() {
+                        needs_seen.lock().expect("lock").count(started.elapsed());
+                    }
+                }
+                i += 1;
+            }
+        }));
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stress_updates = stress_updates.lock().expect("lock").clone();
+    let stress_needs = stress_needs.lock().expect("lock").clone();
+    let stress_update_rate = stress_updates.buckets.iter().sum::<u64>() as f64 / elapsed;
+    report.add(format!(
+        "W3 {} clients for {:.0} s: {:.0} capacity updates/s and {:.0} placement requests/s with durable ack",
+        sizes.clients,
+        elapsed,
+        stress_update_rate,
+        stress_needs.buckets.iter().sum::<u64>() as f64 / elapsed
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let end_rss = cluster.peak_rss_mb();
+
+    // The matcher's rebuild, beside a raw ordered replay of the same stream.
+    eprintln!("-- The matcher's rebuild, beside a raw ordered replay of the same stream");
+    let js = async_nats::jetstream::new(cluster.nats.connect().await);
+    let rebuild_db = sled::Config::new().temporary(true).open()?;
+    let store = refer_eventstore::EventStore::open(
+        cluster.nats.connect().await,
+        refer_eventstore::StreamSettings::default(),
+        rebuild_db,
+    )
+    .await?;
+    let last = store.last_sequence().await?;
+    let (raw_messages, raw_time) = baseline::ordered_replay(&js, "REFER").await?;
+    let started = Instant::now();
+    let commits = store.read_all(0, last).await?;
+    let events: usize = commits.iter().map(|c| c.events.len()).sum();
+    let next_actions = refer_matcher::rebuild(&commits);
+    let rebuild = started.elapsed();
+    let raw_rate = raw_messages as f64 / raw_time.as_secs_f64();
+    let rebuild_rate = commits.len() as f64 / rebuild.as_secs_f64();
+    report.add(format!(
+        "matcher rebuild (fold every commit, then plan once: {next_actions} actions due): {} commits ({events} events) in {:.2} s = {:.0} commits/s, {:.0} events/s; raw ordered replay {:.0} msgs/s; {}",
+        commits.len(),
+        rebuild.as_secs_f64(),
+        rebuild_rate,
+        events as f64 / rebuild.as_secs_f64(),
+        raw_rate,
+        ratio(rebuild_rate, raw_rate)
+    ));
+
+    // Cold restart: a new matcher process with no local state.
+    eprintln!("-- Cold restart: a new matcher process with no local state");
+    let last = store.last_sequence().await?;
+    let started = Instant::now();
+    cluster.restart_matcher_cold().await?;
+    loop {
+        let status = cluster
+            .matcher
+            .get_status(authed(ADMIN, matcher::GetStatusRequest {}))
+            .await
+            .map(|r| r.into_inner().checkpoint);
+        if status.is_ok_and(|c| c >= last) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the matcher did not catch up; its log:\n{}",
+            cluster.log("matcher")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report.add(format!(
+        "matcher cold restart (process start, {last} stream messages, to caught up): {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    // Raw JetStream baselines, same server, same stored message size.
+    eprintln!("-- Raw JetStream baselines, same server, same stored message size");
+    let size = baseline::average_message_bytes(&js, "REFER")
+        .await?
+        .saturating_sub(70)
+        .max(16);
+    let one = baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?;
+    let pipelined = baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?;
+    report.add(format!(
+        "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s"
+    ));
+    report.add(format!(
+        "capacity updates with durable ack: W2 {:.0}/s ({} of pipelined, {} of one at a time); W3 {:.0}/s ({})",
+        updates.per_second(),
+        ratio(updates.per_second(), pipelined),
+        ratio(updates.per_second(), one),
+        stress_update_rate,
+        ratio(stress_update_rate, pipelined)
+    ));
+    report.add(format!(
+        "peak RSS after W2: {}; at the end: {}",
+        rss(&w2_rss),
+        rss(&end_rss)
+    ));
+
+    std::fs::create_dir_all(&args.plots)?;
+    let latency = svg::chart(
+        "Need submitted -> proposal visible to the provider",
+        "latency (ms, log scale)",
+        "share of needs at or below (%)",
+        &[
+            svg::cdf("W1 operation night", &night_latency.sorted()),
+            svg::cdf(&format!("{} needs/s", sizes.rate), &rated.sorted()),
+            svg::cdf("capacity appears -> waitlisted need proposed", &waitlist.sorted()),
+        ],
+        true,
+    );
+    std::fs::write(args.plots.join("latency.svg"), latency)?;
+    let timeline = |t: &stats::Timeline| -> Vec<(f64, f64)> {
+        t.rates()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64 / 10.0, r))
+            .collect()
+    };
+    let throughput = svg::chart(
+        "Commands with durable ack per second",
+        "seconds",
+        "per second (100 ms buckets)",
+        &[
+            svg::Series {
+                name: "W2 capacity updates".into(),
+                points: timeline(&updates.timeline),
+            },
+            svg::Series {
+                name: "W3 capacity updates".into(),
+                points: timeline(&stress_updates),
+            },
+            svg::Series {
+                name: "W3 placement requests".into(),
+                points: timeline(&stress_needs),
+            },
+        ],
+        false,
+    );
+    std::fs::write(args.plots.join("throughput.svg"), throughput)?;
+    report.add(format!(
+        "plots: {} and {}",
+        args.plots.join("latency.svg").display(),
+        args.plots.join("throughput.svg").display()
+    ));
+    Ok(())
+}
+
+/// Gives an instance's providers and donations ids of their own (scenarios
+/// number them from the same base).
+fn renumber(mut instance: refer_matching::Instance, offset: u128) -> refer_matching::Instance {
+    for p in &mut instance.providers {
+        p.id = ProviderId::from_u128(p.id.as_uuid().as_u128() + offset);
+    }
+    for d in &mut instance.donations {
+        d.id = refer_domain::ids::DonationId::from_u128(d.id.as_uuid().as_u128() + offset);
+    }
+    instance
+}
+
+fn rss(figures: &[(&str, f64)]) -> String {
+    figures
+        .iter()
+        .map(|(name, mb)| format!("{name} {mb:.0} MB"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
