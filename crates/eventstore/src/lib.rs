@@ -10,7 +10,7 @@ mod stream;
 mod subscriber;
 
 pub use error::StoreError;
-pub use local::{LocalState, SNAPSHOT_FORMAT};
+pub use local::{flush, LocalState, SNAPSHOT_FORMAT};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};

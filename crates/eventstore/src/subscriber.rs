@@ -171,7 +171,7 @@ impl Subscriber {
             projection.persist(&mut writes);
             writes.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
             self.tree.apply_batch(writes)?;
-            self.tree.flush_async().await?;
+            crate::local::flush(&self.tree).await?;
             self.checkpoint = checkpoint;
         }
         for msg in &received {

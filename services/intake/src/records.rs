@@ -89,7 +89,7 @@ impl Records {
             batch.insert(listing_key(p.agency, p.requested_at, p.placement), vec![]);
         }
         self.tree.apply_batch(batch)?;
-        self.tree.flush_async().await?;
+        refer_eventstore::flush(&self.tree).await?;
         Ok(claim)
     }
 
