@@ -9,13 +9,16 @@
 //! and every command carries a derived idempotency key).
 
 use refer_domain::donation::Donation;
+use refer_domain::donation::DonationEvent;
 use refer_domain::ids::{DonationId, HoldId, NeedId, ProviderId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::{Need, NeedStatus, Target};
 use refer_domain::profile::AgeBand;
+use refer_domain::provider::ProviderEvent;
 use refer_domain::provider::{Provider, ReleaseReason};
 use refer_domain::request::Cohesion;
 use refer_domain::{Aggregate, AggregateKind, Event, Timestamp};
+use refer_matching::{Catalog, Offer, Site};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -78,6 +81,11 @@ pub struct Projection {
     pub arrival: BTreeMap<NeedId, u64>,
     /// Waitlisted needs get another look when capacity changes.
     pub capacity_changed: bool,
+    /// Every site compiled for the matching engine's hard constraints;
+    /// dropped when a profile, an offer or a suspension changes, rebuilt
+    /// when next needed (capacity changes keep it: free units are read live).
+    #[serde(skip)]
+    sites: Option<Catalog>,
 }
 
 /// Decisions planned but not yet seen on the stream: their units are spoken
@@ -116,12 +124,21 @@ impl Projection {
     pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
         match event {
             Event::Provider(e) => {
+                if matches!(
+                    e,
+                    ProviderEvent::Registered(_) | ProviderEvent::Suspended | ProviderEvent::Resumed
+                ) {
+                    self.sites = None;
+                }
                 let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
                 self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
                 self.capacity_changed = true;
                 AggregateKind::Provider
             }
             Event::Donation(e) => {
+                if matches!(e, DonationEvent::Registered(_) | DonationEvent::Withdrawn) {
+                    self.sites = None;
+                }
                 let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
                 self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
                 self.capacity_changed = true;
@@ -137,79 +154,93 @@ impl Projection {
         }
     }
 
-    /// Units of the same kind of need spoken for at `target` by planned,
-    /// unseen holds (a site's beds and counseling slots are counted apart).
-    fn spoken(&self, target: Target, kind: NeedKind, in_flight: &InFlight) -> u32 {
-        let kind_of = |need: &NeedId| {
-            self.needs
+    /// Units spoken for by planned, unseen holds, per target and kind of
+    /// need (a site's beds and counseling slots are counted apart).
+    fn spoken(&self, in_flight: &InFlight) -> BTreeMap<(Target, NeedKind), u32> {
+        let mut spoken = BTreeMap::new();
+        for (target, need, units) in in_flight.holds.values() {
+            if let Some(kind) = self
+                .needs
                 .get(need)
                 .and_then(|n| n.request.as_ref())
                 .map(|r| r.spec.kind)
-        };
-        in_flight
-            .holds
-            .values()
-            .filter(|(t, need, _)| *t == target && kind_of(need) == Some(kind))
-            .map(|(_, _, units)| *units)
-            .sum()
+            {
+                *spoken.entry((*target, kind)).or_insert(0) += units;
+            }
+        }
+        spoken
     }
 
-    /// Eligible targets with room for `need`, nearest first (ties by id).
+    /// Free units at `target` for a need of `kind`, less what is spoken for.
+    fn free(&self, target: Target, kind: NeedKind, spoken: &BTreeMap<(Target, NeedKind), u32>) -> u32 {
+        let free = match target {
+            Target::Provider(id) => kind
+                .provider_service()
+                .and_then(|s| self.providers.get(&id).map(|p| p.units(s).free()))
+                .unwrap_or(0),
+            Target::Donation(id) => self.donations.get(&id).map_or(0, |d| d.free()),
+        };
+        free.saturating_sub(spoken.get(&(target, kind)).copied().unwrap_or(0))
+    }
+
+    /// Compiles every site that takes referrals for the matching engine.
+    fn compile_sites(&mut self) {
+        if self.sites.is_some() {
+            return;
+        }
+        let mut sites = Vec::new();
+        for (id, provider) in &self.providers {
+            let Some(profile) = provider.profile.as_ref().filter(|_| !provider.suspended) else {
+                continue;
+            };
+            for service in &profile.services {
+                sites.push(Site {
+                    target: Target::Provider(*id),
+                    offer: Offer::Service {
+                        service: *service,
+                        hours: profile.hours.clone(),
+                    },
+                    location: profile.location.clone(),
+                    eligibility: profile.eligibility.clone(),
+                });
+            }
+        }
+        for (id, donation) in &self.donations {
+            let Some(offer) = &donation.offer else { continue };
+            sites.push(Site {
+                target: Target::Donation(*id),
+                offer: Offer::Resource {
+                    kind: offer.kind,
+                    window: offer.window,
+                    max_units_per_need: offer.max_units_per_need,
+                },
+                location: offer.location.clone(),
+                eligibility: offer.eligibility.clone(),
+            });
+        }
+        self.sites = Some(Catalog::new(sites));
+    }
+
+    /// Eligible targets with room for `need`, nearest first: every hard
+    /// constraint, checked by the matching engine's catalog.
     fn candidates(
         &self,
         need: &Need,
         now: Timestamp,
-        in_flight: &InFlight,
+        spoken: &BTreeMap<(Target, NeedKind), u32>,
         avoid: &BTreeSet<Target>,
     ) -> Vec<(u32, Target)> {
-        let Some(request) = &need.request else { return vec![] };
-        let spec = &request.spec;
-        let units = spec.units();
-        let mut out = Vec::new();
-        if let Some(service) = spec.kind.provider_service() {
-            for (id, provider) in &self.providers {
-                let target = Target::Provider(*id);
-                let Some(profile) = &provider.profile else { continue };
-                let spoken = self.spoken(target, spec.kind, in_flight);
-                let fits = !provider.suspended
-                    && profile.services.contains(&service)
-                    && provider.units(service).free().saturating_sub(spoken) >= units
-                    && profile.hours.is_open(now)
-                    && spec.constraints.allows_site(&profile.location)
-                    && profile
-                        .eligibility
-                        .admits(&spec.profile, &spec.constraints.origin, &profile.location)
-                        .is_ok()
-                    && !need.excluded.contains(&target)
-                    && !avoid.contains(&target);
-                if fits {
-                    out.push((spec.constraints.distance_km(&profile.location.point), target));
-                }
-            }
-        }
-        for (id, donation) in &self.donations {
-            let target = Target::Donation(*id);
-            let Some(offer) = &donation.offer else { continue };
-            let fits = spec.kind.served_by_resource(offer.kind)
-                && donation
-                    .free()
-                    .saturating_sub(self.spoken(target, spec.kind, in_flight))
-                    >= units
-                && offer.max_units_per_need.is_none_or(|max| units <= max)
-                && offer.window.contains(now)
-                && spec.constraints.allows_site(&offer.location)
-                && offer
-                    .eligibility
-                    .admits(&spec.profile, &spec.constraints.origin, &offer.location)
-                    .is_ok()
-                && !need.excluded.contains(&target)
-                && !avoid.contains(&target);
-            if fits {
-                out.push((spec.constraints.distance_km(&offer.location.point), target));
-            }
-        }
-        out.sort();
-        out
+        let (Some(request), Some(catalog)) = (&need.request, &self.sites) else {
+            return vec![];
+        };
+        let kind = request.spec.kind;
+        let exclude: Vec<Target> = need.excluded.iter().chain(avoid).copied().collect();
+        let query = catalog.query(&request.spec, &exclude);
+        catalog
+            .options(&query, now, |i| self.free(catalog.site(i).target, kind, spoken))
+            .into_iter()
+            .map(|(i, km)| (km, catalog.site(i).target))
+            .collect()
     }
 
     /// Where the other members of `need`'s group have their shelter, for
@@ -373,6 +404,8 @@ impl Projection {
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
         // The optimum for people alone: most placed by priority tier, then least distance.
         let capacity_changed = std::mem::take(&mut self.capacity_changed);
+        self.compile_sites();
+        let spoken = self.spoken(in_flight);
         let mut problem = refer_matching::Problem::default();
         let mut pools: Vec<Target> = Vec::new();
         let mut pool_of: BTreeMap<(Target, NeedKind), usize> = BTreeMap::new();
@@ -395,17 +428,9 @@ impl Projection {
                 BTreeSet::new()
             };
             let mut options = Vec::new();
-            for (km, target) in self.candidates(need, now, in_flight, &avoid) {
+            for (km, target) in self.candidates(need, now, &spoken, &avoid) {
                 let pool = *pool_of.entry((target, kind)).or_insert_with(|| {
-                    let free = match target {
-                        Target::Provider(id) => kind
-                            .provider_service()
-                            .map_or(0, |s| self.providers[&id].units(s).free()),
-                        Target::Donation(id) => self.donations[&id].free(),
-                    };
-                    problem
-                        .capacity
-                        .push(free.saturating_sub(self.spoken(target, kind, in_flight)));
+                    problem.capacity.push(self.free(target, kind, &spoken));
                     pools.push(target);
                     pools.len() - 1
                 });
