@@ -86,6 +86,12 @@ pub struct Projection {
     /// when next needed (capacity changes keep it: free units are read live).
     #[serde(skip)]
     sites: Option<Catalog>,
+    /// Needs awaiting a match, and needs proposed: kept beside `needs` so a
+    /// plan looks only at those, not at every need ever requested.
+    #[serde(skip)]
+    awaiting: BTreeSet<NeedId>,
+    #[serde(skip)]
+    proposed: BTreeSet<NeedId>,
 }
 
 /// Decisions planned but not yet seen on the stream: their units are spoken
@@ -149,8 +155,32 @@ impl Projection {
                 let n = self.needs.remove(&need).unwrap_or_default();
                 self.arrival.entry(need).or_insert(seq);
                 self.needs.insert(need, n.evolve(e));
+                self.index(need);
                 AggregateKind::Need
             }
+        }
+    }
+
+    /// Files a need under awaiting or proposed, by its status.
+    fn index(&mut self, need: NeedId) {
+        let status = self.needs.get(&need).map(|n| n.status);
+        if status.is_some_and(NeedStatus::awaits_match) {
+            self.awaiting.insert(need);
+        } else {
+            self.awaiting.remove(&need);
+        }
+        if status == Some(NeedStatus::Proposed) {
+            self.proposed.insert(need);
+        } else {
+            self.proposed.remove(&need);
+        }
+    }
+
+    /// Files every need again (after `needs` was filled directly, as a restore does).
+    pub fn reindex(&mut self) {
+        let ids: Vec<NeedId> = self.needs.keys().copied().collect();
+        for id in ids {
+            self.index(id);
         }
     }
 
@@ -288,11 +318,10 @@ impl Projection {
     /// urgency, then in order of arrival.
     fn queue(&self) -> Vec<NeedId> {
         let mut queue: Vec<(u8, u8, u64, NeedId)> = self
-            .needs
+            .awaiting
             .iter()
-            .filter(|(_, n)| n.status.awaits_match())
-            .filter_map(|(id, n)| {
-                let r = n.request.as_ref()?;
+            .filter_map(|id| {
+                let r = self.needs.get(id)?.request.as_ref()?;
                 let juvenile = u8::from(r.spec.profile.age_band != AgeBand::Juvenile);
                 Some((
                     r.spec.urgency as u8,
@@ -368,7 +397,7 @@ impl Projection {
         }
 
         // Referrals past their deadline; donation proposals not yet accepted.
-        for (id, need) in &self.needs {
+        for (id, need) in self.proposed.iter().filter_map(|id| Some((id, self.needs.get(id)?))) {
             let Some(proposal) = need.proposal.filter(|_| need.status == NeedStatus::Proposed) else {
                 continue;
             };

@@ -72,6 +72,7 @@ impl Core {
                 _ => {}
             }
         }
+        core.state.reindex();
         // Whatever capacity exists, the waitlist gets a look after a restart.
         core.state.capacity_changed = true;
         core
@@ -121,6 +122,11 @@ impl Core {
         }
     }
 
+    /// Actions planned and not yet carried out.
+    pub fn planned(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Plans what follows from everything folded since the last plan, at the
     /// time of the last folded event.
     pub fn plan_folded(&mut self) {
@@ -130,18 +136,6 @@ impl Core {
         let actions = self.state.plan(at, &mut self.in_flight);
         self.queue.extend(actions.into_iter().map(|a| (a, Some(cause))));
     }
-}
-
-/// Rebuilds the matcher's projection from a recorded stream, as a cold
-/// start does: folds every commit, then plans once. Returns how many
-/// actions the rebuilt matcher would take next.
-pub fn rebuild(commits: &[Recorded]) -> usize {
-    let mut core = Core::default();
-    for commit in commits {
-        core.fold(commit);
-    }
-    core.plan_folded();
-    core.queue.len()
 }
 
 /// Runs the core over a recorded stream from scratch and returns the
@@ -446,20 +440,24 @@ impl Executor {
     /// forgotten; the needs it concerned are matched again right away (on
     /// the next round, not only when another event arrives).
     async fn drain(&self) {
+        use futures::StreamExt;
         let queued = std::mem::take(&mut self.core.lock().expect("core lock").queue);
-        let mut abandoned = false;
-        for (action, cause) in queued {
-            let started = std::time::Instant::now();
-            let outcome = self.run(&action, cause).await;
-            refer_metrics::observe(
-                "refer_matcher_decision_seconds",
-                "Time to carry out one matcher decision through the event store.",
-                &[("decision", action.name())],
-                started.elapsed(),
-            );
-            if let Err(err) = outcome {
+        // Decisions touch different needs and holds and are idempotent
+        // (derived keys; a conflict is retried by the store), so they are
+        // carried out together: their appends share fsyncs instead of
+        // waiting for one each.
+        let abandoned = futures::stream::iter(queued)
+            .map(|(action, cause)| async move {
+                let started = std::time::Instant::now();
+                let outcome = self.run(&action, cause).await;
+                refer_metrics::observe(
+                    "refer_matcher_decision_seconds",
+                    "Time to carry out one matcher decision through the event store.",
+                    &[("decision", action.name())],
+                    started.elapsed(),
+                );
+                let Err(err) = outcome else { return false };
                 tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
-                abandoned = true;
                 let mut core = self.core.lock().expect("core lock");
                 match action {
                     Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
@@ -472,8 +470,11 @@ impl Executor {
                         core.in_flight.settling.remove(&hold);
                     }
                 }
-            }
-        }
+                true
+            })
+            .buffer_unordered(DECISIONS_AT_ONCE)
+            .fold(false, |any, this| async move { any || this })
+            .await;
         if abandoned {
             let mut core = self.core.lock().expect("core lock");
             let Core {
@@ -488,6 +489,9 @@ impl Executor {
         }
     }
 }
+
+/// How many decisions the executor carries out at once.
+const DECISIONS_AT_ONCE: usize = 64;
 
 /// Starts the matcher: restores the projection, keeps it current, carries
 /// out decisions, and runs housekeeping (expiry) every `tick`.
