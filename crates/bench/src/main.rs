@@ -509,43 +509,41 @@ async fn main() -> anyhow::Result<()> {
         waitlist.summary()
     ));
 
-    // Need -> proposal while `rate` needs per second arrive.
-    eprintln!("-- Need -> proposal while rate needs per second arrive");
-    let sites: Vec<ProviderSite> = (0..40)
-        .map(|k| {
-            open_site(
-                0x9100_0000 + k,
-                "eo",
-                (sizes.rate * sizes.rate_seconds / 20 + 10) as u32,
-                41.0,
-            )
-        })
-        .collect();
-    register_sites(&cluster, &sites, 200_000, "load").await;
-    let watched: Vec<(usize, ProviderId)> = sites.iter().enumerate().map(|(k, s)| (200_000 + k, s.id)).collect();
-    let mut arrivals = watch(&cluster.capacity, &watched);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let load_people: Vec<_> = (0..sizes.rate * sizes.rate_seconds)
-        .map(|i| load::person(&format!("load-{i}"), &bed_need("eo", 41.0), &[NeedKind::Shelter]))
-        .collect();
-    let (submitted, failed) = submit_paced(&cluster, load_people, sizes.rate as f64).await;
-    let mut seen = BTreeMap::new();
-    let rated = proposals(
-        &mut arrivals,
-        &mut seen,
-        &submitted,
-        submitted.len(),
-        Duration::from_secs(20),
-    )
-    .await;
-    report.add(format!(
-        "{} needs/s for {} s: {} of {} proposed ({failed} requests failed); need -> proposal: {}",
-        sizes.rate,
-        sizes.rate_seconds,
-        rated.micros.len(),
-        submitted.len(),
-        rated.summary()
-    ));
+    // Need -> proposal while needs arrive at a quarter of `rate`, then at `rate`.
+    eprintln!("-- Need -> proposal at a steady rate");
+    let mut rated = Vec::new();
+    for (phase, (per_second, lang)) in [(sizes.rate / 4, "eo"), (sizes.rate, "ia")].into_iter().enumerate() {
+        let count = per_second * sizes.rate_seconds;
+        let first = 200_000 + 100 * phase;
+        let sites: Vec<ProviderSite> = (0..40)
+            .map(|k| open_site(0x9100_0000 + (first + k) as u128, lang, (count / 20 + 10) as u32, 41.0))
+            .collect();
+        register_sites(&cluster, &sites, first, lang).await;
+        let watched: Vec<(usize, ProviderId)> = sites.iter().enumerate().map(|(k, s)| (first + k, s.id)).collect();
+        let mut arrivals = watch(&cluster.capacity, &watched);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let people: Vec<_> = (0..count)
+            .map(|i| load::person(&format!("{lang}-{i}"), &bed_need(lang, 41.0), &[NeedKind::Shelter]))
+            .collect();
+        let (submitted, failed) = submit_paced(&cluster, people, per_second as f64).await;
+        let mut seen = BTreeMap::new();
+        let latencies = proposals(
+            &mut arrivals,
+            &mut seen,
+            &submitted,
+            submitted.len(),
+            Duration::from_secs(20),
+        )
+        .await;
+        report.add(format!(
+            "{per_second} needs/s for {} s: {} of {} proposed ({failed} requests failed); need -> proposal: {}",
+            sizes.rate_seconds,
+            latencies.micros.len(),
+            submitted.len(),
+            latencies.summary()
+        ));
+        rated.push((per_second, latencies));
+    }
 
     // W3: stress, capacity updates and needs as fast as the system takes them.
     eprintln!("-- W3: stress, capacity updates and needs as fast as the system takes them");
@@ -692,7 +690,8 @@ async fn main() -> anyhow::Result<()> {
         "share of needs at or below (%)",
         &[
             svg::cdf("W1 operation night", &night_latency.sorted()),
-            svg::cdf(&format!("{} needs/s", sizes.rate), &rated.sorted()),
+            svg::cdf(&format!("{} needs/s", rated[0].0), &rated[0].1.sorted()),
+            svg::cdf(&format!("{} needs/s", rated[1].0), &rated[1].1.sorted()),
             svg::cdf("capacity appears -> waitlisted need proposed", &waitlist.sorted()),
         ],
         true,

@@ -103,7 +103,7 @@ pub struct InFlight {
     /// Needs with a decision under way, and their status when it was made.
     pub needs: BTreeMap<NeedId, NeedStatus>,
     /// Holds being confirmed or released.
-    pub settling: BTreeSet<HoldId>,
+    pub settling: BTreeMap<HoldId, Target>,
 }
 
 impl InFlight {
@@ -365,7 +365,7 @@ impl Projection {
 
         // Settle holds whose need has moved on, and finish half-done proposals.
         for (target, hold, need_id) in self.holds() {
-            if in_flight.holds.contains_key(&hold) || in_flight.settling.contains(&hold) {
+            if in_flight.holds.contains_key(&hold) || in_flight.settling.contains_key(&hold) {
                 continue;
             }
             let Some(need) = self.needs.get(&need_id) else { continue };
@@ -373,7 +373,7 @@ impl Projection {
             match (need.status, live) {
                 (NeedStatus::Proposed, Some(_)) => {}
                 (NeedStatus::Accepted | NeedStatus::Fulfilled, Some(_)) => {
-                    in_flight.settling.insert(hold);
+                    in_flight.settling.insert(hold, target);
                     actions.push(Action::Confirm { target, hold });
                 }
                 (status, None) if status.awaits_match() && hold == hold_id(need_id, need.proposals_made + 1) => {
@@ -390,7 +390,7 @@ impl Projection {
                         NeedStatus::Expired => ReleaseReason::Expired,
                         _ => ReleaseReason::Cancelled,
                     };
-                    in_flight.settling.insert(hold);
+                    in_flight.settling.insert(hold, target);
                     actions.push(Action::Release { target, hold, reason });
                 }
             }
@@ -534,8 +534,11 @@ impl Projection {
                 .is_some_and(|n| n.proposals_made > 0 && n.proposal.map(|p| p.hold) == Some(*hold));
             !(placed || moved_on)
         });
-        let holds: BTreeSet<HoldId> = self.holds().into_iter().map(|(_, h, _)| h).collect();
-        in_flight.settling.retain(|hold| holds.contains(hold));
+        // Settled once the hold is gone from its target.
+        in_flight.settling.retain(|hold, target| match target {
+            Target::Provider(id) => self.providers.get(id).is_some_and(|p| p.holds.contains_key(hold)),
+            Target::Donation(id) => self.donations.get(id).is_some_and(|d| d.holds.contains_key(hold)),
+        });
         // A decision is seen once the need's status moved from where it was.
         in_flight
             .needs
