@@ -138,7 +138,14 @@ impl Projection {
                 }
                 let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
                 self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
-                self.capacity_changed = true;
+                // Only what can free units gives the waitlist another look:
+                // a hold placed or confirmed frees nothing.
+                if !matches!(
+                    e,
+                    ProviderEvent::HoldPlaced { .. } | ProviderEvent::HoldConfirmed { .. } | ProviderEvent::Suspended
+                ) {
+                    self.capacity_changed = true;
+                }
                 AggregateKind::Provider
             }
             Event::Donation(e) => {
@@ -147,7 +154,9 @@ impl Projection {
                 }
                 let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
                 self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
-                self.capacity_changed = true;
+                if matches!(e, DonationEvent::Registered(_) | DonationEvent::HoldReleased { .. }) {
+                    self.capacity_changed = true;
+                }
                 AggregateKind::Donation
             }
             Event::Need(e) => {
