@@ -330,16 +330,13 @@ async fn main() -> anyhow::Result<()> {
     let mut arrivals = watch(&cluster.capacity, &watched);
     let mut seen = BTreeMap::new();
     let kinds = [NeedKind::Shelter, NeedKind::Counseling, NeedKind::Medical];
-    let mut people_specs: Vec<&NeedSpec> = Vec::new();
-    for need in &night.needs {
-        if !people_specs.iter().any(|s| std::ptr::eq(*s, &need.spec)) && need.spec.kind == NeedKind::Shelter {
-            people_specs.push(&need.spec);
-        }
-    }
-    let night_people: Vec<_> = people_specs
+    // Everyone in a scenario needs a bed: one person per shelter need, each asking for three things.
+    let night_people: Vec<_> = night
+        .needs
         .iter()
+        .filter(|n| n.spec.kind == NeedKind::Shelter)
         .enumerate()
-        .map(|(i, spec)| load::person(&format!("night-{i}"), spec, &kinds))
+        .map(|(i, n)| load::person(&format!("night-{i}"), &n.spec, &kinds))
         .collect();
     let count = night_people.len();
     let (submitted, failed) = submit_paced(&cluster, night_people, count as f64).await;
