@@ -52,205 +52,183 @@ pub type Choice = Option<(usize, u32)>;
 
 /// Places `requests` on the catalog's sites, which have `free` units each.
 pub fn assign(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Request], mode: Mode) -> Vec<Choice> {
-    let queries: Vec<Query> = requests.iter().map(|r| catalog.query(r.spec, &r.exclude)).collect();
-    let mut left = free.to_vec();
-    let mut choices: Vec<Choice> = vec![None; requests.len()];
+    let mut placing = Placing {
+        catalog,
+        now,
+        requests,
+        queries: requests.iter().map(|r| catalog.query(r.spec, &r.exclude)).collect(),
+        left: free.to_vec(),
+        choices: vec![None; requests.len()],
+    };
     let (beds, others): (Vec<usize>, Vec<usize>) =
         (0..requests.len()).partition(|i| requests[*i].spec.kind == NeedKind::Shelter);
 
-    stage(
-        catalog,
-        &mut left,
-        now,
-        requests,
-        &queries,
-        &beds,
-        mode,
-        &mut choices,
-        |_, _, km| km,
-    );
+    placing.stage(&beds, mode, |_, _, km| km);
     if mode == Mode::Batch {
-        keep_together(catalog, &mut left, now, requests, &queries, &beds, &mut choices);
+        placing.keep_together(&beds);
     }
-    keep_apart(catalog, &mut left, now, requests, &queries, &beds, &mut choices);
+    placing.keep_apart(&beds);
 
     // Each person's bed, where the rest of their bundle is measured from.
     let mut bed_of: BTreeMap<PlacementId, GeoPoint> = BTreeMap::new();
     for i in &beds {
-        if let Some((site, _)) = choices[*i] {
+        if let Some((site, _)) = placing.choices[*i] {
             bed_of.insert(requests[*i].person, catalog.site(site).location.point);
         }
     }
     let anchors: Vec<Option<GeoPoint>> = requests.iter().map(|r| bed_of.get(&r.person).copied()).collect();
-    stage(
-        catalog,
-        &mut left,
-        now,
-        requests,
-        &queries,
-        &others,
-        mode,
-        &mut choices,
-        |i, site, km| anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point)),
-    );
-    keep_apart(catalog, &mut left, now, requests, &queries, &others, &mut choices);
-    choices
+    placing.stage(&others, mode, |i, site, km| {
+        anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point))
+    });
+    placing.keep_apart(&others);
+    placing.choices
 }
 
-/// Solves the needs `which` (which never share units with other stages).
-#[allow(clippy::too_many_arguments)]
-fn stage(
-    catalog: &Catalog,
-    left: &mut [u32],
+/// One assignment under way: the needs, their compiled queries, the units
+/// left at each site and the choices so far.
+struct Placing<'a> {
+    catalog: &'a Catalog,
     now: Timestamp,
-    requests: &[Request],
-    queries: &[Query],
-    which: &[usize],
-    mode: Mode,
-    choices: &mut [Choice],
-    cost: impl Fn(usize, usize, u32) -> u32,
-) {
-    match mode {
-        Mode::Greedy => {
-            for &i in which {
-                let options = catalog.options(&queries[i], now, |s| left[s]);
-                let best = options.into_iter().map(|(site, km)| (cost(i, site, km), site)).min();
-                if let Some((km, site)) = best {
-                    left[site] -= queries[i].units();
-                    choices[i] = Some((site, km));
+    requests: &'a [Request<'a>],
+    queries: Vec<Query>,
+    left: Vec<u32>,
+    choices: Vec<Choice>,
+}
+
+impl Placing<'_> {
+    /// Solves the needs `which` (which never share units with other stages).
+    fn stage(&mut self, which: &[usize], mode: Mode, cost: impl Fn(usize, usize, u32) -> u32) {
+        match mode {
+            Mode::Greedy => {
+                for &i in which {
+                    let options = self.catalog.options(&self.queries[i], self.now, |s| self.left[s]);
+                    let best = options.into_iter().map(|(site, km)| (cost(i, site, km), site)).min();
+                    if let Some((km, site)) = best {
+                        self.left[site] -= self.queries[i].units();
+                        self.choices[i] = Some((site, km));
+                    }
+                }
+            }
+            Mode::Batch => {
+                // Only the sites someone may use become sources of the flow.
+                let mut pool_of: BTreeMap<usize, usize> = BTreeMap::new();
+                let mut sites: Vec<usize> = Vec::new();
+                let mut problem = Problem::default();
+                for &i in which {
+                    let mut options = Vec::new();
+                    for (site, km) in self.catalog.options(&self.queries[i], self.now, |s| self.left[s]) {
+                        let pool = *pool_of.entry(site).or_insert_with(|| {
+                            sites.push(site);
+                            problem.capacity.push(self.left[site]);
+                            sites.len() - 1
+                        });
+                        options.push((pool, cost(i, site, km)));
+                    }
+                    problem.needs.push(Need {
+                        tier: tier(self.requests[i].spec),
+                        units: self.queries[i].units(),
+                        options,
+                    });
+                }
+                for (k, choice) in solve_batch(&problem).into_iter().enumerate() {
+                    if let Some(pool) = choice {
+                        let i = which[k];
+                        let km = problem.needs[k]
+                            .options
+                            .iter()
+                            .find(|(p, _)| *p == pool)
+                            .map(|(_, km)| *km);
+                        self.left[sites[pool]] -= self.queries[i].units();
+                        self.choices[i] = Some((sites[pool], km.unwrap_or(0)));
+                    }
                 }
             }
         }
-        Mode::Batch => {
-            // Only the sites someone may use become sources of the flow.
-            let mut pool_of: BTreeMap<usize, usize> = BTreeMap::new();
-            let mut sites: Vec<usize> = Vec::new();
-            let mut problem = Problem::default();
-            for &i in which {
-                let mut options = Vec::new();
-                for (site, km) in catalog.options(&queries[i], now, |s| left[s]) {
-                    let pool = *pool_of.entry(site).or_insert_with(|| {
-                        sites.push(site);
-                        problem.capacity.push(left[site]);
-                        sites.len() - 1
-                    });
-                    options.push((pool, cost(i, site, km)));
+    }
+
+    /// Members of a keep-together group that landed at different sites move to
+    /// one site that can take them all, when one exists (nobody is unplaced for it).
+    fn keep_together(&mut self, which: &[usize]) {
+        let mut groups: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
+        for &i in which {
+            if let (Some(g), Some(_)) = (self.requests[i].group, self.choices[i]) {
+                if g.cohesion == Cohesion::KeepTogether {
+                    groups.entry(g.group).or_default().push(i);
                 }
-                problem.needs.push(Need {
-                    tier: tier(requests[i].spec),
-                    units: queries[i].units(),
-                    options,
+            }
+        }
+        for members in groups.values() {
+            let used: BTreeSet<usize> = members.iter().filter_map(|i| self.choices[*i].map(|c| c.0)).collect();
+            if used.len() < 2 {
+                continue;
+            }
+            // Free the members' units, then look for one site that fits everyone.
+            for i in members {
+                self.left[self.choices[*i].expect("placed").0] += self.queries[*i].units();
+            }
+            let total: u32 = members.iter().map(|i| self.queries[*i].units()).sum();
+            let mut common: Option<BTreeMap<usize, u32>> = None;
+            for i in members {
+                let options: BTreeMap<usize, u32> = self
+                    .catalog
+                    .options(&self.queries[*i], self.now, |s| self.left[s])
+                    .into_iter()
+                    .collect();
+                common = Some(match common {
+                    None => options,
+                    Some(c) => c
+                        .into_iter()
+                        .filter_map(|(s, km)| options.get(&s).map(|k| (s, km + k)))
+                        .collect(),
                 });
             }
-            for (k, choice) in solve_batch(&problem).into_iter().enumerate() {
-                if let Some(pool) = choice {
-                    let i = which[k];
-                    let km = problem.needs[k]
-                        .options
-                        .iter()
-                        .find(|(p, _)| *p == pool)
-                        .map(|(_, km)| *km);
-                    left[sites[pool]] -= queries[i].units();
-                    choices[i] = Some((sites[pool], km.unwrap_or(0)));
+            let best = common
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(s, _)| self.left[*s] >= total)
+                .min_by_key(|(s, km)| (*km, *s));
+            match best {
+                Some((site, _)) => {
+                    for i in members {
+                        let origin = self.requests[*i].spec.constraints.origin.point;
+                        self.choices[*i] = Some((site, origin.distance_km(&self.catalog.site(site).location.point)));
+                    }
+                    self.left[site] -= total;
+                }
+                None => {
+                    for i in members {
+                        self.left[self.choices[*i].expect("placed").0] -= self.queries[*i].units();
+                    }
                 }
             }
         }
     }
-}
 
-/// Members of a keep-together group that landed at different sites move to
-/// one site that can take them all, when one exists (nobody is unplaced for it).
-fn keep_together(
-    catalog: &Catalog,
-    left: &mut [u32],
-    now: Timestamp,
-    requests: &[Request],
-    queries: &[Query],
-    which: &[usize],
-    choices: &mut [Choice],
-) {
-    let mut groups: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
-    for &i in which {
-        if let (Some(g), Some(_)) = (requests[i].group, choices[i]) {
-            if g.cohesion == Cohesion::KeepTogether {
-                groups.entry(g.group).or_default().push(i);
+    /// Members of a keep-apart group never share a site for one kind: all but
+    /// the first move to another site with room, or stay unplaced.
+    fn keep_apart(&mut self, which: &[usize]) {
+        let mut taken: BTreeSet<(GroupId, NeedKind, usize)> = BTreeSet::new();
+        for &i in which {
+            let Some(g) = self.requests[i].group.filter(|g| g.cohesion == Cohesion::KeepApart) else {
+                continue;
+            };
+            let Some((site, _)) = self.choices[i] else { continue };
+            let kind = self.requests[i].spec.kind;
+            if taken.insert((g.group, kind, site)) {
+                continue;
             }
-        }
-    }
-    for members in groups.values() {
-        let used: BTreeSet<usize> = members.iter().filter_map(|i| choices[*i].map(|c| c.0)).collect();
-        if used.len() < 2 {
-            continue;
-        }
-        // Free the members' units, then look for one site that fits everyone.
-        for i in members {
-            left[choices[*i].expect("placed").0] += queries[*i].units();
-        }
-        let total: u32 = members.iter().map(|i| queries[*i].units()).sum();
-        let mut common: Option<BTreeMap<usize, u32>> = None;
-        for i in members {
-            let options: BTreeMap<usize, u32> = catalog.options(&queries[*i], now, |s| left[s]).into_iter().collect();
-            common = Some(match common {
-                None => options,
-                Some(c) => c
-                    .into_iter()
-                    .filter_map(|(s, km)| options.get(&s).map(|k| (s, km + k)))
-                    .collect(),
-            });
-        }
-        let best = common
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(s, _)| left[*s] >= total)
-            .min_by_key(|(s, km)| (*km, *s));
-        match best {
-            Some((site, _)) => {
-                for i in members {
-                    let origin = requests[*i].spec.constraints.origin.point;
-                    choices[*i] = Some((site, origin.distance_km(&catalog.site(site).location.point)));
-                }
-                left[site] -= total;
+            self.left[site] += self.queries[i].units();
+            self.choices[i] = None;
+            let elsewhere = self
+                .catalog
+                .options(&self.queries[i], self.now, |s| self.left[s])
+                .into_iter()
+                .find(|(s, _)| !taken.contains(&(g.group, kind, *s)));
+            if let Some((s, km)) = elsewhere {
+                self.left[s] -= self.queries[i].units();
+                self.choices[i] = Some((s, km));
+                taken.insert((g.group, kind, s));
             }
-            None => {
-                for i in members {
-                    left[choices[*i].expect("placed").0] -= queries[*i].units();
-                }
-            }
-        }
-    }
-}
-
-/// Members of a keep-apart group never share a site for one kind: all but
-/// the first move to another site with room, or stay unplaced.
-fn keep_apart(
-    catalog: &Catalog,
-    left: &mut [u32],
-    now: Timestamp,
-    requests: &[Request],
-    queries: &[Query],
-    which: &[usize],
-    choices: &mut [Choice],
-) {
-    let mut taken: BTreeSet<(GroupId, NeedKind, usize)> = BTreeSet::new();
-    for &i in which {
-        let Some(g) = requests[i].group.filter(|g| g.cohesion == Cohesion::KeepApart) else {
-            continue;
-        };
-        let Some((site, _)) = choices[i] else { continue };
-        let kind = requests[i].spec.kind;
-        if taken.insert((g.group, kind, site)) {
-            continue;
-        }
-        left[site] += queries[i].units();
-        choices[i] = None;
-        let elsewhere = catalog
-            .options(&queries[i], now, |s| left[s])
-            .into_iter()
-            .find(|(s, _)| !taken.contains(&(g.group, kind, *s)));
-        if let Some((s, km)) = elsewhere {
-            left[s] -= queries[i].units();
-            choices[i] = Some((s, km));
-            taken.insert((g.group, kind, s));
         }
     }
 }
