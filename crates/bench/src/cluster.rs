@@ -74,6 +74,22 @@ fn tokens_file(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Starts one service binary with its own data directory, listening on `port`.
+fn spawn(bins: &Path, dir: &Path, nats_url: &str, port: u16, service: &str) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("{service}.log")))?;
+    Command::new(bins.join(format!("refer-{service}")))
+        .env("REFER_NATS_URL", nats_url)
+        .env("REFER_DATA_DIR", dir.join(service))
+        .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()?))
+        .env("REFER_TOKENS_FILE", dir.join("tokens.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting refer-{service}"))
+}
+
 async fn channel(port: u16) -> anyhow::Result<Channel> {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -103,43 +119,21 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         tokens_file(dir.path())?;
         let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
-        let mut cluster = Cluster {
+        let mut children = [None, None, None, None];
+        for (i, child) in children.iter_mut().enumerate() {
+            *child = Some(spawn(&bins, dir.path(), &nats.url(), ports[i], SERVICES[i])?);
+        }
+        Ok(Cluster {
+            capacity: CapacityClient::new(channel(ports[0]).await?),
+            donations: DonationsClient::new(channel(ports[1]).await?),
+            intake: IntakeClient::new(channel(ports[2]).await?),
+            matcher: MatcherClient::new(channel(ports[3]).await?),
             nats,
             dir,
             bins,
             ports,
-            children: [None, None, None, None],
-            capacity: CapacityClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
-            donations: DonationsClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
-            intake: IntakeClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
-            matcher: MatcherClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy()),
-        };
-        for i in 0..SERVICES.len() {
-            cluster.spawn(i)?;
-        }
-        cluster.capacity = CapacityClient::new(channel(ports[0]).await?);
-        cluster.donations = DonationsClient::new(channel(ports[1]).await?);
-        cluster.intake = IntakeClient::new(channel(ports[2]).await?);
-        cluster.matcher = MatcherClient::new(channel(ports[3]).await?);
-        Ok(cluster)
-    }
-
-    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        let service = SERVICES[i];
-        let log = std::fs::File::create(self.dir.path().join(format!("{service}.log")))?;
-        let child = Command::new(self.bins.join(format!("refer-{service}")))
-            .env("REFER_NATS_URL", self.nats.url())
-            .env("REFER_DATA_DIR", self.dir.path().join(service))
-            .env("REFER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
-            .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()?))
-            .env("REFER_TOKENS_FILE", self.dir.path().join("tokens.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting refer-{service}"))?;
-        self.children[i] = Some(child);
-        Ok(())
+            children,
+        })
     }
 
     /// Peak resident memory of each service so far, in MB (`VmHWM`).
@@ -171,7 +165,13 @@ impl Cluster {
             child.wait()?;
         }
         std::fs::remove_dir_all(self.dir.path().join("matcher")).ok();
-        self.spawn(3)?;
+        self.children[3] = Some(spawn(
+            &self.bins,
+            self.dir.path(),
+            &self.nats.url(),
+            self.ports[3],
+            "matcher",
+        )?);
         self.matcher = MatcherClient::new(channel(self.ports[3]).await?);
         Ok(())
     }

@@ -193,13 +193,12 @@ async fn proposals(
     arrivals: &mut load::Arrivals,
     seen: &mut BTreeMap<String, Instant>,
     submitted: &BTreeMap<String, Instant>,
-    expected: usize,
     patience: Duration,
 ) -> Latencies {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         let matched = submitted.keys().filter(|k| seen.contains_key(*k)).count();
-        if matched >= expected {
+        if matched >= submitted.len() {
             break;
         }
         match tokio::time::timeout_at(deadline, arrivals.recv()).await {
@@ -340,14 +339,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let count = night_people.len();
     let (submitted, failed) = submit_paced(&cluster, night_people, count as f64).await;
-    let night_latency = proposals(
-        &mut arrivals,
-        &mut seen,
-        &submitted,
-        submitted.len(),
-        Duration::from_secs(10),
-    )
-    .await;
+    let night_latency = proposals(&mut arrivals, &mut seen, &submitted, Duration::from_secs(10)).await;
     report.add(format!(
         "W1 {count} people x 3 needs within 1 s: {} of {} needs proposed to a provider ({} requests failed); need -> proposal visible to the provider: {}",
         night_latency.micros.len(),
@@ -524,14 +516,7 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let (submitted, failed) = submit_paced(&cluster, people, per_second as f64).await;
         let mut seen = BTreeMap::new();
-        let latencies = proposals(
-            &mut arrivals,
-            &mut seen,
-            &submitted,
-            submitted.len(),
-            Duration::from_secs(20),
-        )
-        .await;
+        let latencies = proposals(&mut arrivals, &mut seen, &submitted, Duration::from_secs(20)).await;
         report.add(format!(
             "{per_second} needs/s for {} s: {} of {} proposed ({failed} requests failed); need -> proposal: {}",
             sizes.rate_seconds,

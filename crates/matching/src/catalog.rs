@@ -192,6 +192,11 @@ impl Grid {
     }
 }
 
+/// What a person needs, or a site offers, as one bit each.
+fn accessibility_mask(set: &std::collections::BTreeSet<Accessibility>) -> u8 {
+    set.iter().map(|a| accessibility_bit(*a)).fold(0, |a, b| a | b)
+}
+
 /// Every site, compiled for fast checks, indexed by the need kind it serves.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
@@ -259,11 +264,7 @@ impl Catalog {
         let compiled = Compiled {
             ages: e.age_bands.iter().map(|b| age_bit(*b)).fold(0, |a, b| a | b),
             genders: e.genders.iter().map(|g| gender_bit(*g)).fold(0, |a, b| a | b),
-            accessibility: e
-                .accessibility
-                .iter()
-                .map(|a| accessibility_bit(*a))
-                .fold(0, |a, b| a | b),
+            accessibility: accessibility_mask(&e.accessibility),
             languages,
             area,
             region: self.intern_region(site.location.region.as_str()),
@@ -315,11 +316,7 @@ impl Catalog {
             units: spec.units(),
             age: age_bit(profile.age_band),
             gender: gender_bit(profile.gender),
-            accessibility: profile
-                .accessibility
-                .iter()
-                .map(|a| accessibility_bit(*a))
-                .fold(0, |a, b| a | b),
+            accessibility: accessibility_mask(&profile.accessibility),
             languages,
             origin_region: self.regions.get(constraints.origin.region.as_str()).copied(),
             unit: constraints.origin.point.unit_vector(),

@@ -140,8 +140,9 @@ impl Core {
 
 /// Runs the core over a recorded stream from scratch and returns the
 /// matching decisions it makes (proposals and waitlistings), in order. The
-/// live matcher made its decisions the same way, so these equal the
-/// `need.proposed` and `need.waitlisted` events it wrote.
+/// live matcher plans every commit the same way, so these equal the
+/// `need.proposed` and `need.waitlisted` events it wrote, except after a
+/// restart: a matcher catching up plans once at the end of its backlog.
 pub fn replay(commits: &[Recorded]) -> Vec<Action> {
     let mut core = Core::default();
     let mut decisions = Vec::new();
