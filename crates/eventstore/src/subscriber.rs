@@ -15,11 +15,19 @@
 use crate::error::StoreError;
 use crate::store::{EventStore, Recorded};
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
-use futures::StreamExt;
+use async_nats::jetstream::Message;
+use futures::{FutureExt, StreamExt};
 use refer_domain::decode_commit;
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+
+/// What one pull gave: messages (perhaps none within the wait), or the
+/// reason it was lost before any arrived.
+enum Pulled {
+    Messages(Vec<Message>),
+    Lost(String),
+}
 
 /// A read model built by folding the stream.
 pub trait Projection {
@@ -32,7 +40,15 @@ pub trait Projection {
 
 pub struct Subscriber {
     name: String,
+    filter: String,
+    stream: async_nats::jetstream::stream::Stream,
     consumer: Consumer<pull::Config>,
+    /// A standing pull: the server pushes commits as they land, so an idle
+    /// subscriber costs nothing and a busy one never waits for a request
+    /// round trip. Opened on first use; after an error the consumer itself
+    /// is started again from the checkpoint (see `receive`).
+    messages: Option<pull::Stream>,
+    pull_lost: bool,
     tree: sled::Tree,
     checkpoint: u64,
 }
@@ -46,49 +62,20 @@ impl Subscriber {
             .get(CHECKPOINT_KEY)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0);
-        let settings = store.settings();
         let stream = store
             .jetstream()
-            .get_stream(&settings.name)
+            .get_stream(&store.settings().name)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let config = pull::Config {
-            durable_name: Some(name.to_owned()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
-            max_ack_pending: 10_000,
-            deliver_policy: match checkpoint {
-                0 => DeliverPolicy::All,
-                seq => DeliverPolicy::ByStartSequence {
-                    start_sequence: seq + 1,
-                },
-            },
-            filter_subject: filter.unwrap_or_default(),
-            ..Default::default()
-        };
-        // Reuse the server's consumer only if it stands exactly at our
-        // checkpoint. Otherwise (local state lost or behind, or deliveries
-        // not acked before a crash) start it again from the checkpoint, so
-        // neither a gap nor an ack-wait stall is possible.
-        let reuse = match stream.consumer_info(name).await {
-            Ok(info) => {
-                info.delivered.stream_sequence == checkpoint
-                    && info.num_ack_pending == 0
-                    && info.config.filter_subject == config.filter_subject
-            }
-            Err(_) => false,
-        };
-        if !reuse {
-            let _ = stream.delete_consumer(name).await;
-            tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
-        }
-        let consumer = stream
-            .get_or_create_consumer(name, config)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let filter = filter.unwrap_or_default();
+        let consumer = start_consumer(&stream, name, &filter, checkpoint).await?;
         Ok(Self {
             name: name.to_owned(),
+            filter,
+            stream,
             consumer,
+            messages: None,
+            pull_lost: false,
             tree,
             checkpoint,
         })
@@ -115,7 +102,7 @@ impl Subscriber {
         Ok(info.num_pending + info.num_ack_pending as u64)
     }
 
-    /// Fetches up to `max` messages (waiting at most `wait` for the first),
+    /// Takes up to `max` commits (waiting at most `wait` for the first),
     /// applies them, persists, and acknowledges. Returns how many commits were
     /// applied; redeliveries of already applied commits are acked and skipped.
     pub async fn poll(
@@ -124,18 +111,7 @@ impl Subscriber {
         max: usize,
         wait: Duration,
     ) -> Result<usize, StoreError> {
-        let mut batch = self
-            .consumer
-            .fetch()
-            .max_messages(max)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let mut received = Vec::new();
-        while let Some(msg) = batch.next().await {
-            received.push(msg.map_err(|e| StoreError::Unavailable(e.to_string()))?);
-        }
+        let received = self.receive(max, wait).await?;
         let mut applied = 0;
         let mut checkpoint = self.checkpoint;
         // Each delivery says how many messages wait behind it: the consumer's lag.
@@ -181,6 +157,75 @@ impl Subscriber {
         Ok(applied)
     }
 
+    /// Waits up to `wait` for a first message, then takes whatever else has
+    /// already arrived, up to `max`: a batch is as large as the backlog, and
+    /// a lone commit is not held back waiting for company. A pull lost
+    /// before anything arrived (the consumer deleted, the server restarted)
+    /// is opened again once before giving up.
+    async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, StoreError> {
+        let mut lost = None;
+        for _ in 0..2 {
+            match self.pull(max, wait).await? {
+                Pulled::Messages(received) => return Ok(received),
+                Pulled::Lost(why) => lost = Some(why),
+            }
+        }
+        Err(StoreError::Unavailable(lost.unwrap_or_default()))
+    }
+
+    async fn pull(&mut self, max: usize, wait: Duration) -> Result<Pulled, StoreError> {
+        if self.messages.is_none() {
+            // Messages a lost pull had in flight come back only after the
+            // ack wait, behind later ones: start the consumer again at the
+            // checkpoint, so no commit is skipped.
+            if self.pull_lost {
+                self.consumer = start_consumer(&self.stream, &self.name, &self.filter, self.checkpoint).await?;
+                self.pull_lost = false;
+            }
+            let pull = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(max.max(1))
+                .messages()
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.messages = Some(pull);
+        }
+        let messages = self.messages.as_mut().expect("opened above");
+        let mut received = Vec::new();
+        let Ok(mut next) = tokio::time::timeout(wait, messages.next()).await else {
+            return Ok(Pulled::Messages(received));
+        };
+        loop {
+            match next {
+                Some(Ok(msg)) => received.push(msg),
+                // The pull failed or ended: open a new one next time, and
+                // keep what arrived before it (those acks are still owed).
+                end => {
+                    self.messages = None;
+                    self.pull_lost = true;
+                    let why = match end {
+                        Some(Err(err)) => err.to_string(),
+                        _ => "the consumer's pull ended".to_owned(),
+                    };
+                    if received.is_empty() {
+                        return Ok(Pulled::Lost(why));
+                    }
+                    tracing::warn!(consumer = %self.name, error = %why, "pull interrupted; reopening");
+                    break;
+                }
+            }
+            if received.len() >= max {
+                break;
+            }
+            match messages.next().now_or_never() {
+                Some(more) => next = more,
+                None => break,
+            }
+        }
+        Ok(Pulled::Messages(received))
+    }
+
     /// Polls until the consumer has nothing pending (used by tests, rebuilds
     /// and benchmarks). Returns the number of commits applied.
     pub async fn catch_up(&mut self, projection: &mut impl Projection) -> Result<usize, StoreError> {
@@ -192,4 +237,47 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Creates the durable consumer `name` delivering after `checkpoint`. The
+/// server's consumer is reused only if it stands exactly at the checkpoint.
+/// Otherwise (local state lost or behind, deliveries not acked before a
+/// crash, a pull lost) it starts again from the checkpoint, so neither a gap
+/// nor an ack-wait stall is possible.
+async fn start_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    filter: &str,
+    checkpoint: u64,
+) -> Result<Consumer<pull::Config>, StoreError> {
+    let config = pull::Config {
+        durable_name: Some(name.to_owned()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 10_000,
+        deliver_policy: match checkpoint {
+            0 => DeliverPolicy::All,
+            seq => DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            },
+        },
+        filter_subject: filter.to_owned(),
+        ..Default::default()
+    };
+    let reuse = match stream.consumer_info(name).await {
+        Ok(info) => {
+            info.delivered.stream_sequence == checkpoint
+                && info.num_ack_pending == 0
+                && info.config.filter_subject == config.filter_subject
+        }
+        Err(_) => false,
+    };
+    if !reuse {
+        let _ = stream.delete_consumer(name).await;
+        tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
+    }
+    stream
+        .get_or_create_consumer(name, config)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }

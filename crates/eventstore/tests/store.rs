@@ -339,8 +339,8 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
     assert_eq!(beds.commits, 15, "every commit applied exactly once");
     assert!(ids.iter().all(|id| beds.free[id] == 3));
 
-    // The server redelivers everything (as after a crash between flush and
-    // ack): already applied commits are skipped.
+    // The server's consumer is replaced under the running subscriber, to
+    // deliver everything again (an operator's reset): nothing is applied twice.
     let stream = store.jetstream().get_stream("REFER").await.unwrap();
     let config = stream.consumer_info("beds").await.unwrap().config.clone();
     stream.delete_consumer("beds").await.unwrap();

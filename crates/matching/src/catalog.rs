@@ -203,6 +203,8 @@ pub struct Catalog {
     sites: Vec<Site>,
     compiled: Vec<Compiled>,
     by_kind: HashMap<NeedKind, Grid>,
+    /// A target's sites (a provider has one per service it offers).
+    by_target: HashMap<Target, Vec<usize>>,
     languages: HashMap<Language, u32>,
     regions: HashMap<String, u32>,
 }
@@ -284,6 +286,7 @@ impl Catalog {
                 self.by_kind.entry(kind).or_default().push(index, lat, lon);
             }
         }
+        self.by_target.entry(site.target).or_default().push(index as usize);
         self.sites.push(site);
         self.compiled.push(compiled);
     }
@@ -298,6 +301,16 @@ impl Catalog {
 
     pub fn site(&self, index: usize) -> &Site {
         &self.sites[index]
+    }
+
+    /// The sites of `target`, in catalog order.
+    pub fn sites_of(&self, target: Target) -> impl Iterator<Item = usize> + '_ {
+        self.by_target.get(&target).into_iter().flatten().copied()
+    }
+
+    /// Whether site `index`, with `free` units, may take the need now.
+    pub fn admits_at(&self, index: usize, query: &Query, now: Timestamp, free: u32) -> bool {
+        self.admits(index, query, now, free).is_some()
     }
 
     /// Compiles a need; `exclude` lists targets it may not go to (declined

@@ -79,17 +79,25 @@ pub struct Projection {
     pub needs: BTreeMap<NeedId, Need>,
     /// Stream sequence at which each need was requested (its place in line).
     pub arrival: BTreeMap<NeedId, u64>,
-    /// Waitlisted needs get another look when capacity changes.
+    /// The whole waitlist gets another look (sites were added or resumed,
+    /// a restart, a decision that failed).
     pub capacity_changed: bool,
+    /// Targets whose free units may have grown since the last plan: the
+    /// waitlisted needs they could take get another look.
+    #[serde(skip)]
+    freed: BTreeSet<Target>,
     /// Every site compiled for the matching engine's hard constraints;
     /// dropped when a profile, an offer or a suspension changes, rebuilt
     /// when next needed (capacity changes keep it: free units are read live).
     #[serde(skip)]
     sites: Option<Catalog>,
-    /// Needs awaiting a match, and needs proposed: kept beside `needs` so a
-    /// plan looks only at those, not at every need ever requested.
+    /// Needs awaiting a match (waitlisted ones apart), and needs proposed:
+    /// kept beside `needs` so a plan looks only at those, not at every need
+    /// ever requested.
     #[serde(skip)]
     awaiting: BTreeSet<NeedId>,
+    #[serde(skip)]
+    waitlisted: BTreeSet<NeedId>,
     #[serde(skip)]
     proposed: BTreeSet<NeedId>,
 }
@@ -140,11 +148,14 @@ impl Projection {
                 self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
                 // Only what can free units gives the waitlist another look:
                 // a hold placed or confirmed frees nothing.
-                if !matches!(
-                    e,
-                    ProviderEvent::HoldPlaced { .. } | ProviderEvent::HoldConfirmed { .. } | ProviderEvent::Suspended
-                ) {
-                    self.capacity_changed = true;
+                match e {
+                    ProviderEvent::Registered(_) | ProviderEvent::Resumed => self.capacity_changed = true,
+                    ProviderEvent::HoldPlaced { .. }
+                    | ProviderEvent::HoldConfirmed { .. }
+                    | ProviderEvent::Suspended => {}
+                    _ => {
+                        self.freed.insert(Target::Provider(ProviderId::from_uuid(id)));
+                    }
                 }
                 AggregateKind::Provider
             }
@@ -154,8 +165,12 @@ impl Projection {
                 }
                 let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
                 self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
-                if matches!(e, DonationEvent::Registered(_) | DonationEvent::HoldReleased { .. }) {
-                    self.capacity_changed = true;
+                match e {
+                    DonationEvent::Registered(_) => self.capacity_changed = true,
+                    DonationEvent::HoldReleased { .. } => {
+                        self.freed.insert(Target::Donation(DonationId::from_uuid(id)));
+                    }
+                    _ => {}
                 }
                 AggregateKind::Donation
             }
@@ -170,13 +185,18 @@ impl Projection {
         }
     }
 
-    /// Files a need under awaiting or proposed, by its status.
+    /// Files a need under awaiting, waitlisted or proposed, by its status.
     fn index(&mut self, need: NeedId) {
         let status = self.needs.get(&need).map(|n| n.status);
-        if status.is_some_and(NeedStatus::awaits_match) {
+        if status.is_some_and(|s| s.awaits_match() && s != NeedStatus::Waitlisted) {
             self.awaiting.insert(need);
         } else {
             self.awaiting.remove(&need);
+        }
+        if status == Some(NeedStatus::Waitlisted) {
+            self.waitlisted.insert(need);
+        } else {
+            self.waitlisted.remove(&need);
         }
         if status == Some(NeedStatus::Proposed) {
             self.proposed.insert(need);
@@ -220,6 +240,45 @@ impl Projection {
             Target::Donation(id) => self.donations.get(&id).map_or(0, |d| d.free()),
         };
         free.saturating_sub(spoken.get(&(target, kind)).copied().unwrap_or(0))
+    }
+
+    /// The waitlisted needs worth another look: all of them after a change
+    /// to the sites themselves; otherwise those that a target with more
+    /// room since the last plan could take (most capacity changes concern
+    /// one site, and the waitlist can be long).
+    fn revisit(&mut self, now: Timestamp, spoken: &BTreeMap<(Target, NeedKind), u32>) -> Vec<NeedId> {
+        let freed = std::mem::take(&mut self.freed);
+        if std::mem::take(&mut self.capacity_changed) {
+            return self.waitlisted.iter().copied().collect();
+        }
+        let Some(catalog) = &self.sites else { return vec![] };
+        let freed: Vec<usize> = freed.iter().flat_map(|t| catalog.sites_of(*t)).collect();
+        if freed.is_empty() {
+            return vec![];
+        }
+        self.waitlisted
+            .iter()
+            .copied()
+            .filter(|id| {
+                let Some(need) = self.needs.get(id) else { return false };
+                let Some(request) = &need.request else { return false };
+                let kind = request.spec.kind;
+                let serves: Vec<usize> = freed
+                    .iter()
+                    .copied()
+                    .filter(|i| catalog.site(*i).offer.serves(kind))
+                    .collect();
+                if serves.is_empty() {
+                    return false;
+                }
+                let excluded: Vec<Target> = need.excluded.iter().copied().collect();
+                let query = catalog.query(&request.spec, &excluded);
+                serves.into_iter().any(|i| {
+                    let free = self.free(catalog.site(i).target, kind, spoken);
+                    catalog.admits_at(i, &query, now, free)
+                })
+            })
+            .collect()
     }
 
     /// Compiles every site that takes referrals for the matching engine.
@@ -323,12 +382,14 @@ impl Projection {
         sites
     }
 
-    /// Needs awaiting a match, most urgent first, juveniles first within an
-    /// urgency, then in order of arrival.
-    fn queue(&self) -> Vec<NeedId> {
+    /// Needs to match now, most urgent first, juveniles first within an
+    /// urgency, then in order of arrival: those awaiting a match, and the
+    /// waitlisted ones given another look.
+    fn queue(&self, waitlisted: &[NeedId]) -> Vec<NeedId> {
         let mut queue: Vec<(u8, u8, u64, NeedId)> = self
             .awaiting
             .iter()
+            .chain(waitlisted)
             .filter_map(|id| {
                 let r = self.needs.get(id)?.request.as_ref()?;
                 let juvenile = u8::from(r.spec.profile.age_band != AgeBand::Juvenile);
@@ -441,21 +502,18 @@ impl Projection {
     /// that never does) plans the same way.
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
         // The optimum for people alone: most placed by priority tier, then least distance.
-        let capacity_changed = std::mem::take(&mut self.capacity_changed);
         self.compile_sites();
         let spoken = self.spoken(in_flight);
+        let revisit = self.revisit(now, &spoken);
         let mut problem = refer_matching::Problem::default();
         let mut pools: Vec<Target> = Vec::new();
         let mut pool_of: BTreeMap<(Target, NeedKind), usize> = BTreeMap::new();
         let mut waiting: Vec<(NeedId, BTreeSet<Target>, Cohesion)> = Vec::new();
-        for need_id in self.queue() {
+        for need_id in self.queue(&revisit) {
             if in_flight.needs.contains_key(&need_id) {
                 continue;
             }
             let need = &self.needs[&need_id];
-            if need.status == NeedStatus::Waitlisted && !capacity_changed {
-                continue;
-            }
             let request = need.request.as_ref().expect("queued needs are requested");
             let kind = request.spec.kind;
             let group_sites = self.group_sites(need_id, in_flight);
@@ -599,6 +657,55 @@ mod tests {
             }),
             "{actions:?}"
         );
+    }
+
+    #[test]
+    fn room_at_one_site_revisits_only_the_waitlisted_needs_it_could_take() {
+        use refer_domain::profile::Gender;
+        // A takes women, B takes men; both full. A woman and a man wait.
+        let mut state = Projection::default();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut men = sample::shelter(OrgId::from_u128(1));
+        men.eligibility.genders = [Gender::Male].into();
+        for (id, profile) in [(a, sample::shelter(OrgId::from_u128(1))), (b, men)] {
+            state.apply(1, id, &Event::Provider(ProviderEvent::Registered(Box::new(profile))));
+        }
+        let woman = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(8), None);
+        let mut man = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(9), None);
+        man.spec.profile.gender = Gender::Male;
+        let (her, him) = (NeedId::from_u128(10), NeedId::from_u128(11));
+        for (id, request) in [(her, woman), (him, man)] {
+            state.apply(2, id.as_uuid(), &Event::Need(NeedEvent::Requested(request)));
+        }
+        let mut in_flight = InFlight::default();
+        let actions = state.plan(NIGHT, &mut in_flight);
+        assert_eq!(actions.len(), 2, "both wait: {actions:?}");
+        for id in [her, him] {
+            state.apply(3, id.as_uuid(), &Event::Need(NeedEvent::Waitlisted));
+        }
+        state.settle_in_flight(&mut in_flight);
+        assert!(state.plan(NIGHT, &mut in_flight).is_empty(), "nothing changed");
+
+        let bed = |declared| ProviderEvent::CapacitySet {
+            service: ServiceKind::ShelterBed,
+            declared,
+        };
+        state.apply(4, a, &Event::Provider(bed(1)));
+        state.compile_sites();
+        let spoken = state.spoken(&in_flight);
+        assert_eq!(state.revisit(NIGHT, &spoken), vec![her], "only the woman can use A");
+        state.apply(5, b, &Event::Provider(bed(1)));
+        let actions = state.plan(NIGHT, &mut in_flight);
+        let proposed: Vec<NeedId> = actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Propose { need, .. } => Some(*need),
+                _ => None,
+            })
+            .collect();
+        // A's room was looked at above (and the woman is still waiting for
+        // it); B's room brings back only the man.
+        assert_eq!(proposed, vec![him], "{actions:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use refer_service::{Role, SharedClock, TokenBook};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -122,6 +122,14 @@ impl Core {
         }
     }
 
+    /// Hands every planned action to the executor.
+    fn send(&mut self, decisions: &Decisions) {
+        for decision in self.queue.drain(..) {
+            // Only fails once the executor stopped, at shutdown.
+            let _ = decisions.send(decision);
+        }
+    }
+
     /// Actions planned and not yet carried out.
     pub fn planned(&self) -> usize {
         self.queue.len()
@@ -158,6 +166,9 @@ pub fn replay(commits: &[Recorded]) -> Vec<Action> {
     decisions
 }
 
+/// Decisions on their way to the executor, with the event that caused each.
+type Decisions = mpsc::UnboundedSender<(Action, Option<EventId>)>;
+
 /// Feeds the subscriber's commits to the shared core.
 struct Feed {
     core: Arc<Mutex<Core>>,
@@ -165,6 +176,7 @@ struct Feed {
     /// Live, every commit is planned at its own time, so the decisions are a
     /// function of the stream (`replay` makes the same ones).
     catching_up: bool,
+    decisions: Decisions,
 }
 
 impl refer_eventstore::Projection for Feed {
@@ -174,6 +186,10 @@ impl refer_eventstore::Projection for Feed {
             core.fold(commit);
         } else {
             core.apply(commit);
+            // Carried out at once, before the batch's checkpoint is on disk:
+            // after a crash the same decisions are planned again with the
+            // same derived keys, and land once.
+            core.send(&self.decisions);
         }
     }
 
@@ -436,63 +452,59 @@ impl Executor {
         }
     }
 
-    /// Carries out queued decisions in order. A decision the aggregates
-    /// refuse (the projection was behind) or that met an unavailable bus is
-    /// forgotten; the needs it concerned are matched again right away (on
-    /// the next round, not only when another event arrives).
-    async fn drain(&self) {
-        use futures::StreamExt;
-        let queued = std::mem::take(&mut self.core.lock().expect("core lock").queue);
-        // Decisions touch different needs and holds and are idempotent
-        // (derived keys; a conflict is retried by the store), so they are
-        // carried out together: their appends share fsyncs instead of
-        // waiting for one each.
-        let abandoned = futures::stream::iter(queued)
-            .map(|(action, cause)| async move {
-                let started = std::time::Instant::now();
-                let outcome = self.run(&action, cause).await;
-                refer_metrics::observe(
-                    "refer_matcher_decision_seconds",
-                    "Time to carry out one matcher decision through the event store.",
-                    &[("decision", action.name())],
-                    started.elapsed(),
-                );
-                let Err(err) = outcome else { return false };
-                tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
-                let mut core = self.core.lock().expect("core lock");
-                match action {
-                    Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
-                        core.in_flight.abandon(need, Some(hold))
-                    }
-                    Action::Waitlist { need, .. }
-                    | Action::Expire { need, .. }
-                    | Action::AcceptDonation { need, .. } => core.in_flight.abandon(need, None),
-                    Action::Confirm { hold, .. } | Action::Release { hold, .. } => {
-                        core.in_flight.settling.remove(&hold);
-                    }
-                }
-                true
-            })
-            .buffer_unordered(DECISIONS_AT_ONCE)
-            .fold(false, |any, this| async move { any || this })
-            .await;
-        if abandoned {
-            let mut core = self.core.lock().expect("core lock");
-            let Core {
-                state,
-                in_flight,
-                queue,
-                ..
-            } = &mut *core;
-            state.capacity_changed = true;
-            let again = state.match_needs(self.clock.now(), in_flight);
-            queue.extend(again.into_iter().map(|a| (a, None)));
+    /// Carries out one decision. One the aggregates refuse (the projection
+    /// was behind) or that met an unavailable bus is forgotten, and the
+    /// needs it concerned are matched again right away (not only when
+    /// another event arrives).
+    async fn carry_out(&self, action: Action, cause: Option<EventId>, decisions: &Decisions) {
+        let started = std::time::Instant::now();
+        let outcome = self.run(&action, cause).await;
+        refer_metrics::observe(
+            "refer_matcher_decision_seconds",
+            "Time to carry out one matcher decision through the event store.",
+            &[("decision", action.name())],
+            started.elapsed(),
+        );
+        let Err(err) = outcome else { return };
+        tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
+        let mut core = self.core.lock().expect("core lock");
+        match action {
+            Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
+                core.in_flight.abandon(need, Some(hold))
+            }
+            Action::Waitlist { need, .. } | Action::Expire { need, .. } | Action::AcceptDonation { need, .. } => {
+                core.in_flight.abandon(need, None)
+            }
+            Action::Confirm { hold, .. } | Action::Release { hold, .. } => {
+                core.in_flight.settling.remove(&hold);
+            }
         }
+        let Core { state, in_flight, .. } = &mut *core;
+        state.capacity_changed = true;
+        for again in state.match_needs(self.clock.now(), in_flight) {
+            let _ = decisions.send((again, None));
+        }
+    }
+
+    /// Carries out decisions as they come, `DECISIONS_AT_ONCE` together:
+    /// they touch different needs and holds and are idempotent (derived
+    /// keys; a conflict is retried by the store), and together their appends
+    /// share the server's fsyncs instead of waiting for one each. Planning
+    /// goes on meanwhile; `InFlight` keeps a need from being planned twice.
+    async fn serve(self, queue: mpsc::UnboundedReceiver<(Action, Option<EventId>)>, decisions: Decisions) {
+        use futures::StreamExt;
+        tokio_stream::wrappers::UnboundedReceiverStream::new(queue)
+            .map(|(action, cause)| self.carry_out(action, cause, &decisions))
+            .buffer_unordered(DECISIONS_AT_ONCE)
+            .for_each(|()| async {})
+            .await;
     }
 }
 
 /// How many decisions the executor carries out at once.
 const DECISIONS_AT_ONCE: usize = 64;
+/// How often the workload gauges are refreshed.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// Starts the matcher: restores the projection, keeps it current, carries
 /// out decisions, and runs housekeeping (expiry) every `tick`.
@@ -511,9 +523,12 @@ pub async fn start(
         clock: clock.clone(),
         core: core.clone(),
     };
+    let (decisions, queue) = mpsc::unbounded_channel();
+    let executing = tokio::spawn(executor.clone().serve(queue, decisions.clone()));
     let mut feed = Feed {
         core: core.clone(),
         catching_up: true,
+        decisions: decisions.clone(),
     };
     let status_core = core.clone();
     let position = checkpoint.clone();
@@ -522,13 +537,36 @@ pub async fn start(
             tracing::warn!(error = %err, "matcher catching up paused; retrying");
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
             if *shutdown.borrow() {
+                executing.abort();
                 return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         feed.catching_up = false;
+        let mut reported = std::time::Instant::now();
         loop {
+            // Plans what the backlog left (first round), then housekeeping:
+            // holds to settle, referrals past their deadline.
+            {
+                let mut guard = core.lock().expect("core lock");
+                guard.plan_folded();
+                let Core {
+                    state,
+                    in_flight,
+                    queue,
+                    ..
+                } = &mut *guard;
+                let chores = state.housekeeping(clock.now(), in_flight);
+                queue.extend(chores.into_iter().map(|a| (a, None)));
+                guard.send(&decisions);
+                // The gauges scan every need: a few times a second is enough.
+                if reported.elapsed() >= REPORT_EVERY {
+                    guard.report();
+                    reported = std::time::Instant::now();
+                }
+            }
             if *shutdown.borrow() {
+                executing.abort();
                 break;
             }
             tokio::select! {
@@ -541,20 +579,6 @@ pub async fn start(
                 }
             }
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
-            {
-                let mut core = core.lock().expect("core lock");
-                core.plan_folded();
-                let Core {
-                    state,
-                    in_flight,
-                    queue,
-                    ..
-                } = &mut *core;
-                let chores = state.housekeeping(executor.clock.now(), in_flight);
-                queue.extend(chores.into_iter().map(|a| (a, None)));
-            }
-            executor.drain().await;
-            core.lock().expect("core lock").report();
         }
     });
     let service = MatcherService {
