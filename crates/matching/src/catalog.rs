@@ -238,7 +238,7 @@ impl Catalog {
     pub fn new(sites: impl IntoIterator<Item = Site>) -> Self {
         let mut catalog = Catalog::default();
         for site in sites {
-            catalog.push(site);
+            catalog.add(site);
         }
         catalog
     }
@@ -248,7 +248,9 @@ impl Catalog {
         *self.regions.entry(code.to_owned()).or_insert(next)
     }
 
-    fn push(&mut self, site: Site) {
+    /// Adds a site at the end (also after the catalog was built: a new
+    /// registration).
+    pub fn add(&mut self, site: Site) {
         let e = &site.eligibility;
         let mut languages = Languages::default();
         for language in &e.languages {

@@ -86,9 +86,13 @@ pub struct Projection {
     /// waitlisted needs they could take get another look.
     #[serde(skip)]
     freed: BTreeSet<Target>,
-    /// Every site compiled for the matching engine's hard constraints;
-    /// dropped when a profile, an offer or a suspension changes, rebuilt
-    /// when next needed (capacity changes keep it: free units are read live).
+    /// A need or a hold changed since the last plan.
+    #[serde(skip)]
+    holds_changed: bool,
+    /// Every site compiled for the matching engine's hard constraints,
+    /// built when first needed; a registration adds its sites to it (profiles
+    /// and offers never change afterwards). Free units are read live, so a
+    /// suspended provider or a withdrawn donation simply has no room.
     #[serde(skip)]
     sites: Option<Catalog>,
     /// Needs awaiting a match (waitlisted ones apart), and needs proposed:
@@ -124,6 +128,41 @@ impl InFlight {
     }
 }
 
+/// A registered provider's sites, one per service it offers.
+fn provider_sites(id: ProviderId, provider: &Provider) -> Vec<Site> {
+    let Some(profile) = &provider.profile else {
+        return vec![];
+    };
+    profile
+        .services
+        .iter()
+        .map(|service| Site {
+            target: Target::Provider(id),
+            offer: Offer::Service {
+                service: *service,
+                hours: profile.hours.clone(),
+            },
+            location: profile.location.clone(),
+            eligibility: profile.eligibility.clone(),
+        })
+        .collect()
+}
+
+/// A registered donation's site.
+fn donation_site(id: DonationId, donation: &Donation) -> Option<Site> {
+    let offer = donation.offer.as_ref()?;
+    Some(Site {
+        target: Target::Donation(id),
+        offer: Offer::Resource {
+            kind: offer.kind,
+            window: offer.window,
+            max_units_per_need: offer.max_units_per_need,
+        },
+        location: offer.location.clone(),
+        eligibility: offer.eligibility.clone(),
+    })
+}
+
 /// The hold id for a need's `attempt`-th proposal: derived, so a re-planned
 /// decision after a crash lands on the same idempotency keys.
 pub fn hold_id(need: NeedId, attempt: u32) -> HoldId {
@@ -138,16 +177,23 @@ impl Projection {
     pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
         match event {
             Event::Provider(e) => {
-                if matches!(
-                    e,
-                    ProviderEvent::Registered(_) | ProviderEvent::Suspended | ProviderEvent::Resumed
-                ) {
-                    self.sites = None;
-                }
                 let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
                 self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
+                if let (ProviderEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
+                    for site in provider_sites(ProviderId::from_uuid(id), &self.providers[&ProviderId::from_uuid(id)]) {
+                        catalog.add(site);
+                    }
+                }
                 // Only what can free units gives the waitlist another look:
                 // a hold placed or confirmed frees nothing.
+                if matches!(
+                    e,
+                    ProviderEvent::HoldPlaced { .. }
+                        | ProviderEvent::HoldReleased { .. }
+                        | ProviderEvent::HoldConfirmed { .. }
+                ) {
+                    self.holds_changed = true;
+                }
                 match e {
                     ProviderEvent::Registered(_) | ProviderEvent::Resumed => self.capacity_changed = true,
                     ProviderEvent::HoldPlaced { .. }
@@ -160,11 +206,23 @@ impl Projection {
                 AggregateKind::Provider
             }
             Event::Donation(e) => {
-                if matches!(e, DonationEvent::Registered(_) | DonationEvent::Withdrawn) {
-                    self.sites = None;
-                }
                 let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
                 self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
+                if let (DonationEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
+                    if let Some(site) =
+                        donation_site(DonationId::from_uuid(id), &self.donations[&DonationId::from_uuid(id)])
+                    {
+                        catalog.add(site);
+                    }
+                }
+                if matches!(
+                    e,
+                    DonationEvent::HoldPlaced { .. }
+                        | DonationEvent::HoldReleased { .. }
+                        | DonationEvent::HoldConfirmed { .. }
+                ) {
+                    self.holds_changed = true;
+                }
                 match e {
                     DonationEvent::Registered(_) => self.capacity_changed = true,
                     DonationEvent::HoldReleased { .. } => {
@@ -180,6 +238,7 @@ impl Projection {
                 self.arrival.entry(need).or_insert(seq);
                 self.needs.insert(need, n.evolve(e));
                 self.index(need);
+                self.holds_changed = true;
                 AggregateKind::Need
             }
         }
@@ -235,7 +294,12 @@ impl Projection {
         let free = match target {
             Target::Provider(id) => kind
                 .provider_service()
-                .and_then(|s| self.providers.get(&id).map(|p| p.units(s).free()))
+                .and_then(|s| {
+                    self.providers
+                        .get(&id)
+                        .filter(|p| !p.suspended)
+                        .map(|p| p.units(s).free())
+                })
                 .unwrap_or(0),
             Target::Donation(id) => self.donations.get(&id).map_or(0, |d| d.free()),
         };
@@ -286,37 +350,9 @@ impl Projection {
         if self.sites.is_some() {
             return;
         }
-        let mut sites = Vec::new();
-        for (id, provider) in &self.providers {
-            let Some(profile) = provider.profile.as_ref().filter(|_| !provider.suspended) else {
-                continue;
-            };
-            for service in &profile.services {
-                sites.push(Site {
-                    target: Target::Provider(*id),
-                    offer: Offer::Service {
-                        service: *service,
-                        hours: profile.hours.clone(),
-                    },
-                    location: profile.location.clone(),
-                    eligibility: profile.eligibility.clone(),
-                });
-            }
-        }
-        for (id, donation) in &self.donations {
-            let Some(offer) = &donation.offer else { continue };
-            sites.push(Site {
-                target: Target::Donation(*id),
-                offer: Offer::Resource {
-                    kind: offer.kind,
-                    window: offer.window,
-                    max_units_per_need: offer.max_units_per_need,
-                },
-                location: offer.location.clone(),
-                eligibility: offer.eligibility.clone(),
-            });
-        }
-        self.sites = Some(Catalog::new(sites));
+        let providers = self.providers.iter().flat_map(|(id, p)| provider_sites(*id, p));
+        let donations = self.donations.iter().flat_map(|(id, d)| donation_site(*id, d));
+        self.sites = Some(Catalog::new(providers.chain(donations)));
     }
 
     /// Eligible targets with room for `need`, nearest first: every hard
@@ -422,7 +458,10 @@ impl Projection {
 
     /// Everything to do after an event: housekeeping, then matching.
     pub fn plan(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
-        let mut actions = self.housekeeping(now, in_flight);
+        // Holds need settling only after a need or a hold changed: most
+        // commits (capacity updates) spare the scan of every open hold.
+        let holds_changed = std::mem::take(&mut self.holds_changed);
+        let mut actions = self.chores(now, in_flight, holds_changed);
         actions.extend(self.match_needs(now, in_flight));
         actions
     }
@@ -431,10 +470,16 @@ impl Projection {
     /// on, finish half-done proposals, expire referrals past their deadline,
     /// accept proposals to donations. Also run on a timer.
     pub fn housekeeping(&self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
+        self.chores(now, in_flight, true)
+    }
+
+    /// Housekeeping; the scan of every open hold only if `scan_holds`.
+    fn chores(&self, now: Timestamp, in_flight: &mut InFlight, scan_holds: bool) -> Vec<Action> {
         let mut actions = Vec::new();
 
         // Settle holds whose need has moved on, and finish half-done proposals.
-        for (target, hold, need_id) in self.holds() {
+        let holds = if scan_holds { self.holds() } else { vec![] };
+        for (target, hold, need_id) in holds {
             if in_flight.holds.contains_key(&hold) || in_flight.settling.contains_key(&hold) {
                 continue;
             }
