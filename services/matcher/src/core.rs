@@ -86,9 +86,13 @@ pub struct Projection {
     /// waitlisted needs they could take get another look.
     #[serde(skip)]
     freed: BTreeSet<Target>,
-    /// A need or a hold changed since the last plan.
+    /// Needs that changed, or whose holds did, since the last plan: only
+    /// their holds can need settling (the timer's housekeeping looks at all).
     #[serde(skip)]
-    holds_changed: bool,
+    touched: BTreeSet<NeedId>,
+    /// The open holds of each need, wherever they are.
+    #[serde(skip)]
+    holds_by_need: BTreeMap<NeedId, BTreeSet<(Target, HoldId)>>,
     /// Every site compiled for the matching engine's hard constraints,
     /// built when first needed; a registration adds its sites to it (profiles
     /// and offers never change afterwards). Free units are read live, so a
@@ -178,6 +182,14 @@ impl Projection {
         match event {
             Event::Provider(e) => {
                 let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
+                let target = Target::Provider(ProviderId::from_uuid(id));
+                match e {
+                    ProviderEvent::HoldPlaced { hold, need, .. } => self.track_hold(target, *hold, Some(*need), true),
+                    ProviderEvent::HoldReleased { hold, .. } | ProviderEvent::HoldConfirmed { hold } => {
+                        self.track_hold(target, *hold, p.holds.get(hold).map(|h| h.need), false)
+                    }
+                    _ => {}
+                }
                 self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
                 if let (ProviderEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
                     for site in provider_sites(ProviderId::from_uuid(id), &self.providers[&ProviderId::from_uuid(id)]) {
@@ -186,14 +198,6 @@ impl Projection {
                 }
                 // Only what can free units gives the waitlist another look:
                 // a hold placed or confirmed frees nothing.
-                if matches!(
-                    e,
-                    ProviderEvent::HoldPlaced { .. }
-                        | ProviderEvent::HoldReleased { .. }
-                        | ProviderEvent::HoldConfirmed { .. }
-                ) {
-                    self.holds_changed = true;
-                }
                 match e {
                     ProviderEvent::Registered(_) | ProviderEvent::Resumed => self.capacity_changed = true,
                     ProviderEvent::HoldPlaced { .. }
@@ -207,6 +211,14 @@ impl Projection {
             }
             Event::Donation(e) => {
                 let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
+                let target = Target::Donation(DonationId::from_uuid(id));
+                match e {
+                    DonationEvent::HoldPlaced { hold, need, .. } => self.track_hold(target, *hold, Some(*need), true),
+                    DonationEvent::HoldReleased { hold, .. } | DonationEvent::HoldConfirmed { hold } => {
+                        self.track_hold(target, *hold, d.holds.get(hold).map(|h| h.need), false)
+                    }
+                    _ => {}
+                }
                 self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
                 if let (DonationEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
                     if let Some(site) =
@@ -214,14 +226,6 @@ impl Projection {
                     {
                         catalog.add(site);
                     }
-                }
-                if matches!(
-                    e,
-                    DonationEvent::HoldPlaced { .. }
-                        | DonationEvent::HoldReleased { .. }
-                        | DonationEvent::HoldConfirmed { .. }
-                ) {
-                    self.holds_changed = true;
                 }
                 match e {
                     DonationEvent::Registered(_) => self.capacity_changed = true,
@@ -238,8 +242,23 @@ impl Projection {
                 self.arrival.entry(need).or_insert(seq);
                 self.needs.insert(need, n.evolve(e));
                 self.index(need);
-                self.holds_changed = true;
+                self.touched.insert(need);
                 AggregateKind::Need
+            }
+        }
+    }
+
+    /// Files a hold placed (or gone) under its need, and marks the need.
+    fn track_hold(&mut self, target: Target, hold: HoldId, need: Option<NeedId>, placed: bool) {
+        let Some(need) = need else { return };
+        self.touched.insert(need);
+        let holds = self.holds_by_need.entry(need).or_default();
+        if placed {
+            holds.insert((target, hold));
+        } else {
+            holds.remove(&(target, hold));
+            if holds.is_empty() {
+                self.holds_by_need.remove(&need);
             }
         }
     }
@@ -269,6 +288,10 @@ impl Projection {
         let ids: Vec<NeedId> = self.needs.keys().copied().collect();
         for id in ids {
             self.index(id);
+        }
+        self.holds_by_need.clear();
+        for (target, hold, need) in self.holds() {
+            self.holds_by_need.entry(need).or_default().insert((target, hold));
         }
     }
 
@@ -458,10 +481,10 @@ impl Projection {
 
     /// Everything to do after an event: housekeeping, then matching.
     pub fn plan(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
-        // Holds need settling only after a need or a hold changed: most
-        // commits (capacity updates) spare the scan of every open hold.
-        let holds_changed = std::mem::take(&mut self.holds_changed);
-        let mut actions = self.chores(now, in_flight, holds_changed);
+        // Only the holds of needs that changed can need settling: a commit
+        // looks at those, not at every open hold.
+        let touched = std::mem::take(&mut self.touched);
+        let mut actions = self.chores(now, in_flight, Some(&touched));
         actions.extend(self.match_needs(now, in_flight));
         actions
     }
@@ -470,15 +493,27 @@ impl Projection {
     /// on, finish half-done proposals, expire referrals past their deadline,
     /// accept proposals to donations. Also run on a timer.
     pub fn housekeeping(&self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
-        self.chores(now, in_flight, true)
+        self.chores(now, in_flight, None)
     }
 
-    /// Housekeeping; the scan of every open hold only if `scan_holds`.
-    fn chores(&self, now: Timestamp, in_flight: &mut InFlight, scan_holds: bool) -> Vec<Action> {
+    /// Housekeeping, for the holds of `needs` only, or of every need.
+    fn chores(&self, now: Timestamp, in_flight: &mut InFlight, needs: Option<&BTreeSet<NeedId>>) -> Vec<Action> {
         let mut actions = Vec::new();
 
         // Settle holds whose need has moved on, and finish half-done proposals.
-        let holds = if scan_holds { self.holds() } else { vec![] };
+        let holds = match needs {
+            None => self.holds(),
+            Some(needs) => needs
+                .iter()
+                .flat_map(|need| {
+                    self.holds_by_need
+                        .get(need)
+                        .into_iter()
+                        .flatten()
+                        .map(move |(target, hold)| (*target, *hold, *need))
+                })
+                .collect(),
+        };
         for (target, hold, need_id) in holds {
             if in_flight.holds.contains_key(&hold) || in_flight.settling.contains_key(&hold) {
                 continue;
