@@ -312,7 +312,7 @@ impl Catalog {
 
     /// Whether site `index`, with `free` units, may take the need now.
     pub fn admits_at(&self, index: usize, query: &Query, now: Timestamp, free: u32) -> bool {
-        self.admits(index, query, now, free).is_some()
+        self.admits(index, query, now, || free).is_some()
     }
 
     /// Compiles a need; `exclude` lists targets it may not go to (declined
@@ -346,12 +346,13 @@ impl Catalog {
         }
     }
 
-    /// Whether site `index` may take the need, given `free` units there:
-    /// every hard constraint. Returns the squared chord to the origin.
-    fn admits(&self, index: usize, query: &Query, now: Timestamp, free: u32) -> Option<f64> {
+    /// Whether site `index` may take the need, given `free()` units there:
+    /// every hard constraint. Returns the squared chord to the origin. Free
+    /// units are asked for last: they are looked up in the caller's state,
+    /// and most sites fail a cheaper test first.
+    fn admits(&self, index: usize, query: &Query, now: Timestamp, free: impl FnOnce() -> u32) -> Option<f64> {
         let c = &self.compiled[index];
-        let cheap = free >= query.units
-            && query.units <= c.max_units_per_need
+        let cheap = query.units <= c.max_units_per_need
             && c.ages & query.age != 0
             && c.genders & query.gender != 0
             && query.accessibility & !c.accessibility == 0
@@ -370,7 +371,8 @@ impl Catalog {
             && query.within.is_none_or(|w| w.admits(chord2))
             && !query.avoid.contains(&c.region)
             && !query.exclude.contains(&site.target)
-            && site.offer.open_at(now);
+            && site.offer.open_at(now)
+            && free() >= query.units;
         fits.then_some(chord2)
     }
 
@@ -379,7 +381,7 @@ impl Catalog {
     pub fn options(&self, query: &Query, now: Timestamp, free: impl Fn(usize) -> u32) -> Vec<(usize, u32)> {
         let mut out: Vec<(usize, u32)> = self
             .candidates(query)
-            .filter_map(|i| self.admits(i, query, now, free(i)).map(|c| (i, chord_km(c))))
+            .filter_map(|i| self.admits(i, query, now, || free(i)).map(|c| (i, chord_km(c))))
             .collect();
         out.sort_by_key(|(i, km)| (*km, *i));
         out
@@ -390,7 +392,7 @@ impl Catalog {
     pub fn nearest(&self, query: &Query, now: Timestamp, free: impl Fn(usize) -> u32) -> Option<(usize, u32)> {
         let mut best: Option<(f64, usize)> = None;
         for i in self.candidates(query) {
-            if let Some(c) = self.admits(i, query, now, free(i)) {
+            if let Some(c) = self.admits(i, query, now, || free(i)) {
                 if best.is_none_or(|(b, bi)| c < b || (c == b && i < bi)) {
                     best = Some((c, i));
                 }

@@ -90,6 +90,9 @@ pub struct Projection {
     /// their holds can need settling (the timer's housekeeping looks at all).
     #[serde(skip)]
     touched: BTreeSet<NeedId>,
+    /// The same, for the commit being folded (see `settle_touched`).
+    #[serde(skip)]
+    just_touched: Vec<NeedId>,
     /// The open holds of each need, wherever they are.
     #[serde(skip)]
     holds_by_need: BTreeMap<NeedId, BTreeSet<(Target, HoldId)>>,
@@ -106,8 +109,13 @@ pub struct Projection {
     awaiting: BTreeSet<NeedId>,
     #[serde(skip)]
     waitlisted: BTreeSet<NeedId>,
+    /// Needs proposed, by when they are due for housekeeping: a referral at
+    /// its deadline, a donation at once (it is accepted on the business's
+    /// behalf). `due` finds a need's entry.
     #[serde(skip)]
-    proposed: BTreeSet<NeedId>,
+    proposed: BTreeSet<(Timestamp, NeedId)>,
+    #[serde(skip)]
+    due: BTreeMap<NeedId, Timestamp>,
 }
 
 /// Decisions planned but not yet seen on the stream: their units are spoken
@@ -243,6 +251,7 @@ impl Projection {
                 self.needs.insert(need, n.evolve(e));
                 self.index(need);
                 self.touched.insert(need);
+                self.just_touched.push(need);
                 AggregateKind::Need
             }
         }
@@ -252,6 +261,7 @@ impl Projection {
     fn track_hold(&mut self, target: Target, hold: HoldId, need: Option<NeedId>, placed: bool) {
         let Some(need) = need else { return };
         self.touched.insert(need);
+        self.just_touched.push(need);
         let holds = self.holds_by_need.entry(need).or_default();
         if placed {
             holds.insert((target, hold));
@@ -276,10 +286,17 @@ impl Projection {
         } else {
             self.waitlisted.remove(&need);
         }
-        if status == Some(NeedStatus::Proposed) {
-            self.proposed.insert(need);
-        } else {
-            self.proposed.remove(&need);
+        if let Some(at) = self.due.remove(&need) {
+            self.proposed.remove(&(at, need));
+        }
+        let proposal = self.needs.get(&need).and_then(|n| n.proposal);
+        if let (Some(NeedStatus::Proposed), Some(proposal)) = (status, proposal) {
+            let at = match proposal.target {
+                Target::Provider(_) => proposal.deadline,
+                Target::Donation(_) => Timestamp(i64::MIN),
+            };
+            self.proposed.insert((at, need));
+            self.due.insert(need, at);
         }
     }
 
@@ -547,7 +564,8 @@ impl Projection {
         }
 
         // Referrals past their deadline; donation proposals not yet accepted.
-        for (id, need) in self.proposed.iter().filter_map(|id| Some((id, self.needs.get(id)?))) {
+        let due = self.proposed.iter().take_while(|(at, _)| *at <= now).map(|(_, id)| id);
+        for (id, need) in due.filter_map(|id| Some((id, self.needs.get(id)?))) {
             let Some(proposal) = need.proposal.filter(|_| need.status == NeedStatus::Proposed) else {
                 continue;
             };
@@ -668,28 +686,43 @@ impl Projection {
     }
 
     /// Forgets in-flight marks that the stream has caught up with (or that
-    /// will never land), so the capacity they spoke for counts from the state.
-    pub fn settle_in_flight(&self, in_flight: &mut InFlight) {
-        in_flight.holds.retain(|hold, (target, need, _)| {
-            let placed = match target {
-                Target::Provider(id) => self.providers.get(id).is_some_and(|p| p.holds.contains_key(hold)),
-                Target::Donation(id) => self.donations.get(id).is_some_and(|d| d.holds.contains_key(hold)),
-            };
-            let moved_on = self
+    /// will never land), so the capacity they spoke for counts from the
+    /// state. Only the marks of needs the last folded commit touched can have
+    /// landed; their hold ids are derived from the need and the attempt, so
+    /// they are found without a scan of everything in flight.
+    pub fn settle_touched(&mut self, in_flight: &mut InFlight) {
+        for need_id in std::mem::take(&mut self.just_touched) {
+            let Some(need) = self.needs.get(&need_id) else { continue };
+            if in_flight
                 .needs
-                .get(need)
-                .is_some_and(|n| n.proposals_made > 0 && n.proposal.map(|p| p.hold) == Some(*hold));
-            !(placed || moved_on)
-        });
-        // Settled once the hold is gone from its target.
-        in_flight.settling.retain(|hold, target| match target {
-            Target::Provider(id) => self.providers.get(id).is_some_and(|p| p.holds.contains_key(hold)),
-            Target::Donation(id) => self.donations.get(id).is_some_and(|d| d.holds.contains_key(hold)),
-        });
-        // A decision is seen once the need's status moved from where it was.
-        in_flight
-            .needs
-            .retain(|need, status| self.needs.get(need).is_some_and(|n| n.status == *status));
+                .get(&need_id)
+                .is_some_and(|status| *status != need.status)
+            {
+                in_flight.needs.remove(&need_id);
+            }
+            for attempt in 1..=need.proposals_made + 1 {
+                let hold = hold_id(need_id, attempt);
+                if let Some((target, _, _)) = in_flight.holds.get(&hold) {
+                    let moved_on = need.proposals_made > 0 && need.proposal.map(|p| p.hold) == Some(hold);
+                    if moved_on || self.holds_at(*target, hold) {
+                        in_flight.holds.remove(&hold);
+                    }
+                }
+                if let Some(target) = in_flight.settling.get(&hold) {
+                    if !self.holds_at(*target, hold) {
+                        in_flight.settling.remove(&hold);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `hold` is open at `target`.
+    fn holds_at(&self, target: Target, hold: HoldId) -> bool {
+        match target {
+            Target::Provider(id) => self.providers.get(&id).is_some_and(|p| p.holds.contains_key(&hold)),
+            Target::Donation(id) => self.donations.get(&id).is_some_and(|d| d.holds.contains_key(&hold)),
+        }
     }
 }
 
@@ -763,7 +796,7 @@ mod tests {
         for id in [her, him] {
             state.apply(3, id.as_uuid(), &Event::Need(NeedEvent::Waitlisted));
         }
-        state.settle_in_flight(&mut in_flight);
+        state.settle_touched(&mut in_flight);
         assert!(state.plan(NIGHT, &mut in_flight).is_empty(), "nothing changed");
 
         let bed = |declared| ProviderEvent::CapacitySet {

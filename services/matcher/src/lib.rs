@@ -116,7 +116,7 @@ impl Core {
             let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
             self.dirty.insert((kind, envelope.aggregate.id));
         }
-        self.state.settle_in_flight(&mut self.in_flight);
+        self.state.settle_touched(&mut self.in_flight);
         if let Some(last) = commit.events.last() {
             self.unplanned = Some((last.occurred_at, last.event_id));
         }
