@@ -21,6 +21,23 @@ async fn baseline_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<
     Ok(())
 }
 
+/// Waits until nothing has been appended to `stream` for a second (the
+/// services have carried out what the last phase started), at most `limit`.
+/// Returns how long it waited.
+pub async fn quiet(js: &jetstream::Context, stream: &str, limit: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut last = js.get_stream(stream).await?.info().await?.state.last_sequence;
+    while started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = js.get_stream(stream).await?.info().await?.state.last_sequence;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(started.elapsed())
+}
+
 /// Publishes `count` payloads of `size` bytes, awaiting each ack before the next.
 pub async fn publish_one_at_a_time(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
     baseline_stream(js, "BASE1").await?;

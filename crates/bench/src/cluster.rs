@@ -83,7 +83,11 @@ fn spawn(bins: &Path, dir: &Path, nats_url: &str, port: u16, service: &str) -> a
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()?))
         .env("REFER_TOKENS_FILE", dir.join("tokens.toml"))
-        .env("RUST_LOG", "warn")
+        // The services' own logs (in the run's directory): REFER_BENCH_LOG=info to see more.
+        .env(
+            "RUST_LOG",
+            std::env::var("REFER_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

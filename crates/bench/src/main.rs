@@ -431,8 +431,24 @@ async fn main() -> anyhow::Result<()> {
         day.needs.len(),
         placed.describe()
     ));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Raw JetStream baselines, same server, same stored message size, measured
+    // once the services have finished what W2 started (the system is quiet).
+    let js = async_nats::jetstream::new(cluster.nats.connect().await);
+    let waited = baseline::quiet(&js, "REFER", Duration::from_secs(120)).await?;
     let w2_rss = cluster.peak_rss_mb();
+    eprintln!(
+        "-- Raw JetStream baselines (after {:.1} s for the system to go quiet)",
+        waited.as_secs_f64()
+    );
+    let size = baseline::average_message_bytes(&js, "REFER")
+        .await?
+        .saturating_sub(70)
+        .max(16);
+    let one = baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?;
+    let pipelined = baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?;
+    report.add(format!(
+        "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s"
+    ));
 
     // Capacity appearing -> a waitlisted need proposed.
     eprintln!("-- Capacity appearing -> a waitlisted need proposed");
@@ -577,7 +593,6 @@ async fn main() -> anyhow::Result<()> {
 
     // The matcher's rebuild, beside a raw ordered replay of the same stream.
     eprintln!("-- The matcher's rebuild, beside a raw ordered replay of the same stream");
-    let js = async_nats::jetstream::new(cluster.nats.connect().await);
     let rebuild_db = sled::Config::new().temporary(true).open()?;
     let store = refer_eventstore::EventStore::open(
         cluster.nats.connect().await,
@@ -640,17 +655,6 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     ));
 
-    // Raw JetStream baselines, same server, same stored message size.
-    eprintln!("-- Raw JetStream baselines, same server, same stored message size");
-    let size = baseline::average_message_bytes(&js, "REFER")
-        .await?
-        .saturating_sub(70)
-        .max(16);
-    let one = baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?;
-    let pipelined = baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?;
-    report.add(format!(
-        "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s"
-    ));
     report.add(format!(
         "capacity updates with durable ack: W2 {:.0}/s ({} of pipelined, {} of one at a time); W3 {:.0}/s ({})",
         updates.per_second(),

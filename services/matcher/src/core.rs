@@ -57,6 +57,24 @@ pub enum Action {
 }
 
 impl Action {
+    /// The aggregate this action contends for: the target whose holds it
+    /// changes, or else the need. The executor runs one action per lane at
+    /// a time.
+    pub fn lane(&self) -> Uuid {
+        let target = match self {
+            Self::Propose { target, .. }
+            | Self::AcceptDonation { target, .. }
+            | Self::CompleteProposal { target, .. }
+            | Self::Confirm { target, .. }
+            | Self::Release { target, .. } => *target,
+            Self::Waitlist { need, .. } | Self::Expire { need, .. } => return need.as_uuid(),
+        };
+        match target {
+            Target::Provider(id) => id.as_uuid(),
+            Target::Donation(id) => id.as_uuid(),
+        }
+    }
+
     /// A label for metrics and logs.
     pub fn name(&self) -> &'static str {
         match self {

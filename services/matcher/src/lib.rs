@@ -149,8 +149,10 @@ impl Core {
 /// Runs the core over a recorded stream from scratch and returns the
 /// matching decisions it makes (proposals and waitlistings), in order. The
 /// live matcher plans every commit the same way, so these equal the
-/// `need.proposed` and `need.waitlisted` events it wrote, except after a
-/// restart: a matcher catching up plans once at the end of its backlog.
+/// `need.proposed` and `need.waitlisted` events it wrote, need by need (it
+/// carries out decisions about different needs together, so between needs
+/// they may land in another order), except after a restart: a matcher
+/// catching up plans once at the end of its backlog.
 pub fn replay(commits: &[Recorded]) -> Vec<Action> {
     let mut core = Core::default();
     let mut decisions = Vec::new();
@@ -486,18 +488,42 @@ impl Executor {
         }
     }
 
-    /// Carries out decisions as they come, `DECISIONS_AT_ONCE` together:
-    /// they touch different needs and holds and are idempotent (derived
-    /// keys; a conflict is retried by the store), and together their appends
-    /// share the server's fsyncs instead of waiting for one each. Planning
-    /// goes on meanwhile; `InFlight` keeps a need from being planned twice.
-    async fn serve(self, queue: mpsc::UnboundedReceiver<(Action, Option<EventId>)>, decisions: Decisions) {
-        use futures::StreamExt;
-        tokio_stream::wrappers::UnboundedReceiverStream::new(queue)
-            .map(|(action, cause)| self.carry_out(action, cause, &decisions))
-            .buffer_unordered(DECISIONS_AT_ONCE)
-            .for_each(|()| async {})
-            .await;
+    /// Carries out decisions as they come, up to `DECISIONS_AT_ONCE`
+    /// together, in lanes: decisions on one aggregate (a provider's holds,
+    /// say) run one after another, in the order planned, so they never race
+    /// each other for the aggregate's next version; decisions on different
+    /// aggregates run together and their appends share the server's fsyncs.
+    /// Planning goes on meanwhile; `InFlight` keeps a need from being
+    /// planned twice.
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<(Action, Option<EventId>)>, decisions: Decisions) {
+        type Lane = std::collections::VecDeque<(Action, Option<EventId>)>;
+        let lanes: Arc<Mutex<BTreeMap<Uuid, Lane>>> = Arc::default();
+        let permits = Arc::new(tokio::sync::Semaphore::new(DECISIONS_AT_ONCE));
+        while let Some((action, cause)) = queue.recv().await {
+            let lane = action.lane();
+            {
+                let mut lanes = lanes.lock().expect("lanes lock");
+                if let Some(waiting) = lanes.get_mut(&lane) {
+                    waiting.push_back((action, cause)); // its lane's task takes it next
+                    continue;
+                }
+                lanes.insert(lane, Lane::new());
+            }
+            let (executor, lanes, permits, decisions) =
+                (self.clone(), lanes.clone(), permits.clone(), decisions.clone());
+            tokio::spawn(async move {
+                let mut next = Some((action, cause));
+                while let Some((action, cause)) = next {
+                    let Ok(_permit) = permits.acquire().await else { return };
+                    executor.carry_out(action, cause, &decisions).await;
+                    let mut lanes = lanes.lock().expect("lanes lock");
+                    next = lanes.get_mut(&lane).and_then(|waiting| waiting.pop_front());
+                    if next.is_none() {
+                        lanes.remove(&lane);
+                    }
+                }
+            });
+        }
     }
 }
 
