@@ -124,7 +124,7 @@ pub struct Projection {
     /// kept beside `needs` so a plan looks only at those, not at every need
     /// ever requested.
     #[serde(skip)]
-    awaiting: BTreeSet<NeedId>,
+    awaiting: BTreeSet<InLine>,
     #[serde(skip)]
     waitlisted: BTreeSet<NeedId>,
     /// Needs proposed, by when they are due for housekeeping: a referral at
@@ -136,12 +136,20 @@ pub struct Projection {
     due: BTreeMap<NeedId, Timestamp>,
 }
 
+/// Urgency, juvenile or not, arrival, need: the order needs are served in.
+type InLine = (u8, u8, u64, NeedId);
+
 /// Decisions planned but not yet seen on the stream: their units are spoken
 /// for, and their needs are not planned again. Not persisted: after a
 /// restart the same decisions are re-derived with the same hold ids.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
-    pub holds: BTreeMap<HoldId, (Target, NeedId, u32)>,
+    /// Holds planned: where, for which need, how many units, and the kind of
+    /// need (which of the target's pools they come from).
+    holds: BTreeMap<HoldId, (Target, NeedId, u32, NeedKind)>,
+    /// What those holds speak for, per target and kind (kept as they come
+    /// and go, so a plan need not add them up).
+    spoken: BTreeMap<(Target, NeedKind), u32>,
     /// Needs with a decision under way, and their status when it was made.
     pub needs: BTreeMap<NeedId, NeedStatus>,
     /// Holds being confirmed or released.
@@ -153,8 +161,35 @@ impl InFlight {
     pub fn abandon(&mut self, need: NeedId, hold: Option<HoldId>) {
         self.needs.remove(&need);
         if let Some(hold) = hold {
-            self.holds.remove(&hold);
+            self.drop_hold(hold);
         }
+    }
+
+    fn plan_hold(&mut self, hold: HoldId, target: Target, need: NeedId, units: u32, kind: NeedKind) {
+        if let Some(old) = self.holds.insert(hold, (target, need, units, kind)) {
+            self.unspeak(old.0, old.3, old.2);
+        }
+        *self.spoken.entry((target, kind)).or_insert(0) += units;
+    }
+
+    fn drop_hold(&mut self, hold: HoldId) {
+        if let Some((target, _, units, kind)) = self.holds.remove(&hold) {
+            self.unspeak(target, kind, units);
+        }
+    }
+
+    fn unspeak(&mut self, target: Target, kind: NeedKind, units: u32) {
+        if let Some(spoken) = self.spoken.get_mut(&(target, kind)) {
+            *spoken = spoken.saturating_sub(units);
+            if *spoken == 0 {
+                self.spoken.remove(&(target, kind));
+            }
+        }
+    }
+
+    /// Whether `hold` is planned and not yet seen.
+    pub fn holds(&self, hold: &HoldId) -> bool {
+        self.holds.contains_key(hold)
     }
 }
 
@@ -294,10 +329,12 @@ impl Projection {
     /// Files a need under awaiting, waitlisted or proposed, by its status.
     fn index(&mut self, need: NeedId) {
         let status = self.needs.get(&need).map(|n| n.status);
-        if status.is_some_and(|s| s.awaits_match() && s != NeedStatus::Waitlisted) {
-            self.awaiting.insert(need);
-        } else {
-            self.awaiting.remove(&need);
+        if let Some(place) = self.place_in_line(need) {
+            if status.is_some_and(|s| s.awaits_match() && s != NeedStatus::Waitlisted) {
+                self.awaiting.insert(place);
+            } else {
+                self.awaiting.remove(&place);
+            }
         }
         if status == Some(NeedStatus::Waitlisted) {
             self.waitlisted.insert(need);
@@ -328,23 +365,6 @@ impl Projection {
         for (target, hold, need) in self.holds() {
             self.holds_by_need.entry(need).or_default().insert((target, hold));
         }
-    }
-
-    /// Units spoken for by planned, unseen holds, per target and kind of
-    /// need (a site's beds and counseling slots are counted apart).
-    fn spoken(&self, in_flight: &InFlight) -> BTreeMap<(Target, NeedKind), u32> {
-        let mut spoken = BTreeMap::new();
-        for (target, need, units) in in_flight.holds.values() {
-            if let Some(kind) = self
-                .needs
-                .get(need)
-                .and_then(|n| n.request.as_ref())
-                .map(|r| r.spec.kind)
-            {
-                *spoken.entry((*target, kind)).or_insert(0) += units;
-            }
-        }
-        spoken
     }
 
     /// Free units at `target` for a need of `kind`, less what is spoken for.
@@ -464,39 +484,45 @@ impl Projection {
             in_flight
                 .holds
                 .values()
-                .filter(|(_, n, _)| {
+                .filter(|(_, n, _, _)| {
                     self.needs.get(n).and_then(|x| x.request.as_ref()).is_some_and(|r| {
                         r.group.map(|g| g.group) == Some(group.group)
                             && r.placement != me.placement
                             && r.spec.kind == me.spec.kind
                     })
                 })
-                .map(|(t, _, _)| *t),
+                .map(|(t, _, _, _)| *t),
         );
         sites
     }
 
-    /// Needs to match now, most urgent first, juveniles first within an
-    /// urgency, then in order of arrival: those awaiting a match, and the
-    /// waitlisted ones given another look.
-    fn queue(&self, waitlisted: &[NeedId]) -> Vec<NeedId> {
-        let mut queue: Vec<(u8, u8, u64, NeedId)> = self
+    /// A need's place in line: most urgent first, juveniles first within an
+    /// urgency, then in order of arrival. Fixed once the need is requested.
+    fn place_in_line(&self, id: NeedId) -> Option<InLine> {
+        let r = self.needs.get(&id)?.request.as_ref()?;
+        let juvenile = u8::from(r.spec.profile.age_band != AgeBand::Juvenile);
+        Some((
+            r.spec.urgency as u8,
+            juvenile,
+            self.arrival.get(&id).copied().unwrap_or(0),
+            id,
+        ))
+    }
+
+    /// Needs to match now, in line: those awaiting a match with no decision
+    /// under way, and the waitlisted ones given another look.
+    fn queue(&self, in_flight: &InFlight, waitlisted: &[NeedId]) -> Vec<NeedId> {
+        let mut line: Vec<InLine> = self
             .awaiting
             .iter()
-            .chain(waitlisted)
-            .filter_map(|id| {
-                let r = self.needs.get(id)?.request.as_ref()?;
-                let juvenile = u8::from(r.spec.profile.age_band != AgeBand::Juvenile);
-                Some((
-                    r.spec.urgency as u8,
-                    juvenile,
-                    self.arrival.get(id).copied().unwrap_or(0),
-                    *id,
-                ))
-            })
+            .filter(|place| !in_flight.needs.contains_key(&place.3))
+            .copied()
             .collect();
-        queue.sort();
-        queue.into_iter().map(|(_, _, _, id)| id).collect()
+        if !waitlisted.is_empty() {
+            line.extend(waitlisted.iter().filter_map(|id| self.place_in_line(*id)));
+            line.sort();
+        }
+        line.into_iter().map(|(_, _, _, id)| id).collect()
     }
 
     /// Holds at providers and donations, with the need each serves.
@@ -550,7 +576,7 @@ impl Projection {
                 .collect(),
         };
         for (target, hold, need_id) in holds {
-            if in_flight.holds.contains_key(&hold) || in_flight.settling.contains_key(&hold) {
+            if in_flight.holds(&hold) || in_flight.settling.contains_key(&hold) {
                 continue;
             }
             let Some(need) = self.needs.get(&need_id) else { continue };
@@ -619,13 +645,13 @@ impl Projection {
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
         // The optimum for people alone: most placed by priority tier, then least distance.
         self.compile_sites();
-        let spoken = self.spoken(in_flight);
-        let revisit = self.revisit(now, &spoken);
+        let spoken = &in_flight.spoken;
+        let revisit = self.revisit(now, spoken);
         let mut problem = refer_matching::Problem::default();
         let mut pools: Vec<Target> = Vec::new();
         let mut pool_of: BTreeMap<(Target, NeedKind), usize> = BTreeMap::new();
         let mut waiting: Vec<(NeedId, BTreeSet<Target>, Cohesion)> = Vec::new();
-        for need_id in self.queue(&revisit) {
+        for need_id in self.queue(in_flight, &revisit) {
             if in_flight.needs.contains_key(&need_id) {
                 continue;
             }
@@ -640,9 +666,9 @@ impl Projection {
                 BTreeSet::new()
             };
             let mut options = Vec::new();
-            for (km, target) in self.candidates(need, now, &spoken, &avoid) {
+            for (km, target) in self.candidates(need, now, spoken, &avoid) {
                 let pool = *pool_of.entry((target, kind)).or_insert_with(|| {
-                    problem.capacity.push(self.free(target, kind, &spoken));
+                    problem.capacity.push(self.free(target, kind, spoken));
                     pools.push(target);
                     pools.len() - 1
                 });
@@ -681,7 +707,7 @@ impl Projection {
                     }
                     let hold = hold_id(need_id, need.proposals_made + 1);
                     let units = request.spec.units();
-                    in_flight.holds.insert(hold, (target, need_id, units));
+                    in_flight.plan_hold(hold, target, need_id, units, request.spec.kind);
                     in_flight.needs.insert(need_id, need.status);
                     actions.push(Action::Propose {
                         need: need_id,
@@ -720,10 +746,10 @@ impl Projection {
             }
             for attempt in 1..=need.proposals_made + 1 {
                 let hold = hold_id(need_id, attempt);
-                if let Some((target, _, _)) = in_flight.holds.get(&hold) {
+                if let Some((target, _, _, _)) = in_flight.holds.get(&hold) {
                     let moved_on = need.proposals_made > 0 && need.proposal.map(|p| p.hold) == Some(hold);
                     if moved_on || self.holds_at(*target, hold) {
-                        in_flight.holds.remove(&hold);
+                        in_flight.drop_hold(hold);
                     }
                 }
                 if let Some(target) = in_flight.settling.get(&hold) {
@@ -823,8 +849,11 @@ mod tests {
         };
         state.apply(4, a, &Event::Provider(bed(1)));
         state.compile_sites();
-        let spoken = state.spoken(&in_flight);
-        assert_eq!(state.revisit(NIGHT, &spoken), vec![her], "only the woman can use A");
+        assert_eq!(
+            state.revisit(NIGHT, &in_flight.spoken),
+            vec![her],
+            "only the woman can use A"
+        );
         state.apply(5, b, &Event::Provider(bed(1)));
         let actions = state.plan(NIGHT, &mut in_flight);
         let proposed: Vec<NeedId> = actions
