@@ -591,8 +591,13 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let end_rss = cluster.peak_rss_mb();
 
-    // The matcher's rebuild, beside a raw ordered replay of the same stream.
-    eprintln!("-- The matcher's rebuild, beside a raw ordered replay of the same stream");
+    // The matcher's rebuild, beside a raw ordered replay of the same stream,
+    // once the services have carried out what W3 left them.
+    let waited = baseline::quiet(&js, "REFER", Duration::from_secs(120)).await?;
+    eprintln!(
+        "-- The matcher's rebuild, beside a raw ordered replay of the same stream (after {:.1} s for the system to go quiet)",
+        waited.as_secs_f64()
+    );
     let rebuild_db = sled::Config::new().temporary(true).open()?;
     let store = refer_eventstore::EventStore::open(
         cluster.nats.connect().await,

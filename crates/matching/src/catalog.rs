@@ -232,6 +232,10 @@ impl Query {
     pub fn units(&self) -> u32 {
         self.units
     }
+
+    pub fn kind(&self) -> NeedKind {
+        self.kind
+    }
 }
 
 impl Catalog {
@@ -310,9 +314,9 @@ impl Catalog {
         self.by_target.get(&target).into_iter().flatten().copied()
     }
 
-    /// Whether site `index`, with `free` units, may take the need now.
-    pub fn admits_at(&self, index: usize, query: &Query, now: Timestamp, free: u32) -> bool {
-        self.admits(index, query, now, || free).is_some()
+    /// Whether site `index`, with `free()` units, may take the need now.
+    pub fn admits_at(&self, index: usize, query: &Query, now: Timestamp, free: impl FnOnce() -> u32) -> bool {
+        self.admits(index, query, now, free).is_some()
     }
 
     /// Compiles a need; `exclude` lists targets it may not go to (declined

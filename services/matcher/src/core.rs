@@ -127,6 +127,10 @@ pub struct Projection {
     awaiting: BTreeSet<InLine>,
     #[serde(skip)]
     waitlisted: BTreeSet<NeedId>,
+    /// Waitlisted needs compiled against `sites`, so a capacity change can
+    /// check them quickly.
+    #[serde(skip)]
+    queries: BTreeMap<NeedId, refer_matching::Query>,
     /// Needs proposed, by when they are due for housekeeping: a referral at
     /// its deadline, a donation at once (it is accepted on the business's
     /// behalf). `due` finds a need's entry.
@@ -340,6 +344,7 @@ impl Projection {
             self.waitlisted.insert(need);
         } else {
             self.waitlisted.remove(&need);
+            self.queries.remove(&need);
         }
         if let Some(at) = self.due.remove(&need) {
             self.proposed.remove(&(at, need));
@@ -391,33 +396,46 @@ impl Projection {
     fn revisit(&mut self, now: Timestamp, spoken: &BTreeMap<(Target, NeedKind), u32>) -> Vec<NeedId> {
         let freed = std::mem::take(&mut self.freed);
         if std::mem::take(&mut self.capacity_changed) {
+            // New sites may bring languages and regions the compiled queries
+            // do not know of: compile them again when next needed.
+            self.queries.clear();
             return self.waitlisted.iter().copied().collect();
         }
-        let Some(catalog) = &self.sites else { return vec![] };
+        let Self {
+            sites: Some(catalog),
+            queries,
+            needs,
+            waitlisted,
+            ..
+        } = self
+        else {
+            return vec![];
+        };
         let freed: Vec<usize> = freed.iter().flat_map(|t| catalog.sites_of(*t)).collect();
         if freed.is_empty() {
             return vec![];
         }
+        for id in waitlisted.iter() {
+            if let (None, Some(need)) = (queries.get(id), needs.get(id)) {
+                if let Some(request) = &need.request {
+                    let excluded: Vec<Target> = need.excluded.iter().copied().collect();
+                    queries.insert(*id, catalog.query(&request.spec, &excluded));
+                }
+            }
+        }
+        let catalog = self.sites.as_ref().expect("compiled above");
         self.waitlisted
             .iter()
             .copied()
             .filter(|id| {
-                let Some(need) = self.needs.get(id) else { return false };
-                let Some(request) = &need.request else { return false };
-                let kind = request.spec.kind;
-                let serves: Vec<usize> = freed
-                    .iter()
-                    .copied()
-                    .filter(|i| catalog.site(*i).offer.serves(kind))
-                    .collect();
-                if serves.is_empty() {
+                let Some(query) = self.queries.get(id) else {
                     return false;
-                }
-                let excluded: Vec<Target> = need.excluded.iter().copied().collect();
-                let query = catalog.query(&request.spec, &excluded);
-                serves.into_iter().any(|i| {
-                    let free = self.free(catalog.site(i).target, kind, spoken);
-                    catalog.admits_at(i, &query, now, free)
+                };
+                let kind = query.kind();
+                freed.iter().any(|&i| {
+                    let target = catalog.site(i).target;
+                    catalog.site(i).offer.serves(kind)
+                        && catalog.admits_at(i, query, now, || self.free(target, kind, spoken))
                 })
             })
             .collect()
