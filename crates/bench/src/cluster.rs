@@ -1,6 +1,9 @@
-//! The system under test: a private nats-server (fsync before every ack)
-//! and the four services as their own processes, as in production, so each
-//! one's memory can be read and the matcher can be restarted cold.
+//! The system under test: by default a private nats-server (fsync before
+//! every ack) and the four services as their own processes, as in
+//! production, so each one's memory can be read and the matcher can be
+//! restarted cold. Or services already running (`--connect`): the bench adds
+//! tokens of its own to their tokens file for the run and takes them out
+//! again at the end, and gives everything it creates ids of its own.
 
 use anyhow::{bail, Context};
 use refer_domain::ids::OrgId;
@@ -13,19 +16,51 @@ use refer_testkit::{NatsServer, ServerOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-pub const ADMIN: &str = "bench-admin";
-pub const INTAKE: &str = "bench-intake";
 pub const AGENCY: OrgId = OrgId::from_u128(0xA6E0);
 /// Provider sites are run by this many partner organisations, round robin.
 pub const PROVIDER_ORGS: usize = 16;
-pub const BUSINESS: &str = "bench-business";
 pub const BUSINESS_ORG: OrgId = OrgId::from_u128(0xB0);
 
+/// This run's tag: empty for a private cluster; random when connected to
+/// running services, so tokens cannot be guessed and ids and idempotency
+/// keys never meet an earlier run's.
+static RUN: OnceLock<u64> = OnceLock::new();
+
+fn run() -> u64 {
+    *RUN.get_or_init(|| 0)
+}
+
+/// Part of every intake idempotency key of this run.
+pub fn run_tag() -> String {
+    match run() {
+        0 => String::new(),
+        tag => format!("{tag:016x}-"),
+    }
+}
+
+/// An id of this run: `base` (below 2^64) with the run in the high bits.
+pub fn run_id(base: u128) -> u128 {
+    (u128::from(run()) << 64) | base
+}
+
+fn token(name: &str) -> String {
+    format!("bench-{}{name}", run_tag())
+}
+pub fn admin() -> String {
+    token("admin")
+}
+pub fn intake() -> String {
+    token("intake")
+}
+pub fn business() -> String {
+    token("business")
+}
 pub fn provider_token(org: usize) -> String {
-    format!("bench-provider-{org}")
+    token(&format!("provider-{org}"))
 }
 pub fn provider_org(org: usize) -> OrgId {
     OrgId::from_u128(0x1000 + org as u128)
@@ -34,22 +69,39 @@ pub fn provider_org(org: usize) -> OrgId {
 pub const SERVICES: [&str; 4] = ["capacity", "donations", "intake", "matcher"];
 
 pub struct Cluster {
-    pub nats: NatsServer,
-    pub dir: tempfile::TempDir,
-    bins: PathBuf,
-    ports: [u16; 4],
-    children: [Option<Child>; 4],
+    pub nats_url: String,
+    own: Option<Own>,
+    /// Connected: the tokens file, and the entries this run added to it.
+    added_tokens: Option<(PathBuf, String)>,
     pub capacity: CapacityClient<Channel>,
     pub donations: DonationsClient<Channel>,
     pub intake: IntakeClient<Channel>,
     pub matcher: MatcherClient<Channel>,
 }
 
+/// A private NATS and the services started as processes.
+struct Own {
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    bins: PathBuf,
+    ports: [u16; 4],
+    children: [Option<Child>; 4],
+}
+
+/// Where the running services are (`--connect`).
+pub struct Endpoints {
+    pub nats: String,
+    /// capacity, donations, intake, matcher
+    pub services: [String; 4],
+    pub tokens_file: PathBuf,
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn tokens_file(dir: &Path) -> anyhow::Result<PathBuf> {
+/// The bench's entries for a tokens file.
+fn token_entries() -> String {
     let mut text = String::new();
     let mut add = |name: &str, role: &str, org: OrgId, token: &str| {
         text.push_str(&format!(
@@ -58,20 +110,19 @@ fn tokens_file(dir: &Path) -> anyhow::Result<PathBuf> {
             hash_token(token)
         ));
     };
-    add("bench admin", "admin", OrgId::from_u128(0xAD), ADMIN);
-    add("bench intake", "intake", AGENCY, INTAKE);
-    add("bench business", "business", BUSINESS_ORG, BUSINESS);
+    let tag = run_tag();
+    add(&format!("bench {tag}admin"), "admin", OrgId::from_u128(0xAD), &admin());
+    add(&format!("bench {tag}intake"), "intake", AGENCY, &intake());
+    add(&format!("bench {tag}business"), "business", BUSINESS_ORG, &business());
     for org in 0..PROVIDER_ORGS {
         add(
-            &format!("bench provider {org}"),
+            &format!("bench {tag}provider {org}"),
             "provider",
             provider_org(org),
             &provider_token(org),
         );
     }
-    let path = dir.join("tokens.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
+    text
 }
 
 /// Starts one service binary with its own data directory, listening on `port`.
@@ -95,7 +146,10 @@ fn spawn(bins: &Path, dir: &Path, nats_url: &str, port: u16, service: &str) -> a
 }
 
 async fn channel(port: u16) -> anyhow::Result<Channel> {
-    let url = format!("http://127.0.0.1:{port}");
+    connect_to(format!("http://127.0.0.1:{port}")).await
+}
+
+async fn connect_to(url: String) -> anyhow::Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match Channel::from_shared(url.clone())?.connect().await {
@@ -121,7 +175,7 @@ impl Cluster {
             .await
             .context("starting nats-server")?;
         let dir = tempfile::tempdir()?;
-        tokens_file(dir.path())?;
+        std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
         let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
         let mut children = [None, None, None, None];
         for (i, child) in children.iter_mut().enumerate() {
@@ -132,21 +186,67 @@ impl Cluster {
             donations: DonationsClient::new(channel(ports[1]).await?),
             intake: IntakeClient::new(channel(ports[2]).await?),
             matcher: MatcherClient::new(channel(ports[3]).await?),
-            nats,
-            dir,
-            bins,
-            ports,
-            children,
+            nats_url: nats.url(),
+            added_tokens: None,
+            own: Some(Own {
+                nats,
+                dir,
+                bins,
+                ports,
+                children,
+            }),
         })
     }
 
+    /// Uses services already running. The run gets a random tag; its tokens
+    /// are appended to the services' tokens file (they re-read it within two
+    /// seconds) and removed when the bench ends.
+    pub async fn connect(to: &Endpoints) -> anyhow::Result<Self> {
+        RUN.set(rand_tag()).ok();
+        let entries = token_entries();
+        let mut text = std::fs::read_to_string(&to.tokens_file).with_context(|| {
+            format!(
+                "cannot read the services' tokens file {} (pass --tokens-file)",
+                to.tokens_file.display()
+            )
+        })?;
+        text.push_str(&entries);
+        std::fs::write(&to.tokens_file, text)?;
+        let cluster = Cluster {
+            capacity: CapacityClient::new(connect_to(to.services[0].clone()).await?),
+            donations: DonationsClient::new(connect_to(to.services[1].clone()).await?),
+            intake: IntakeClient::new(connect_to(to.services[2].clone()).await?),
+            matcher: MatcherClient::new(connect_to(to.services[3].clone()).await?),
+            nats_url: to.nats.clone(),
+            added_tokens: Some((to.tokens_file.clone(), entries)),
+            own: None,
+        };
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        Ok(cluster)
+    }
+
+    pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(&self.nats_url)
+            .await
+            .with_context(|| format!("cannot reach NATS at {}", self.nats_url))
+    }
+
+    /// Whether the bench started the services itself (and may restart them).
+    pub fn owns_services(&self) -> bool {
+        self.own.is_some()
+    }
+
     /// Peak resident memory of each service so far, in MB (`VmHWM`).
+    /// Connected services are found by process name, if on this machine.
     pub fn peak_rss_mb(&self) -> Vec<(&'static str, f64)> {
         SERVICES
             .iter()
-            .zip(&self.children)
-            .filter_map(|(name, child)| {
-                let pid = child.as_ref()?.id();
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let pid = match &self.own {
+                    Some(own) => own.children[i].as_ref()?.id(),
+                    None => find_process(&format!("refer-{name}"))?,
+                };
                 let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
                 let kb: f64 = status
                     .lines()
@@ -164,32 +264,61 @@ impl Cluster {
     /// local state, then starts it again: it rebuilds from the stream.
     /// Returns the new client once the process listens.
     pub async fn restart_matcher_cold(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.children[3].take() {
+        let own = self
+            .own
+            .as_mut()
+            .context("only services the bench started can be restarted")?;
+        if let Some(mut child) = own.children[3].take() {
             Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
             child.wait()?;
         }
-        std::fs::remove_dir_all(self.dir.path().join("matcher")).ok();
-        self.children[3] = Some(spawn(
-            &self.bins,
-            self.dir.path(),
-            &self.nats.url(),
-            self.ports[3],
+        std::fs::remove_dir_all(own.dir.path().join("matcher")).ok();
+        own.children[3] = Some(spawn(
+            &own.bins,
+            own.dir.path(),
+            &own.nats.url(),
+            own.ports[3],
             "matcher",
         )?);
-        self.matcher = MatcherClient::new(channel(self.ports[3]).await?);
+        self.matcher = MatcherClient::new(channel(own.ports[3]).await?);
         Ok(())
     }
 
     pub fn log(&self, service: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{service}.log"))).unwrap_or_default()
+        self.own
+            .as_ref()
+            .and_then(|own| std::fs::read_to_string(own.dir.path().join(format!("{service}.log"))).ok())
+            .unwrap_or_default()
     }
+}
+
+/// A random, non-zero run tag (from the OS's randomness, as v4 uuids are).
+fn rand_tag() -> u64 {
+    (uuid::Uuid::new_v4().as_u128() as u64).max(1)
+}
+
+/// The pid of a process named `name` (its `comm`), if one runs here.
+fn find_process(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(own) = &mut self.own {
+            for child in own.children.iter_mut().flatten() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // Take this run's tokens out of the services' file again.
+        if let Some((file, entries)) = &self.added_tokens {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let _ = std::fs::write(file, text.replacen(entries.as_str(), "", 1));
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn register_donation(d: &DonatedResource) -> don::RegisterDonationRequest {
 /// One person with all their needs, as intake sends it.
 pub fn person(key: &str, spec: &NeedSpec, kinds: &[refer_domain::kinds::NeedKind]) -> intake::RequestPlacementRequest {
     intake::RequestPlacementRequest {
-        idempotency_key: format!("bench-person-{key}"),
+        idempotency_key: format!("bench-person-{}{key}", crate::cluster::run_tag()),
         person: Some(intake::PersonRequest {
             case_reference: format!("BENCH-{key}"),
             profile: Some(cv::profile_pb(&spec.profile)),

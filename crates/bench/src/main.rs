@@ -22,7 +22,7 @@ mod svg;
 
 use anyhow::Context;
 use clap::Parser;
-use cluster::{Cluster, ADMIN, BUSINESS, INTAKE};
+use cluster::{Cluster, Endpoints};
 use load::{first_referral, register_provider, run, set_capacity, site_org, watch, Outcome};
 use refer_domain::eligibility::{Eligibility, ServiceArea};
 use refer_domain::geo::{GeoPoint, Location, RegionCode};
@@ -58,6 +58,27 @@ struct Args {
     bins: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Use services already running (as `scripts/run` starts them) instead of
+    /// starting a private NATS and the four services. The matcher's cold
+    /// restart is then skipped.
+    #[arg(long)]
+    connect: bool,
+    /// With --connect: the NATS the services use.
+    #[arg(long, default_value = "nats://127.0.0.1:4333")]
+    nats: String,
+    /// With --connect: the capacity, donations, intake and matcher services.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    capacity: String,
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    donations: String,
+    #[arg(long, default_value = "http://127.0.0.1:50053")]
+    intake: String,
+    #[arg(long, default_value = "http://127.0.0.1:50054")]
+    matcher: String,
+    /// With --connect: the tokens file the services read; the bench adds its
+    /// own tokens for the run and takes them out at the end.
+    #[arg(long, default_value = "run/tokens.toml")]
+    tokens_file: PathBuf,
 }
 
 /// How big each phase is.
@@ -166,7 +187,7 @@ async fn submit_paced(
         let (submitted, failures) = (submitted.clone(), failures.clone());
         tasks.push(tokio::spawn(async move {
             let at = Instant::now();
-            match client.request_placement(authed(INTAKE, person)).await {
+            match client.request_placement(authed(&cluster::intake(), person)).await {
                 Ok(placement) => {
                     let mut map = submitted.lock().expect("lock");
                     for need in placement.into_inner().needs {
@@ -289,7 +310,21 @@ async fn main() -> anyhow::Result<()> {
             .context("the binary has a directory")?
             .to_path_buf(),
     };
-    let mut cluster = Cluster::start(bins).await?;
+    let mut cluster = if args.connect {
+        Cluster::connect(&Endpoints {
+            nats: args.nats.clone(),
+            services: [
+                args.capacity.clone(),
+                args.donations.clone(),
+                args.intake.clone(),
+                args.matcher.clone(),
+            ],
+            tokens_file: args.tokens_file.clone(),
+        })
+        .await?
+    } else {
+        Cluster::start(bins).await?
+    };
     let mut report = Report::default();
     let machine = format!(
         "{} cores, {}",
@@ -318,6 +353,7 @@ async fn main() -> anyhow::Result<()> {
         ..Scenario::operation_night(args.seed)
     }
     .instance();
+    let night = renumber(night, 0);
     let (registered, declared) = register_sites(&cluster, &night.providers, 0, "night").await;
     report.add(format!(
         "W1 register {} providers: {}",
@@ -385,7 +421,12 @@ async fn main() -> anyhow::Result<()> {
     let donated = run(day.donations.len(), 32, |k| {
         let mut client = cluster.donations.clone();
         let request = load::register_donation(&day.donations[k]);
-        async move { client.register_donation(authed(BUSINESS, request)).await.map(|_| ()) }
+        async move {
+            client
+                .register_donation(authed(&cluster::business(), request))
+                .await
+                .map(|_| ())
+        }
     })
     .await;
     report.add(format!(
@@ -416,7 +457,12 @@ async fn main() -> anyhow::Result<()> {
     let placed = run(day_people.len(), 16, |i| {
         let mut client = cluster.intake.clone();
         let request = day_people[i].clone();
-        async move { client.request_placement(authed(INTAKE, request)).await.map(|_| ()) }
+        async move {
+            client
+                .request_placement(authed(&cluster::intake(), request))
+                .await
+                .map(|_| ())
+        }
     })
     .await;
     report.add(format!(
@@ -433,7 +479,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     // Raw JetStream baselines, same server, same stored message size, measured
     // once the services have finished what W2 started (the system is quiet).
-    let js = async_nats::jetstream::new(cluster.nats.connect().await);
+    let js = async_nats::jetstream::new(cluster.nats().await?);
     let waited = baseline::quiet(&js, "REFER", Duration::from_secs(120)).await?;
     let w2_rss = cluster.peak_rss_mb();
     eprintln!(
@@ -455,7 +501,7 @@ async fn main() -> anyhow::Result<()> {
     let mut waitlist = Latencies::default();
     for k in 0..sizes.waitlist_samples {
         let lang = private_language(k);
-        let site = open_site(0x9000_0000 + k as u128, &lang, 0, 40.0);
+        let site = open_site(cluster::run_id(0x9000_0000 + k as u128), &lang, 0, 40.0);
         let index = 100_000 + k;
         let token = cluster::provider_token(site_org(index));
         cluster
@@ -466,7 +512,7 @@ async fn main() -> anyhow::Result<()> {
         let placement = cluster
             .intake
             .request_placement(authed(
-                INTAKE,
+                &cluster::intake(),
                 load::person(&format!("wait-{k}"), &bed_need(&lang, 40.0), &[NeedKind::Shelter]),
             ))
             .await?
@@ -477,7 +523,7 @@ async fn main() -> anyhow::Result<()> {
             let p = cluster
                 .intake
                 .get_placement(authed(
-                    INTAKE,
+                    &cluster::intake(),
                     intake::GetPlacementRequest {
                         placement_id: placement.placement_id.clone(),
                     },
@@ -521,7 +567,10 @@ async fn main() -> anyhow::Result<()> {
         let count = per_second * sizes.rate_seconds;
         let first = 200_000 + 100 * phase;
         let sites: Vec<ProviderSite> = (0..40)
-            .map(|k| open_site(0x9100_0000 + (first + k) as u128, lang, (count / 20 + 10) as u32, 41.0))
+            .map(|k| {
+                let id = cluster::run_id(0x9100_0000 + (first + k) as u128);
+                open_site(id, lang, (count / 20 + 10) as u32, 41.0)
+            })
             .collect();
         register_sites(&cluster, &sites, first, lang).await;
         let watched: Vec<(usize, ProviderId)> = sites.iter().enumerate().map(|(k, s)| (first + k, s.id)).collect();
@@ -565,8 +614,12 @@ async fn main() -> anyhow::Result<()> {
                     }
                 } else {
                     let mut person = people[i % people.len()].clone();
-                    person.idempotency_key = format!("bench-stress-{c}-{i}");
-                    if intake_client.request_placement(authed(INTAKE, person)).await.is_ok() {
+                    person.idempotency_key = format!("bench-stress-{}{c}-{i}", cluster::run_tag());
+                    if intake_client
+                        .request_placement(authed(&cluster::intake(), person))
+                        .await
+                        .is_ok()
+                    {
                         needs_seen.lock().expect("lock").count(started.elapsed());
                     }
                 }
@@ -600,7 +653,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let rebuild_db = sled::Config::new().temporary(true).open()?;
     let store = refer_eventstore::EventStore::open(
-        cluster.nats.connect().await,
+        cluster.nats().await?,
         refer_eventstore::StreamSettings::default(),
         rebuild_db,
     )
@@ -635,30 +688,12 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     // Cold restart: a new matcher process with no local state.
-    eprintln!("-- Cold restart: a new matcher process with no local state");
-    let last = store.last_sequence().await?;
-    let started = Instant::now();
-    cluster.restart_matcher_cold().await?;
-    loop {
-        let status = cluster
-            .matcher
-            .get_status(authed(ADMIN, matcher::GetStatusRequest {}))
-            .await
-            .map(|r| r.into_inner().checkpoint);
-        if status.is_ok_and(|c| c >= last) {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "the matcher did not catch up; its log:\n{}",
-            cluster.log("matcher")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if cluster.owns_services() {
+        eprintln!("-- Cold restart: a new matcher process with no local state");
+        cold_restart(&mut cluster, &store, &mut report).await?;
+    } else {
+        report.add("matcher cold restart: skipped (connected to services the bench did not start)".into());
     }
-    report.add(format!(
-        "matcher cold restart (process start, {last} stream messages, to caught up): {:.2} s",
-        started.elapsed().as_secs_f64()
-    ));
 
     report.add(format!(
         "capacity updates with durable ack: W2 {:.0}/s ({} of pipelined, {} of one at a time); W3 {:.0}/s ({})",
@@ -724,14 +759,47 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Restarts the matcher with no local state and times it until it has
+/// caught up with the stream.
+async fn cold_restart(
+    cluster: &mut Cluster,
+    store: &refer_eventstore::EventStore,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let last = store.last_sequence().await?;
+    let started = Instant::now();
+    cluster.restart_matcher_cold().await?;
+    loop {
+        let status = cluster
+            .matcher
+            .get_status(authed(&cluster::admin(), matcher::GetStatusRequest {}))
+            .await
+            .map(|r| r.into_inner().checkpoint);
+        if status.is_ok_and(|c| c >= last) {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the matcher did not catch up; its log:\n{}",
+            cluster.log("matcher")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report.add(format!(
+        "matcher cold restart (process start, {last} stream messages, to caught up): {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
 /// Gives an instance's providers and donations ids of their own (scenarios
-/// number them from the same base).
+/// number them from the same base) and of this run.
 fn renumber(mut instance: refer_matching::Instance, offset: u128) -> refer_matching::Instance {
     for p in &mut instance.providers {
-        p.id = ProviderId::from_u128(p.id.as_uuid().as_u128() + offset);
+        p.id = ProviderId::from_u128(cluster::run_id(p.id.as_uuid().as_u128() + offset));
     }
     for d in &mut instance.donations {
-        d.id = refer_domain::ids::DonationId::from_u128(d.id.as_uuid().as_u128() + offset);
+        d.id = refer_domain::ids::DonationId::from_u128(cluster::run_id(d.id.as_uuid().as_u128() + offset));
     }
     instance
 }

@@ -314,9 +314,13 @@ impl Catalog {
         self.by_target.get(&target).into_iter().flatten().copied()
     }
 
-    /// Whether site `index`, with `free()` units, may take the need now.
-    pub fn admits_at(&self, index: usize, query: &Query, now: Timestamp, free: impl FnOnce() -> u32) -> bool {
-        self.admits(index, query, now, free).is_some()
+    /// Whether site `index`, with `free()` units, may take the need now,
+    /// and if so how far it is in km.
+    pub fn option_at(&self, index: usize, query: &Query, now: Timestamp, free: impl FnOnce() -> u32) -> Option<u32> {
+        if !self.sites[index].offer.serves(query.kind) {
+            return None;
+        }
+        self.admits(index, query, now, free).map(chord_km)
     }
 
     /// Compiles a need; `exclude` lists targets it may not go to (declined

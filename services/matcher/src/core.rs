@@ -140,6 +140,13 @@ pub struct Projection {
     due: BTreeMap<NeedId, Timestamp>,
 }
 
+/// Waitlisted needs to look at again, and the only sites (by catalog index)
+/// worth looking at for them; `None`: every site.
+struct Revisit {
+    needs: Vec<NeedId>,
+    only: Option<Vec<usize>>,
+}
+
 /// Urgency, juvenile or not, arrival, need: the order needs are served in.
 type InLine = (u8, u8, u64, NeedId);
 
@@ -393,14 +400,21 @@ impl Projection {
     /// to the sites themselves; otherwise those that a target with more
     /// room since the last plan could take (most capacity changes concern
     /// one site, and the waitlist can be long).
-    fn revisit(&mut self, now: Timestamp, spoken: &BTreeMap<(Target, NeedKind), u32>) -> Vec<NeedId> {
+    fn revisit(&mut self, now: Timestamp, spoken: &BTreeMap<(Target, NeedKind), u32>) -> Revisit {
         let freed = std::mem::take(&mut self.freed);
         if std::mem::take(&mut self.capacity_changed) {
             // New sites may bring languages and regions the compiled queries
             // do not know of: compile them again when next needed.
             self.queries.clear();
-            return self.waitlisted.iter().copied().collect();
+            return Revisit {
+                needs: self.waitlisted.iter().copied().collect(),
+                only: None,
+            };
         }
+        let none = Revisit {
+            needs: vec![],
+            only: Some(vec![]),
+        };
         let Self {
             sites: Some(catalog),
             queries,
@@ -409,11 +423,11 @@ impl Projection {
             ..
         } = self
         else {
-            return vec![];
+            return none;
         };
         let freed: Vec<usize> = freed.iter().flat_map(|t| catalog.sites_of(*t)).collect();
         if freed.is_empty() {
-            return vec![];
+            return none;
         }
         for id in waitlisted.iter() {
             if let (None, Some(need)) = (queries.get(id), needs.get(id)) {
@@ -424,7 +438,8 @@ impl Projection {
             }
         }
         let catalog = self.sites.as_ref().expect("compiled above");
-        self.waitlisted
+        let needs = self
+            .waitlisted
             .iter()
             .copied()
             .filter(|id| {
@@ -434,11 +449,43 @@ impl Projection {
                 let kind = query.kind();
                 freed.iter().any(|&i| {
                     let target = catalog.site(i).target;
-                    catalog.site(i).offer.serves(kind)
-                        && catalog.admits_at(i, query, now, || self.free(target, kind, spoken))
+                    catalog
+                        .option_at(i, query, now, || self.free(target, kind, spoken))
+                        .is_some()
                 })
             })
-            .collect()
+            .collect();
+        Revisit {
+            needs,
+            only: Some(freed),
+        }
+    }
+
+    /// A waitlisted need's options among the sites that gained room: the
+    /// others had none for it when it was last looked at, and have not
+    /// gained any since (or the whole waitlist would be looked at again).
+    fn options_among(
+        &self,
+        need: NeedId,
+        sites: &[usize],
+        now: Timestamp,
+        spoken: &BTreeMap<(Target, NeedKind), u32>,
+        avoid: &BTreeSet<Target>,
+    ) -> Option<Vec<(u32, Target)>> {
+        let (catalog, query) = (self.sites.as_ref()?, self.queries.get(&need)?);
+        let kind = query.kind();
+        let mut found: Vec<(u32, usize)> = sites
+            .iter()
+            .filter(|i| !avoid.contains(&catalog.site(**i).target))
+            .filter_map(|&i| {
+                let target = catalog.site(i).target;
+                catalog
+                    .option_at(i, query, now, || self.free(target, kind, spoken))
+                    .map(|km| (km, i))
+            })
+            .collect();
+        found.sort();
+        Some(found.into_iter().map(|(km, i)| (km, catalog.site(i).target)).collect())
     }
 
     /// Compiles every site that takes referrals for the matching engine.
@@ -669,7 +716,7 @@ impl Projection {
         let mut pools: Vec<Target> = Vec::new();
         let mut pool_of: BTreeMap<(Target, NeedKind), usize> = BTreeMap::new();
         let mut waiting: Vec<(NeedId, BTreeSet<Target>, Cohesion)> = Vec::new();
-        for need_id in self.queue(in_flight, &revisit) {
+        for need_id in self.queue(in_flight, &revisit.needs) {
             if in_flight.needs.contains_key(&need_id) {
                 continue;
             }
@@ -684,7 +731,14 @@ impl Projection {
                 BTreeSet::new()
             };
             let mut options = Vec::new();
-            for (km, target) in self.candidates(need, now, spoken, &avoid) {
+            let found = match &revisit.only {
+                Some(sites) if need.status == NeedStatus::Waitlisted => {
+                    self.options_among(need_id, sites, now, spoken, &avoid)
+                }
+                _ => None,
+            };
+            let found = found.unwrap_or_else(|| self.candidates(need, now, spoken, &avoid));
+            for (km, target) in found {
                 let pool = *pool_of.entry((target, kind)).or_insert_with(|| {
                     problem.capacity.push(self.free(target, kind, spoken));
                     pools.push(target);
@@ -868,7 +922,7 @@ mod tests {
         state.apply(4, a, &Event::Provider(bed(1)));
         state.compile_sites();
         assert_eq!(
-            state.revisit(NIGHT, &in_flight.spoken),
+            state.revisit(NIGHT, &in_flight.spoken).needs,
             vec![her],
             "only the woman can use A"
         );
