@@ -7,6 +7,9 @@ use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 const SUBJECTS: usize = 100;
+/// The baselines' own streams, deleted after use (names no deployment uses).
+const ONE: &str = "REFER_BENCH_RAW_ONE";
+const PIPELINED: &str = "REFER_BENCH_RAW_PIPELINED";
 const WINDOW: usize = 256;
 
 async fn baseline_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
@@ -40,33 +43,40 @@ pub async fn quiet(js: &jetstream::Context, stream: &str, limit: Duration) -> an
 
 /// Publishes `count` payloads of `size` bytes, awaiting each ack before the next.
 pub async fn publish_one_at_a_time(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
-    baseline_stream(js, "BASE1").await?;
+    baseline_stream(js, ONE).await?;
     let payload = Bytes::from(vec![7u8; size]);
     let started = Instant::now();
     for i in 0..count {
-        js.publish(format!("base1.{}", i % SUBJECTS), payload.clone())
+        js.publish(format!("{}.{}", ONE.to_lowercase(), i % SUBJECTS), payload.clone())
             .await?
             .await?;
     }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream(ONE).await?;
+    Ok(rate)
 }
 
 /// Publishes `count` payloads of `size` bytes with up to `WINDOW` acks outstanding.
 pub async fn publish_pipelined(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
-    baseline_stream(js, "BASE2").await?;
+    baseline_stream(js, PIPELINED).await?;
     let payload = Bytes::from(vec![7u8; size]);
     let started = Instant::now();
     let mut acks = futures::stream::iter(0..count)
         .map(|i| {
             let js = js.clone();
             let payload = payload.clone();
-            async move { js.publish(format!("base2.{}", i % SUBJECTS), payload).await?.await }
+            async move {
+                let subject = format!("{}.{}", PIPELINED.to_lowercase(), i % SUBJECTS);
+                js.publish(subject, payload).await?.await
+            }
         })
         .buffer_unordered(WINDOW);
     while let Some(ack) = acks.next().await {
         ack?;
     }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream(PIPELINED).await?;
+    Ok(rate)
 }
 
 /// Reads the whole `stream` with an ordered consumer, doing nothing with

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod baseline;
+mod cleanup;
 mod cluster;
 mod load;
 mod stats;
@@ -756,6 +757,13 @@ async fn main() -> anyhow::Result<()> {
         args.plots.join("latency.svg").display(),
         args.plots.join("throughput.svg").display()
     ));
+    if !cluster.owns_services() {
+        let cleaned = cleanup::clean_up(&cluster).await?;
+        report.add(format!(
+            "taken out of service after the run: {} providers suspended, {} donations withdrawn, {} open needs cancelled",
+            cleaned.providers, cleaned.donations, cleaned.needs
+        ));
+    }
     Ok(())
 }
 
