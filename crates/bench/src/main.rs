@@ -5,13 +5,15 @@
 //! ```sh
 //! cargo build --release --bins && target/release/refer-bench      # the full run (minutes)
 //! target/debug/refer-bench --smoke                                # seconds, for CI
+//! target/release/refer-bench --connect --tokens-file run/tokens.toml   # services already running
 //! ```
 //!
 //! It starts its own nats-server (fsync before every ack) and the four
-//! service binaries found beside its own (or `--bins`), then runs:
-//! W1 "operation night", W2 "national day", the waitlist and the 1,000
-//! needs/s latency phases, W3 "stress", the matcher's rebuild and cold
-//! restart, and the raw JetStream baselines. Plots go to `--plots`.
+//! service binaries found beside its own (or `--bins`), or uses running
+//! ones (`--connect`), then runs: W1 "operation night", W2 "national day",
+//! the raw JetStream baselines once the system is quiet, the waitlist and
+//! the 250 and 1,000 needs/s latency phases, W3 "stress", the matcher's
+//! rebuild and (own services only) cold restart. Plots go to `--plots`.
 #![forbid(unsafe_code)]
 
 mod baseline;
@@ -172,24 +174,22 @@ async fn register_sites(cluster: &Cluster, sites: &[ProviderSite], first: usize,
 }
 
 /// Sends people (each one RequestPlacement) at `per_second`, each from its
-/// own task; returns each need's submit instant, by its first referral id.
-async fn submit_paced(
-    cluster: &Cluster,
-    people: Vec<intake::RequestPlacementRequest>,
-    per_second: f64,
-) -> (BTreeMap<String, Instant>, usize) {
+/// own task.
+async fn submit_paced(cluster: &Cluster, people: Vec<intake::RequestPlacementRequest>, per_second: f64) -> Submitted {
     let submitted = Arc::new(Mutex::new(BTreeMap::new()));
     let failures = Arc::new(Mutex::new(0usize));
+    let acked = Arc::new(Mutex::new(Latencies::default()));
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for (i, person) in people.into_iter().enumerate() {
         tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / per_second)).await;
         let mut client = cluster.intake.clone();
-        let (submitted, failures) = (submitted.clone(), failures.clone());
+        let (submitted, failures, acked) = (submitted.clone(), failures.clone(), acked.clone());
         tasks.push(tokio::spawn(async move {
             let at = Instant::now();
             match client.request_placement(authed(&cluster::intake(), person)).await {
                 Ok(placement) => {
+                    acked.lock().expect("lock").push(at.elapsed());
                     let mut map = submitted.lock().expect("lock");
                     for need in placement.into_inner().needs {
                         if let Some(referral) = first_referral(&need.need_id) {
@@ -204,9 +204,18 @@ async fn submit_paced(
     for task in tasks {
         let _ = task.await;
     }
-    let map = submitted.lock().expect("lock").clone();
+    let needs = submitted.lock().expect("lock").clone();
     let failed = *failures.lock().expect("lock");
-    (map, failed)
+    let acked = acked.lock().expect("lock").clone();
+    Submitted { needs, failed, acked }
+}
+
+/// What `submit_paced` sent: each need's submit instant by its first
+/// referral id, the requests refused, and how long intake took to ack each.
+struct Submitted {
+    needs: BTreeMap<String, Instant>,
+    failed: usize,
+    acked: Latencies,
 }
 
 /// Waits until every submitted need has a referral or `patience` passed;
@@ -375,14 +384,15 @@ async fn main() -> anyhow::Result<()> {
         .map(|(i, n)| load::person(&format!("night-{i}"), &n.spec, &kinds))
         .collect();
     let count = night_people.len();
-    let (submitted, failed) = submit_paced(&cluster, night_people, count as f64).await;
-    let night_latency = proposals(&mut arrivals, &mut seen, &submitted, Duration::from_secs(10)).await;
+    let sent = submit_paced(&cluster, night_people, count as f64).await;
+    let night_latency = proposals(&mut arrivals, &mut seen, &sent.needs, Duration::from_secs(10)).await;
     report.add(format!(
-        "W1 {count} people x 3 needs within 1 s: {} of {} needs proposed to a provider ({} requests failed); need -> proposal visible to the provider: {}",
+        "W1 {count} people x 3 needs within 1 s: {} of {} needs proposed to a provider ({} requests failed); need -> proposal visible to the provider: {}; intake's ack: {}",
         night_latency.micros.len(),
-        submitted.len(),
-        failed,
-        night_latency.summary()
+        sent.needs.len(),
+        sent.failed,
+        night_latency.summary(),
+        sent.acked.summary()
     ));
 
     // W2: national day.
@@ -580,15 +590,17 @@ async fn main() -> anyhow::Result<()> {
         let people: Vec<_> = (0..count)
             .map(|i| load::person(&format!("{lang}-{i}"), &bed_need(lang, 41.0), &[NeedKind::Shelter]))
             .collect();
-        let (submitted, failed) = submit_paced(&cluster, people, per_second as f64).await;
+        let sent = submit_paced(&cluster, people, per_second as f64).await;
         let mut seen = BTreeMap::new();
-        let latencies = proposals(&mut arrivals, &mut seen, &submitted, Duration::from_secs(20)).await;
+        let latencies = proposals(&mut arrivals, &mut seen, &sent.needs, Duration::from_secs(20)).await;
         report.add(format!(
-            "{per_second} needs/s for {} s: {} of {} proposed ({failed} requests failed); need -> proposal: {}",
+            "{per_second} needs/s for {} s: {} of {} proposed ({} requests failed); need -> proposal: {}; intake's ack: {}",
             sizes.rate_seconds,
             latencies.micros.len(),
-            submitted.len(),
-            latencies.summary()
+            sent.needs.len(),
+            sent.failed,
+            latencies.summary(),
+            sent.acked.summary()
         ));
         rated.push((per_second, latencies));
     }

@@ -149,7 +149,9 @@ impl IntakeService {
             idempotency_key: Some(IdempotencyKey::new("request").expect("valid")),
             ..meta.clone()
         };
-        for (need, kind) in &record.needs {
+        // A person's needs are aggregates of their own: appended together,
+        // they share the server's fsyncs instead of waiting one by one.
+        let appends = record.needs.iter().map(|(need, kind)| {
             let request = NeedRequest {
                 placement: record.placement,
                 group: person.group,
@@ -162,11 +164,15 @@ impl IntakeService {
                     units_per_person: 1,
                 },
             };
-            self.store
-                .execute::<Need>(need.as_uuid(), &NeedCommand::Request(request), &meta, None)
-                .await
-                .map_err(store_status)?;
-        }
+            let meta = &meta;
+            async move {
+                self.store
+                    .execute::<Need>(need.as_uuid(), &NeedCommand::Request(request), meta, None)
+                    .await
+                    .map_err(store_status)
+            }
+        });
+        futures::future::try_join_all(appends).await?;
         Ok(())
     }
 
