@@ -87,6 +87,20 @@ pub enum ProviderCommand {
     ConfirmHold {
         hold: HoldId,
     },
+    /// Several holds in one commit, all or none (the matcher's referrals to
+    /// a busy site, so they share one append). A hold already placed is this
+    /// same decision carried out before (hold ids are unique): it is skipped.
+    PlaceHolds(Vec<HoldRequest>),
+}
+
+/// One hold of `PlaceHolds`, as `PlaceHold` takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRequest {
+    pub hold: HoldId,
+    pub need: NeedId,
+    pub service: ServiceKind,
+    pub units: u32,
+    pub expires_at: Timestamp,
 }
 
 /// Append-only: never reorder or remove variants (see docs/architecture.md).
@@ -286,6 +300,27 @@ impl Aggregate for Provider {
                     units: *units,
                     expires_at: *expires_at,
                 }
+            }
+            C::PlaceHolds(holds) => {
+                if holds.is_empty() {
+                    return Err(DomainError::invalid("holds", "must hold at least one"));
+                }
+                let mut state = self.clone();
+                let mut events = Vec::new();
+                for h in holds.iter().filter(|h| !self.holds.contains_key(&h.hold)) {
+                    let one = C::PlaceHold {
+                        hold: h.hold,
+                        need: h.need,
+                        service: h.service,
+                        units: h.units,
+                        expires_at: h.expires_at,
+                    };
+                    for event in state.decide(&one, now)? {
+                        state = state.evolve(&event);
+                        events.push(event);
+                    }
+                }
+                return Ok(events);
             }
             C::ReleaseHold { hold, reason } => {
                 self.hold(*hold)?;

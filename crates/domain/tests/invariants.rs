@@ -7,7 +7,7 @@ use refer_domain::donation::{Donation, DonationCommand, DonationEvent};
 use refer_domain::ids::{DonationId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target};
-use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent, ReleaseReason};
+use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ProviderEvent, ReleaseReason};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{Aggregate, Timestamp};
 
@@ -40,8 +40,27 @@ fn provider_command() -> impl Strategy<Value = ProviderCommand> {
             }
         }),
         (hold.clone(), reason()).prop_map(|(hold, reason)| ProviderCommand::ReleaseHold { hold, reason }),
-        hold.prop_map(|hold| ProviderCommand::ConfirmHold { hold }),
+        hold.clone().prop_map(|hold| ProviderCommand::ConfirmHold { hold }),
+        // Several holds at once (the matcher's batch): all or none.
+        prop::collection::vec((hold, service_kind(), 0u32..4, -5i64..60), 1..4).prop_map(|holds| {
+            ProviderCommand::PlaceHolds(
+                holds
+                    .into_iter()
+                    .map(|(hold, service, units, minutes)| HoldRequest {
+                        hold,
+                        need: NeedId::from_u128(1),
+                        service,
+                        units,
+                        expires_at: Timestamp(minutes),
+                    })
+                    .collect(),
+            )
+        }),
     ]
+}
+
+fn service_kind() -> impl Strategy<Value = ServiceKind> {
+    prop::sample::select(SERVICES.to_vec())
 }
 
 /// Turns a relative deadline (minutes) into an absolute one at `now`.
@@ -60,6 +79,15 @@ fn at(now: Timestamp, command: ProviderCommand) -> ProviderCommand {
             units,
             expires_at: now.plus_secs(expires_at.0 * 60),
         },
+        ProviderCommand::PlaceHolds(holds) => ProviderCommand::PlaceHolds(
+            holds
+                .into_iter()
+                .map(|h| HoldRequest {
+                    expires_at: now.plus_secs(h.expires_at.0 * 60),
+                    ..h
+                })
+                .collect(),
+        ),
         other => other,
     }
 }

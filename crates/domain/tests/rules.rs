@@ -4,7 +4,7 @@ use refer_domain::donation::{Donation, DonationCommand, DonationEvent};
 use refer_domain::ids::{DonationId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Proposal, Target};
-use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent, ReleaseReason};
+use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ProviderEvent, ReleaseReason};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::spec::given;
 use refer_domain::DomainError;
@@ -58,6 +58,45 @@ fn a_hold_takes_free_beds_and_acceptance_consumes_them() {
         .then_expect([ProviderEvent::HoldConfirmed { hold: HOLD }]);
     let units = accepted.units(BED);
     assert_eq!((units.declared, units.held, units.placed, units.free()), (1, 0, 2, 1));
+}
+
+fn request(hold: u128, units: u32) -> HoldRequest {
+    HoldRequest {
+        hold: HoldId::from_u128(hold),
+        need: NeedId::from_u128(100 + hold),
+        service: BED,
+        units,
+        expires_at: NIGHT.plus_secs(900),
+    }
+}
+
+fn placed(hold: u128, units: u32) -> ProviderEvent {
+    ProviderEvent::HoldPlaced {
+        hold: HoldId::from_u128(hold),
+        need: NeedId::from_u128(100 + hold),
+        service: BED,
+        units,
+        expires_at: NIGHT.plus_secs(900),
+    }
+}
+
+#[test]
+fn holds_placed_together_are_all_placed_or_none() {
+    let both = ProviderCommand::PlaceHolds(vec![request(1, 1), request(2, 2)]);
+    let held = given::<Provider>(registered_provider(3))
+        .when(&both, NIGHT)
+        .then_expect([placed(1, 1), placed(2, 2)]);
+    assert_eq!(held.units(BED).free(), 0);
+    // Two beds free: the second hold does not fit, so neither is placed.
+    given::<Provider>(registered_provider(2))
+        .when(&both, NIGHT)
+        .then_error(DomainError::InsufficientCapacity { requested: 2, free: 1 });
+    // Carried out again after a crash: the hold already placed is skipped.
+    let mut history = registered_provider(3);
+    history.push(placed(1, 1));
+    given::<Provider>(history)
+        .when(&both, NIGHT)
+        .then_expect([placed(2, 2)]);
 }
 
 #[test]

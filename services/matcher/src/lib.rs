@@ -461,6 +461,17 @@ impl Executor {
     async fn carry_out(&self, action: Action, cause: Option<EventId>, decisions: &Decisions) {
         let started = std::time::Instant::now();
         let outcome = self.run(&action, cause).await;
+        self.done(action, outcome, started, decisions);
+    }
+
+    /// Records how a decision went; one that failed is planned again.
+    fn done(
+        &self,
+        action: Action,
+        outcome: Result<(), StoreError>,
+        started: std::time::Instant,
+        decisions: &Decisions,
+    ) {
         refer_metrics::observe(
             "refer_matcher_decision_seconds",
             "Time to carry out one matcher decision through the event store.",
@@ -488,15 +499,72 @@ impl Executor {
         }
     }
 
-    /// Carries out decisions as they come, up to `DECISIONS_AT_ONCE`
-    /// together, in lanes: decisions on one aggregate (a provider's holds,
-    /// say) run one after another, in the order planned, so they never race
-    /// each other for the aggregate's next version; decisions on different
-    /// aggregates run together and their appends share the server's fsyncs.
-    /// Planning goes on meanwhile; `InFlight` keeps a need from being
-    /// planned twice.
+    /// Proposals of needs to one provider, waiting together in its lane:
+    /// their holds go in one commit (`PlaceHolds`), then the needs are
+    /// proposed together. If the commit is refused (the projection was
+    /// behind), each is carried out on its own, as usual.
+    async fn propose_together(&self, batch: Vec<(Action, Option<EventId>)>, decisions: &Decisions) {
+        let started = std::time::Instant::now();
+        let now = self.clock.now();
+        let expires_at = now.plus_secs(HOLD_SECS);
+        let mut provider = None;
+        let mut holds = Vec::new();
+        for (action, _) in &batch {
+            if let Action::Propose {
+                need,
+                target: Target::Provider(p),
+                hold,
+                units,
+            } = action
+            {
+                if let Some(service) = self.need_kind(*need).and_then(NeedKind::provider_service) {
+                    provider = Some(*p);
+                    holds.push(refer_domain::provider::HoldRequest {
+                        hold: *hold,
+                        need: *need,
+                        service,
+                        units: *units,
+                        expires_at,
+                    });
+                }
+            }
+        }
+        let placed = match provider.filter(|_| holds.len() == batch.len()) {
+            Some(p) => {
+                // Idempotent by content (holds already placed are skipped), so no key.
+                let meta = self.meta(None, batch[0].1, None);
+                let command = ProviderCommand::PlaceHolds(holds);
+                self.store
+                    .execute::<Provider>(p.as_uuid(), &command, &meta, None)
+                    .await
+                    .is_ok()
+            }
+            None => false,
+        };
+        if !placed {
+            for (action, cause) in batch {
+                self.carry_out(action, cause, decisions).await;
+            }
+            return;
+        }
+        let proposals = batch.into_iter().map(|(action, cause)| async move {
+            let outcome = match action {
+                Action::Propose { need, target, hold, .. } => self.propose(need, target, hold, expires_at, cause).await,
+                _ => unreachable!("only proposals are batched"),
+            };
+            self.done(action, outcome, started, decisions);
+        });
+        futures::future::join_all(proposals).await;
+    }
+
+    /// Carries out decisions as they come, up to `DECISIONS_AT_ONCE` lanes
+    /// at once: decisions on one aggregate (a provider's holds, say) run in
+    /// its lane, in the order planned, so they never race each other for
+    /// the aggregate's next version, and proposals waiting together in a
+    /// provider's lane share one commit for their holds. Lanes run together,
+    /// and their appends share the server's fsyncs. Planning goes on
+    /// meanwhile; `InFlight` keeps a need from being planned twice.
     async fn serve(self, mut queue: mpsc::UnboundedReceiver<(Action, Option<EventId>)>, decisions: Decisions) {
-        type Lane = std::collections::VecDeque<(Action, Option<EventId>)>;
         let lanes: Arc<Mutex<BTreeMap<Uuid, Lane>>> = Arc::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(DECISIONS_AT_ONCE));
         while let Some((action, cause)) = queue.recv().await {
@@ -504,28 +572,63 @@ impl Executor {
             {
                 let mut lanes = lanes.lock().expect("lanes lock");
                 if let Some(waiting) = lanes.get_mut(&lane) {
-                    waiting.push_back((action, cause)); // its lane's task takes it next
+                    waiting.push_back((action, cause)); // its lane's task takes it
                     continue;
                 }
-                lanes.insert(lane, Lane::new());
+                lanes.insert(lane, Lane::from([(action, cause)]));
             }
             let (executor, lanes, permits, decisions) =
                 (self.clone(), lanes.clone(), permits.clone(), decisions.clone());
             tokio::spawn(async move {
-                let mut next = Some((action, cause));
-                while let Some((action, cause)) = next {
+                loop {
+                    let batch = {
+                        let mut lanes = lanes.lock().expect("lanes lock");
+                        let batch = lanes.get_mut(&lane).map(next_batch).unwrap_or_default();
+                        if batch.is_empty() {
+                            lanes.remove(&lane);
+                            return;
+                        }
+                        batch
+                    };
                     let Ok(_permit) = permits.acquire().await else { return };
-                    executor.carry_out(action, cause, &decisions).await;
-                    let mut lanes = lanes.lock().expect("lanes lock");
-                    next = lanes.get_mut(&lane).and_then(|waiting| waiting.pop_front());
-                    if next.is_none() {
-                        lanes.remove(&lane);
+                    if batch.len() == 1 {
+                        let (action, cause) = batch.into_iter().next().expect("one");
+                        executor.carry_out(action, cause, &decisions).await;
+                    } else {
+                        executor.propose_together(batch, &decisions).await;
                     }
                 }
             });
         }
     }
 }
+
+/// Decisions waiting in one lane, in the order planned.
+type Lane = std::collections::VecDeque<(Action, Option<EventId>)>;
+
+/// The next decision of a lane, or the proposals to a provider at its front,
+/// together (at most `HOLDS_AT_ONCE`).
+fn next_batch(lane: &mut Lane) -> Vec<(Action, Option<EventId>)> {
+    let to_provider = |a: &(Action, Option<EventId>)| {
+        matches!(
+            a.0,
+            Action::Propose {
+                target: Target::Provider(_),
+                ..
+            }
+        )
+    };
+    let mut batch: Vec<_> = lane.pop_front().into_iter().collect();
+    if batch.first().is_some_and(to_provider) {
+        while batch.len() < HOLDS_AT_ONCE && lane.front().is_some_and(to_provider) {
+            batch.extend(lane.pop_front());
+        }
+    }
+    batch
+}
+
+/// How many holds one commit places at most.
+const HOLDS_AT_ONCE: usize = 64;
 
 /// How many decisions the executor carries out at once.
 const DECISIONS_AT_ONCE: usize = 64;
