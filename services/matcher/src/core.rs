@@ -114,6 +114,10 @@ pub struct Projection {
     /// The open holds of each need, wherever they are.
     #[serde(skip)]
     holds_by_need: BTreeMap<NeedId, BTreeSet<(Target, HoldId)>>,
+    /// The next plan looks at every hold (after a restore: holds placed
+    /// before it were touched by no commit since).
+    #[serde(skip)]
+    sweep_all: bool,
     /// Every site compiled for the matching engine's hard constraints,
     /// built when first needed; a registration adds its sites to it (profiles
     /// and offers never change afterwards). Free units are read live, so a
@@ -377,6 +381,7 @@ impl Projection {
         for (target, hold, need) in self.holds() {
             self.holds_by_need.entry(need).or_default().insert((target, hold));
         }
+        self.sweep_all = true;
     }
 
     /// Free units at `target` for a need of `kind`, less what is spoken for.
@@ -610,7 +615,8 @@ impl Projection {
         // Only the holds of needs that changed can need settling: a commit
         // looks at those, not at every open hold.
         let touched = std::mem::take(&mut self.touched);
-        let mut actions = self.chores(now, in_flight, Some(&touched));
+        let scope = (!std::mem::take(&mut self.sweep_all)).then_some(&touched);
+        let mut actions = self.chores(now, in_flight, scope);
         actions.extend(self.match_needs(now, in_flight));
         actions
     }
@@ -721,6 +727,17 @@ impl Projection {
                 continue;
             }
             let need = &self.needs[&need_id];
+            // Its next hold is placed already (a crash between hold and
+            // proposal): housekeeping completes the proposal. Matching it
+            // again would count those units twice.
+            let next = hold_id(need_id, need.proposals_made + 1);
+            if self
+                .holds_by_need
+                .get(&need_id)
+                .is_some_and(|holds| holds.iter().any(|(_, h)| *h == next))
+            {
+                continue;
+            }
             let request = need.request.as_ref().expect("queued needs are requested");
             let kind = request.spec.kind;
             let group_sites = self.group_sites(need_id, in_flight);

@@ -263,17 +263,21 @@ impl Executor {
                     "not a provider service",
                 )))?;
                 let expires_at = now.plus_secs(HOLD_SECS);
-                let command = ProviderCommand::PlaceHold {
+                // `PlaceHolds` skips a hold already placed (this decision,
+                // carried out before a crash or by a batch whose answer was
+                // lost), so a repeat proceeds to the proposal.
+                let command = ProviderCommand::PlaceHolds(vec![refer_domain::provider::HoldRequest {
                     hold,
                     need,
                     service,
                     units,
                     expires_at,
-                };
-                self.store
+                }]);
+                let done = self
+                    .store
                     .execute::<Provider>(p.as_uuid(), &command, meta, None)
                     .await?;
-                Ok(expires_at)
+                Ok(done.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at))
             }
             Target::Donation(d) => {
                 let state = self.store.load::<Donation>(d.as_uuid()).await?.state;
@@ -537,19 +541,23 @@ impl Executor {
                 self.store
                     .execute::<Provider>(p.as_uuid(), &command, &meta, None)
                     .await
-                    .is_ok()
+                    .ok()
             }
-            None => false,
+            None => None,
         };
-        if !placed {
+        let Some(placed) = placed else {
             for (action, cause) in batch {
                 self.carry_out(action, cause, decisions).await;
             }
             return;
-        }
+        };
+        let placed = &placed.state;
         let proposals = batch.into_iter().map(|(action, cause)| async move {
             let outcome = match action {
-                Action::Propose { need, target, hold, .. } => self.propose(need, target, hold, expires_at, cause).await,
+                Action::Propose { need, target, hold, .. } => {
+                    let deadline = placed.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
+                    self.propose(need, target, hold, deadline, cause).await
+                }
                 _ => unreachable!("only proposals are batched"),
             };
             self.done(action, outcome, started, decisions);
@@ -673,20 +681,26 @@ pub async fn start(
         }
         feed.catching_up = false;
         let mut reported = std::time::Instant::now();
+        let mut swept: Option<std::time::Instant> = None;
         loop {
-            // Plans what the backlog left (first round), then housekeeping:
-            // holds to settle, referrals past their deadline.
+            // Plans what the backlog left (first round), then, every tick,
+            // housekeeping over every hold: referrals past their deadline
+            // with no commit to notice it, settlements that failed. (Each
+            // commit already settles the holds of the needs it touched.)
             {
                 let mut guard = core.lock().expect("core lock");
                 guard.plan_folded();
-                let Core {
-                    state,
-                    in_flight,
-                    queue,
-                    ..
-                } = &mut *guard;
-                let chores = state.housekeeping(clock.now(), in_flight);
-                queue.extend(chores.into_iter().map(|a| (a, None)));
+                if swept.is_none_or(|at| at.elapsed() >= tick) {
+                    swept = Some(std::time::Instant::now());
+                    let Core {
+                        state,
+                        in_flight,
+                        queue,
+                        ..
+                    } = &mut *guard;
+                    let chores = state.housekeeping(clock.now(), in_flight);
+                    queue.extend(chores.into_iter().map(|a| (a, None)));
+                }
                 guard.send(&decisions);
                 // The gauges scan every need: a few times a second is enough.
                 if reported.elapsed() >= REPORT_EVERY {

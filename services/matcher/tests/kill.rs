@@ -16,15 +16,20 @@ use uuid::Uuid;
 fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Child {
     let tokens = dir.join("tokens.toml");
     std::fs::write(&tokens, "").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let port = free_port();
     Command::new(env!("CARGO_BIN_EXE_refer-matcher"))
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_DATA_DIR", dir.join("matcher"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
+        // Its own metrics port too: the default one may be taken (scripts/run).
+        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("REFER_TOKENS_FILE", &tokens)
         .env("REFER_TICK_MS", "50")
         .env("RUST_LOG", "warn")
@@ -62,7 +67,7 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         .unwrap();
     let beds = ProviderCommand::SetCapacity {
         service: ServiceKind::ShelterBed,
-        declared: 40,
+        declared: 200,
     };
     store
         .execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None)
@@ -70,7 +75,9 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         .unwrap();
 
     let mut matcher = spawn_matcher(&nats, dir.path());
-    const NEEDS: usize = 30;
+    // Enough that holds go in several commits (at most 64 each) and the
+    // kill can land between them.
+    const NEEDS: usize = 200;
     let mut needs = Vec::new();
     for i in 0..NEEDS {
         let id = NeedId::from_uuid(Uuid::new_v4());
@@ -127,10 +134,19 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         if proposed == NEEDS {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "only {proposed} of {NEEDS} proposed after the restart"
-        );
+        if start.elapsed() > Duration::from_secs(30) {
+            let holds = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state.holds;
+            let mut stuck = Vec::new();
+            for n in &needs {
+                let need = store.load::<Need>(n.as_uuid()).await.unwrap().state;
+                if need.status != NeedStatus::Proposed {
+                    let held = holds.values().filter(|h| h.need == *n).count();
+                    stuck.push(format!("{:?} made {} held {held}", need.status, need.proposals_made));
+                }
+            }
+            stuck.truncate(5);
+            panic!("only {proposed} of {NEEDS} proposed after the restart; stuck: {stuck:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
