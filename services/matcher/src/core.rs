@@ -710,7 +710,8 @@ impl Projection {
 
     /// Matches the needs that wait, all together, with the matching engine:
     /// each to an eligible target with room, or the waitlist. Waitlisted needs
-    /// are looked at again only when capacity changed. `in_flight` is updated
+    /// are looked at again only when a target they could use gained room
+    /// (see `revisit`). `in_flight` is updated
     /// with what is planned, so a caller that executes it later (or a replay
     /// that never does) plans the same way.
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
