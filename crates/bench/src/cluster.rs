@@ -211,12 +211,28 @@ impl Cluster {
             )
         })?;
         text.push_str(&entries);
-        std::fs::write(&to.tokens_file, text)?;
+        std::fs::write(&to.tokens_file, &text)?;
+        let channels = async {
+            Ok::<_, anyhow::Error>([
+                connect_to(to.services[0].clone()).await?,
+                connect_to(to.services[1].clone()).await?,
+                connect_to(to.services[2].clone()).await?,
+                connect_to(to.services[3].clone()).await?,
+            ])
+        };
+        let [capacity, donations, intake, matcher] = match channels.await {
+            Ok(channels) => channels,
+            Err(err) => {
+                // Nothing will run: take the tokens out again at once.
+                std::fs::write(&to.tokens_file, text.replacen(entries.as_str(), "", 1))?;
+                return Err(err);
+            }
+        };
         let cluster = Cluster {
-            capacity: CapacityClient::new(connect_to(to.services[0].clone()).await?),
-            donations: DonationsClient::new(connect_to(to.services[1].clone()).await?),
-            intake: IntakeClient::new(connect_to(to.services[2].clone()).await?),
-            matcher: MatcherClient::new(connect_to(to.services[3].clone()).await?),
+            capacity: CapacityClient::new(capacity),
+            donations: DonationsClient::new(donations),
+            intake: IntakeClient::new(intake),
+            matcher: MatcherClient::new(matcher),
             nats_url: to.nats.clone(),
             added_tokens: Some((to.tokens_file.clone(), entries)),
             own: None,
