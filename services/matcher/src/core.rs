@@ -257,8 +257,9 @@ impl Projection {
     pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
         match event {
             Event::Provider(e) => {
-                let p = self.providers.remove(&ProviderId::from_uuid(id)).unwrap_or_default();
-                let target = Target::Provider(ProviderId::from_uuid(id));
+                let pid = ProviderId::from_uuid(id);
+                let p = self.providers.remove(&pid).unwrap_or_default();
+                let target = Target::Provider(pid);
                 match e {
                     ProviderEvent::HoldPlaced { hold, need, .. } => self.track_hold(target, *hold, Some(*need), true),
                     ProviderEvent::HoldReleased { hold, .. } | ProviderEvent::HoldConfirmed { hold } => {
@@ -266,9 +267,9 @@ impl Projection {
                     }
                     _ => {}
                 }
-                self.providers.insert(ProviderId::from_uuid(id), p.evolve(e));
+                self.providers.insert(pid, p.evolve(e));
                 if let (ProviderEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
-                    for site in provider_sites(ProviderId::from_uuid(id), &self.providers[&ProviderId::from_uuid(id)]) {
+                    for site in provider_sites(pid, &self.providers[&pid]) {
                         catalog.add(site);
                     }
                 }
@@ -280,14 +281,15 @@ impl Projection {
                     | ProviderEvent::HoldConfirmed { .. }
                     | ProviderEvent::Suspended => {}
                     _ => {
-                        self.freed.insert(Target::Provider(ProviderId::from_uuid(id)));
+                        self.freed.insert(target);
                     }
                 }
                 AggregateKind::Provider
             }
             Event::Donation(e) => {
-                let d = self.donations.remove(&DonationId::from_uuid(id)).unwrap_or_default();
-                let target = Target::Donation(DonationId::from_uuid(id));
+                let did = DonationId::from_uuid(id);
+                let d = self.donations.remove(&did).unwrap_or_default();
+                let target = Target::Donation(did);
                 match e {
                     DonationEvent::HoldPlaced { hold, need, .. } => self.track_hold(target, *hold, Some(*need), true),
                     DonationEvent::HoldReleased { hold, .. } | DonationEvent::HoldConfirmed { hold } => {
@@ -295,18 +297,16 @@ impl Projection {
                     }
                     _ => {}
                 }
-                self.donations.insert(DonationId::from_uuid(id), d.evolve(e));
+                self.donations.insert(did, d.evolve(e));
                 if let (DonationEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
-                    if let Some(site) =
-                        donation_site(DonationId::from_uuid(id), &self.donations[&DonationId::from_uuid(id)])
-                    {
+                    if let Some(site) = donation_site(did, &self.donations[&did]) {
                         catalog.add(site);
                     }
                 }
                 match e {
                     DonationEvent::Registered(_) => self.capacity_changed = true,
                     DonationEvent::HoldReleased { .. } => {
-                        self.freed.insert(Target::Donation(DonationId::from_uuid(id)));
+                        self.freed.insert(target);
                     }
                     _ => {}
                 }
