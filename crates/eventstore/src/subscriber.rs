@@ -249,11 +249,13 @@ impl Subscriber {
     }
 }
 
-/// Creates the durable consumer `name` delivering after `checkpoint`. The
-/// server's consumer is reused only if it stands exactly at the checkpoint.
-/// Otherwise (local state lost or behind, deliveries not acked before a
-/// crash, a pull lost) it starts again from the checkpoint, so neither a gap
-/// nor an ack-wait stall is possible.
+/// Creates the durable consumer `name` delivering after `checkpoint`,
+/// replacing whatever the server has under that name. Never reused: a
+/// process killed a moment ago may still have a pull open at the server
+/// (its death not yet noticed), and deliveries to it would sit unacked for
+/// the ack wait and then come back behind later commits, below the new
+/// checkpoint, and be skipped. Deleting the consumer ends every pull on it.
+/// One process runs each consumer.
 async fn start_consumer(
     stream: &async_nats::jetstream::stream::Stream,
     name: &str,
@@ -274,20 +276,11 @@ async fn start_consumer(
         filter_subject: filter.to_owned(),
         ..Default::default()
     };
-    let reuse = match stream.consumer_info(name).await {
-        Ok(info) => {
-            info.delivered.stream_sequence == checkpoint
-                && info.num_ack_pending == 0
-                && info.config.filter_subject == config.filter_subject
-        }
-        Err(_) => false,
-    };
-    if !reuse {
-        let _ = stream.delete_consumer(name).await;
-        tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
-    }
+    // Not found is fine; any other failure shows in the create below.
+    let _ = stream.delete_consumer(name).await;
+    tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
     stream
-        .get_or_create_consumer(name, config)
+        .create_consumer(config)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }

@@ -369,6 +369,45 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
 }
 
 #[tokio::test]
+async fn a_restarted_subscriber_is_not_starved_by_the_pull_of_the_process_it_replaces() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 1).await; // 2 commits
+                                   // The old process caught up and then waited for more: its standing pull
+                                   // is still open at the server when the new process starts (a SIGKILL
+                                   // the server has not noticed yet). It never reads again.
+    let mut old = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut old_beds = FreeBeds::restore(old.tree());
+    old.catch_up(&mut old_beds).await.unwrap();
+    assert_eq!(
+        old.poll(&mut old_beds, 100, Duration::from_millis(50)).await.unwrap(),
+        0
+    );
+    assert_eq!(old.checkpoint(), 2);
+
+    let mut new = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut beds = FreeBeds::restore(new.tree());
+    for _ in 0..3 {
+        store
+            .execute::<Provider>(id, &adjust(1), &meta(None), None)
+            .await
+            .unwrap();
+    }
+    let start = std::time::Instant::now();
+    while beds.commits < 5 && start.elapsed() < Duration::from_secs(5) {
+        new.poll(&mut beds, 100, Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(
+        beds.view(),
+        (BTreeMap::from([(id, 4)]), 5),
+        "the new process gets every commit"
+    );
+    drop(old);
+}
+
+#[tokio::test]
 async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
     let server = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

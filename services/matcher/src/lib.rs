@@ -37,8 +37,9 @@ pub struct Core {
     pub in_flight: InFlight,
     queue: Vec<(Action, Option<EventId>)>,
     dirty: BTreeSet<(AggregateKind, Uuid)>,
-    /// The last event folded in since the last plan: plan at its time.
-    unplanned: Option<(Timestamp, EventId)>,
+    /// The time of the last event folded in since the last plan (plan at
+    /// that time), and the event.
+    unplanned: Option<(Timestamp, Option<EventId>)>,
 }
 
 impl Core {
@@ -118,7 +119,7 @@ impl Core {
         }
         self.state.settle_touched(&mut self.in_flight);
         if let Some(last) = commit.events.last() {
-            self.unplanned = Some((last.occurred_at, last.event_id));
+            self.unplanned = Some((last.occurred_at, Some(last.event_id)));
         }
     }
 
@@ -142,7 +143,15 @@ impl Core {
             return;
         };
         let actions = self.state.plan(at, &mut self.in_flight);
-        self.queue.extend(actions.into_iter().map(|a| (a, Some(cause))));
+        self.queue.extend(actions.into_iter().map(|a| (a, cause)));
+    }
+
+    /// Makes sure the first plan after a start happens, at `now` if the
+    /// backlog was empty. Decisions planned before a stop and not carried
+    /// out live on only in the state: when the checkpoint was already at the
+    /// end of the stream, no commit would call for them again.
+    pub fn resume(&mut self, now: Timestamp) {
+        self.unplanned.get_or_insert((now, None));
     }
 }
 
@@ -680,6 +689,7 @@ pub async fn start(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         feed.catching_up = false;
+        core.lock().expect("core lock").resume(clock.now());
         let mut reported = std::time::Instant::now();
         let mut swept: Option<std::time::Instant> = None;
         loop {
@@ -779,5 +789,91 @@ impl Matcher for MatcherService {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refer_domain::ids::{OrgId, PlacementId, ProviderId};
+    use refer_domain::kinds::ServiceKind;
+    use refer_domain::need::NeedEvent;
+    use refer_domain::provider::ProviderEvent;
+    use refer_domain::sample::{self, NIGHT};
+    use refer_domain::{AggregateRef, Envelope, Event};
+    use refer_eventstore::Projection as _;
+
+    fn commit(seq: u64, kind: AggregateKind, id: Uuid, event: Event) -> Recorded {
+        let meta = CommandMeta {
+            occurred_at: NIGHT,
+            correlation_id: CorrelationId::from_u128(1),
+            causation_id: None,
+            idempotency_key: None,
+        };
+        let envelope = Envelope::new(EventId::from_u128(seq.into()), AggregateRef { kind, id }, &meta, event);
+        Recorded {
+            seq,
+            events: vec![envelope],
+        }
+    }
+
+    #[test]
+    fn a_start_with_no_backlog_still_plans_what_the_last_run_left_undone() {
+        // The last run folded a shelter with a bed and a need for it, wrote
+        // them with its checkpoint, and stopped before proposing.
+        let (decisions, _queue) = mpsc::unbounded_channel();
+        let mut feed = Feed {
+            core: Arc::default(),
+            catching_up: true,
+            decisions,
+        };
+        let (shelter, need) = (ProviderId::from_u128(1), NeedId::from_u128(2));
+        let registered = ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(1))));
+        let bed = ProviderEvent::CapacitySet {
+            service: ServiceKind::ShelterBed,
+            declared: 1,
+        };
+        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(3), None);
+        let commits = [
+            commit(
+                1,
+                AggregateKind::Provider,
+                shelter.as_uuid(),
+                Event::Provider(registered),
+            ),
+            commit(2, AggregateKind::Provider, shelter.as_uuid(), Event::Provider(bed)),
+            commit(
+                3,
+                AggregateKind::Need,
+                need.as_uuid(),
+                Event::Need(NeedEvent::Requested(request)),
+            ),
+        ];
+        for c in &commits {
+            feed.apply(c);
+        }
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("m")
+            .unwrap();
+        let mut batch = sled::Batch::default();
+        feed.persist(&mut batch);
+        tree.apply_batch(batch).unwrap();
+
+        // The new run finds nothing after the checkpoint to fold.
+        let mut core = Core::restore(&tree);
+        core.resume(NIGHT);
+        core.plan_folded();
+        let proposed: Vec<NeedId> = core
+            .queue
+            .iter()
+            .filter_map(|(action, _)| match action {
+                Action::Propose { need, .. } => Some(*need),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposed, vec![need]);
     }
 }
