@@ -3,14 +3,16 @@
 //! checkpoints). See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
+mod durable;
 mod error;
 mod local;
 mod store;
 mod stream;
 mod subscriber;
 
+pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
-pub use local::{flush, LocalState, SNAPSHOT_FORMAT};
+pub use local::{LocalState, SNAPSHOT_FORMAT};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};

@@ -93,17 +93,3 @@ impl LocalState {
         Ok(())
     }
 }
-
-/// Makes `tree`'s writes durable before the caller acknowledges anything.
-/// sled 0.34's `flush_async` can deadlock under concurrent writers (sled
-/// issues #1241 and #1308; seen here under benchmark load: every worker
-/// stuck in `apply_batch`), so the blocking flush runs on tokio's blocking pool.
-pub async fn flush(tree: &sled::Tree) -> sled::Result<()> {
-    let tree = tree.clone();
-    match tokio::task::spawn_blocking(move || tree.flush()).await {
-        Ok(flushed) => flushed.map(|_| ()),
-        Err(task) => Err(sled::Error::Io(std::io::Error::other(format!(
-            "flush task failed: {task}"
-        )))),
-    }
-}

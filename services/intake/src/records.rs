@@ -9,6 +9,7 @@ use refer_domain::ids::{GroupId, NeedId, OrgId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::request::Cohesion;
 use refer_domain::{IdempotencyKey, Timestamp};
+use refer_eventstore::GroupFlush;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,8 @@ pub enum Claim {
 #[derive(Clone)]
 pub struct Records {
     tree: sled::Tree,
+    /// Requests answered at the same moment share one flush.
+    durable: GroupFlush,
 }
 
 fn placement_key(id: PlacementId) -> Vec<u8> {
@@ -59,8 +62,10 @@ fn listing_key(agency: OrgId, at: Timestamp, id: PlacementId) -> Vec<u8> {
 
 impl Records {
     pub fn open(db: &sled::Db) -> sled::Result<Self> {
+        let tree = db.open_tree("intake-records")?;
         Ok(Self {
-            tree: db.open_tree("intake-records")?,
+            durable: GroupFlush::new(tree.clone()),
+            tree,
         })
     }
 
@@ -74,6 +79,9 @@ impl Records {
             .compare_and_swap(claim_key(agency, key), None as Option<&[u8]>, Some(bytes))?;
         if let Err(lost) = won {
             let current = lost.current.expect("a claim exists when the swap fails");
+            // The first request may still be waiting for its flush: answer
+            // the retry only once the claim is on disk too.
+            self.durable.flush().await?;
             return Ok(postcard::from_bytes(&current).expect("a claim this service wrote"));
         }
         let people: Vec<&PlacementRecord> = match &claim {
@@ -89,7 +97,7 @@ impl Records {
             batch.insert(listing_key(p.agency, p.requested_at, p.placement), vec![]);
         }
         self.tree.apply_batch(batch)?;
-        refer_eventstore::flush(&self.tree).await?;
+        self.durable.flush().await?;
         Ok(claim)
     }
 

@@ -366,7 +366,10 @@ async fn the_last_beds_are_never_over_committed() {
     // A decrease below what is held is refused, so a -1 that came after
     // the matcher held every bed left the count one higher.
     assert!((3..=5).contains(&units.declared), "declared {}", units.declared);
-    assert_eq!(units.held, units.declared, "every bed is referred: 24 people wait for them");
+    assert_eq!(
+        units.held, units.declared,
+        "every bed is referred: 24 people wait for them"
+    );
     assert_eq!(proposed, units.held, "one referral per held bed");
 }
 
