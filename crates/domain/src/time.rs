@@ -21,7 +21,7 @@ impl Timestamp {
         Self(self.0.saturating_add(secs.saturating_mul(1000)))
     }
     /// Minutes since the Unix epoch, floored (also before 1970).
-    const fn epoch_minutes(self) -> i64 {
+    pub const fn epoch_minutes(self) -> i64 {
         self.0.div_euclid(60_000)
     }
 }

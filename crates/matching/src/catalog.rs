@@ -37,7 +37,8 @@ impl Offer {
         }
     }
 
-    fn open_at(&self, now: Timestamp) -> bool {
+    /// Whether the site takes referrals at `now` (its hours or window).
+    pub fn open_at(&self, now: Timestamp) -> bool {
         match self {
             Offer::Service { hours, .. } => hours.is_open(now),
             Offer::Resource { window, .. } => window.contains(now),

@@ -140,6 +140,9 @@ pub struct Projection {
     /// behalf). `due` finds a need's entry.
     #[serde(skip)]
     proposed: BTreeSet<(Timestamp, NeedId)>,
+    /// When opening hours and donation windows were last looked at.
+    #[serde(skip)]
+    hours_checked: Option<Timestamp>,
     #[serde(skip)]
     due: BTreeMap<NeedId, Timestamp>,
 }
@@ -399,6 +402,33 @@ impl Projection {
             Target::Donation(id) => self.donations.get(&id).map_or(0, |d| d.free()),
         };
         free.saturating_sub(spoken.get(&(target, kind)).copied().unwrap_or(0))
+    }
+
+    /// Notes the sites that opened since the last look (their hours began,
+    /// a donation's window started) as having gained room, so the waitlisted
+    /// needs they could take get another look. Hours change on the minute,
+    /// so this looks at most once per minute of `now`. Returns whether any
+    /// site opened.
+    pub fn note_openings(&mut self, now: Timestamp) -> bool {
+        let Some(catalog) = &self.sites else { return false };
+        let last = match self.hours_checked {
+            Some(last) if last.epoch_minutes() >= now.epoch_minutes() => return false,
+            Some(last) => last,
+            None => {
+                // First look (a start): the whole waitlist is looked at anyway.
+                self.hours_checked = Some(now);
+                return false;
+            }
+        };
+        self.hours_checked = Some(now);
+        let before = self.freed.len();
+        for i in 0..catalog.len() {
+            let site = catalog.site(i);
+            if site.offer.open_at(now) && !site.offer.open_at(last) {
+                self.freed.insert(site.target);
+            }
+        }
+        self.freed.len() > before
     }
 
     /// The waitlisted needs worth another look: all of them after a change
@@ -717,6 +747,7 @@ impl Projection {
     pub fn match_needs(&mut self, now: Timestamp, in_flight: &mut InFlight) -> Vec<Action> {
         // The optimum for people alone: most placed by priority tier, then least distance.
         self.compile_sites();
+        self.note_openings(now);
         let spoken = &in_flight.spoken;
         let revisit = self.revisit(now, spoken);
         let mut problem = refer_matching::Problem::default();
@@ -956,6 +987,45 @@ mod tests {
         // A's room was looked at above (and the woman is still waiting for
         // it); B's room brings back only the man.
         assert_eq!(proposed, vec![him], "{actions:?}");
+    }
+
+    #[test]
+    fn a_need_waitlisted_overnight_is_proposed_when_the_site_opens() {
+        use refer_domain::time::{Hours, Weekday, WeeklySlot};
+        // NIGHT is a Thursday, 02:00 UTC; the only shelter opens at 09:00.
+        let mut state = Projection::default();
+        let site = Uuid::from_u128(1);
+        let mut profile = sample::shelter(OrgId::from_u128(1));
+        profile.hours = Hours::Weekly {
+            utc_offset_minutes: 0,
+            slots: vec![WeeklySlot {
+                day: Weekday::Thu,
+                open: 9 * 60,
+                close: 17 * 60,
+            }],
+        };
+        state.apply(1, site, &Event::Provider(ProviderEvent::Registered(Box::new(profile))));
+        let bed = ProviderEvent::CapacitySet {
+            service: ServiceKind::ShelterBed,
+            declared: 1,
+        };
+        state.apply(2, site, &Event::Provider(bed));
+        let need = NeedId::from_u128(10);
+        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(8), None);
+        state.apply(3, need.as_uuid(), &Event::Need(NeedEvent::Requested(request)));
+        let mut in_flight = InFlight::default();
+        let waitlisted = Action::Waitlist { need, attempt: 0 };
+        assert_eq!(state.plan(NIGHT, &mut in_flight), vec![waitlisted]);
+        state.apply(4, need.as_uuid(), &Event::Need(NeedEvent::Waitlisted));
+        state.settle_touched(&mut in_flight);
+
+        assert!(!state.note_openings(NIGHT.plus_secs(6 * 3600)), "08:00: still closed");
+        assert!(state.note_openings(NIGHT.plus_secs(7 * 3600 + 30)), "09:00:30: open");
+        let actions = state.match_needs(NIGHT.plus_secs(7 * 3600 + 30), &mut in_flight);
+        assert!(
+            matches!(actions.as_slice(), [Action::Propose { need: n, .. }] if *n == need),
+            "{actions:?}"
+        );
     }
 
     #[test]

@@ -160,8 +160,9 @@ impl Core {
 /// live matcher plans every commit the same way, so these equal the
 /// `need.proposed` and `need.waitlisted` events it wrote, need by need (it
 /// carries out decisions about different needs together, so between needs
-/// they may land in another order), except after a restart: a matcher
-/// catching up plans once at the end of its backlog.
+/// they may land in another order), except after a restart (a matcher
+/// catching up plans once at the end of its backlog) and when a site opens
+/// (the live matcher's timer notices it; a replay, at the next commit).
 pub fn replay(commits: &[Recorded]) -> Vec<Action> {
     let mut core = Core::default();
     let mut decisions = Vec::new();
@@ -695,8 +696,9 @@ pub async fn start(
         loop {
             // Plans what the backlog left (first round), then, every tick,
             // housekeeping over every hold: referrals past their deadline
-            // with no commit to notice it, settlements that failed. (Each
-            // commit already settles the holds of the needs it touched.)
+            // with no commit to notice it, settlements that failed, sites
+            // that opened. (Each commit already settles the holds of the
+            // needs it touched.)
             {
                 let mut guard = core.lock().expect("core lock");
                 guard.plan_folded();
@@ -708,8 +710,14 @@ pub async fn start(
                         queue,
                         ..
                     } = &mut *guard;
-                    let chores = state.housekeeping(clock.now(), in_flight);
+                    let now = clock.now();
+                    let chores = state.housekeeping(now, in_flight);
                     queue.extend(chores.into_iter().map(|a| (a, None)));
+                    // No commit marks the moment a site opens: the timer does.
+                    if state.note_openings(now) {
+                        let matched = state.match_needs(now, in_flight);
+                        queue.extend(matched.into_iter().map(|a| (a, None)));
+                    }
                 }
                 guard.send(&decisions);
                 // The gauges scan every need: a few times a second is enough.

@@ -297,6 +297,34 @@ async fn the_closed_loop_runs_by_itself() {
 }
 
 #[tokio::test]
+async fn a_need_waitlisted_at_night_is_proposed_when_the_shelter_opens() {
+    use refer_domain::time::{Hours, Weekday, WeeklySlot};
+    let w = world().await;
+    // NIGHT is a Thursday, 02:00 UTC; the only shelter opens at 09:00.
+    let mut profile = shelter_at(33.80, -118.20);
+    profile.hours = Hours::Weekly {
+        utc_offset_minutes: 0,
+        slots: vec![WeeklySlot {
+            day: Weekday::Thu,
+            open: 9 * 60,
+            close: 17 * 60,
+        }],
+    };
+    let shelter = provider(&w, profile, 1).await;
+    let waiting = need(&w, false).await;
+    eventually("the need is waitlisted", || async {
+        need_state(&w, waiting).await.status == NeedStatus::Waitlisted
+    })
+    .await;
+    // Morning comes, and nothing is written to the stream meanwhile.
+    w.clock.set(NIGHT.plus_secs(7 * 3600 + 30));
+    eventually("the need is proposed once the shelter opens", || async {
+        proposed_to(&w, waiting).await == Some(Target::Provider(shelter))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_last_beds_are_never_over_committed() {
     let w = world().await;
     let shelter = provider(&w, shelter_at(33.80, -118.20), 3).await;
