@@ -140,11 +140,11 @@ pub struct Projection {
     /// behalf). `due` finds a need's entry.
     #[serde(skip)]
     proposed: BTreeSet<(Timestamp, NeedId)>,
+    #[serde(skip)]
+    due: BTreeMap<NeedId, Timestamp>,
     /// When opening hours and donation windows were last looked at.
     #[serde(skip)]
     hours_checked: Option<Timestamp>,
-    #[serde(skip)]
-    due: BTreeMap<NeedId, Timestamp>,
 }
 
 /// Waitlisted needs to look at again, and the only sites (by catalog index)
