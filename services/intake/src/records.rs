@@ -11,6 +11,7 @@ use refer_domain::request::Cohesion;
 use refer_domain::{IdempotencyKey, Timestamp};
 use refer_eventstore::GroupFlush;
 use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacementRecord {
@@ -71,34 +72,50 @@ impl Records {
 
     /// Stores a new placement (or group) under the agency's idempotency key,
     /// unless that key was used before: then the earlier claim is returned,
-    /// so a retried request names the same people and needs.
+    /// so a retried request names the same people and needs. The claim and
+    /// its placement records are written in one transaction, so no crash
+    /// leaves a claim whose placements cannot be looked up.
     pub async fn claim(&self, agency: OrgId, key: &IdempotencyKey, claim: Claim) -> sled::Result<Claim> {
+        let claim_key = claim_key(agency, key);
         let bytes = postcard::to_stdvec(&claim).expect("records encode");
-        let won = self
-            .tree
-            .compare_and_swap(claim_key(agency, key), None as Option<&[u8]>, Some(bytes))?;
-        if let Err(lost) = won {
-            let current = lost.current.expect("a claim exists when the swap fails");
-            // The first request may still be waiting for its flush: answer
-            // the retry only once the claim is on disk too.
-            self.durable.flush().await?;
-            return Ok(postcard::from_bytes(&current).expect("a claim this service wrote"));
-        }
         let people: Vec<&PlacementRecord> = match &claim {
             Claim::Placement(p) => vec![p],
             Claim::Group(_, people) => people.iter().collect(),
         };
-        let mut batch = sled::Batch::default();
-        for p in people {
-            batch.insert(
-                placement_key(p.placement),
-                postcard::to_stdvec(p).expect("records encode"),
-            );
-            batch.insert(listing_key(p.agency, p.requested_at, p.placement), vec![]);
-        }
-        self.tree.apply_batch(batch)?;
+        let records: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = people
+            .into_iter()
+            .map(|p| {
+                (
+                    placement_key(p.placement),
+                    postcard::to_stdvec(p).expect("records encode"),
+                    listing_key(p.agency, p.requested_at, p.placement),
+                )
+            })
+            .collect();
+        let earlier = self
+            .tree
+            .transaction(|tx| {
+                if let Some(current) = tx.get(&claim_key)? {
+                    return Ok(Some(current));
+                }
+                tx.insert(claim_key.as_slice(), bytes.as_slice())?;
+                for (placement, record, listing) in &records {
+                    tx.insert(placement.as_slice(), record.as_slice())?;
+                    tx.insert(listing.as_slice(), &[] as &[u8])?;
+                }
+                Ok(None)
+            })
+            .map_err(|err: TransactionError<()>| match err {
+                TransactionError::Storage(err) => err,
+                TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+            })?;
+        // A retry may arrive while the first request still waits for its
+        // flush: it too is answered only once the claim is on disk.
         self.durable.flush().await?;
-        Ok(claim)
+        Ok(match earlier {
+            Some(current) => postcard::from_bytes(&current).expect("a claim this service wrote"),
+            None => claim,
+        })
     }
 
     pub fn placement(&self, id: PlacementId) -> sled::Result<Option<PlacementRecord>> {
@@ -134,5 +151,43 @@ impl Records {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_racing_with_one_key_get_one_placement_and_the_same_answer() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let records = Records::open(&db).unwrap();
+        let agency = OrgId::from_u128(1);
+        let key = IdempotencyKey::new("night-1").unwrap();
+        let tries = (0..8u128).map(|i| {
+            let (records, key) = (records.clone(), key.clone());
+            let record = PlacementRecord {
+                placement: PlacementId::from_u128(i),
+                agency,
+                case_reference: format!("case-{i}"),
+                group: None,
+                needs: vec![],
+                requested_at: Timestamp(i as i64),
+            };
+            tokio::spawn(async move { records.claim(agency, &key, Claim::Placement(record)).await })
+        });
+        let answers: Vec<Claim> = futures::future::join_all(tries)
+            .await
+            .into_iter()
+            .map(|answer| answer.unwrap().unwrap())
+            .collect();
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+        let Claim::Placement(winner) = &answers[0] else {
+            panic!("a placement was claimed")
+        };
+        let listed = records.list(agency, None, 10).unwrap();
+        assert_eq!(listed.len(), 1, "one placement stored");
+        assert_eq!(&listed[0].1, winner);
+        assert_eq!(records.placement(winner.placement).unwrap().as_ref(), Some(winner));
     }
 }
