@@ -10,7 +10,7 @@ use crate::need::{GroupMembership, NeedRequest};
 use crate::profile::{AgeBand, Gender, Language, Profile};
 use crate::provider::ProviderProfile;
 use crate::request::{Constraints, NeedSpec, Urgency};
-use crate::time::{Hours, TimeWindow, Timestamp};
+use crate::time::{Hours, TimeWindow, Timestamp, Weekday, WeeklySlot};
 use std::collections::BTreeSet;
 
 /// 2026-11-26 02:00 UTC, a Thursday night.
@@ -45,6 +45,19 @@ pub fn shelter(org: OrgId) -> ProviderProfile {
         },
         location: location(34.05, -118.24, "US-06-037"),
         hours: Hours::Always,
+    }
+}
+
+/// Open on Thursdays from 09:00 to 17:00 UTC: closed at `NIGHT`, open
+/// seven hours later.
+pub fn thursday_day_hours() -> Hours {
+    Hours::Weekly {
+        utc_offset_minutes: 0,
+        slots: vec![WeeklySlot {
+            day: Weekday::Thu,
+            open: 9 * 60,
+            close: 17 * 60,
+        }],
     }
 }
 

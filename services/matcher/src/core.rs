@@ -991,19 +991,11 @@ mod tests {
 
     #[test]
     fn a_need_waitlisted_overnight_is_proposed_when_the_site_opens() {
-        use refer_domain::time::{Hours, Weekday, WeeklySlot};
-        // NIGHT is a Thursday, 02:00 UTC; the only shelter opens at 09:00.
+        // The only shelter opens at 09:00, seven hours after NIGHT.
         let mut state = Projection::default();
         let site = Uuid::from_u128(1);
         let mut profile = sample::shelter(OrgId::from_u128(1));
-        profile.hours = Hours::Weekly {
-            utc_offset_minutes: 0,
-            slots: vec![WeeklySlot {
-                day: Weekday::Thu,
-                open: 9 * 60,
-                close: 17 * 60,
-            }],
-        };
+        profile.hours = sample::thursday_day_hours();
         state.apply(1, site, &Event::Provider(ProviderEvent::Registered(Box::new(profile))));
         let bed = ProviderEvent::CapacitySet {
             service: ServiceKind::ShelterBed,

@@ -298,18 +298,10 @@ async fn the_closed_loop_runs_by_itself() {
 
 #[tokio::test]
 async fn a_need_waitlisted_at_night_is_proposed_when_the_shelter_opens() {
-    use refer_domain::time::{Hours, Weekday, WeeklySlot};
     let w = world().await;
-    // NIGHT is a Thursday, 02:00 UTC; the only shelter opens at 09:00.
+    // The only shelter opens at 09:00, seven hours after NIGHT.
     let mut profile = shelter_at(33.80, -118.20);
-    profile.hours = Hours::Weekly {
-        utc_offset_minutes: 0,
-        slots: vec![WeeklySlot {
-            day: Weekday::Thu,
-            open: 9 * 60,
-            close: 17 * 60,
-        }],
-    };
+    profile.hours = sample::thursday_day_hours();
     let shelter = provider(&w, profile, 1).await;
     let waiting = need(&w, false).await;
     eventually("the need is waitlisted", || async {
