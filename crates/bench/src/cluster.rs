@@ -13,7 +13,6 @@ use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
 use refer_service::auth::hash_token;
 use refer_testkit::{NatsServer, ServerOptions};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -79,13 +78,65 @@ pub struct Cluster {
     pub matcher: MatcherClient<Channel>,
 }
 
-/// A private NATS and the services started as processes.
+/// A private NATS and the services started as processes (stopped when
+/// this is dropped, also when the start failed half way).
 struct Own {
     nats: NatsServer,
     dir: tempfile::TempDir,
     bins: PathBuf,
-    ports: [u16; 4],
+    /// Each service's gRPC port, then its metrics port.
+    ports: [u16; 8],
     children: [Option<Child>; 4],
+}
+
+impl Own {
+    fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        spawn(
+            &self.bins,
+            self.dir.path(),
+            &self.nats.url(),
+            [self.ports[i], self.ports[4 + i]],
+            SERVICES[i],
+        )
+    }
+
+    /// Connects to service `i` once it listens. If its process exits first,
+    /// or it does not listen within 60 s, says so with the end of its log.
+    async fn reach(&mut self, i: usize) -> anyhow::Result<Channel> {
+        let url = format!("http://127.0.0.1:{}", self.ports[i]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(channel) = Channel::from_shared(url.clone())?.connect().await {
+                return Ok(channel);
+            }
+            let exited = match &mut self.children[i] {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            if exited.is_some() || Instant::now() > deadline {
+                let why = exited.map_or("is not listening after 60 s".to_owned(), |s| format!("exited ({s})"));
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", SERVICES[i])));
+                let log = log.unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "refer-{} {why} at {url}; the end of its log:\n{}",
+                    SERVICES[i],
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Where the running services are (`--connect`).
@@ -94,10 +145,6 @@ pub struct Endpoints {
     /// capacity, donations, intake, matcher
     pub services: [String; 4],
     pub tokens_file: PathBuf,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The bench's entries for a tokens file.
@@ -125,14 +172,15 @@ fn token_entries() -> String {
     text
 }
 
-/// Starts one service binary with its own data directory, listening on `port`.
-fn spawn(bins: &Path, dir: &Path, nats_url: &str, port: u16, service: &str) -> anyhow::Result<Child> {
+/// Starts one service binary with its own data directory, listening on
+/// `port` (gRPC) and `metrics`.
+fn spawn(bins: &Path, dir: &Path, nats_url: &str, [port, metrics]: [u16; 2], service: &str) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{service}.log")))?;
     Command::new(bins.join(format!("refer-{service}")))
         .env("REFER_NATS_URL", nats_url)
         .env("REFER_DATA_DIR", dir.join(service))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()?))
+        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
         .env("REFER_TOKENS_FILE", dir.join("tokens.toml"))
         // The services' own logs (in the run's directory): REFER_BENCH_LOG=info to see more.
         .env(
@@ -143,10 +191,6 @@ fn spawn(bins: &Path, dir: &Path, nats_url: &str, port: u16, service: &str) -> a
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting refer-{service}"))
-}
-
-async fn channel(port: u16) -> anyhow::Result<Channel> {
-    connect_to(format!("http://127.0.0.1:{port}")).await
 }
 
 async fn connect_to(url: String) -> anyhow::Result<Channel> {
@@ -176,25 +220,24 @@ impl Cluster {
             .context("starting nats-server")?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
-        let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
-        let mut children = [None, None, None, None];
-        for (i, child) in children.iter_mut().enumerate() {
-            *child = Some(spawn(&bins, dir.path(), &nats.url(), ports[i], SERVICES[i])?);
+        let mut own = Own {
+            nats,
+            dir,
+            bins,
+            ports: refer_testkit::free_ports()?,
+            children: [None, None, None, None],
+        };
+        for i in 0..SERVICES.len() {
+            own.children[i] = Some(own.spawn(i)?);
         }
         Ok(Cluster {
-            capacity: CapacityClient::new(channel(ports[0]).await?),
-            donations: DonationsClient::new(channel(ports[1]).await?),
-            intake: IntakeClient::new(channel(ports[2]).await?),
-            matcher: MatcherClient::new(channel(ports[3]).await?),
-            nats_url: nats.url(),
+            capacity: CapacityClient::new(own.reach(0).await?),
+            donations: DonationsClient::new(own.reach(1).await?),
+            intake: IntakeClient::new(own.reach(2).await?),
+            matcher: MatcherClient::new(own.reach(3).await?),
+            nats_url: own.nats.url(),
             added_tokens: None,
-            own: Some(Own {
-                nats,
-                dir,
-                bins,
-                ports,
-                children,
-            }),
+            own: Some(own),
         })
     }
 
@@ -289,14 +332,8 @@ impl Cluster {
             child.wait()?;
         }
         std::fs::remove_dir_all(own.dir.path().join("matcher")).ok();
-        own.children[3] = Some(spawn(
-            &own.bins,
-            own.dir.path(),
-            &own.nats.url(),
-            own.ports[3],
-            "matcher",
-        )?);
-        self.matcher = MatcherClient::new(channel(own.ports[3]).await?);
+        own.children[3] = Some(own.spawn(3)?);
+        self.matcher = MatcherClient::new(own.reach(3).await?);
         Ok(())
     }
 
@@ -324,12 +361,7 @@ fn find_process(name: &str) -> Option<u32> {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(own) = &mut self.own {
-            for child in own.children.iter_mut().flatten() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        // (`Own` stops the services it started.)
         // Take this run's tokens out of the services' file again.
         if let Some((file, entries)) = &self.added_tokens {
             if let Ok(text) = std::fs::read_to_string(file) {

@@ -14,14 +14,6 @@ use tonic::transport::Channel;
 
 const TOKEN: &str = "operator-admin-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn metrics(port: u16) -> String {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -72,7 +64,7 @@ async fn connect(port: u16) -> Channel {
 async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and_stops_on_sigterm() {
     let mut nats = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
+    let [port, metrics_port] = refer_testkit::free_ports().unwrap();
     let mut child = spawn(&nats, dir.path(), port, metrics_port);
     let channel = connect(port).await;
 

@@ -13,29 +13,39 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Child {
+/// The matcher process, killed when dropped: a failing test leaves none behind.
+struct Running(Child);
+
+impl Running {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()?;
+        self.0.wait().map(|_| ())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Running {
     let tokens = dir.join("tokens.toml");
     std::fs::write(&tokens, "").unwrap();
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let port = free_port();
+    let [port, metrics] = refer_testkit::free_ports().unwrap();
     Command::new(env!("CARGO_BIN_EXE_refer-matcher"))
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_DATA_DIR", dir.join("matcher"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         // Its own metrics port too: the default one may be taken (scripts/run).
-        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
         .env("REFER_TOKENS_FILE", &tokens)
         .env("REFER_TICK_MS", "50")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Running)
         .expect("start refer-matcher")
 }
 
@@ -113,7 +123,6 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     matcher.kill().unwrap();
-    matcher.wait().unwrap();
     let held_at_kill = store
         .load::<Provider>(shelter.as_uuid())
         .await
@@ -151,7 +160,6 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     matcher.kill().unwrap();
-    matcher.wait().unwrap();
 
     assert!(
         held_at_kill < NEEDS as u32,
