@@ -104,29 +104,16 @@ impl Own {
     /// or it does not listen within 60 s, says so with the end of its log.
     async fn reach(&mut self, i: usize) -> anyhow::Result<Channel> {
         let url = format!("http://127.0.0.1:{}", self.ports[i]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(channel) = Channel::from_shared(url.clone())?.connect().await {
-                return Ok(channel);
-            }
-            let exited = match &mut self.children[i] {
-                Some(child) => child.try_wait()?,
-                None => None,
-            };
-            if exited.is_some() || Instant::now() > deadline {
-                let why = exited.map_or("is not listening after 60 s".to_owned(), |s| format!("exited ({s})"));
-                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", SERVICES[i])));
-                let log = log.unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "refer-{} {why} at {url}; the end of its log:\n{}",
-                    SERVICES[i],
-                    tail.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = &mut self.children[i];
+        let exited = || Ok(child.as_mut().map(Child::try_wait).transpose()?.flatten());
+        let reached = connect_to(url, exited).await;
+        reached.with_context(|| {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", SERVICES[i])));
+            let log = log.unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("refer-{}; the end of its log:\n{}", SERVICES[i], tail.join("\n"))
+        })
     }
 }
 
@@ -193,15 +180,32 @@ fn spawn(bins: &Path, dir: &Path, nats_url: &str, [port, metrics]: [u16; 2], ser
         .with_context(|| format!("starting refer-{service}"))
 }
 
-async fn connect_to(url: String) -> anyhow::Result<Channel> {
+/// Connects to `url` once a service answers there, waiting at most 60 s,
+/// or less if `exited` reports the process behind it gone.
+async fn connect_to(
+    url: String,
+    mut exited: impl FnMut() -> std::io::Result<Option<std::process::ExitStatus>>,
+) -> anyhow::Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match Channel::from_shared(url.clone())?.connect().await {
             Ok(channel) => return Ok(channel),
-            Err(e) if Instant::now() > deadline => bail!("no service at {url} after 60 s: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                if let Some(status) = exited()? {
+                    bail!("no service at {url}: it exited ({status})");
+                }
+                if Instant::now() > deadline {
+                    bail!("no service at {url} after 60 s: {e}");
+                }
+            }
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// For services the bench did not start: no process to watch.
+fn no_process() -> std::io::Result<Option<std::process::ExitStatus>> {
+    Ok(None)
 }
 
 impl Cluster {
@@ -257,10 +261,10 @@ impl Cluster {
         std::fs::write(&to.tokens_file, &text)?;
         let channels = async {
             Ok::<_, anyhow::Error>([
-                connect_to(to.services[0].clone()).await?,
-                connect_to(to.services[1].clone()).await?,
-                connect_to(to.services[2].clone()).await?,
-                connect_to(to.services[3].clone()).await?,
+                connect_to(to.services[0].clone(), no_process).await?,
+                connect_to(to.services[1].clone(), no_process).await?,
+                connect_to(to.services[2].clone(), no_process).await?,
+                connect_to(to.services[3].clone(), no_process).await?,
             ])
         };
         let [capacity, donations, intake, matcher] = match channels.await {

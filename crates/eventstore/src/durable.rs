@@ -24,7 +24,7 @@ struct Inner {
     written: AtomicU64,
     /// Every ticket up to this one is on disk.
     flushed: AtomicU64,
-    /// Flushes done (for tests and metrics).
+    /// Flushes done (tests check the grouping with it).
     flushes: AtomicU64,
 }
 
