@@ -324,7 +324,7 @@ async fn operation_night() {
             (last_accepted, idle) = (accepted, 0);
         }
         if idle >= 10 {
-            c.clock.advance_secs(refer_matcher::core::HOLD_SECS + 1);
+            c.clock.advance_secs(refer_domain::need::HOLD_SECS + 1);
             idle = 0;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

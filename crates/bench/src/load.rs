@@ -105,7 +105,7 @@ pub fn people(instance: &Instance, prefix: &str) -> Vec<intake::RequestPlacement
 /// The referral id the matcher gives a need's first proposal.
 pub fn first_referral(need: &str) -> Option<String> {
     let need = NeedId::from_uuid(need.parse().ok()?);
-    Some(cv::id_pb(refer_matcher::core::hold_id(need, 1).as_uuid()))
+    Some(cv::id_pb(refer_matching::planner::hold_id(need, 1).as_uuid()))
 }
 
 /// Runs `count` commands, at most `concurrency` at a time; returns the

@@ -24,7 +24,7 @@ pub enum Target {
     Donation(DonationId),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NeedStatus {
     /// Not requested yet (the aggregate has no events).
     #[default]
@@ -51,6 +51,18 @@ impl NeedStatus {
             Self::Requested | Self::Declined | Self::Expired | Self::Waitlisted
         )
     }
+}
+
+/// How long a provider has to answer a referral: the hold behind it lasts
+/// this long, and the need expires when it ends.
+pub const HOLD_SECS: i64 = 15 * 60;
+
+/// When a hold placed at `now` expires: `HOLD_SECS` later, but never after
+/// the end of the donation window it is in (`window_end`), since a hold
+/// never outlives its window.
+pub fn hold_expiry(now: Timestamp, window_end: Option<Timestamp>) -> Timestamp {
+    let expiry = now.plus_secs(HOLD_SECS);
+    window_end.map_or(expiry, |end| expiry.min(end))
 }
 
 /// Why a provider said no. Coded, never free text (free text leaks identity).

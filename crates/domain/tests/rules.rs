@@ -228,6 +228,35 @@ fn donations_are_held_only_inside_their_window_and_per_need_limit() {
 }
 
 #[test]
+fn a_hold_lasts_the_answer_time_and_never_outlives_its_donation_window() {
+    use refer_domain::need::{hold_expiry, HOLD_SECS};
+    let offer = sample::hotel_rooms(OrgId::from_u128(2));
+    let end = offer.window.end;
+    // At a provider: the answer time.
+    assert_eq!(hold_expiry(NIGHT, None), NIGHT.plus_secs(HOLD_SECS));
+    // At a donation ending in five minutes: the window's end, which the
+    // donation accepts.
+    let late = end.plus_secs(-300);
+    assert_eq!(hold_expiry(late, Some(end)), end);
+    given::<Donation>(vec![DonationEvent::Registered(offer)])
+        .when(
+            &DonationCommand::PlaceHold {
+                hold: HOLD,
+                need: NEED,
+                units: 1,
+                expires_at: hold_expiry(late, Some(end)),
+            },
+            late,
+        )
+        .then_expect([DonationEvent::HoldPlaced {
+            hold: HOLD,
+            need: NEED,
+            units: 1,
+            expires_at: end,
+        }]);
+}
+
+#[test]
 fn withdrawing_a_donation_releases_its_pending_holds() {
     let offer = sample::hotel_rooms(OrgId::from_u128(2));
     let history = vec![

@@ -26,6 +26,7 @@ fn problem(needs: usize, sources: usize, eligible: usize, seed: u64) -> Problem 
                 tier: rng.below(6) as u8,
                 units: 1,
                 options,
+                apart: None,
             }
         })
         .collect();
@@ -51,7 +52,7 @@ fn bench(c: &mut Criterion) {
         let requests = instance.requests();
         eprintln!("{name}: {} needs, {} sites", requests.len(), catalog.len());
         c.bench_function(name, |b| {
-            b.iter(|| assign(&catalog, &free, instance.now, black_box(&requests), Mode::Batch))
+            b.iter(|| assign(&catalog, &|s| free[s], instance.now, black_box(&requests), Mode::Batch))
         });
     }
 

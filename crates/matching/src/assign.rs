@@ -6,6 +6,10 @@
 //! (the hard limit on distance still counts from where the person is). Beds
 //! and services never compete for the same units, so solving them in two
 //! stages keeps the priority order exact.
+//!
+//! This is the one policy: `refer solve` runs it on a file and the matcher
+//! service runs it on the needs that wait, with what earlier decisions left
+//! (a bed already placed, group mates already placed) in `Earlier`.
 
 use crate::catalog::{Catalog, Query};
 use crate::{solve_batch, Need, Problem, TIERS};
@@ -30,6 +34,27 @@ pub enum Mode {
     Greedy,
 }
 
+/// What decisions made before this batch mean for one of its needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earlier {
+    /// Where the person's bed already is: the rest of their bundle is
+    /// measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bed: Option<GeoPoint>,
+    /// Targets where members of the need's group already have this kind of
+    /// need placed (proposed, accepted, or about to be): barred to a group
+    /// kept apart, preferred by a group kept together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mates: Vec<Target>,
+}
+
+impl Earlier {
+    pub fn is_empty(&self) -> bool {
+        self.bed.is_none() && self.mates.is_empty()
+    }
+}
+
 /// One need to place.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
@@ -37,9 +62,33 @@ pub struct Request<'a> {
     /// The person (their bundle of needs).
     pub person: PlacementId,
     pub group: Option<GroupMembership>,
-    /// Targets it may not go to (declined before; where a group member it
-    /// must be kept apart from already is).
+    /// Targets it may not go to (declined before, or let expire).
     pub exclude: Vec<Target>,
+    pub earlier: Earlier,
+}
+
+impl Request<'_> {
+    fn cohesion(&self) -> Cohesion {
+        self.group.map_or(Cohesion::NoPreference, |g| g.cohesion)
+    }
+
+    /// The targets this need may not use: those it was excluded from, and,
+    /// kept apart, where group mates already are.
+    fn barred(&self) -> Vec<Target> {
+        let mut barred = self.exclude.clone();
+        if self.cohesion() == Cohesion::KeepApart {
+            barred.extend(&self.earlier.mates);
+        }
+        barred
+    }
+}
+
+/// A need's keep-apart class (one per group kept apart and kind of need),
+/// numbered in `classes` as first met.
+fn class_of(classes: &mut BTreeMap<(GroupId, NeedKind), u32>, request: &Request) -> Option<u32> {
+    let group = request.group.filter(|g| g.cohesion == Cohesion::KeepApart)?;
+    let next = classes.len() as u32;
+    Some(*classes.entry((group.group, request.spec.kind)).or_insert(next))
 }
 
 /// The priority tier of a need: urgency first, juvenile before adult.
@@ -50,62 +99,118 @@ pub fn tier(spec: &NeedSpec) -> u8 {
 /// Where a need goes: the catalog site and the distance that counts.
 pub type Choice = Option<(usize, u32)>;
 
-/// Places `requests` on the catalog's sites, which have `free` units each.
-pub fn assign(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Request], mode: Mode) -> Vec<Choice> {
+/// Places `requests` on the catalog's sites; `free(i)` gives site `i`'s
+/// free units (read only for the sites someone may use).
+pub fn assign(
+    catalog: &Catalog,
+    free: &dyn Fn(usize) -> u32,
+    now: Timestamp,
+    requests: &[Request],
+    mode: Mode,
+) -> Vec<Choice> {
     let mut placing = Placing {
         catalog,
         now,
         requests,
-        queries: requests.iter().map(|r| catalog.query(r.spec, &r.exclude)).collect(),
-        left: free.to_vec(),
+        queries: requests.iter().map(|r| catalog.query(r.spec, &r.barred())).collect(),
+        free,
+        used: BTreeMap::new(),
         choices: vec![None; requests.len()],
+        classes: BTreeMap::new(),
     };
-    let (beds, others): (Vec<usize>, Vec<usize>) =
-        (0..requests.len()).partition(|i| requests[*i].spec.kind == NeedKind::Shelter);
+    // The batch takes needs in line: by priority tier, then as given (in
+    // arrival order), as the matcher service queues them. Ties between
+    // equally good answers go by this order, so a file and the live matcher
+    // given the same needs make the same choices. Greedy follows arrival.
+    let mut line: Vec<usize> = (0..requests.len()).collect();
+    if mode == Mode::Batch {
+        line.sort_by_key(|i| (tier(requests[*i].spec), *i));
+    }
+    let (beds, others): (Vec<usize>, Vec<usize>) = line
+        .into_iter()
+        .partition(|i| requests[*i].spec.kind == NeedKind::Shelter);
 
     placing.stage(&beds, mode, |_, _, km| km);
     if mode == Mode::Batch {
         placing.keep_together(&beds);
     }
-    placing.keep_apart(&beds);
 
-    // Each person's bed, where the rest of their bundle is measured from.
+    // Each person's bed, where the rest of their bundle is measured from:
+    // placed in this batch, or before it.
     let mut bed_of: BTreeMap<PlacementId, GeoPoint> = BTreeMap::new();
     for i in &beds {
         if let Some((site, _)) = placing.choices[*i] {
             bed_of.insert(requests[*i].person, catalog.site(site).location.point);
         }
     }
-    let anchors: Vec<Option<GeoPoint>> = requests.iter().map(|r| bed_of.get(&r.person).copied()).collect();
+    let anchors: Vec<Option<GeoPoint>> = requests
+        .iter()
+        .map(|r| bed_of.get(&r.person).copied().or(r.earlier.bed))
+        .collect();
     placing.stage(&others, mode, |i, site, km| {
         anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point))
     });
-    placing.keep_apart(&others);
     placing.choices
 }
 
 /// One assignment under way: the needs, their compiled queries, the units
-/// left at each site and the choices so far.
+/// used at each site so far and the choices.
 struct Placing<'a> {
     catalog: &'a Catalog,
     now: Timestamp,
     requests: &'a [Request<'a>],
     queries: Vec<Query>,
-    left: Vec<u32>,
+    free: &'a dyn Fn(usize) -> u32,
+    used: BTreeMap<usize, u32>,
     choices: Vec<Choice>,
+    /// Keep-apart classes: one per group kept apart and kind of need.
+    classes: BTreeMap<(GroupId, NeedKind), u32>,
 }
 
 impl Placing<'_> {
+    /// Free units left at `site`.
+    fn left(&self, site: usize) -> u32 {
+        (self.free)(site).saturating_sub(self.used.get(&site).copied().unwrap_or(0))
+    }
+
+    fn take(&mut self, site: usize, units: u32) {
+        *self.used.entry(site).or_insert(0) += units;
+    }
+
+    fn give_back(&mut self, site: usize, units: u32) {
+        if let Some(used) = self.used.get_mut(&site) {
+            *used = used.saturating_sub(units);
+        }
+    }
+
+    /// Need `i`'s sites with room, nearest first.
+    fn options(&self, i: usize) -> Vec<(usize, u32)> {
+        self.catalog.options(&self.queries[i], self.now, |s| self.left(s))
+    }
+
+    fn class(&mut self, i: usize) -> Option<u32> {
+        class_of(&mut self.classes, &self.requests[i])
+    }
+
     /// Solves the needs `which` (which never share units with other stages).
     fn stage(&mut self, which: &[usize], mode: Mode, cost: impl Fn(usize, usize, u32) -> u32) {
         match mode {
             Mode::Greedy => {
+                let mut taken: BTreeSet<(u32, usize)> = BTreeSet::new();
                 for &i in which {
-                    let options = self.catalog.options(&self.queries[i], self.now, |s| self.left[s]);
-                    let best = options.into_iter().map(|(site, km)| (cost(i, site, km), site)).min();
+                    let class = self.class(i);
+                    let best = self
+                        .options(i)
+                        .into_iter()
+                        .filter(|(site, _)| class.is_none_or(|c| !taken.contains(&(c, *site))))
+                        .map(|(site, km)| (cost(i, site, km), site))
+                        .min();
                     if let Some((km, site)) = best {
-                        self.left[site] -= self.queries[i].units();
+                        self.take(site, self.queries[i].units());
                         self.choices[i] = Some((site, km));
+                        if let Some(c) = class {
+                            taken.insert((c, site));
+                        }
                     }
                 }
             }
@@ -116,10 +221,10 @@ impl Placing<'_> {
                 let mut problem = Problem::default();
                 for &i in which {
                     let mut options = Vec::new();
-                    for (site, km) in self.catalog.options(&self.queries[i], self.now, |s| self.left[s]) {
+                    for (site, km) in self.options(i) {
                         let pool = *pool_of.entry(site).or_insert_with(|| {
                             sites.push(site);
-                            problem.capacity.push(self.left[site]);
+                            problem.capacity.push(self.left(site));
                             sites.len() - 1
                         });
                         options.push((pool, cost(i, site, km)));
@@ -128,6 +233,7 @@ impl Placing<'_> {
                         tier: tier(self.requests[i].spec),
                         units: self.queries[i].units(),
                         options,
+                        apart: self.class(i),
                     });
                 }
                 for (k, choice) in solve_batch(&problem).into_iter().enumerate() {
@@ -138,7 +244,7 @@ impl Placing<'_> {
                             .iter()
                             .find(|(p, _)| *p == pool)
                             .map(|(_, km)| *km);
-                        self.left[sites[pool]] -= self.queries[i].units();
+                        self.take(sites[pool], self.queries[i].units());
                         self.choices[i] = Some((sites[pool], km.unwrap_or(0)));
                     }
                 }
@@ -146,8 +252,10 @@ impl Placing<'_> {
         }
     }
 
-    /// Members of a keep-together group that landed at different sites move to
-    /// one site that can take them all, when one exists (nobody is unplaced for it).
+    /// Members of a keep-together group that landed at different sites (or
+    /// away from where earlier members are) move to one site that can take
+    /// them all, when one exists (nobody is unplaced for it): a site where
+    /// earlier members are, when one fits, or else the nearest common one.
     fn keep_together(&mut self, which: &[usize]) {
         let mut groups: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
         for &i in which {
@@ -158,22 +266,26 @@ impl Placing<'_> {
             }
         }
         for members in groups.values() {
-            let used: BTreeSet<usize> = members.iter().filter_map(|i| self.choices[*i].map(|c| c.0)).collect();
+            let mates: BTreeSet<Target> = members
+                .iter()
+                .flat_map(|i| self.requests[*i].earlier.mates.iter().copied())
+                .collect();
+            let used: BTreeSet<Target> = members
+                .iter()
+                .filter_map(|i| self.choices[*i].map(|c| self.catalog.site(c.0).target))
+                .chain(mates.iter().copied())
+                .collect();
             if used.len() < 2 {
                 continue;
             }
             // Free the members' units, then look for one site that fits everyone.
             for i in members {
-                self.left[self.choices[*i].expect("placed").0] += self.queries[*i].units();
+                self.give_back(self.choices[*i].expect("placed").0, self.queries[*i].units());
             }
             let total: u32 = members.iter().map(|i| self.queries[*i].units()).sum();
             let mut common: Option<BTreeMap<usize, u32>> = None;
             for i in members {
-                let options: BTreeMap<usize, u32> = self
-                    .catalog
-                    .options(&self.queries[*i], self.now, |s| self.left[s])
-                    .into_iter()
-                    .collect();
+                let options: BTreeMap<usize, u32> = self.options(*i).into_iter().collect();
                 common = Some(match common {
                     None => options,
                     Some(c) => c
@@ -182,52 +294,30 @@ impl Placing<'_> {
                         .collect(),
                 });
             }
-            let best = common
+            let fits: Vec<(usize, u32)> = common
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(s, _)| self.left[*s] >= total)
-                .min_by_key(|(s, km)| (*km, *s));
+                .filter(|(s, _)| self.left(*s) >= total)
+                .collect();
+            let joins = |s: &usize| mates.contains(&self.catalog.site(*s).target);
+            let best = fits
+                .iter()
+                .filter(|(s, _)| mates.is_empty() || joins(s))
+                .min_by_key(|(s, km)| (*km, *s))
+                .copied();
             match best {
                 Some((site, _)) => {
                     for i in members {
                         let origin = self.requests[*i].spec.constraints.origin.point;
                         self.choices[*i] = Some((site, origin.distance_km(&self.catalog.site(site).location.point)));
                     }
-                    self.left[site] -= total;
+                    self.take(site, total);
                 }
                 None => {
                     for i in members {
-                        self.left[self.choices[*i].expect("placed").0] -= self.queries[*i].units();
+                        self.take(self.choices[*i].expect("placed").0, self.queries[*i].units());
                     }
                 }
-            }
-        }
-    }
-
-    /// Members of a keep-apart group never share a site for one kind: all but
-    /// the first move to another site with room, or stay unplaced.
-    fn keep_apart(&mut self, which: &[usize]) {
-        let mut taken: BTreeSet<(GroupId, NeedKind, usize)> = BTreeSet::new();
-        for &i in which {
-            let Some(g) = self.requests[i].group.filter(|g| g.cohesion == Cohesion::KeepApart) else {
-                continue;
-            };
-            let Some((site, _)) = self.choices[i] else { continue };
-            let kind = self.requests[i].spec.kind;
-            if taken.insert((g.group, kind, site)) {
-                continue;
-            }
-            self.left[site] += self.queries[i].units();
-            self.choices[i] = None;
-            let elsewhere = self
-                .catalog
-                .options(&self.queries[i], self.now, |s| self.left[s])
-                .into_iter()
-                .find(|(s, _)| !taken.contains(&(g.group, kind, *s)));
-            if let Some((s, km)) = elsewhere {
-                self.left[s] -= self.queries[i].units();
-                self.choices[i] = Some((s, km));
-                taken.insert((g.group, kind, s));
             }
         }
     }
@@ -316,7 +406,7 @@ pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Requ
                 .filter(|g| g.cohesion == Cohesion::KeepApart)
                 .is_some_and(|g| apart.contains(&(g.group, request.spec.kind, site)))
         };
-        let query = catalog.query(request.spec, &request.exclude);
+        let query = catalog.query(request.spec, &request.barred());
         let units = query.units();
         let mine = tier(request.spec);
         let usable = catalog.options(&query, now, |_| u32::MAX).into_iter().any(|(site, _)| {
@@ -334,11 +424,14 @@ pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Requ
 /// An upper bound on the needs that can be placed at all, whatever their
 /// tier: the maximum flow with every party counted as one unit (a party
 /// fits wherever it fits with fewer people), so exact without parties.
+/// Keep-apart groups count as the constraint they are.
 pub fn max_placeable(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Request]) -> usize {
     let mut pool_of: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut classes: BTreeMap<(GroupId, NeedKind), u32> = BTreeMap::new();
     let mut problem = Problem::default();
     for request in requests {
-        let query = catalog.query(request.spec, &request.exclude);
+        let apart = class_of(&mut classes, request);
+        let query = catalog.query(request.spec, &request.barred());
         let options = catalog
             .options(&query, now, |s| free[s])
             .into_iter()
@@ -354,6 +447,7 @@ pub fn max_placeable(catalog: &Catalog, free: &[u32], now: Timestamp, requests: 
             tier: 0,
             units: 1,
             options,
+            apart,
         });
     }
     solve_batch(&problem).iter().filter(|c| c.is_some()).count()
@@ -361,6 +455,6 @@ pub fn max_placeable(catalog: &Catalog, free: &[u32], now: Timestamp, requests: 
 
 /// The online rule on the catalog: one need, at once, the nearest site.
 pub fn decide_one(catalog: &Catalog, free: &[u32], now: Timestamp, request: &Request) -> Choice {
-    let query = catalog.query(request.spec, &request.exclude);
+    let query = catalog.query(request.spec, &request.barred());
     catalog.nearest(&query, now, |s| free[s])
 }

@@ -1,7 +1,7 @@
 //! A problem instance as data: what `refer solve` reads (JSON, documented in
 //! docs/matching.md) and the quality report generates.
 
-use crate::assign::{assign, max_placeable, measure, Metrics, Mode, Request};
+use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request};
 use crate::catalog::{Catalog, Offer, Site};
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::Location;
@@ -66,6 +66,10 @@ pub struct OpenNeed {
     /// Targets it may not go to (declined before).
     #[serde(default)]
     pub exclude: Vec<Target>,
+    /// What decisions before this batch left: the person's bed already
+    /// placed, group mates already placed (see `Earlier`).
+    #[serde(default, skip_serializing_if = "Earlier::is_empty")]
+    pub earlier: Earlier,
 }
 
 /// Where each need goes, and how good that is.
@@ -132,6 +136,9 @@ impl Instance {
         }
         for (i, n) in self.needs.iter().enumerate() {
             n.spec.validate(&format!("needs[{i}].spec"))?;
+            if let Some(bed) = &n.earlier.bed {
+                bed.validate(&format!("needs[{i}].earlier.bed"))?;
+            }
         }
         Ok(())
     }
@@ -178,6 +185,7 @@ impl Instance {
                 person: n.placement,
                 group: n.group,
                 exclude: n.exclude.clone(),
+                earlier: n.earlier.clone(),
             })
             .collect()
     }
@@ -186,7 +194,7 @@ impl Instance {
     pub fn solve(&self, mode: Mode) -> Solution {
         let (catalog, free) = self.catalog();
         let requests = self.requests();
-        let choices = assign(&catalog, &free, self.now, &requests, mode);
+        let choices = assign(&catalog, &|s| free[s], self.now, &requests, mode);
         let placements = self
             .needs
             .iter()

@@ -13,24 +13,27 @@
 //! - `assign`: beds first, then the rest of each person's bundle measured
 //!   from their bed; keep-together and keep-apart groups.
 //! - `Instance`: a problem as data (JSON for `refer solve`).
+//! - `planner`: the matcher service's planning (the fold of the events,
+//!   housekeeping, the batch it hands to `assign`), pure as well.
 #![forbid(unsafe_code)]
 
 mod assign;
 mod catalog;
 mod flow;
 mod instance;
+pub mod planner;
 pub mod scenario;
 
 use std::collections::BTreeMap;
 
-pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Metrics, Mode, Request};
+pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Earlier, Metrics, Mode, Request};
 pub use catalog::{Catalog, Offer, Query, Site};
 pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};
 
 /// Priority tiers, highest first: (immediate, soon, routine) x (juvenile, adult).
 pub const TIERS: usize = 6;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Need {
     /// 0 is the highest priority.
     pub tier: u8,
@@ -38,6 +41,9 @@ pub struct Need {
     pub units: u32,
     /// The sources this need may use, with their distance in km.
     pub options: Vec<(usize, u32)>,
+    /// A keep-apart class (a group kept apart, for one kind of need): two
+    /// needs of one class never go to one source. A hard constraint.
+    pub apart: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,12 +66,17 @@ pub struct Score {
 }
 
 impl Problem {
-    /// Whether `assignment` uses only allowed options and no source beyond its capacity.
+    /// Whether `assignment` uses only allowed options, no source beyond its
+    /// capacity, and never puts two needs of one keep-apart class at one source.
     pub fn feasible(&self, assignment: &Assignment) -> bool {
         let mut used = vec![0u64; self.capacity.len()];
+        let mut apart = std::collections::BTreeSet::new();
         for (need, choice) in self.needs.iter().zip(assignment) {
             if let Some(source) = choice {
                 if !need.options.iter().any(|(s, _)| s == source) {
+                    return false;
+                }
+                if need.apart.is_some_and(|class| !apart.insert((class, *source))) {
                     return false;
                 }
                 used[*source] += u64::from(need.units);
@@ -195,6 +206,14 @@ fn components(problem: &Problem) -> Vec<(Vec<usize>, Vec<usize>)> {
     parts.into_values().collect()
 }
 
+/// Sources a keep-apart class already uses (a member placed there).
+type Taken = std::collections::BTreeSet<(u32, usize)>;
+
+/// Whether `need` may go to `source` given what its keep-apart class uses.
+fn apart_allows(need: &Need, source: usize, taken: &Taken) -> bool {
+    need.apart.is_none_or(|class| !taken.contains(&(class, source)))
+}
+
 /// One connected part: parties searched (or placed greedily), the rest by the flow.
 fn solve_component(problem: &Problem) -> Assignment {
     let mut parties: Vec<usize> = (0..problem.needs.len())
@@ -203,18 +222,28 @@ fn solve_component(problem: &Problem) -> Assignment {
     parties.sort_by_key(|i| (problem.needs[*i].tier, std::cmp::Reverse(problem.needs[*i].units), *i));
     let mut assignment: Assignment = vec![None; problem.needs.len()];
     let mut capacity = problem.capacity.clone();
+    let mut taken = Taken::new();
     if !parties.is_empty() && party_combinations(problem) <= PARTY_SEARCH_LIMIT {
         let mut best = None;
-        search_parties(problem, &parties, &mut capacity, &mut assignment, &mut best);
+        search_parties(problem, &parties, &mut capacity, &mut taken, &mut assignment, &mut best);
         return best.map(|(_, a)| a).unwrap_or(assignment);
     }
     for i in parties {
-        if let Some(source) = online(&capacity, &problem.needs[i]) {
-            capacity[source] -= problem.needs[i].units;
+        let need = &problem.needs[i];
+        let room = need
+            .options
+            .iter()
+            .filter(|(s, _)| capacity.get(*s).is_some_and(|c| *c >= need.units) && apart_allows(need, *s, &taken))
+            .min_by_key(|(s, d)| (*d, *s));
+        if let Some(&(source, _)) = room {
+            capacity[source] -= need.units;
             assignment[i] = Some(source);
+            if let Some(class) = need.apart {
+                taken.insert((class, source));
+            }
         }
     }
-    place_singles(problem, &capacity, &mut assignment);
+    place_singles(problem, &capacity, &taken, &mut assignment);
     assignment
 }
 
@@ -226,7 +255,8 @@ const PRUNE_SCAN: usize = 64;
 /// *other* needs that may use any of them could take, one unit there is
 /// always free, so moving the person there from anywhere farther places the
 /// same needs for no more distance. Their farther options can go. Parties
-/// keep all theirs (they need their units at one site).
+/// keep all theirs (they need their units at one site), and so do members of
+/// keep-apart groups.
 fn prune(problem: &Problem) -> Problem {
     let mut pruned = problem.clone();
     let mut needs_at: Vec<Vec<usize>> = vec![Vec::new(); problem.capacity.len()];
@@ -240,7 +270,9 @@ fn prune(problem: &Problem) -> Problem {
     let mut seen_by = vec![usize::MAX; problem.needs.len()];
     for (i, need) in pruned.needs.iter_mut().enumerate() {
         need.options.sort_by_key(|(source, km)| (*km, *source));
-        if need.units != 1 {
+        // A free unit at a near source may be barred to a keep-apart member
+        // (a group mate there), so the argument below holds for others only.
+        if need.units != 1 || need.apart.is_some() {
             continue;
         }
         seen_by[i] = i;
@@ -262,18 +294,20 @@ fn prune(problem: &Problem) -> Problem {
     pruned
 }
 
-/// Tries every placement of `parties` (each option with room, then none);
-/// the first best found wins ties, so the result is deterministic.
+/// Tries every placement of `parties` (each option with room that their
+/// keep-apart class allows, then none); the first best found wins ties, so
+/// the result is deterministic.
 fn search_parties(
     problem: &Problem,
     parties: &[usize],
     capacity: &mut [u32],
+    taken: &mut Taken,
     assignment: &mut Assignment,
     best: &mut Option<(Score, Assignment)>,
 ) {
     let Some((&i, rest)) = parties.split_first() else {
         let mut complete = assignment.clone();
-        place_singles(problem, capacity, &mut complete);
+        place_singles(problem, capacity, taken, &mut complete);
         let score = problem.score(&complete);
         if best.as_ref().is_none_or(|(b, _)| score > *b) {
             *best = Some((score, complete));
@@ -282,20 +316,31 @@ fn search_parties(
     };
     let need = &problem.needs[i];
     for &(source, _) in &need.options {
-        if capacity.get(source).is_some_and(|c| *c >= need.units) {
+        if capacity.get(source).is_some_and(|c| *c >= need.units) && apart_allows(need, source, taken) {
             capacity[source] -= need.units;
             assignment[i] = Some(source);
-            search_parties(problem, rest, capacity, assignment, best);
+            let mark = need.apart.map(|class| (class, source));
+            if let Some(mark) = mark {
+                taken.insert(mark);
+            }
+            search_parties(problem, rest, capacity, taken, assignment, best);
+            if let Some(mark) = mark {
+                taken.remove(&mark);
+            }
             capacity[source] += need.units;
         }
     }
     assignment[i] = None;
-    search_parties(problem, rest, capacity, assignment, best);
+    search_parties(problem, rest, capacity, taken, assignment, best);
 }
 
-/// The exact optimum for the needs of one unit on `capacity`, written into `assignment`.
-fn place_singles(problem: &Problem, capacity: &[u32], assignment: &mut Assignment) {
-    // Everyone alone: a minimum-cost flow. Nodes: 0 source, 1 sink, needs, sources.
+/// The exact optimum for the needs of one unit on `capacity`, written into
+/// `assignment`; `taken` are the sources keep-apart classes already use.
+fn place_singles(problem: &Problem, capacity: &[u32], taken: &Taken, assignment: &mut Assignment) {
+    // Everyone alone: a minimum-cost flow. Nodes: 0 source, 1 sink, needs,
+    // one gate per (keep-apart class, source), sources. A gate lets one unit
+    // through, so one class never takes two units of a source: keep-apart
+    // is a constraint of the flow, and the flow stays exact.
     let singles: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units == 1)
         .collect();
@@ -320,22 +365,37 @@ fn place_singles(problem: &Problem, capacity: &[u32], assignment: &mut Assignmen
         let below = (TIERS - 1 - usize::from(tier).min(TIERS - 1)) as u32;
         distance_bound * (n + 1).pow(below)
     };
-    let (first_need, first_source) = (2, 2 + singles.len());
+    let usable = |need: &Need, source: usize| {
+        source < capacity.len() && capacity[source] > 0 && apart_allows(need, source, taken)
+    };
+    let mut gates: BTreeMap<(u32, usize), usize> = BTreeMap::new();
+    for &i in &singles {
+        let need = &problem.needs[i];
+        if let Some(class) = need.apart {
+            for &(source, _) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
+                let next = gates.len();
+                gates.entry((class, source)).or_insert(next);
+            }
+        }
+    }
+    let first_need = 2;
+    let first_gate = first_need + singles.len();
+    let first_source = first_gate + gates.len();
     let mut graph = flow::Graph::new(first_source + capacity.len());
+    for (&(_, source), &gate) in &gates {
+        graph.add(first_gate + gate, first_source + source, 1, 0);
+    }
     let mut arcs = Vec::new();
     for (k, &i) in singles.iter().enumerate() {
         let need = &problem.needs[i];
         graph.add(0, first_need + k, 1, 0);
-        for &(source, km) in &need.options {
-            if source < capacity.len() && capacity[source] > 0 {
-                let arc = graph.add(
-                    first_need + k,
-                    first_source + source,
-                    1,
-                    i128::from(km) - weight(need.tier),
-                );
-                arcs.push((k, source, arc));
-            }
+        for &(source, km) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
+            let to = match need.apart {
+                Some(class) => first_gate + gates[&(class, source)],
+                None => first_source + source,
+            };
+            let arc = graph.add(first_need + k, to, 1, i128::from(km) - weight(need.tier));
+            arcs.push((k, source, arc));
         }
     }
     for (source, free) in capacity.iter().enumerate() {
@@ -343,9 +403,9 @@ fn place_singles(problem: &Problem, capacity: &[u32], assignment: &mut Assignmen
             graph.add(first_source + source, 1, i64::from(*free), 0);
         }
     }
+    // Source, needs, gates, sources, sink: a topological order.
     let order: Vec<usize> = std::iter::once(0)
-        .chain(first_need..first_source)
-        .chain(first_source..first_source + capacity.len())
+        .chain(first_need..first_source + capacity.len())
         .chain(std::iter::once(1))
         .collect();
     graph.min_cost_flow(0, 1, &order);
@@ -370,11 +430,13 @@ mod tests {
                     tier: 1,
                     units: 1,
                     options: vec![(0, 2)],
+                    apart: None,
                 },
                 Need {
                     tier: 0,
                     units: 1,
                     options: vec![(0, 30)],
+                    apart: None,
                 },
             ],
         };
@@ -391,11 +453,13 @@ mod tests {
                     tier: 0,
                     units: 1,
                     options: vec![(0, 1), (1, 5)],
+                    apart: None,
                 },
                 Need {
                     tier: 0,
                     units: 1,
                     options: vec![(0, 3)],
+                    apart: None,
                 },
             ],
         };
@@ -414,11 +478,13 @@ mod tests {
                     tier: 0,
                     units: 3,
                     options: vec![(0, 1), (1, 9)],
+                    apart: None,
                 },
                 Need {
                     tier: 1,
                     units: 1,
                     options: vec![(0, 1)],
+                    apart: None,
                 },
             ],
         };

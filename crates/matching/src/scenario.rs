@@ -366,6 +366,7 @@ impl Scenario {
                             units_per_person: 1,
                         },
                         exclude: Vec::new(),
+                        earlier: Default::default(),
                     });
                 }
                 person += 1;

@@ -10,7 +10,7 @@ use refer_domain::request::{Cohesion, Constraints, NeedSpec, Urgency};
 use refer_domain::sample::{adult_woman, languages, location, NIGHT};
 use refer_domain::time::Hours;
 use refer_matching::scenario::Scenario;
-use refer_matching::{Instance, Mode, OpenNeed, ProviderSite};
+use refer_matching::{Earlier, Instance, Mode, OpenNeed, ProviderSite};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn site(id: u128, lat: f64, free: &[(ServiceKind, u32)], ages: &[AgeBand]) -> ProviderSite {
@@ -53,6 +53,7 @@ fn need(id: u128, person: u128, kind: NeedKind, age: AgeBand, group: Option<(u12
             units_per_person: 1,
         },
         exclude: Vec::new(),
+        earlier: Earlier::default(),
     }
 }
 
@@ -161,6 +162,116 @@ fn a_group_asked_to_stay_apart_never_shares_a_site() {
 }
 
 #[test]
+fn keeping_apart_never_costs_a_higher_tier_its_only_site() {
+    // Given a group kept apart: a soon adult (first in line) and an
+    // immediate juvenile; site 1 takes both ages, site 2 adults only.
+    let both = &[AgeBand::Juvenile, AgeBand::Adult];
+    let mut adult = need(
+        10,
+        100,
+        NeedKind::Shelter,
+        AgeBand::Adult,
+        Some((7, Cohesion::KeepApart)),
+    );
+    adult.spec.urgency = Urgency::Soon;
+    let juvenile = need(
+        11,
+        101,
+        NeedKind::Shelter,
+        AgeBand::Juvenile,
+        Some((7, Cohesion::KeepApart)),
+    );
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 2)], both),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![adult, juvenile],
+    };
+    // When solved, then the juvenile keeps the only site for minors, the
+    // adult goes to the other, and both are placed.
+    let solution = instance.solve(Mode::Batch);
+    assert_eq!(target(&solution, 11), provider(1));
+    assert_eq!(target(&solution, 10), provider(2));
+    assert_eq!(solution.metrics.placed, 2);
+    assert_eq!(solution.max_placeable, 2);
+    assert_eq!(solution.metrics.priority_violations, 0);
+}
+
+#[test]
+fn a_member_kept_apart_never_joins_a_site_where_a_mate_was_placed_before() {
+    // Given one mate already placed at the nearest site (an earlier commit).
+    let mut late = need(
+        11,
+        101,
+        NeedKind::Shelter,
+        AgeBand::Adult,
+        Some((7, Cohesion::KeepApart)),
+    );
+    late.earlier.mates = vec![provider(1).unwrap()];
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 3)], ADULT),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![late.clone()],
+    };
+    for mode in [Mode::Batch, Mode::Greedy] {
+        assert_eq!(target(&instance.solve(mode), 11), provider(2), "{mode:?}");
+    }
+    // Without room elsewhere, it waits rather than join the mate.
+    let mut full = instance.clone();
+    full.providers.truncate(1);
+    assert_eq!(target(&full.solve(Mode::Batch), 11), None);
+    assert_eq!(full.solve(Mode::Batch).max_placeable, 0);
+}
+
+#[test]
+fn a_member_kept_together_joins_the_site_where_a_mate_was_placed_before() {
+    // Given a mate at the farther site, which has room.
+    let mut late = need(
+        11,
+        101,
+        NeedKind::Shelter,
+        AgeBand::Adult,
+        Some((7, Cohesion::KeepTogether)),
+    );
+    late.earlier.mates = vec![provider(2).unwrap()];
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(1, 34.05, &[(ServiceKind::ShelterBed, 3)], ADULT),
+            site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![late],
+    };
+    assert_eq!(target(&instance.solve(Mode::Batch), 11), provider(2));
+}
+
+#[test]
+fn the_rest_of_a_bundle_is_measured_from_a_bed_placed_before() {
+    // Given the person's bed already placed 33 km north; counseling near it
+    // and near where she was found.
+    let mut counseling = need(11, 100, NeedKind::Counseling, AgeBand::Adult, None);
+    counseling.earlier.bed = Some(location(34.3, -118.0, "US-06-037").point);
+    let instance = Instance {
+        now: NIGHT,
+        providers: vec![
+            site(2, 34.0, &[(ServiceKind::Counseling, 1)], ADULT),
+            site(3, 34.31, &[(ServiceKind::Counseling, 1)], ADULT),
+        ],
+        donations: vec![],
+        needs: vec![counseling],
+    };
+    assert_eq!(target(&instance.solve(Mode::Batch), 11), provider(3));
+}
+
+#[test]
 fn greedy_lets_an_adult_take_the_only_bed_for_minors_and_batch_does_not() {
     // The adult arrives first; the nearest site takes both ages, the other adults only.
     let both = &[AgeBand::Juvenile, AgeBand::Adult];
@@ -244,4 +355,44 @@ fn bad_input_names_the_field() {
     instance.providers[3].id = instance.providers[1].id;
     let error = instance.validate().expect_err("duplicate");
     assert!(error.to_string().contains("providers[3].id"), "{error}");
+}
+
+/// Scarce capacity and large groups, many seeds: no two members of a group
+/// kept apart ever share a site for one kind of need, in either mode.
+#[test]
+fn on_scarce_generated_instances_kept_apart_members_never_share_a_site() {
+    let mut kept_apart = 0;
+    for seed in 1..=40 {
+        let scenario = Scenario {
+            providers: 30,
+            donations: 4,
+            people: 30,
+            group_size: 6,
+            capacity_factor: 0.3,
+            ..Scenario::operation_night(seed)
+        };
+        let instance = scenario.instance();
+        for mode in [Mode::Batch, Mode::Greedy] {
+            let solution = instance.solve(mode);
+            let mut seen = BTreeSet::new();
+            for (need, placement) in instance.needs.iter().zip(&solution.placements) {
+                let (Some(group), Some(target)) = (need.group, placement.target) else {
+                    continue;
+                };
+                if group.cohesion == Cohesion::KeepApart {
+                    kept_apart += 1;
+                    assert!(
+                        seen.insert((group.group, need.spec.kind, target)),
+                        "seed {seed} {mode:?}: two of group {:?} at {target:?}",
+                        group.group
+                    );
+                }
+            }
+            assert!(
+                solution.metrics.placed <= solution.max_placeable,
+                "seed {seed} {mode:?}"
+            );
+        }
+    }
+    assert!(kept_apart > 50, "the instances place kept-apart members ({kept_apart})");
 }

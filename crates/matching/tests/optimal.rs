@@ -1,5 +1,5 @@
 //! The batch solver against an independent exact solver: brute force over
-//! every assignment of small random instances.
+//! every assignment of small random instances, keep-apart classes included.
 
 use proptest::prelude::*;
 use refer_matching::{party_combinations, solve_batch, Assignment, Need, Problem, Score, PARTY_SEARCH_LIMIT};
@@ -17,7 +17,10 @@ fn brute_force(problem: &Problem) -> Score {
         go(problem, i + 1, left, current, best);
         let need = &problem.needs[i];
         for &(source, _) in &need.options {
-            if left[source] >= need.units {
+            let mate_there = need.apart.is_some_and(|class| {
+                (0..i).any(|j| current[j] == Some(source) && problem.needs[j].apart == Some(class))
+            });
+            if left[source] >= need.units && !mate_there {
                 left[source] -= need.units;
                 current[i] = Some(source);
                 go(problem, i + 1, left, current, best);
@@ -37,17 +40,21 @@ fn brute_force(problem: &Problem) -> Score {
     best.expect("the empty assignment is always feasible")
 }
 
-fn problem(max_units: u32) -> impl Strategy<Value = Problem> {
+/// Random problems; `classes` keep-apart classes (0: none), which about
+/// half the needs belong to.
+fn problem(max_units: u32, classes: u32) -> impl Strategy<Value = Problem> {
     (1usize..5).prop_flat_map(move |sources| {
         let need = (
             0u8..6,
             1..=max_units,
             prop::collection::btree_map(0..sources, 0u32..60, 0..=sources),
+            0..=2 * classes,
         )
-            .prop_map(|(tier, units, options)| Need {
+            .prop_map(move |(tier, units, options, class)| Need {
                 tier,
                 units,
                 options: options.into_iter().collect(),
+                apart: (class < classes).then_some(class),
             });
         (
             prop::collection::vec(0u32..4, sources),
@@ -61,7 +68,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn the_batch_equals_the_true_optimum_for_people_alone(p in problem(1)) {
+    fn the_batch_equals_the_true_optimum_for_people_alone(p in problem(1, 0)) {
         let assignment = solve_batch(&p);
         prop_assert!(p.feasible(&assignment));
         prop_assert_eq!(p.score(&assignment), brute_force(&p));
@@ -69,9 +76,27 @@ proptest! {
     }
 
     #[test]
-    fn with_parties_the_batch_is_optimal_while_their_placements_can_be_searched(p in problem(4)) {
+    fn with_parties_the_batch_is_optimal_while_their_placements_can_be_searched(p in problem(4, 0)) {
         let assignment = solve_batch(&p);
         prop_assert!(p.feasible(&assignment), "never split, never over capacity");
+        if party_combinations(&p) <= PARTY_SEARCH_LIMIT {
+            prop_assert_eq!(p.score(&assignment), brute_force(&p));
+        } else {
+            prop_assert!(p.score(&assignment) <= brute_force(&p));
+        }
+    }
+
+    #[test]
+    fn keep_apart_is_a_constraint_and_the_batch_stays_the_true_optimum(p in problem(1, 2)) {
+        let assignment = solve_batch(&p);
+        prop_assert!(p.feasible(&assignment), "no two of one class at one source");
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
+    }
+
+    #[test]
+    fn keep_apart_parties_are_optimal_while_searched_and_always_kept_apart(p in problem(3, 2)) {
+        let assignment = solve_batch(&p);
+        prop_assert!(p.feasible(&assignment), "never split, never over capacity, never together");
         if party_combinations(&p) <= PARTY_SEARCH_LIMIT {
             prop_assert_eq!(p.score(&assignment), brute_force(&p));
         } else {

@@ -5,16 +5,13 @@
 //! the waitlist, and settling holds when needs are answered or cancelled.
 #![forbid(unsafe_code)]
 
-pub mod core;
-
-use crate::core::{Action, InFlight, Projection as State, HOLD_SECS};
 use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::{CorrelationId, EventId, NeedId};
-use refer_domain::kinds::NeedKind;
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::{AggregateKind, CommandMeta, IdempotencyKey, Timestamp};
 use refer_eventstore::{EventStore, Recorded, StoreError, Subscriber};
+use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
 use refer_service::{Role, SharedClock, TokenBook};
@@ -34,8 +31,8 @@ pub const CONSUMER: &str = "matcher";
 #[derive(Default)]
 pub struct Core {
     pub state: State,
-    pub in_flight: InFlight,
-    queue: Vec<(Action, Option<EventId>)>,
+    pub ledger: Ledger,
+    queue: Vec<(Decision, Option<EventId>)>,
     dirty: BTreeSet<(AggregateKind, Uuid)>,
     /// The time of the last event folded in since the last plan (plan at
     /// that time), and the event.
@@ -43,64 +40,65 @@ pub struct Core {
 }
 
 impl Core {
-    /// Restores the projection from the subscriber's tree.
+    /// Restores the projection from the subscriber's tree. An entry that
+    /// does not decode is logged and counted, never skipped silently: the
+    /// matcher would plan without that aggregate.
     pub fn restore(tree: &sled::Tree) -> Self {
-        let mut core = Core::default();
+        let mut providers = BTreeMap::new();
+        let mut donations = BTreeMap::new();
+        let mut needs = BTreeMap::new();
         for (key, value) in tree.iter().flatten() {
             let Some((tag, id)) = key.split_first() else { continue };
             let Ok(id) = Uuid::from_slice(id) else { continue };
-            match tag {
-                b'p' => {
-                    if let Ok(p) = postcard::from_bytes(&value) {
-                        core.state
-                            .providers
-                            .insert(refer_domain::ids::ProviderId::from_uuid(id), p);
-                    }
-                }
-                b'd' => {
-                    if let Ok(d) = postcard::from_bytes(&value) {
-                        core.state
-                            .donations
-                            .insert(refer_domain::ids::DonationId::from_uuid(id), d);
-                    }
-                }
-                b'n' => {
-                    if let Ok((n, arrival)) = postcard::from_bytes::<(Need, u64)>(&value) {
-                        core.state.needs.insert(NeedId::from_uuid(id), n);
-                        core.state.arrival.insert(NeedId::from_uuid(id), arrival);
-                    }
-                }
-                _ => {}
+            let decoded = match tag {
+                b'p' => postcard::from_bytes(&value).map(|p| {
+                    providers.insert(refer_domain::ids::ProviderId::from_uuid(id), p);
+                }),
+                b'd' => postcard::from_bytes(&value).map(|d| {
+                    donations.insert(refer_domain::ids::DonationId::from_uuid(id), d);
+                }),
+                b'n' => postcard::from_bytes::<(Need, u64)>(&value).map(|n| {
+                    needs.insert(NeedId::from_uuid(id), n);
+                }),
+                _ => continue,
+            };
+            if let Err(err) = decoded {
+                tracing::error!(%id, error = %err, "matcher state entry does not decode");
+                refer_metrics::count(
+                    "refer_matcher_undecodable_entries_total",
+                    "Saved matcher state entries that did not decode at restore.",
+                    &[],
+                    1.0,
+                );
             }
         }
-        core.state.reindex();
-        // Whatever capacity exists, the waitlist gets a look after a restart.
-        core.state.capacity_changed = true;
-        core
+        Core {
+            state: State::restored(providers, donations, needs),
+            ..Core::default()
+        }
     }
 
-    /// Publishes the workload as gauges: holds open, referrals pending, waitlist.
+    /// Publishes the workload as gauges: holds open, referrals pending,
+    /// waitlist (counters the planner keeps: nothing is scanned).
     fn report(&self) {
-        let holds = self.state.providers.values().map(|p| p.holds.len()).sum::<usize>()
-            + self.state.donations.values().map(|d| d.holds.len()).sum::<usize>();
-        let count = |status: NeedStatus| self.state.needs.values().filter(|n| n.status == status).count() as f64;
+        let tally = self.state.tally();
         refer_metrics::set(
             "refer_matcher_open_holds",
-            "Units held for referrals awaiting an answer.",
+            "Holds open for referrals awaiting an answer.",
             &[],
-            holds as f64,
+            f64::from(tally.holds),
         );
         refer_metrics::set(
             "refer_matcher_pending_referrals",
             "Needs proposed and awaiting an answer.",
             &[],
-            count(NeedStatus::Proposed),
+            f64::from(tally.count(NeedStatus::Proposed)),
         );
         refer_metrics::set(
             "refer_matcher_waitlist",
             "Needs waiting for capacity.",
             &[],
-            count(NeedStatus::Waitlisted),
+            f64::from(tally.count(NeedStatus::Waitlisted)),
         );
     }
 
@@ -117,13 +115,13 @@ impl Core {
             let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
             self.dirty.insert((kind, envelope.aggregate.id));
         }
-        self.state.settle_touched(&mut self.in_flight);
+        self.state.settle_touched(&mut self.ledger);
         if let Some(last) = commit.events.last() {
             self.unplanned = Some((last.occurred_at, Some(last.event_id)));
         }
     }
 
-    /// Hands every planned action to the executor.
+    /// Hands every planned decision to the executor.
     fn send(&mut self, decisions: &Decisions) {
         for decision in self.queue.drain(..) {
             // Only fails once the executor stopped, at shutdown.
@@ -142,7 +140,7 @@ impl Core {
         let Some((at, cause)) = self.unplanned.take() else {
             return;
         };
-        let actions = self.state.plan(at, &mut self.in_flight);
+        let actions = self.state.plan(at, &mut self.ledger);
         self.queue.extend(actions.into_iter().map(|a| (a, cause)));
     }
 
@@ -163,7 +161,7 @@ impl Core {
 /// they may land in another order), except after a restart (a matcher
 /// catching up plans once at the end of its backlog) and when a site opens
 /// (the live matcher's timer notices it; a replay, at the next commit).
-pub fn replay(commits: &[Recorded]) -> Vec<Action> {
+pub fn replay(commits: &[Recorded]) -> Vec<Decision> {
     let mut core = Core::default();
     let mut decisions = Vec::new();
     for commit in commits {
@@ -172,14 +170,14 @@ pub fn replay(commits: &[Recorded]) -> Vec<Action> {
             core.queue
                 .drain(..)
                 .map(|(a, _)| a)
-                .filter(|a| matches!(a, Action::Propose { .. } | Action::Waitlist { .. })),
+                .filter(|a| matches!(a, Decision::Propose { .. } | Decision::Waitlist { .. })),
         );
     }
     decisions
 }
 
 /// Decisions on their way to the executor, with the event that caused each.
-type Decisions = mpsc::UnboundedSender<(Action, Option<EventId>)>;
+type Decisions = mpsc::UnboundedSender<(Decision, Option<EventId>)>;
 
 /// Feeds the subscriber's commits to the shared core.
 struct Feed {
@@ -256,26 +254,24 @@ impl Executor {
         }
     }
 
-    async fn place_hold(
-        &self,
-        target: Target,
-        need: NeedId,
-        hold: refer_domain::ids::HoldId,
-        units: u32,
-        meta: &CommandMeta,
-    ) -> Result<Timestamp, StoreError> {
-        let now = meta.occurred_at;
-        match target {
-            Target::Provider(p) => {
-                let kind = self.need_kind(need).and_then(NeedKind::provider_service);
-                let service = kind.ok_or(StoreError::Domain(refer_domain::DomainError::invalid(
-                    "kind",
-                    "not a provider service",
-                )))?;
-                let expires_at = now.plus_secs(HOLD_SECS);
-                // `PlaceHolds` skips a hold already placed (this decision,
-                // carried out before a crash or by a batch whose answer was
-                // lost), so a repeat proceeds to the proposal.
+    /// Places a proposal's hold and returns when it expires (the proposal's
+    /// deadline). `PlaceHolds` skips a hold already placed (this decision,
+    /// carried out before a crash or by a batch whose answer was lost), so a
+    /// repeat proceeds to the proposal, with the deadline of the hold placed.
+    async fn place_hold(&self, decision: &Decision, meta: &CommandMeta) -> Result<Timestamp, StoreError> {
+        let Decision::Propose {
+            need,
+            target,
+            service,
+            hold,
+            units,
+            expires_at,
+        } = *decision
+        else {
+            unreachable!("only a proposal places a hold")
+        };
+        match (target, service) {
+            (Target::Provider(p), Some(service)) => {
                 let command = ProviderCommand::PlaceHolds(vec![refer_domain::provider::HoldRequest {
                     hold,
                     need,
@@ -289,31 +285,24 @@ impl Executor {
                     .await?;
                 Ok(done.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at))
             }
-            Target::Donation(d) => {
-                let state = self.store.load::<Donation>(d.as_uuid()).await?.state;
-                let end = state.offer.as_ref().map_or(now, |o| o.window.end);
-                let expires_at = now.plus_secs(HOLD_SECS).min(end);
+            (Target::Provider(_), None) => Err(StoreError::Domain(refer_domain::DomainError::invalid(
+                "service",
+                "a hold at a provider names its service",
+            ))),
+            (Target::Donation(d), _) => {
                 let command = DonationCommand::PlaceHold {
                     hold,
                     need,
                     units,
                     expires_at,
                 };
-                self.store
+                let done = self
+                    .store
                     .execute::<Donation>(d.as_uuid(), &command, meta, None)
                     .await?;
-                Ok(expires_at)
+                Ok(done.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at))
             }
         }
-    }
-
-    fn need_kind(&self, need: NeedId) -> Option<NeedKind> {
-        let core = self.core.lock().expect("core lock");
-        core.state
-            .needs
-            .get(&need)
-            .and_then(|n| n.request.as_ref())
-            .map(|r| r.spec.kind)
     }
 
     async fn settle(
@@ -389,82 +378,42 @@ impl Executor {
         self.settle(target, hold, None, cause).await
     }
 
-    async fn run(&self, action: &Action, cause: Option<EventId>) -> Result<(), StoreError> {
-        match *action {
-            Action::Propose {
+    async fn run(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
+        match *decision {
+            Decision::Propose { need, target, hold, .. } => {
+                let meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
+                let deadline = self.place_hold(decision, &meta).await?;
+                self.propose(need, target, hold, deadline, cause).await
+            }
+            Decision::CompleteProposal {
                 need,
                 target,
                 hold,
-                units,
+                deadline,
             } => {
-                let meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
-                let deadline = self.place_hold(target, need, hold, units, &meta).await?;
-                self.propose(need, target, hold, deadline, cause).await
-            }
-            Action::CompleteProposal { need, target, hold } => {
-                let deadline = match target {
-                    Target::Provider(p) => self
-                        .store
-                        .load::<Provider>(p.as_uuid())
-                        .await?
-                        .state
-                        .holds
-                        .get(&hold)
-                        .map(|h| h.expires_at),
-                    Target::Donation(d) => self
-                        .store
-                        .load::<Donation>(d.as_uuid())
-                        .await?
-                        .state
-                        .holds
-                        .get(&hold)
-                        .map(|h| h.expires_at),
-                };
-                match deadline {
-                    Some(deadline) if deadline > self.clock.now() => {
-                        self.propose(need, target, hold, deadline, cause).await
-                    }
-                    _ => self.settle(target, hold, Some(ReleaseReason::Expired), cause).await,
+                if deadline > self.clock.now() {
+                    self.propose(need, target, hold, deadline, cause).await
+                } else {
+                    self.settle(target, hold, Some(ReleaseReason::Expired), cause).await
                 }
             }
-            Action::AcceptDonation { need, target } => {
-                let hold = self
-                    .core
-                    .lock()
-                    .expect("core lock")
-                    .state
-                    .needs
-                    .get(&need)
-                    .and_then(|n| n.proposal)
-                    .map(|p| p.hold);
-                match hold {
-                    Some(hold) => self.accept_donation(need, target, hold, cause).await,
-                    None => Ok(()),
-                }
-            }
-            Action::Waitlist { need, attempt } => {
+            Decision::AcceptDonation { need, target, hold } => self.accept_donation(need, target, hold, cause).await,
+            Decision::Waitlist { need, attempt } => {
                 let meta = self.meta(Some(need), cause, key(format!("waitlist-{attempt}")));
                 self.store
                     .execute::<Need>(need.as_uuid(), &NeedCommand::Waitlist, &meta, None)
                     .await
                     .map(|_| ())
             }
-            Action::Expire { need, hold } => {
+            Decision::Expire { need, target, hold } => {
                 let meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
-                let done = self
-                    .store
+                self.store
                     .execute::<Need>(need.as_uuid(), &NeedCommand::Expire, &meta, None)
                     .await?;
-                if let Some(target) = done.events.iter().find_map(|e| match &e.event {
-                    refer_domain::Event::Need(refer_domain::need::NeedEvent::Expired(p)) => Some(p.target),
-                    _ => None,
-                }) {
-                    self.settle(target, hold, Some(ReleaseReason::Expired), cause).await?;
-                }
-                Ok(())
+                self.settle(target, hold, Some(ReleaseReason::Expired), cause).await
             }
-            Action::Confirm { target, hold } => self.settle(target, hold, None, cause).await,
-            Action::Release { target, hold, reason } => self.settle(target, hold, Some(reason), cause).await,
+            Decision::Confirm { target, hold } => self.settle(target, hold, None, cause).await,
+            Decision::Release { target, hold, reason } => self.settle(target, hold, Some(reason), cause).await,
         }
     }
 
@@ -472,16 +421,16 @@ impl Executor {
     /// was behind) or that met an unavailable bus is forgotten, and the
     /// needs it concerned are matched again right away (not only when
     /// another event arrives).
-    async fn carry_out(&self, action: Action, cause: Option<EventId>, decisions: &Decisions) {
+    async fn carry_out(&self, decision: Decision, cause: Option<EventId>, decisions: &Decisions) {
         let started = std::time::Instant::now();
-        let outcome = self.run(&action, cause).await;
-        self.done(action, outcome, started, decisions);
+        let outcome = self.run(&decision, cause).await;
+        self.done(decision, outcome, started, decisions);
     }
 
     /// Records how a decision went; one that failed is planned again.
     fn done(
         &self,
-        action: Action,
+        decision: Decision,
         outcome: Result<(), StoreError>,
         started: std::time::Instant,
         decisions: &Decisions,
@@ -489,26 +438,24 @@ impl Executor {
         refer_metrics::observe(
             "refer_matcher_decision_seconds",
             "Time to carry out one matcher decision through the event store.",
-            &[("decision", action.name())],
+            &[("decision", decision.name())],
             started.elapsed(),
         );
         let Err(err) = outcome else { return };
-        tracing::info!(?action, error = %err, "decision not carried out; it will be planned again");
+        tracing::info!(?decision, error = %err, "decision not carried out; it will be planned again");
         let mut core = self.core.lock().expect("core lock");
-        match action {
-            Action::Propose { need, hold, .. } | Action::CompleteProposal { need, hold, .. } => {
-                core.in_flight.abandon(need, Some(hold))
+        match decision {
+            Decision::Propose { need, hold, .. } | Decision::CompleteProposal { need, hold, .. } => {
+                core.ledger.abandon(need, Some(hold))
             }
-            Action::Waitlist { need, .. } | Action::Expire { need, .. } | Action::AcceptDonation { need, .. } => {
-                core.in_flight.abandon(need, None)
+            Decision::Waitlist { need, .. } | Decision::Expire { need, .. } | Decision::AcceptDonation { need, .. } => {
+                core.ledger.abandon(need, None)
             }
-            Action::Confirm { hold, .. } | Action::Release { hold, .. } => {
-                core.in_flight.settling.remove(&hold);
-            }
+            Decision::Confirm { hold, .. } | Decision::Release { hold, .. } => core.ledger.abandon_settling(hold),
         }
-        let Core { state, in_flight, .. } = &mut *core;
+        let Core { state, ledger, .. } = &mut *core;
         state.capacity_changed = true;
-        for again in state.match_needs(self.clock.now(), in_flight) {
+        for again in state.match_needs(self.clock.now(), ledger) {
             let _ = decisions.send((again, None));
         }
     }
@@ -517,30 +464,28 @@ impl Executor {
     /// their holds go in one commit (`PlaceHolds`), then the needs are
     /// proposed together. If the commit is refused (the projection was
     /// behind), each is carried out on its own, as usual.
-    async fn propose_together(&self, batch: Vec<(Action, Option<EventId>)>, decisions: &Decisions) {
+    async fn propose_together(&self, batch: Vec<(Decision, Option<EventId>)>, decisions: &Decisions) {
         let started = std::time::Instant::now();
-        let now = self.clock.now();
-        let expires_at = now.plus_secs(HOLD_SECS);
         let mut provider = None;
         let mut holds = Vec::new();
-        for (action, _) in &batch {
-            if let Action::Propose {
+        for (decision, _) in &batch {
+            if let Decision::Propose {
                 need,
                 target: Target::Provider(p),
+                service: Some(service),
                 hold,
                 units,
-            } = action
+                expires_at,
+            } = *decision
             {
-                if let Some(service) = self.need_kind(*need).and_then(NeedKind::provider_service) {
-                    provider = Some(*p);
-                    holds.push(refer_domain::provider::HoldRequest {
-                        hold: *hold,
-                        need: *need,
-                        service,
-                        units: *units,
-                        expires_at,
-                    });
-                }
+                provider = Some(p);
+                holds.push(refer_domain::provider::HoldRequest {
+                    hold,
+                    need,
+                    service,
+                    units,
+                    expires_at,
+                });
             }
         }
         let placed = match provider.filter(|_| holds.len() == batch.len()) {
@@ -556,21 +501,27 @@ impl Executor {
             None => None,
         };
         let Some(placed) = placed else {
-            for (action, cause) in batch {
-                self.carry_out(action, cause, decisions).await;
+            for (decision, cause) in batch {
+                self.carry_out(decision, cause, decisions).await;
             }
             return;
         };
         let placed = &placed.state;
-        let proposals = batch.into_iter().map(|(action, cause)| async move {
-            let outcome = match action {
-                Action::Propose { need, target, hold, .. } => {
+        let proposals = batch.into_iter().map(|(decision, cause)| async move {
+            let outcome = match decision {
+                Decision::Propose {
+                    need,
+                    target,
+                    hold,
+                    expires_at,
+                    ..
+                } => {
                     let deadline = placed.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
                     self.propose(need, target, hold, deadline, cause).await
                 }
                 _ => unreachable!("only proposals are batched"),
             };
-            self.done(action, outcome, started, decisions);
+            self.done(decision, outcome, started, decisions);
         });
         futures::future::join_all(proposals).await;
     }
@@ -581,19 +532,19 @@ impl Executor {
     /// the aggregate's next version, and proposals waiting together in a
     /// provider's lane share one commit for their holds. Lanes run together,
     /// and their appends share the server's fsyncs. Planning goes on
-    /// meanwhile; `InFlight` keeps a need from being planned twice.
-    async fn serve(self, mut queue: mpsc::UnboundedReceiver<(Action, Option<EventId>)>, decisions: Decisions) {
+    /// meanwhile; `Ledger` keeps a need from being planned twice.
+    async fn serve(self, mut queue: mpsc::UnboundedReceiver<(Decision, Option<EventId>)>, decisions: Decisions) {
         let lanes: Arc<Mutex<BTreeMap<Uuid, Lane>>> = Arc::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(DECISIONS_AT_ONCE));
-        while let Some((action, cause)) = queue.recv().await {
-            let lane = action.lane();
+        while let Some((decision, cause)) = queue.recv().await {
+            let lane = decision.lane();
             {
                 let mut lanes = lanes.lock().expect("lanes lock");
                 if let Some(waiting) = lanes.get_mut(&lane) {
-                    waiting.push_back((action, cause)); // its lane's task takes it
+                    waiting.push_back((decision, cause)); // its lane's task takes it
                     continue;
                 }
-                lanes.insert(lane, Lane::from([(action, cause)]));
+                lanes.insert(lane, Lane::from([(decision, cause)]));
             }
             let (executor, lanes, permits, decisions) =
                 (self.clone(), lanes.clone(), permits.clone(), decisions.clone());
@@ -610,8 +561,8 @@ impl Executor {
                     };
                     let Ok(_permit) = permits.acquire().await else { return };
                     if batch.len() == 1 {
-                        let (action, cause) = batch.into_iter().next().expect("one");
-                        executor.carry_out(action, cause, &decisions).await;
+                        let (decision, cause) = batch.into_iter().next().expect("one");
+                        executor.carry_out(decision, cause, &decisions).await;
                     } else {
                         executor.propose_together(batch, &decisions).await;
                     }
@@ -622,15 +573,15 @@ impl Executor {
 }
 
 /// Decisions waiting in one lane, in the order planned.
-type Lane = std::collections::VecDeque<(Action, Option<EventId>)>;
+type Lane = std::collections::VecDeque<(Decision, Option<EventId>)>;
 
 /// The next decision of a lane, or the proposals to a provider at its front,
 /// together (at most `HOLDS_AT_ONCE`).
-fn next_batch(lane: &mut Lane) -> Vec<(Action, Option<EventId>)> {
-    let to_provider = |a: &(Action, Option<EventId>)| {
+fn next_batch(lane: &mut Lane) -> Vec<(Decision, Option<EventId>)> {
+    let to_provider = |a: &(Decision, Option<EventId>)| {
         matches!(
             a.0,
-            Action::Propose {
+            Decision::Propose {
                 target: Target::Provider(_),
                 ..
             }
@@ -705,17 +656,14 @@ pub async fn start(
                 if swept.is_none_or(|at| at.elapsed() >= tick) {
                     swept = Some(std::time::Instant::now());
                     let Core {
-                        state,
-                        in_flight,
-                        queue,
-                        ..
+                        state, ledger, queue, ..
                     } = &mut *guard;
                     let now = clock.now();
-                    let chores = state.housekeeping(now, in_flight);
+                    let chores = state.housekeeping(now, ledger);
                     queue.extend(chores.into_iter().map(|a| (a, None)));
                     // No commit marks the moment a site opens: the timer does.
                     if state.note_openings(now) {
-                        let matched = state.match_needs(now, in_flight);
+                        let matched = state.match_needs(now, ledger);
                         queue.extend(matched.into_iter().map(|a| (a, None)));
                     }
                 }
@@ -764,31 +712,26 @@ pub struct MatcherService {
 impl Matcher for MatcherService {
     async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
         self.tokens.authenticate(request.metadata())?.require(&[Role::Admin])?;
-        let core = self.core.lock().expect("core lock");
-        let state = &core.state;
-        let mut waitlist: BTreeMap<(NeedKind, String), u32> = BTreeMap::new();
-        for need in state.needs.values().filter(|n| n.status == NeedStatus::Waitlisted) {
-            if let Some(r) = &need.request {
-                *waitlist
-                    .entry((r.spec.kind, r.spec.constraints.origin.region.as_str().to_owned()))
-                    .or_default() += 1;
-            }
-        }
+        // Counters the planner keeps as it folds: the lock is held for a copy.
+        let (providers, donations, tally) = {
+            let core = self.core.lock().expect("core lock");
+            let state = &core.state;
+            (state.providers.len(), state.donations.len(), state.tally().clone())
+        };
+        let open_needs = tally
+            .needs
+            .iter()
+            .filter(|(status, _)| !status.is_final())
+            .map(|(_, n)| *n)
+            .sum();
         Ok(Response::new(pb::Status {
             checkpoint: self.checkpoint.load(std::sync::atomic::Ordering::Relaxed),
-            providers: state.providers.len() as u32,
-            donations: state.donations.len() as u32,
-            open_needs: state
-                .needs
-                .values()
-                .filter(|n| n.request.is_some() && !n.status.is_final())
-                .count() as u32,
-            pending_referrals: state
-                .needs
-                .values()
-                .filter(|n| n.status == NeedStatus::Proposed)
-                .count() as u32,
-            waitlist: waitlist
+            providers: providers as u32,
+            donations: donations as u32,
+            open_needs,
+            pending_referrals: tally.count(NeedStatus::Proposed),
+            waitlist: tally
+                .waitlist
                 .into_iter()
                 .map(|((kind, region), needs)| pb::WaitlistCount {
                     kind: refer_service::convert::need_kind_pb(kind),
@@ -877,8 +820,8 @@ mod tests {
         let proposed: Vec<NeedId> = core
             .queue
             .iter()
-            .filter_map(|(action, _)| match action {
-                Action::Propose { need, .. } => Some(*need),
+            .filter_map(|(decision, _)| match decision {
+                Decision::Propose { need, .. } => Some(*need),
                 _ => None,
             })
             .collect();

@@ -11,7 +11,7 @@ use refer_domain::provider::{Provider, ProviderCommand, ProviderProfile};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, Event, IdempotencyKey};
 use refer_eventstore::{EventStore, StreamSettings};
-use refer_matcher::core::Action;
+use refer_matching::planner::Decision;
 use refer_service::{ManualClock, TokenBook};
 use refer_testkit::NatsServer;
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ async fn the_closed_loop_runs_by_itself() {
     // Nobody answers in time: the referrals expire, their holds are released,
     // and the first need, with every eligible shelter tried, waits again.
     let first_hold = need_state(&w, first).await.proposal.unwrap().hold;
-    w.clock.advance_secs(refer_matcher::core::HOLD_SECS + 1);
+    w.clock.advance_secs(refer_domain::need::HOLD_SECS + 1);
     eventually("the first referral expires", || async {
         let n = need_state(&w, first).await;
         n.excluded.contains(&Target::Provider(far)) && n.status == NeedStatus::Waitlisted
@@ -278,8 +278,8 @@ async fn the_closed_loop_runs_by_itself() {
     let mut replayed: BTreeMap<NeedId, Vec<Option<Target>>> = BTreeMap::new();
     for action in refer_matcher::replay(&commits) {
         match action {
-            Action::Propose { need, target, .. } => replayed.entry(need).or_default().push(Some(target)),
-            Action::Waitlist { need, .. } => replayed.entry(need).or_default().push(None),
+            Decision::Propose { need, target, .. } => replayed.entry(need).or_default().push(Some(target)),
+            Decision::Waitlist { need, .. } => replayed.entry(need).or_default().push(None),
             other => panic!("not a decision: {other:?}"),
         }
     }

@@ -1,0 +1,275 @@
+//! The batch builder: the needs that wait, with what earlier decisions left
+//! for each (their group mates' sites, their bed), placed all together by
+//! the engine's `assign`, the same policy `refer solve` runs.
+
+use super::fold::{pool, site_pool};
+use super::{hold_id, Decision, Ledger, Projection};
+use crate::{assign, Earlier, Mode, Request};
+use refer_domain::ids::NeedId;
+use refer_domain::kinds::NeedKind;
+use refer_domain::need::{hold_expiry, NeedStatus, Target};
+use refer_domain::Timestamp;
+use std::collections::BTreeSet;
+
+impl Projection {
+    /// Notes the sites that opened since the last look (their hours began,
+    /// a donation's window started) as having gained room, so the waitlisted
+    /// needs they could take get another look. Hours change on the minute,
+    /// so this looks at most once per minute of `now`. Returns whether any
+    /// site opened.
+    pub fn note_openings(&mut self, now: Timestamp) -> bool {
+        let Some(catalog) = &self.sites else { return false };
+        let last = match self.hours_checked {
+            Some(last) if last.epoch_minutes() >= now.epoch_minutes() => return false,
+            Some(last) => last,
+            None => {
+                // First look (a start): the whole waitlist is looked at anyway.
+                self.hours_checked = Some(now);
+                return false;
+            }
+        };
+        self.hours_checked = Some(now);
+        let before = self.freed.len();
+        for i in 0..catalog.len() {
+            let site = catalog.site(i);
+            if site.offer.open_at(now) && !site.offer.open_at(last) {
+                self.freed.insert(site.target);
+            }
+        }
+        self.freed.len() > before
+    }
+
+    /// The waitlisted needs worth another look: all of them after a change
+    /// to the sites themselves; otherwise those that a target with more
+    /// room since the last plan could take (most capacity changes concern
+    /// one site, and the waitlist can be long).
+    pub(crate) fn revisit(&mut self, now: Timestamp, ledger: &Ledger) -> Vec<NeedId> {
+        let freed = std::mem::take(&mut self.freed);
+        if std::mem::take(&mut self.capacity_changed) {
+            // New sites may bring languages and regions the compiled queries
+            // do not know of: compile them again when next needed.
+            self.queries.clear();
+            return self.waitlisted.iter().copied().collect();
+        }
+        let Self {
+            sites: Some(catalog),
+            queries,
+            needs,
+            waitlisted,
+            ..
+        } = self
+        else {
+            return vec![];
+        };
+        let freed: Vec<usize> = freed.iter().flat_map(|t| catalog.sites_of(*t)).collect();
+        if freed.is_empty() {
+            return vec![];
+        }
+        for id in waitlisted.iter() {
+            if let (None, Some(need)) = (queries.get(id), needs.get(id)) {
+                if let Some(request) = &need.request {
+                    let excluded: Vec<Target> = need.excluded.iter().copied().collect();
+                    queries.insert(*id, catalog.query(&request.spec, &excluded));
+                }
+            }
+        }
+        let catalog = self.sites.as_ref().expect("compiled above");
+        self.waitlisted
+            .iter()
+            .copied()
+            .filter(|id| {
+                let Some(query) = self.queries.get(id) else {
+                    return false;
+                };
+                freed.iter().any(|&i| {
+                    let site = catalog.site(i);
+                    catalog
+                        .option_at(i, query, now, || self.free(site_pool(site), ledger))
+                        .is_some()
+                })
+            })
+            .collect()
+    }
+
+    /// Needs to match now, in line: those awaiting a match with no decision
+    /// under way, and the waitlisted ones given another look. A need whose
+    /// next hold is placed already (a crash between hold and proposal) is
+    /// left to housekeeping, which completes the proposal: matching it again
+    /// would count those units twice.
+    fn queue(&self, ledger: &Ledger, waitlisted: &[NeedId]) -> Vec<NeedId> {
+        let mut line: Vec<_> = self
+            .awaiting
+            .iter()
+            .filter(|place| !ledger.needs.contains_key(&place.3))
+            .copied()
+            .collect();
+        if !waitlisted.is_empty() {
+            line.extend(
+                waitlisted
+                    .iter()
+                    .filter(|id| !ledger.needs.contains_key(id))
+                    .filter_map(|id| self.place_in_line(*id)),
+            );
+            line.sort();
+        }
+        line.into_iter()
+            .map(|(_, _, _, id)| id)
+            .filter(|id| {
+                let next = hold_id(*id, self.needs[id].proposals_made + 1);
+                !self
+                    .holds_by_need
+                    .get(id)
+                    .is_some_and(|holds| holds.iter().any(|(_, h)| *h == next))
+            })
+            .collect()
+    }
+
+    /// Where `need` is placed or about to be: proposed, accepted or
+    /// fulfilled there, a hold open there, or a hold planned there.
+    fn placed_at(&self, need: NeedId, ledger: &Ledger) -> Option<Target> {
+        let n = self.needs.get(&need)?;
+        if let Some(p) = n.proposal {
+            if matches!(
+                n.status,
+                NeedStatus::Proposed | NeedStatus::Accepted | NeedStatus::Fulfilled
+            ) {
+                return Some(p.target);
+            }
+        }
+        if n.status.is_final() {
+            return None;
+        }
+        let next = hold_id(need, n.proposals_made + 1);
+        let held = self
+            .holds_by_need
+            .get(&need)
+            .and_then(|holds| holds.iter().find(|(_, hold)| *hold == next).map(|(target, _)| *target));
+        held.or_else(|| ledger.hold_target(&next))
+    }
+
+    /// What decisions before this plan left for `need`: its person's bed,
+    /// and where its group mates have the same kind of need placed. Every
+    /// stage of a decision counts (planned, held, proposed, accepted), so a
+    /// group kept apart stays apart across commits and restarts.
+    fn earlier(&self, need: NeedId, ledger: &Ledger) -> Earlier {
+        let Some(request) = self.needs.get(&need).and_then(|n| n.request.as_ref()) else {
+            return Earlier::default();
+        };
+        let kind = request.spec.kind;
+        let of_kind = |id: &NeedId, kind: NeedKind| {
+            self.needs
+                .get(id)
+                .and_then(|n| n.request.as_ref())
+                .is_some_and(|r| r.spec.kind == kind)
+        };
+        let bed = if kind == NeedKind::Shelter {
+            None
+        } else {
+            self.bundles
+                .get(&request.placement)
+                .into_iter()
+                .flatten()
+                .filter(|id| of_kind(id, NeedKind::Shelter))
+                .find_map(|id| self.placed_at(*id, ledger))
+                .and_then(|target| {
+                    let catalog = self.sites.as_ref()?;
+                    let site = catalog.sites_of(target).next()?;
+                    Some(catalog.site(site).location.point)
+                })
+        };
+        let mates: BTreeSet<Target> = request
+            .group
+            .and_then(|g| self.groups.get(&g.group))
+            .into_iter()
+            .flatten()
+            .filter(|id| **id != need && of_kind(id, kind))
+            .filter_map(|id| self.placed_at(*id, ledger))
+            .collect();
+        Earlier {
+            bed,
+            mates: mates.into_iter().collect(),
+        }
+    }
+
+    /// When a hold placed now at `target` expires.
+    fn expiry(&self, target: Target, now: Timestamp) -> Timestamp {
+        let window_end = match target {
+            Target::Provider(_) => None,
+            Target::Donation(id) => self
+                .donations
+                .get(&id)
+                .and_then(|d| d.offer.as_ref())
+                .map(|offer| offer.window.end),
+        };
+        hold_expiry(now, window_end)
+    }
+
+    /// Matches the needs that wait, all together, with the matching engine:
+    /// each to an eligible target with room, or the waitlist. Waitlisted needs
+    /// are looked at again only when a target they could use gained room
+    /// (see `revisit`). `ledger` is updated with what is planned, so a
+    /// caller that executes it later (or a replay that never does) plans the
+    /// same way.
+    pub fn match_needs(&mut self, now: Timestamp, ledger: &mut Ledger) -> Vec<Decision> {
+        self.compile_sites();
+        self.note_openings(now);
+        let revisit = self.revisit(now, ledger);
+        let queued = self.queue(ledger, &revisit);
+        if queued.is_empty() {
+            return Vec::new();
+        }
+        let choices = {
+            let requests: Vec<Request> = queued
+                .iter()
+                .map(|id| {
+                    let need = &self.needs[id];
+                    let request = need.request.as_ref().expect("queued needs are requested");
+                    Request {
+                        spec: &request.spec,
+                        person: request.placement,
+                        group: request.group,
+                        exclude: need.excluded.iter().copied().collect(),
+                        earlier: self.earlier(*id, ledger),
+                    }
+                })
+                .collect();
+            let catalog = self.sites.as_ref().expect("compiled above");
+            let free = |i: usize| self.free(site_pool(catalog.site(i)), ledger);
+            assign(catalog, &free, now, &requests, Mode::Batch)
+        };
+
+        let catalog = self.sites.as_ref().expect("compiled above");
+        let mut decisions = Vec::new();
+        for (need_id, choice) in queued.into_iter().zip(choices) {
+            let need = &self.needs[&need_id];
+            let request = need.request.as_ref().expect("queued needs are requested");
+            match choice {
+                Some((site, _)) => {
+                    let target = catalog.site(site).target;
+                    let pool = pool(target, request.spec.kind);
+                    let hold = hold_id(need_id, need.proposals_made + 1);
+                    let units = request.spec.units();
+                    ledger.plan_hold(hold, pool, need_id, units);
+                    ledger.needs.insert(need_id, need.status);
+                    decisions.push(Decision::Propose {
+                        need: need_id,
+                        target,
+                        service: pool.1,
+                        hold,
+                        units,
+                        expires_at: self.expiry(target, now),
+                    });
+                }
+                None if need.status != NeedStatus::Waitlisted => {
+                    ledger.needs.insert(need_id, need.status);
+                    decisions.push(Decision::Waitlist {
+                        need: need_id,
+                        attempt: need.proposals_made,
+                    });
+                }
+                None => {}
+            }
+        }
+        decisions
+    }
+}
