@@ -1,5 +1,7 @@
-//! Minimum-cost flow by successive shortest paths with potentials (Dijkstra).
-//! Costs are `i128` so lexicographic objectives fit in one number.
+//! Minimum-cost flow by shortest augmenting paths (Dijkstra with
+//! potentials), one unit at a time from a chosen start, with an undo log.
+//! Costs are kilometres (`i64`): no weights are needed for priorities,
+//! which the caller gets from the order of its searches.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -8,12 +10,51 @@ use std::collections::BinaryHeap;
 struct Edge {
     to: usize,
     capacity: i64,
-    cost: i128,
+    cost: i64,
 }
 
 pub struct Graph {
     edges: Vec<Edge>,
     adjacent: Vec<Vec<usize>>,
+}
+
+/// What `Graph::augment_from` keeps between searches: the potentials, and
+/// scratch space reset after each search.
+pub struct Search {
+    potential: Vec<i64>,
+    dist: Vec<i64>,
+    via: Vec<usize>,
+    touched: Vec<usize>,
+    settled: Vec<usize>,
+}
+
+/// What searches changed, so they can be taken back (newest first).
+#[derive(Default)]
+pub struct Undo {
+    /// Arcs that carried one more unit.
+    arcs: Vec<usize>,
+    /// Potentials before they changed.
+    potentials: Vec<(usize, i64)>,
+}
+
+impl Search {
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            potential: vec![0; nodes],
+            dist: vec![i64::MAX; nodes],
+            via: vec![usize::MAX; nodes],
+            touched: Vec::new(),
+            settled: Vec::new(),
+        }
+    }
+
+    /// Raises `node`'s potential to the highest of `heads`, so that new arcs
+    /// of cost 0 from it to them have non-negative reduced costs (a node
+    /// with no arc into it yet may take any potential).
+    pub fn lift(&mut self, node: usize, heads: impl Iterator<Item = usize>) {
+        let top = heads.map(|h| self.potential[h]).max().unwrap_or(0);
+        self.potential[node] = self.potential[node].max(top);
+    }
 }
 
 impl Graph {
@@ -24,8 +65,14 @@ impl Graph {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.adjacent.len()
+    }
+
     /// Adds an arc and returns its index (its reverse is `index ^ 1`).
-    pub fn add(&mut self, from: usize, to: usize, capacity: i64, cost: i128) -> usize {
+    /// Costs must be non-negative.
+    pub fn add(&mut self, from: usize, to: usize, capacity: i64, cost: i64) -> usize {
+        debug_assert!(cost >= 0);
         let index = self.edges.len();
         self.edges.push(Edge { to, capacity, cost });
         self.adjacent[from].push(index);
@@ -43,139 +90,106 @@ impl Graph {
         self.edges[index ^ 1].capacity
     }
 
-    /// Pushes as much flow as the arcs of zero reduced cost carry from
-    /// `source` to `sink`, by depth-first search with a current-arc pointer
-    /// per node (each arc is given up once it cannot carry more).
-    fn blocking_flow(&mut self, source: usize, sink: usize, potential: &[i128]) -> i64 {
-        let n = self.adjacent.len();
-        // Levels along zero-reduced-cost arcs keep the search acyclic.
-        let mut level = vec![u32::MAX; n];
-        level[source] = 0;
-        let mut queue = std::collections::VecDeque::from([source]);
-        while let Some(u) = queue.pop_front() {
-            for &e in &self.adjacent[u] {
-                let edge = &self.edges[e];
-                if edge.capacity > 0 && level[edge.to] == u32::MAX && edge.cost + potential[u] - potential[edge.to] == 0
-                {
-                    level[edge.to] = level[u] + 1;
-                    queue.push_back(edge.to);
+    /// Pushes one unit from `start` to `sink` along a cheapest path, if any.
+    /// `search.potential` keeps every reduced cost non-negative (true at
+    /// zero flow, since costs are, and kept by every augmentation), so
+    /// Dijkstra is exact; it stops as soon as the sink is settled, and only
+    /// the nodes it settled get new potentials, so a search costs what it
+    /// looked at, not the size of the graph. Returns false, changing
+    /// nothing, when no path exists. `undo` records what changed.
+    pub fn augment_from(&mut self, start: usize, sink: usize, search: &mut Search, undo: Option<&mut Undo>) -> bool {
+        let reached = self.dijkstra(start, sink, search);
+        let Search {
+            potential,
+            dist,
+            via,
+            touched,
+            settled,
+            ..
+        } = search;
+        if reached {
+            // Settled nodes move by their distance less the sink's; the
+            // others keep theirs (the same as moving by the sink's distance,
+            // up to a constant): every reduced cost stays non-negative, and
+            // the path's arcs get reduced cost 0, so their reverses do too.
+            let reach = dist[sink];
+            let mut undo = undo;
+            for &u in settled.iter() {
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.potentials.push((u, potential[u]));
                 }
+                potential[u] += dist[u] - reach;
+            }
+            let mut v = sink;
+            while v != start {
+                let e = via[v];
+                self.edges[e].capacity -= 1;
+                self.edges[e ^ 1].capacity += 1;
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.arcs.push(e);
+                }
+                v = self.edges[e ^ 1].to;
             }
         }
-        let mut next = vec![0usize; n];
-        let mut total = 0;
-        loop {
-            let pushed = self.push(source, sink, i64::MAX, potential, &level, &mut next);
-            if pushed == 0 {
-                return total;
-            }
-            total += pushed;
+        for &u in touched.iter() {
+            dist[u] = i64::MAX;
         }
+        touched.clear();
+        settled.clear();
+        reached
     }
 
-    fn push(
-        &mut self,
-        u: usize,
-        sink: usize,
-        limit: i64,
-        potential: &[i128],
-        level: &[u32],
-        next: &mut [usize],
-    ) -> i64 {
-        if u == sink {
-            return limit;
-        }
-        while next[u] < self.adjacent[u].len() {
-            let e = self.adjacent[u][next[u]];
-            let (to, capacity, cost) = (self.edges[e].to, self.edges[e].capacity, self.edges[e].cost);
-            if capacity > 0 && level[to] == level[u].wrapping_add(1) && cost + potential[u] - potential[to] == 0 {
-                let pushed = self.push(to, sink, limit.min(capacity), potential, level, next);
-                if pushed > 0 {
-                    self.edges[e].capacity -= pushed;
-                    self.edges[e ^ 1].capacity += pushed;
-                    return pushed;
-                }
-            }
-            next[u] += 1;
-        }
-        0
-    }
-
-    /// Pushes flow from `source` to `sink` along cheapest paths while a path
-    /// of negative cost exists (so the result is a minimum-cost flow of any
-    /// value, not a maximum flow). `order` lists the nodes in a topological
-    /// order of the initial graph, which lets the potentials start exact even
-    /// with negative costs.
-    pub fn min_cost_flow(&mut self, source: usize, sink: usize, order: &[usize]) -> i128 {
-        let n = self.adjacent.len();
-        const INF: i128 = i128::MAX / 4;
-        // Initial potentials: shortest distances in the DAG.
-        let mut potential = vec![INF; n];
-        potential[source] = 0;
-        for &u in order {
-            if potential[u] == INF {
+    /// Dijkstra from `start` on reduced costs, until the sink is settled;
+    /// leaves the distances, the tree and the settled nodes in `search`.
+    fn dijkstra(&self, start: usize, sink: usize, search: &mut Search) -> bool {
+        let Search {
+            potential,
+            dist,
+            via,
+            touched,
+            settled,
+            ..
+        } = search;
+        dist[start] = 0;
+        touched.push(start);
+        let mut heap = BinaryHeap::from([Reverse((0i64, start))]);
+        let mut reached = false;
+        while let Some(Reverse((d, u))) = heap.pop() {
+            if d > dist[u] {
                 continue;
             }
+            settled.push(u);
+            if u == sink {
+                reached = true;
+                break;
+            }
             for &e in &self.adjacent[u] {
                 let edge = &self.edges[e];
-                if edge.capacity > 0 && potential[u] + edge.cost < potential[edge.to] {
-                    potential[edge.to] = potential[u] + edge.cost;
-                }
-            }
-        }
-        for p in potential.iter_mut() {
-            if *p == INF {
-                *p = 0;
-            }
-        }
-        let mut total = 0i128;
-        loop {
-            let mut dist = vec![INF; n];
-            let mut via = vec![usize::MAX; n];
-            dist[source] = 0;
-            let mut heap = BinaryHeap::new();
-            heap.push(Reverse((0i128, source)));
-            while let Some(Reverse((d, u))) = heap.pop() {
-                if d > dist[u] {
+                if edge.capacity <= 0 {
                     continue;
                 }
-                // Nothing popped later can shorten the path to the sink.
-                if u == sink {
-                    break;
-                }
-                for &e in &self.adjacent[u] {
-                    let edge = &self.edges[e];
-                    if edge.capacity <= 0 {
-                        continue;
+                let next = d + edge.cost + potential[u] - potential[edge.to];
+                if next < dist[edge.to] {
+                    if dist[edge.to] == i64::MAX {
+                        touched.push(edge.to);
                     }
-                    let reduced = edge.cost + potential[u] - potential[edge.to];
-                    let next = d + reduced;
-                    if next < dist[edge.to] {
-                        dist[edge.to] = next;
-                        via[edge.to] = e;
-                        heap.push(Reverse((next, edge.to)));
-                    }
+                    dist[edge.to] = next;
+                    via[edge.to] = e;
+                    heap.push(Reverse((next, edge.to)));
                 }
             }
-            if dist[sink] == INF {
-                break;
-            }
-            // Nodes not settled before the sink count as at the sink's distance,
-            // which keeps every reduced cost non-negative.
-            let reach = dist[sink];
-            for u in 0..n {
-                potential[u] += dist[u].min(reach);
-            }
-            // The true cost of the path; stop when it no longer pays.
-            let path_cost = potential[sink] - potential[source];
-            if path_cost >= 0 {
-                break;
-            }
-            // Every shortest path now has reduced cost 0: push along all of
-            // them before searching again (a blocking flow, Dinic style).
-            let pushed = self.blocking_flow(source, sink, &potential);
-            total += path_cost * i128::from(pushed);
         }
-        total
+        reached
+    }
+
+    /// Takes back what the searches recorded in `undo` did.
+    pub fn undo(&mut self, search: &mut Search, undo: Undo) {
+        for e in undo.arcs.into_iter().rev() {
+            self.edges[e].capacity += 1;
+            self.edges[e ^ 1].capacity -= 1;
+        }
+        for (u, p) in undo.potentials.into_iter().rev() {
+            search.potential[u] = p;
+        }
     }
 }

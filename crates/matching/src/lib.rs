@@ -336,83 +336,113 @@ fn search_parties(
 
 /// The exact optimum for the needs of one unit on `capacity`, written into
 /// `assignment`; `taken` are the sources keep-apart classes already use.
+///
+/// Shortest augmenting paths on the flow graph, tier by tier (highest
+/// first). Within a tier, first one need at a time: each search stops at
+/// the first site with room it reaches, so a need whose nearest site has
+/// room costs a look at its own options and only contested needs search
+/// further. Augmenting never unplaces anyone, and each step keeps the
+/// placement the cheapest for the needs placed so far. When a need of the
+/// tier finds no path, not all of the tier fits, and which of them are
+/// placed becomes a choice: the tier's searches are undone and made again
+/// from the tier's own node, which reaches every need of the tier, so each
+/// search finds the cheapest way to place one more of them (taking a need
+/// out for another of its tier when that is cheaper). A higher tier's count
+/// never drops (no path leaves anyone of another tier unplaced), so the
+/// counts are the lexicographic maximum, and the distance is the least for
+/// those counts. No weights: costs are kilometres.
 fn place_singles(problem: &Problem, capacity: &[u32], taken: &Taken, assignment: &mut Assignment) {
-    // Everyone alone: a minimum-cost flow. Nodes: 0 source, 1 sink, needs,
-    // one gate per (keep-apart class, source), sources. A gate lets one unit
-    // through, so one class never takes two units of a source: keep-apart
-    // is a constraint of the flow, and the flow stays exact.
     let singles: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units == 1)
         .collect();
     if singles.is_empty() {
         return;
     }
-    let n = singles.len() as i128;
-    // A placement in tier t is worth more than everything below it together.
-    let distance_bound: i128 = singles
-        .iter()
-        .map(|i| {
-            problem.needs[*i]
-                .options
-                .iter()
-                .map(|(_, d)| i128::from(*d))
-                .max()
-                .unwrap_or(0)
-        })
-        .sum::<i128>()
-        + 1;
-    let weight = |tier: u8| -> i128 {
-        let below = (TIERS - 1 - usize::from(tier).min(TIERS - 1)) as u32;
-        distance_bound * (n + 1).pow(below)
-    };
-    let usable = |need: &Need, source: usize| {
-        source < capacity.len() && capacity[source] > 0 && apart_allows(need, source, taken)
-    };
-    let mut gates: BTreeMap<(u32, usize), usize> = BTreeMap::new();
-    for &i in &singles {
-        let need = &problem.needs[i];
-        if let Some(class) = need.apart {
-            for &(source, _) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
-                let next = gates.len();
-                gates.entry((class, source)).or_insert(next);
+    let mut net = SinglesFlow::new(problem, capacity, taken, &singles);
+    let mut search = flow::Search::new(net.graph.len());
+    let mut by_tier: [Vec<usize>; TIERS] = Default::default();
+    for (k, &i) in singles.iter().enumerate() {
+        by_tier[usize::from(problem.needs[i].tier).min(TIERS - 1)].push(k);
+    }
+    for (t, needs) in by_tier.iter().enumerate() {
+        let mut undo = flow::Undo::default();
+        let everyone = needs.iter().all(|k| {
+            net.graph
+                .augment_from(SinglesFlow::NEED + k, SinglesFlow::SINK, &mut search, Some(&mut undo))
+        });
+        if everyone {
+            continue;
+        }
+        net.graph.undo(&mut search, undo);
+        let tier = SinglesFlow::tier_node(t);
+        search.lift(tier, needs.iter().map(|k| SinglesFlow::NEED + k));
+        while net.graph.augment_from(tier, SinglesFlow::SINK, &mut search, None) {}
+    }
+    for (k, source, arc) in &net.arcs {
+        if net.graph.flow(*arc) > 0 {
+            assignment[singles[*k]] = Some(*source);
+        }
+    }
+}
+
+/// The flow graph of the needs of one unit. Nodes: 0 sink, one per tier
+/// (with an arc to each need of the tier), needs, one gate per (keep-apart
+/// class, source), sources. A gate lets one unit through, so one class never
+/// takes two units of a source: keep-apart is a constraint of the flow, and
+/// the flow stays exact.
+struct SinglesFlow {
+    graph: flow::Graph,
+    /// (single, source, arc) for every option.
+    arcs: Vec<(usize, usize, usize)>,
+}
+
+impl SinglesFlow {
+    const SINK: usize = 0;
+    const NEED: usize = 1 + TIERS;
+
+    fn tier_node(tier: usize) -> usize {
+        1 + tier
+    }
+
+    fn new(problem: &Problem, capacity: &[u32], taken: &Taken, singles: &[usize]) -> Self {
+        let usable = |need: &Need, source: usize| {
+            source < capacity.len() && capacity[source] > 0 && apart_allows(need, source, taken)
+        };
+        let mut gates: BTreeMap<(u32, usize), usize> = BTreeMap::new();
+        for &i in singles {
+            let need = &problem.needs[i];
+            if let Some(class) = need.apart {
+                for &(source, _) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
+                    let next = gates.len();
+                    gates.entry((class, source)).or_insert(next);
+                }
             }
         }
-    }
-    let first_need = 2;
-    let first_gate = first_need + singles.len();
-    let first_source = first_gate + gates.len();
-    let mut graph = flow::Graph::new(first_source + capacity.len());
-    for (&(_, source), &gate) in &gates {
-        graph.add(first_gate + gate, first_source + source, 1, 0);
-    }
-    let mut arcs = Vec::new();
-    for (k, &i) in singles.iter().enumerate() {
-        let need = &problem.needs[i];
-        graph.add(0, first_need + k, 1, 0);
-        for &(source, km) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
-            let to = match need.apart {
-                Some(class) => first_gate + gates[&(class, source)],
-                None => first_source + source,
-            };
-            let arc = graph.add(first_need + k, to, 1, i128::from(km) - weight(need.tier));
-            arcs.push((k, source, arc));
+        let first_gate = Self::NEED + singles.len();
+        let first_source = first_gate + gates.len();
+        let mut graph = flow::Graph::new(first_source + capacity.len());
+        for (&(_, source), &gate) in &gates {
+            graph.add(first_gate + gate, first_source + source, 1, 0);
         }
-    }
-    for (source, free) in capacity.iter().enumerate() {
-        if *free > 0 {
-            graph.add(first_source + source, 1, i64::from(*free), 0);
+        let mut arcs = Vec::new();
+        for (k, &i) in singles.iter().enumerate() {
+            let need = &problem.needs[i];
+            let tier = usize::from(need.tier).min(TIERS - 1);
+            graph.add(Self::tier_node(tier), Self::NEED + k, 1, 0);
+            for &(source, km) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
+                let to = match need.apart {
+                    Some(class) => first_gate + gates[&(class, source)],
+                    None => first_source + source,
+                };
+                arcs.push((k, source, graph.add(Self::NEED + k, to, 1, i64::from(km))));
+            }
         }
-    }
-    // Source, needs, gates, sources, sink: a topological order.
-    let order: Vec<usize> = std::iter::once(0)
-        .chain(first_need..first_source + capacity.len())
-        .chain(std::iter::once(1))
-        .collect();
-    graph.min_cost_flow(0, 1, &order);
-    for (k, source, arc) in arcs {
-        if graph.flow(arc) > 0 {
-            assignment[singles[k]] = Some(source);
+        for (source, free) in capacity.iter().enumerate() {
+            if *free > 0 {
+                graph.add(first_source + source, Self::SINK, i64::from(*free), 0);
+            }
         }
+        Self { graph, arcs }
     }
 }
 
