@@ -139,7 +139,9 @@ pub fn party_combinations(problem: &Problem) -> u64 {
 /// no flow can express: when there are at most `PARTY_SEARCH_LIMIT` ways to
 /// place them, every way is tried with the flow solving everyone else, so
 /// the result is the exact optimum; beyond that, parties are placed first
-/// (highest tier and largest first, each at the nearest source with room).
+/// (highest tier and largest first, each at the nearest source with room
+/// that leaves a unit for every person alone who can use only that source,
+/// or else the nearest with room).
 pub fn solve_batch(problem: &Problem) -> Assignment {
     let problem = prune(problem);
     let mut assignment: Assignment = vec![None; problem.needs.len()];
@@ -228,14 +230,32 @@ fn solve_component(problem: &Problem) -> Assignment {
         search_parties(problem, &parties, &mut capacity, &mut taken, &mut assignment, &mut best);
         return best.map(|(_, a)| a).unwrap_or(assignment);
     }
+    // Too many to search: each party at the nearest source with room that
+    // still leaves a unit for every person alone who can use only that
+    // source (or else the nearest with room), so a party goes a little
+    // farther rather than leave such a person without a place.
+    let mut only_here = vec![0u32; problem.capacity.len()];
+    for need in problem.needs.iter().filter(|n| n.units == 1) {
+        if let [(source, _)] = need.options.as_slice() {
+            if let Some(count) = only_here.get_mut(*source) {
+                *count += 1;
+            }
+        }
+    }
     for i in parties {
         let need = &problem.needs[i];
-        let room = need
-            .options
-            .iter()
-            .filter(|(s, _)| capacity.get(*s).is_some_and(|c| *c >= need.units) && apart_allows(need, *s, &taken))
-            .min_by_key(|(s, d)| (*d, *s));
-        if let Some(&(source, _)) = room {
+        let room = |s: usize, spare: u32| {
+            capacity.get(s).is_some_and(|c| *c >= need.units + spare) && apart_allows(need, s, &taken)
+        };
+        let nearest = |spare: &dyn Fn(usize) -> u32| {
+            need.options
+                .iter()
+                .filter(|(s, _)| room(*s, spare(*s)))
+                .min_by_key(|(s, d)| (*d, *s))
+                .map(|(s, _)| *s)
+        };
+        let choice = nearest(&|s| only_here[s]).or_else(|| nearest(&|_| 0));
+        if let Some(source) = choice {
             capacity[source] -= need.units;
             assignment[i] = Some(source);
             if let Some(class) = need.apart {
@@ -521,5 +541,57 @@ mod tests {
         let a = solve_batch(&problem);
         assert_eq!(a, vec![Some(1), Some(0)]);
         assert!(problem.feasible(&a));
+    }
+
+    #[test]
+    fn a_party_beyond_the_search_goes_farther_rather_than_leave_people_alone_without_a_bed() {
+        // Shelter 0 has 3 beds, shelter 1 (8 km farther) 2. A party of two
+        // could use either; two people alone only shelter 0. Six more
+        // parties (sources 2-7) put the batch beyond the party search, and a
+        // person alone who can use shelter 0 or 2 joins them in one part.
+        let mut needs = vec![
+            Need {
+                tier: 0,
+                units: 2,
+                options: vec![(0, 1), (1, 9)],
+                apart: None,
+            },
+            Need {
+                tier: 0,
+                units: 1,
+                options: vec![(0, 2)],
+                apart: None,
+            },
+            Need {
+                tier: 0,
+                units: 1,
+                options: vec![(0, 3)],
+                apart: None,
+            },
+            Need {
+                tier: 1,
+                units: 1,
+                options: vec![(0, 50), (2, 1)],
+                apart: None,
+            },
+        ];
+        for source in 2..8 {
+            needs.push(Need {
+                tier: 2,
+                units: 2,
+                options: vec![(2, 5), (source, 6)],
+                apart: None,
+            });
+        }
+        let problem = Problem {
+            capacity: vec![3, 2, 20, 2, 2, 2, 2, 2],
+            needs,
+        };
+        assert!(party_combinations(&problem) > PARTY_SEARCH_LIMIT);
+        let a = solve_batch(&problem);
+        assert!(problem.feasible(&a));
+        assert_eq!(a[0], Some(1), "the party goes 8 km farther");
+        assert_eq!((a[1], a[2]), (Some(0), Some(0)), "both people alone are placed");
+        assert!(a.iter().all(Option::is_some));
     }
 }
