@@ -548,7 +548,8 @@ mod tests {
         // Shelter 0 has 3 beds, shelter 1 (8 km farther) 2. A party of two
         // could use either; two people alone only shelter 0. Six more
         // parties (sources 2-7) put the batch beyond the party search, and a
-        // person alone who can use shelter 0 or 2 joins them in one part.
+        // person alone who can use shelter 0 or 2 joins them in one part
+        // (both options stay: 3 beds at shelter 0 do not cover its 4 wants).
         let mut needs = vec![
             Need {
                 tier: 0,
@@ -571,7 +572,7 @@ mod tests {
             Need {
                 tier: 1,
                 units: 1,
-                options: vec![(0, 50), (2, 1)],
+                options: vec![(0, 1), (2, 50)],
                 apart: None,
             },
         ];
@@ -588,6 +589,7 @@ mod tests {
             needs,
         };
         assert!(party_combinations(&problem) > PARTY_SEARCH_LIMIT);
+        assert!(party_combinations(&prune(&problem)) > PARTY_SEARCH_LIMIT);
         let a = solve_batch(&problem);
         assert!(problem.feasible(&a));
         assert_eq!(a[0], Some(1), "the party goes 8 km farther");
