@@ -29,6 +29,10 @@ pub enum StoreError {
     Local(#[from] sled::Error),
     #[error("stream setup: {0}")]
     Setup(String),
+    /// An atomic batch was refused because one of its messages was seen
+    /// before (an earlier try landed): nothing of the batch was stored.
+    #[error("a commit of the batch was applied before")]
+    Duplicate,
 }
 
 impl StoreError {

@@ -3,6 +3,7 @@
 //! checkpoints). See `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
+mod atomic;
 mod durable;
 mod error;
 mod local;
@@ -10,6 +11,7 @@ mod store;
 mod stream;
 mod subscriber;
 
+pub use atomic::{Part, Prepared, MAX_BATCH};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};

@@ -35,8 +35,23 @@ pub struct Loaded<A> {
 }
 
 impl<A> Loaded<A> {
-    fn applied(&self, key: &IdempotencyKey) -> Option<u64> {
+    pub(crate) fn applied(&self, key: &IdempotencyKey) -> Option<u64> {
         self.keys.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    pub(crate) fn keys_applied(self) -> BTreeSet<(IdempotencyKey, u64)> {
+        self.keys
+    }
+}
+
+/// The message id of a commit: the aggregate and the command's idempotency
+/// key (or its first event id), so the server drops a resend inside its
+/// duplicate window.
+pub(crate) fn message_id(events: &[Envelope]) -> String {
+    let first = &events[0];
+    match &first.idempotency_key {
+        Some(key) => format!("{}/{}", first.aggregate, key.as_str()),
+        None => format!("{}/{}", first.aggregate, first.event_id),
     }
 }
 
@@ -105,12 +120,8 @@ impl EventStore {
     /// server drops a resend inside its duplicate window.
     pub async fn append(&self, expected: u64, events: &[Envelope]) -> Result<(u64, bool), StoreError> {
         let payload = encode_commit(events).map_err(StoreError::Encode)?;
-        let first = &events[0];
-        let aggregate = first.aggregate;
-        let msg_id = match &first.idempotency_key {
-            Some(key) => format!("{aggregate}/{}", key.as_str()),
-            None => format!("{aggregate}/{}", first.event_id),
-        };
+        let aggregate = events[0].aggregate;
+        let msg_id = message_id(events);
         let mut headers = HeaderMap::new();
         headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
         headers.insert(NATS_MESSAGE_ID, msg_id.as_str());

@@ -57,6 +57,8 @@ impl StreamSettings {
             deny_delete: true,
             deny_purge: true,
             allow_direct: true,
+            // Decisions that touch several aggregates commit as one batch.
+            allow_atomic_publish: true,
             max_message_size: (MAX_COMMIT_BYTES + 4096) as i32,
             description: Some("Refer domain events: one subject per aggregate".into()),
             ..Default::default()
@@ -80,6 +82,14 @@ impl StreamSettings {
         }
         if !info.config.allow_direct {
             return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
+        }
+        if !info.config.allow_atomic_publish {
+            // A stream made before atomic commits: turn them on (2.12+).
+            let mut config = info.config.clone();
+            config.allow_atomic_publish = true;
+            js.update_stream(config)
+                .await
+                .map_err(|e| StoreError::Setup(format!("stream {}: allowing atomic batches: {e}", self.name)))?;
         }
         Ok(stream)
     }

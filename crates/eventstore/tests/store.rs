@@ -527,3 +527,84 @@ async fn a_server_crash_mid_stream_loses_no_acknowledged_event() {
         "every acknowledged command is in the stream once, in order"
     );
 }
+
+/// A hold on a provider and a proposal-like change on a second provider
+/// commit together: both land, at consecutive sequences, or neither does.
+#[tokio::test]
+async fn commits_to_two_aggregates_land_together_or_not_at_all() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    register(&store, a, 3).await;
+    register(&store, b, 3).await;
+
+    // Given both prepared at their versions, when committed as one batch,
+    // then both apply, one after the other.
+    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(Some("both-a"))).await.unwrap();
+    let pb = store.prepare::<Provider>(b, &[adjust(2), adjust(3)], &meta(Some("both-b"))).await.unwrap();
+    let seqs = store.commit_atomic(&[&pa, &pb]).await.unwrap();
+    let (sa, sb) = (seqs[0].unwrap(), seqs[1].unwrap());
+    assert_eq!(sb, sa + 1);
+    assert_eq!(store.finish(pa, seqs[0]).unwrap().state.units(BED).declared, 4);
+    assert_eq!(store.finish(pb, seqs[1]).unwrap().state.units(BED).declared, 8);
+    assert_eq!(store.load::<Provider>(a).await.unwrap().version, sa);
+    assert_eq!(store.load::<Provider>(b).await.unwrap().state.units(BED).declared, 8);
+
+    // Given one of them changed since it was prepared, then the batch is
+    // refused whole: nothing of it is stored.
+    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(Some("stale-a"))).await.unwrap();
+    let pb = store.prepare::<Provider>(b, &[adjust(1)], &meta(Some("stale-b"))).await.unwrap();
+    store.execute::<Provider>(b, &adjust(-1), &meta(None), None).await.unwrap();
+    let before = store.last_sequence().await.unwrap();
+    let refused = store.commit_atomic(&[&pa, &pb]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict { .. }), "{refused:?}");
+    assert_eq!(store.last_sequence().await.unwrap(), before, "nothing of the batch stored");
+    assert_eq!(store.load::<Provider>(a).await.unwrap().state.units(BED).declared, 4);
+
+    // A batch sent again after it landed is refused as a duplicate, and
+    // prepared again it writes nothing.
+    let pa = store.prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a"))).await.unwrap();
+    let pb = store.prepare::<Provider>(b, &[adjust(5)], &meta(Some("twice-b"))).await.unwrap();
+    let first = store.commit_atomic(&[&pa, &pb]).await.unwrap();
+    let after = store.last_sequence().await.unwrap();
+    assert!(matches!(store.commit_atomic(&[&pa, &pb]).await, Err(StoreError::Duplicate)));
+    assert_eq!(store.last_sequence().await.unwrap(), after);
+    store.finish(pa, first[0]).unwrap();
+    store.finish(pb, first[1]).unwrap();
+    let again = store.prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a"))).await.unwrap();
+    assert!(again.is_duplicate() && !again.writes());
+
+    // A domain rule refuses at prepare time, before anything is sent.
+    let over = ProviderCommand::AdjustCapacity {
+        service: BED,
+        delta: -1000,
+    };
+    assert!(matches!(
+        store.prepare::<Provider>(a, &[over], &meta(None)).await,
+        Err(StoreError::Domain(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_stream_made_before_atomic_commits_is_given_them() {
+    let server = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(server.connect().await);
+    let settings = StreamSettings::default();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: settings.name.clone(),
+        subjects: vec![settings.all_subjects()],
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), settings.clone()).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    register(&store, a, 1).await;
+    register(&store, b, 1).await;
+    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(None)).await.unwrap();
+    let pb = store.prepare::<Provider>(b, &[adjust(1)], &meta(None)).await.unwrap();
+    store.commit_atomic(&[&pa, &pb]).await.unwrap();
+}

@@ -19,6 +19,7 @@ pub fn store_status(err: StoreError) -> Status {
     match &err {
         StoreError::Domain(domain) => domain_status(domain),
         StoreError::Conflict { .. } => Status::aborted(format!("{err}; read the current version and retry")),
+        StoreError::Duplicate => Status::aborted(format!("{err}; retry with the same idempotency key")),
         StoreError::Unavailable(_) => Status::unavailable(format!("{err}; retry with the same idempotency key")),
         StoreError::Encode(_) => Status::invalid_argument(err.to_string()),
         StoreError::Corrupt { .. } | StoreError::Local(_) | StoreError::Setup(_) => {

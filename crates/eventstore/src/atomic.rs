@@ -1,0 +1,272 @@
+//! Commits to several aggregates at once, all stored or none: JetStream's
+//! atomic batch publish (nats-server 2.12+, a stream with `allow_atomic`).
+//!
+//! Each aggregate's commit is one message of the batch and carries its own
+//! `Nats-Expected-Last-Subject-Sequence` and `Nats-Msg-Id`: one stale
+//! expectation, or one message id the server has seen, refuses the whole
+//! batch and nothing of it is stored. So a decision that touches two
+//! aggregates (a hold on a provider and a proposal on a need) is one commit
+//! with optimistic concurrency and idempotency on both. async-nats 0.51 has
+//! no batch API; the headers follow ADR-50 (`Nats-Batch-Id`,
+//! `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last message, which
+//! alone is acknowledged).
+
+use crate::error::StoreError;
+use crate::store::{EventStore, Executed, Loaded, Outcome};
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::HeaderMap;
+use refer_domain::ids::EventId;
+use refer_domain::{encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope};
+use serde::Deserialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The most messages one batch may hold (the server's default limit).
+pub const MAX_BATCH: usize = 1000;
+
+/// How long the commit's acknowledgement may take.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Commands decided on one aggregate, waiting to be committed with others.
+#[derive(Debug)]
+pub struct Prepared<A: Aggregate> {
+    aggregate: AggregateRef,
+    loaded: Loaded<A>,
+    /// The state after the events.
+    pub state: A,
+    envelopes: Vec<Envelope>,
+    meta: CommandMeta,
+    duplicate: bool,
+}
+
+impl<A: Aggregate> Prepared<A> {
+    /// Whether there is anything to write (not a duplicate, not a no-op).
+    pub fn writes(&self) -> bool {
+        !self.envelopes.is_empty()
+    }
+
+    /// The version the aggregate was decided at.
+    pub fn version(&self) -> u64 {
+        self.loaded.version
+    }
+
+    /// Whether a command with the same idempotency key was applied before.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
+    }
+}
+
+/// One aggregate's part of a batch, whatever its type.
+pub trait Part {
+    fn aggregate(&self) -> AggregateRef;
+    fn expected(&self) -> u64;
+    fn envelopes(&self) -> &[Envelope];
+}
+
+impl<A: Aggregate> Part for Prepared<A> {
+    fn aggregate(&self) -> AggregateRef {
+        self.aggregate
+    }
+    fn expected(&self) -> u64 {
+        self.loaded.version
+    }
+    fn envelopes(&self) -> &[Envelope] {
+        &self.envelopes
+    }
+}
+
+/// The commit's acknowledgement, or the server's refusal.
+#[derive(Deserialize)]
+struct BatchAck {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    count: u64,
+    #[serde(default)]
+    batch: String,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+/// "wrong last sequence": an expectation was stale.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// A message id the server has seen inside its duplicate window.
+const DUPLICATE_MESSAGE: u64 = 10201;
+
+impl EventStore {
+    /// Decides `commands` in order on aggregate `id`, as read from the
+    /// stream, without writing: their events become one commit of a batch.
+    /// With an idempotency key already applied, nothing is decided and the
+    /// part writes nothing (`is_duplicate`).
+    pub async fn prepare<A: Aggregate>(
+        &self,
+        id: Uuid,
+        commands: &[A::Command],
+        meta: &CommandMeta,
+    ) -> Result<Prepared<A>, StoreError> {
+        let aggregate = AggregateRef { kind: A::KIND, id };
+        let loaded = self.load::<A>(id).await?;
+        let duplicate = match &meta.idempotency_key {
+            Some(key) => self.local().applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some(),
+            None => false,
+        };
+        let mut state = loaded.state.clone();
+        let mut envelopes = Vec::new();
+        if !duplicate {
+            for command in commands {
+                for event in state.decide(command, meta.occurred_at)? {
+                    let wrapped = A::wrap(event.clone());
+                    envelopes.push(Envelope::new(EventId::from_uuid(Uuid::new_v4()), aggregate, meta, wrapped));
+                    state = state.evolve(&event);
+                }
+            }
+        }
+        Ok(Prepared {
+            aggregate,
+            loaded,
+            state,
+            envelopes,
+            meta: meta.clone(),
+            duplicate,
+        })
+    }
+
+    /// Writes every part that has events as one atomic batch (a single part
+    /// is a plain append). Returns the stream sequence of each part's commit,
+    /// `None` for parts with nothing to write. A stale expectation on any
+    /// part answers `Conflict` (naming the first part: reload all and decide
+    /// again); a message id the server saw before answers `Duplicate` for
+    /// the batch (some part landed before: commit the parts one by one to
+    /// learn which).
+    pub async fn commit_atomic(&self, parts: &[&dyn Part]) -> Result<Vec<Option<u64>>, StoreError> {
+        let writing: Vec<usize> = (0..parts.len()).filter(|i| !parts[*i].envelopes().is_empty()).collect();
+        let mut seqs = vec![None; parts.len()];
+        match writing.as_slice() {
+            [] => return Ok(seqs),
+            [one] => {
+                let part = parts[*one];
+                let (seq, duplicate) = self.append(part.expected(), part.envelopes()).await?;
+                if duplicate {
+                    return Err(StoreError::Duplicate);
+                }
+                seqs[*one] = Some(seq);
+                return Ok(seqs);
+            }
+            _ if writing.len() > MAX_BATCH => {
+                return Err(StoreError::Setup(format!(
+                    "a batch holds at most {MAX_BATCH} commits, not {}",
+                    writing.len()
+                )))
+            }
+            _ => {}
+        }
+        let client = self.jetstream().client();
+        let batch = Uuid::new_v4().simple().to_string();
+        let mut reply = None;
+        for (n, i) in writing.iter().enumerate() {
+            let part = parts[*i];
+            let aggregate = part.aggregate();
+            let payload = encode_commit(part.envelopes()).map_err(StoreError::Encode)?;
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Batch-Id", batch.as_str());
+            headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, part.expected().to_string().as_str());
+            headers.insert(NATS_MESSAGE_ID, crate::store::message_id(part.envelopes()).as_str());
+            let subject = self.settings().subject(&aggregate);
+            if n + 1 < writing.len() {
+                client
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            } else {
+                headers.insert("Nats-Batch-Commit", "1");
+                let request = client.request_with_headers(subject, headers, payload.into());
+                reply = Some(
+                    tokio::time::timeout(COMMIT_TIMEOUT, request)
+                        .await
+                        .map_err(|_| StoreError::Unavailable("no answer to the batch commit".into()))?
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                );
+            }
+        }
+        let reply = reply.expect("the last part commits");
+        let ack: BatchAck = serde_json::from_slice(&reply.payload)
+            .map_err(|e| StoreError::Unavailable(format!("unreadable batch acknowledgement: {e}")))?;
+        if let Some(error) = ack.error {
+            return Err(match error.err_code {
+                WRONG_LAST_SEQUENCE => {
+                    refer_metrics::count(
+                        "refer_append_conflicts_total",
+                        "Appends refused because another writer got there first.",
+                        &[("aggregate", "batch")],
+                        1.0,
+                    );
+                    let first = parts[writing[0]];
+                    StoreError::Conflict {
+                        aggregate: first.aggregate(),
+                        expected: first.expected(),
+                        actual: self.version(&first.aggregate()).await.unwrap_or(0),
+                    }
+                }
+                DUPLICATE_MESSAGE => StoreError::Duplicate,
+                _ => StoreError::Unavailable(format!("batch refused: {}", error.description)),
+            });
+        }
+        if ack.batch != batch || ack.count != writing.len() as u64 {
+            return Err(StoreError::Unavailable("batch acknowledgement does not match the batch".into()));
+        }
+        // A batch is stored in one piece, in order: the commit is the last.
+        let first = ack.seq + 1 - writing.len() as u64;
+        for (n, i) in writing.iter().enumerate() {
+            seqs[*i] = Some(first + n as u64);
+            let part = parts[*i];
+            refer_metrics::count(
+                "refer_events_appended_total",
+                "Events appended to the stream, by aggregate kind.",
+                &[("aggregate", part.aggregate().kind.token())],
+                part.envelopes().len() as f64,
+            );
+        }
+        Ok(seqs)
+    }
+
+    /// Takes a prepared part that was committed at `seq` (or that wrote
+    /// nothing) into local state, and says what it did.
+    pub fn finish<A: Aggregate>(&self, prepared: Prepared<A>, seq: Option<u64>) -> Result<Executed<A>, StoreError> {
+        let Prepared {
+            aggregate,
+            loaded,
+            state,
+            envelopes,
+            meta,
+            duplicate,
+        } = prepared;
+        let Some(seq) = seq else {
+            let outcome = if duplicate { Outcome::Duplicate } else { Outcome::NoChange };
+            return Ok(Executed {
+                state,
+                version: loaded.version,
+                events: vec![],
+                outcome,
+            });
+        };
+        let mut keys = loaded.keys_applied();
+        if let Some(key) = &meta.idempotency_key {
+            keys.insert((key.clone(), seq));
+        }
+        self.local().record(&aggregate, seq, &state, &keys)?;
+        Ok(Executed {
+            state,
+            version: seq,
+            events: envelopes,
+            outcome: Outcome::Applied,
+        })
+    }
+}
