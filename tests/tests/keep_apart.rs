@@ -190,13 +190,14 @@ async fn concurrent_groups_kept_apart_never_share_a_site() {
                 status(intake::NeedStatus::Accepted),
                 status(intake::NeedStatus::Waitlisted),
             );
-            if accepted + waiting == GROUPS * MEMBERS {
-                assert_eq!(accepted, SITES * BEDS as usize, "round {round}: every bed used");
+            // Settled: every bed taken and the rest waiting (the beds of a
+            // batch round may not have been seen yet while all wait).
+            if accepted == SITES * BEDS as usize && accepted + waiting == GROUPS * MEMBERS {
                 break placements;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "round {round}: {accepted} accepted, {waiting} waitlisted"
+                "round {round}: {accepted} accepted, {waiting} waitlisted: every bed should be used"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };

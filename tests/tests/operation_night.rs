@@ -380,6 +380,51 @@ async fn operation_night() {
             _ => None,
         })
         .collect();
+    // Decisions commit atomically: every hold the matcher placed is in one
+    // batch with its proposal (the proposals of one batch follow its holds
+    // at the next sequences), and every expiry with its hold's release.
+    let at_seq: BTreeMap<u64, &refer_eventstore::Recorded> = commits.iter().map(|c| (c.seq, c)).collect();
+    let proposed_at = |hold| {
+        commits.iter().find_map(|c| {
+            c.events.iter().find_map(|e| match &e.event {
+                Event::Need(NeedEvent::Proposed(p)) if p.hold == hold => Some(c.seq),
+                _ => None,
+            })
+        })
+    };
+    let mut holds_seen = 0;
+    for commit in &commits {
+        for e in &commit.events {
+            match &e.event {
+                Event::Provider(refer_domain::provider::ProviderEvent::HoldPlaced { hold, .. })
+                | Event::Donation(refer_domain::donation::DonationEvent::HoldPlaced { hold, .. }) => {
+                    holds_seen += 1;
+                    let proposal = proposed_at(*hold).expect("every hold has its proposal");
+                    assert!(
+                        proposal > commit.seq
+                            && (commit.seq + 1..proposal).all(|s| at_seq[&s]
+                                .events
+                                .iter()
+                                .all(|x| matches!(x.event, Event::Need(NeedEvent::Proposed(_))))),
+                        "hold {hold:?} at {} and its proposal at {proposal} are not one batch",
+                        commit.seq
+                    );
+                }
+                Event::Need(NeedEvent::Expired(p)) => {
+                    let next = &at_seq[&(commit.seq + 1)];
+                    assert!(
+                        next.events.iter().any(|x| matches!(
+                            x.event,
+                            Event::Provider(refer_domain::provider::ProviderEvent::HoldReleased { hold, .. }) if hold == p.hold
+                        )),
+                        "an expiry and its release are one batch"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(holds_seen >= 75);
     let provider = |id: &str| Target::Provider(refer_domain::ids::ProviderId::from_uuid(id.parse().unwrap()));
     assert_eq!(declined.len(), 1, "{declined:?}");
     assert_eq!(declined[0].1, provider(&decliner));

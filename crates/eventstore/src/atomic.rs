@@ -57,13 +57,13 @@ impl<A: Aggregate> Prepared<A> {
 }
 
 /// One aggregate's part of a batch, whatever its type.
-pub trait Part {
+pub trait Part: Sync {
     fn aggregate(&self) -> AggregateRef;
     fn expected(&self) -> u64;
     fn envelopes(&self) -> &[Envelope];
 }
 
-impl<A: Aggregate> Part for Prepared<A> {
+impl<A: Aggregate + Sync> Part for Prepared<A> {
     fn aggregate(&self) -> AggregateRef {
         self.aggregate
     }
@@ -123,7 +123,12 @@ impl EventStore {
             for command in commands {
                 for event in state.decide(command, meta.occurred_at)? {
                     let wrapped = A::wrap(event.clone());
-                    envelopes.push(Envelope::new(EventId::from_uuid(Uuid::new_v4()), aggregate, meta, wrapped));
+                    envelopes.push(Envelope::new(
+                        EventId::from_uuid(Uuid::new_v4()),
+                        aggregate,
+                        meta,
+                        wrapped,
+                    ));
                     state = state.evolve(&event);
                 }
             }
@@ -177,7 +182,10 @@ impl EventStore {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Batch-Id", batch.as_str());
             headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
-            headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, part.expected().to_string().as_str());
+            headers.insert(
+                NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                part.expected().to_string().as_str(),
+            );
             headers.insert(NATS_MESSAGE_ID, crate::store::message_id(part.envelopes()).as_str());
             let subject = self.settings().subject(&aggregate);
             if n + 1 < writing.len() {
@@ -220,7 +228,9 @@ impl EventStore {
             });
         }
         if ack.batch != batch || ack.count != writing.len() as u64 {
-            return Err(StoreError::Unavailable("batch acknowledgement does not match the batch".into()));
+            return Err(StoreError::Unavailable(
+                "batch acknowledgement does not match the batch".into(),
+            ));
         }
         // A batch is stored in one piece, in order: the commit is the last.
         let first = ack.seq + 1 - writing.len() as u64;
@@ -249,7 +259,11 @@ impl EventStore {
             duplicate,
         } = prepared;
         let Some(seq) = seq else {
-            let outcome = if duplicate { Outcome::Duplicate } else { Outcome::NoChange };
+            let outcome = if duplicate {
+                Outcome::Duplicate
+            } else {
+                Outcome::NoChange
+            };
             return Ok(Executed {
                 state,
                 version: loaded.version,

@@ -541,8 +541,14 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
 
     // Given both prepared at their versions, when committed as one batch,
     // then both apply, one after the other.
-    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(Some("both-a"))).await.unwrap();
-    let pb = store.prepare::<Provider>(b, &[adjust(2), adjust(3)], &meta(Some("both-b"))).await.unwrap();
+    let pa = store
+        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("both-a")))
+        .await
+        .unwrap();
+    let pb = store
+        .prepare::<Provider>(b, &[adjust(2), adjust(3)], &meta(Some("both-b")))
+        .await
+        .unwrap();
     let seqs = store.commit_atomic(&[&pa, &pb]).await.unwrap();
     let (sa, sb) = (seqs[0].unwrap(), seqs[1].unwrap());
     assert_eq!(sb, sa + 1);
@@ -553,26 +559,51 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
 
     // Given one of them changed since it was prepared, then the batch is
     // refused whole: nothing of it is stored.
-    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(Some("stale-a"))).await.unwrap();
-    let pb = store.prepare::<Provider>(b, &[adjust(1)], &meta(Some("stale-b"))).await.unwrap();
-    store.execute::<Provider>(b, &adjust(-1), &meta(None), None).await.unwrap();
+    let pa = store
+        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("stale-a")))
+        .await
+        .unwrap();
+    let pb = store
+        .prepare::<Provider>(b, &[adjust(1)], &meta(Some("stale-b")))
+        .await
+        .unwrap();
+    store
+        .execute::<Provider>(b, &adjust(-1), &meta(None), None)
+        .await
+        .unwrap();
     let before = store.last_sequence().await.unwrap();
     let refused = store.commit_atomic(&[&pa, &pb]).await.unwrap_err();
     assert!(matches!(refused, StoreError::Conflict { .. }), "{refused:?}");
-    assert_eq!(store.last_sequence().await.unwrap(), before, "nothing of the batch stored");
+    assert_eq!(
+        store.last_sequence().await.unwrap(),
+        before,
+        "nothing of the batch stored"
+    );
     assert_eq!(store.load::<Provider>(a).await.unwrap().state.units(BED).declared, 4);
 
     // A batch sent again after it landed is refused as a duplicate, and
     // prepared again it writes nothing.
-    let pa = store.prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a"))).await.unwrap();
-    let pb = store.prepare::<Provider>(b, &[adjust(5)], &meta(Some("twice-b"))).await.unwrap();
+    let pa = store
+        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")))
+        .await
+        .unwrap();
+    let pb = store
+        .prepare::<Provider>(b, &[adjust(5)], &meta(Some("twice-b")))
+        .await
+        .unwrap();
     let first = store.commit_atomic(&[&pa, &pb]).await.unwrap();
     let after = store.last_sequence().await.unwrap();
-    assert!(matches!(store.commit_atomic(&[&pa, &pb]).await, Err(StoreError::Duplicate)));
+    assert!(matches!(
+        store.commit_atomic(&[&pa, &pb]).await,
+        Err(StoreError::Duplicate)
+    ));
     assert_eq!(store.last_sequence().await.unwrap(), after);
     store.finish(pa, first[0]).unwrap();
     store.finish(pb, first[1]).unwrap();
-    let again = store.prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a"))).await.unwrap();
+    let again = store
+        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")))
+        .await
+        .unwrap();
     assert!(again.is_duplicate() && !again.writes());
 
     // A domain rule refuses at prepare time, before anything is sent.

@@ -10,7 +10,7 @@ use refer_domain::ids::{CorrelationId, EventId, NeedId};
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::{AggregateKind, CommandMeta, IdempotencyKey, Timestamp};
-use refer_eventstore::{EventStore, Recorded, StoreError, Subscriber};
+use refer_eventstore::{EventStore, Part, Recorded, StoreError, Subscriber};
 use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
@@ -254,57 +254,6 @@ impl Executor {
         }
     }
 
-    /// Places a proposal's hold and returns when it expires (the proposal's
-    /// deadline). `PlaceHolds` skips a hold already placed (this decision,
-    /// carried out before a crash or by a batch whose answer was lost), so a
-    /// repeat proceeds to the proposal, with the deadline of the hold placed.
-    async fn place_hold(&self, decision: &Decision, meta: &CommandMeta) -> Result<Timestamp, StoreError> {
-        let Decision::Propose {
-            need,
-            target,
-            service,
-            hold,
-            units,
-            expires_at,
-        } = *decision
-        else {
-            unreachable!("only a proposal places a hold")
-        };
-        match (target, service) {
-            (Target::Provider(p), Some(service)) => {
-                let command = ProviderCommand::PlaceHolds(vec![refer_domain::provider::HoldRequest {
-                    hold,
-                    need,
-                    service,
-                    units,
-                    expires_at,
-                }]);
-                let done = self
-                    .store
-                    .execute::<Provider>(p.as_uuid(), &command, meta, None)
-                    .await?;
-                Ok(done.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at))
-            }
-            (Target::Provider(_), None) => Err(StoreError::Domain(refer_domain::DomainError::invalid(
-                "service",
-                "a hold at a provider names its service",
-            ))),
-            (Target::Donation(d), _) => {
-                let command = DonationCommand::PlaceHold {
-                    hold,
-                    need,
-                    units,
-                    expires_at,
-                };
-                let done = self
-                    .store
-                    .execute::<Donation>(d.as_uuid(), &command, meta, None)
-                    .await?;
-                Ok(done.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at))
-            }
-        }
-    }
-
     async fn settle(
         &self,
         target: Target,
@@ -337,67 +286,259 @@ impl Executor {
         }
     }
 
-    async fn propose(
+    /// Proposals of needs to one provider, as one atomic commit: the holds
+    /// (`PlaceHolds`: all or none, a hold already placed skipped) and every
+    /// proposal, each with its optimistic-concurrency expectation, so no
+    /// hold is ever placed without its proposal nor a proposal without its
+    /// hold. A need that refuses its proposal (it moved on) is left out
+    /// before anything is written, and so is its hold; a lost race prepares
+    /// everything again. Returns each proposal's outcome, in order.
+    async fn propose_at_provider(
         &self,
-        need: NeedId,
-        target: Target,
-        hold: refer_domain::ids::HoldId,
-        deadline: Timestamp,
-        cause: Option<EventId>,
-    ) -> Result<(), StoreError> {
-        let meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
-        let proposal = Proposal { target, hold, deadline };
-        if let Err(err) = self
-            .store
-            .execute::<Need>(need.as_uuid(), &NeedCommand::Propose(proposal), &meta, None)
-            .await
-        {
-            // The need moved on (cancelled, say): give the units back.
-            if matches!(err, StoreError::Domain(_)) {
-                self.settle(target, hold, Some(ReleaseReason::Cancelled), cause).await?;
+        provider: refer_domain::ids::ProviderId,
+        proposals: &[(Decision, Option<EventId>)],
+    ) -> Vec<Result<(), StoreError>> {
+        let mut outcomes: Vec<Option<Result<(), StoreError>>> = (0..proposals.len()).map(|_| None).collect();
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            let open: Vec<usize> = (0..proposals.len()).filter(|i| outcomes[*i].is_none()).collect();
+            if open.is_empty() {
+                break;
             }
-            return Err(err);
+            let mut holds = Vec::new();
+            for &i in &open {
+                if let Decision::Propose {
+                    need,
+                    service: Some(service),
+                    hold,
+                    units,
+                    expires_at,
+                    ..
+                } = proposals[i].0
+                {
+                    holds.push(refer_domain::provider::HoldRequest {
+                        hold,
+                        need,
+                        service,
+                        units,
+                        expires_at,
+                    });
+                }
+            }
+            // One proposal alone keeps its derived key; holds placed together
+            // are idempotent by content (holds already placed are skipped).
+            let placing_key = match proposals[open[0]].0 {
+                Decision::Propose { hold, .. } if open.len() == 1 => key(format!("hold-{hold}")),
+                _ => None,
+            };
+            let first = proposals[open[0]].0.need();
+            let meta = self.meta(first, proposals[open[0]].1, placing_key);
+            let placing = self
+                .store
+                .prepare::<Provider>(provider.as_uuid(), &[ProviderCommand::PlaceHolds(holds)], &meta)
+                .await;
+            let placing = match placing {
+                Ok(placing) => placing,
+                Err(err) if open.len() > 1 && matches!(err, StoreError::Domain(_)) => {
+                    // One of the holds does not fit (the projection was
+                    // behind): each proposal on its own, so the others land.
+                    for &i in &open {
+                        let one = Box::pin(self.propose_at_provider(provider, &proposals[i..=i])).await;
+                        outcomes[i] = one.into_iter().next();
+                    }
+                    break;
+                }
+                Err(err) => {
+                    for &i in &open {
+                        outcomes[i] = Some(Err(clone_error(&err)));
+                    }
+                    break;
+                }
+            };
+            let mut needs = Vec::new();
+            let mut refused = false;
+            for &i in &open {
+                let Decision::Propose {
+                    need,
+                    target,
+                    hold,
+                    expires_at,
+                    ..
+                } = proposals[i].0
+                else {
+                    unreachable!("only proposals go to a provider's lane")
+                };
+                let deadline = placing.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
+                let meta = self.meta(Some(need), proposals[i].1, key(format!("propose-{hold}")));
+                let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
+                match self.store.prepare::<Need>(need.as_uuid(), &[proposal], &meta).await {
+                    Ok(part) => needs.push((i, part)),
+                    Err(err) => {
+                        outcomes[i] = Some(Err(err));
+                        refused = true;
+                    }
+                }
+            }
+            if refused {
+                continue; // prepare again without the needs that moved on
+            }
+            let mut parts: Vec<&dyn Part> = vec![&placing];
+            parts.extend(needs.iter().map(|(_, part)| part as &dyn Part));
+            match self.store.commit_atomic(&parts).await {
+                Ok(seqs) => {
+                    let _ = self.store.finish(placing, seqs[0]);
+                    for ((i, part), seq) in needs.into_iter().zip(&seqs[1..]) {
+                        outcomes[i] = Some(self.store.finish(part, *seq).map(|_| ()));
+                    }
+                }
+                Err(err) if err.is_retryable() || matches!(err, StoreError::Duplicate) => {
+                    if attempt == COMMIT_ATTEMPTS {
+                        for (i, _) in needs {
+                            outcomes[i] = Some(Err(clone_error(&err)));
+                        }
+                    } else {
+                        back_off(attempt).await;
+                    }
+                }
+                Err(err) => {
+                    for (i, _) in needs {
+                        outcomes[i] = Some(Err(clone_error(&err)));
+                    }
+                }
+            }
         }
-        if let Target::Donation(_) = target {
-            self.accept_donation(need, target, hold, cause).await?;
-        }
-        Ok(())
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(StoreError::Unavailable("proposal not committed".into()))))
+            .collect()
     }
 
-    async fn accept_donation(
-        &self,
-        need: NeedId,
-        target: Target,
-        hold: refer_domain::ids::HoldId,
-        cause: Option<EventId>,
-    ) -> Result<(), StoreError> {
-        let meta = self.meta(Some(need), cause, key(format!("accept-{hold}")));
-        self.store
-            .execute::<Need>(need.as_uuid(), &NeedCommand::Accept { by: target }, &meta, None)
-            .await?;
-        self.settle(target, hold, None, cause).await
+    /// A proposal to a donation, as one atomic commit: the hold placed and
+    /// used at once on the donation, the need proposed and accepted on the
+    /// business's behalf (a donation is given in advance).
+    async fn propose_at_donation(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
+        let Decision::Propose {
+            need,
+            target: target @ Target::Donation(donation),
+            hold,
+            units,
+            expires_at,
+            ..
+        } = *decision
+        else {
+            unreachable!("a proposal to a donation")
+        };
+        let hold_meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
+        let need_meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
+        let taking = [
+            DonationCommand::PlaceHold {
+                hold,
+                need,
+                units,
+                expires_at,
+            },
+            DonationCommand::ConfirmHold { hold },
+        ];
+        let proposal = Proposal {
+            target,
+            hold,
+            deadline: expires_at,
+        };
+        let accepting = [NeedCommand::Propose(proposal), NeedCommand::Accept { by: target }];
+        self.together(|| async {
+            let given = self
+                .store
+                .prepare::<Donation>(donation.as_uuid(), &taking, &hold_meta)
+                .await?;
+            let accepted = self
+                .store
+                .prepare::<Need>(need.as_uuid(), &accepting, &need_meta)
+                .await?;
+            let seqs = self.store.commit_atomic(&[&given, &accepted]).await?;
+            self.store.finish(given, seqs[0])?;
+            self.store.finish(accepted, seqs[1])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `commit` again while it loses a race (or meets a batch that
+    /// partly landed before, whose parts then prepare as duplicates).
+    async fn together<F, Fut>(&self, commit: F) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match commit().await {
+                Err(err)
+                    if attempt < COMMIT_ATTEMPTS
+                        && (matches!(err, StoreError::Conflict { .. } | StoreError::Duplicate)) =>
+                {
+                    back_off(attempt).await
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn run(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
         match *decision {
-            Decision::Propose { need, target, hold, .. } => {
-                let meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
-                let deadline = self.place_hold(decision, &meta).await?;
-                self.propose(need, target, hold, deadline, cause).await
+            Decision::Propose {
+                target: Target::Provider(provider),
+                ..
+            } => {
+                let one = [(decision.clone(), cause)];
+                let outcome = self.propose_at_provider(provider, &one).await.into_iter().next();
+                outcome.unwrap_or(Ok(()))
             }
+            Decision::Propose { .. } => self.propose_at_donation(decision, cause).await,
             Decision::CompleteProposal {
                 need,
                 target,
                 hold,
                 deadline,
             } => {
+                // A hold left without its proposal by a matcher from before
+                // atomic commits.
                 if deadline > self.clock.now() {
-                    self.propose(need, target, hold, deadline, cause).await
+                    let meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
+                    let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
+                    match self.store.execute::<Need>(need.as_uuid(), &proposal, &meta, None).await {
+                        Err(StoreError::Domain(_)) => {
+                            self.settle(target, hold, Some(ReleaseReason::Cancelled), cause).await
+                        }
+                        other => other.map(|_| ()),
+                    }
                 } else {
                     self.settle(target, hold, Some(ReleaseReason::Expired), cause).await
                 }
             }
-            Decision::AcceptDonation { need, target, hold } => self.accept_donation(need, target, hold, cause).await,
+            Decision::AcceptDonation { need, target, hold } => {
+                // A proposal to a donation left unaccepted (before atomic
+                // commits): accepted and the hold used, together.
+                let Target::Donation(donation) = target else {
+                    return Ok(());
+                };
+                let need_meta = self.meta(Some(need), cause, key(format!("accept-{hold}")));
+                let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
+                self.together(|| async {
+                    let accepted = self
+                        .store
+                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Accept { by: target }], &need_meta)
+                        .await?;
+                    let used = self
+                        .store
+                        .prepare::<Donation>(donation.as_uuid(), &[DonationCommand::ConfirmHold { hold }], &hold_meta)
+                        .await?;
+                    let seqs = self.store.commit_atomic(&[&accepted, &used]).await?;
+                    self.store.finish(accepted, seqs[0])?;
+                    self.store.finish(used, seqs[1])?;
+                    Ok(())
+                })
+                .await
+            }
             Decision::Waitlist { need, attempt } => {
                 let meta = self.meta(Some(need), cause, key(format!("waitlist-{attempt}")));
                 self.store
@@ -406,11 +547,40 @@ impl Executor {
                     .map(|_| ())
             }
             Decision::Expire { need, target, hold } => {
-                let meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
-                self.store
-                    .execute::<Need>(need.as_uuid(), &NeedCommand::Expire, &meta, None)
-                    .await?;
-                self.settle(target, hold, Some(ReleaseReason::Expired), cause).await
+                // The need expires and its hold is released, together.
+                let need_meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
+                let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
+                let release = ReleaseReason::Expired;
+                self.together(|| async {
+                    let expired = self
+                        .store
+                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Expire], &need_meta)
+                        .await?;
+                    let released = match target {
+                        Target::Provider(p) => {
+                            let command = ProviderCommand::ReleaseHold { hold, reason: release };
+                            self.store
+                                .prepare::<Provider>(p.as_uuid(), &[command], &hold_meta)
+                                .await
+                        }
+                        Target::Donation(_) => unreachable!("a referral to a donation is accepted at once"),
+                    };
+                    match released {
+                        Ok(released) => {
+                            let seqs = self.store.commit_atomic(&[&expired, &released]).await?;
+                            self.store.finish(expired, seqs[0])?;
+                            self.store.finish(released, seqs[1])?;
+                        }
+                        // The hold is gone already: the need alone.
+                        Err(StoreError::Domain(_)) => {
+                            let seqs = self.store.commit_atomic(&[&expired]).await?;
+                            self.store.finish(expired, seqs[0])?;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                    Ok(())
+                })
+                .await
             }
             Decision::Confirm { target, hold } => self.settle(target, hold, None, cause).await,
             Decision::Release { target, hold, reason } => self.settle(target, hold, Some(reason), cause).await,
@@ -461,69 +631,20 @@ impl Executor {
     }
 
     /// Proposals of needs to one provider, waiting together in its lane:
-    /// their holds go in one commit (`PlaceHolds`), then the needs are
-    /// proposed together. If the commit is refused (the projection was
-    /// behind), each is carried out on its own, as usual.
+    /// one atomic commit for all their holds and proposals.
     async fn propose_together(&self, batch: Vec<(Decision, Option<EventId>)>, decisions: &Decisions) {
         let started = std::time::Instant::now();
-        let mut provider = None;
-        let mut holds = Vec::new();
-        for (decision, _) in &batch {
-            if let Decision::Propose {
-                need,
-                target: Target::Provider(p),
-                service: Some(service),
-                hold,
-                units,
-                expires_at,
-            } = *decision
-            {
-                provider = Some(p);
-                holds.push(refer_domain::provider::HoldRequest {
-                    hold,
-                    need,
-                    service,
-                    units,
-                    expires_at,
-                });
-            }
-        }
-        let placed = match provider.filter(|_| holds.len() == batch.len()) {
-            Some(p) => {
-                // Idempotent by content (holds already placed are skipped), so no key.
-                let meta = self.meta(None, batch[0].1, None);
-                let command = ProviderCommand::PlaceHolds(holds);
-                self.store
-                    .execute::<Provider>(p.as_uuid(), &command, &meta, None)
-                    .await
-                    .ok()
-            }
-            None => None,
+        let Decision::Propose {
+            target: Target::Provider(provider),
+            ..
+        } = batch[0].0
+        else {
+            unreachable!("only proposals to a provider are batched")
         };
-        let Some(placed) = placed else {
-            for (decision, cause) in batch {
-                self.carry_out(decision, cause, decisions).await;
-            }
-            return;
-        };
-        let placed = &placed.state;
-        let proposals = batch.into_iter().map(|(decision, cause)| async move {
-            let outcome = match decision {
-                Decision::Propose {
-                    need,
-                    target,
-                    hold,
-                    expires_at,
-                    ..
-                } => {
-                    let deadline = placed.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
-                    self.propose(need, target, hold, deadline, cause).await
-                }
-                _ => unreachable!("only proposals are batched"),
-            };
+        let outcomes = self.propose_at_provider(provider, &batch).await;
+        for ((decision, _), outcome) in batch.into_iter().zip(outcomes) {
             self.done(decision, outcome, started, decisions);
-        });
-        futures::future::join_all(proposals).await;
+        }
     }
 
     /// Carries out decisions as they come, up to `DECISIONS_AT_ONCE` lanes
@@ -598,6 +719,33 @@ fn next_batch(lane: &mut Lane) -> Vec<(Decision, Option<EventId>)> {
 
 /// How many holds one commit places at most.
 const HOLDS_AT_ONCE: usize = 64;
+
+/// How many times an atomic commit is prepared again after losing a race.
+const COMMIT_ATTEMPTS: u32 = 16;
+
+/// Jittered backoff after a lost race, so writers that collided spread out.
+async fn back_off(attempt: u32) {
+    let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
+    tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
+}
+
+/// The same error again, for each decision of a batch that met it.
+fn clone_error(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::Domain(domain) => StoreError::Domain(domain.clone()),
+        StoreError::Conflict {
+            aggregate,
+            expected,
+            actual,
+        } => StoreError::Conflict {
+            aggregate: *aggregate,
+            expected: *expected,
+            actual: *actual,
+        },
+        StoreError::Duplicate => StoreError::Duplicate,
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
 
 /// How many decisions the executor carries out at once.
 const DECISIONS_AT_ONCE: usize = 64;
