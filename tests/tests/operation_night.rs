@@ -382,7 +382,8 @@ async fn operation_night() {
         .collect();
     // Decisions commit atomically: every hold the matcher placed is in one
     // batch with its proposal (the proposals of one batch follow its holds
-    // at the next sequences), and every expiry with its hold's release.
+    // at the next sequences); every answer and every expiry with its hold's
+    // settlement.
     let at_seq: BTreeMap<u64, &refer_eventstore::Recorded> = commits.iter().map(|c| (c.seq, c)).collect();
     let proposed_at = |hold| {
         commits.iter().find_map(|c| {
@@ -408,6 +409,26 @@ async fn operation_night() {
                                 .all(|x| matches!(x.event, Event::Need(NeedEvent::Proposed(_))))),
                         "hold {hold:?} at {} and its proposal at {proposal} are not one batch",
                         commit.seq
+                    );
+                }
+                Event::Need(NeedEvent::Accepted(p)) if matches!(p.target, Target::Provider(_)) => {
+                    let next = &at_seq[&(commit.seq + 1)];
+                    assert!(
+                        next.events.iter().any(|x| matches!(
+                            x.event,
+                            Event::Provider(refer_domain::provider::ProviderEvent::HoldConfirmed { hold }) if hold == p.hold
+                        )),
+                        "an acceptance and its settlement are one batch"
+                    );
+                }
+                Event::Need(NeedEvent::Declined { proposal: p, .. }) => {
+                    let next = &at_seq[&(commit.seq + 1)];
+                    assert!(
+                        next.events.iter().any(|x| matches!(
+                            x.event,
+                            Event::Provider(refer_domain::provider::ProviderEvent::HoldReleased { hold, .. }) if hold == p.hold
+                        )),
+                        "a decline and its release are one batch"
                     );
                 }
                 Event::Need(NeedEvent::Expired(p)) => {

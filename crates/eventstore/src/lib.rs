@@ -11,7 +11,7 @@ mod store;
 mod stream;
 mod subscriber;
 
-pub use atomic::{Part, Prepared, MAX_BATCH};
+pub use atomic::{back_off, retry_races, Part, Prepared, COMMIT_ATTEMPTS, MAX_BATCH};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};

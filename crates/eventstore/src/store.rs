@@ -357,9 +357,7 @@ impl EventStore {
                 Err(StoreError::Conflict { .. }) if speculative => continue,
                 Err(StoreError::Conflict { .. }) if expected.is_none() && attempt < MAX_ATTEMPTS => {
                     tracing::debug!(%aggregate, attempt, "lost an append race; reloading");
-                    // Jittered backoff, so writers that collided spread out.
-                    let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
-                    tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
+                    crate::atomic::back_off(attempt).await;
                     continue;
                 }
                 Err(err) => return Err(err),

@@ -9,7 +9,7 @@ use refer_domain::ids::{HoldId, ProviderId};
 use refer_domain::need::{DeclineReason, Need, NeedCommand, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ProviderProfile, ReleaseReason};
 use refer_domain::{CommandMeta, DomainError, IdempotencyKey};
-use refer_eventstore::{EventStore, Executed, StoreError, Subscriber};
+use refer_eventstore::{retry_races, EventStore, Executed, Part, StoreError, Subscriber};
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_server::{Capacity, CapacityServer};
 use refer_service::convert::{self as cv, id, id_pb};
@@ -148,7 +148,33 @@ impl CapacityService {
                 ReferralStatus::Declined,
             ),
         };
-        let answered: Executed<Need> = match self.store.execute::<Need>(need.as_uuid(), &command, &meta, None).await {
+        // The answer on the need and the hold settled on the provider are one
+        // atomic commit: never an answer without its settlement. (A hold
+        // already gone, released by the matcher, leaves the need alone.)
+        let settle = CommandMeta {
+            idempotency_key: Some(settle_key(hold)),
+            ..meta.clone()
+        };
+        let answered = retry_races(|| async {
+            let answer = self
+                .store
+                .prepare::<Need>(need.as_uuid(), &[command.clone()], &meta)
+                .await?;
+            let settling = match self.store.prepare::<Provider>(pid, &[follow_up.clone()], &settle).await {
+                Ok(settling) => Some(settling),
+                Err(StoreError::Domain(_)) => None,
+                Err(err) => return Err(err),
+            };
+            let mut parts: Vec<&dyn Part> = vec![&answer];
+            parts.extend(settling.iter().map(|p| p as &dyn Part));
+            let seqs = self.store.commit_atomic(&parts).await?;
+            if let Some(settling) = settling {
+                self.store.finish(settling, seqs[1])?;
+            }
+            self.store.finish(answer, seqs[0])
+        })
+        .await;
+        let answered: Executed<Need> = match answered {
             Ok(done) => done,
             Err(StoreError::Domain(DomainError::InvalidTransition { from, .. })) => {
                 return Err(Status::failed_precondition(format!(
@@ -157,17 +183,6 @@ impl CapacityService {
             }
             Err(err) => return Err(store_status(err)),
         };
-        // The answer is recorded on the need; settle the hold now too. The key
-        // is derived from the hold, so the matcher settling it as well (after
-        // a crash here) applies it once.
-        let settle = CommandMeta {
-            idempotency_key: Some(settle_key(hold)),
-            ..meta
-        };
-        let settled = self.store.execute::<Provider>(pid, &follow_up, &settle, None).await;
-        if let Err(err) = &settled {
-            tracing::warn!(error = %err, "hold not settled yet; the matcher will settle it");
-        }
         let mut view = match (known, state.holds.get(&hold)) {
             (Some(known), _) => known,
             (None, Some(h)) => Referral {

@@ -10,7 +10,7 @@ use refer_domain::ids::{CorrelationId, EventId, NeedId};
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::{AggregateKind, CommandMeta, IdempotencyKey, Timestamp};
-use refer_eventstore::{EventStore, Part, Recorded, StoreError, Subscriber};
+use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreError, Subscriber, COMMIT_ATTEMPTS};
 use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
@@ -444,7 +444,7 @@ impl Executor {
             deadline: expires_at,
         };
         let accepting = [NeedCommand::Propose(proposal), NeedCommand::Accept { by: target }];
-        self.together(|| async {
+        retry_races(|| async {
             let given = self
                 .store
                 .prepare::<Donation>(donation.as_uuid(), &taking, &hold_meta)
@@ -459,28 +459,6 @@ impl Executor {
             Ok(())
         })
         .await
-    }
-
-    /// Runs `commit` again while it loses a race (or meets a batch that
-    /// partly landed before, whose parts then prepare as duplicates).
-    async fn together<F, Fut>(&self, commit: F) -> Result<(), StoreError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), StoreError>>,
-    {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match commit().await {
-                Err(err)
-                    if attempt < COMMIT_ATTEMPTS
-                        && (matches!(err, StoreError::Conflict { .. } | StoreError::Duplicate)) =>
-                {
-                    back_off(attempt).await
-                }
-                other => return other,
-            }
-        }
     }
 
     async fn run(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
@@ -523,7 +501,7 @@ impl Executor {
                 };
                 let need_meta = self.meta(Some(need), cause, key(format!("accept-{hold}")));
                 let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
-                self.together(|| async {
+                retry_races(|| async {
                     let accepted = self
                         .store
                         .prepare::<Need>(need.as_uuid(), &[NeedCommand::Accept { by: target }], &need_meta)
@@ -551,7 +529,7 @@ impl Executor {
                 let need_meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
                 let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
                 let release = ReleaseReason::Expired;
-                self.together(|| async {
+                retry_races(|| async {
                     let expired = self
                         .store
                         .prepare::<Need>(need.as_uuid(), &[NeedCommand::Expire], &need_meta)
@@ -719,15 +697,6 @@ fn next_batch(lane: &mut Lane) -> Vec<(Decision, Option<EventId>)> {
 
 /// How many holds one commit places at most.
 const HOLDS_AT_ONCE: usize = 64;
-
-/// How many times an atomic commit is prepared again after losing a race.
-const COMMIT_ATTEMPTS: u32 = 16;
-
-/// Jittered backoff after a lost race, so writers that collided spread out.
-async fn back_off(attempt: u32) {
-    let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
-    tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
-}
 
 /// The same error again, for each decision of a batch that met it.
 fn clone_error(err: &StoreError) -> StoreError {
