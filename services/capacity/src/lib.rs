@@ -158,9 +158,13 @@ impl CapacityService {
         let answered = retry_races(|| async {
             let answer = self
                 .store
-                .prepare::<Need>(need.as_uuid(), &[command.clone()], &meta)
+                .prepare::<Need>(need.as_uuid(), std::slice::from_ref(&command), &meta)
                 .await?;
-            let settling = match self.store.prepare::<Provider>(pid, &[follow_up.clone()], &settle).await {
+            let settling = match self
+                .store
+                .prepare::<Provider>(pid, std::slice::from_ref(&follow_up), &settle)
+                .await
+            {
                 Ok(settling) => Some(settling),
                 Err(StoreError::Domain(_)) => None,
                 Err(err) => return Err(err),
