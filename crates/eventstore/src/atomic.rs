@@ -6,26 +6,17 @@
 //! expectation, or one message id the server has seen, refuses the whole
 //! batch and nothing of it is stored. So a decision that touches two
 //! aggregates (a hold on a provider and a proposal on a need) is one commit
-//! with optimistic concurrency and idempotency on both. async-nats 0.51 has
-//! no batch API; the headers follow ADR-50 (`Nats-Batch-Id`,
-//! `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last message, which
-//! alone is acknowledged).
+//! with optimistic concurrency and idempotency on both.
 
+use crate::batch::{publish_atomic, BatchMessage, Refused, MAX_BATCH};
 use crate::error::StoreError;
 use crate::store::{EventStore, Executed, Loaded, Outcome};
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::HeaderMap;
 use refer_domain::ids::EventId;
 use refer_domain::{encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope};
-use serde::Deserialize;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The most messages one batch may hold (the server's default limit).
-pub const MAX_BATCH: usize = 1000;
-
-/// How long the commit's acknowledgement may take.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Commands decided on one aggregate, waiting to be committed with others.
 #[derive(Debug)]
@@ -74,31 +65,6 @@ impl<A: Aggregate + Sync> Part for Prepared<A> {
         &self.envelopes
     }
 }
-
-/// The commit's acknowledgement, or the server's refusal.
-#[derive(Deserialize)]
-struct BatchAck {
-    #[serde(default)]
-    seq: u64,
-    #[serde(default)]
-    count: u64,
-    #[serde(default)]
-    batch: String,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
-}
-
-/// "wrong last sequence": an expectation was stale.
-const WRONG_LAST_SEQUENCE: u64 = 10071;
-/// A message id the server has seen inside its duplicate window.
-const DUPLICATE_MESSAGE: u64 = 10201;
 
 impl EventStore {
     /// Decides `commands` in order on aggregate `id`, as read from the
@@ -172,68 +138,41 @@ impl EventStore {
             }
             _ => {}
         }
-        let client = self.jetstream().client();
-        let batch = Uuid::new_v4().simple().to_string();
-        let mut reply = None;
-        for (n, i) in writing.iter().enumerate() {
+        let mut messages = Vec::new();
+        for i in &writing {
             let part = parts[*i];
-            let aggregate = part.aggregate();
             let payload = encode_commit(part.envelopes()).map_err(StoreError::Encode)?;
             let mut headers = HeaderMap::new();
-            headers.insert("Nats-Batch-Id", batch.as_str());
-            headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
             headers.insert(
                 NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
                 part.expected().to_string().as_str(),
             );
             headers.insert(NATS_MESSAGE_ID, crate::store::message_id(part.envelopes()).as_str());
-            let subject = self.settings().subject(&aggregate);
-            if n + 1 < writing.len() {
-                client
-                    .publish_with_headers(subject, headers, payload.into())
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            } else {
-                headers.insert("Nats-Batch-Commit", "1");
-                let request = client.request_with_headers(subject, headers, payload.into());
-                reply = Some(
-                    tokio::time::timeout(COMMIT_TIMEOUT, request)
-                        .await
-                        .map_err(|_| StoreError::Unavailable("no answer to the batch commit".into()))?
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-                );
-            }
-        }
-        let reply = reply.expect("the last part commits");
-        let ack: BatchAck = serde_json::from_slice(&reply.payload)
-            .map_err(|e| StoreError::Unavailable(format!("unreadable batch acknowledgement: {e}")))?;
-        if let Some(error) = ack.error {
-            return Err(match error.err_code {
-                WRONG_LAST_SEQUENCE => {
-                    refer_metrics::count(
-                        "refer_append_conflicts_total",
-                        "Appends refused because another writer got there first.",
-                        &[("aggregate", "batch")],
-                        1.0,
-                    );
-                    let first = parts[writing[0]];
-                    StoreError::Conflict {
-                        aggregate: first.aggregate(),
-                        expected: first.expected(),
-                        actual: self.version(&first.aggregate()).await.unwrap_or(0),
-                    }
-                }
-                DUPLICATE_MESSAGE => StoreError::Duplicate,
-                _ => StoreError::Unavailable(format!("batch refused: {}", error.description)),
+            messages.push(BatchMessage {
+                subject: self.settings().subject(&part.aggregate()),
+                headers,
+                payload: payload.into(),
             });
         }
-        if ack.batch != batch || ack.count != writing.len() as u64 {
-            return Err(StoreError::Unavailable(
-                "batch acknowledgement does not match the batch".into(),
-            ));
-        }
-        // A batch is stored in one piece, in order: the commit is the last.
-        let first = ack.seq + 1 - writing.len() as u64;
+        let first = match publish_atomic(&self.jetstream().client(), messages).await {
+            Ok(first) => first,
+            Err(Refused::WrongLastSequence) => {
+                refer_metrics::count(
+                    "refer_append_conflicts_total",
+                    "Appends refused because another writer got there first.",
+                    &[("aggregate", "batch")],
+                    1.0,
+                );
+                let first = parts[writing[0]];
+                return Err(StoreError::Conflict {
+                    aggregate: first.aggregate(),
+                    expected: first.expected(),
+                    actual: self.version(&first.aggregate()).await.unwrap_or(0),
+                });
+            }
+            Err(Refused::Duplicate) => return Err(StoreError::Duplicate),
+            Err(Refused::Unavailable(why)) => return Err(StoreError::Unavailable(why)),
+        };
         for (n, i) in writing.iter().enumerate() {
             seqs[*i] = Some(first + n as u64);
             let part = parts[*i];

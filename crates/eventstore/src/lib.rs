@@ -4,14 +4,17 @@
 #![forbid(unsafe_code)]
 
 mod atomic;
+mod batch;
 mod durable;
 mod error;
+mod group;
 mod local;
 mod store;
 mod stream;
 mod subscriber;
 
-pub use atomic::{back_off, retry_races, Part, Prepared, COMMIT_ATTEMPTS, MAX_BATCH};
+pub use atomic::{back_off, retry_races, Part, Prepared, COMMIT_ATTEMPTS};
+pub use batch::{publish_atomic, BatchMessage, Refused, MAX_BATCH};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};

@@ -1,13 +1,11 @@
 //! Appending and loading aggregates on JetStream.
 
 use crate::error::StoreError;
+use crate::group::{Appended, GroupCommit};
 use crate::local::LocalState;
 use crate::stream::StreamSettings;
-use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, stream};
-use async_nats::HeaderMap;
 use refer_domain::ids::EventId;
 use refer_domain::{decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey};
 use std::collections::BTreeSet;
@@ -85,6 +83,7 @@ pub struct EventStore {
     stream: stream::Stream,
     settings: StreamSettings,
     local: LocalState,
+    group: GroupCommit,
 }
 
 impl EventStore {
@@ -95,6 +94,7 @@ impl EventStore {
             .build(client);
         let stream = settings.ensure(&js).await?;
         Ok(Self {
+            group: GroupCommit::start(js.clone()),
             js,
             stream,
             settings,
@@ -117,22 +117,20 @@ impl EventStore {
     /// Appends the events of one command as one message, only if the
     /// aggregate is still at `expected` (optimistic concurrency). The message
     /// id is the command's idempotency key (or its first event id), so the
-    /// server drops a resend inside its duplicate window.
+    /// server drops a resend inside its duplicate window. Concurrent appends
+    /// share atomic batches (`group`), each still checked and answered on
+    /// its own.
     pub async fn append(&self, expected: u64, events: &[Envelope]) -> Result<(u64, bool), StoreError> {
         let payload = encode_commit(events).map_err(StoreError::Encode)?;
         let aggregate = events[0].aggregate;
-        let msg_id = message_id(events);
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
-        headers.insert(NATS_MESSAGE_ID, msg_id.as_str());
         let subject = self.settings.subject(&aggregate);
-        let ack = match self.js.publish_with_headers(subject, headers, payload.into()).await {
-            Ok(future) => future.await,
-            Err(err) => Err(err),
-        };
-        match ack {
-            Ok(ack) => {
-                if !ack.duplicate {
+        match self
+            .group
+            .append(subject, expected, message_id(events), payload.into())
+            .await
+        {
+            Appended::Stored(sequence, duplicate) => {
+                if !duplicate {
                     refer_metrics::count(
                         "refer_events_appended_total",
                         "Events appended to the stream, by aggregate kind.",
@@ -140,30 +138,24 @@ impl EventStore {
                         events.len() as f64,
                     );
                 }
-                Ok((ack.sequence, ack.duplicate))
+                Ok((sequence, duplicate))
             }
-            Err(err) => Err(match err.kind() {
-                PublishErrorKind::WrongLastSequence => {
-                    refer_metrics::count(
-                        "refer_append_conflicts_total",
-                        "Appends refused because another writer got there first.",
-                        &[("aggregate", aggregate.kind.token())],
-                        1.0,
-                    );
-                    StoreError::Conflict {
-                        aggregate,
-                        expected,
-                        actual: self.version(&aggregate).await.unwrap_or(0),
-                    }
-                }
-                PublishErrorKind::MaxPayloadExceeded => {
-                    StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))
-                }
-                PublishErrorKind::StreamNotFound => {
-                    StoreError::Setup(format!("stream {} is missing", self.settings.name))
-                }
-                _ => StoreError::Unavailable(err.to_string()),
-            }),
+            Appended::WrongLastSequence => {
+                refer_metrics::count(
+                    "refer_append_conflicts_total",
+                    "Appends refused because another writer got there first.",
+                    &[("aggregate", aggregate.kind.token())],
+                    1.0,
+                );
+                Err(StoreError::Conflict {
+                    aggregate,
+                    expected,
+                    actual: self.version(&aggregate).await.unwrap_or(0),
+                })
+            }
+            Appended::TooLarge => Err(StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))),
+            Appended::NoStream => Err(StoreError::Setup(format!("stream {} is missing", self.settings.name))),
+            Appended::Unavailable(why) => Err(StoreError::Unavailable(why)),
         }
     }
 

@@ -639,3 +639,47 @@ async fn a_stream_made_before_atomic_commits_is_given_them() {
     let pb = store.prepare::<Provider>(b, &[adjust(1)], &meta(None)).await.unwrap();
     store.commit_atomic(&[&pa, &pb]).await.unwrap();
 }
+
+/// Concurrent commands on many aggregates share atomic batches (group
+/// commit). Two stores write the same aggregates, so each decides on
+/// snapshots the other made stale and its appends conflict inside batches:
+/// a refused batch is split until each append has its own answer, the
+/// losers decide again, and every command lands exactly once.
+#[tokio::test]
+async fn concurrent_appends_share_batches_and_each_gets_its_own_answer() {
+    let server = NatsServer::start().await.unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open_store(&server, dir_a.path(), StreamSettings::default()).await;
+    let b = open_store(&server, dir_b.path(), StreamSettings::default()).await;
+    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        register(&a, *id, 1).await;
+        b.load::<Provider>(*id).await.unwrap(); // b's snapshot, soon stale
+    }
+    let before = a.last_sequence().await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for round in 0..4 {
+            let store = if round % 2 == 0 { a.clone() } else { b.clone() };
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                let key = format!("grouped-{i}-{round}");
+                store.execute::<Provider>(id, &adjust(1), &meta(Some(&key)), None).await
+            }));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().outcome, Outcome::Applied);
+    }
+    let landed = a.last_sequence().await.unwrap() - before;
+    assert_eq!(landed, 40 * 4, "each command is one message, none twice");
+    for id in &ids {
+        assert_eq!(a.load::<Provider>(*id).await.unwrap().state.units(BED).declared, 5);
+    }
+    // Batches were stored, and refused ones split (this process's metrics).
+    let metrics = refer_metrics::render();
+    for result in ["stored", "split"] {
+        let line = format!("refer_group_commit_batches_total{{result=\"{result}\"}}");
+        assert!(metrics.contains(&line), "{result}: {metrics}");
+    }
+}
