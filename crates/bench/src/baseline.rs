@@ -10,6 +10,9 @@ const SUBJECTS: usize = 100;
 /// The baselines' own streams, deleted after use (names no deployment uses).
 const ONE: &str = "REFER_BENCH_RAW_ONE";
 const PIPELINED: &str = "REFER_BENCH_RAW_PIPELINED";
+const ATOMIC: &str = "REFER_BENCH_RAW_ATOMIC";
+/// Messages per atomic batch in the batched baseline.
+pub const ATOMIC_BATCH: usize = 100;
 const WINDOW: usize = 256;
 
 async fn baseline_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
@@ -18,6 +21,7 @@ async fn baseline_stream(js: &jetstream::Context, name: &str) -> anyhow::Result<
         name: name.to_owned(),
         subjects: vec![format!("{}.>", name.to_lowercase())],
         storage: StorageType::File,
+        allow_atomic_publish: true,
         ..Default::default()
     })
     .await?;
@@ -76,6 +80,34 @@ pub async fn publish_pipelined(js: &jetstream::Context, count: usize, size: usiz
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     js.delete_stream(PIPELINED).await?;
+    Ok(rate)
+}
+
+/// Publishes `count` payloads of `size` bytes in atomic batches of
+/// `ATOMIC_BATCH` (one batch at a time, the event store's own batch
+/// publisher): what a group commit can reach at best.
+pub async fn publish_atomic_batches(js: &jetstream::Context, count: usize, size: usize) -> anyhow::Result<f64> {
+    baseline_stream(js, ATOMIC).await?;
+    let payload = Bytes::from(vec![7u8; size]);
+    let client = js.client();
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < count {
+        let n = ATOMIC_BATCH.min(count - sent);
+        let messages = (sent..sent + n)
+            .map(|i| refer_eventstore::BatchMessage {
+                subject: format!("{}.{}", ATOMIC.to_lowercase(), i % SUBJECTS),
+                headers: async_nats::HeaderMap::new(),
+                payload: payload.clone(),
+            })
+            .collect();
+        refer_eventstore::publish_atomic(&client, messages)
+            .await
+            .map_err(|e| anyhow::anyhow!("atomic batch refused: {e:?}"))?;
+        sent += n;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream(ATOMIC).await?;
     Ok(rate)
 }
 

@@ -503,8 +503,10 @@ async fn main() -> anyhow::Result<()> {
         .max(16);
     let one = baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?;
     let pipelined = baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?;
+    let atomic = baseline::publish_atomic_batches(&js, sizes.raw_pipelined, size).await?;
     report.add(format!(
-        "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s"
+        "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s, atomic batches of {} {atomic:.0}/s",
+        baseline::ATOMIC_BATCH
     ));
 
     // Capacity appearing -> a waitlisted need proposed.
@@ -709,12 +711,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     report.add(format!(
-        "capacity updates with durable ack: W2 {:.0}/s ({} of pipelined, {} of one at a time); W3 {:.0}/s ({})",
+        "capacity updates with durable ack: W2 {:.0}/s ({} of atomic-batched, {} of pipelined, {} of one at a time); W3 {:.0}/s ({} of atomic-batched)",
         updates.per_second(),
+        ratio(updates.per_second(), atomic),
         ratio(updates.per_second(), pipelined),
         ratio(updates.per_second(), one),
         stress_update_rate,
-        ratio(stress_update_rate, pipelined)
+        ratio(stress_update_rate, atomic)
     ));
     report.add(format!(
         "peak RSS after W2: {}; at the end: {}",

@@ -67,22 +67,54 @@ impl<A: Aggregate + Sync> Part for Prepared<A> {
 }
 
 impl EventStore {
-    /// Decides `commands` in order on aggregate `id`, as read from the
-    /// stream, without writing: their events become one commit of a batch.
-    /// With an idempotency key already applied, nothing is decided and the
-    /// part writes nothing (`is_duplicate`).
+    /// Decides `commands` in order on aggregate `id` without writing: their
+    /// events become one commit of a batch. With an idempotency key already
+    /// applied, nothing is decided and the part writes nothing
+    /// (`is_duplicate`).
+    ///
+    /// The first `attempt` is speculative, as `execute`'s is: it decides on
+    /// the local snapshot without reading the stream and expects the
+    /// snapshot's version, so a stale snapshot makes the commit conflict and
+    /// the next attempt (the caller's retry, `retry_races`) reads the stream.
+    /// A speculative decision that fails, writes nothing or meets a key is
+    /// not trusted: it is made again on the stream at once.
     pub async fn prepare<A: Aggregate>(
         &self,
         id: Uuid,
         commands: &[A::Command],
         meta: &CommandMeta,
+        attempt: u32,
     ) -> Result<Prepared<A>, StoreError> {
         let aggregate = AggregateRef { kind: A::KIND, id };
+        if attempt <= 1 {
+            let cached = self.cached::<A>(&aggregate)?;
+            let seen = match &meta.idempotency_key {
+                Some(key) => self.local().applied(&aggregate, key)?.is_some(),
+                None => false,
+            };
+            if !seen {
+                if let Ok(part) = Self::decide_part(aggregate, cached, commands, meta, false) {
+                    if part.writes() {
+                        return Ok(part);
+                    }
+                }
+            }
+        }
         let loaded = self.load::<A>(id).await?;
         let duplicate = match &meta.idempotency_key {
             Some(key) => self.local().applied(&aggregate, key)?.is_some() || loaded.applied(key).is_some(),
             None => false,
         };
+        Self::decide_part(aggregate, loaded, commands, meta, duplicate)
+    }
+
+    fn decide_part<A: Aggregate>(
+        aggregate: AggregateRef,
+        loaded: Loaded<A>,
+        commands: &[A::Command],
+        meta: &CommandMeta,
+        duplicate: bool,
+    ) -> Result<Prepared<A>, StoreError> {
         let mut state = loaded.state.clone();
         let mut envelopes = Vec::new();
         if !duplicate {
@@ -234,19 +266,19 @@ pub async fn back_off(attempt: u32) {
     tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
 }
 
-/// Runs `commit` (prepare, `commit_atomic`, `finish`) again while it loses a
-/// race (`Conflict`) or meets a batch part of which landed before
-/// (`Duplicate`: prepared again, those parts write nothing), up to
-/// `COMMIT_ATTEMPTS` times.
+/// Runs `commit(attempt)` (prepare at that attempt, `commit_atomic`,
+/// `finish`) again while it loses a race (`Conflict`) or meets a batch part
+/// of which landed before (`Duplicate`: prepared again, those parts write
+/// nothing), up to `COMMIT_ATTEMPTS` times.
 pub async fn retry_races<T, F, Fut>(commit: F) -> Result<T, StoreError>
 where
-    F: Fn() -> Fut,
+    F: Fn(u32) -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match commit().await {
+        match commit(attempt).await {
             Err(StoreError::Conflict { .. } | StoreError::Duplicate) if attempt < COMMIT_ATTEMPTS => {
                 back_off(attempt).await
             }

@@ -3,8 +3,8 @@
 //! `sync_interval: always` the disk's sync rate is the limit, and a batch is
 //! synced once). Each append keeps its own expectation and message id and
 //! gets its own answer: a batch refused for one stale expectation or one
-//! duplicate id is split in halves and sent again, down to single appends,
-//! which answer exactly as a lone publish does. An append that waits alone
+//! duplicate id is sent again as single appends, all at once, which answer
+//! exactly as a lone publish does. An append that waits alone
 //! is sent at once as a plain publish: no added latency when idle.
 
 use crate::batch::{publish_atomic, BatchMessage, Refused};
@@ -114,9 +114,9 @@ async fn dispatch(js: jetstream::Context, mut waiting: mpsc::UnboundedReceiver<P
     }
 }
 
-/// Sends `group` as one batch (or a lone publish), splitting it on refusal.
-fn send(js: &jetstream::Context, mut group: Vec<Pending>) -> futures::future::BoxFuture<'_, ()> {
-    Box::pin(async move {
+/// Sends `group` as one batch (or a lone publish); on refusal, each alone.
+async fn send(js: &jetstream::Context, mut group: Vec<Pending>) {
+    {
         if group.len() == 1 {
             let pending = group.pop().expect("one");
             let outcome = publish_one(js, &pending).await;
@@ -143,9 +143,13 @@ fn send(js: &jetstream::Context, mut group: Vec<Pending>) -> futures::future::Bo
                 }
             }
             Err(Refused::WrongLastSequence | Refused::Duplicate) => {
-                let second = group.split_off(group.len() / 2);
-                send(js, group).await;
-                send(js, second).await;
+                // Which one is unknown: each is sent again on its own, all at
+                // once (one more round trip, and the server syncs them together).
+                let each = group.into_iter().map(|pending| async move {
+                    let outcome = publish_one(js, &pending).await;
+                    let _ = pending.answer.send(outcome);
+                });
+                futures::future::join_all(each).await;
             }
             Err(Refused::Unavailable(why)) => {
                 for pending in group {
@@ -153,7 +157,7 @@ fn send(js: &jetstream::Context, mut group: Vec<Pending>) -> futures::future::Bo
                 }
             }
         }
-    })
+    }
 }
 
 fn headers(pending: &Pending) -> HeaderMap {

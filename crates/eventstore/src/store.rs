@@ -230,7 +230,7 @@ impl EventStore {
     }
 
     /// The state as of the local snapshot, without reading the stream.
-    fn cached<A: Aggregate>(&self, aggregate: &AggregateRef) -> Result<Loaded<A>, StoreError> {
+    pub(crate) fn cached<A: Aggregate>(&self, aggregate: &AggregateRef) -> Result<Loaded<A>, StoreError> {
         let (version, state) = self.local.snapshot::<A>(aggregate)?.unwrap_or_default();
         Ok(Loaded {
             state,

@@ -542,11 +542,11 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
     // Given both prepared at their versions, when committed as one batch,
     // then both apply, one after the other.
     let pa = store
-        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("both-a")))
+        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("both-a")), 1)
         .await
         .unwrap();
     let pb = store
-        .prepare::<Provider>(b, &[adjust(2), adjust(3)], &meta(Some("both-b")))
+        .prepare::<Provider>(b, &[adjust(2), adjust(3)], &meta(Some("both-b")), 1)
         .await
         .unwrap();
     let seqs = store.commit_atomic(&[&pa, &pb]).await.unwrap();
@@ -560,11 +560,11 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
     // Given one of them changed since it was prepared, then the batch is
     // refused whole: nothing of it is stored.
     let pa = store
-        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("stale-a")))
+        .prepare::<Provider>(a, &[adjust(1)], &meta(Some("stale-a")), 1)
         .await
         .unwrap();
     let pb = store
-        .prepare::<Provider>(b, &[adjust(1)], &meta(Some("stale-b")))
+        .prepare::<Provider>(b, &[adjust(1)], &meta(Some("stale-b")), 1)
         .await
         .unwrap();
     store
@@ -584,11 +584,11 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
     // A batch sent again after it landed is refused as a duplicate, and
     // prepared again it writes nothing.
     let pa = store
-        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")))
+        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")), 1)
         .await
         .unwrap();
     let pb = store
-        .prepare::<Provider>(b, &[adjust(5)], &meta(Some("twice-b")))
+        .prepare::<Provider>(b, &[adjust(5)], &meta(Some("twice-b")), 1)
         .await
         .unwrap();
     let first = store.commit_atomic(&[&pa, &pb]).await.unwrap();
@@ -601,7 +601,7 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
     store.finish(pa, first[0]).unwrap();
     store.finish(pb, first[1]).unwrap();
     let again = store
-        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")))
+        .prepare::<Provider>(a, &[adjust(5)], &meta(Some("twice-a")), 1)
         .await
         .unwrap();
     assert!(again.is_duplicate() && !again.writes());
@@ -612,7 +612,7 @@ async fn commits_to_two_aggregates_land_together_or_not_at_all() {
         delta: -1000,
     };
     assert!(matches!(
-        store.prepare::<Provider>(a, &[over], &meta(None)).await,
+        store.prepare::<Provider>(a, &[over], &meta(None), 2).await,
         Err(StoreError::Domain(_))
     ));
 }
@@ -635,8 +635,14 @@ async fn a_stream_made_before_atomic_commits_is_given_them() {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     register(&store, a, 1).await;
     register(&store, b, 1).await;
-    let pa = store.prepare::<Provider>(a, &[adjust(1)], &meta(None)).await.unwrap();
-    let pb = store.prepare::<Provider>(b, &[adjust(1)], &meta(None)).await.unwrap();
+    let pa = store
+        .prepare::<Provider>(a, &[adjust(1)], &meta(None), 1)
+        .await
+        .unwrap();
+    let pb = store
+        .prepare::<Provider>(b, &[adjust(1)], &meta(None), 1)
+        .await
+        .unwrap();
     store.commit_atomic(&[&pa, &pb]).await.unwrap();
 }
 

@@ -6,7 +6,7 @@
 //!
 //! The binary is found in this order: `$REFER_NATS_SERVER`, the repository's
 //! `.tools/bin/nats-server` (put there by `scripts/install-nats`), then
-//! `nats-server` on `PATH`. It must be 2.10 or newer.
+//! `nats-server` on `PATH`. It must be 2.12 or newer (atomic batch publish).
 #![forbid(unsafe_code)]
 
 use std::fs;
@@ -224,7 +224,7 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Finds a nats-server of version 2.10 or newer.
+/// Finds a nats-server of version 2.12 or newer.
 pub fn server_binary() -> Result<PathBuf, TestkitError> {
     let repo_tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin/nats-server");
     let mut candidates = Vec::new();
@@ -236,7 +236,7 @@ pub fn server_binary() -> Result<PathBuf, TestkitError> {
     let mut seen = Vec::new();
     for candidate in candidates {
         match version(&candidate) {
-            Some((major, minor)) if (major, minor) >= (2, 10) => return Ok(candidate),
+            Some((major, minor)) if (major, minor) >= (2, 12) => return Ok(candidate),
             Some((major, minor)) => seen.push(format!("{} is {major}.{minor}", candidate.display())),
             None => {}
         }
@@ -244,7 +244,7 @@ pub fn server_binary() -> Result<PathBuf, TestkitError> {
     Err(TestkitError::NoServer(if seen.is_empty() {
         "none found".into()
     } else {
-        format!("{}; 2.10 or newer is required", seen.join(", "))
+        format!("{}; 2.12 or newer is required", seen.join(", "))
     }))
 }
 

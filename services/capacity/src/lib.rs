@@ -155,14 +155,15 @@ impl CapacityService {
             idempotency_key: Some(settle_key(hold)),
             ..meta.clone()
         };
-        let answered = retry_races(|| async {
+        let (command, follow_up, meta, settle) = (&command, &follow_up, &meta, &settle);
+        let answered = retry_races(|attempt| async move {
             let answer = self
                 .store
-                .prepare::<Need>(need.as_uuid(), std::slice::from_ref(&command), &meta)
+                .prepare::<Need>(need.as_uuid(), std::slice::from_ref(command), meta, attempt)
                 .await?;
             let settling = match self
                 .store
-                .prepare::<Provider>(pid, std::slice::from_ref(&follow_up), &settle)
+                .prepare::<Provider>(pid, std::slice::from_ref(follow_up), settle, attempt)
                 .await
             {
                 Ok(settling) => Some(settling),

@@ -334,7 +334,12 @@ impl Executor {
             let meta = self.meta(first, proposals[open[0]].1, placing_key);
             let placing = self
                 .store
-                .prepare::<Provider>(provider.as_uuid(), &[ProviderCommand::PlaceHolds(holds)], &meta)
+                .prepare::<Provider>(
+                    provider.as_uuid(),
+                    &[ProviderCommand::PlaceHolds(holds)],
+                    &meta,
+                    attempt,
+                )
                 .await;
             let placing = match placing {
                 Ok(placing) => placing,
@@ -370,7 +375,11 @@ impl Executor {
                 let deadline = placing.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
                 let meta = self.meta(Some(need), proposals[i].1, key(format!("propose-{hold}")));
                 let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
-                match self.store.prepare::<Need>(need.as_uuid(), &[proposal], &meta).await {
+                match self
+                    .store
+                    .prepare::<Need>(need.as_uuid(), &[proposal], &meta, attempt)
+                    .await
+                {
                     Ok(part) => needs.push((i, part)),
                     Err(err) => {
                         outcomes[i] = Some(Err(err));
@@ -444,14 +453,15 @@ impl Executor {
             deadline: expires_at,
         };
         let accepting = [NeedCommand::Propose(proposal), NeedCommand::Accept { by: target }];
-        retry_races(|| async {
+        let (taking, accepting, hold_meta, need_meta) = (&taking, &accepting, &hold_meta, &need_meta);
+        retry_races(|attempt| async move {
             let given = self
                 .store
-                .prepare::<Donation>(donation.as_uuid(), &taking, &hold_meta)
+                .prepare::<Donation>(donation.as_uuid(), taking, hold_meta, attempt)
                 .await?;
             let accepted = self
                 .store
-                .prepare::<Need>(need.as_uuid(), &accepting, &need_meta)
+                .prepare::<Need>(need.as_uuid(), accepting, need_meta, attempt)
                 .await?;
             let seqs = self.store.commit_atomic(&[&given, &accepted]).await?;
             self.store.finish(given, seqs[0])?;
@@ -499,16 +509,26 @@ impl Executor {
                 let Target::Donation(donation) = target else {
                     return Ok(());
                 };
-                let need_meta = self.meta(Some(need), cause, key(format!("accept-{hold}")));
-                let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
-                retry_races(|| async {
+                let need_meta = &self.meta(Some(need), cause, key(format!("accept-{hold}")));
+                let hold_meta = &self.meta(None, cause, key(format!("settle-{hold}")));
+                retry_races(|attempt| async move {
                     let accepted = self
                         .store
-                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Accept { by: target }], &need_meta)
+                        .prepare::<Need>(
+                            need.as_uuid(),
+                            &[NeedCommand::Accept { by: target }],
+                            need_meta,
+                            attempt,
+                        )
                         .await?;
                     let used = self
                         .store
-                        .prepare::<Donation>(donation.as_uuid(), &[DonationCommand::ConfirmHold { hold }], &hold_meta)
+                        .prepare::<Donation>(
+                            donation.as_uuid(),
+                            &[DonationCommand::ConfirmHold { hold }],
+                            hold_meta,
+                            attempt,
+                        )
                         .await?;
                     let seqs = self.store.commit_atomic(&[&accepted, &used]).await?;
                     self.store.finish(accepted, seqs[0])?;
@@ -526,19 +546,19 @@ impl Executor {
             }
             Decision::Expire { need, target, hold } => {
                 // The need expires and its hold is released, together.
-                let need_meta = self.meta(Some(need), cause, key(format!("expire-{hold}")));
-                let hold_meta = self.meta(None, cause, key(format!("settle-{hold}")));
+                let need_meta = &self.meta(Some(need), cause, key(format!("expire-{hold}")));
+                let hold_meta = &self.meta(None, cause, key(format!("settle-{hold}")));
                 let release = ReleaseReason::Expired;
-                retry_races(|| async {
+                retry_races(|attempt| async move {
                     let expired = self
                         .store
-                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Expire], &need_meta)
+                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Expire], need_meta, attempt)
                         .await?;
                     let released = match target {
                         Target::Provider(p) => {
                             let command = ProviderCommand::ReleaseHold { hold, reason: release };
                             self.store
-                                .prepare::<Provider>(p.as_uuid(), &[command], &hold_meta)
+                                .prepare::<Provider>(p.as_uuid(), &[command], hold_meta, attempt)
                                 .await
                         }
                         Target::Donation(_) => unreachable!("a referral to a donation is accepted at once"),
