@@ -2,7 +2,7 @@
 //! for each (their group mates' sites, their bed), placed all together by
 //! the engine's `assign`, the same policy `refer solve` runs.
 
-use super::fold::{pool, site_pool};
+use super::fold::{pool, site_pool, InLine};
 use super::{hold_id, Decision, Ledger, Projection};
 use crate::{assign, Earlier, Mode, Request};
 use refer_domain::ids::NeedId;
@@ -40,15 +40,17 @@ impl Projection {
     }
 
     /// The waitlisted needs worth another look: all of them after a change
-    /// to the sites themselves; otherwise those that a target with more
-    /// room since the last plan could take (most capacity changes concern
-    /// one site, and the waitlist can be long).
-    pub(crate) fn revisit(&mut self, now: Timestamp, ledger: &Ledger) -> Vec<NeedId> {
+    /// to the sites themselves (then `everything` is set: every awaiting need
+    /// gets a look too); otherwise those that a target with more room since
+    /// the last plan could take (most capacity changes concern one site, and
+    /// the waitlist can be long).
+    pub(crate) fn revisit(&mut self, now: Timestamp, ledger: &Ledger, everything: &mut bool) -> Vec<NeedId> {
         let freed = std::mem::take(&mut self.freed);
         if std::mem::take(&mut self.capacity_changed) {
             // New sites may bring languages and regions the compiled queries
             // do not know of: compile them again when next needed.
             self.queries.clear();
+            *everything = true;
             return self.waitlisted.iter().copied().collect();
         }
         let Self {
@@ -92,13 +94,13 @@ impl Projection {
     }
 
     /// Needs to match now, in line: those awaiting a match with no decision
-    /// under way, and the waitlisted ones given another look. A need whose
-    /// next hold is placed already (a crash between hold and proposal) is
-    /// left to housekeeping, which completes the proposal: matching it again
-    /// would count those units twice.
-    fn queue(&self, ledger: &Ledger, waitlisted: &[NeedId]) -> Vec<NeedId> {
-        let mut line: Vec<_> = self
-            .awaiting
+    /// under way (of `awaiting`: every such need, or those that changed since
+    /// the last plan), and the waitlisted ones given another look. A need
+    /// whose next hold is placed already (a crash between hold and proposal)
+    /// is left to housekeeping, which completes the proposal: matching it
+    /// again would count those units twice.
+    fn queue(&self, awaiting: &BTreeSet<InLine>, ledger: &Ledger, waitlisted: &[NeedId]) -> Vec<NeedId> {
+        let mut line: Vec<_> = awaiting
             .iter()
             .filter(|place| !ledger.needs.contains_key(&place.3))
             .copied()
@@ -213,8 +215,14 @@ impl Projection {
     pub fn match_needs(&mut self, now: Timestamp, ledger: &mut Ledger) -> Vec<Decision> {
         self.compile_sites();
         self.note_openings(now);
-        let revisit = self.revisit(now, ledger);
-        let queued = self.queue(ledger, &revisit);
+        let mut everything = std::mem::take(&mut self.sweep_awaiting);
+        let revisit = self.revisit(now, ledger, &mut everything);
+        // Every awaiting need that is not in `unplanned` has a decision in
+        // flight (each queued need is proposed or waitlisted), unless a
+        // decision failed, which sets `capacity_changed`: then all of them.
+        let unplanned = std::mem::take(&mut self.unplanned);
+        let awaiting = if everything { &self.awaiting } else { &unplanned };
+        let queued = self.queue(awaiting, ledger, &revisit);
         if queued.is_empty() {
             return Vec::new();
         }

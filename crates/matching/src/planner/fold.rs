@@ -93,6 +93,9 @@ pub struct Projection {
     /// before it were touched by no commit since).
     #[serde(skip)]
     pub(crate) sweep_all: bool,
+    /// The next match looks at every awaiting need (after a restore).
+    #[serde(skip)]
+    pub(crate) sweep_awaiting: bool,
     /// Every site compiled for the matching engine's hard constraints,
     /// built when first needed; a registration adds its sites to it (profiles
     /// and offers never change afterwards). Free units are read live, so a
@@ -104,6 +107,11 @@ pub struct Projection {
     /// ever requested.
     #[serde(skip)]
     pub(crate) awaiting: BTreeSet<InLine>,
+    /// The awaiting needs that changed since the last plan: a plan looks at
+    /// these only (the others have a decision in flight), unless it must
+    /// look at everything (after a restart or a decision that failed).
+    #[serde(skip)]
+    pub(crate) unplanned: BTreeSet<InLine>,
     #[serde(skip)]
     pub(crate) waitlisted: BTreeSet<NeedId>,
     /// Waitlisted needs compiled against `sites`, so a capacity change can
@@ -305,8 +313,10 @@ impl Projection {
         if let Some(place) = self.place_in_line(need) {
             if status.is_some_and(|s| s.awaits_match() && s != NeedStatus::Waitlisted) {
                 self.awaiting.insert(place);
+                self.unplanned.insert(place);
             } else {
                 self.awaiting.remove(&place);
+                self.unplanned.remove(&place);
             }
         }
         if let Some(request) = self.needs.get(&need).and_then(|n| n.request.as_ref()) {
@@ -354,6 +364,7 @@ impl Projection {
             self.holds_by_need.entry(need).or_default().insert((target, hold));
         }
         self.sweep_all = true;
+        self.sweep_awaiting = true;
     }
 
     /// Free units in `pool`, less what the ledger speaks for.
