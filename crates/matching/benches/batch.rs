@@ -6,32 +6,9 @@
 //! decision including the eligibility filter over the catalog.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use refer_matching::scenario::{Rng, Scenario};
-use refer_matching::{assign, decide_one, online, solve_batch, Mode, Need, Problem};
+use refer_matching::scenario::{synthetic_problem as problem, Scenario};
+use refer_matching::{assign, decide_one, online, solve_batch, Mode};
 use std::hint::black_box;
-
-/// `needs` people alone against `sources` sites with 1-4 free units, each need
-/// eligible at about `eligible` sites within 80 km.
-fn problem(needs: usize, sources: usize, eligible: usize, seed: u64) -> Problem {
-    let mut rng = Rng::new(seed);
-    let capacity = (0..sources).map(|_| 1 + rng.below(4) as u32).collect();
-    let needs = (0..needs)
-        .map(|_| {
-            let mut options: Vec<(usize, u32)> = (0..eligible)
-                .map(|_| (rng.below(sources as u64) as usize, rng.below(80) as u32))
-                .collect();
-            options.sort();
-            options.dedup_by_key(|(s, _)| *s);
-            Need {
-                tier: rng.below(6) as u8,
-                units: 1,
-                options,
-                apart: None,
-            }
-        })
-        .collect();
-    Problem { capacity, needs }
-}
 
 fn bench(c: &mut Criterion) {
     let burst = problem(45, 300, 20, 1);

@@ -9,44 +9,11 @@
 //! solvers. Python with `ortools` comes from `scripts/install-ortools`
 //! (`REFER_ORTOOLS_PYTHON` names another interpreter).
 
-use refer_matching::{solve_batch, Need, Problem};
+use refer_matching::scenario::synthetic_problem as problem;
+use refer_matching::{solve_batch, Problem};
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// `needs` people alone, each with `eligible` random sources (distances
-/// 0-79 km, tiers 0-5), on `sources` sources of 1-4 free units.
-fn problem(needs: usize, sources: usize, eligible: usize, seed: u64) -> Problem {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
-    let capacity = (0..sources).map(|_| 1 + rng.below(4) as u32).collect();
-    let needs = (0..needs)
-        .map(|_| {
-            let mut options: Vec<(usize, u32)> = (0..eligible)
-                .map(|_| (rng.below(sources as u64) as usize, rng.below(80) as u32))
-                .collect();
-            options.sort();
-            options.dedup_by_key(|(s, _)| *s);
-            Need {
-                tier: rng.below(6) as u8,
-                units: 1,
-                options,
-                apart: None,
-            }
-        })
-        .collect();
-    Problem { capacity, needs }
-}
 
 fn write(problem: &Problem, path: &std::path::Path) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("instance file"));

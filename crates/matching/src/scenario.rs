@@ -375,3 +375,27 @@ impl Scenario {
         needs
     }
 }
+
+/// A synthetic batch (the benchmarks' instances): `needs` people alone
+/// against `sources` sites with 1-4 free units, each need eligible at about
+/// `eligible` random sites at 0-79 km, in random tiers.
+pub fn synthetic_problem(needs: usize, sources: usize, eligible: usize, seed: u64) -> crate::Problem {
+    let mut rng = Rng::new(seed);
+    let capacity = (0..sources).map(|_| 1 + rng.below(4) as u32).collect();
+    let needs = (0..needs)
+        .map(|_| {
+            let mut options: Vec<(usize, u32)> = (0..eligible)
+                .map(|_| (rng.below(sources as u64) as usize, rng.below(80) as u32))
+                .collect();
+            options.sort();
+            options.dedup_by_key(|(s, _)| *s);
+            crate::Need {
+                tier: rng.below(6) as u8,
+                units: 1,
+                options,
+                apart: None,
+            }
+        })
+        .collect();
+    crate::Problem { capacity, needs }
+}
