@@ -401,12 +401,18 @@ async fn operation_night() {
                 | Event::Donation(refer_domain::donation::DonationEvent::HoldPlaced { hold, .. }) => {
                     holds_seen += 1;
                     let proposal = proposed_at(*hold).expect("every hold has its proposal");
+                    // A batch is its holds (one commit per provider), then
+                    // its proposals: nothing else comes in between.
+                    let in_batch = |x: &refer_domain::Envelope| {
+                        matches!(
+                            x.event,
+                            Event::Need(NeedEvent::Proposed(_))
+                                | Event::Provider(refer_domain::provider::ProviderEvent::HoldPlaced { .. })
+                        )
+                    };
                     assert!(
                         proposal > commit.seq
-                            && (commit.seq + 1..proposal).all(|s| at_seq[&s]
-                                .events
-                                .iter()
-                                .all(|x| matches!(x.event, Event::Need(NeedEvent::Proposed(_))))),
+                            && (commit.seq + 1..proposal).all(|s| at_seq[&s].events.iter().all(in_batch)),
                         "hold {hold:?} at {} and its proposal at {proposal} are not one batch",
                         commit.seq
                     );

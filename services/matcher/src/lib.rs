@@ -286,127 +286,138 @@ impl Executor {
         }
     }
 
-    /// Proposals of needs to one provider, as one atomic commit: the holds
+    /// Proposals to providers, as one atomic commit: each provider's holds
     /// (`PlaceHolds`: all or none, a hold already placed skipped) and every
     /// proposal, each with its optimistic-concurrency expectation, so no
     /// hold is ever placed without its proposal nor a proposal without its
     /// hold. A need that refuses its proposal (it moved on) is left out
-    /// before anything is written, and so is its hold; a lost race prepares
-    /// everything again. Returns each proposal's outcome, in order.
-    async fn propose_at_provider(
-        &self,
-        provider: refer_domain::ids::ProviderId,
-        proposals: &[(Decision, Option<EventId>)],
-    ) -> Vec<Result<(), StoreError>> {
+    /// before anything is written, and so is its hold; a provider whose holds
+    /// do not fit (the projection was behind) has its proposals carried out
+    /// one by one; a lost race prepares everything again. Returns each
+    /// proposal's outcome, in order.
+    async fn propose_at_providers(&self, proposals: &[(Decision, Option<EventId>)]) -> Vec<Result<(), StoreError>> {
         let mut outcomes: Vec<Option<Result<(), StoreError>>> = (0..proposals.len()).map(|_| None).collect();
-        for attempt in 1..=COMMIT_ATTEMPTS {
-            let open: Vec<usize> = (0..proposals.len()).filter(|i| outcomes[*i].is_none()).collect();
-            if open.is_empty() {
+        let mut attempt = 0;
+        while attempt < COMMIT_ATTEMPTS {
+            attempt += 1;
+            let mut by_provider: BTreeMap<refer_domain::ids::ProviderId, Vec<usize>> = BTreeMap::new();
+            for i in (0..proposals.len()).filter(|i| outcomes[*i].is_none()) {
+                if let Decision::Propose {
+                    target: Target::Provider(p),
+                    ..
+                } = proposals[i].0
+                {
+                    by_provider.entry(p).or_default().push(i);
+                } else {
+                    unreachable!("only proposals to providers are committed here")
+                }
+            }
+            if by_provider.is_empty() {
                 break;
             }
-            let mut holds = Vec::new();
-            for &i in &open {
-                if let Decision::Propose {
-                    need,
-                    service: Some(service),
-                    hold,
-                    units,
-                    expires_at,
-                    ..
-                } = proposals[i].0
-                {
-                    holds.push(refer_domain::provider::HoldRequest {
-                        hold,
-                        need,
-                        service,
-                        units,
-                        expires_at,
-                    });
-                }
-            }
-            // One proposal alone keeps its derived key; holds placed together
-            // are idempotent by content (holds already placed are skipped).
-            let placing_key = match proposals[open[0]].0 {
-                Decision::Propose { hold, .. } if open.len() == 1 => key(format!("hold-{hold}")),
-                _ => None,
-            };
-            let first = proposals[open[0]].0.need();
-            let meta = self.meta(first, proposals[open[0]].1, placing_key);
-            let placing = self
-                .store
-                .prepare::<Provider>(
-                    provider.as_uuid(),
-                    &[ProviderCommand::PlaceHolds(holds)],
-                    &meta,
-                    attempt,
-                )
-                .await;
-            let placing = match placing {
-                Ok(placing) => placing,
-                Err(err) if open.len() > 1 && matches!(err, StoreError::Domain(_)) => {
-                    // One of the holds does not fit (the projection was
-                    // behind): each proposal on its own, so the others land.
-                    for &i in &open {
-                        let one = Box::pin(self.propose_at_provider(provider, &proposals[i..=i])).await;
-                        outcomes[i] = one.into_iter().next();
-                    }
-                    break;
-                }
-                Err(err) => {
-                    for &i in &open {
-                        outcomes[i] = Some(Err(clone_error(&err)));
-                    }
-                    break;
-                }
-            };
-            let mut needs = Vec::new();
-            let mut refused = false;
-            for &i in &open {
-                let Decision::Propose {
-                    need,
-                    target,
-                    hold,
-                    expires_at,
-                    ..
-                } = proposals[i].0
-                else {
-                    unreachable!("only proposals go to a provider's lane")
+            let mut placings = Vec::new();
+            let mut alone = Vec::new();
+            for (provider, members) in by_provider {
+                let holds = members
+                    .iter()
+                    .filter_map(|i| match proposals[*i].0 {
+                        Decision::Propose {
+                            need,
+                            service: Some(service),
+                            hold,
+                            units,
+                            expires_at,
+                            ..
+                        } => Some(refer_domain::provider::HoldRequest {
+                            hold,
+                            need,
+                            service,
+                            units,
+                            expires_at,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                // One proposal alone keeps its derived key; holds placed
+                // together are idempotent by content (placed ones are skipped).
+                let placing_key = match proposals[members[0]].0 {
+                    Decision::Propose { hold, .. } if proposals.len() == 1 => key(format!("hold-{hold}")),
+                    _ => None,
                 };
-                let deadline = placing.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
-                let meta = self.meta(Some(need), proposals[i].1, key(format!("propose-{hold}")));
-                let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
+                let first = &proposals[members[0]];
+                let meta = self.meta(first.0.need(), first.1, placing_key);
+                let command = [ProviderCommand::PlaceHolds(holds)];
                 match self
                     .store
-                    .prepare::<Need>(need.as_uuid(), &[proposal], &meta, attempt)
+                    .prepare::<Provider>(provider.as_uuid(), &command, &meta, attempt)
                     .await
                 {
-                    Ok(part) => needs.push((i, part)),
+                    Ok(part) => placings.push((members, part)),
+                    Err(StoreError::Domain(_)) if proposals.len() > 1 => alone.extend(members),
                     Err(err) => {
-                        outcomes[i] = Some(Err(err));
-                        refused = true;
+                        for i in members {
+                            outcomes[i] = Some(Err(clone_error(&err)));
+                        }
+                    }
+                }
+            }
+            if !alone.is_empty() {
+                for i in alone {
+                    let one = Box::pin(self.propose_at_providers(&proposals[i..=i])).await;
+                    outcomes[i] = one.into_iter().next();
+                }
+                attempt -= 1; // the others have not been tried yet
+                continue;
+            }
+            let mut needs = Vec::new();
+            let mut refused = false;
+            for (members, placing) in &placings {
+                for &i in members {
+                    let Decision::Propose {
+                        need,
+                        target,
+                        hold,
+                        expires_at,
+                        ..
+                    } = proposals[i].0
+                    else {
+                        unreachable!("proposals only")
+                    };
+                    let deadline = placing.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
+                    let meta = self.meta(Some(need), proposals[i].1, key(format!("propose-{hold}")));
+                    let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
+                    match self
+                        .store
+                        .prepare::<Need>(need.as_uuid(), &[proposal], &meta, attempt)
+                        .await
+                    {
+                        Ok(part) => needs.push((i, part)),
+                        Err(err) => {
+                            outcomes[i] = Some(Err(err));
+                            refused = true;
+                        }
                     }
                 }
             }
             if refused {
                 continue; // prepare again without the needs that moved on
             }
-            let mut parts: Vec<&dyn Part> = vec![&placing];
+            let mut parts: Vec<&dyn Part> = placings.iter().map(|(_, p)| p as &dyn Part).collect();
             parts.extend(needs.iter().map(|(_, part)| part as &dyn Part));
             match self.store.commit_atomic(&parts).await {
                 Ok(seqs) => {
-                    let _ = self.store.finish(placing, seqs[0]);
-                    for ((i, part), seq) in needs.into_iter().zip(&seqs[1..]) {
+                    let (placed, proposed) = seqs.split_at(placings.len());
+                    for ((_, placing), seq) in placings.into_iter().zip(placed) {
+                        let _ = self.store.finish(placing, *seq);
+                    }
+                    for ((i, part), seq) in needs.into_iter().zip(proposed) {
                         outcomes[i] = Some(self.store.finish(part, *seq).map(|_| ()));
                     }
                 }
-                Err(err) if err.is_retryable() || matches!(err, StoreError::Duplicate) => {
-                    if attempt == COMMIT_ATTEMPTS {
-                        for (i, _) in needs {
-                            outcomes[i] = Some(Err(clone_error(&err)));
-                        }
-                    } else {
-                        back_off(attempt).await;
-                    }
+                Err(err)
+                    if (err.is_retryable() || matches!(err, StoreError::Duplicate)) && attempt < COMMIT_ATTEMPTS =>
+                {
+                    back_off(attempt).await
                 }
                 Err(err) => {
                     for (i, _) in needs {
@@ -474,11 +485,11 @@ impl Executor {
     async fn run(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
         match *decision {
             Decision::Propose {
-                target: Target::Provider(provider),
+                target: Target::Provider(_),
                 ..
             } => {
                 let one = [(decision.clone(), cause)];
-                let outcome = self.propose_at_provider(provider, &one).await.into_iter().next();
+                let outcome = self.propose_at_providers(&one).await.into_iter().next();
                 outcome.unwrap_or(Ok(()))
             }
             Decision::Propose { .. } => self.propose_at_donation(decision, cause).await,
@@ -628,18 +639,12 @@ impl Executor {
         }
     }
 
-    /// Proposals of needs to one provider, waiting together in its lane:
-    /// one atomic commit for all their holds and proposals.
+    /// Proposals to providers planned together (waiting together in one
+    /// provider's lane, or arriving together for providers with nothing
+    /// under way): one atomic commit for all their holds and proposals.
     async fn propose_together(&self, batch: Vec<(Decision, Option<EventId>)>, decisions: &Decisions) {
         let started = std::time::Instant::now();
-        let Decision::Propose {
-            target: Target::Provider(provider),
-            ..
-        } = batch[0].0
-        else {
-            unreachable!("only proposals to a provider are batched")
-        };
-        let outcomes = self.propose_at_provider(provider, &batch).await;
+        let outcomes = self.propose_at_providers(&batch).await;
         for ((decision, _), outcome) in batch.into_iter().zip(outcomes) {
             self.done(decision, outcome, started, decisions);
         }
@@ -648,45 +653,99 @@ impl Executor {
     /// Carries out decisions as they come, up to `DECISIONS_AT_ONCE` lanes
     /// at once: decisions on one aggregate (a provider's holds, say) run in
     /// its lane, in the order planned, so they never race each other for
-    /// the aggregate's next version, and proposals waiting together in a
-    /// provider's lane share one commit for their holds. Lanes run together,
-    /// and their appends share the server's fsyncs. Planning goes on
-    /// meanwhile; `Ledger` keeps a need from being planned twice.
+    /// the aggregate's next version. Proposals that arrive together (one
+    /// plan's) for providers with nothing under way share one atomic commit,
+    /// whichever providers they go to; proposals waiting together in a
+    /// provider's lane share one too. Planning goes on meanwhile; the ledger
+    /// keeps a need from being planned twice.
     async fn serve(self, mut queue: mpsc::UnboundedReceiver<(Decision, Option<EventId>)>, decisions: Decisions) {
         let lanes: Arc<Mutex<BTreeMap<Uuid, Lane>>> = Arc::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(DECISIONS_AT_ONCE));
-        while let Some((decision, cause)) = queue.recv().await {
-            let lane = decision.lane();
+        while let Some(first) = queue.recv().await {
+            let mut arrived = vec![first];
+            while let Ok(next) = queue.try_recv() {
+                arrived.push(next);
+            }
+            let mut together = Vec::new();
+            let mut claimed: BTreeSet<Uuid> = BTreeSet::new();
+            let mut started = Vec::new();
             {
                 let mut lanes = lanes.lock().expect("lanes lock");
-                if let Some(waiting) = lanes.get_mut(&lane) {
-                    waiting.push_back((decision, cause)); // its lane's task takes it
-                    continue;
+                for (decision, cause) in arrived {
+                    let lane = decision.lane();
+                    let to_provider = matches!(
+                        decision,
+                        Decision::Propose {
+                            target: Target::Provider(_),
+                            ..
+                        }
+                    );
+                    if claimed.contains(&lane) && to_provider && together.len() < HOLDS_AT_ONCE {
+                        together.push((decision, cause));
+                    } else if let Some(waiting) = lanes.get_mut(&lane) {
+                        waiting.push_back((decision, cause)); // its lane's task takes it
+                    } else if to_provider && together.len() < HOLDS_AT_ONCE {
+                        lanes.insert(lane, Lane::new());
+                        claimed.insert(lane);
+                        together.push((decision, cause));
+                    } else {
+                        lanes.insert(lane, Lane::from([(decision, cause)]));
+                        started.push(lane);
+                    }
                 }
-                lanes.insert(lane, Lane::from([(decision, cause)]));
+            }
+            for lane in started {
+                tokio::spawn(
+                    self.clone()
+                        .drain(lane, lanes.clone(), permits.clone(), decisions.clone()),
+                );
+            }
+            if together.is_empty() {
+                continue;
             }
             let (executor, lanes, permits, decisions) =
                 (self.clone(), lanes.clone(), permits.clone(), decisions.clone());
             tokio::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut lanes = lanes.lock().expect("lanes lock");
-                        let batch = lanes.get_mut(&lane).map(next_batch).unwrap_or_default();
-                        if batch.is_empty() {
-                            lanes.remove(&lane);
-                            return;
-                        }
-                        batch
-                    };
-                    let Ok(_permit) = permits.acquire().await else { return };
-                    if batch.len() == 1 {
-                        let (decision, cause) = batch.into_iter().next().expect("one");
-                        executor.carry_out(decision, cause, &decisions).await;
-                    } else {
-                        executor.propose_together(batch, &decisions).await;
-                    }
+                if let Ok(_permit) = permits.acquire().await {
+                    executor.propose_together(together, &decisions).await;
+                }
+                // What queued behind in the claimed lanes runs in them.
+                for lane in claimed {
+                    tokio::spawn(
+                        executor
+                            .clone()
+                            .drain(lane, lanes.clone(), permits.clone(), decisions.clone()),
+                    );
                 }
             });
+        }
+    }
+
+    /// Runs what waits in `lane` until it is empty, then removes the lane.
+    async fn drain(
+        self,
+        lane: Uuid,
+        lanes: Arc<Mutex<BTreeMap<Uuid, Lane>>>,
+        permits: Arc<tokio::sync::Semaphore>,
+        decisions: Decisions,
+    ) {
+        loop {
+            let batch = {
+                let mut lanes = lanes.lock().expect("lanes lock");
+                let batch = lanes.get_mut(&lane).map(next_batch).unwrap_or_default();
+                if batch.is_empty() {
+                    lanes.remove(&lane);
+                    return;
+                }
+                batch
+            };
+            let Ok(_permit) = permits.acquire().await else { return };
+            if batch.len() == 1 {
+                let (decision, cause) = batch.into_iter().next().expect("one");
+                self.carry_out(decision, cause, &decisions).await;
+            } else {
+                self.propose_together(batch, &decisions).await;
+            }
         }
     }
 }
