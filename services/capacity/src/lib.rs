@@ -523,6 +523,8 @@ impl Capacity for CapacityService {
         &self,
         request: Request<pb::DeclineReferralRequest>,
     ) -> Result<Response<pb::Referral>, Status> {
+        // Authenticate before validating, as every other call does.
+        self.caller(&request)?;
         let r = request.get_ref();
         let reason = match pb::DeclineReason::try_from(r.reason) {
             Ok(pb::DeclineReason::NoCapacity) => DeclineReason::NoCapacity,

@@ -366,6 +366,20 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "unknown token");
+    // Authentication comes before validation: a decline with no token and no
+    // reason is refused for the token, not the reason.
+    let decline = pb::DeclineReferralRequest {
+        idempotency_key: "d".into(),
+        provider_id: id.clone(),
+        referral_id: HoldId::from_u128(3).to_string(),
+        reason: 0,
+    };
+    let err = w
+        .client
+        .decline_referral(tonic::Request::new(decline))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "no token, no reason: {err:?}");
     let err = w.client.get_provider(authed(INTAKE, get())).await.unwrap_err();
     assert_eq!(
         err.code(),

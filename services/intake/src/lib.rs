@@ -201,17 +201,16 @@ impl IntakeService {
         }
     }
 
-    /// The caller's placement: NOT_FOUND if unknown, PERMISSION_DENIED if another agency's.
+    /// The caller's placement: NOT_FOUND if unknown or another agency's, in
+    /// the same words, so the answer does not confirm that the id exists.
     fn owned_placement(&self, who: &Principal, placement: &str) -> Result<PlacementRecord, Status> {
         let id = PlacementId::from_uuid(id(placement, "placement_id")?);
         let record = self
             .records
             .placement(id)
             .map_err(|e| Status::internal(format!("intake records: {e}")))?
+            .filter(|record| record.agency == who.org)
             .ok_or_else(|| Status::not_found("no such placement"))?;
-        if record.agency != who.org {
-            return Err(Status::permission_denied("this placement belongs to another agency"));
-        }
         Ok(record)
     }
 
@@ -227,14 +226,13 @@ impl IntakeService {
         let key = cv::idempotency_key(key)?;
         let need = id(need, "need_id")?;
         let loaded = self.store.load::<Need>(need).await.map_err(store_status)?;
-        let owner = loaded
+        // Another agency's need answers as an unknown one does.
+        loaded
             .state
             .request
             .as_ref()
+            .filter(|owner| owner.agency == who.org)
             .ok_or_else(|| Status::not_found("no such need"))?;
-        if owner.agency != who.org {
-            return Err(Status::permission_denied("this need belongs to another agency"));
-        }
         let meta = refer_service::server::command_meta(request, self.clock.as_ref(), key);
         let done = self
             .store
