@@ -171,24 +171,10 @@ async fn concurrent_groups_kept_apart_never_share_a_site() {
         // Every bed is taken and the rest wait: the optimum places nine.
         let started = Instant::now();
         let placements = loop {
-            let mut placements = Vec::new();
-            for person in groups.iter().flat_map(|g| &g.people) {
-                let get = intake::GetPlacementRequest {
-                    placement_id: person.placement_id.clone(),
-                };
-                let mut client = c.intake.clone();
-                placements.push(client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner());
-            }
-            let status = |s: intake::NeedStatus| {
-                placements
-                    .iter()
-                    .flat_map(|p| &p.needs)
-                    .filter(|n| n.status == s as i32)
-                    .count()
-            };
+            let placements = placements_of(&c, &groups).await;
             let (accepted, waiting) = (
-                status(intake::NeedStatus::Accepted),
-                status(intake::NeedStatus::Waitlisted),
+                count(&placements, intake::NeedStatus::Accepted),
+                count(&placements, intake::NeedStatus::Waitlisted),
             );
             // Settled: every bed taken and the rest waiting (the beds of a
             // batch round may not have been seen yet while all wait).
@@ -265,23 +251,33 @@ async fn concurrent_groups_kept_apart_never_share_a_site() {
     }
 }
 
+/// The current placements of everyone in `groups`, as intake sees them.
+async fn placements_of(c: &Coalition, groups: &[intake::Group]) -> Vec<intake::Placement> {
+    let mut placements = Vec::new();
+    for person in groups.iter().flat_map(|g| &g.people) {
+        let get = intake::GetPlacementRequest {
+            placement_id: person.placement_id.clone(),
+        };
+        let mut client = c.intake.clone();
+        placements.push(client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner());
+    }
+    placements
+}
+
+/// How many needs of `placements` are in `status`.
+fn count(placements: &[intake::Placement], status: intake::NeedStatus) -> usize {
+    placements
+        .iter()
+        .flat_map(|p| &p.needs)
+        .filter(|n| n.status == status as i32)
+        .count()
+}
+
 /// Waits until every need of `groups` is waitlisted.
 async fn wait_until_all_wait(c: &Coalition, groups: &[intake::Group]) {
     let started = Instant::now();
     loop {
-        let mut waiting = 0;
-        for person in groups.iter().flat_map(|g| &g.people) {
-            let get = intake::GetPlacementRequest {
-                placement_id: person.placement_id.clone(),
-            };
-            let mut client = c.intake.clone();
-            let placement = client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner();
-            waiting += placement
-                .needs
-                .iter()
-                .filter(|n| n.status == intake::NeedStatus::Waitlisted as i32)
-                .count();
-        }
+        let waiting = count(&placements_of(c, groups).await, intake::NeedStatus::Waitlisted);
         if waiting == GROUPS * MEMBERS {
             return;
         }

@@ -98,57 +98,12 @@ impl Graph {
     /// looked at, not the size of the graph. Returns false, changing
     /// nothing, when no path exists. `undo` records what changed.
     pub fn augment_from(&mut self, start: usize, sink: usize, search: &mut Search, undo: Option<&mut Undo>) -> bool {
-        let reached = self.dijkstra(start, sink, search);
         let Search {
             potential,
             dist,
             via,
             touched,
             settled,
-            ..
-        } = search;
-        if reached {
-            // Settled nodes move by their distance less the sink's; the
-            // others keep theirs (the same as moving by the sink's distance,
-            // up to a constant): every reduced cost stays non-negative, and
-            // the path's arcs get reduced cost 0, so their reverses do too.
-            let reach = dist[sink];
-            let mut undo = undo;
-            for &u in settled.iter() {
-                if let Some(undo) = undo.as_deref_mut() {
-                    undo.potentials.push((u, potential[u]));
-                }
-                potential[u] += dist[u] - reach;
-            }
-            let mut v = sink;
-            while v != start {
-                let e = via[v];
-                self.edges[e].capacity -= 1;
-                self.edges[e ^ 1].capacity += 1;
-                if let Some(undo) = undo.as_deref_mut() {
-                    undo.arcs.push(e);
-                }
-                v = self.edges[e ^ 1].to;
-            }
-        }
-        for &u in touched.iter() {
-            dist[u] = i64::MAX;
-        }
-        touched.clear();
-        settled.clear();
-        reached
-    }
-
-    /// Dijkstra from `start` on reduced costs, until the sink is settled;
-    /// leaves the distances, the tree and the settled nodes in `search`.
-    fn dijkstra(&self, start: usize, sink: usize, search: &mut Search) -> bool {
-        let Search {
-            potential,
-            dist,
-            via,
-            touched,
-            settled,
-            ..
         } = search;
         dist[start] = 0;
         touched.push(start);
@@ -179,6 +134,35 @@ impl Graph {
                 }
             }
         }
+        if reached {
+            // Settled nodes move by their distance less the sink's; the
+            // others keep theirs (the same as moving by the sink's distance,
+            // up to a constant): every reduced cost stays non-negative, and
+            // the path's arcs get reduced cost 0, so their reverses do too.
+            let reach = dist[sink];
+            let mut undo = undo;
+            for &u in settled.iter() {
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.potentials.push((u, potential[u]));
+                }
+                potential[u] += dist[u] - reach;
+            }
+            let mut v = sink;
+            while v != start {
+                let e = via[v];
+                self.edges[e].capacity -= 1;
+                self.edges[e ^ 1].capacity += 1;
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.arcs.push(e);
+                }
+                v = self.edges[e ^ 1].to;
+            }
+        }
+        for &u in touched.iter() {
+            dist[u] = i64::MAX;
+        }
+        touched.clear();
+        settled.clear();
         reached
     }
 
