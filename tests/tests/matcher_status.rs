@@ -16,8 +16,8 @@ async fn only_admins_read_the_matcher_status() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        (status.providers, status.open_needs, status.pending_referrals),
-        (0, 0, 0)
+        (status.providers, status.unplaced_needs, status.accepted_needs, status.pending_referrals),
+        (0, 0, 0, 0)
     );
     assert_eq!(
         matcher

@@ -39,7 +39,7 @@ use refer_matching::ProviderSite;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::intake::v1 as intake;
 use refer_proto::matcher::v1 as matcher;
-use refer_service::testing::authed;
+use refer_service::auth::authed;
 use stats::Latencies;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -122,7 +122,8 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     ("checkpoint", s.checkpoint.to_string()),
                     ("providers", s.providers.to_string()),
                     ("donations", s.donations.to_string()),
-                    ("open_needs", s.open_needs.to_string()),
+                    ("unplaced_needs", s.unplaced_needs.to_string()),
+                    ("accepted_needs", s.accepted_needs.to_string()),
                     ("pending_referrals", s.pending_referrals.to_string()),
                     (
                         "waitlisted",

@@ -142,7 +142,10 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Watch => {
-            let message = pb::WatchDonationsRequest { after_version: 0 };
+            let message = pb::WatchDonationsRequest {
+                after_position: 0,
+                ..Default::default()
+            };
             let stream = client
                 .watch_donations(request(settings, message)?)
                 .await

@@ -37,6 +37,11 @@ pub enum Ineligible {
     ServiceArea,
 }
 
+/// The most languages a site lists.
+pub const MAX_LANGUAGES: usize = 32;
+/// The most regions a service area lists.
+pub const MAX_REGIONS: usize = 256;
+
 impl Eligibility {
     pub fn validate(&self, field: &str) -> Result<(), DomainError> {
         if self.age_bands.is_empty() {
@@ -51,10 +56,10 @@ impl Eligibility {
                 "must serve at least one gender",
             ));
         }
-        if self.languages.is_empty() || self.languages.len() > 32 {
+        if self.languages.is_empty() || self.languages.len() > MAX_LANGUAGES {
             return Err(DomainError::invalid(
                 format!("{field}.languages"),
-                "must list 1 to 32 languages",
+                format!("must list 1 to {MAX_LANGUAGES} languages"),
             ));
         }
         for lang in &self.languages {
@@ -63,14 +68,14 @@ impl Eligibility {
         match &self.service_area {
             ServiceArea::Anywhere => {}
             ServiceArea::Regions(regions) => {
-                if regions.is_empty() || regions.len() > 256 {
+                if regions.is_empty() || regions.len() > MAX_REGIONS {
                     return Err(DomainError::invalid(
-                        format!("{field}.service_area"),
-                        "must list 1 to 256 regions",
+                        format!("{field}.regions.regions"),
+                        format!("must list 1 to {MAX_REGIONS} regions"),
                     ));
                 }
-                for region in regions {
-                    region.validate(&format!("{field}.service_area"))?;
+                for (i, region) in regions.iter().enumerate() {
+                    region.validate(&format!("{field}.regions.regions[{i}]"))?;
                 }
             }
             ServiceArea::RadiusKm(km) => {

@@ -23,6 +23,10 @@ pub enum ResourceKind {
     AudioVisual,
 }
 
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 4] = [Self::HotelRoomNight, Self::Vehicle, Self::RentalCar, Self::AudioVisual];
+}
+
 /// What a person needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NeedKind {
@@ -55,6 +59,13 @@ impl NeedKind {
             Self::Legal => Some(ServiceKind::Legal),
             Self::Transport | Self::AudioVisual => None,
         }
+    }
+
+    /// The donated resources that serve this need.
+    pub fn resources(self) -> impl Iterator<Item = ResourceKind> {
+        ResourceKind::ALL
+            .into_iter()
+            .filter(move |r| self.served_by_resource(*r))
     }
 
     /// Whether a donated resource of `kind` can serve this need.

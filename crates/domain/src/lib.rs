@@ -18,7 +18,9 @@ pub mod need;
 pub mod profile;
 pub mod provider;
 pub mod request;
+#[cfg(any(test, feature = "test-support"))]
 pub mod sample;
+#[cfg(any(test, feature = "test-support"))]
 pub mod spec;
 pub mod time;
 

@@ -74,12 +74,15 @@ pub struct Profile {
     pub party_size: u16,
 }
 
+/// The most languages a profile lists.
+pub const MAX_LANGUAGES: usize = 8;
+
 impl Profile {
     pub fn validate(&self, field: &str) -> Result<(), DomainError> {
-        if self.languages.is_empty() || self.languages.len() > 8 {
+        if self.languages.is_empty() || self.languages.len() > MAX_LANGUAGES {
             return Err(DomainError::invalid(
                 format!("{field}.languages"),
-                "must list 1 to 8 languages",
+                format!("must list 1 to {MAX_LANGUAGES} languages"),
             ));
         }
         for lang in &self.languages {

@@ -31,6 +31,9 @@ pub struct Constraints {
     pub needed_by: Option<Timestamp>,
 }
 
+/// The most regions a person may be kept out of.
+pub const MAX_AVOID_REGIONS: usize = 64;
+
 impl Constraints {
     pub fn validate(&self, field: &str) -> Result<(), DomainError> {
         self.origin.validate(&format!("{field}.origin"))?;
@@ -42,10 +45,10 @@ impl Constraints {
                 ));
             }
         }
-        if self.avoid_regions.len() > 64 {
+        if self.avoid_regions.len() > MAX_AVOID_REGIONS {
             return Err(DomainError::invalid(
                 format!("{field}.avoid_regions"),
-                "at most 64 regions",
+                format!("at most {MAX_AVOID_REGIONS} regions"),
             ));
         }
         for region in &self.avoid_regions {

@@ -50,6 +50,9 @@ impl TimeWindow {
     }
 }
 
+/// The most weekly openings a site lists.
+pub const MAX_SLOTS: usize = 64;
+
 /// Days of the week, Monday first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Weekday {
@@ -113,17 +116,24 @@ impl Hours {
                     "must be between -720 and 840",
                 ));
             }
-            if slots.is_empty() || slots.len() > 64 {
+            if slots.is_empty() || slots.len() > MAX_SLOTS {
                 return Err(DomainError::invalid(
                     format!("{field}.slots"),
-                    "must hold 1 to 64 openings (use Always for 24/7)",
+                    format!("must hold 1 to {MAX_SLOTS} openings (use always for 24/7)"),
                 ));
             }
             for (i, slot) in slots.iter().enumerate() {
-                if slot.open >= 1440 || slot.close > 1440 || slot.open == slot.close {
+                let at = format!("{field}.slots[{i}]");
+                if slot.open >= 1440 {
+                    return Err(DomainError::invalid(format!("{at}.open_minute"), "must be 0 to 1439"));
+                }
+                if slot.close > 1440 {
+                    return Err(DomainError::invalid(format!("{at}.close_minute"), "must be 0 to 1440"));
+                }
+                if slot.open == slot.close {
                     return Err(DomainError::invalid(
-                        format!("{field}.slots[{i}]"),
-                        "open must be in 0..1440, close in 0..=1440, and they must differ",
+                        format!("{at}.close_minute"),
+                        "must differ from open_minute (an earlier close runs past midnight; use always for 24 hours)",
                     ));
                 }
             }
@@ -233,6 +243,6 @@ mod tests {
             }],
         };
         let err = hours.validate("hours").unwrap_err();
-        assert_eq!(err.field(), Some("hours.slots[0]"));
+        assert_eq!(err.field(), Some("hours.slots[0].close_minute"));
     }
 }

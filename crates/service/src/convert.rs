@@ -16,17 +16,24 @@ use std::collections::BTreeSet;
 use tonic::Status;
 use uuid::Uuid;
 
+/// Every conversion between a wire enum and a domain enum: `$from` reads
+/// the wire value (INVALID_ARGUMENT naming the field for an unknown or
+/// unspecified one), `$to` writes it. Domain values the wire shows as
+/// another (a status clients do not see) follow `shown as`.
+#[macro_export]
 macro_rules! enum_map {
-    ($from:ident, $to:ident, $pb:ty, $dom:ty, { $($p:ident <=> $d:ident),* $(,)? }) => {
-        pub fn $from(value: i32, field: &str) -> Result<$dom, Status> {
+    ($from:ident, $to:ident, $pb:ty, $dom:ty, { $($p:ident <=> $d:ident),* $(,)? }
+     $(shown as { $($d2:ident => $p2:ident),* $(,)? })?) => {
+        pub fn $from(value: i32, field: &str) -> Result<$dom, ::tonic::Status> {
             match <$pb>::try_from(value) {
                 $(Ok(<$pb>::$p) => Ok(<$dom>::$d),)*
-                _ => Err(invalid(field, format!("{value} is not a valid {}", stringify!($dom)))),
+                _ => Err($crate::status::invalid(field, format!("{value} is not a valid {}", stringify!($dom)))),
             }
         }
         pub fn $to(value: $dom) -> i32 {
             match value {
                 $(<$dom>::$d => <$pb>::$p as i32,)*
+                $($(<$dom>::$d2 => <$pb>::$p2 as i32,)*)?
             }
         }
     };
@@ -82,26 +89,72 @@ fn required<'a, T>(value: Option<&'a T>, field: &str) -> Result<&'a T, Status> {
     value.ok_or_else(|| invalid(field, "is required"))
 }
 
-/// Converts a list of enum values, refusing duplicates.
-fn set_of<T: Ord>(
-    values: &[i32],
+/// INVALID_ARGUMENT unless a repeated field holds at most `max` values:
+/// checked before any value is converted.
+pub fn at_most(len: usize, max: usize, field: &str) -> Result<(), Status> {
+    if len > max {
+        return Err(invalid(
+            field,
+            format!("holds {len} values; at most {max} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Converts a list (of at most `max` values), refusing duplicates; an
+/// item's error names it (`languages[2]`).
+fn set_of_at_most<V, T: Ord>(
+    values: &[V],
+    max: usize,
     field: &str,
-    one: impl Fn(i32, &str) -> Result<T, Status>,
+    one: impl Fn(&V, &str) -> Result<T, Status>,
 ) -> Result<BTreeSet<T>, Status> {
+    at_most(values.len(), max, field)?;
     let mut set = BTreeSet::new();
-    for v in values {
-        if !set.insert(one(*v, field)?) {
-            return Err(invalid(field, "lists a value twice"));
+    for (i, v) in values.iter().enumerate() {
+        let item = format!("{field}[{i}]");
+        if !set.insert(one(v, &item)?) {
+            return Err(invalid(&item, "repeats an earlier value"));
         }
     }
     Ok(set)
 }
 
-pub fn languages(values: &[String], field: &str) -> Result<BTreeSet<Language>, Status> {
-    values
-        .iter()
-        .map(|v| Language::new(v.clone()).map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string()))))
-        .collect()
+/// Converts a list of enum values, refusing duplicates (there are only so
+/// many values, so only so many fit).
+pub fn set_of<T: Ord>(
+    values: &[i32],
+    field: &str,
+    one: impl Fn(i32, &str) -> Result<T, Status>,
+) -> Result<BTreeSet<T>, Status> {
+    set_of_at_most(values, 64, field, |v, f| one(*v, f))
+}
+
+pub fn languages(values: &[String], max: usize, field: &str) -> Result<BTreeSet<Language>, Status> {
+    set_of_at_most(values, max, field, |v, f| {
+        Language::new(v.clone()).map_err(|e| invalid(f, e.to_string()))
+    })
+}
+
+fn regions(values: &[String], max: usize, field: &str) -> Result<BTreeSet<RegionCode>, Status> {
+    set_of_at_most(values, max, field, |v, f| region(v, f))
+}
+
+/// The earliest and latest instants accepted anywhere (2000-01-01 and
+/// 2200-01-01 UTC): a time outside them is a client's mistake.
+pub const EARLIEST_MS: i64 = 946_684_800_000;
+pub const LATEST_MS: i64 = 7_258_118_400_000;
+/// The longest donation window: a year and a day.
+pub const MAX_WINDOW_MS: i64 = 366 * 24 * 3600 * 1000;
+
+pub fn timestamp(ms: i64, field: &str) -> Result<Timestamp, Status> {
+    if !(EARLIEST_MS..=LATEST_MS).contains(&ms) {
+        return Err(invalid(
+            field,
+            "must be epoch milliseconds between 2000-01-01 and 2200-01-01",
+        ));
+    }
+    Ok(Timestamp::from_millis(ms))
 }
 
 pub fn region(value: &str, field: &str) -> Result<RegionCode, Status> {
@@ -135,6 +188,11 @@ pub fn hours(value: Option<&pb::Hours>, field: &str) -> Result<Hours, Status> {
     }
     let offset = i16::try_from(value.utc_offset_minutes)
         .map_err(|_| invalid(&format!("{field}.utc_offset_minutes"), "out of range"))?;
+    at_most(
+        value.slots.len(),
+        refer_domain::time::MAX_SLOTS,
+        &format!("{field}.slots"),
+    )?;
     let slots = value
         .slots
         .iter()
@@ -187,18 +245,21 @@ pub fn eligibility(value: Option<&pb::Eligibility>, field: &str) -> Result<Eligi
     let value = required(value, field)?;
     let service_area = match &value.service_area {
         None => ServiceArea::Anywhere,
-        Some(Area::Regions(list)) => ServiceArea::Regions(
-            list.regions
-                .iter()
-                .map(|r| region(r, &format!("{field}.regions")))
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(Area::Regions(list)) => ServiceArea::Regions(regions(
+            &list.regions,
+            refer_domain::eligibility::MAX_REGIONS,
+            &format!("{field}.regions.regions"),
+        )?),
         Some(Area::RadiusKm(km)) => ServiceArea::RadiusKm(*km),
     };
     let eligibility = Eligibility {
         age_bands: set_of(&value.age_bands, &format!("{field}.age_bands"), age_band)?,
         genders: set_of(&value.genders, &format!("{field}.genders"), gender)?,
-        languages: languages(&value.languages, &format!("{field}.languages"))?,
+        languages: languages(
+            &value.languages,
+            refer_domain::eligibility::MAX_LANGUAGES,
+            &format!("{field}.languages"),
+        )?,
         accessibility: set_of(&value.accessibility, &format!("{field}.accessibility"), accessibility)?,
         service_area,
     };
@@ -228,7 +289,11 @@ pub fn profile(value: Option<&pb::Profile>, field: &str) -> Result<Profile, Stat
     let profile = Profile {
         age_band: age_band(value.age_band, &format!("{field}.age_band"))?,
         gender: gender(value.gender, &format!("{field}.gender"))?,
-        languages: languages(&value.languages, &format!("{field}.languages"))?,
+        languages: languages(
+            &value.languages,
+            refer_domain::profile::MAX_LANGUAGES,
+            &format!("{field}.languages"),
+        )?,
         accessibility: set_of(&value.accessibility, &format!("{field}.accessibility"), accessibility)?,
         party_size: u16::try_from(value.party_size).unwrap_or(u16::MAX),
     };
@@ -251,12 +316,15 @@ pub fn constraints(value: Option<&pb::Constraints>, field: &str) -> Result<Const
     let constraints = Constraints {
         origin: location(value.origin.as_ref(), &format!("{field}.origin"))?,
         max_distance_km: value.max_distance_km,
-        avoid_regions: value
-            .avoid_regions
-            .iter()
-            .map(|r| region(r, &format!("{field}.avoid_regions")))
-            .collect::<Result<_, _>>()?,
-        needed_by: value.needed_by_ms.map(Timestamp::from_millis),
+        avoid_regions: regions(
+            &value.avoid_regions,
+            refer_domain::request::MAX_AVOID_REGIONS,
+            &format!("{field}.avoid_regions"),
+        )?,
+        needed_by: value
+            .needed_by_ms
+            .map(|ms| timestamp(ms, &format!("{field}.needed_by_ms")))
+            .transpose()?,
     };
     constraints.validate(field).map_err(|e| domain_invalid("", e))?;
     Ok(constraints)
@@ -273,11 +341,15 @@ pub fn constraints_pb(value: &Constraints) -> pb::Constraints {
 
 pub fn time_window(value: Option<&pb::TimeWindow>, field: &str) -> Result<TimeWindow, Status> {
     let value = required(value, field)?;
-    TimeWindow::new(
-        Timestamp::from_millis(value.start_ms),
-        Timestamp::from_millis(value.end_ms),
-    )
-    .map_err(|e| domain_invalid("", DomainError::invalid(field, e.to_string())))
+    let start = timestamp(value.start_ms, &format!("{field}.start_ms"))?;
+    let end = timestamp(value.end_ms, &format!("{field}.end_ms"))?;
+    if end.millis() - start.millis() > MAX_WINDOW_MS {
+        return Err(invalid(
+            &format!("{field}.end_ms"),
+            "must be at most 366 days after start_ms",
+        ));
+    }
+    TimeWindow::new(start, end).map_err(|_| invalid(&format!("{field}.end_ms"), "must be after start_ms"))
 }
 
 pub fn time_window_pb(value: &TimeWindow) -> pb::TimeWindow {
@@ -294,24 +366,6 @@ pub fn target_pb(value: &Target) -> pb::Target {
             Target::Provider(id) => T::ProviderId(id_pb(id.as_uuid())),
             Target::Donation(id) => T::DonationId(id_pb(id.as_uuid())),
         }),
-    }
-}
-
-/// Page tokens are opaque to clients: the hex of a key the service chose.
-pub fn encode_token(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
-pub fn decode_token(token: &str) -> Option<Vec<u8>> {
-    hex::decode(token).ok()
-}
-
-/// Page size: 0 means 100; at most 500.
-pub fn page_size(value: u32) -> Result<usize, Status> {
-    match value {
-        0 => Ok(100),
-        1..=500 => Ok(value as usize),
-        _ => Err(invalid("page_size", "must be at most 500")),
     }
 }
 

@@ -1,16 +1,22 @@
-//! What every Refer gRPC service shares: authentication against configured
-//! tokens, error-to-status mapping, wire conversions, the clock, serving.
+//! The shell every Refer gRPC service stands on: authentication before any
+//! handler, error-to-status mapping, wire conversions, paging, read models
+//! and their watches, the clock, configuration and serving. A service's own
+//! code is its handlers.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod clock;
 pub mod convert;
+pub mod idempotency;
+pub mod page;
+pub mod read_model;
 pub mod runtime;
 pub mod server;
 pub mod status;
+#[cfg(feature = "test-support")]
 pub mod testing;
 pub mod watch;
 
-pub use auth::{Principal, Role, TokenBook};
+pub use auth::{caller, Principal, Role, TokenBook};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use status::{domain_status, invalid, store_status};

@@ -188,8 +188,7 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
                 _ = shutdown.changed() => {}
                 result = subscriber.poll(&mut projection, 512, Duration::from_secs(2)) => {
                     if let Err(err) = result {
-                        tracing::warn!(error = %err, "projection paused; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        pause_after(&err, "projection").await;
                     }
                 }
             }
@@ -197,45 +196,138 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
     })
 }
 
-/// A service's `main`: configuration from the environment, tracing, the
-/// event store, then `start` (which returns the gRPC routes and its
-/// projection task), served until SIGINT/SIGTERM; then the projection stops.
-pub async fn run<F, Fut>(
-    service: &'static str,
-    grpc_name: &'static str,
-    default_port: u16,
-    start: F,
-) -> anyhow::Result<()>
-where
-    F: FnOnce(EventStore, crate::TokenBook, crate::SharedClock, watch::Receiver<bool>, Config) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(tonic::service::Routes, tokio::task::JoinHandle<()>)>>,
-{
-    let config = Config::from_env(service, default_port)?;
-    crate::server::init_tracing(config.json_logs);
+/// After a failed poll (the bus away): logs it, and waits a moment before
+/// the next try, so an outage is not a busy loop.
+pub fn pause_after(error: &dyn std::fmt::Display, what: &str) -> tokio::time::Sleep {
+    tracing::warn!(error = %error, "{what} paused; retrying");
+    tokio::time::sleep(Duration::from_millis(500))
+}
+
+/// What a service gets to start: its store, clock, configuration, the
+/// signal to stop its background tasks, and the callers' tokens (reached
+/// only through [`Context::authenticate`]).
+pub struct Context {
+    pub store: EventStore,
+    pub clock: crate::SharedClock,
+    pub shutdown: watch::Receiver<bool>,
+    pub config: Config,
+    tokens: crate::TokenBook,
+}
+
+impl Context {
+    /// The interceptor that authenticates every call before it is decoded
+    /// and admits only `roles`.
+    pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {
+        crate::auth::Authenticate::new(self.tokens.clone(), roles)
+    }
+}
+
+/// What a started service hands back: its gRPC routes and the background
+/// tasks (projections, the matcher's loop) that end once `shutdown` turns.
+pub struct Started {
+    pub routes: tonic::service::Routes,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+type StartFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Started>> + Send>>;
+
+/// A service as `main` and the tests start it.
+#[derive(Clone, Copy)]
+pub struct ServiceSpec {
+    /// Short name: logs, the default data directory, configuration errors.
+    pub name: &'static str,
+    /// The gRPC service name reported by the health service.
+    pub grpc_name: &'static str,
+    /// Default port; metrics listen on this port + 1000.
+    pub default_port: u16,
+    pub start: fn(Context) -> StartFuture,
+}
+
+/// A service serving: where it listens, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    helpers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops serving (in-flight calls finish), then the background tasks,
+    /// and waits for all of them, as mini-redis does.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.server.await??;
+        for task in self.tasks {
+            task.await?;
+        }
+        for helper in self.helpers {
+            helper.abort();
+        }
+        Ok(())
+    }
+
+    /// Serves until `signal` resolves, then stops.
+    pub async fn until(self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let mut stopped = self.stop.subscribe();
+        tokio::select! {
+            _ = signal => {}
+            _ = stopped.wait_for(|stop| *stop) => {}
+        }
+        self.stop().await
+    }
+}
+
+/// Starts `spec` with `config`: loads the token file (refused at start if
+/// missing or invalid) and watches it, opens the store, starts the service,
+/// binds the metrics and gRPC listeners (port 0 picks a free one), serves.
+/// `main` and `TestApp` both come through here.
+pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedClock) -> anyhow::Result<Running> {
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
-    tokens.watch_file(config.tokens_file.clone());
+    let token_watch = tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
     let (stop, stopped) = watch::channel(false);
-    let (routes, projection) = start(
+    let context = Context {
         store,
+        clock,
+        shutdown: stopped.clone(),
+        config: config.clone(),
         tokens,
-        std::sync::Arc::new(crate::SystemClock),
-        stopped,
-        config.clone(),
-    )
-    .await?;
+    };
+    let Started { routes, tasks } = (spec.start)(context).await?;
     let metrics = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {}: {e}", config.metrics_listen))?;
-    tokio::spawn(refer_metrics::serve(metrics));
+    let metrics_addr = metrics.local_addr()?;
+    let metrics_task = tokio::spawn(refer_metrics::serve(metrics));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(service, addr = %config.listen, metrics = %config.metrics_listen, data = %config.data_dir.display(), "listening");
-    crate::server::serve(grpc_name, routes, listener, crate::server::shutdown_signal()).await?;
-    let _ = stop.send(true);
-    projection.await?;
-    tracing::info!(service, "stopped");
+    let addr = listener.local_addr()?;
+    tracing::info!(service = spec.name, %addr, metrics = %metrics_addr, data = %config.data_dir.display(), "listening");
+    let mut shutdown = stopped;
+    let server = tokio::spawn(crate::server::serve(spec.grpc_name, routes, listener, async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }));
+    Ok(Running {
+        addr,
+        metrics_addr,
+        stop,
+        server,
+        tasks,
+        helpers: vec![token_watch, metrics_task],
+    })
+}
+
+/// A service's `main`: configuration from the environment, tracing, then
+/// [`launch`], serving until SIGINT or SIGTERM.
+pub async fn run(spec: ServiceSpec) -> anyhow::Result<()> {
+    let config = Config::from_env(spec.name, spec.default_port)?;
+    crate::server::init_tracing(config.json_logs);
+    let running = launch(&spec, config, std::sync::Arc::new(crate::SystemClock)).await?;
+    running.until(crate::server::shutdown_signal()).await?;
+    tracing::info!(service = spec.name, "stopped");
     Ok(())
 }
 

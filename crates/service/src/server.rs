@@ -120,12 +120,17 @@ pub async fn serve(
     reporter
         .set_service_status(name, tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(refer_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+    // Both reflection versions: grpcurl speaks v1, older tools only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(refer_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection().build_v1().expect("the compiled descriptor set is valid");
+    let v1alpha = reflection()
+        .build_v1alpha()
         .expect("the compiled descriptor set is valid");
-    let routes = routes.add_service(health).add_service(reflection);
+    let routes = routes.add_service(health).add_service(v1).add_service(v1alpha);
     builder()
         .add_routes(routes)
         // A listener handed in gets none of the builder's socket options: without

@@ -1,55 +1,203 @@
-//! Helpers for tests that call a service over real gRPC on a free port.
+//! Starting services in tests the way `main` starts them (zero2prod's
+//! `spawn_app`): a configuration file, a token file, the metrics listener,
+//! port 0, a fresh data directory, and a clock the test moves.
 
+use crate::runtime::{launch, Config, Running, ServiceSpec};
+use crate::{ManualClock, Role};
+use refer_domain::ids::OrgId;
+use refer_domain::Timestamp;
 use std::net::SocketAddr;
-use tokio::sync::oneshot;
+use std::path::PathBuf;
+use std::sync::Arc;
 use tonic::transport::Channel;
-use tonic::Request;
 
-/// A service served on 127.0.0.1 on a free port; stops when dropped.
-pub struct Served {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+/// What the services of one test share: the NATS server, a directory for
+/// the token file and every service's data, the partners' tokens, a clock.
+pub struct TestSetup {
+    pub nats_url: String,
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    tokens_file: PathBuf,
+    tick_ms: u64,
 }
 
-impl Served {
-    pub async fn start(name: &'static str, routes: tonic::service::Routes) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+impl TestSetup {
+    /// Writes the token file for `tokens` (`(token, role, org, name)`).
+    pub fn new<'a>(
+        nats_url: String,
+        tokens: impl IntoIterator<Item = (&'a str, Role, OrgId, &'a str)>,
+        now: Timestamp,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let tokens_file = dir.path().join("tokens.toml");
+        let mut text = String::new();
+        for (token, role, org, name) in tokens {
+            let role = format!("{role:?}").to_lowercase();
+            text += &format!(
+                "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\norg = \"{}\"\nsha256 = \"{}\"\n",
+                org.as_uuid(),
+                crate::auth::hash_token(token)
+            );
+        }
+        std::fs::write(&tokens_file, text).expect("write the token file");
+        Self {
+            nats_url,
+            dir,
+            clock: ManualClock::new(now),
+            tokens_file,
+            tick_ms: 50,
+        }
+    }
+
+    /// How often a matcher started from here checks deadlines.
+    pub fn tick_ms(mut self, ms: u64) -> Self {
+        self.tick_ms = ms;
+        self
+    }
+
+    /// A store of the test's own on the same stream, to write events a
+    /// test needs (a proposal from no matcher) and to read what happened.
+    pub async fn reader(&self) -> refer_eventstore::EventStore {
+        let client = async_nats::connect(&self.nats_url)
             .await
-            .expect("bind a free port");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            crate::server::serve(name, routes, listener, shutdown)
-                .await
-                .expect("serve");
-        });
-        Self { addr, stop: Some(stop) }
+            .expect("reach the test's NATS");
+        let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");
+        refer_eventstore::EventStore::open(client, Default::default(), db)
+            .await
+            .expect("open the stream")
+    }
+
+    /// The token file, to add partners while services run.
+    pub fn tokens_file(&self) -> &std::path::Path {
+        &self.tokens_file
+    }
+}
+
+/// One service serving on a free port, started through [`launch`].
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    spec: ServiceSpec,
+    config: Config,
+    clock: ManualClock,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    /// Starts `spec` with its data in `<setup dir>/<name>`.
+    pub async fn spawn(spec: ServiceSpec, setup: &TestSetup) -> Self {
+        Self::spawn_named(spec, setup, spec.name).await
+    }
+
+    /// Starts `spec` with its data in `<setup dir>/<instance>` (two
+    /// instances of one service need two names).
+    pub async fn spawn_named(spec: ServiceSpec, setup: &TestSetup, instance: &str) -> Self {
+        let data_dir = setup.dir.path().join(instance);
+        let path = setup.dir.path().join(format!("{instance}.toml"));
+        let text = format!(
+            "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+             tokens_file = \"{}\"\ntick_ms = {}\n",
+            setup.nats_url,
+            data_dir.display(),
+            setup.tokens_file.display(),
+            setup.tick_ms
+        );
+        std::fs::write(&path, &text).expect("write the configuration");
+        let config = Config::from_sources(spec.name, spec.default_port, Some((&path, &text)), |_| None)
+            .expect("the test configuration is valid");
+        let mut app = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            spec,
+            config,
+            clock: setup.clock.clone(),
+            running: None,
+        };
+        app.start().await;
+        app
+    }
+
+    async fn start(&mut self) {
+        let running = launch(&self.spec, self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{} did not start: {e:#}", self.spec.name));
+        self.addr = running.addr;
+        self.metrics_addr = running.metrics_addr;
+        self.running = Some(running);
+    }
+
+    /// Stops the service gracefully (it keeps its data directory).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.expect("a clean stop");
+        }
+    }
+
+    /// Stops and starts again on the same data (on a new port).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    /// `http://` address of the service.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// A client channel to the service (connects lazily).
     pub fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("valid uri")
-            .connect_lazy()
+        Channel::from_shared(self.url()).expect("valid uri").connect_lazy()
+    }
+
+    /// The metrics page, as Prometheus would scrape it.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("the metrics listener answers");
+        socket
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await.expect("read");
+        text
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+pub use crate::auth::authed;
+
+/// One service on a NATS server of its own, with a client and a store of
+/// the test's: what most service tests need (a coalition of all four is
+/// `refer_tests::Coalition`).
+pub struct Solo<C> {
+    pub nats: refer_testkit::NatsServer,
+    pub setup: TestSetup,
+    pub store: refer_eventstore::EventStore,
+    pub app: TestApp,
+    pub client: C,
+    pub clock: ManualClock,
+}
+
+impl<C> Solo<C> {
+    /// Starts `spec` for `tokens` at `sample::NIGHT`, with `client` on its channel.
+    pub async fn start<'a>(
+        spec: ServiceSpec,
+        tokens: impl IntoIterator<Item = (&'a str, Role, OrgId, &'a str)>,
+        client: impl FnOnce(Channel) -> C,
+    ) -> Self {
+        let nats = refer_testkit::NatsServer::start().await.expect("start nats-server");
+        let setup = TestSetup::new(nats.url(), tokens, refer_domain::sample::NIGHT);
+        let app = TestApp::spawn(spec, &setup).await;
+        Self {
+            client: client(app.channel()),
+            store: setup.reader().await,
+            clock: setup.clock.clone(),
+            nats,
+            setup,
+            app,
         }
     }
-}
-
-/// Wraps `message` in a request carrying `Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
-    request
 }

@@ -10,11 +10,10 @@ use refer_domain::profile::{Accessibility, AgeBand, Language};
 use refer_domain::provider::{ProviderEvent, ReleaseReason};
 use refer_domain::request::Urgency;
 use refer_domain::{Event, Timestamp};
-use refer_eventstore::{Projection, Recorded};
+use refer_eventstore::Recorded;
+use refer_service::read_model::{key, Changes, Model, Undecodable};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
-use tokio::sync::broadcast;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReferralStatus {
@@ -52,20 +51,26 @@ pub struct Referral {
 }
 
 impl refer_service::watch::Positioned for Referral {
+    type Key = HoldId;
+    fn key(&self) -> HoldId {
+        self.hold
+    }
     fn position(&self) -> u64 {
         self.position
     }
 }
 
+/// The referrals of every site, the need summaries they show, and which
+/// organisation runs which site.
 #[derive(Default)]
-pub struct State {
+pub struct Referrals {
     pub referrals: BTreeMap<HoldId, Referral>,
     pub by_provider: BTreeMap<ProviderId, BTreeSet<HoldId>>,
     needs: BTreeMap<NeedId, NeedSummary>,
     pub orgs: BTreeMap<OrgId, BTreeSet<ProviderId>>,
 }
 
-impl State {
+impl Referrals {
     /// A provider's visible referrals with a position after `after`, in stream order.
     pub fn referrals_of(&self, provider: ProviderId, after: u64) -> Vec<Referral> {
         let mut out: Vec<Referral> = self
@@ -82,82 +87,23 @@ impl State {
     }
 }
 
-/// Shared between the projection task (writer) and the RPC handlers (readers).
-#[derive(Clone)]
-pub struct Board {
-    pub state: Arc<RwLock<State>>,
-    pub changes: broadcast::Sender<Referral>,
-}
+type Out = Changes<Referral>;
 
-impl Board {
-    pub fn restore(tree: &sled::Tree) -> Self {
-        let mut state = State::default();
-        for entry in tree.iter().flatten() {
-            let (key, value) = entry;
-            match key.first() {
-                Some(b'r') => {
-                    if let Ok(r) = postcard::from_bytes::<Referral>(&value) {
-                        state.by_provider.entry(r.provider).or_default().insert(r.hold);
-                        state.referrals.insert(r.hold, r);
-                    }
-                }
-                Some(b'n') => {
-                    if let (Ok(id), Ok(s)) = (postcard::from_bytes(&key[1..]), postcard::from_bytes(&value)) {
-                        state.needs.insert(id, s);
-                    }
-                }
-                Some(b'o') => {
-                    if let Ok((org, provider)) = postcard::from_bytes::<(OrgId, ProviderId)>(&key[1..]) {
-                        state.orgs.entry(org).or_default().insert(provider);
-                    }
-                }
-                _ => {}
-            }
-        }
-        let (changes, _) = broadcast::channel(1024);
-        Self {
-            state: Arc::new(RwLock::new(state)),
-            changes,
-        }
-    }
-
-    pub fn projection(&self) -> BoardProjection {
-        BoardProjection {
-            board: self.clone(),
-            writes: Vec::new(),
-            announce: Vec::new(),
-        }
-    }
-}
-
-pub struct BoardProjection {
-    board: Board,
-    writes: Vec<(Vec<u8>, Vec<u8>)>,
-    announce: Vec<Referral>,
-}
-
-fn key(tag: u8, id: &impl Serialize) -> Vec<u8> {
-    let mut k = vec![tag];
-    k.extend(postcard::to_stdvec(id).expect("ids encode"));
-    k
-}
-
-impl BoardProjection {
-    fn touch(&mut self, state: &mut State, hold: HoldId, seq: u64, change: impl FnOnce(&mut Referral)) {
-        if let Some(r) = state.referrals.get_mut(&hold) {
+impl Referrals {
+    fn touch(&mut self, out: &mut Out, hold: HoldId, seq: u64, change: impl FnOnce(&mut Referral)) {
+        if let Some(r) = self.referrals.get_mut(&hold) {
             change(r);
             r.position = seq;
-            self.writes
-                .push((key(b'r', &hold), postcard::to_stdvec(r).expect("referral encodes")));
+            out.write(key(b'r', &hold), r);
             if r.status != ReferralStatus::Offered {
-                self.announce.push(r.clone());
+                out.announce(r.clone());
             }
         }
     }
 
-    fn settle(&mut self, state: &mut State, target: Target, hold: HoldId, seq: u64, status: ReferralStatus) {
+    fn settle(&mut self, out: &mut Out, target: Target, hold: HoldId, seq: u64, status: ReferralStatus) {
         if let Target::Provider(_) = target {
-            self.touch(state, hold, seq, |r| {
+            self.touch(out, hold, seq, |r| {
                 if matches!(r.status, ReferralStatus::Offered | ReferralStatus::Pending) {
                     r.status = status;
                 }
@@ -166,10 +112,11 @@ impl BoardProjection {
     }
 }
 
-impl Projection for BoardProjection {
-    fn apply(&mut self, commit: &Recorded) {
-        let board = self.board.clone();
-        let mut state = board.state.write().expect("board lock");
+impl Model for Referrals {
+    type Change = Referral;
+
+    fn apply(&mut self, commit: &Recorded, out: &mut Out) {
+        let state = self;
         let seq = commit.seq;
         for envelope in &commit.events {
             let id = envelope.aggregate.id;
@@ -177,7 +124,7 @@ impl Projection for BoardProjection {
                 Event::Provider(ProviderEvent::Registered(profile)) => {
                     let provider = ProviderId::from_uuid(id);
                     state.orgs.entry(profile.org).or_default().insert(provider);
-                    self.writes.push((key(b'o', &(profile.org, provider)), vec![]));
+                    out.write(key(b'o', &(profile.org, provider)), &());
                 }
                 Event::Provider(ProviderEvent::HoldPlaced {
                     hold,
@@ -200,10 +147,10 @@ impl Projection for BoardProjection {
                     };
                     state.by_provider.entry(provider).or_default().insert(*hold);
                     state.referrals.insert(*hold, referral);
-                    self.touch(&mut state, *hold, seq, |_| {});
+                    state.touch(out, *hold, seq, |_| {});
                 }
                 Event::Provider(ProviderEvent::HoldConfirmed { hold }) => {
-                    self.touch(&mut state, *hold, seq, |r| r.status = ReferralStatus::Accepted);
+                    state.touch(out, *hold, seq, |r| r.status = ReferralStatus::Accepted);
                 }
                 Event::Provider(ProviderEvent::HoldReleased { hold, reason }) => {
                     let status = match reason {
@@ -211,7 +158,7 @@ impl Projection for BoardProjection {
                         ReleaseReason::Expired => ReferralStatus::Expired,
                         ReleaseReason::Cancelled | ReleaseReason::Withdrawn => ReferralStatus::Cancelled,
                     };
-                    self.touch(&mut state, *hold, seq, |r| {
+                    state.touch(out, *hold, seq, |r| {
                         if matches!(r.status, ReferralStatus::Offered | ReferralStatus::Pending) {
                             r.status = status;
                         }
@@ -227,16 +174,13 @@ impl Projection for BoardProjection {
                         urgency: spec.urgency,
                     };
                     let need = NeedId::from_uuid(id);
-                    self.writes.push((
-                        key(b'n', &need),
-                        postcard::to_stdvec(&summary).expect("summary encodes"),
-                    ));
+                    out.write(key(b'n', &need), &summary);
                     state.needs.insert(need, summary);
                 }
                 Event::Need(NeedEvent::Proposed(p)) => {
                     if let Target::Provider(_) = p.target {
                         let summary = state.needs.get(&NeedId::from_uuid(id)).cloned();
-                        self.touch(&mut state, p.hold, seq, |r| {
+                        state.touch(out, p.hold, seq, |r| {
                             if r.status == ReferralStatus::Offered {
                                 r.status = ReferralStatus::Pending;
                                 r.summary = summary;
@@ -245,30 +189,37 @@ impl Projection for BoardProjection {
                     }
                 }
                 Event::Need(NeedEvent::Accepted(p)) => {
-                    self.settle(&mut state, p.target, p.hold, seq, ReferralStatus::Accepted)
+                    state.settle(out, p.target, p.hold, seq, ReferralStatus::Accepted)
                 }
                 Event::Need(NeedEvent::Declined { proposal: p, .. }) => {
-                    self.settle(&mut state, p.target, p.hold, seq, ReferralStatus::Declined)
+                    state.settle(out, p.target, p.hold, seq, ReferralStatus::Declined)
                 }
-                Event::Need(NeedEvent::Expired(p)) => {
-                    self.settle(&mut state, p.target, p.hold, seq, ReferralStatus::Expired)
-                }
+                Event::Need(NeedEvent::Expired(p)) => state.settle(out, p.target, p.hold, seq, ReferralStatus::Expired),
                 Event::Need(NeedEvent::Cancelled { pending: Some(p) }) => {
-                    self.settle(&mut state, p.target, p.hold, seq, ReferralStatus::Cancelled)
+                    state.settle(out, p.target, p.hold, seq, ReferralStatus::Cancelled)
                 }
                 _ => {}
             }
         }
     }
 
-    fn persist(&mut self, batch: &mut sled::Batch) {
-        for (k, v) in self.writes.drain(..) {
-            batch.insert(k, v);
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable> {
+        match key.first() {
+            Some(b'r') => {
+                let r: Referral = postcard::from_bytes(value)?;
+                self.by_provider.entry(r.provider).or_default().insert(r.hold);
+                self.referrals.insert(r.hold, r);
+            }
+            Some(b'n') => {
+                self.needs
+                    .insert(postcard::from_bytes(&key[1..])?, postcard::from_bytes(value)?);
+            }
+            Some(b'o') => {
+                let (org, provider): (OrgId, ProviderId) = postcard::from_bytes(&key[1..])?;
+                self.orgs.entry(org).or_default().insert(provider);
+            }
+            _ => return Err(Undecodable("an entry of no known kind".into())),
         }
-        // Watchers hear of a change once it is in the batch written with the
-        // checkpoint; a replay after a crash may repeat it (same position).
-        for referral in self.announce.drain(..) {
-            let _ = self.board.changes.send(referral);
-        }
+        Ok(())
     }
 }

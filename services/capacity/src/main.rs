@@ -4,14 +4,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    refer_service::runtime::run(
-        "capacity",
-        refer_capacity::SERVICE_NAME,
-        50051,
-        |store, tokens, clock, stop, _config| async move {
-            let (service, projection) = refer_capacity::start(store, tokens, clock, stop).await?;
-            Ok((tonic::service::Routes::new(service), projection))
-        },
-    )
-    .await
+    refer_service::runtime::run(refer_capacity::SERVICE).await
 }

@@ -5,15 +5,12 @@ use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, IdempotencyKey, Timestamp};
-use refer_eventstore::{EventStore, StreamSettings};
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::common::v1 as common;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Served};
-use refer_service::{ManualClock, Role, TokenBook};
-use refer_testkit::NatsServer;
-use std::sync::Arc;
+use refer_service::testing::{authed, Solo};
+use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -27,55 +24,20 @@ const ADMIN: &str = "token-coalition-admin";
 const HARBOR_ORG: OrgId = OrgId::from_u128(0xA);
 const OTHER_ORG: OrgId = OrgId::from_u128(0xB);
 
-struct World {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    store: EventStore,
-    _served: Served,
-    client: CapacityClient<Channel>,
-    clock: ManualClock,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
+type World = Solo<CapacityClient<Channel>>;
 
 async fn world() -> World {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        nats.connect().await,
-        StreamSettings::default(),
-        sled::open(dir.path().join("test")).unwrap(),
+    Solo::start(
+        refer_capacity::SERVICE,
+        [
+            (HARBOR, Role::Provider, HARBOR_ORG, "harbor"),
+            (OTHER, Role::Provider, OTHER_ORG, "other"),
+            (INTAKE, Role::Intake, OrgId::from_u128(0xC), "intake"),
+            (ADMIN, Role::Admin, OrgId::from_u128(0xD), "admin"),
+        ],
+        CapacityClient::new,
     )
     .await
-    .unwrap();
-    let service_store = EventStore::open(
-        nats.connect().await,
-        StreamSettings::default(),
-        sled::open(dir.path().join("capacity")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let tokens = TokenBook::from_tokens([
-        (HARBOR, Role::Provider, HARBOR_ORG, "harbor"),
-        (OTHER, Role::Provider, OTHER_ORG, "other"),
-        (INTAKE, Role::Intake, OrgId::from_u128(0xC), "intake"),
-        (ADMIN, Role::Admin, OrgId::from_u128(0xD), "admin"),
-    ]);
-    let clock = ManualClock::new(NIGHT);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (service, _task) = refer_capacity::start(service_store, tokens, Arc::new(clock.clone()), stopped)
-        .await
-        .unwrap();
-    let served = Served::start(refer_capacity::SERVICE_NAME, tonic::service::Routes::new(service)).await;
-    let client = CapacityClient::new(served.channel());
-    World {
-        _nats: nats,
-        _dir: dir,
-        store,
-        _served: served,
-        client,
-        clock,
-        _stop: stop,
-    }
 }
 
 fn spec() -> pb::ProviderSpec {
@@ -387,14 +349,17 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         "intake staff do not manage providers"
     );
 
-    // Another provider can neither read nor change this site, nor see its referrals.
-    assert_eq!(
-        w.client.get_provider(authed(OTHER, get())).await.unwrap_err().code(),
-        Code::PermissionDenied
-    );
+    // Another provider can neither read nor change this site, nor see its referrals:
+    // the site answers as an unknown one does, so its id is not confirmed.
+    let theirs = w.client.get_provider(authed(OTHER, get())).await.unwrap_err();
+    let unknown = pb::GetProviderRequest {
+        provider_id: Uuid::new_v4().to_string(),
+    };
+    let unknown = w.client.get_provider(authed(OTHER, unknown)).await.unwrap_err();
+    assert_eq!((theirs.code(), theirs.message()), (Code::NotFound, unknown.message()));
     assert_eq!(
         set_beds(&mut w, OTHER, &id, 50).await.unwrap_err().code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     let referrals = pb::ListReferralsRequest {
         provider_id: id.clone(),
@@ -408,7 +373,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     let watch = pb::WatchReferralsRequest {
         provider_id: id.clone(),
@@ -416,7 +381,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
     };
     assert_eq!(
         w.client.watch_referrals(authed(OTHER, watch)).await.unwrap_err().code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     let accept = pb::AcceptReferralRequest {
         idempotency_key: "a".into(),
@@ -429,7 +394,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     // Re-registering someone else's id is refused without revealing the site.
     let steal = pb::RegisterProviderRequest {

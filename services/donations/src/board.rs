@@ -1,130 +1,113 @@
-//! The donations board: which business owns which donation, and when units
-//! were used (never by whom), built from the stream.
+//! The donations board: every donation's state, who owns it, and when its
+//! units were used (never by whom), folded from the stream.
 
-use refer_domain::donation::DonationEvent;
+use refer_domain::aggregate::Aggregate;
+use refer_domain::donation::{Donation, DonationEvent};
 use refer_domain::ids::{DonationId, HoldId, OrgId};
 use refer_domain::{Event, Timestamp};
-use refer_eventstore::{Projection, Recorded};
+use refer_eventstore::Recorded;
+use refer_service::read_model::{key, Changes, Model, Undecodable};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
-use tokio::sync::broadcast;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ledger {
+/// One donation as its business sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub donation: DonationId,
+    pub org: OrgId,
+    pub state: Donation,
     /// Units per pending hold (to know how many a confirmation uses).
     pub holds: BTreeMap<HoldId, u32>,
     /// When units were used, and how many.
     pub usage: Vec<(Timestamp, u32)>,
-}
-
-#[derive(Default)]
-pub struct State {
-    pub orgs: BTreeMap<OrgId, BTreeSet<DonationId>>,
-    pub owner: BTreeMap<DonationId, OrgId>,
-    pub ledgers: BTreeMap<DonationId, Ledger>,
-}
-
-/// A change to one donation, at a stream position.
-#[derive(Clone, Copy, Debug)]
-pub struct Change {
-    pub donation: DonationId,
-    pub org: OrgId,
+    /// Stream position of the latest change (the donation's version).
     pub position: u64,
 }
 
-#[derive(Clone)]
-pub struct Board {
-    pub state: Arc<RwLock<State>>,
-    pub changes: broadcast::Sender<Change>,
-}
-
-impl Board {
-    pub fn restore(tree: &sled::Tree) -> Self {
-        let mut state = State::default();
-        for (key, value) in tree.iter().flatten() {
-            if key.first() == Some(&b'd') {
-                if let (Ok(id), Ok((org, ledger))) = (
-                    postcard::from_bytes::<DonationId>(&key[1..]),
-                    postcard::from_bytes::<(OrgId, Ledger)>(&value),
-                ) {
-                    state.orgs.entry(org).or_default().insert(id);
-                    state.owner.insert(id, org);
-                    state.ledgers.insert(id, ledger);
-                }
-            }
-        }
-        let (changes, _) = broadcast::channel(1024);
-        Self {
-            state: Arc::new(RwLock::new(state)),
-            changes,
-        }
+impl refer_service::watch::Positioned for Entry {
+    type Key = DonationId;
+    fn key(&self) -> DonationId {
+        self.donation
     }
-
-    pub fn projection(&self) -> BoardProjection {
-        BoardProjection {
-            board: self.clone(),
-            dirty: BTreeSet::new(),
-            announce: Vec::new(),
-        }
+    fn position(&self) -> u64 {
+        self.position
     }
 }
 
-pub struct BoardProjection {
-    board: Board,
-    dirty: BTreeSet<DonationId>,
-    announce: Vec<Change>,
+#[derive(Default)]
+pub struct Donations {
+    pub entries: BTreeMap<DonationId, Entry>,
+    pub orgs: BTreeMap<OrgId, BTreeSet<DonationId>>,
 }
 
-impl Projection for BoardProjection {
-    fn apply(&mut self, commit: &Recorded) {
-        let mut state = self.board.state.write().expect("board lock");
+impl Donations {
+    /// The donations of the organisations `acts_for` admits, changed after
+    /// `after`, oldest change first.
+    pub fn changed_after(&self, acts_for: impl Fn(OrgId) -> bool, after: u64) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self
+            .orgs
+            .iter()
+            .filter(|(org, _)| acts_for(**org))
+            .flat_map(|(_, ids)| ids.iter().filter_map(|id| self.entries.get(id)))
+            .filter(|e| e.position > after)
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| (e.position, e.donation));
+        out
+    }
+}
+
+impl Model for Donations {
+    type Change = Entry;
+
+    fn apply(&mut self, commit: &Recorded, out: &mut Changes<Entry>) {
         for envelope in &commit.events {
             let Event::Donation(event) = &envelope.event else {
                 continue;
             };
             let donation = DonationId::from_uuid(envelope.aggregate.id);
             if let DonationEvent::Registered(offer) = event {
-                state.orgs.entry(offer.org).or_default().insert(donation);
-                state.owner.insert(donation, offer.org);
+                self.orgs.entry(offer.org).or_default().insert(donation);
+                self.entries.entry(donation).or_insert_with(|| Entry {
+                    donation,
+                    org: offer.org,
+                    state: Donation::default(),
+                    holds: BTreeMap::new(),
+                    usage: Vec::new(),
+                    position: commit.seq,
+                });
             }
-            let ledger = state.ledgers.entry(donation).or_default();
+            let Some(entry) = self.entries.get_mut(&donation) else {
+                continue;
+            };
+            entry.state = std::mem::take(&mut entry.state).evolve(event);
+            entry.position = commit.seq;
             match event {
                 DonationEvent::HoldPlaced { hold, units, .. } => {
-                    ledger.holds.insert(*hold, *units);
+                    entry.holds.insert(*hold, *units);
                 }
                 DonationEvent::HoldReleased { hold, .. } => {
-                    ledger.holds.remove(hold);
+                    entry.holds.remove(hold);
                 }
                 DonationEvent::HoldConfirmed { hold } => {
-                    if let Some(units) = ledger.holds.remove(hold) {
-                        ledger.usage.push((envelope.occurred_at, units));
+                    if let Some(units) = entry.holds.remove(hold) {
+                        entry.usage.push((envelope.occurred_at, units));
                     }
                 }
                 DonationEvent::Registered(_) | DonationEvent::Withdrawn => {}
             }
-            self.dirty.insert(donation);
-            if let Some(org) = state.owner.get(&donation) {
-                self.announce.push(Change {
-                    donation,
-                    org: *org,
-                    position: commit.seq,
-                });
-            }
+            out.write(key(b'e', &donation), entry);
+            out.announce(entry.clone());
         }
     }
 
-    fn persist(&mut self, batch: &mut sled::Batch) {
-        let state = self.board.state.read().expect("board lock");
-        for donation in std::mem::take(&mut self.dirty) {
-            if let (Some(org), Some(ledger)) = (state.owner.get(&donation), state.ledgers.get(&donation)) {
-                let mut key = vec![b'd'];
-                key.extend(postcard::to_stdvec(&donation).expect("ids encode"));
-                batch.insert(key, postcard::to_stdvec(&(org, ledger)).expect("ledger encodes"));
-            }
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable> {
+        if key.first() != Some(&b'e') {
+            return Err(Undecodable("an entry of no known kind".into()));
         }
-        for change in self.announce.drain(..) {
-            let _ = self.board.changes.send(change);
-        }
+        let entry: Entry = postcard::from_bytes(value)?;
+        self.orgs.entry(entry.org).or_default().insert(entry.donation);
+        self.entries.insert(entry.donation, entry);
+        Ok(())
     }
 }

@@ -4,15 +4,12 @@ use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::{CorrelationId, HoldId, NeedId, OrgId};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, IdempotencyKey};
-use refer_eventstore::{EventStore, StreamSettings};
 use refer_proto::common::v1 as common;
 use refer_proto::donations::v1 as pb;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Served};
-use refer_service::{ManualClock, Role, TokenBook};
-use refer_testkit::NatsServer;
-use std::sync::Arc;
+use refer_service::testing::{authed, Solo};
+use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -26,46 +23,20 @@ const ADMIN: &str = "token-admin";
 const HOTEL_ORG: OrgId = OrgId::from_u128(0x1);
 const RENTALS_ORG: OrgId = OrgId::from_u128(0x2);
 
-struct World {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    store: EventStore,
-    _served: Served,
-    client: DonationsClient<Channel>,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
+type World = Solo<DonationsClient<Channel>>;
 
 async fn world() -> World {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let open = |name: &str| sled::open(dir.path().join(name)).unwrap();
-    let store = EventStore::open(nats.connect().await, StreamSettings::default(), open("test"))
-        .await
-        .unwrap();
-    let service_store = EventStore::open(nats.connect().await, StreamSettings::default(), open("svc"))
-        .await
-        .unwrap();
-    let tokens = TokenBook::from_tokens([
-        (HOTEL, Role::Business, HOTEL_ORG, "hotel"),
-        (RENTALS, Role::Business, RENTALS_ORG, "rentals"),
-        (SHELTER, Role::Provider, OrgId::from_u128(0x3), "shelter"),
-        (ADMIN, Role::Admin, OrgId::from_u128(0x4), "admin"),
-    ]);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let clock = Arc::new(ManualClock::new(NIGHT));
-    let (service, _task) = refer_donations::start(service_store, tokens, clock, stopped)
-        .await
-        .unwrap();
-    let served = Served::start(refer_donations::SERVICE_NAME, tonic::service::Routes::new(service)).await;
-    let client = DonationsClient::new(served.channel());
-    World {
-        _nats: nats,
-        _dir: dir,
-        store,
-        _served: served,
-        client,
-        _stop: stop,
-    }
+    Solo::start(
+        refer_donations::SERVICE,
+        [
+            (HOTEL, Role::Business, HOTEL_ORG, "hotel"),
+            (RENTALS, Role::Business, RENTALS_ORG, "rentals"),
+            (SHELTER, Role::Provider, OrgId::from_u128(0x3), "shelter"),
+            (ADMIN, Role::Admin, OrgId::from_u128(0x4), "admin"),
+        ],
+        DonationsClient::new,
+    )
+    .await
 }
 
 fn rooms() -> pb::DonationSpec {
@@ -136,8 +107,11 @@ async fn a_business_donates_sees_use_without_identity_and_withdraws() {
         .client
         .watch_donations(authed(
             HOTEL,
+            // The deprecated name still works for old clients.
+            #[allow(deprecated)]
             pb::WatchDonationsRequest {
                 after_version: d.version,
+                after_position: 0,
             },
         ))
         .await
@@ -272,7 +246,7 @@ async fn a_business_sees_and_changes_only_its_own_donations() {
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     let withdraw = pb::WithdrawDonationRequest {
         idempotency_key: "steal".into(),
@@ -284,7 +258,7 @@ async fn a_business_sees_and_changes_only_its_own_donations() {
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(
         w.client

@@ -1,15 +1,16 @@
 //! Need status as intake sees it, built from the need events on the stream
-//! (rebuildable). Keyed by need, with the placement each belongs to.
+//! (rebuildable). Keyed by need, with the placement each belongs to, the
+//! deadline of a pending proposal and what a waitlisted need waits for.
 
+use refer_domain::geo::RegionCode;
 use refer_domain::ids::{NeedId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::{NeedEvent, NeedStatus, Target};
-use refer_domain::Event;
-use refer_eventstore::{Projection, Recorded};
+use refer_domain::{Event, Timestamp};
+use refer_eventstore::Recorded;
+use refer_service::read_model::{key, Changes, Model, Undecodable};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
-use tokio::sync::broadcast;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeedView {
@@ -19,62 +20,37 @@ pub struct NeedView {
     pub status: NeedStatus,
     /// Where the need was placed, once accepted.
     pub placed_with: Option<Target>,
+    /// While proposed: when the referral's answer is due.
+    pub deadline: Option<Timestamp>,
+    /// The region the person is in: where capacity is looked for.
+    pub region: RegionCode,
     pub position: u64,
 }
 
 impl refer_service::watch::Positioned for NeedView {
+    type Key = NeedId;
+    fn key(&self) -> NeedId {
+        self.need
+    }
     fn position(&self) -> u64 {
         self.position
     }
 }
 
 #[derive(Default)]
-pub struct State {
+pub struct Needs {
     pub needs: BTreeMap<NeedId, NeedView>,
 }
 
-#[derive(Clone)]
-pub struct Board {
-    pub state: Arc<RwLock<State>>,
-    pub changes: broadcast::Sender<NeedView>,
-}
+impl Model for Needs {
+    type Change = NeedView;
 
-impl Board {
-    pub fn restore(tree: &sled::Tree) -> Self {
-        let mut state = State::default();
-        for (_, value) in tree.scan_prefix(b"n").flatten() {
-            if let Ok(view) = postcard::from_bytes::<NeedView>(&value) {
-                state.needs.insert(view.need, view);
-            }
-        }
-        let (changes, _) = broadcast::channel(1024);
-        Self {
-            state: Arc::new(RwLock::new(state)),
-            changes,
-        }
-    }
-
-    pub fn projection(&self) -> BoardProjection {
-        BoardProjection {
-            board: self.clone(),
-            dirty: BTreeSet::new(),
-        }
-    }
-}
-
-pub struct BoardProjection {
-    board: Board,
-    dirty: BTreeSet<NeedId>,
-}
-
-impl Projection for BoardProjection {
-    fn apply(&mut self, commit: &Recorded) {
-        let mut state = self.board.state.write().expect("board lock");
+    fn apply(&mut self, commit: &Recorded, out: &mut Changes<NeedView>) {
         for envelope in &commit.events {
             let Event::Need(event) = &envelope.event else { continue };
             let need = NeedId::from_uuid(envelope.aggregate.id);
             if let NeedEvent::Requested(request) = event {
-                state.needs.insert(
+                self.needs.insert(
                     need,
                     NeedView {
                         need,
@@ -82,17 +58,23 @@ impl Projection for BoardProjection {
                         kind: request.spec.kind,
                         status: NeedStatus::Requested,
                         placed_with: None,
+                        deadline: None,
+                        region: request.spec.constraints.origin.region.clone(),
                         position: commit.seq,
                     },
                 );
             }
-            let Some(view) = state.needs.get_mut(&need) else {
+            let Some(view) = self.needs.get_mut(&need) else {
                 continue;
             };
             view.position = commit.seq;
+            view.deadline = None;
             view.status = match event {
                 NeedEvent::Requested(_) => NeedStatus::Requested,
-                NeedEvent::Proposed(_) => NeedStatus::Proposed,
+                NeedEvent::Proposed(p) => {
+                    view.deadline = Some(p.deadline);
+                    NeedStatus::Proposed
+                }
                 NeedEvent::Accepted(p) => {
                     view.placed_with = Some(p.target);
                     NeedStatus::Accepted
@@ -103,19 +85,17 @@ impl Projection for BoardProjection {
                 NeedEvent::Cancelled { .. } => NeedStatus::Cancelled,
                 NeedEvent::Fulfilled => NeedStatus::Fulfilled,
             };
-            self.dirty.insert(need);
+            out.write(key(b'v', &need), view);
+            out.announce(view.clone());
         }
     }
 
-    fn persist(&mut self, batch: &mut sled::Batch) {
-        let state = self.board.state.read().expect("board lock");
-        for need in std::mem::take(&mut self.dirty) {
-            if let Some(view) = state.needs.get(&need) {
-                let mut key = vec![b'n'];
-                key.extend_from_slice(need.as_uuid().as_bytes());
-                batch.insert(key, postcard::to_stdvec(view).expect("views encode"));
-                let _ = self.board.changes.send(view.clone());
-            }
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable> {
+        if key.first() != Some(&b'v') {
+            return Err(Undecodable("an entry of no known kind".into()));
         }
+        let view: NeedView = postcard::from_bytes(value)?;
+        self.needs.insert(view.need, view);
+        Ok(())
     }
 }

@@ -4,15 +4,12 @@ use refer_domain::ids::{CorrelationId, HoldId, NeedId, OrgId, PlacementId, Provi
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, IdempotencyKey};
-use refer_eventstore::{EventStore, StreamSettings};
 use refer_proto::common::v1 as common;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Served};
-use refer_service::{ManualClock, Role, TokenBook};
-use refer_testkit::NatsServer;
-use std::sync::Arc;
+use refer_service::testing::{authed, Solo};
+use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -24,45 +21,19 @@ const PARTNER: &str = "token-officer-other-agency";
 const SHELTER: &str = "token-shelter";
 const AGENCY: OrgId = OrgId::from_u128(0x10);
 
-struct World {
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
-    store: EventStore,
-    _served: Served,
-    client: IntakeClient<Channel>,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
+type World = Solo<IntakeClient<Channel>>;
 
 async fn world() -> World {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let open = |name: &str| sled::open(dir.path().join(name)).unwrap();
-    let store = EventStore::open(nats.connect().await, StreamSettings::default(), open("test"))
-        .await
-        .unwrap();
-    let service_store = EventStore::open(nats.connect().await, StreamSettings::default(), open("svc"))
-        .await
-        .unwrap();
-    let tokens = TokenBook::from_tokens([
-        (OFFICER, Role::Intake, AGENCY, "ramos"),
-        (PARTNER, Role::Intake, OrgId::from_u128(0x11), "other agency"),
-        (SHELTER, Role::Provider, OrgId::from_u128(0x12), "shelter"),
-    ]);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let clock = Arc::new(ManualClock::new(NIGHT));
-    let (service, _task) = refer_intake::start(service_store, tokens, clock, stopped)
-        .await
-        .unwrap();
-    let served = Served::start(refer_intake::SERVICE_NAME, tonic::service::Routes::new(service)).await;
-    let client = IntakeClient::new(served.channel());
-    World {
-        _nats: nats,
-        _dir: dir,
-        store,
-        _served: served,
-        client,
-        _stop: stop,
-    }
+    Solo::start(
+        refer_intake::SERVICE,
+        [
+            (OFFICER, Role::Intake, AGENCY, "ramos"),
+            (PARTNER, Role::Intake, OrgId::from_u128(0x11), "other agency"),
+            (SHELTER, Role::Provider, OrgId::from_u128(0x12), "shelter"),
+        ],
+        IntakeClient::new,
+    )
+    .await
 }
 
 fn person(case: &str, needs: &[common::NeedKind]) -> pb::PersonRequest {

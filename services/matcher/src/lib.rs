@@ -14,11 +14,13 @@ use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreE
 use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
-use refer_service::{Role, SharedClock, TokenBook};
+use refer_service::runtime::{Context, ServiceSpec, Started};
+use refer_service::{caller, Role, SharedClock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -800,15 +802,24 @@ const DECISIONS_AT_ONCE: usize = 64;
 /// How often the workload gauges are refreshed.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
 
+/// Who may call: coalition admins.
+pub const ROLES: &[Role] = &[Role::Admin];
+
+/// How `main` and the tests start the matcher.
+pub const SERVICE: ServiceSpec = ServiceSpec {
+    name: "matcher",
+    grpc_name: SERVICE_NAME,
+    default_port: 50054,
+    start: |context| Box::pin(start(context)),
+};
+
 /// Starts the matcher: restores the projection, keeps it current, carries
 /// out decisions, and runs housekeeping (expiry) every `tick`.
-pub async fn start(
-    store: EventStore,
-    tokens: TokenBook,
-    clock: SharedClock,
-    mut shutdown: watch::Receiver<bool>,
-    tick: Duration,
-) -> anyhow::Result<(MatcherServer<MatcherService>, tokio::task::JoinHandle<()>)> {
+async fn start(context: Context) -> anyhow::Result<Started> {
+    let store = context.store.clone();
+    let clock = context.clock.clone();
+    let tick = context.config.tick;
+    let mut shutdown = context.shutdown.clone();
     let mut subscriber = Subscriber::open(&store, CONSUMER, None).await?;
     let core = Arc::new(Mutex::new(Core::restore(subscriber.tree())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
@@ -828,13 +839,12 @@ pub async fn start(
     let position = checkpoint.clone();
     let task = tokio::spawn(async move {
         while let Err(err) = subscriber.catch_up(&mut feed).await {
-            tracing::warn!(error = %err, "matcher catching up paused; retrying");
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
             if *shutdown.borrow() {
                 executing.abort();
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            refer_service::runtime::pause_after(&err, "matcher catching up").await;
         }
         feed.catching_up = false;
         core.lock().expect("core lock").resume(clock.now());
@@ -878,8 +888,7 @@ pub async fn start(
                 _ = shutdown.changed() => continue,
                 polled = subscriber.poll(&mut feed, 256, tick) => {
                     if let Err(err) = polled {
-                        tracing::warn!(error = %err, "matcher paused; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        refer_service::runtime::pause_after(&err, "matcher").await;
                     }
                 }
             }
@@ -887,19 +896,18 @@ pub async fn start(
         }
     });
     let service = MatcherService {
-        tokens,
         core: status_core,
         checkpoint,
     };
-    Ok((
-        MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES),
-        task,
-    ))
+    let server = MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
+    Ok(Started {
+        routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
+        tasks: vec![task],
+    })
 }
 
 #[derive(Clone)]
 pub struct MatcherService {
-    tokens: TokenBook,
     core: Arc<Mutex<Core>>,
     checkpoint: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -907,7 +915,7 @@ pub struct MatcherService {
 #[tonic::async_trait]
 impl Matcher for MatcherService {
     async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
-        self.tokens.authenticate(request.metadata())?.require(&[Role::Admin])?;
+        caller(&request)?;
         // Counters the planner keeps as it folds: the lock is held for a copy.
         let (providers, donations, tally) = {
             let core = self.core.lock().expect("core lock");
@@ -920,11 +928,15 @@ impl Matcher for MatcherService {
             .filter(|(status, _)| !status.is_final())
             .map(|(_, n)| *n)
             .sum();
+        let accepted_needs = tally.count(NeedStatus::Accepted);
         Ok(Response::new(pb::Status {
             checkpoint: self.checkpoint.load(std::sync::atomic::Ordering::Relaxed),
             providers: providers as u32,
             donations: donations as u32,
+            #[allow(deprecated)]
             open_needs,
+            unplaced_needs: open_needs - accepted_needs,
+            accepted_needs,
             pending_referrals: tally.count(NeedStatus::Proposed),
             waitlist: tally
                 .waitlist

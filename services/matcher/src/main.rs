@@ -4,14 +4,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    refer_service::runtime::run(
-        "matcher",
-        refer_matcher::SERVICE_NAME,
-        50054,
-        |store, tokens, clock, stop, config| async move {
-            let (service, task) = refer_matcher::start(store, tokens, clock, stop, config.tick).await?;
-            Ok((tonic::service::Routes::new(service), task))
-        },
-    )
-    .await
+    refer_service::runtime::run(refer_matcher::SERVICE).await
 }

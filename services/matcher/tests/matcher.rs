@@ -10,63 +10,19 @@ use refer_domain::profile::AgeBand;
 use refer_domain::provider::{Provider, ProviderCommand, ProviderProfile};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, Event, IdempotencyKey};
-use refer_eventstore::{EventStore, StreamSettings};
 use refer_matching::planner::Decision;
-use refer_service::{ManualClock, TokenBook};
-use refer_testkit::NatsServer;
+use refer_service::testing::Solo;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 const BED: ServiceKind = ServiceKind::ShelterBed;
 
-struct World {
-    nats: NatsServer,
-    _dir: tempfile::TempDir,
-    store: EventStore,
-    clock: ManualClock,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+type World = Solo<()>;
 
 async fn world() -> World {
-    let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        nats.connect().await,
-        StreamSettings::default(),
-        sled::open(dir.path().join("t")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let matcher_store = EventStore::open(
-        nats.connect().await,
-        StreamSettings::default(),
-        sled::open(dir.path().join("m")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let clock = ManualClock::new(NIGHT);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (_, task) = refer_matcher::start(
-        matcher_store,
-        TokenBook::default(),
-        Arc::new(clock.clone()),
-        stopped,
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap();
-    World {
-        nats,
-        _dir: dir,
-        store,
-        clock,
-        stop,
-        task: Some(task),
-    }
+    Solo::start(refer_matcher::SERVICE, [], |_| ()).await
 }
 
 fn meta(key: String) -> CommandMeta {
@@ -144,7 +100,7 @@ async fn proposed_to(w: &World, id: NeedId) -> Option<Target> {
 
 #[tokio::test]
 async fn the_closed_loop_runs_by_itself() {
-    let w = world().await;
+    let mut w = world().await;
     // Near and far adult shelters; a juvenile shelter further away.
     let near = provider(&w, shelter_at(33.80, -118.20), 1).await;
     let far = provider(&w, shelter_at(34.05, -118.24), 1).await;
@@ -272,7 +228,7 @@ async fn the_closed_loop_runs_by_itself() {
     // Every decision the matcher wrote is what a replay of the stream decides,
     // need by need (decisions about different needs are carried out
     // together, so they may land in any order between them).
-    let _ = w.stop.send(true);
+    w.app.stop().await;
     let last = w.store.last_sequence().await.unwrap();
     let commits = w.store.read_all(0, last).await.unwrap();
     let mut replayed: BTreeMap<NeedId, Vec<Option<Target>>> = BTreeMap::new();
@@ -400,30 +356,13 @@ async fn a_restarted_matcher_resumes_from_its_checkpoint() {
     let first = need(&w, false).await;
     eventually("proposed", || async { proposed_to(&w, first).await.is_some() }).await;
     // Stop the matcher; needs arrive while it is away.
-    let _ = w.stop.send(true);
-    w.task.take().unwrap().await.unwrap();
+    w.app.stop().await;
     let mut waiting = Vec::new();
     for _ in 0..4 {
         waiting.push(need(&w, false).await);
     }
     // A new matcher process on the same sled directory picks up where it left off.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let matcher_store = EventStore::open(
-        w.nats.connect().await,
-        StreamSettings::default(),
-        sled::open(w._dir.path().join("m")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let (_, _task) = refer_matcher::start(
-        matcher_store,
-        TokenBook::default(),
-        Arc::new(w.clock.clone()),
-        stopped,
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap();
+    w.app.restart().await;
     for n in &waiting {
         eventually("the waiting needs are proposed", || async {
             proposed_to(&w, *n).await.is_some()
@@ -433,5 +372,4 @@ async fn a_restarted_matcher_resumes_from_its_checkpoint() {
     let p = w.store.load::<Provider>(shelter.as_uuid()).await.unwrap().state;
     assert_eq!(p.units(BED).held, 5, "one hold per need, none doubled");
     assert_eq!(need_state(&w, first).await.proposals_made, 1);
-    let _ = stop.send(true);
 }

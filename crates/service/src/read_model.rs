@@ -1,0 +1,260 @@
+//! The one shape of a service's read model: state folded from the stream,
+//! kept in sled beside the consumer's checkpoint, and a broadcast of each
+//! change with its stream position for the watch RPCs.
+//!
+//! A model says how one commit changes it ([`Model::apply`], writing what
+//! changed through [`Changes`]) and how one stored entry is read back
+//! ([`Model::restore`]). Everything else lives here once: the lock, the
+//! persistence in the checkpoint's batch, announcing changes in position
+//! order only after they are in that batch, and what happens to an entry
+//! that cannot be decoded: it is logged and counted, and the model is
+//! rebuilt from the stream instead of starting with a hole.
+
+use crate::watch::{announce, follow, Positioned, WatchStream};
+use refer_eventstore::{EventStore, Projection, Recorded, StoreError, Subscriber};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
+
+/// An entry read back from sled that the model could not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode a stored entry: {0}")]
+pub struct Undecodable(pub String);
+
+impl From<postcard::Error> for Undecodable {
+    fn from(err: postcard::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// A read model's state and its rules.
+pub trait Model: Default + Send + Sync + 'static {
+    /// What a watcher hears: one item's new state at a position.
+    type Change: Positioned + Clone + Send + Sync + 'static;
+    /// Applies one commit (in stream order), recording what changed.
+    fn apply(&mut self, commit: &Recorded, changes: &mut Changes<Self::Change>);
+    /// Reads back one entry this model wrote.
+    fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable>;
+}
+
+/// What one batch of commits changed: sled writes (the last write of a key
+/// wins) and the changes to announce, in position order.
+pub struct Changes<C> {
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    announced: Vec<C>,
+}
+
+impl<C: Positioned> Changes<C> {
+    /// Stores `value` under `key` with the checkpoint.
+    pub fn write(&mut self, key: Vec<u8>, value: &impl Serialize) {
+        let bytes = postcard::to_stdvec(value).expect("read-model entries encode");
+        self.writes.insert(key, bytes);
+    }
+
+    /// Tells watchers of `change` once the batch is stored.
+    pub fn announce(&mut self, change: C) {
+        announce(&mut self.announced, change);
+    }
+}
+
+/// A sled key: a one-byte tag, then the postcard of `id`.
+pub fn key(tag: u8, id: &impl Serialize) -> Vec<u8> {
+    let mut k = vec![tag];
+    k.extend(postcard::to_stdvec(id).expect("ids encode"));
+    k
+}
+
+/// Shared between the projection task (the writer) and the handlers.
+pub struct ReadModel<M: Model> {
+    state: Arc<RwLock<M>>,
+    changes: broadcast::Sender<M::Change>,
+}
+
+impl<M: Model> Clone for ReadModel<M> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+}
+
+impl<M: Model> ReadModel<M> {
+    /// Opens the durable consumer `name` and restores the model from its
+    /// tree. If any entry cannot be decoded (a model changed its format, a
+    /// damaged file), the tree and checkpoint are cleared and the consumer
+    /// starts again from the stream's beginning: the model is rebuilt.
+    pub async fn open(
+        store: &EventStore,
+        name: &str,
+        filter: Option<String>,
+    ) -> Result<(Self, Subscriber), StoreError> {
+        let subscriber = Subscriber::open(store, name, filter.clone()).await?;
+        let (model, undecodable) = Self::restore(name, subscriber.tree());
+        if undecodable == 0 {
+            return Ok((model, subscriber));
+        }
+        tracing::error!(
+            model = name,
+            undecodable,
+            "read model has entries it cannot decode; rebuilding it from the stream"
+        );
+        subscriber.tree().clear()?;
+        subscriber.tree().flush_async().await?;
+        drop(subscriber);
+        let subscriber = Subscriber::open(store, name, filter).await?;
+        Ok((Self::new(M::default()), subscriber))
+    }
+
+    /// The model stored in `tree`, and how many entries could not be
+    /// decoded (each logged by key, and counted in
+    /// `refer_read_model_undecodable_total`).
+    pub fn restore(name: &str, tree: &sled::Tree) -> (Self, usize) {
+        let mut model = M::default();
+        let mut undecodable = 0;
+        for entry in tree.iter() {
+            let outcome = match &entry {
+                Ok((key, _)) if key.first() == Some(&0) => continue, // the subscriber's own keys
+                Ok((key, value)) => model.restore(key, value).map_err(|e| (hex::encode(key), e.0)),
+                Err(err) => Err((String::new(), err.to_string())),
+            };
+            if let Err((key, reason)) = outcome {
+                undecodable += 1;
+                tracing::warn!(model = name, key, reason, "read-model entry not decoded");
+                refer_metrics::count(
+                    "refer_read_model_undecodable_total",
+                    "Stored read-model entries that could not be decoded (the model is then rebuilt).",
+                    &[("model", name)],
+                    1.0,
+                );
+            }
+        }
+        (Self::new(model), undecodable)
+    }
+
+    fn new(model: M) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            state: Arc::new(RwLock::new(model)),
+            changes,
+        }
+    }
+
+    /// Reads the current state.
+    pub fn read(&self) -> RwLockReadGuard<'_, M> {
+        self.state.read().expect("read-model lock")
+    }
+
+    /// The projection that keeps this model current (for the subscriber).
+    pub fn projection(&self) -> Feed<M> {
+        Feed {
+            model: self.clone(),
+            changes: Changes {
+                writes: BTreeMap::new(),
+                announced: Vec::new(),
+            },
+        }
+    }
+
+    /// A watch: the changes `current` lists after `after` (latest state of
+    /// each item, oldest first), then every live change `wanted` keeps, in
+    /// position order (see [`follow`]).
+    pub fn watch<V: Send + 'static>(
+        &self,
+        after: u64,
+        current: impl Fn(&M, u64) -> Vec<M::Change> + Send + 'static,
+        wanted: impl Fn(&M::Change) -> bool + Send + 'static,
+        view: impl Fn(&M::Change) -> V + Send + 'static,
+    ) -> WatchStream<V> {
+        let model = self.clone();
+        follow(
+            self.changes.subscribe(),
+            after,
+            move |after| current(&model.read(), after),
+            wanted,
+            view,
+        )
+    }
+}
+
+/// Feeds a [`ReadModel`] from its subscriber.
+pub struct Feed<M: Model> {
+    model: ReadModel<M>,
+    changes: Changes<M::Change>,
+}
+
+impl<M: Model> Projection for Feed<M> {
+    fn apply(&mut self, commit: &Recorded) {
+        let mut state = self.model.state.write().expect("read-model lock");
+        state.apply(commit, &mut self.changes);
+    }
+
+    fn persist(&mut self, batch: &mut sled::Batch) {
+        for (key, value) in std::mem::take(&mut self.changes.writes) {
+            batch.insert(key, value);
+        }
+        // Watchers hear of a change once it is in the batch written with the
+        // checkpoint; a replay after a crash may repeat it (same position).
+        for change in self.changes.announced.drain(..) {
+            let _ = self.model.changes.send(change);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Counts(BTreeMap<u8, u64>);
+
+    #[derive(Clone)]
+    struct Counted(u8, u64);
+
+    impl Positioned for Counted {
+        type Key = u8;
+        fn key(&self) -> u8 {
+            self.0
+        }
+        fn position(&self) -> u64 {
+            self.1
+        }
+    }
+
+    impl Model for Counts {
+        type Change = Counted;
+        fn apply(&mut self, commit: &Recorded, changes: &mut Changes<Counted>) {
+            let item = (commit.seq % 3) as u8;
+            *self.0.entry(item).or_default() += 1;
+            changes.write(key(b'c', &item), &self.0[&item]);
+            changes.announce(Counted(item, commit.seq));
+        }
+        fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable> {
+            let item: u8 = postcard::from_bytes(&key[1..])?;
+            self.0.insert(item, postcard::from_bytes(value)?);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_model_persists_and_restores_and_counts_what_it_cannot_decode() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("m").unwrap();
+        let (model, _) = ReadModel::<Counts>::restore("m", &tree);
+        let mut feed = model.projection();
+        for seq in 1..=7 {
+            feed.apply(&Recorded { seq, events: vec![] });
+        }
+        let mut batch = sled::Batch::default();
+        feed.persist(&mut batch);
+        tree.apply_batch(batch).unwrap();
+        let (restored, undecodable) = ReadModel::<Counts>::restore("m", &tree);
+        assert_eq!((restored.read().0.clone(), undecodable), (model.read().0.clone(), 0));
+        // A damaged entry is counted, not skipped in silence.
+        tree.insert(key(b'c', &9u8), vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+            .unwrap();
+        let (_, undecodable) = ReadModel::<Counts>::restore("m", &tree);
+        assert_eq!(undecodable, 1);
+    }
+}

@@ -1,0 +1,191 @@
+//! Sites and their capacity: register, read, list, set, adjust, suspend, resume.
+
+use crate::views::{profile, provider_view};
+use crate::CapacityService;
+use refer_domain::ids::ProviderId;
+use refer_domain::provider::{Provider, ProviderCommand, MAX_UNITS};
+use refer_proto::capacity::v1 as pb;
+use refer_service::convert::{self as cv, id};
+use refer_service::{caller, invalid, page, store_status, Principal};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+impl CapacityService {
+    /// Loads a site the caller may act for: NOT_FOUND if unknown or run by
+    /// another organisation, in the same words.
+    pub(crate) async fn owned(&self, who: &Principal, provider: &str) -> Result<(Uuid, Provider, u64), Status> {
+        let id = id(provider, "provider_id")?;
+        let loaded = self.store.load::<Provider>(id).await.map_err(store_status)?;
+        who.sees(loaded.state.profile.as_ref().map(|p| p.org), "provider")?;
+        Ok((id, loaded.state, loaded.version))
+    }
+
+    /// Runs `command` on one of the caller's sites.
+    async fn execute<T: prost::Message>(
+        &self,
+        request: &Request<T>,
+        provider: &str,
+        key: &str,
+        command: ProviderCommand,
+        expected: Option<u64>,
+    ) -> Result<Response<pb::Provider>, Status> {
+        let who = caller(request)?;
+        let key = cv::idempotency_key(key)?;
+        let (id, _, _) = self.owned(&who, provider).await?;
+        self.keys.bind(&who, &key, request.get_ref())?;
+        let done = self
+            .store
+            .execute::<Provider>(id, &command, &self.meta(request, key), expected)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(provider_view(id, &done.state, done.version)))
+    }
+}
+
+pub async fn register(
+    service: &CapacityService,
+    request: Request<pb::RegisterProviderRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let who = caller(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let provider = id(&r.provider_id, "provider_id")?;
+    let profile = profile(&who, r.spec.as_ref())?;
+    service.keys.bind(&who, &key, r)?;
+    let done = service
+        .store
+        .execute::<Provider>(
+            provider,
+            &ProviderCommand::Register(Box::new(profile)),
+            &service.meta(&request, key),
+            None,
+        )
+        .await
+        .map_err(store_status)?;
+    // A retried registration answers with the stored site: still only to its owner.
+    match &done.state.profile {
+        Some(p) if who.acts_for(p.org) => Ok(Response::new(provider_view(provider, &done.state, done.version))),
+        _ => Err(Status::already_exists("provider_id is taken")),
+    }
+}
+
+pub async fn get(
+    service: &CapacityService,
+    request: Request<pb::GetProviderRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let who = caller(&request)?;
+    let (id, state, version) = service.owned(&who, &request.get_ref().provider_id).await?;
+    Ok(Response::new(provider_view(id, &state, version)))
+}
+
+pub async fn list(
+    service: &CapacityService,
+    request: Request<pb::ListProvidersRequest>,
+) -> Result<Response<pb::ListProvidersResponse>, Status> {
+    let who = caller(&request)?;
+    let r = request.get_ref();
+    let size = page::size(r.page_size)?;
+    let after: Option<ProviderId> = page::after(&r.page_token)?;
+    let ids: Vec<ProviderId> = {
+        let board = service.board.read();
+        let mut ids: Vec<ProviderId> = board
+            .orgs
+            .iter()
+            .filter(|(org, _)| who.acts_for(**org))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .filter(|p| after.is_none_or(|a| *p > a))
+            .collect();
+        ids.sort();
+        ids.truncate(size + 1);
+        ids
+    };
+    let (ids, next_page_token) = page::cut(ids, size, |p| *p);
+    let mut providers = Vec::new();
+    for p in ids {
+        let loaded = service
+            .store
+            .load::<Provider>(p.as_uuid())
+            .await
+            .map_err(store_status)?;
+        providers.push(provider_view(p.as_uuid(), &loaded.state, loaded.version));
+    }
+    Ok(Response::new(pb::ListProvidersResponse {
+        providers,
+        next_page_token,
+    }))
+}
+
+pub async fn set(
+    service: &CapacityService,
+    request: Request<pb::SetCapacityRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let r = request.get_ref();
+    if r.declared > MAX_UNITS {
+        return Err(invalid("declared", format!("must be at most {MAX_UNITS}")));
+    }
+    let command = ProviderCommand::SetCapacity {
+        service: cv::service_kind(r.service, "service")?,
+        declared: r.declared,
+    };
+    service
+        .execute(
+            &request,
+            &r.provider_id,
+            &r.idempotency_key,
+            command,
+            r.expected_version,
+        )
+        .await
+}
+
+pub async fn adjust(
+    service: &CapacityService,
+    request: Request<pb::AdjustCapacityRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let r = request.get_ref();
+    if r.delta == 0 || r.delta.unsigned_abs() > MAX_UNITS {
+        return Err(invalid(
+            "delta",
+            format!("must be non-zero and at most {MAX_UNITS} either way"),
+        ));
+    }
+    let command = ProviderCommand::AdjustCapacity {
+        service: cv::service_kind(r.service, "service")?,
+        delta: r.delta,
+    };
+    service
+        .execute(&request, &r.provider_id, &r.idempotency_key, command, None)
+        .await
+}
+
+pub async fn suspend(
+    service: &CapacityService,
+    request: Request<pb::SuspendProviderRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let r = request.get_ref();
+    service
+        .execute(
+            &request,
+            &r.provider_id,
+            &r.idempotency_key,
+            ProviderCommand::Suspend,
+            None,
+        )
+        .await
+}
+
+pub async fn resume(
+    service: &CapacityService,
+    request: Request<pb::ResumeProviderRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let r = request.get_ref();
+    service
+        .execute(
+            &request,
+            &r.provider_id,
+            &r.idempotency_key,
+            ProviderCommand::Resume,
+            None,
+        )
+        .await
+}

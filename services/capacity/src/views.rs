@@ -1,0 +1,91 @@
+//! What the capacity service shows on the wire, and the enums it reads.
+
+use crate::board::{Referral, ReferralStatus};
+use refer_domain::need::DeclineReason;
+use refer_domain::provider::{Provider, ProviderProfile};
+use refer_proto::capacity::v1 as pb;
+use refer_service::convert::{self as cv, id, id_pb};
+use refer_service::{invalid, Principal, Role};
+use tonic::Status;
+use uuid::Uuid;
+
+refer_service::enum_map!(decline_reason, decline_reason_pb, pb::DeclineReason, DeclineReason, {
+    NoCapacity <=> NoCapacity, NotEligible <=> NotEligible, SafetyConcern <=> SafetyConcern, Other <=> Other,
+});
+refer_service::enum_map!(referral_status, referral_status_pb, pb::ReferralStatus, ReferralStatus, {
+    Pending <=> Pending, Accepted <=> Accepted, Declined <=> Declined, Expired <=> Expired,
+    Cancelled <=> Cancelled,
+} shown as { Offered => Pending });
+
+pub fn provider_view(id: Uuid, state: &Provider, version: u64) -> pb::Provider {
+    let profile = state.profile.as_ref();
+    pb::Provider {
+        provider_id: id_pb(id),
+        version,
+        spec: profile.map(|p| pb::ProviderSpec {
+            org_id: id_pb(p.org.as_uuid()),
+            name: p.name.clone(),
+            services: p.services.iter().map(|s| cv::service_kind_pb(*s)).collect(),
+            eligibility: Some(cv::eligibility_pb(&p.eligibility)),
+            location: Some(cv::location_pb(&p.location)),
+            hours: Some(cv::hours_pb(&p.hours)),
+        }),
+        suspended: state.suspended,
+        capacity: profile
+            .into_iter()
+            .flat_map(|p| p.services.iter())
+            .map(|service| {
+                let units = state.units(*service);
+                pb::ServiceCapacity {
+                    service: cv::service_kind_pb(*service),
+                    declared: units.declared,
+                    held: units.held,
+                    free: units.free(),
+                    placed: units.placed,
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn referral_view(r: &Referral) -> pb::Referral {
+    let summary = r.summary.as_ref();
+    pb::Referral {
+        referral_id: id_pb(r.hold.as_uuid()),
+        provider_id: id_pb(r.provider.as_uuid()),
+        service: cv::service_kind_pb(r.service),
+        units: r.units,
+        party_size: summary.map_or(0, |s| u32::from(s.party_size)),
+        age_band: summary.map_or(0, |s| cv::age_band_pb(s.age_band)),
+        languages: summary.map_or_else(Vec::new, |s| {
+            s.languages.iter().map(|l| l.as_str().to_owned()).collect()
+        }),
+        accessibility: summary.map_or_else(Vec::new, |s| {
+            s.accessibility.iter().map(|a| cv::accessibility_pb(*a)).collect()
+        }),
+        urgency: summary.map_or(0, |s| cv::urgency_pb(s.urgency)),
+        deadline_ms: r.deadline.millis(),
+        status: referral_status_pb(r.status),
+        position: r.position,
+    }
+}
+
+/// A site's registration from the wire, for the caller's organisation
+/// (an admin names it).
+pub fn profile(who: &Principal, spec: Option<&pb::ProviderSpec>) -> Result<ProviderProfile, Status> {
+    let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
+    let org = match who.role {
+        Role::Admin => refer_domain::ids::OrgId::from_uuid(id(&spec.org_id, "spec.org_id")?),
+        _ => who.org,
+    };
+    let profile = ProviderProfile {
+        org,
+        name: spec.name.clone(),
+        services: cv::set_of(&spec.services, "spec.services", cv::service_kind)?,
+        eligibility: cv::eligibility(spec.eligibility.as_ref(), "spec.eligibility")?,
+        location: cv::location(spec.location.as_ref(), "spec.location")?,
+        hours: cv::hours(spec.hours.as_ref(), "spec.hours")?,
+    };
+    profile.validate().map_err(|e| cv::domain_invalid("spec", e))?;
+    Ok(profile)
+}

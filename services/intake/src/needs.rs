@@ -1,0 +1,64 @@
+//! One need of the agency's: cancel it, or mark it fulfilled.
+
+use crate::board::NeedView;
+use crate::views::update_pb;
+use crate::IntakeService;
+use refer_domain::ids::NeedId;
+use refer_domain::need::{Need, NeedCommand, NeedStatus};
+use refer_proto::intake::v1 as pb;
+use refer_service::convert::{self as cv, id};
+use refer_service::{caller, store_status};
+use tonic::{Request, Response, Status};
+
+pub async fn cancel(
+    service: &IntakeService,
+    request: Request<pb::CancelNeedRequest>,
+) -> Result<Response<pb::NeedUpdate>, Status> {
+    let r = request.get_ref();
+    let update = command(service, &request, &r.need_id, &r.idempotency_key, NeedCommand::Cancel).await?;
+    Ok(Response::new(update))
+}
+
+pub async fn fulfil(
+    service: &IntakeService,
+    request: Request<pb::FulfilNeedRequest>,
+) -> Result<Response<pb::NeedUpdate>, Status> {
+    let r = request.get_ref();
+    let update = command(service, &request, &r.need_id, &r.idempotency_key, NeedCommand::Fulfil).await?;
+    Ok(Response::new(update))
+}
+
+/// Runs a command on one of the caller agency's needs.
+async fn command<T: prost::Message>(
+    service: &IntakeService,
+    request: &Request<T>,
+    need: &str,
+    key: &str,
+    command: NeedCommand,
+) -> Result<pb::NeedUpdate, Status> {
+    let who = caller(request)?;
+    let key = cv::idempotency_key(key)?;
+    let need = id(need, "need_id")?;
+    let loaded = service.store.load::<Need>(need).await.map_err(store_status)?;
+    // Another agency's need answers as an unknown one does.
+    who.sees(loaded.state.request.as_ref().map(|r| r.agency), "need")?;
+    service.keys.bind(&who, &key, request.get_ref())?;
+    let meta = service.meta(request, key);
+    let done = service
+        .store
+        .execute::<Need>(need, &command, &meta, None)
+        .await
+        .map_err(store_status)?;
+    let request = done.state.request.as_ref().expect("a requested need");
+    let accepted = done.state.status == NeedStatus::Accepted;
+    Ok(update_pb(&NeedView {
+        need: NeedId::from_uuid(need),
+        placement: request.placement,
+        kind: request.spec.kind,
+        status: done.state.status,
+        placed_with: accepted.then_some(done.state.proposal).flatten().map(|p| p.target),
+        deadline: None,
+        region: request.spec.constraints.origin.region.clone(),
+        position: done.version,
+    }))
+}

@@ -1,0 +1,100 @@
+//! What the intake service shows on the wire, and what it reads from it.
+
+use crate::board::NeedView;
+use crate::records::PlacementRecord;
+use crate::MAX_CASE_REFERENCE;
+use refer_domain::ids::{NeedId, PlacementId};
+use refer_domain::kinds::NeedKind;
+use refer_domain::need::NeedStatus;
+use refer_domain::request::{Cohesion, PlacementRequest, MAX_NEEDS_PER_PERSON};
+use refer_proto::intake::v1 as pb;
+use refer_service::convert::{self as cv, id_pb};
+use refer_service::invalid;
+use tonic::Status;
+use uuid::Uuid;
+
+refer_service::enum_map!(need_status, need_status_pb, pb::NeedStatus, NeedStatus, {
+    Requested <=> Requested, Proposed <=> Proposed, Accepted <=> Accepted, Declined <=> Declined,
+    Expired <=> Expired, Waitlisted <=> Waitlisted, Cancelled <=> Cancelled, Fulfilled <=> Fulfilled,
+} shown as { New => Requested });
+refer_service::enum_map!(cohesion, cohesion_pb, pb::Cohesion, Cohesion, {
+    Unspecified <=> NoPreference, KeepTogether <=> KeepTogether, KeepApart <=> KeepApart,
+});
+
+pub fn update_pb(view: &NeedView) -> pb::NeedUpdate {
+    let waiting = view.status == NeedStatus::Waitlisted;
+    pb::NeedUpdate {
+        placement_id: id_pb(view.placement.as_uuid()),
+        need_id: id_pb(view.need.as_uuid()),
+        kind: cv::need_kind_pb(view.kind),
+        status: need_status_pb(view.status),
+        placed_with: view.placed_with.as_ref().map(cv::target_pb),
+        position: view.position,
+        deadline_ms: view.deadline.map_or(0, |t| t.millis()),
+        waiting_for: waiting.then(|| pb::WaitingFor {
+            service: view.kind.provider_service().map_or(0, cv::service_kind_pb),
+            resources: view.kind.resources().map(cv::resource_kind_pb).collect(),
+            region: view.region.as_str().to_owned(),
+        }),
+    }
+}
+
+/// A placement with each need's latest status (a need the board has not
+/// seen yet shows as requested).
+pub fn placement_pb(record: &PlacementRecord, needs: &std::collections::BTreeMap<NeedId, NeedView>) -> pb::Placement {
+    pb::Placement {
+        placement_id: id_pb(record.placement.as_uuid()),
+        case_reference: record.case_reference.clone(),
+        group_id: record.group.map(|g| id_pb(g.as_uuid())).unwrap_or_default(),
+        needs: record
+            .needs
+            .iter()
+            .map(|(need, kind)| match needs.get(need) {
+                Some(view) => update_pb(view),
+                None => pb::NeedUpdate {
+                    placement_id: id_pb(record.placement.as_uuid()),
+                    need_id: id_pb(need.as_uuid()),
+                    kind: cv::need_kind_pb(*kind),
+                    status: need_status_pb(NeedStatus::Requested),
+                    ..Default::default()
+                },
+            })
+            .collect(),
+        requested_at_ms: record.requested_at.millis(),
+    }
+}
+
+/// A validated person from the wire, before ids are chosen.
+pub struct Person {
+    pub case_reference: String,
+    pub request: PlacementRequest,
+}
+
+pub fn person(p: Option<&pb::PersonRequest>, field: &str) -> Result<Person, Status> {
+    let p = p.ok_or_else(|| invalid(field, "is required"))?;
+    if p.case_reference.chars().count() > MAX_CASE_REFERENCE || p.case_reference.chars().any(char::is_control) {
+        return Err(invalid(
+            &format!("{field}.case_reference"),
+            format!("must be at most {MAX_CASE_REFERENCE} printable characters"),
+        ));
+    }
+    let needs_field = format!("{field}.needs");
+    cv::at_most(p.needs.len(), MAX_NEEDS_PER_PERSON, &needs_field)?;
+    let needs = p
+        .needs
+        .iter()
+        .map(|k| Ok((NeedId::from_uuid(Uuid::new_v4()), cv::need_kind(*k, &needs_field)?)))
+        .collect::<Result<Vec<(NeedId, NeedKind)>, Status>>()?;
+    let request = PlacementRequest {
+        placement: PlacementId::from_uuid(Uuid::new_v4()),
+        profile: cv::profile(p.profile.as_ref(), &format!("{field}.profile"))?,
+        constraints: cv::constraints(p.constraints.as_ref(), &format!("{field}.constraints"))?,
+        urgency: cv::urgency(p.urgency, &format!("{field}.urgency"))?,
+        needs,
+    };
+    request.validate(field).map_err(|e| cv::domain_invalid("", e))?;
+    Ok(Person {
+        case_reference: p.case_reference.clone(),
+        request,
+    })
+}
