@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Bad bytes in a request answer INVALID_ARGUMENT (see src/codec.rs).
+        .codec_path("crate::codec::ReferCodec")
         .file_descriptor_set_path(out.join("refer_descriptor.bin"))
         .compile_protos(&files, &[root])?;
     Ok(())

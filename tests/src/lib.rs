@@ -7,12 +7,15 @@
 use refer_domain::ids::OrgId;
 use refer_domain::sample::NIGHT;
 use refer_eventstore::EventStore;
+use refer_proto::capacity::v1 as cap;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_proto::intake::v1::intake_client::IntakeClient;
+use refer_service::testing::authed;
 use refer_service::testing::{TestApp, TestSetup};
 use refer_service::{ManualClock, Role};
 use refer_testkit::NatsServer;
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 pub const ADMIN: &str = "admin-token";
@@ -99,4 +102,32 @@ impl Coalition {
     pub fn urls(&self) -> [String; 4] {
         [0, 1, 2, 3].map(|i| self.apps[i].url())
     }
+}
+
+/// Provider `i` accepts every referral `site` gets, as it comes (until the
+/// test ends).
+pub fn accept_every_referral(c: &Coalition, i: usize, site: String) {
+    let mut client = c.capacity.clone();
+    let token = provider_token(i);
+    tokio::spawn(async move {
+        let watch = cap::WatchReferralsRequest {
+            provider_id: site.clone(),
+            after_position: 0,
+        };
+        let mut referrals = client
+            .watch_referrals(authed(&token, watch))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(Ok(referral)) = referrals.next().await {
+            if referral.status == cap::ReferralStatus::Pending as i32 {
+                let accept = cap::AcceptReferralRequest {
+                    idempotency_key: format!("accept-{}", referral.referral_id),
+                    provider_id: site.clone(),
+                    referral_id: referral.referral_id,
+                };
+                let _ = client.accept_referral(authed(&token, accept)).await;
+            }
+        }
+    });
 }

@@ -14,7 +14,6 @@ use refer_service::testing::authed;
 use refer_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use tokio_stream::StreamExt;
 use uuid::Uuid;
 
 const LA: &str = "US-06-037";
@@ -67,28 +66,7 @@ async fn accepting_site(c: &Coalition, i: usize, lat: f64, beds: u32) -> String 
         expected_version: None,
     };
     client.set_capacity(authed(&token, set)).await.unwrap();
-    let provider = id.clone();
-    tokio::spawn(async move {
-        let watch = cap::WatchReferralsRequest {
-            provider_id: provider.clone(),
-            after_position: 0,
-        };
-        let mut referrals = client
-            .watch_referrals(authed(&token, watch))
-            .await
-            .unwrap()
-            .into_inner();
-        while let Some(Ok(referral)) = referrals.next().await {
-            if referral.status == cap::ReferralStatus::Pending as i32 {
-                let accept = cap::AcceptReferralRequest {
-                    idempotency_key: format!("accept-{}", referral.referral_id),
-                    provider_id: provider.clone(),
-                    referral_id: referral.referral_id,
-                };
-                let _ = client.accept_referral(authed(&token, accept)).await;
-            }
-        }
-    });
+    accept_every_referral(c, i, id.clone());
     id
 }
 

@@ -16,7 +16,12 @@ async fn only_admins_read_the_matcher_status() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        (status.providers, status.unplaced_needs, status.accepted_needs, status.pending_referrals),
+        (
+            status.providers,
+            status.unplaced_needs,
+            status.accepted_needs,
+            status.pending_referrals
+        ),
         (0, 0, 0, 0)
     );
     assert_eq!(

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::all)]
 
+pub mod codec;
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("refer.common.v1");

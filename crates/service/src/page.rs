@@ -21,6 +21,25 @@ pub fn size(value: u32) -> Result<usize, Status> {
     }
 }
 
+/// The ids of the organisations `who` may act for, after `after`, in id
+/// order: at most `size + 1` (for [`cut`]).
+pub fn owned_ids<I: Ord + Copy>(
+    by_org: &std::collections::BTreeMap<refer_domain::ids::OrgId, std::collections::BTreeSet<I>>,
+    who: &crate::Principal,
+    after: Option<I>,
+    size: usize,
+) -> Vec<I> {
+    let mut ids: Vec<I> = by_org
+        .iter()
+        .filter(|(org, _)| who.acts_for(**org))
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .filter(|id| after.is_none_or(|a| *id > a))
+        .collect();
+    ids.sort();
+    ids.truncate(size + 1);
+    ids
+}
+
 /// The key after which a page starts: `None` for the first page.
 pub fn after<K: DeserializeOwned>(token: &str) -> Result<Option<K>, Status> {
     if token.is_empty() {

@@ -67,7 +67,7 @@ where
         let response = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
-                let response = response.await;
+                let response = response.await.map(oversized_is_resource_exhausted);
                 // Errors travel as a trailers-only response with `grpc-status` in
                 // the headers; a success sets it in the trailers, so absent means 0.
                 let code = match &response {
@@ -96,6 +96,27 @@ where
             .instrument(span),
         )
     }
+}
+
+/// tonic refuses a request over the size cap with OUT_OF_RANGE before any
+/// handler runs; gRPC's code for it, and the one Refer documents, is
+/// RESOURCE_EXHAUSTED. (No Refer handler answers OUT_OF_RANGE.)
+fn oversized_is_resource_exhausted<R>(mut response: http::Response<R>) -> http::Response<R> {
+    let headers = response.headers_mut();
+    let oversized = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+    if oversized {
+        let message = format!("the request is larger than the {MAX_REQUEST_BYTES} bytes accepted");
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_str(&message.replace(' ', "%20")).expect("ascii"),
+        );
+    }
+    response
 }
 
 /// A server builder with a correlation id, a tracing span and metrics per RPC, and sane limits.

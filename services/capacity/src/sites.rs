@@ -86,19 +86,7 @@ pub async fn list(
     let r = request.get_ref();
     let size = page::size(r.page_size)?;
     let after: Option<ProviderId> = page::after(&r.page_token)?;
-    let ids: Vec<ProviderId> = {
-        let board = service.board.read();
-        let mut ids: Vec<ProviderId> = board
-            .orgs
-            .iter()
-            .filter(|(org, _)| who.acts_for(**org))
-            .flat_map(|(_, ids)| ids.iter().copied())
-            .filter(|p| after.is_none_or(|a| *p > a))
-            .collect();
-        ids.sort();
-        ids.truncate(size + 1);
-        ids
-    };
+    let ids = page::owned_ids(&service.board.read().orgs, &who, after, size);
     let (ids, next_page_token) = page::cut(ids, size, |p| *p);
     let mut providers = Vec::new();
     for p in ids {

@@ -149,16 +149,10 @@ impl Donations for DonationsService {
         let after: Option<DonationId> = page::after(&r.page_token)?;
         let entries: Vec<Entry> = {
             let board = self.board.read();
-            let mut ids: Vec<DonationId> = board
-                .orgs
+            page::owned_ids(&board.orgs, &who, after, size)
                 .iter()
-                .filter(|(org, _)| who.acts_for(**org))
-                .flat_map(|(_, ids)| ids.iter().copied())
-                .filter(|d| after.is_none_or(|a| *d > a))
-                .collect();
-            ids.sort();
-            ids.truncate(size + 1);
-            ids.iter().filter_map(|id| board.entries.get(id).cloned()).collect()
+                .filter_map(|id| board.entries.get(id).cloned())
+                .collect()
         };
         let (entries, next_page_token) = page::cut(entries, size, |e| e.donation);
         Ok(Response::new(pb::ListDonationsResponse {
