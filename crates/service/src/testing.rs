@@ -169,6 +169,11 @@ impl TestApp {
 
 pub use crate::auth::authed;
 
+/// The code of a call that must fail (panics if it succeeded).
+pub fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> tonic::Code {
+    result.expect_err("the call was refused").code()
+}
+
 /// One service on a NATS server of its own, with a client and a store of
 /// the test's: what most service tests need (a coalition of all four is
 /// `refer_tests::Coalition`).

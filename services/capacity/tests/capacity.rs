@@ -9,7 +9,7 @@ use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::common::v1 as common;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Solo};
+use refer_service::testing::{authed, refused, Solo};
 use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -368,11 +368,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         page_token: String::new(),
     };
     assert_eq!(
-        w.client
-            .list_referrals(authed(OTHER, referrals))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.list_referrals(authed(OTHER, referrals)).await),
         Code::NotFound
     );
     let watch = pb::WatchReferralsRequest {
@@ -389,11 +385,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         referral_id: Uuid::new_v4().to_string(),
     };
     assert_eq!(
-        w.client
-            .accept_referral(authed(OTHER, accept))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.accept_referral(authed(OTHER, accept)).await),
         Code::NotFound
     );
     // Re-registering someone else's id is refused without revealing the site.
@@ -403,11 +395,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         spec: Some(spec()),
     };
     assert_eq!(
-        w.client
-            .register_provider(authed(OTHER, steal))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.register_provider(authed(OTHER, steal)).await),
         Code::AlreadyExists
     );
 

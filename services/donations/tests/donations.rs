@@ -8,7 +8,7 @@ use refer_proto::common::v1 as common;
 use refer_proto::donations::v1 as pb;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Solo};
+use refer_service::testing::{authed, refused, Solo};
 use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -217,35 +217,19 @@ async fn a_business_sees_and_changes_only_its_own_donations() {
         donation_id: d.donation_id.clone(),
     };
     assert_eq!(
-        w.client
-            .get_donation(tonic::Request::new(get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_donation(tonic::Request::new(get.clone())).await),
         Code::Unauthenticated
     );
     assert_eq!(
-        w.client
-            .get_donation(authed("bogus", get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_donation(authed("bogus", get.clone())).await),
         Code::Unauthenticated
     );
     assert_eq!(
-        w.client
-            .get_donation(authed(SHELTER, get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_donation(authed(SHELTER, get.clone())).await),
         Code::PermissionDenied
     );
     assert_eq!(
-        w.client
-            .get_donation(authed(RENTALS, get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_donation(authed(RENTALS, get.clone())).await),
         Code::NotFound
     );
     let withdraw = pb::WithdrawDonationRequest {
@@ -253,24 +237,20 @@ async fn a_business_sees_and_changes_only_its_own_donations() {
         donation_id: d.donation_id.clone(),
     };
     assert_eq!(
-        w.client
-            .withdraw_donation(authed(RENTALS, withdraw))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.withdraw_donation(authed(RENTALS, withdraw)).await),
         Code::NotFound
     );
     assert_eq!(
-        w.client
-            .get_donation(authed(
-                HOTEL,
-                pb::GetDonationRequest {
-                    donation_id: Uuid::new_v4().to_string()
-                }
-            ))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(
+            w.client
+                .get_donation(authed(
+                    HOTEL,
+                    pb::GetDonationRequest {
+                        donation_id: Uuid::new_v4().to_string()
+                    }
+                ))
+                .await
+        ),
         Code::NotFound
     );
 

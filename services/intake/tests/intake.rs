@@ -8,7 +8,7 @@ use refer_proto::common::v1 as common;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_service::convert as cv;
-use refer_service::testing::{authed, Solo};
+use refer_service::testing::{authed, refused, Solo};
 use refer_service::Role;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -377,27 +377,15 @@ async fn bad_requests_name_the_field_and_agencies_see_only_their_own() {
         placement_id: placement.placement_id.clone(),
     };
     assert_eq!(
-        w.client
-            .get_placement(tonic::Request::new(get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_placement(tonic::Request::new(get.clone())).await),
         Code::Unauthenticated
     );
     assert_eq!(
-        w.client
-            .get_placement(authed("nope", get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_placement(authed("nope", get.clone())).await),
         Code::Unauthenticated
     );
     assert_eq!(
-        w.client
-            .get_placement(authed(SHELTER, get.clone()))
-            .await
-            .unwrap_err()
-            .code(),
+        refused(w.client.get_placement(authed(SHELTER, get.clone())).await),
         Code::PermissionDenied
     );
     // Another agency's placement and need answer exactly as unknown ones
