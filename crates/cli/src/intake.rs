@@ -135,8 +135,8 @@ impl Person {
     }
 }
 
-const HEADERS: [&str; 6] = ["case", "placement", "need", "kind", "status", "placed with"];
-const UPDATE_HEADERS: [&str; 5] = ["placement", "need", "kind", "status", "placed with"];
+const HEADERS: [&str; 7] = ["case", "placement", "need", "kind", "status", "placed with", "detail"];
+const UPDATE_HEADERS: [&str; 6] = ["placement", "need", "kind", "status", "placed with", "detail"];
 
 fn status_name(v: i32) -> String {
     pb::NeedStatus::try_from(v)
@@ -152,6 +152,22 @@ fn placed(target: &Option<common::Target>) -> String {
     }
 }
 
+/// When a proposed need's answer is due; what a waitlisted one waits for.
+fn detail(n: &pb::NeedUpdate) -> String {
+    if let Some(w) = &n.waiting_for {
+        let mut kinds: Vec<&str> = Vec::new();
+        if w.service != 0 {
+            kinds.push(args::service_name(w.service));
+        }
+        kinds.extend(w.resources.iter().map(|r| args::resource_name(*r)));
+        return format!("waits for {} near {}", kinds.join(" or "), w.region);
+    }
+    if n.deadline_ms != 0 {
+        return format!("answer due {}", crate::output::time(n.deadline_ms));
+    }
+    String::new()
+}
+
 fn rows(p: &pb::Placement) -> Vec<Vec<String>> {
     p.needs
         .iter()
@@ -163,6 +179,7 @@ fn rows(p: &pb::Placement) -> Vec<Vec<String>> {
                 args::need_name(n.kind).into(),
                 status_name(n.status),
                 placed(&n.placed_with),
+                detail(n),
             ]
         })
         .collect()
@@ -175,6 +192,7 @@ fn update_row(u: &pb::NeedUpdate) -> Vec<String> {
         args::need_name(u.kind).into(),
         status_name(u.status),
         placed(&u.placed_with),
+        detail(u),
     ]
 }
 

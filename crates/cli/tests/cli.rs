@@ -170,6 +170,16 @@ async fn each_role_does_its_job_from_the_command_line() {
         assert!(started.elapsed() < Duration::from_secs(20), "no referrals: {list}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Intake sees when the shelter's answer is due.
+    let status = run(INTAKE.to_string(), vec!["intake", "status", placement]).await;
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] != "proposed" || n["detail"].as_str().unwrap().starts_with("answer due")),
+        "{status}"
+    );
     for r in referrals.as_array().unwrap() {
         assert_eq!(r["languages"], "es");
         let referral: &'static str = Box::leak(r["referral"].as_str().unwrap().to_owned().into_boxed_str());
