@@ -2,7 +2,7 @@
 
 use crate::board::NeedView;
 use crate::records::{Claim, GroupRecord, PlacementRecord};
-use crate::views::{cohesion, cohesion_pb, person, placement_pb, update_pb, Person};
+use crate::views::{cohesion, cohesion_pb, group_id, person, placement_pb, update_pb, Person};
 use crate::IntakeService;
 use refer_domain::ids::{GroupId, OrgId};
 use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest};
@@ -13,7 +13,6 @@ use refer_service::convert::{self as cv, id_pb};
 use refer_service::watch::WatchStream;
 use refer_service::{caller, invalid, page, store_status};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 /// What a need request needs besides its ids.
 struct NeedRequestParts {
@@ -97,7 +96,7 @@ pub async fn request_one(
     let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
-    let person = person(r.person.as_ref(), "person")?;
+    let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
     let record = record_of(who.org, &person, None, meta.occurred_at);
@@ -131,11 +130,11 @@ pub async fn request_group(
         .people
         .iter()
         .enumerate()
-        .map(|(i, p)| person(Some(p), &format!("people[{i}]")))
+        .map(|(i, p)| person(Some(p), &format!("people[{i}]"), who.org, &key, i))
         .collect::<Result<_, _>>()?;
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
-    let group = GroupId::from_uuid(Uuid::new_v4());
+    let group = group_id(who.org, &key);
     let records: Vec<PlacementRecord> = people
         .iter()
         .map(|p| record_of(who.org, p, Some(group), meta.occurred_at))

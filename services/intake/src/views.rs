@@ -3,10 +3,11 @@
 use crate::board::NeedView;
 use crate::records::PlacementRecord;
 use crate::MAX_CASE_REFERENCE;
-use refer_domain::ids::{NeedId, PlacementId};
+use refer_domain::ids::{GroupId, NeedId, OrgId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::NeedStatus;
 use refer_domain::request::{Cohesion, PlacementRequest, MAX_NEEDS_PER_PERSON};
+use refer_domain::IdempotencyKey;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
 use refer_service::invalid;
@@ -70,7 +71,38 @@ pub struct Person {
     pub request: PlacementRequest,
 }
 
-pub fn person(p: Option<&pb::PersonRequest>, field: &str) -> Result<Person, Status> {
+/// Where placement, need and group ids come from: the agency and its
+/// idempotency key (UUIDv5), so a retried request names the same placement
+/// and needs even after intake lost its records, and the stream's own
+/// idempotency keeps them from being requested twice.
+const IDS: Uuid = Uuid::from_u128(0x5ef0_0000_1d5a_4c1e_9a3b_7e7a_11ce_0001);
+
+pub fn placement_id(agency: OrgId, key: &IdempotencyKey, person: usize) -> PlacementId {
+    PlacementId::from_uuid(Uuid::new_v5(
+        &IDS,
+        format!("placement/{agency}/{}/{person}", key.as_str()).as_bytes(),
+    ))
+}
+
+pub fn group_id(agency: OrgId, key: &IdempotencyKey) -> GroupId {
+    GroupId::from_uuid(Uuid::new_v5(
+        &IDS,
+        format!("group/{agency}/{}", key.as_str()).as_bytes(),
+    ))
+}
+
+pub fn need_id(placement: PlacementId, kind: NeedKind) -> NeedId {
+    NeedId::from_uuid(Uuid::new_v5(&IDS, format!("need/{placement}/{kind:?}").as_bytes()))
+}
+
+/// Person `index` of a request under `key` from `agency`, validated.
+pub fn person(
+    p: Option<&pb::PersonRequest>,
+    field: &str,
+    agency: OrgId,
+    key: &IdempotencyKey,
+    index: usize,
+) -> Result<Person, Status> {
     let p = p.ok_or_else(|| invalid(field, "is required"))?;
     if p.case_reference.chars().count() > MAX_CASE_REFERENCE || p.case_reference.chars().any(char::is_control) {
         return Err(invalid(
@@ -78,15 +110,19 @@ pub fn person(p: Option<&pb::PersonRequest>, field: &str) -> Result<Person, Stat
             format!("must be at most {MAX_CASE_REFERENCE} printable characters"),
         ));
     }
+    let placement = placement_id(agency, key, index);
     let needs_field = format!("{field}.needs");
     cv::at_most(p.needs.len(), MAX_NEEDS_PER_PERSON, &needs_field)?;
-    let needs = p
+    let needs: Vec<(NeedId, NeedKind)> = p
         .needs
         .iter()
-        .map(|k| Ok((NeedId::from_uuid(Uuid::new_v4()), cv::need_kind(*k, &needs_field)?)))
-        .collect::<Result<Vec<(NeedId, NeedKind)>, Status>>()?;
+        .map(|k| cv::need_kind(*k, &needs_field))
+        .collect::<Result<Vec<NeedKind>, Status>>()?
+        .into_iter()
+        .map(|kind| (need_id(placement, kind), kind))
+        .collect();
     let request = PlacementRequest {
-        placement: PlacementId::from_uuid(Uuid::new_v4()),
+        placement,
         profile: cv::profile(p.profile.as_ref(), &format!("{field}.profile"))?,
         constraints: cv::constraints(p.constraints.as_ref(), &format!("{field}.constraints"))?,
         urgency: cv::urgency(p.urgency, &format!("{field}.urgency"))?,

@@ -419,3 +419,42 @@ async fn bad_requests_name_the_field_and_agencies_see_only_their_own() {
     let theirs = w.client.cancel_need(authed(PARTNER, cancel)).await.unwrap_err();
     assert_eq!((theirs.code(), theirs.message()), (Code::NotFound, unknown.message()));
 }
+
+#[tokio::test]
+async fn retries_after_intake_lost_its_data_name_the_same_placements_and_request_nothing_twice() {
+    let mut w = world().await;
+    let needs = [common::NeedKind::Shelter, common::NeedKind::Medical];
+    let mut first = Vec::new();
+    for i in 0..40 {
+        first.push(
+            place(&mut w, &format!("night-{i}"), person(&format!("C-{i}"), &needs))
+                .await
+                .unwrap(),
+        );
+    }
+    // The machine is lost: intake comes back with an empty data directory.
+    w.app.stop().await;
+    std::fs::remove_dir_all(&w.app.data_dir).unwrap();
+    w.app.restart().await;
+    w.client = IntakeClient::new(w.app.channel());
+    for (i, earlier) in first.iter().enumerate() {
+        let again = place(&mut w, &format!("night-{i}"), person(&format!("C-{i}"), &needs))
+            .await
+            .unwrap();
+        assert_eq!(again.placement_id, earlier.placement_id);
+        let ids = |p: &pb::Placement| p.needs.iter().map(|n| n.need_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&again), ids(earlier));
+    }
+    // Each need was requested on the stream once.
+    let last = w.store.last_sequence().await.unwrap();
+    let mut requested = std::collections::BTreeMap::new();
+    for commit in w.store.read_all(0, last).await.unwrap() {
+        for e in commit.events {
+            if let refer_domain::Event::Need(refer_domain::need::NeedEvent::Requested(_)) = e.event {
+                *requested.entry(e.aggregate.id).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(requested.len(), 80);
+    assert!(requested.values().all(|n| *n == 1), "{requested:?}");
+}
