@@ -67,6 +67,38 @@ impl TestSetup {
             .expect("open the stream")
     }
 
+    /// Writes the configuration of `instance` (data in `<dir>/<instance>`,
+    /// listening on `listen` and `metrics_listen`): the file `main` reads.
+    fn write_config(&self, instance: &str, listen: &str, metrics_listen: &str) -> (PathBuf, String, PathBuf) {
+        let data_dir = self.dir.path().join(instance);
+        let path = self.dir.path().join(format!("{instance}.toml"));
+        let text = format!(
+            "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics_listen}\"\n\
+             tokens_file = \"{}\"\ntick_ms = {}\n",
+            self.nats_url,
+            data_dir.display(),
+            self.tokens_file.display(),
+            self.tick_ms
+        );
+        std::fs::write(&path, &text).expect("write the configuration");
+        (path, text, data_dir)
+    }
+
+    /// The service binary `binary` as an operator starts it: `REFER_CONFIG`
+    /// names a configuration written here, on free ports (returned: the
+    /// gRPC one, then the metrics one). For tests of `main` itself.
+    pub fn process(&self, binary: &str, instance: &str) -> (std::process::Command, u16, u16) {
+        let [port, metrics] = refer_testkit::free_ports().expect("free ports");
+        let (path, _, _) = self.write_config(instance, &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{metrics}"));
+        let mut command = std::process::Command::new(binary);
+        command
+            .env("REFER_CONFIG", path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        (command, port, metrics)
+    }
+
     /// The token file, to add partners while services run.
     pub fn tokens_file(&self) -> &std::path::Path {
         &self.tokens_file
@@ -93,17 +125,7 @@ impl TestApp {
     /// Starts `spec` with its data in `<setup dir>/<instance>` (two
     /// instances of one service need two names).
     pub async fn spawn_named(spec: ServiceSpec, setup: &TestSetup, instance: &str) -> Self {
-        let data_dir = setup.dir.path().join(instance);
-        let path = setup.dir.path().join(format!("{instance}.toml"));
-        let text = format!(
-            "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
-             tokens_file = \"{}\"\ntick_ms = {}\n",
-            setup.nats_url,
-            data_dir.display(),
-            setup.tokens_file.display(),
-            setup.tick_ms
-        );
-        std::fs::write(&path, &text).expect("write the configuration");
+        let (path, text, data_dir) = setup.write_config(instance, "127.0.0.1:0", "127.0.0.1:0");
         let config = Config::from_sources(spec.name, spec.default_port, Some((&path, &text)), |_| None)
             .expect("the test configuration is valid");
         let mut app = Self {

@@ -7,9 +7,9 @@ use refer_domain::need::{Need, NeedCommand, NeedEvent, NeedStatus};
 use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, Event, IdempotencyKey};
-use refer_eventstore::{EventStore, StreamSettings};
+use refer_service::testing::TestSetup;
 use refer_testkit::NatsServer;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -29,24 +29,9 @@ impl Drop for Running {
     }
 }
 
-fn spawn_matcher(nats: &NatsServer, dir: &std::path::Path) -> Running {
-    let tokens = dir.join("tokens.toml");
-    std::fs::write(&tokens, "").unwrap();
-    let [port, metrics] = refer_testkit::free_ports().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_refer-matcher"))
-        .env("REFER_NATS_URL", nats.url())
-        .env("REFER_DATA_DIR", dir.join("matcher"))
-        .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
-        // Its own metrics port too: the default one may be taken (scripts/run).
-        .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
-        .env("REFER_TOKENS_FILE", &tokens)
-        .env("REFER_TICK_MS", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Running)
-        .expect("start refer-matcher")
+fn spawn_matcher(setup: &TestSetup) -> Running {
+    let (mut command, _, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), "matcher");
+    command.spawn().map(Running).expect("start refer-matcher")
 }
 
 fn meta(key: String) -> CommandMeta {
@@ -61,14 +46,8 @@ fn meta(key: String) -> CommandMeta {
 #[tokio::test]
 async fn a_killed_matcher_loses_and_doubles_no_decision() {
     let nats = NatsServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(
-        nats.connect().await,
-        StreamSettings::default(),
-        sled::open(dir.path().join("t")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let setup = TestSetup::new(nats.url(), [], NIGHT);
+    let store = setup.reader().await;
     let shelter = ProviderId::from_uuid(Uuid::new_v4());
     let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
     store
@@ -84,7 +63,7 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         .await
         .unwrap();
 
-    let mut matcher = spawn_matcher(&nats, dir.path());
+    let mut matcher = spawn_matcher(&setup);
     // Enough that holds go in several commits (at most 64 each) and the
     // kill can land between them.
     const NEEDS: usize = 200;
@@ -131,7 +110,7 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         .units(ServiceKind::ShelterBed)
         .held;
 
-    let mut matcher = spawn_matcher(&nats, dir.path());
+    let mut matcher = spawn_matcher(&setup);
     let start = Instant::now();
     loop {
         let mut proposed = 0;
