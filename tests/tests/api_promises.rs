@@ -96,16 +96,43 @@ async fn site(c: &Coalition, i: usize, services: &[pb::ServiceKind], units: u32)
     id
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// Reads placement `id` through `client` until `done` holds (at most 30 s).
+async fn placement_until(
+    client: &IntakeClient<tonic::transport::Channel>,
+    id: &str,
+    what: &str,
+    done: impl Fn(&intake::Placement) -> bool,
+) -> intake::Placement {
     let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out: {what}");
+    loop {
+        let get = intake::GetPlacementRequest {
+            placement_id: id.to_owned(),
+        };
+        let p = client
+            .clone()
+            .get_placement(authed(INTAKE, get))
+            .await
+            .unwrap()
+            .into_inner();
+        if done(&p) {
+            return p;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out: {what}: {p:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Intake requests a placement for one person with `needs` under `key`.
+async fn request_one(c: &mut Coalition, key: &str, needs: &[pb::NeedKind]) -> intake::Placement {
+    let request = intake::RequestPlacementRequest {
+        idempotency_key: key.into(),
+        person: Some(person(key, needs)),
+    };
+    c.intake
+        .request_placement(authed(INTAKE, request))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str) {
@@ -557,18 +584,6 @@ async fn a_key_names_one_request_in_every_service() {
     );
 }
 
-async fn placement(c: &Coalition, id: &str) -> intake::Placement {
-    let get = intake::GetPlacementRequest {
-        placement_id: id.to_owned(),
-    };
-    c.intake
-        .clone()
-        .get_placement(authed(INTAKE, get))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn a_placement_watch_ends_on_the_status_get_placement_shows() {
     let mut c = Coalition::start(2, 0).await;
@@ -628,16 +643,7 @@ async fn a_placement_watch_ends_on_the_status_get_placement_shows() {
     };
     let mut finals = Vec::new();
     for p in &group.people {
-        let started = Instant::now();
-        let last = loop {
-            let p = placement(&c, &p.placement_id).await;
-            if settled(&p) {
-                break p;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "not settled: {p:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        finals.push(last);
+        finals.push(placement_until(&c.intake, &p.placement_id, "accepted or waitlisted", settled).await);
     }
     // Each watch reaches, for every need, the very update GetPlacement shows.
     for (watch, placement) in watches.iter_mut().zip(&finals) {
@@ -690,28 +696,11 @@ async fn a_placement_watch_ends_on_the_status_get_placement_shows() {
 async fn a_proposed_need_shows_its_deadline_to_intake() {
     let mut c = Coalition::start(1, 0).await;
     site(&c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
-    let request = intake::RequestPlacementRequest {
-        idempotency_key: "one".into(),
-        person: Some(person("one", &[pb::NeedKind::Shelter])),
-    };
-    let placed = c
-        .intake
-        .request_placement(authed(INTAKE, request))
-        .await
-        .unwrap()
-        .into_inner();
-    let get = intake::GetPlacementRequest {
-        placement_id: placed.placement_id,
-    };
-    let client = c.intake.clone();
-    eventually("proposed with a deadline", || {
-        let (mut client, get) = (client.clone(), get.clone());
-        async move {
-            let p = client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner();
-            let need = &p.needs[0];
-            need.status == intake::NeedStatus::Proposed as i32
-                && need.deadline_ms == NIGHT.millis() + refer_domain::need::HOLD_SECS * 1000
-        }
+    let placed = request_one(&mut c, "one", &[pb::NeedKind::Shelter]).await;
+    placement_until(&c.intake, &placed.placement_id, "proposed with a deadline", |p| {
+        let need = &p.needs[0];
+        need.status == intake::NeedStatus::Proposed as i32
+            && need.deadline_ms == NIGHT.millis() + refer_domain::need::HOLD_SECS * 1000
     })
     .await;
 }
@@ -774,26 +763,9 @@ async fn donations_are_watched_after_a_position_and_reflection_speaks_both_versi
 #[tokio::test]
 async fn a_read_model_entry_that_cannot_be_decoded_is_counted_and_rebuilt() {
     let mut c = Coalition::start(0, 0).await;
-    let request = intake::RequestPlacementRequest {
-        idempotency_key: "kept".into(),
-        person: Some(person("kept", &[pb::NeedKind::Transport])),
-    };
-    let placed = c
-        .intake
-        .request_placement(authed(INTAKE, request))
-        .await
-        .unwrap()
-        .into_inner();
-    let get = intake::GetPlacementRequest {
-        placement_id: placed.placement_id.clone(),
-    };
+    let placed = request_one(&mut c, "kept", &[pb::NeedKind::Transport]).await;
     let waitlisted = |p: &intake::Placement| p.needs[0].status == intake::NeedStatus::Waitlisted as i32;
-    let client = c.intake.clone();
-    eventually("waitlisted", || {
-        let (mut client, get) = (client.clone(), get.clone());
-        async move { waitlisted(&client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner()) }
-    })
-    .await;
+    placement_until(&c.intake, &placed.placement_id, "waitlisted", waitlisted).await;
     // Damage the intake board on disk while intake is stopped.
     c.apps[2].stop().await;
     let dir = c.apps[2].data_dir.clone();
@@ -819,11 +791,13 @@ async fn a_read_model_entry_that_cannot_be_decoded_is_counted_and_rebuilt() {
     drop(tree);
     drop(db);
     c.apps[2].restart().await;
-    let client = IntakeClient::new(c.channel(2));
-    eventually("the board rebuilt from the stream", || {
-        let (mut client, get) = (client.clone(), get.clone());
-        async move { waitlisted(&client.get_placement(authed(INTAKE, get)).await.unwrap().into_inner()) }
-    })
+    let restarted = IntakeClient::new(c.channel(2));
+    placement_until(
+        &restarted,
+        &placed.placement_id,
+        "the board rebuilt from the stream",
+        waitlisted,
+    )
     .await;
     let metrics = c.apps[2].metrics().await;
     assert!(
