@@ -34,6 +34,12 @@ for case in sorted(people):
             missing[kind] = missing.get(kind, 0) + 1
     print(f"{case:<10}" + "".join(f"{c[:21]:<22}" for c in cells))
 print()
+handoffs = sorted({row["detail"] for row in rows if row["status"] == "accepted" and row["detail"].startswith("at ")})
+if handoffs:
+    print("hand-offs intake received (sealed for the agency only):")
+    for line in handoffs:
+        print(f"  {line}")
+    print()
 if missing:
     print("missing capacity: " + ", ".join(f"{n} x {k}" for k, n in sorted(missing.items())))
 else:

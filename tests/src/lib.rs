@@ -125,6 +125,7 @@ pub fn accept_every_referral(c: &Coalition, i: usize, site: String) {
                     idempotency_key: format!("accept-{}", referral.referral_id),
                     provider_id: site.clone(),
                     referral_id: referral.referral_id,
+                    handoff: "Side door; the duty worker meets you, 555-0100".into(),
                 };
                 let _ = client.accept_referral(authed(&token, accept)).await;
             }

@@ -42,6 +42,7 @@ impl Board {
                     AggregateKind::Provider => board.providers.insert(id, postcard::from_bytes(&v).unwrap()).is_some(),
                     AggregateKind::Donation => board.donations.insert(id, postcard::from_bytes(&v).unwrap()).is_some(),
                     AggregateKind::Need => board.needs.insert(id, postcard::from_bytes(&v).unwrap()).is_some(),
+                    AggregateKind::Placement | AggregateKind::Standing => false,
                 };
             }
         }
@@ -64,6 +65,7 @@ impl Projection for Board {
                 AggregateKind::Provider => fold(&mut self.providers, id, &envelope.event),
                 AggregateKind::Donation => fold(&mut self.donations, id, &envelope.event),
                 AggregateKind::Need => fold(&mut self.needs, id, &envelope.event),
+                AggregateKind::Placement | AggregateKind::Standing => continue,
             }
             self.dirty.push((envelope.aggregate.kind, id));
         }
@@ -75,6 +77,7 @@ impl Projection for Board {
                 AggregateKind::Provider => postcard::to_stdvec(&self.providers[&id]),
                 AggregateKind::Donation => postcard::to_stdvec(&self.donations[&id]),
                 AggregateKind::Need => postcard::to_stdvec(&self.needs[&id]),
+                AggregateKind::Placement | AggregateKind::Standing => continue,
             };
             batch.insert(key(kind, id), bytes.unwrap());
         }
@@ -270,7 +273,7 @@ async fn a_need_is_declined_re_proposed_accepted_and_the_read_model_survives_los
 
     // The read model, built by a durable subscriber, shows the outcome.
     let (board, applied) = {
-        let mut subscriber = Subscriber::open(&shell.store, "board", None).await.unwrap();
+        let mut subscriber = Subscriber::open(&shell.store, "board", &[]).await.unwrap();
         let mut board = Board::restore(subscriber.tree());
         let applied = subscriber.catch_up(&mut board).await.unwrap();
         (board, applied)
@@ -327,7 +330,7 @@ async fn a_need_is_declined_re_proposed_accepted_and_the_read_model_survives_los
     // Lose the whole sled directory: the same board comes back from the stream.
     std::fs::remove_dir_all(dir.path()).unwrap();
     let store = open(&server, dir.path()).await;
-    let mut subscriber = Subscriber::open(&store, "board", None).await.unwrap();
+    let mut subscriber = Subscriber::open(&store, "board", &[]).await.unwrap();
     let mut rebuilt = Board::restore(subscriber.tree());
     assert!(rebuilt.needs.is_empty());
     subscriber.catch_up(&mut rebuilt).await.unwrap();

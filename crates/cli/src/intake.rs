@@ -34,6 +34,25 @@ pub enum Command {
     Cancel { need: String },
     /// Mark an accepted need fulfilled.
     Fulfil { need: String },
+    /// Show, or set, your agency's on-call hand-off contact (staff, never a victim);
+    /// only a provider that accepted one of your referrals sees it.
+    Handoff { contact: Option<String> },
+    /// Share a note with the provider that accepts one need, under the person's consent.
+    Note {
+        placement: String,
+        need: String,
+        note: String,
+        /// What the person agreed to share ("first name to ask for at the door").
+        #[arg(long)]
+        shares: String,
+        /// How long the consent lasts (at most 72 hours unless configured otherwise).
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+    /// Revoke a note's consent: the note is erased for good.
+    RevokeNote { placement: String, need: String },
+    /// Erase a placement's case reference, notes and hand-offs for good.
+    Forget { placement: String },
 }
 
 #[derive(Args, Clone, Deserialize)]
@@ -152,8 +171,16 @@ fn placed(target: &Option<common::Target>) -> String {
     }
 }
 
-/// When a proposed need's answer is due; what a waitlisted one waits for.
+/// Where to bring the person once accepted; when a proposed need's answer
+/// is due; what a waitlisted one waits for.
 fn detail(n: &pb::NeedUpdate) -> String {
+    if let Some(h) = &n.handoff {
+        return match (h.erased, h.site_name.is_empty()) {
+            (true, _) => "hand-off erased".into(),
+            (false, false) => format!("at {}: {}", h.site_name, h.instructions),
+            (false, true) => "hand-off given (see intake status)".into(),
+        };
+    }
     if let Some(w) = &n.waiting_for {
         let mut kinds: Vec<&str> = Vec::new();
         if w.service != 0 {
@@ -320,6 +347,113 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?;
             table(settings.json, &UPDATE_HEADERS, vec![update_row(&u.into_inner())]);
         }
+        Command::Handoff { contact } => {
+            let shown = match contact {
+                Some(contact) => client
+                    .set_handoff_contact(request(
+                        settings,
+                        pb::SetHandoffContactRequest {
+                            idempotency_key: key(&None),
+                            contact,
+                        },
+                    )?)
+                    .await
+                    .map_err(fail)?,
+                None => client
+                    .get_handoff_contact(request(settings, pb::GetHandoffContactRequest {})?)
+                    .await
+                    .map_err(fail)?,
+            };
+            table(settings.json, &["contact"], vec![vec![shown.into_inner().contact]]);
+        }
+        Command::Note {
+            placement,
+            need,
+            note,
+            shares,
+            hours,
+        } => {
+            let until_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64
+                + hours * 3_600_000;
+            let p = client
+                .share_note(request(
+                    settings,
+                    pb::ShareNoteRequest {
+                        idempotency_key: key(&None),
+                        placement_id: placement,
+                        need_id: need,
+                        note,
+                        consent: Some(pb::Consent {
+                            shares,
+                            until_ms,
+                            given_at_ms: 0,
+                        }),
+                    },
+                )?)
+                .await
+                .map_err(fail)?;
+            notes(settings.json, &p.into_inner());
+        }
+        Command::RevokeNote { placement, need } => {
+            let p = client
+                .revoke_note(request(
+                    settings,
+                    pb::RevokeNoteRequest {
+                        idempotency_key: key(&None),
+                        placement_id: placement,
+                        need_id: need,
+                    },
+                )?)
+                .await
+                .map_err(fail)?;
+            notes(settings.json, &p.into_inner());
+        }
+        Command::Forget { placement } => {
+            let p = client
+                .forget_placement(request(
+                    settings,
+                    pb::ForgetPlacementRequest {
+                        idempotency_key: key(&None),
+                        placement_id: placement,
+                    },
+                )?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            let erased: Vec<Vec<String>> = p
+                .erasures
+                .iter()
+                .map(|e| {
+                    vec![
+                        p.placement_id.clone(),
+                        e.part.clone(),
+                        e.need_id.clone(),
+                        e.reason.clone(),
+                    ]
+                })
+                .collect();
+            table(settings.json, &["placement", "erased", "need", "why"], erased);
+        }
     }
     Ok(())
+}
+
+/// A placement's notes and the consent each stands on.
+fn notes(json: bool, p: &pb::Placement) {
+    let rows = p
+        .notes
+        .iter()
+        .map(|n| {
+            let consent = n.consent.clone().unwrap_or_default();
+            vec![
+                n.need_id.clone(),
+                n.text.clone(),
+                consent.shares,
+                crate::output::time(consent.until_ms),
+            ]
+        })
+        .collect();
+    table(json, &["need", "note", "consent shares", "until"], rows);
 }

@@ -32,10 +32,26 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Accept a pending referral: the held units are taken.
+    /// Accept a pending referral: the held units are taken, and the agency gets
+    /// the hand-off (sealed for it only); the answer shows the agency's contact.
     Accept {
         provider: String,
         referral: String,
+        /// Where to bring the person, who meets them, a phone (default: the site's).
+        #[arg(long, default_value = "")]
+        handoff: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// One referral; once accepted, with the agency's contact and a consented note.
+    Referral {
+        provider: String,
+        referral: String,
+    },
+    /// Register the site's default hand-off instructions (used when an acceptance brings none).
+    Handoff {
+        provider: String,
+        instructions: String,
         #[arg(long)]
         idempotency_key: Option<String>,
     },
@@ -173,10 +189,25 @@ fn referral_row(r: &pb::Referral) -> Vec<String> {
         r.languages.join(","),
         time(r.deadline_ms),
         status.unwrap_or_else(|_| "?".into()),
+        agency_handoff(r),
     ]
 }
 
-const REFERRAL_HEADERS: [&str; 8] = [
+/// What the agency shared once this provider accepted: its contact and a
+/// consented note (until when).
+fn agency_handoff(r: &pb::Referral) -> String {
+    let Some(h) = &r.handoff else { return String::new() };
+    let mut parts = Vec::new();
+    if !h.agency_contact.is_empty() {
+        parts.push(format!("call {}", h.agency_contact));
+    }
+    if !h.note.is_empty() {
+        parts.push(format!("note (until {}): {}", time(h.note_until_ms), h.note));
+    }
+    parts.join("; ")
+}
+
+const REFERRAL_HEADERS: [&str; 9] = [
     "referral",
     "service",
     "units",
@@ -185,6 +216,7 @@ const REFERRAL_HEADERS: [&str; 8] = [
     "languages",
     "deadline",
     "status",
+    "agency handoff",
 ];
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
@@ -384,12 +416,14 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::Accept {
             provider,
             referral,
+            handoff,
             idempotency_key,
         } => {
             let message = pb::AcceptReferralRequest {
                 idempotency_key: key(&idempotency_key),
                 provider_id: provider,
                 referral_id: referral,
+                handoff,
             };
             let r = client
                 .accept_referral(request(settings, message)?)
@@ -397,6 +431,39 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?
                 .into_inner();
             table(settings.json, &REFERRAL_HEADERS, vec![referral_row(&r)]);
+        }
+        Command::Referral { provider, referral } => {
+            let message = pb::GetReferralRequest {
+                provider_id: provider,
+                referral_id: referral,
+            };
+            let r = client
+                .get_referral(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            table(settings.json, &REFERRAL_HEADERS, vec![referral_row(&r)]);
+        }
+        Command::Handoff {
+            provider,
+            instructions,
+            idempotency_key,
+        } => {
+            let message = pb::SetSiteHandoffRequest {
+                idempotency_key: key(&idempotency_key),
+                provider_id: provider,
+                instructions,
+            };
+            let r = client
+                .set_site_handoff(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            table(
+                settings.json,
+                &["provider", "default handoff"],
+                vec![vec![r.provider_id, r.instructions]],
+            );
         }
         Command::Decline {
             provider,

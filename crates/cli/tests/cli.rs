@@ -180,17 +180,48 @@ async fn each_role_does_its_job_from_the_command_line() {
             .all(|n| n["status"] != "proposed" || n["detail"].as_str().unwrap().starts_with("answer due")),
         "{status}"
     );
+    // The hand-off: the agency's on-call desk, the shelter's default door.
+    let contact = run(
+        INTAKE.to_string(),
+        vec!["intake", "handoff", "Night duty desk, 555-0199"],
+    )
+    .await;
+    assert_eq!(contact[0]["contact"], "Night duty desk, 555-0199");
+    let door = run(
+        provider.clone(),
+        vec![
+            "provider",
+            "handoff",
+            id,
+            "Side door on Elm St; ask for the duty worker",
+        ],
+    )
+    .await;
+    assert_eq!(
+        door[0]["default_handoff"],
+        "Side door on Elm St; ask for the duty worker"
+    );
     for r in referrals.as_array().unwrap() {
         assert_eq!(r["languages"], "es");
+        assert_eq!(r["agency_handoff"], "", "nothing of the agency before acceptance");
         let referral: &'static str = Box::leak(r["referral"].as_str().unwrap().to_owned().into_boxed_str());
         let answered = run(provider.clone(), vec!["provider", "accept", id, referral]).await;
         assert_eq!(answered[0]["status"], "accepted");
+        assert_eq!(answered[0]["agency_handoff"], "call Night duty desk, 555-0199");
     }
     let started = Instant::now();
     loop {
         let status = run(INTAKE.to_string(), vec!["intake", "status", placement]).await;
         if status.as_array().unwrap().iter().all(|n| n["status"] == "accepted") {
             assert!(status[0]["placed_with"].as_str().unwrap().contains(id));
+            assert!(
+                status
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|n| n["detail"] == "at Harbor House: Side door on Elm St; ask for the duty worker"),
+                "{status}"
+            );
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "not accepted: {status}");

@@ -10,7 +10,9 @@ use crate::donation::DonationEvent;
 use crate::error::DomainError;
 use crate::ids::{CorrelationId, EventId};
 use crate::need::NeedEvent;
+use crate::placement::PlacementEvent;
 use crate::provider::ProviderEvent;
+use crate::standing::StandingEvent;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -23,10 +25,18 @@ pub enum AggregateKind {
     Provider,
     Donation,
     Need,
+    Placement,
+    Standing,
 }
 
 impl AggregateKind {
-    pub const ALL: [AggregateKind; 3] = [Self::Provider, Self::Donation, Self::Need];
+    pub const ALL: [AggregateKind; 5] = [
+        Self::Provider,
+        Self::Donation,
+        Self::Need,
+        Self::Placement,
+        Self::Standing,
+    ];
 
     /// The subject token: `refer.<token>.<id>`.
     pub fn token(self) -> &'static str {
@@ -34,6 +44,8 @@ impl AggregateKind {
             Self::Provider => "provider",
             Self::Donation => "donation",
             Self::Need => "need",
+            Self::Placement => "placement",
+            Self::Standing => "standing",
         }
     }
 }
@@ -57,6 +69,8 @@ pub enum Event {
     Provider(ProviderEvent),
     Donation(DonationEvent),
     Need(NeedEvent),
+    Placement(PlacementEvent),
+    Standing(StandingEvent),
 }
 
 impl Event {
@@ -66,6 +80,8 @@ impl Event {
             Self::Provider(e) => e.type_name(),
             Self::Donation(e) => e.type_name(),
             Self::Need(e) => e.type_name(),
+            Self::Placement(e) => e.type_name(),
+            Self::Standing(e) => e.type_name(),
         }
     }
 
@@ -74,6 +90,8 @@ impl Event {
             Self::Provider(_) => AggregateKind::Provider,
             Self::Donation(_) => AggregateKind::Donation,
             Self::Need(_) => AggregateKind::Need,
+            Self::Placement(_) => AggregateKind::Placement,
+            Self::Standing(_) => AggregateKind::Standing,
         }
     }
 }
@@ -104,7 +122,8 @@ impl IdempotencyKey {
 
 /// The schema version written by this code. Bumped when an event variant is
 /// added, so an old reader can tell it is looking at something newer.
-pub const SCHEMA_VERSION: u16 = 1;
+/// 2: placements' files, standing hand-offs and `need.handed_off`.
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// One event with its metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,13 +15,16 @@ pub mod geo;
 pub mod ids;
 pub mod kinds;
 pub mod need;
+pub mod placement;
 pub mod profile;
 pub mod provider;
 pub mod request;
 #[cfg(any(test, feature = "test-support"))]
 pub mod sample;
+pub mod sealed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod spec;
+pub mod standing;
 pub mod time;
 
 pub use aggregate::Aggregate;

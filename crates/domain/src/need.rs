@@ -13,6 +13,7 @@ use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
 use crate::ids::{DonationId, GroupId, HoldId, OrgId, PlacementId, ProviderId};
 use crate::request::{Cohesion, NeedSpec};
+use crate::sealed::Sealed;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -104,12 +105,20 @@ pub struct Proposal {
 pub enum NeedCommand {
     Request(NeedRequest),
     Propose(Proposal),
-    Accept { by: Target },
-    Decline { by: Target, reason: DeclineReason },
+    Accept {
+        by: Target,
+    },
+    Decline {
+        by: Target,
+        reason: DeclineReason,
+    },
     Expire,
     Waitlist,
     Cancel,
     Fulfil,
+    /// The accepting provider's hand-off, sealed for the agency; given in
+    /// the acceptance's own commit.
+    HandOff(Sealed),
 }
 
 /// Append-only: never reorder or remove variants (see docs/architecture.md).
@@ -129,6 +138,8 @@ pub enum NeedEvent {
         pending: Option<Proposal>,
     },
     Fulfilled,
+    /// Where and how to bring the person, sealed for the requesting agency.
+    HandedOff(Sealed),
 }
 
 impl NeedEvent {
@@ -142,6 +153,7 @@ impl NeedEvent {
             Self::Waitlisted => "need.waitlisted",
             Self::Cancelled { .. } => "need.cancelled",
             Self::Fulfilled => "need.fulfilled",
+            Self::HandedOff(_) => "need.handed_off",
         }
     }
 }
@@ -250,6 +262,11 @@ impl Aggregate for Need {
                 self.transition("fulfil", self.status == S::Accepted)?;
                 E::Fulfilled
             }
+            C::HandOff(handoff) => {
+                self.transition("hand off", self.status == S::Accepted)?;
+                handoff.validate("handoff")?;
+                E::HandedOff(handoff.clone())
+            }
         };
         Ok(vec![event])
     }
@@ -284,6 +301,7 @@ impl Aggregate for Need {
                 self.proposal = None;
             }
             E::Fulfilled => self.status = S::Fulfilled,
+            E::HandedOff(_) => {}
         }
         self
     }

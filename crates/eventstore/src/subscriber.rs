@@ -51,7 +51,7 @@ pub trait Projection {
 
 pub struct Subscriber {
     name: String,
-    filter: String,
+    filters: Vec<String>,
     stream: async_nats::jetstream::stream::Stream,
     consumer: Consumer<pull::Config>,
     /// A standing pull: the server pushes commits as they land, so an idle
@@ -65,9 +65,10 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Opens the durable consumer `name` (optionally filtered to `filter`)
-    /// and its sled tree, resuming after the stored checkpoint.
-    pub async fn open(store: &EventStore, name: &str, filter: Option<String>) -> Result<Self, StoreError> {
+    /// Opens the durable consumer `name` (filtered to the subjects `filters`,
+    /// or every subject when empty) and its sled tree, resuming after the
+    /// stored checkpoint.
+    pub async fn open(store: &EventStore, name: &str, filters: &[String]) -> Result<Self, StoreError> {
         let tree = store.local().db().open_tree(format!("projection/{name}"))?;
         let checkpoint = tree
             .get(CHECKPOINT_KEY)?
@@ -78,11 +79,11 @@ impl Subscriber {
             .get_stream(&store.settings().name)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let filter = filter.unwrap_or_default();
-        let consumer = start_consumer(&stream, name, &filter, checkpoint).await?;
+        let filters = filters.to_vec();
+        let consumer = start_consumer(&stream, name, &filters, checkpoint).await?;
         Ok(Self {
             name: name.to_owned(),
-            filter,
+            filters,
             stream,
             consumer,
             messages: None,
@@ -189,7 +190,7 @@ impl Subscriber {
             // ack wait, behind later ones: start the consumer again at the
             // checkpoint, so no commit is skipped.
             if self.pull_lost {
-                self.consumer = start_consumer(&self.stream, &self.name, &self.filter, self.checkpoint).await?;
+                self.consumer = start_consumer(&self.stream, &self.name, &self.filters, self.checkpoint).await?;
                 self.pull_lost = false;
             }
             let pull = self
@@ -259,7 +260,7 @@ impl Subscriber {
 async fn start_consumer(
     stream: &async_nats::jetstream::stream::Stream,
     name: &str,
-    filter: &str,
+    filters: &[String],
     checkpoint: u64,
 ) -> Result<Consumer<pull::Config>, StoreError> {
     let config = pull::Config {
@@ -273,7 +274,15 @@ async fn start_consumer(
                 start_sequence: seq + 1,
             },
         },
-        filter_subject: filter.to_owned(),
+        // One filter goes in `filter_subject`, which every server reads.
+        filter_subject: match filters {
+            [one] => one.clone(),
+            _ => String::new(),
+        },
+        filter_subjects: match filters {
+            [_] => vec![],
+            many => many.to_vec(),
+        },
         ..Default::default()
     };
     // Not found is fine; any other failure shows in the create below.

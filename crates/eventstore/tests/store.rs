@@ -320,7 +320,7 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
         register(&store, *id, 1).await; // 2 commits each
     }
     {
-        let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+        let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
         let mut beds = FreeBeds::restore(subscriber.tree());
         // A poll takes what has arrived (up to the maximum): poll until four.
         let mut applied = 0;
@@ -338,7 +338,7 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
             .await
             .unwrap();
     }
-    let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
     let mut beds = FreeBeds::restore(subscriber.tree());
     assert_eq!(beds.commits, 4, "restored from the checkpointed tree");
     subscriber.catch_up(&mut beds).await.unwrap();
@@ -378,7 +378,7 @@ async fn a_restarted_subscriber_is_not_starved_by_the_pull_of_the_process_it_rep
                                    // The old process caught up and then waited for more: its standing pull
                                    // is still open at the server when the new process starts (a SIGKILL
                                    // the server has not noticed yet). It never reads again.
-    let mut old = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut old = Subscriber::open(&store, "beds", &[]).await.unwrap();
     let mut old_beds = FreeBeds::restore(old.tree());
     old.catch_up(&mut old_beds).await.unwrap();
     assert_eq!(
@@ -387,7 +387,7 @@ async fn a_restarted_subscriber_is_not_starved_by_the_pull_of_the_process_it_rep
     );
     assert_eq!(old.checkpoint(), 2);
 
-    let mut new = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut new = Subscriber::open(&store, "beds", &[]).await.unwrap();
     let mut beds = FreeBeds::restore(new.tree());
     for _ in 0..3 {
         store
@@ -421,7 +421,7 @@ async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
                 .await
                 .unwrap();
         }
-        let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+        let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
         let mut beds = FreeBeds::restore(subscriber.tree());
         subscriber.catch_up(&mut beds).await.unwrap();
         let mut states = Vec::new();
@@ -433,7 +433,7 @@ async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
     std::fs::remove_dir_all(dir.path()).unwrap();
 
     let store = open_store(&server, dir.path(), StreamSettings::default()).await;
-    let mut subscriber = Subscriber::open(&store, "beds", None).await.unwrap();
+    let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
     assert_eq!(subscriber.checkpoint(), 0);
     let mut beds = FreeBeds::restore(subscriber.tree());
     subscriber.catch_up(&mut beds).await.unwrap();

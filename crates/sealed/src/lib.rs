@@ -88,11 +88,15 @@ impl Kek {
     }
 }
 
-/// What sealing gives back: safe to store or send anywhere.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed {
-    pub nonce: [u8; 24],
-    pub ciphertext: Vec<u8>,
+/// What sealing gives back (the domain's type): safe to store or send anywhere.
+pub use refer_domain::sealed::Sealed;
+
+/// A fresh item name: `<kind>.` and 32 random hex digits, so the name says
+/// nothing about the item and a retried request never collides.
+pub fn item(kind: &str) -> String {
+    let mut bytes = [0u8; 16];
+    chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, &mut bytes);
+    format!("{kind}.{}", hex::encode(bytes))
 }
 
 /// A data key as the bucket holds it.
@@ -200,13 +204,26 @@ impl Vault {
             }
         })?;
         Ok(Sealed {
+            item: item.to_owned(),
             nonce: nonce.into(),
             ciphertext,
         })
     }
 
-    /// Opens `sealed` (sealed as `item` for `purpose`).
-    pub async fn open_sealed(&self, item: &str, sealed: &Sealed, purpose: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// Seals text under a fresh name of `kind` (see [`item`]).
+    pub async fn seal_text(&self, kind: &str, text: &str, purpose: &str) -> Result<Sealed, SealError> {
+        self.seal(&item(kind), text.as_bytes(), purpose.as_bytes()).await
+    }
+
+    /// Opens text sealed by [`Vault::seal_text`] for `purpose`.
+    pub async fn open_text(&self, sealed: &Sealed, purpose: &str) -> Result<String, SealError> {
+        let bytes = self.open_sealed(sealed, purpose.as_bytes()).await?;
+        String::from_utf8(bytes).map_err(|_| SealError::Tampered(sealed.item.clone()))
+    }
+
+    /// Opens `sealed` (sealed for `purpose`).
+    pub async fn open_sealed(&self, sealed: &Sealed, purpose: &[u8]) -> Result<Vec<u8>, SealError> {
+        let item = sealed.item.as_str();
         let name = valid_name(item)?;
         let bytes = self
             .bucket

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod page;
 pub mod read_model;
 pub mod runtime;
+pub mod sealing;
 pub mod server;
 pub mod status;
 #[cfg(feature = "test-support")]

@@ -41,7 +41,8 @@ pub trait Model: Default + Send + Sync + 'static {
 /// What one batch of commits changed: sled writes (the last write of a key
 /// wins) and the changes to announce, in position order.
 pub struct Changes<C> {
-    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// `None`: the entry is removed.
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     announced: Vec<C>,
 }
 
@@ -49,7 +50,12 @@ impl<C: Positioned> Changes<C> {
     /// Stores `value` under `key` with the checkpoint.
     pub fn write(&mut self, key: Vec<u8>, value: &impl Serialize) {
         let bytes = postcard::to_stdvec(value).expect("read-model entries encode");
-        self.writes.insert(key, bytes);
+        self.writes.insert(key, Some(bytes));
+    }
+
+    /// Removes the entry under `key` with the checkpoint.
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
     }
 
     /// Tells watchers of `change` once the batch is stored.
@@ -85,12 +91,8 @@ impl<M: Model> ReadModel<M> {
     /// tree. If any entry cannot be decoded (a model changed its format, a
     /// damaged file), the tree and checkpoint are cleared and the consumer
     /// starts again from the stream's beginning: the model is rebuilt.
-    pub async fn open(
-        store: &EventStore,
-        name: &str,
-        filter: Option<String>,
-    ) -> Result<(Self, Subscriber), StoreError> {
-        let subscriber = Subscriber::open(store, name, filter.clone()).await?;
+    pub async fn open(store: &EventStore, name: &str, filters: &[String]) -> Result<(Self, Subscriber), StoreError> {
+        let subscriber = Subscriber::open(store, name, filters).await?;
         let (model, undecodable) = Self::restore(name, subscriber.tree());
         if undecodable == 0 {
             return Ok((model, subscriber));
@@ -103,7 +105,7 @@ impl<M: Model> ReadModel<M> {
         subscriber.tree().clear()?;
         subscriber.tree().flush_async().await?;
         drop(subscriber);
-        let subscriber = Subscriber::open(store, name, filter).await?;
+        let subscriber = Subscriber::open(store, name, filters).await?;
         Ok((Self::new(M::default()), subscriber))
     }
 
@@ -192,7 +194,10 @@ impl<M: Model> Projection for Feed<M> {
 
     fn persist(&mut self, batch: &mut sled::Batch) {
         for (key, value) in std::mem::take(&mut self.changes.writes) {
-            batch.insert(key, value);
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
         }
         // Watchers hear of a change once it is in the batch written with the
         // checkpoint; a replay after a crash may repeat it (same position).

@@ -25,6 +25,10 @@ use tokio::sync::watch;
 /// | `stream_replicas` | `REFER_STREAM_REPLICAS` | `1` (3 on the compose cluster) |
 /// | `tick_ms` | `REFER_TICK_MS` | `1000` (matcher: how often deadlines are checked) |
 /// | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
+/// | `kek_file` | `REFER_KEK_FILE` | none; required by intake and capacity (sealed data, docs/privacy.md) |
+/// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
+/// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
+/// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
@@ -35,6 +39,10 @@ pub struct Config {
     pub stream: StreamSettings,
     pub tick: Duration,
     pub json_logs: bool,
+    pub kek_file: Option<PathBuf>,
+    pub previous_kek_files: Vec<PathBuf>,
+    pub retention: Duration,
+    pub longest_consent: Duration,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -49,6 +57,10 @@ struct FileConfig {
     stream_replicas: Option<u32>,
     tick_ms: Option<u64>,
     log_format: Option<String>,
+    kek_file: Option<String>,
+    previous_kek_files: Option<Vec<String>>,
+    retention_hours: Option<u64>,
+    longest_consent_hours: Option<u64>,
 }
 
 impl Config {
@@ -131,7 +143,40 @@ impl Config {
             Some((text, _)) if text == "json" => true,
             Some((text, from)) => anyhow::bail!("{from}={text:?} must be text or json"),
         };
+        let hours = |var: &str, key: &'static str, value: Option<u64>, range: std::ops::RangeInclusive<u64>| match pick(
+            var,
+            key,
+            value.map(|v| v.to_string()),
+        ) {
+            None => Ok(Duration::from_secs(72 * 3600)),
+            Some((text, from)) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|h| range.contains(h))
+                .map(|h| Duration::from_secs(h * 3600))
+                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be {} to {} (hours)", range.start(), range.end())),
+        };
+        let retention = hours("REFER_RETENTION_HOURS", "retention_hours", f.retention_hours, 1..=8760)?;
+        let longest_consent = hours(
+            "REFER_LONGEST_CONSENT_HOURS",
+            "longest_consent_hours",
+            f.longest_consent_hours,
+            1..=720,
+        )?;
+        let previous_kek_files = match env("REFER_PREVIOUS_KEK_FILES") {
+            Some(list) => list.split(',').map(|p| PathBuf::from(p.trim())).collect(),
+            None => f
+                .previous_kek_files
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
         Ok(Self {
+            kek_file: pick("REFER_KEK_FILE", "kek_file", f.kek_file).map(|(v, _)| PathBuf::from(v)),
+            previous_kek_files,
+            retention,
+            longest_consent,
             nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
                 .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
             data_dir: pick("REFER_DATA_DIR", "data_dir", f.data_dir)
@@ -215,6 +260,35 @@ pub struct Context {
 }
 
 impl Context {
+    /// The sealed-data store (`crates/sealed`): the KEK from `kek_file`
+    /// (refused at start if missing or malformed) and the key bucket
+    /// `<stream>_SEALED`, replicated like the stream.
+    pub async fn vault(&self) -> anyhow::Result<refer_sealed::Vault> {
+        let path = self.config.kek_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no key-encryption key: set kek_file in the configuration or REFER_KEK_FILE (docs/privacy.md)"
+            )
+        })?;
+        let current = refer_sealed::Kek::load(path)?;
+        let previous = self
+            .config
+            .previous_kek_files
+            .iter()
+            .map(|p| refer_sealed::Kek::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bucket = format!("{}_SEALED", self.config.stream.name);
+        let vault = refer_sealed::Vault::open(
+            self.store.jetstream(),
+            &bucket,
+            self.config.stream.replicas,
+            current,
+            previous,
+        )
+        .await?;
+        tracing::info!(bucket, "sealed-data store open");
+        Ok(vault)
+    }
+
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {

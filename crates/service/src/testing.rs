@@ -40,6 +40,9 @@ impl TestSetup {
             );
         }
         std::fs::write(&tokens_file, text).expect("write the token file");
+        // A fresh key-encryption key for this test's sealed data.
+        let kek = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        std::fs::write(dir.path().join("kek.hex"), kek).expect("write the key-encryption key");
         Self {
             nats_url,
             dir,
@@ -74,11 +77,12 @@ impl TestSetup {
         let path = self.dir.path().join(format!("{instance}.toml"));
         let text = format!(
             "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics_listen}\"\n\
-             tokens_file = \"{}\"\ntick_ms = {}\n",
+             tokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\n",
             self.nats_url,
             data_dir.display(),
             self.tokens_file.display(),
-            self.tick_ms
+            self.tick_ms,
+            self.kek_file().display(),
         );
         std::fs::write(&path, &text).expect("write the configuration");
         (path, text, data_dir)
@@ -97,6 +101,11 @@ impl TestSetup {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         (command, port, metrics)
+    }
+
+    /// The key-encryption key every service started here reads.
+    pub fn kek_file(&self) -> PathBuf {
+        self.dir.path().join("kek.hex")
     }
 
     /// The token file, to add partners while services run.

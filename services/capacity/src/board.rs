@@ -6,9 +6,11 @@
 use refer_domain::ids::{HoldId, NeedId, OrgId, ProviderId};
 use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{NeedEvent, Target};
+use refer_domain::placement::{Consent, PlacementEvent, SealedPart};
 use refer_domain::profile::{Accessibility, AgeBand, Language};
 use refer_domain::provider::{ProviderEvent, ReleaseReason};
 use refer_domain::request::Urgency;
+use refer_domain::standing::{Owner, StandingEvent};
 use refer_domain::{Event, Timestamp};
 use refer_eventstore::Recorded;
 use refer_service::read_model::{key, Changes, Model, Undecodable};
@@ -60,6 +62,17 @@ impl refer_service::watch::Positioned for Referral {
     }
 }
 
+/// What an accepting provider may open: the agency's contact, a consented
+/// note, the hand-off it gave. Ciphertext only (see `crates/sealed`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sealed {
+    /// The requesting agency of each need (never shown; it finds the contact).
+    pub agency_of: BTreeMap<NeedId, OrgId>,
+    pub contacts: BTreeMap<OrgId, refer_domain::sealed::Sealed>,
+    pub notes: BTreeMap<NeedId, (Consent, refer_domain::sealed::Sealed)>,
+    pub handoffs: BTreeMap<NeedId, refer_domain::sealed::Sealed>,
+}
+
 /// The referrals of every site, the need summaries they show, and which
 /// organisation runs which site.
 #[derive(Default)]
@@ -68,6 +81,7 @@ pub struct Referrals {
     pub by_provider: BTreeMap<ProviderId, BTreeSet<HoldId>>,
     needs: BTreeMap<NeedId, NeedSummary>,
     pub orgs: BTreeMap<OrgId, BTreeSet<ProviderId>>,
+    pub sealed: Sealed,
 }
 
 impl Referrals {
@@ -176,6 +190,39 @@ impl Model for Referrals {
                     let need = NeedId::from_uuid(id);
                     out.write(key(b'n', &need), &summary);
                     state.needs.insert(need, summary);
+                    out.write(key(b'a', &need), &request.agency);
+                    state.sealed.agency_of.insert(need, request.agency);
+                }
+                Event::Need(NeedEvent::HandedOff(handoff)) => {
+                    let need = NeedId::from_uuid(id);
+                    out.write(key(b'h', &need), handoff);
+                    state.sealed.handoffs.insert(need, handoff.clone());
+                }
+                Event::Standing(StandingEvent::Set {
+                    owner: Owner::Agency(agency),
+                    text,
+                }) => {
+                    out.write(key(b'c', agency), text);
+                    state.sealed.contacts.insert(*agency, text.clone());
+                }
+                Event::Standing(StandingEvent::Cleared {
+                    owner: Owner::Agency(agency),
+                }) => {
+                    out.remove(key(b'c', agency));
+                    state.sealed.contacts.remove(agency);
+                }
+                Event::Placement(PlacementEvent::NoteShared { need, consent, note }) => {
+                    let entry = (consent.clone(), note.clone());
+                    out.write(key(b'm', need), &entry);
+                    state.sealed.notes.insert(*need, entry);
+                }
+                Event::Placement(PlacementEvent::Erased { parts, .. }) => {
+                    for part in parts {
+                        if let SealedPart::Note(need) = part {
+                            out.remove(key(b'm', need));
+                            state.sealed.notes.remove(need);
+                        }
+                    }
                 }
                 Event::Need(NeedEvent::Proposed(p)) => {
                     if let Target::Provider(_) = p.target {
@@ -217,6 +264,26 @@ impl Model for Referrals {
             Some(b'o') => {
                 let (org, provider): (OrgId, ProviderId) = postcard::from_bytes(&key[1..])?;
                 self.orgs.entry(org).or_default().insert(provider);
+            }
+            Some(b'a') => {
+                self.sealed
+                    .agency_of
+                    .insert(postcard::from_bytes(&key[1..])?, postcard::from_bytes(value)?);
+            }
+            Some(b'h') => {
+                self.sealed
+                    .handoffs
+                    .insert(postcard::from_bytes(&key[1..])?, postcard::from_bytes(value)?);
+            }
+            Some(b'c') => {
+                self.sealed
+                    .contacts
+                    .insert(postcard::from_bytes(&key[1..])?, postcard::from_bytes(value)?);
+            }
+            Some(b'm') => {
+                self.sealed
+                    .notes
+                    .insert(postcard::from_bytes(&key[1..])?, postcard::from_bytes(value)?);
             }
             _ => return Err(Undecodable("an entry of no known kind".into())),
         }

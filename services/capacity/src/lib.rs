@@ -44,18 +44,21 @@ pub struct CapacityService {
     clock: SharedClock,
     board: ReadModel<Referrals>,
     keys: KeyBook,
+    vault: refer_sealed::Vault,
 }
 
 /// Opens the referral board, keeps it current, and serves the handlers
 /// behind authentication, with the request size capped.
 async fn start(context: Context) -> anyhow::Result<Started> {
-    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, None).await?;
+    let vault = context.vault().await?;
+    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, &[]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = CapacityService {
         store: context.store.clone(),
         clock: context.clock.clone(),
         board,
         keys: KeyBook::open(context.store.local().db())?,
+        vault,
     };
     let server = CapacityServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
@@ -147,5 +150,16 @@ impl Capacity for CapacityService {
         request: Request<pb::DeclineReferralRequest>,
     ) -> Result<Response<pb::Referral>, Status> {
         referrals::decline(self, request).await
+    }
+
+    async fn get_referral(&self, request: Request<pb::GetReferralRequest>) -> Result<Response<pb::Referral>, Status> {
+        referrals::get(self, request).await
+    }
+
+    async fn set_site_handoff(
+        &self,
+        request: Request<pb::SetSiteHandoffRequest>,
+    ) -> Result<Response<pb::SiteHandoff>, Status> {
+        sites::set_handoff(self, request).await
     }
 }

@@ -3,13 +3,15 @@
 use crate::board::{Referral, ReferralStatus};
 use crate::views::{decline_reason, referral_view};
 use crate::{settle_key, CapacityService};
-use refer_domain::ids::{HoldId, ProviderId};
+use refer_domain::ids::{HoldId, NeedId, ProviderId};
 use refer_domain::need::{DeclineReason, Need, NeedCommand, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
+use refer_domain::standing::{Owner, Standing};
 use refer_domain::{CommandMeta, DomainError};
-use refer_eventstore::{retry_races, Executed, Part, StoreError};
+use refer_eventstore::{retry_races, Executed, Outcome, Part, StoreError};
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
+use refer_service::sealing::{self, purpose, HandoffText, Opened};
 use refer_service::watch::WatchStream;
 use refer_service::{caller, page, store_status};
 use tonic::{Request, Response, Status};
@@ -32,8 +34,12 @@ pub async fn list(
         .take(size + 1)
         .collect();
     let (referrals, next_page_token) = page::cut(referrals, size, |r| r.position);
+    let mut views = Vec::with_capacity(referrals.len());
+    for referral in &referrals {
+        views.push(full_view(service, referral, None).await?);
+    }
     Ok(Response::new(pb::ListReferralsResponse {
-        referrals: referrals.iter().map(referral_view).collect(),
+        referrals: views,
         next_page_token,
     }))
 }
@@ -59,16 +65,135 @@ pub async fn accept(
     request: Request<pb::AcceptReferralRequest>,
 ) -> Result<Response<pb::Referral>, Status> {
     let r = request.get_ref();
+    let handoff = match r.handoff.trim() {
+        "" => None,
+        text => Some(sealing::text(text, "handoff")?),
+    };
     let view = answer(
         service,
         &request,
         &r.provider_id,
         &r.referral_id,
         &r.idempotency_key,
-        None,
+        Answer::Accept { handoff },
     )
     .await?;
     Ok(Response::new(view))
+}
+
+pub async fn get(
+    service: &CapacityService,
+    request: Request<pb::GetReferralRequest>,
+) -> Result<Response<pb::Referral>, Status> {
+    let who = caller(&request)?;
+    let r = request.get_ref();
+    let (pid, _, _) = service.owned(&who, &r.provider_id).await?;
+    let hold = HoldId::from_uuid(id(&r.referral_id, "referral_id")?);
+    let referral = service
+        .board
+        .read()
+        .referrals
+        .get(&hold)
+        .filter(|x| x.provider == ProviderId::from_uuid(pid) && x.status != ReferralStatus::Offered)
+        .cloned()
+        .ok_or_else(|| Status::not_found("no such referral at this provider"))?;
+    Ok(Response::new(full_view(service, &referral, None).await?))
+}
+
+/// A referral as its provider sees it; once accepted, with what the agency
+/// shares: its on-call contact, a consented note (while the consent lasts),
+/// and the hand-off the provider gave.
+/// (`given`: a hand-off just committed, which the board may not hold yet.)
+pub(crate) async fn full_view(
+    service: &CapacityService,
+    referral: &Referral,
+    given: Option<&refer_domain::sealed::Sealed>,
+) -> Result<pb::Referral, Status> {
+    let mut view = referral_view(referral);
+    if referral.status != ReferralStatus::Accepted {
+        return Ok(view);
+    }
+    let need = referral.need;
+    let (agency, contact, note, handoff) = {
+        let board = service.board.read();
+        let sealed = &board.sealed;
+        let agency = sealed.agency_of.get(&need).copied();
+        (
+            agency,
+            agency.and_then(|a| sealed.contacts.get(&a).cloned()),
+            sealed.notes.get(&need).cloned(),
+            sealed.handoffs.get(&need).or(given).cloned(),
+        )
+    };
+    let text = |opened: Opened| match opened {
+        Opened::Text(text) => text,
+        Opened::Erased => String::new(),
+    };
+    let mut shared = pb::AgencyHandoff::default();
+    if let (Some(agency), Some(contact)) = (agency, contact) {
+        shared.agency_contact = text(sealing::open(&service.vault, &contact, &purpose::agency_contact(agency)).await?);
+    }
+    let now = service.clock.now();
+    if let Some((consent, note)) = note.filter(|(consent, _)| consent.until > now) {
+        shared.note = text(sealing::open(&service.vault, &note, &purpose::note(need)).await?);
+        if !shared.note.is_empty() {
+            shared.note_until_ms = consent.until.millis();
+        }
+    }
+    if let Some(handoff) = handoff {
+        if let Some(given) = sealing::open_handoff(&service.vault, need, &handoff).await? {
+            shared.instructions = given.instructions;
+        }
+    }
+    view.handoff = Some(shared);
+    Ok(view)
+}
+
+impl CapacityService {
+    /// The hand-off for the agency behind `need`: the instructions given, or
+    /// the site's default; refused when there is neither.
+    async fn handoff_for(
+        &self,
+        site: ProviderId,
+        state: &Provider,
+        need: NeedId,
+        given: Option<&str>,
+    ) -> Result<refer_domain::sealed::Sealed, Status> {
+        let instructions = match given {
+            Some(text) => text.to_owned(),
+            None => {
+                let standing = self
+                    .store
+                    .load::<Standing>(Owner::Site(site).id())
+                    .await
+                    .map_err(store_status)?;
+                let default = match &standing.state.text {
+                    Some(sealed) => sealing::open(&self.vault, sealed, &purpose::site_default(site)).await?,
+                    None => Opened::Erased,
+                };
+                match default {
+                    Opened::Text(text) => text,
+                    Opened::Erased => {
+                        return Err(Status::failed_precondition(
+                            "handoff: say where to bring the person, who meets them and a phone, \
+                             or register the site's default hand-off (SetSiteHandoff)",
+                        ))
+                    }
+                }
+            }
+        };
+        let handoff = HandoffText {
+            site_name: state.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            instructions,
+        };
+        sealing::seal_handoff(&self.vault, need, &handoff).await
+    }
+}
+
+/// What an answer to a referral says.
+enum Answer {
+    Accept { handoff: Option<String> },
+    Decline(DeclineReason),
 }
 
 pub async fn decline(
@@ -83,20 +208,20 @@ pub async fn decline(
         &r.provider_id,
         &r.referral_id,
         &r.idempotency_key,
-        Some(reason),
+        Answer::Decline(reason),
     )
     .await?;
     Ok(Response::new(view))
 }
 
-/// Accepts (no reason) or declines a referral.
+/// Accepts (with the hand-off) or declines a referral.
 async fn answer<T: prost::Message>(
     service: &CapacityService,
     request: &Request<T>,
     provider: &str,
     referral: &str,
     key: &str,
-    decline: Option<DeclineReason>,
+    decision: Answer,
 ) -> Result<pb::Referral, Status> {
     let who = caller(request)?;
     let key = cv::idempotency_key(key)?;
@@ -111,21 +236,28 @@ async fn answer<T: prost::Message>(
         (None, Some(r)) if r.provider == ProviderId::from_uuid(pid) => r.need,
         _ => return Err(Status::not_found("no such referral at this provider")),
     };
-    let by = Target::Provider(ProviderId::from_uuid(pid));
+    let site = ProviderId::from_uuid(pid);
+    let by = Target::Provider(site);
     let meta = service.meta(request, key);
-    let (command, follow_up, status) = match decline {
-        None => (
-            NeedCommand::Accept { by },
-            ProviderCommand::ConfirmHold { hold },
-            ReferralStatus::Accepted,
-        ),
-        Some(reason) => (
-            NeedCommand::Decline { by, reason },
+    let (commands, follow_up, status, sealed) = match decision {
+        Answer::Accept { handoff } => {
+            // Sealed before the commit; erased again if the commit writes nothing.
+            let sealed = service.handoff_for(site, &state, need, handoff.as_deref()).await?;
+            (
+                vec![NeedCommand::Accept { by }, NeedCommand::HandOff(sealed.clone())],
+                ProviderCommand::ConfirmHold { hold },
+                ReferralStatus::Accepted,
+                Some(sealed),
+            )
+        }
+        Answer::Decline(reason) => (
+            vec![NeedCommand::Decline { by, reason }],
             ProviderCommand::ReleaseHold {
                 hold,
                 reason: ReleaseReason::Declined,
             },
             ReferralStatus::Declined,
+            None,
         ),
     };
     // The answer on the need and the hold settled on the provider are one
@@ -136,11 +268,9 @@ async fn answer<T: prost::Message>(
         ..meta.clone()
     };
     let store = &service.store;
-    let (command, follow_up, meta, settle) = (&command, &follow_up, &meta, &settle);
+    let (commands, follow_up, meta, settle) = (&commands, &follow_up, &meta, &settle);
     let answered = retry_races(|attempt| async move {
-        let answer = store
-            .prepare::<Need>(need.as_uuid(), std::slice::from_ref(command), meta, attempt)
-            .await?;
+        let answer = store.prepare::<Need>(need.as_uuid(), commands, meta, attempt).await?;
         let settling = match store
             .prepare::<Provider>(pid, std::slice::from_ref(follow_up), settle, attempt)
             .await
@@ -158,6 +288,14 @@ async fn answer<T: prost::Message>(
         store.finish(answer, seqs[0])
     })
     .await;
+    let unused = match &answered {
+        Ok(done) => done.outcome == Outcome::Duplicate,
+        Err(_) => true,
+    };
+    if let (true, Some(sealed)) = (unused, &sealed) {
+        // A retry, or a refusal: this hand-off was never recorded.
+        sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
+    }
     let answered: Executed<Need> = match answered {
         Ok(done) => done,
         Err(StoreError::Domain(DomainError::InvalidTransition { from, .. })) => {
@@ -184,5 +322,7 @@ async fn answer<T: prost::Message>(
     };
     view.status = status;
     view.position = view.position.max(answered.version);
-    Ok(referral_view(&view))
+    // The board may not have folded the hand-off in yet.
+    let fresh = sealed.filter(|_| answered.outcome == Outcome::Applied);
+    full_view(service, &view, fresh.as_ref()).await
 }

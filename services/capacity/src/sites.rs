@@ -4,8 +4,10 @@ use crate::views::{profile, provider_view};
 use crate::CapacityService;
 use refer_domain::ids::ProviderId;
 use refer_domain::provider::{Provider, ProviderCommand, MAX_UNITS};
+use refer_domain::standing::Owner;
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
+use refer_service::sealing;
 use refer_service::{caller, invalid, page, store_status, Principal};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -176,4 +178,32 @@ pub async fn resume(
             None,
         )
         .await
+}
+
+/// Registers the site's default hand-off, sealed (shown only to an agency
+/// whose referral the site accepted).
+pub async fn set_handoff(
+    service: &CapacityService,
+    request: Request<pb::SetSiteHandoffRequest>,
+) -> Result<Response<pb::SiteHandoff>, Status> {
+    let who = caller(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let (id, _, _) = service.owned(&who, &r.provider_id).await?;
+    let instructions = sealing::text(&r.instructions, "instructions")?;
+    service.keys.bind(&who, &key, r)?;
+    let site = ProviderId::from_uuid(id);
+    sealing::set_standing(
+        &service.store,
+        &service.vault,
+        Owner::Site(site),
+        &instructions,
+        &sealing::purpose::site_default(site),
+        &service.meta(&request, key),
+    )
+    .await?;
+    Ok(Response::new(pb::SiteHandoff {
+        provider_id: r.provider_id.clone(),
+        instructions,
+    }))
 }

@@ -67,6 +67,7 @@ pub fn referral_view(r: &Referral) -> pb::Referral {
         deadline_ms: r.deadline.millis(),
         status: referral_status_pb(r.status),
         position: r.position,
+        handoff: None,
     }
 }
 

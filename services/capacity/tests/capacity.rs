@@ -383,6 +383,7 @@ async fn every_call_is_checked_against_the_callers_token_role_and_organisation()
         idempotency_key: "a".into(),
         provider_id: id.clone(),
         referral_id: Uuid::new_v4().to_string(),
+        handoff: "Side door; the duty worker meets you, 555-0100".into(),
     };
     assert_eq!(
         refused(w.client.accept_referral(authed(OTHER, accept)).await),
@@ -489,6 +490,7 @@ async fn a_provider_sees_its_referrals_with_the_minimum_and_answers_them() {
         idempotency_key: "acc-1".into(),
         provider_id: id.clone(),
         referral_id: cv::id_pb(hold1.as_uuid()),
+        handoff: "Side door; the duty worker meets you, 555-0100".into(),
     };
     let accepted = w
         .client
@@ -593,6 +595,7 @@ async fn a_referral_cannot_be_accepted_after_its_deadline() {
         idempotency_key: "late".into(),
         provider_id: id.clone(),
         referral_id: cv::id_pb(hold.as_uuid()),
+        handoff: "Side door; the duty worker meets you, 555-0100".into(),
     };
     let err = w.client.accept_referral(authed(HARBOR, accept)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

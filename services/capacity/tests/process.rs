@@ -30,7 +30,10 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
         hash_token(TOKEN)
     );
     std::fs::write(&tokens, entry).unwrap();
+    let kek = dir.join("kek.hex");
+    std::fs::write(&kek, "42".repeat(32)).unwrap();
     Command::new(env!("CARGO_BIN_EXE_refer-capacity"))
+        .env("REFER_KEK_FILE", &kek)
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_DATA_DIR", dir.join("data"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
@@ -174,4 +177,41 @@ fn a_bad_configuration_stops_the_service_with_the_setting_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("REFER_LISTEN=\"nowhere\""));
+}
+
+#[tokio::test]
+async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "").unwrap();
+    let start = |kek: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_refer-capacity"));
+        command
+            .env("REFER_NATS_URL", nats.url())
+            .env("REFER_DATA_DIR", dir.path().join("data"))
+            .env("REFER_LISTEN", "127.0.0.1:0")
+            .env("REFER_METRICS_LISTEN", "127.0.0.1:0")
+            .env("REFER_TOKENS_FILE", &tokens)
+            .env_remove("REFER_CONFIG")
+            .env_remove("REFER_KEK_FILE");
+        if let Some(text) = kek {
+            let path = dir.path().join("kek.hex");
+            std::fs::write(&path, text).unwrap();
+            command.env("REFER_KEK_FILE", path);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success(), "started with key {kek:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = start(None);
+    assert!(
+        missing.contains("set kek_file in the configuration or REFER_KEK_FILE"),
+        "{missing}"
+    );
+    let short = start(Some("00112233"));
+    assert!(short.contains("kek.hex") && short.contains("too short"), "{short}");
+    let garbage = start(Some(&"zz".repeat(32)));
+    assert!(garbage.contains("must hold 64 hex digits"), "{garbage}");
+    assert!(!garbage.contains("zzzz"), "the key's text is never echoed: {garbage}");
 }

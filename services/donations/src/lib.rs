@@ -49,7 +49,7 @@ pub struct DonationsService {
 /// Opens the board, keeps it current, serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let filter = format!("{}.donation.>", context.store.settings().prefix);
-    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, Some(filter)).await?;
+    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, &[filter]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = DonationsService {
         store: context.store.clone(),

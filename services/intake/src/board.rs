@@ -1,16 +1,21 @@
-//! Need status as intake sees it, built from the need events on the stream
-//! (rebuildable). Keyed by need, with the placement each belongs to, the
-//! deadline of a pending proposal and what a waitlisted need waits for.
+//! Intake's files, built from the stream (rebuildable: deleting intake's
+//! data directory loses nothing). Each placement's file (its needs, group,
+//! sealed case reference, notes and erasures, folded with the domain's own
+//! `evolve`), and each need's status as intake sees it: the placement it
+//! belongs to, the deadline of a pending proposal, what a waitlisted need
+//! waits for, the sealed hand-off once accepted, when it became final.
 
 use refer_domain::geo::RegionCode;
-use refer_domain::ids::{NeedId, PlacementId};
+use refer_domain::ids::{NeedId, OrgId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::{NeedEvent, NeedStatus, Target};
-use refer_domain::{Event, Timestamp};
+use refer_domain::placement::{NeedClock, Placement};
+use refer_domain::sealed::Sealed;
+use refer_domain::{Aggregate, Event, Timestamp};
 use refer_eventstore::Recorded;
 use refer_service::read_model::{key, Changes, Model, Undecodable};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeedView {
@@ -24,6 +29,10 @@ pub struct NeedView {
     pub deadline: Option<Timestamp>,
     /// The region the person is in: where capacity is looked for.
     pub region: RegionCode,
+    /// The accepting provider's hand-off, sealed for the agency.
+    pub handoff: Option<Sealed>,
+    /// When the need became final (cancelled or fulfilled).
+    pub final_at: Option<Timestamp>,
     pub position: u64,
 }
 
@@ -37,17 +46,62 @@ impl refer_service::watch::Positioned for NeedView {
     }
 }
 
+/// Every placement's file, every need's view, and each agency's placements
+/// by request time (for listing newest first).
 #[derive(Default)]
-pub struct Needs {
+pub struct Files {
     pub needs: BTreeMap<NeedId, NeedView>,
+    pub placements: BTreeMap<PlacementId, Placement>,
+    pub by_agency: BTreeMap<OrgId, BTreeSet<(Timestamp, PlacementId)>>,
 }
 
-impl Model for Needs {
+impl Files {
+    /// The placement's file, if the caller's `agency` may see it.
+    pub fn placement(&self, id: PlacementId) -> Option<&Placement> {
+        self.placements.get(&id).filter(|p| p.file.is_some())
+    }
+
+    /// What the sweeper needs to know of each need of `placement`.
+    pub fn clocks(&self, placement: &Placement) -> Vec<NeedClock> {
+        let file = placement.file.as_ref();
+        file.into_iter()
+            .flat_map(|f| &f.needs)
+            .filter_map(|(need, _)| self.needs.get(need))
+            .map(|v| NeedClock {
+                need: v.need,
+                final_at: v.final_at,
+                handed_off: v.handoff.is_some(),
+            })
+            .collect()
+    }
+
+    fn index(&mut self, id: PlacementId) {
+        if let Some(file) = self.placements.get(&id).and_then(|p| p.file.as_ref()) {
+            self.by_agency
+                .entry(file.agency)
+                .or_default()
+                .insert((file.requested_at, id));
+        }
+    }
+}
+
+impl Model for Files {
     type Change = NeedView;
 
     fn apply(&mut self, commit: &Recorded, out: &mut Changes<NeedView>) {
         for envelope in &commit.events {
-            let Event::Need(event) = &envelope.event else { continue };
+            let event = match &envelope.event {
+                Event::Need(event) => event,
+                Event::Placement(event) => {
+                    let id = PlacementId::from_uuid(envelope.aggregate.id);
+                    let placement = self.placements.remove(&id).unwrap_or_default().evolve(event);
+                    out.write(key(b'p', &id), &placement);
+                    self.placements.insert(id, placement);
+                    self.index(id);
+                    continue;
+                }
+                _ => continue,
+            };
             let need = NeedId::from_uuid(envelope.aggregate.id);
             if let NeedEvent::Requested(request) = event {
                 self.needs.insert(
@@ -60,6 +114,8 @@ impl Model for Needs {
                         placed_with: None,
                         deadline: None,
                         region: request.spec.constraints.origin.region.clone(),
+                        handoff: None,
+                        final_at: None,
                         position: commit.seq,
                     },
                 );
@@ -68,34 +124,49 @@ impl Model for Needs {
                 continue;
             };
             view.position = commit.seq;
-            view.deadline = None;
-            view.status = match event {
-                NeedEvent::Requested(_) => NeedStatus::Requested,
-                NeedEvent::Proposed(p) => {
-                    view.deadline = Some(p.deadline);
-                    NeedStatus::Proposed
+            if let NeedEvent::HandedOff(handoff) = event {
+                view.handoff = Some(handoff.clone());
+            } else {
+                view.deadline = None;
+                view.status = match event {
+                    NeedEvent::Requested(_) => NeedStatus::Requested,
+                    NeedEvent::Proposed(p) => {
+                        view.deadline = Some(p.deadline);
+                        NeedStatus::Proposed
+                    }
+                    NeedEvent::Accepted(p) => {
+                        view.placed_with = Some(p.target);
+                        NeedStatus::Accepted
+                    }
+                    NeedEvent::Declined { .. } => NeedStatus::Declined,
+                    NeedEvent::Expired(_) => NeedStatus::Expired,
+                    NeedEvent::Waitlisted => NeedStatus::Waitlisted,
+                    NeedEvent::Cancelled { .. } => NeedStatus::Cancelled,
+                    NeedEvent::Fulfilled => NeedStatus::Fulfilled,
+                    NeedEvent::HandedOff(_) => unreachable!("handled above"),
+                };
+                if view.status.is_final() {
+                    view.final_at = Some(envelope.occurred_at);
                 }
-                NeedEvent::Accepted(p) => {
-                    view.placed_with = Some(p.target);
-                    NeedStatus::Accepted
-                }
-                NeedEvent::Declined { .. } => NeedStatus::Declined,
-                NeedEvent::Expired(_) => NeedStatus::Expired,
-                NeedEvent::Waitlisted => NeedStatus::Waitlisted,
-                NeedEvent::Cancelled { .. } => NeedStatus::Cancelled,
-                NeedEvent::Fulfilled => NeedStatus::Fulfilled,
-            };
+            }
             out.write(key(b'v', &need), view);
             out.announce(view.clone());
         }
     }
 
     fn restore(&mut self, key: &[u8], value: &[u8]) -> Result<(), Undecodable> {
-        if key.first() != Some(&b'v') {
-            return Err(Undecodable("an entry of no known kind".into()));
+        match key.first() {
+            Some(b'v') => {
+                let view: NeedView = postcard::from_bytes(value)?;
+                self.needs.insert(view.need, view);
+            }
+            Some(b'p') => {
+                let id: PlacementId = postcard::from_bytes(&key[1..])?;
+                self.placements.insert(id, postcard::from_bytes(value)?);
+                self.index(id);
+            }
+            _ => return Err(Undecodable("an entry of no known kind".into())),
         }
-        let view: NeedView = postcard::from_bytes(value)?;
-        self.needs.insert(view.need, view);
         Ok(())
     }
 }

@@ -4,18 +4,21 @@
 //!
 //! A person is never identified: the request carries a profile (age band,
 //! gender, languages, accessibility, party size) and the agency's own case
-//! reference, which stays in this service's records and never reaches the bus.
+//! reference, which is sealed (`crates/sealed`): only ciphertext reaches the
+//! bus, and erasing its key erases it for good. The hand-off (the agency's
+//! contact, a consented note, the provider's instructions) goes the same way.
 #![forbid(unsafe_code)]
 
 pub mod board;
+pub mod migrate;
 mod needs;
 mod placements;
-pub mod records;
+mod sharing;
 pub mod views;
 
-use board::Needs;
-use records::{PlacementRecord, Records};
+use board::Files;
 use refer_domain::ids::PlacementId;
+use refer_domain::placement::Placement;
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
 use refer_proto::intake::v1 as pb;
@@ -35,8 +38,8 @@ pub const SERVICE_NAME: &str = "refer.intake.v1.Intake";
 pub const CONSUMER: &str = "intake-needs";
 /// The longest case reference accepted.
 pub const MAX_CASE_REFERENCE: usize = 64;
-/// Who may call: intake staff.
-pub const ROLES: &[Role] = &[Role::Intake];
+/// Who may call: intake staff; an admin only to forget a placement.
+pub const ROLES: &[Role] = &[Role::Intake, Role::Admin];
 
 /// How `main` and the tests start the service.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -50,31 +53,46 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 pub struct IntakeService {
     store: EventStore,
     clock: SharedClock,
-    board: ReadModel<Needs>,
-    records: Records,
+    board: ReadModel<Files>,
     keys: KeyBook,
+    vault: refer_sealed::Vault,
+    /// How long sealed data outlives a final need.
+    retention_ms: i64,
+    /// The longest consent to share a note.
+    longest_consent_ms: i64,
 }
 
-/// Opens the records and the need board, keeps the board current, serves
-/// the handlers behind authentication.
+/// Opens the sealed-data store and the files, migrates records an older
+/// version kept in sled, keeps the files current, sweeps what is due for
+/// erasure, and serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
-    let records = Records::open(store.local().db())?;
+    let vault = context.vault().await?;
     let keys = KeyBook::open(store.local().db())?;
-    let filter = format!("{}.need.>", store.settings().prefix);
-    let (board, subscriber) = ReadModel::open(&store, CONSUMER, Some(filter)).await?;
-    let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
+    let prefix = &store.settings().prefix;
+    let filters = [format!("{prefix}.need.>"), format!("{prefix}.placement.>")];
+    let (board, subscriber) = ReadModel::open(&store, CONSUMER, &filters).await?;
+    let projection = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
+    let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let service = IntakeService {
         store,
         clock: context.clock.clone(),
         board,
-        records,
         keys,
+        vault,
+        retention_ms: millis(context.config.retention),
+        longest_consent_ms: millis(context.config.longest_consent),
     };
+    migrate::sled_records(&service).await?;
+    let sweeper = tokio::spawn(sharing::sweep(
+        service.clone(),
+        context.config.tick,
+        context.shutdown.clone(),
+    ));
     let server = IntakeServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
         routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
-        tasks: vec![task],
+        tasks: vec![projection, sweeper],
     })
 }
 
@@ -85,15 +103,32 @@ impl IntakeService {
 
     /// The caller's placement: NOT_FOUND if unknown or another agency's, in
     /// the same words, so the answer does not confirm that the id exists.
-    fn owned_placement(&self, who: &Principal, placement: &str) -> Result<PlacementRecord, Status> {
+    /// (The files first; the stream when they have not folded it in yet.)
+    async fn owned_placement(&self, who: &Principal, placement: &str) -> Result<(PlacementId, Placement), Status> {
         let id = PlacementId::from_uuid(id(placement, "placement_id")?);
-        let record = self
-            .records
-            .placement(id)
-            .map_err(|e| Status::unavailable(format!("intake records: {e}")))?;
-        who.sees(record.as_ref().map(|r| r.agency), "placement")?;
-        Ok(record.expect("seen"))
+        let known = self.board.read().placement(id).cloned();
+        let found = match known {
+            Some(found) => Some(found),
+            None => {
+                let loaded = self.store.load::<Placement>(id.as_uuid()).await;
+                Some(loaded.map_err(refer_service::store_status)?.state).filter(|p| p.file.is_some())
+            }
+        };
+        who.sees(
+            found.as_ref().and_then(|p| p.file.as_ref()).map(|f| f.agency),
+            "placement",
+        )?;
+        Ok((id, found.expect("seen")))
     }
+}
+
+/// The caller, who must be intake staff (an admin may only forget).
+pub(crate) fn staff<T>(request: &Request<T>) -> Result<Principal, Status> {
+    let who = refer_service::caller(request)?;
+    if who.role != Role::Intake {
+        return Err(Status::permission_denied("only intake staff may do this"));
+    }
+    Ok(who)
 }
 
 type Watch = WatchStream<pb::NeedUpdate>;
@@ -137,5 +172,34 @@ impl Intake for IntakeService {
 
     async fn fulfil_need(&self, request: Request<pb::FulfilNeedRequest>) -> Result<Response<pb::NeedUpdate>, Status> {
         needs::fulfil(self, request).await
+    }
+
+    async fn set_handoff_contact(
+        &self,
+        request: Request<pb::SetHandoffContactRequest>,
+    ) -> Result<Response<pb::HandoffContact>, Status> {
+        sharing::set_contact(self, request).await
+    }
+
+    async fn get_handoff_contact(
+        &self,
+        request: Request<pb::GetHandoffContactRequest>,
+    ) -> Result<Response<pb::HandoffContact>, Status> {
+        sharing::get_contact(self, request).await
+    }
+
+    async fn share_note(&self, request: Request<pb::ShareNoteRequest>) -> Result<Response<pb::Placement>, Status> {
+        sharing::share_note(self, request).await
+    }
+
+    async fn revoke_note(&self, request: Request<pb::RevokeNoteRequest>) -> Result<Response<pb::Placement>, Status> {
+        sharing::revoke_note(self, request).await
+    }
+
+    async fn forget_placement(
+        &self,
+        request: Request<pb::ForgetPlacementRequest>,
+    ) -> Result<Response<pb::Placement>, Status> {
+        sharing::forget(self, request).await
     }
 }

@@ -7,7 +7,7 @@ use refer_domain::ids::NeedId;
 use refer_domain::need::{Need, NeedCommand, NeedStatus};
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id};
-use refer_service::{caller, store_status};
+use refer_service::store_status;
 use tonic::{Request, Response, Status};
 
 pub async fn cancel(
@@ -36,7 +36,7 @@ async fn command<T: prost::Message>(
     key: &str,
     command: NeedCommand,
 ) -> Result<pb::NeedUpdate, Status> {
-    let who = caller(request)?;
+    let who = crate::staff(request)?;
     let key = cv::idempotency_key(key)?;
     let need = id(need, "need_id")?;
     let loaded = service.store.load::<Need>(need).await.map_err(store_status)?;
@@ -51,14 +51,18 @@ async fn command<T: prost::Message>(
         .map_err(store_status)?;
     let request = done.state.request.as_ref().expect("a requested need");
     let accepted = done.state.status == NeedStatus::Accepted;
+    let need = NeedId::from_uuid(need);
+    let handoff = service.board.read().needs.get(&need).and_then(|v| v.handoff.clone());
     Ok(update_pb(&NeedView {
-        need: NeedId::from_uuid(need),
+        need,
         placement: request.placement,
         kind: request.spec.kind,
         status: done.state.status,
         placed_with: accepted.then_some(done.state.proposal).flatten().map(|p| p.target),
         deadline: None,
         region: request.spec.constraints.origin.region.clone(),
+        handoff,
+        final_at: None,
         position: done.version,
     }))
 }

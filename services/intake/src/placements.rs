@@ -1,57 +1,71 @@
 //! Placements: request one person's or a group's, read, list, watch.
 
-use crate::board::NeedView;
-use crate::records::{Claim, GroupRecord, PlacementRecord};
-use crate::views::{cohesion, cohesion_pb, group_id, person, placement_pb, update_pb, Person};
-use crate::IntakeService;
-use refer_domain::ids::{GroupId, OrgId};
+use crate::board::{Files, NeedView};
+use crate::views::{cohesion, cohesion_pb, group_id, need_status_pb, person, update_pb, Person};
+use crate::{staff, IntakeService};
+use refer_domain::ids::{GroupId, OrgId, PlacementId};
 use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest};
-use refer_domain::request::{PlacementRequest, MAX_GROUP_SIZE};
+use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, SealedPart};
+use refer_domain::request::MAX_GROUP_SIZE;
 use refer_domain::{CommandMeta, IdempotencyKey};
+use refer_eventstore::Outcome;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
+use refer_service::sealing::{self, purpose, Opened};
 use refer_service::watch::WatchStream;
-use refer_service::{caller, invalid, page, store_status};
+use refer_service::{invalid, page, store_status};
 use tonic::{Request, Response, Status};
 
-/// What a need request needs besides its ids.
-struct NeedRequestParts {
-    request: PlacementRequest,
-    group: Option<GroupMembership>,
-}
-
-fn record_of(agency: OrgId, person: &Person, group: Option<GroupId>, at: refer_domain::Timestamp) -> PlacementRecord {
-    PlacementRecord {
-        placement: person.request.placement,
-        agency,
-        case_reference: person.case_reference.clone(),
-        group,
-        needs: person.request.needs.clone(),
-        requested_at: at,
-    }
-}
-
-/// Rebuilds the request parts for a stored record (on a retry, the stored
-/// ids win over the ones drawn for this attempt).
-fn parts_for(record: &PlacementRecord, fresh: &Person, group: Option<GroupMembership>) -> NeedRequestParts {
-    let mut request = fresh.request.clone();
-    request.placement = record.placement;
-    request.needs = record.needs.clone();
-    NeedRequestParts { request, group }
-}
-
-fn records_error(e: sled::Error) -> Status {
-    Status::unavailable(format!("intake records: {e}"))
-}
-
 impl IntakeService {
-    /// Appends the `Requested` event of every need of `record` (a retry finds
-    /// them applied already: the key is per need).
+    /// Records the person's file (the case reference sealed) under the
+    /// request's key. A retry, even after intake lost its data, finds the
+    /// file recorded (the ids come from the key) and gets it back: its needs,
+    /// not the retry's, are the ones requested.
+    async fn record(
+        &self,
+        meta: &CommandMeta,
+        agency: OrgId,
+        person: &Person,
+        group: Option<GroupId>,
+    ) -> Result<PlacementFile, Status> {
+        let placement = person.request.placement;
+        let case_reference = match person.case_reference.as_str() {
+            "" => None,
+            case => Some(sealing::seal(&self.vault, "case", case, &purpose::case_reference(placement)).await?),
+        };
+        let file = PlacementFile {
+            agency,
+            group,
+            needs: person.request.needs.clone(),
+            requested_at: meta.occurred_at,
+            case_reference: case_reference.clone(),
+        };
+        let done = self
+            .store
+            .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), meta, None)
+            .await;
+        let recorded = matches!(&done, Ok(d) if d.outcome == Outcome::Applied);
+        if let (false, Some(case)) = (recorded, &case_reference) {
+            // A retry: the first attempt's sealed reference stands.
+            sealing::erase(&self.vault, [case.item.as_str()]).await?;
+        }
+        let done = done.map_err(store_status)?;
+        let file = done.state.file.expect("a recorded placement has a file");
+        if file.agency != agency {
+            return Err(Status::internal("a placement id collided with another agency's"));
+        }
+        Ok(file)
+    }
+
+    /// Appends the `Requested` event of every need of the file (a retry
+    /// finds them applied already: the key is per need).
     async fn request_needs(
         &self,
         meta: &CommandMeta,
-        record: &PlacementRecord,
-        person: &NeedRequestParts,
+        placement: PlacementId,
+        file: &PlacementFile,
+        person: &Person,
+        group: Option<GroupMembership>,
     ) -> Result<(), Status> {
         let meta = CommandMeta {
             idempotency_key: Some(IdempotencyKey::new("request").expect("valid")),
@@ -59,11 +73,11 @@ impl IntakeService {
         };
         // A person's needs are aggregates of their own: appended together,
         // they share the server's fsyncs instead of waiting one by one.
-        let appends = record.needs.iter().map(|(need, kind)| {
+        let appends = file.needs.iter().map(|(need, kind)| {
             let request = NeedRequest {
-                placement: record.placement,
-                group: person.group,
-                agency: record.agency,
+                placement,
+                group,
+                agency: file.agency,
                 spec: refer_domain::request::NeedSpec {
                     kind: *kind,
                     urgency: person.request.urgency,
@@ -84,8 +98,82 @@ impl IntakeService {
         Ok(())
     }
 
-    fn placement_view(&self, record: &PlacementRecord) -> pb::Placement {
-        placement_pb(record, &self.board.read().needs)
+    /// A placement as its agency sees it: the case reference, each need's
+    /// latest status with the hand-off once accepted, notes and erasures,
+    /// opened from the sealed store. (`known`: the placement as just read
+    /// or written, for when the files have not folded it in yet.)
+    pub(crate) async fn placement_view(
+        &self,
+        id: PlacementId,
+        known: Option<Placement>,
+    ) -> Result<pb::Placement, Status> {
+        let (placement, needs) = {
+            let files = self.board.read();
+            let placement = files.placement(id).cloned().or(known).unwrap_or_default();
+            let needs: Vec<Option<NeedView>> = placement
+                .file
+                .iter()
+                .flat_map(|f| &f.needs)
+                .map(|(need, _)| files.needs.get(need).cloned())
+                .collect();
+            (placement, needs)
+        };
+        let file = placement
+            .file
+            .as_ref()
+            .ok_or_else(|| Status::not_found("no such placement"))?;
+        let case_reference = match &file.case_reference {
+            Some(sealed) => sealing::open(&self.vault, sealed, &purpose::case_reference(id)).await?,
+            None => Opened::Erased,
+        };
+        let mut view = pb::Placement {
+            placement_id: id_pb(id.as_uuid()),
+            group_id: file.group.map(|g| id_pb(g.as_uuid())).unwrap_or_default(),
+            requested_at_ms: file.requested_at.millis(),
+            case_reference_erased: placement.erased.contains_key(&SealedPart::CaseReference),
+            ..Default::default()
+        };
+        if let Opened::Text(case) = case_reference {
+            view.case_reference = case;
+        }
+        for ((need, kind), seen) in file.needs.iter().zip(needs) {
+            let mut update = match &seen {
+                Some(seen) => update_pb(seen),
+                // Not folded in yet: it shows as requested.
+                None => pb::NeedUpdate {
+                    placement_id: id_pb(id.as_uuid()),
+                    need_id: id_pb(need.as_uuid()),
+                    kind: cv::need_kind_pb(*kind),
+                    status: need_status_pb(refer_domain::need::NeedStatus::Requested),
+                    ..Default::default()
+                },
+            };
+            if let (Some(handoff), Some(sealed)) = (update.handoff.as_mut(), seen.and_then(|s| s.handoff)) {
+                match sealing::open_handoff(&self.vault, *need, &sealed).await? {
+                    Some(given) => {
+                        handoff.site_name = given.site_name;
+                        handoff.instructions = given.instructions;
+                    }
+                    None => handoff.erased = true,
+                }
+            }
+            view.needs.push(update);
+        }
+        for (need, (consent, note)) in &placement.notes {
+            if let Opened::Text(text) = sealing::open(&self.vault, note, &purpose::note(*need)).await? {
+                view.notes.push(pb::Note {
+                    need_id: id_pb(need.as_uuid()),
+                    consent: Some(crate::views::consent_pb(consent)),
+                    text,
+                });
+            }
+        }
+        view.erasures = placement
+            .erased
+            .iter()
+            .map(|(part, reason)| crate::views::erasure_pb(*part, *reason))
+            .collect();
+        Ok(view)
     }
 }
 
@@ -93,33 +181,25 @@ pub async fn request_one(
     service: &IntakeService,
     request: Request<pb::RequestPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
+    let who = staff(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
-    let record = record_of(who.org, &person, None, meta.occurred_at);
-    let record = match service
-        .records
-        .claim(who.org, &key, Claim::Placement(record))
-        .await
-        .map_err(records_error)?
-    {
-        Claim::Placement(record) => record,
-        Claim::Group(..) => return Err(invalid("idempotency_key", "was used for a group request")),
-    };
-    service
-        .request_needs(&meta, &record, &parts_for(&record, &person, None))
-        .await?;
-    Ok(Response::new(service.placement_view(&record)))
+    let file = service.record(&meta, who.org, &person, None).await?;
+    let placement = person.request.placement;
+    service.request_needs(&meta, placement, &file, &person, None).await?;
+    Ok(Response::new(
+        service.placement_view(placement, Some(Placement::of(file))).await?,
+    ))
 }
 
 pub async fn request_group(
     service: &IntakeService,
     request: Request<pb::RequestGroupRequest>,
 ) -> Result<Response<pb::Group>, Status> {
-    let who = caller(&request)?;
+    let who = staff(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     if r.people.is_empty() || r.people.len() > MAX_GROUP_SIZE {
@@ -135,39 +215,31 @@ pub async fn request_group(
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
     let group = group_id(who.org, &key);
-    let records: Vec<PlacementRecord> = people
-        .iter()
-        .map(|p| record_of(who.org, p, Some(group), meta.occurred_at))
-        .collect();
-    let claim = GroupRecord {
-        group,
-        agency: who.org,
-        cohesion,
-        placements: records.iter().map(|r| r.placement).collect(),
-    };
-    let (claim, records) = match service
-        .records
-        .claim(who.org, &key, Claim::Group(claim, records))
-        .await
-        .map_err(records_error)?
-    {
-        Claim::Group(group, records) => (group, records),
-        Claim::Placement(_) => return Err(invalid("idempotency_key", "was used for a single placement")),
-    };
     let membership = GroupMembership {
-        group: claim.group,
-        cohesion: claim.cohesion,
-        people: records.len() as u16,
+        group,
+        cohesion,
+        people: people.len() as u16,
     };
-    for (record, fresh) in records.iter().zip(&people) {
+    let mut files = Vec::with_capacity(people.len());
+    for person in &people {
+        let file = service.record(&meta, who.org, person, Some(group)).await?;
         service
-            .request_needs(&meta, record, &parts_for(record, fresh, Some(membership)))
+            .request_needs(&meta, person.request.placement, &file, person, Some(membership))
             .await?;
+        files.push(file);
+    }
+    let mut views = Vec::with_capacity(people.len());
+    for (person, file) in people.iter().zip(&files) {
+        views.push(
+            service
+                .placement_view(person.request.placement, Some(Placement::of(file.clone())))
+                .await?,
+        );
     }
     Ok(Response::new(pb::Group {
-        group_id: id_pb(claim.group.as_uuid()),
-        cohesion: cohesion_pb(claim.cohesion),
-        people: records.iter().map(|r| service.placement_view(r)).collect(),
+        group_id: id_pb(group.as_uuid()),
+        cohesion: cohesion_pb(cohesion),
+        people: views,
     }))
 }
 
@@ -175,26 +247,38 @@ pub async fn get(
     service: &IntakeService,
     request: Request<pb::GetPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
-    let record = service.owned_placement(&who, &request.get_ref().placement_id)?;
-    Ok(Response::new(service.placement_view(&record)))
+    let who = staff(&request)?;
+    let (id, placement) = service.owned_placement(&who, &request.get_ref().placement_id).await?;
+    Ok(Response::new(service.placement_view(id, Some(placement)).await?))
 }
 
 pub async fn list(
     service: &IntakeService,
     request: Request<pb::ListPlacementsRequest>,
 ) -> Result<Response<pb::ListPlacementsResponse>, Status> {
-    let who = caller(&request)?;
+    let who = staff(&request)?;
     let r = request.get_ref();
     let size = page::size(r.page_size)?;
-    let after: Option<Vec<u8>> = page::after(&r.page_token)?;
-    let found = service
-        .records
-        .list(who.org, after.as_deref(), size + 1)
-        .map_err(records_error)?;
-    let (found, next_page_token) = page::cut(found, size, |(listing, _)| listing.clone());
+    let after: Option<(i64, PlacementId)> = page::after(&r.page_token)?;
+    let found: Vec<(i64, PlacementId)> = {
+        let files = service.board.read();
+        files
+            .by_agency
+            .get(&who.org)
+            .into_iter()
+            .flat_map(|listed| listed.iter().rev())
+            .map(|(at, id)| (at.millis(), *id))
+            .filter(|entry| after.is_none_or(|after| *entry < after))
+            .take(size + 1)
+            .collect()
+    };
+    let (found, next_page_token) = page::cut(found, size, |entry| *entry);
+    let mut placements = Vec::with_capacity(found.len());
+    for (_, id) in found {
+        placements.push(service.placement_view(id, None).await?);
+    }
     Ok(Response::new(pb::ListPlacementsResponse {
-        placements: found.iter().map(|(_, record)| service.placement_view(record)).collect(),
+        placements,
         next_page_token,
     }))
 }
@@ -203,15 +287,14 @@ pub async fn watch(
     service: &IntakeService,
     request: Request<pb::WatchPlacementRequest>,
 ) -> Result<Response<WatchStream<pb::NeedUpdate>>, Status> {
-    let who = caller(&request)?;
+    let who = staff(&request)?;
     let r = request.get_ref();
-    let record = service.owned_placement(&who, &r.placement_id)?;
-    let placement = record.placement;
-    let current = move |board: &crate::board::Needs, after: u64| -> Vec<NeedView> {
-        let mut views: Vec<NeedView> = record
-            .needs
+    let (placement, file) = service.owned_placement(&who, &r.placement_id).await?;
+    let needs: Vec<_> = file.file.iter().flat_map(|f| f.needs.iter().map(|(n, _)| *n)).collect();
+    let current = move |files: &Files, after: u64| -> Vec<NeedView> {
+        let mut views: Vec<NeedView> = needs
             .iter()
-            .filter_map(|(need, _)| board.needs.get(need))
+            .filter_map(|need| files.needs.get(need))
             .filter(|v| v.position > after)
             .cloned()
             .collect();

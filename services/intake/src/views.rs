@@ -1,11 +1,11 @@
 //! What the intake service shows on the wire, and what it reads from it.
 
 use crate::board::NeedView;
-use crate::records::PlacementRecord;
 use crate::MAX_CASE_REFERENCE;
 use refer_domain::ids::{GroupId, NeedId, OrgId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::NeedStatus;
+use refer_domain::placement::{Consent, ErasureReason, SealedPart};
 use refer_domain::request::{Cohesion, PlacementRequest, MAX_NEEDS_PER_PERSON};
 use refer_domain::IdempotencyKey;
 use refer_proto::intake::v1 as pb;
@@ -37,31 +37,39 @@ pub fn update_pb(view: &NeedView) -> pb::NeedUpdate {
             resources: view.kind.resources().map(cv::resource_kind_pb).collect(),
             region: view.region.as_str().to_owned(),
         }),
+        // Opened by the placement's views; a watch says only that it came.
+        handoff: view.handoff.as_ref().map(|_| pb::Handoff {
+            given: true,
+            ..Default::default()
+        }),
     }
 }
 
-/// A placement with each need's latest status (a need the board has not
-/// seen yet shows as requested).
-pub fn placement_pb(record: &PlacementRecord, needs: &std::collections::BTreeMap<NeedId, NeedView>) -> pb::Placement {
-    pb::Placement {
-        placement_id: id_pb(record.placement.as_uuid()),
-        case_reference: record.case_reference.clone(),
-        group_id: record.group.map(|g| id_pb(g.as_uuid())).unwrap_or_default(),
-        needs: record
-            .needs
-            .iter()
-            .map(|(need, kind)| match needs.get(need) {
-                Some(view) => update_pb(view),
-                None => pb::NeedUpdate {
-                    placement_id: id_pb(record.placement.as_uuid()),
-                    need_id: id_pb(need.as_uuid()),
-                    kind: cv::need_kind_pb(*kind),
-                    status: need_status_pb(NeedStatus::Requested),
-                    ..Default::default()
-                },
-            })
-            .collect(),
-        requested_at_ms: record.requested_at.millis(),
+pub fn consent_pb(consent: &Consent) -> pb::Consent {
+    pb::Consent {
+        shares: consent.shares.clone(),
+        until_ms: consent.until.millis(),
+        given_at_ms: consent.given_at.millis(),
+    }
+}
+
+/// An erasure as the agency sees it: what kind of thing and why, never what.
+pub fn erasure_pb(part: SealedPart, reason: ErasureReason) -> pb::Erasure {
+    let (part, need) = match part {
+        SealedPart::CaseReference => ("case_reference", None),
+        SealedPart::Note(need) => ("note", Some(need)),
+        SealedPart::Handoff(need) => ("handoff", Some(need)),
+    };
+    pb::Erasure {
+        part: part.into(),
+        need_id: need.map(|n| id_pb(n.as_uuid())).unwrap_or_default(),
+        reason: match reason {
+            ErasureReason::Requested => "requested",
+            ErasureReason::Retention => "retention",
+            ErasureReason::ConsentRevoked => "consent_revoked",
+            ErasureReason::ConsentExpired => "consent_expired",
+        }
+        .into(),
     }
 }
 

@@ -224,6 +224,8 @@ impl refer_eventstore::Projection for Feed {
                         postcard::to_stdvec(&(&core.state.needs[&need], core.state.arrival[&need])),
                     )
                 }
+                // Nothing of a placement's file or a standing hand-off is the matcher's.
+                AggregateKind::Placement | AggregateKind::Standing => continue,
             };
             let mut key = vec![tag];
             key.extend_from_slice(id.as_bytes());
@@ -820,7 +822,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let clock = context.clock.clone();
     let tick = context.config.tick;
     let mut shutdown = context.shutdown.clone();
-    let mut subscriber = Subscriber::open(&store, CONSUMER, None).await?;
+    let mut subscriber = Subscriber::open(&store, CONSUMER, &[]).await?;
     let core = Arc::new(Mutex::new(Core::restore(subscriber.tree())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
     let executor = Executor {

@@ -7,7 +7,7 @@ use crate::{Catalog, Offer, Site};
 use refer_domain::donation::{Donation, DonationEvent};
 use refer_domain::ids::{DonationId, GroupId, HoldId, NeedId, PlacementId, ProviderId};
 use refer_domain::kinds::NeedKind;
-use refer_domain::need::{Need, NeedStatus, Target};
+use refer_domain::need::{Need, NeedEvent, NeedStatus, Target};
 use refer_domain::profile::AgeBand;
 use refer_domain::provider::{Provider, ProviderEvent};
 use refer_domain::{Aggregate, AggregateKind, Event, Timestamp};
@@ -247,6 +247,10 @@ impl Projection {
                 }
                 AggregateKind::Donation
             }
+            // What intake and the sites share changes nothing the matcher decides on.
+            Event::Need(NeedEvent::HandedOff(_)) => AggregateKind::Need,
+            Event::Placement(_) => AggregateKind::Placement,
+            Event::Standing(_) => AggregateKind::Standing,
             Event::Need(e) => {
                 let need = NeedId::from_uuid(id);
                 let n = self.needs.remove(&need).unwrap_or_default();

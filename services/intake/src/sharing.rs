@@ -1,0 +1,268 @@
+//! What intake shares and erases: the agency's on-call contact, notes under
+//! consent, and erasure (on demand, when a consent ends, after retention).
+//! Erasure deletes the data keys first, then records on the placement that
+//! it happened (what kind of thing, why), never what was erased.
+
+use crate::{staff, IntakeService};
+use refer_domain::ids::{NeedId, PlacementId};
+use refer_domain::placement::{Consent, ErasureReason, Placement, PlacementCommand, SealedPart};
+use refer_domain::standing::{Owner, Standing};
+use refer_domain::CommandMeta;
+use refer_eventstore::Outcome;
+use refer_proto::intake::v1 as pb;
+use refer_service::convert::{self as cv, id};
+use refer_service::sealing::{self, purpose, Opened};
+use refer_service::{caller, invalid, store_status};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+pub async fn set_contact(
+    service: &IntakeService,
+    request: Request<pb::SetHandoffContactRequest>,
+) -> Result<Response<pb::HandoffContact>, Status> {
+    let who = staff(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let contact = sealing::text(&r.contact, "contact")?;
+    service.keys.bind(&who, &key, r)?;
+    sealing::set_standing(
+        &service.store,
+        &service.vault,
+        Owner::Agency(who.org),
+        &contact,
+        &purpose::agency_contact(who.org),
+        &service.meta(&request, key),
+    )
+    .await?;
+    Ok(Response::new(pb::HandoffContact { contact }))
+}
+
+pub async fn get_contact(
+    service: &IntakeService,
+    request: Request<pb::GetHandoffContactRequest>,
+) -> Result<Response<pb::HandoffContact>, Status> {
+    let who = staff(&request)?;
+    let owner = Owner::Agency(who.org);
+    let standing = service.store.load::<Standing>(owner.id()).await.map_err(store_status)?;
+    let contact = match &standing.state.text {
+        Some(sealed) => match sealing::open(&service.vault, sealed, &purpose::agency_contact(who.org)).await? {
+            Opened::Text(text) => text,
+            Opened::Erased => String::new(),
+        },
+        None => String::new(),
+    };
+    Ok(Response::new(pb::HandoffContact { contact }))
+}
+
+/// The need `need` of the caller's placement `placement`.
+async fn owned_need(
+    service: &IntakeService,
+    who: &refer_service::Principal,
+    placement: &str,
+    need: &str,
+) -> Result<(PlacementId, Placement, NeedId), Status> {
+    let (placement, found) = service.owned_placement(who, placement).await?;
+    let need = NeedId::from_uuid(id(need, "need_id")?);
+    let file = found.file.as_ref().expect("an owned placement has a file");
+    if !file.needs.iter().any(|(n, _)| *n == need) {
+        return Err(invalid("need_id", "is not a need of this placement"));
+    }
+    Ok((placement, found, need))
+}
+
+pub async fn share_note(
+    service: &IntakeService,
+    request: Request<pb::ShareNoteRequest>,
+) -> Result<Response<pb::Placement>, Status> {
+    let who = staff(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
+    let note = sealing::text(&r.note, "note")?;
+    let consent = r.consent.as_ref().ok_or_else(|| {
+        Status::failed_precondition(
+            "consent: nothing beyond the profile is shared without the person's recorded consent \
+             (what is shared, until when)",
+        )
+    })?;
+    let consent = Consent {
+        shares: consent.shares.clone(),
+        given_at: service.clock.now(),
+        until: cv::timestamp(consent.until_ms, "consent.until_ms")?,
+    };
+    service.keys.bind(&who, &key, r)?;
+    let sealed = sealing::seal(&service.vault, "note", &note, &purpose::note(need)).await?;
+    let command = PlacementCommand::ShareNote {
+        need,
+        consent,
+        note: sealed.clone(),
+        longest_ms: service.longest_consent_ms,
+    };
+    let meta = service.meta(&request, key);
+    let done = service
+        .store
+        .execute::<Placement>(placement.as_uuid(), &command, &meta, None)
+        .await;
+    if !matches!(&done, Ok(d) if d.outcome == Outcome::Applied) {
+        sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
+    }
+    let done = done.map_err(store_status)?;
+    Ok(Response::new(
+        service.placement_view(placement, Some(done.state)).await?,
+    ))
+}
+
+pub async fn revoke_note(
+    service: &IntakeService,
+    request: Request<pb::RevokeNoteRequest>,
+) -> Result<Response<pb::Placement>, Status> {
+    let who = staff(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
+    service.keys.bind(&who, &key, r)?;
+    let meta = service.meta(&request, key);
+    let state = service
+        .erase(
+            placement,
+            &[SealedPart::Note(need)],
+            ErasureReason::ConsentRevoked,
+            &meta,
+        )
+        .await?;
+    Ok(Response::new(service.placement_view(placement, Some(state)).await?))
+}
+
+/// By the placement's agency, or an admin (who acts for every agency).
+pub async fn forget(
+    service: &IntakeService,
+    request: Request<pb::ForgetPlacementRequest>,
+) -> Result<Response<pb::Placement>, Status> {
+    let who = caller(&request)?;
+    let r = request.get_ref();
+    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let (placement, found) = service.owned_placement(&who, &r.placement_id).await?;
+    service.keys.bind(&who, &key, r)?;
+    let file = found.file.as_ref().expect("an owned placement has a file");
+    let mut parts = vec![SealedPart::CaseReference];
+    for (need, _) in &file.needs {
+        parts.push(SealedPart::Note(*need));
+        parts.push(SealedPart::Handoff(*need));
+    }
+    let meta = service.meta(&request, key);
+    let state = service
+        .erase(placement, &parts, ErasureReason::Requested, &meta)
+        .await?;
+    Ok(Response::new(service.placement_view(placement, Some(state)).await?))
+}
+
+impl IntakeService {
+    /// Erases `parts` of `placement` for good: their data keys first (so a
+    /// crash in between leaves them unreadable, and the next attempt records
+    /// it), then the `Erased` event. Parts already erased are skipped.
+    async fn erase(
+        &self,
+        placement: PlacementId,
+        parts: &[SealedPart],
+        reason: ErasureReason,
+        meta: &CommandMeta,
+    ) -> Result<Placement, Status> {
+        let state = self
+            .store
+            .load::<Placement>(placement.as_uuid())
+            .await
+            .map_err(store_status)?
+            .state;
+        let handoffs: BTreeMap<NeedId, String> = {
+            let files = self.board.read();
+            parts
+                .iter()
+                .filter_map(|part| match part {
+                    SealedPart::Handoff(need) => files
+                        .needs
+                        .get(need)
+                        .and_then(|v| v.handoff.as_ref())
+                        .map(|h| (*need, h.item.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut items: Vec<String> = Vec::new();
+        let mut erased = Vec::new();
+        for part in parts {
+            let item = match part {
+                SealedPart::CaseReference => state
+                    .file
+                    .as_ref()
+                    .and_then(|f| f.case_reference.as_ref())
+                    .map(|s| s.item.clone()),
+                SealedPart::Note(need) => state.notes.get(need).map(|(_, s)| s.item.clone()),
+                SealedPart::Handoff(need) => handoffs.get(need).cloned(),
+            };
+            // (No item: never given, or erased already.)
+            if let Some(item) = item {
+                items.push(item);
+                erased.push(*part);
+            }
+        }
+        sealing::erase(&self.vault, items.iter().map(String::as_str)).await?;
+        if erased.is_empty() {
+            return Ok(state);
+        }
+        let command = PlacementCommand::Erase { parts: erased, reason };
+        let done = self
+            .store
+            .execute::<Placement>(placement.as_uuid(), &command, meta, None)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(%placement, ?reason, "sealed parts erased");
+        Ok(done.state)
+    }
+
+    /// Erases whatever is due now in every placement (consents ended,
+    /// retention passed); returns how many placements it touched.
+    pub(crate) async fn sweep_once(&self) -> Result<usize, Status> {
+        let now = self.clock.now();
+        let due: Vec<(PlacementId, ErasureReason, Vec<SealedPart>)> = {
+            let files = self.board.read();
+            let mut due = Vec::new();
+            for (id, placement) in &files.placements {
+                let mut by_reason: BTreeMap<ErasureReason, Vec<SealedPart>> = BTreeMap::new();
+                for (part, reason) in placement.due(&files.clocks(placement), now, self.retention_ms) {
+                    by_reason.entry(reason).or_default().push(part);
+                }
+                due.extend(by_reason.into_iter().map(|(reason, parts)| (*id, reason, parts)));
+            }
+            due
+        };
+        let touched = due.len();
+        for (placement, reason, parts) in due {
+            // No key needed: an erasure records only parts still there, so
+            // sweepers racing on one placement record it once.
+            let meta = CommandMeta {
+                occurred_at: now,
+                correlation_id: refer_domain::ids::CorrelationId::from_uuid(uuid::Uuid::new_v4()),
+                causation_id: None,
+                idempotency_key: None,
+            };
+            self.erase(placement, &parts, reason, &meta).await?;
+        }
+        Ok(touched)
+    }
+}
+
+/// Every `tick`, erases what is due; an error is logged and retried.
+pub async fn sweep(service: IntakeService, tick: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(err) = service.sweep_once().await {
+            tracing::warn!(error = %err.message(), "erasure sweep paused; retrying");
+        }
+    }
+}
