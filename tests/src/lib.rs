@@ -4,23 +4,32 @@
 //! directory), sharing one controllable clock. The tests live in `tests/tests/`.
 #![forbid(unsafe_code)]
 
-use refer_domain::ids::OrgId;
-use refer_domain::sample::NIGHT;
+use refer_domain::ids::{OrgId, PlacementId};
+use refer_domain::sample::{self, NIGHT};
 use refer_eventstore::EventStore;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
+use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1::donations_client::DonationsClient;
+use refer_proto::intake::v1 as intake;
 use refer_proto::intake::v1::intake_client::IntakeClient;
+use refer_service::convert::{self as cv, id_pb};
 use refer_service::testing::authed;
 use refer_service::testing::{TestApp, TestSetup};
 use refer_service::{ManualClock, Role};
 use refer_testkit::NatsServer;
+use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
+use uuid::Uuid;
 
 pub const ADMIN: &str = "admin-token";
 pub const INTAKE: &str = "intake-token";
 pub const AGENCY: OrgId = OrgId::from_u128(0xA6E0);
+/// Staff of a second agency, who must see nothing of the first one's.
+pub const OTHER_INTAKE: &str = "other-intake-token";
+pub const OTHER_AGENCY: OrgId = OrgId::from_u128(0xA6E1);
 
 /// The token of provider partner `i` (each runs its own organisation).
 pub fn provider_token(i: usize) -> String {
@@ -57,6 +66,7 @@ impl Coalition {
         let mut tokens = vec![
             (ADMIN, Role::Admin, OrgId::from_u128(0xAD), "admin"),
             (INTAKE, Role::Intake, AGENCY, "intake"),
+            (OTHER_INTAKE, Role::Intake, OTHER_AGENCY, "other intake"),
         ];
         tokens.extend(
             provider_tokens
@@ -104,9 +114,19 @@ impl Coalition {
     }
 }
 
+/// The hand-off `accept_every_referral` gives.
+pub const SIDE_DOOR: &str = "Side door; the duty worker meets you, 555-0100";
+
 /// Provider `i` accepts every referral `site` gets, as it comes (until the
-/// test ends).
+/// test ends), with the hand-off [`SIDE_DOOR`].
 pub fn accept_every_referral(c: &Coalition, i: usize, site: String) {
+    accept_every_referral_with(c, i, site, SIDE_DOOR);
+}
+
+/// Provider `i` accepts every referral `site` gets with `handoff` (empty:
+/// the site's default).
+pub fn accept_every_referral_with(c: &Coalition, i: usize, site: String, handoff: &str) {
+    let handoff = handoff.to_owned();
     let mut client = c.capacity.clone();
     let token = provider_token(i);
     tokio::spawn(async move {
@@ -125,10 +145,91 @@ pub fn accept_every_referral(c: &Coalition, i: usize, site: String) {
                     idempotency_key: format!("accept-{}", referral.referral_id),
                     provider_id: site.clone(),
                     referral_id: referral.referral_id,
-                    handoff: "Side door; the duty worker meets you, 555-0100".into(),
+                    handoff: handoff.clone(),
                 };
                 let _ = client.accept_referral(authed(&token, accept)).await;
             }
         }
     });
+}
+
+/// A person with the sample profile and constraints, needing `needs`.
+pub fn person(case: &str, needs: &[pb::NeedKind]) -> intake::PersonRequest {
+    let need = sample::shelter_need(AGENCY, PlacementId::from_u128(1), None);
+    intake::PersonRequest {
+        case_reference: case.into(),
+        profile: Some(cv::profile_pb(&need.spec.profile)),
+        constraints: Some(cv::constraints_pb(&need.spec.constraints)),
+        urgency: pb::Urgency::Immediate as i32,
+        needs: needs.iter().map(|k| *k as i32).collect(),
+    }
+}
+
+pub fn site_spec(services: &[pb::ServiceKind]) -> cap::ProviderSpec {
+    let s = sample::shelter(OrgId::from_u128(0));
+    cap::ProviderSpec {
+        org_id: String::new(),
+        name: s.name,
+        services: services.iter().map(|k| *k as i32).collect(),
+        eligibility: Some(cv::eligibility_pb(&s.eligibility)),
+        location: Some(cv::location_pb(&s.location)),
+        hours: Some(cv::hours_pb(&s.hours)),
+    }
+}
+
+/// Provider `i` registers a site offering `services`, `units` of each.
+pub async fn site(c: &Coalition, i: usize, services: &[pb::ServiceKind], units: u32) -> String {
+    let id = id_pb(Uuid::new_v4());
+    let token = provider_token(i);
+    let mut client = c.capacity.clone();
+    let register = cap::RegisterProviderRequest {
+        idempotency_key: format!("reg-{id}"),
+        provider_id: id.clone(),
+        spec: Some(site_spec(services)),
+    };
+    client.register_provider(authed(&token, register)).await.unwrap();
+    for service in services {
+        let set = cap::SetCapacityRequest {
+            idempotency_key: format!("cap-{}-{}", &id[..8], *service as i32),
+            provider_id: id.clone(),
+            service: *service as i32,
+            declared: units,
+            expected_version: None,
+        };
+        client.set_capacity(authed(&token, set)).await.unwrap();
+    }
+    id
+}
+
+/// Reads placement `id` through `client` until `done` holds (at most 30 s).
+pub async fn placement_until(
+    client: &IntakeClient<tonic::transport::Channel>,
+    id: &str,
+    what: &str,
+    done: impl Fn(&intake::Placement) -> bool,
+) -> intake::Placement {
+    let started = Instant::now();
+    loop {
+        let get = intake::GetPlacementRequest {
+            placement_id: id.to_owned(),
+        };
+        let p = client
+            .clone()
+            .get_placement(authed(INTAKE, get))
+            .await
+            .unwrap()
+            .into_inner();
+        if done(&p) {
+            return p;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out: {what}: {p:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// INVALID_ARGUMENT naming `field`.
+pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str) {
+    let err = result.expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(field), "names {field}: {}", err.message());
 }

@@ -142,7 +142,7 @@ fn coordinate(
                     idempotency_key: key,
                     provider_id: provider.clone(),
                     referral_id: referral.referral_id,
-                    handoff: "Side door; the duty worker meets you, 555-0100".into(),
+                    handoff: SIDE_DOOR.into(),
                 };
                 let _ = client.accept_referral(authed(&token, accept)).await;
             }

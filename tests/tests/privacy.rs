@@ -147,7 +147,7 @@ async fn the_case_reference_is_in_no_event_and_no_log_line() {
                     idempotency_key: format!("a-{}", r.referral_id),
                     provider_id: provider.clone(),
                     referral_id: r.referral_id,
-                    handoff: "Side door; the duty worker meets you, 555-0100".into(),
+                    handoff: SIDE_DOOR.into(),
                 };
                 c.capacity.accept_referral(authed(&token, accept)).await.unwrap();
             }

@@ -122,14 +122,6 @@ pub struct NeedClock {
 }
 
 impl Placement {
-    /// A placement just recorded with `file`.
-    pub fn of(file: PlacementFile) -> Self {
-        Self {
-            file: Some(file),
-            ..Self::default()
-        }
-    }
-
     fn live(&self, part: SealedPart) -> bool {
         let Some(file) = &self.file else { return false };
         match part {

@@ -3,7 +3,7 @@
 use crate::board::{Referral, ReferralStatus};
 use crate::views::{decline_reason, referral_view};
 use crate::{settle_key, CapacityService};
-use refer_domain::ids::{HoldId, NeedId, ProviderId};
+use refer_domain::ids::{HoldId, ProviderId};
 use refer_domain::need::{DeclineReason, Need, NeedCommand, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::standing::{Owner, Standing};
@@ -150,16 +150,10 @@ pub(crate) async fn full_view(
 }
 
 impl CapacityService {
-    /// The hand-off for the agency behind `need`: the instructions given, or
-    /// the site's default; refused when there is neither.
-    async fn handoff_for(
-        &self,
-        site: ProviderId,
-        state: &Provider,
-        need: NeedId,
-        given: Option<&str>,
-    ) -> Result<refer_domain::sealed::Sealed, Status> {
-        let instructions = match given {
+    /// The hand-off instructions of an acceptance: those given, or the
+    /// site's default; refused when there is neither.
+    async fn instructions_for(&self, site: ProviderId, given: Option<&str>) -> Result<String, Status> {
+        Ok(match given {
             Some(text) => text.to_owned(),
             None => {
                 let standing = self
@@ -181,12 +175,7 @@ impl CapacityService {
                     }
                 }
             }
-        };
-        let handoff = HandoffText {
-            site_name: state.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-            instructions,
-        };
-        sealing::seal_handoff(&self.vault, need, &handoff).await
+        })
     }
 }
 
@@ -227,6 +216,12 @@ async fn answer<T: prost::Message>(
     let key = cv::idempotency_key(key)?;
     let (pid, state, _) = service.owned(&who, provider).await?;
     let hold = HoldId::from_uuid(id(referral, "referral_id")?);
+    let site = ProviderId::from_uuid(pid);
+    // Checked before the key is bound: a refusal here leaves the key unused.
+    let instructions = match &decision {
+        Answer::Accept { handoff } => Some(service.instructions_for(site, handoff.as_deref()).await?),
+        Answer::Decline(_) => None,
+    };
     service.keys.bind(&who, &key, request.get_ref())?;
     let known = service.board.read().referrals.get(&hold).cloned();
     // The hold names the need while pending; afterwards the board still
@@ -236,13 +231,17 @@ async fn answer<T: prost::Message>(
         (None, Some(r)) if r.provider == ProviderId::from_uuid(pid) => r.need,
         _ => return Err(Status::not_found("no such referral at this provider")),
     };
-    let site = ProviderId::from_uuid(pid);
     let by = Target::Provider(site);
     let meta = service.meta(request, key);
-    let (commands, follow_up, status, sealed) = match decision {
-        Answer::Accept { handoff } => {
-            // Sealed before the commit; erased again if the commit writes nothing.
-            let sealed = service.handoff_for(site, &state, need, handoff.as_deref()).await?;
+    let (commands, follow_up, status, sealed) = match (decision, instructions) {
+        (Answer::Accept { .. }, Some(instructions)) => {
+            // Sealed for the agency with the site's display name, before the
+            // commit; erased again if the commit writes nothing.
+            let handoff = HandoffText {
+                site_name: state.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                instructions,
+            };
+            let sealed = sealing::seal_handoff(&service.vault, need, &handoff).await?;
             (
                 vec![NeedCommand::Accept { by }, NeedCommand::HandOff(sealed.clone())],
                 ProviderCommand::ConfirmHold { hold },
@@ -250,7 +249,8 @@ async fn answer<T: prost::Message>(
                 Some(sealed),
             )
         }
-        Answer::Decline(reason) => (
+        (Answer::Accept { .. }, None) => unreachable!("an acceptance has its instructions"),
+        (Answer::Decline(reason), _) => (
             vec![NeedCommand::Decline { by, reason }],
             ProviderCommand::ReleaseHold {
                 hold,

@@ -27,7 +27,7 @@ impl IntakeService {
         agency: OrgId,
         person: &Person,
         group: Option<GroupId>,
-    ) -> Result<PlacementFile, Status> {
+    ) -> Result<Placement, Status> {
         let placement = person.request.placement;
         let case_reference = match person.case_reference.as_str() {
             "" => None,
@@ -50,11 +50,11 @@ impl IntakeService {
             sealing::erase(&self.vault, [case.item.as_str()]).await?;
         }
         let done = done.map_err(store_status)?;
-        let file = done.state.file.expect("a recorded placement has a file");
+        let file = done.state.file.as_ref().expect("a recorded placement has a file");
         if file.agency != agency {
             return Err(Status::internal("a placement id collided with another agency's"));
         }
-        Ok(file)
+        Ok(done.state)
     }
 
     /// Appends the `Requested` event of every need of the file (a retry
@@ -101,7 +101,7 @@ impl IntakeService {
     /// A placement as its agency sees it: the case reference, each need's
     /// latest status with the hand-off once accepted, notes and erasures,
     /// opened from the sealed store. (`known`: the placement as just read
-    /// or written, for when the files have not folded it in yet.)
+    /// or written, newer than the files or not in them yet.)
     pub(crate) async fn placement_view(
         &self,
         id: PlacementId,
@@ -109,7 +109,7 @@ impl IntakeService {
     ) -> Result<pb::Placement, Status> {
         let (placement, needs) = {
             let files = self.board.read();
-            let placement = files.placement(id).cloned().or(known).unwrap_or_default();
+            let placement = known.or_else(|| files.placement(id).cloned()).unwrap_or_default();
             let needs: Vec<Option<NeedView>> = placement
                 .file
                 .iter()
@@ -187,12 +187,11 @@ pub async fn request_one(
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
-    let file = service.record(&meta, who.org, &person, None).await?;
+    let recorded = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
-    service.request_needs(&meta, placement, &file, &person, None).await?;
-    Ok(Response::new(
-        service.placement_view(placement, Some(Placement::of(file))).await?,
-    ))
+    let file = recorded.file.as_ref().expect("recorded");
+    service.request_needs(&meta, placement, file, &person, None).await?;
+    Ok(Response::new(service.placement_view(placement, Some(recorded)).await?))
 }
 
 pub async fn request_group(
@@ -222,19 +221,16 @@ pub async fn request_group(
     };
     let mut files = Vec::with_capacity(people.len());
     for person in &people {
-        let file = service.record(&meta, who.org, person, Some(group)).await?;
+        let recorded = service.record(&meta, who.org, person, Some(group)).await?;
+        let file = recorded.file.as_ref().expect("recorded");
         service
-            .request_needs(&meta, person.request.placement, &file, person, Some(membership))
+            .request_needs(&meta, person.request.placement, file, person, Some(membership))
             .await?;
-        files.push(file);
+        files.push(recorded);
     }
     let mut views = Vec::with_capacity(people.len());
-    for (person, file) in people.iter().zip(&files) {
-        views.push(
-            service
-                .placement_view(person.request.placement, Some(Placement::of(file.clone())))
-                .await?,
-        );
+    for (person, recorded) in people.iter().zip(files) {
+        views.push(service.placement_view(person.request.placement, Some(recorded)).await?);
     }
     Ok(Response::new(pb::Group {
         group_id: id_pb(group.as_uuid()),
