@@ -483,7 +483,7 @@ async fn intake_losing_its_whole_data_directory_loses_no_case_reference() {
     c.intake = IntakeClient::new(c.apps[2].channel());
 
     for (id, case) in &cases {
-        let p = placement_until(&c.intake, id, "found again", |p| p.needs.len() >= 1).await;
+        let p = placement_until(&c.intake, id, "found again", |p| !p.needs.is_empty()).await;
         assert_eq!(&p.case_reference, case);
     }
     let list = intake::ListPlacementsRequest {
