@@ -271,8 +271,23 @@ async fn operation_night() {
             .await
             .unwrap()
             .into_inner();
+        let handoff = don::SetDonationHandoffRequest {
+            idempotency_key: format!("don-handoff-{i}"),
+            donation_id: d.donation_id.clone(),
+            instructions: format!("Business {i}: ask at the front desk for the Refer booking"),
+        };
+        c.donations
+            .set_donation_handoff(authed(&business_token(i), handoff))
+            .await
+            .unwrap();
         donation_ids.push((i, d.donation_id));
     }
+    let contact = "Task force night desk, 555-0142";
+    let set = intake::SetHandoffContactRequest {
+        idempotency_key: "contact".into(),
+        contact: contact.into(),
+    };
+    c.intake.set_handoff_contact(authed(INTAKE, set)).await.unwrap();
 
     // Intake submits the group: 12 women, 2 men, 1 girl.
     let mut people = Vec::new();
@@ -341,6 +356,53 @@ async fn operation_night() {
         assert_eq!(p.needs.len(), 5);
         assert!(p.needs.iter().all(|n| n.status == intake::NeedStatus::Accepted as i32));
     }
+    // The loop is closed between people: every accepted need shows intake
+    // where and how to bring the person, and every accepting provider the
+    // agency's contact.
+    for n in placements.iter().flat_map(|p| &p.needs) {
+        let handoff = n.handoff.as_ref().expect("every accepted need has a hand-off");
+        assert!(
+            !handoff.site_name.is_empty() && !handoff.instructions.is_empty(),
+            "{n:?}"
+        );
+        match target_of(n).split_once(':') {
+            Some(("p", _)) => assert_eq!(handoff.instructions, SIDE_DOOR),
+            _ => assert!(handoff.instructions.ends_with("the Refer booking"), "{handoff:?}"),
+        }
+    }
+    let mut accepted_referrals = 0;
+    for (site, (i, _)) in &declared {
+        let list = cap::ListReferralsRequest {
+            provider_id: site.clone(),
+            pending_only: false,
+            page_size: 0,
+            page_token: String::new(),
+        };
+        let referrals = c
+            .capacity
+            .list_referrals(authed(&provider_token(*i), list))
+            .await
+            .unwrap()
+            .into_inner()
+            .referrals;
+        for r in referrals
+            .iter()
+            .filter(|r| r.status == cap::ReferralStatus::Accepted as i32)
+        {
+            assert_eq!(r.handoff.as_ref().unwrap().agency_contact, contact);
+            accepted_referrals += 1;
+        }
+    }
+    let by_providers = placements
+        .iter()
+        .flat_map(|p| &p.needs)
+        .filter(|n| target_of(n).starts_with("p:"))
+        .count();
+    assert_eq!(
+        accepted_referrals, by_providers,
+        "every acceptance by a provider shows the contact"
+    );
+
     // The juvenile's bed is at a site that serves juveniles.
     let girl = placements.iter().find(|p| p.case_reference == "NIGHTFALL-14").unwrap();
     let bed = girl

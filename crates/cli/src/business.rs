@@ -22,6 +22,9 @@ pub enum Command {
     Show { donation: String },
     /// Follow your donations as units are held and used.
     Watch,
+    /// Register a donation's hand-off (front desk, keys, a phone): shown only to an
+    /// agency whose need it serves.
+    Handoff { donation: String, instructions: String },
 }
 
 #[derive(Args)]
@@ -109,6 +112,23 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .map_err(fail)?
                 .into_inner();
             table(settings.json, &HEADERS, vec![row(&donation)]);
+        }
+        Command::Handoff { donation, instructions } => {
+            let message = pb::SetDonationHandoffRequest {
+                idempotency_key: key(&None),
+                donation_id: donation,
+                instructions,
+            };
+            let h = client
+                .set_donation_handoff(request(settings, message)?)
+                .await
+                .map_err(fail)?
+                .into_inner();
+            table(
+                settings.json,
+                &["donation", "handoff"],
+                vec![vec![h.donation_id, h.instructions]],
+            );
         }
         Command::Withdraw { donation } => {
             let message = pb::WithdrawDonationRequest {

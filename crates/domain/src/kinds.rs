@@ -24,6 +24,16 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// How people call it ("a donated hotel room"), for hand-offs.
+    pub fn described(self) -> &'static str {
+        match self {
+            Self::HotelRoomNight => "a donated hotel room",
+            Self::Vehicle => "a donated vehicle with a driver",
+            Self::RentalCar => "a donated rental car",
+            Self::AudioVisual => "donated audio/video equipment",
+        }
+    }
+
     pub const ALL: [ResourceKind; 4] = [Self::HotelRoomNight, Self::Vehicle, Self::RentalCar, Self::AudioVisual];
 }
 

@@ -1,13 +1,14 @@
 //! A standing hand-off: what a party registers once and shares only at
 //! acceptance. An intake agency's on-call contact ("night duty desk, phone
 //! ..."), shown only to a provider that accepted one of its referrals; a
-//! site's default hand-off instructions, used when an acceptance brings none.
+//! site's default hand-off instructions, used when an acceptance brings none;
+//! a donation's instructions, shown to the agency whose need it serves.
 //! Both are staff details, never a victim's, and both are sealed.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
-use crate::ids::{OrgId, ProviderId};
+use crate::ids::{DonationId, OrgId, ProviderId};
 use crate::sealed::Sealed;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,8 @@ pub enum Owner {
     Agency(OrgId),
     /// A provider site's default hand-off instructions.
     Site(ProviderId),
+    /// A donated resource's hand-off instructions (front desk, keys).
+    Donation(DonationId),
 }
 
 impl Owner {
@@ -29,6 +32,7 @@ impl Owner {
         let name = match self {
             Self::Agency(org) => format!("agency/{org}"),
             Self::Site(site) => format!("site/{site}"),
+            Self::Donation(donation) => format!("donation/{donation}"),
         };
         Uuid::new_v5(&SPACE, name.as_bytes())
     }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 /// | `stream_replicas` | `REFER_STREAM_REPLICAS` | `1` (3 on the compose cluster) |
 /// | `tick_ms` | `REFER_TICK_MS` | `1000` (matcher: how often deadlines are checked) |
 /// | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
-/// | `kek_file` | `REFER_KEK_FILE` | none; required by intake and capacity (sealed data, docs/privacy.md) |
+/// | `kek_file` | `REFER_KEK_FILE` | none; required by intake, capacity and donations (sealed data, docs/privacy.md) |
 /// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |

@@ -69,7 +69,7 @@ pub async fn erase(vault: &Vault, items: impl IntoIterator<Item = &str>) -> Resu
 /// opened for any other purpose fails, so ciphertext cannot be moved from
 /// one placement, need or party to another. Intake and capacity agree here.
 pub mod purpose {
-    use refer_domain::ids::{NeedId, OrgId, PlacementId, ProviderId};
+    use refer_domain::ids::{DonationId, NeedId, OrgId, PlacementId, ProviderId};
 
     pub fn case_reference(placement: PlacementId) -> String {
         format!("case/{placement}")
@@ -87,6 +87,9 @@ pub mod purpose {
     }
     pub fn site_default(site: ProviderId) -> String {
         format!("site/{site}")
+    }
+    pub fn donation(donation: DonationId) -> String {
+        format!("donation/{donation}")
     }
 }
 

@@ -44,10 +44,12 @@ pub struct DonationsService {
     clock: SharedClock,
     board: ReadModel<Board>,
     keys: KeyBook,
+    vault: refer_sealed::Vault,
 }
 
 /// Opens the board, keeps it current, serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
+    let vault = context.vault().await?;
     let filter = format!("{}.donation.>", context.store.settings().prefix);
     let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, &[filter]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
@@ -56,6 +58,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         clock: context.clock.clone(),
         board,
         keys: KeyBook::open(context.store.local().db())?,
+        vault,
     };
     let server = DonationsServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
@@ -93,6 +96,32 @@ impl DonationsService {
 
 #[tonic::async_trait]
 impl Donations for DonationsService {
+    async fn set_donation_handoff(
+        &self,
+        request: Request<pb::SetDonationHandoffRequest>,
+    ) -> Result<Response<pb::DonationHandoff>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        let key = cv::idempotency_key(&r.idempotency_key)?;
+        let (id, _, _) = self.owned(&who, &r.donation_id).await?;
+        let instructions = refer_service::sealing::text(&r.instructions, "instructions")?;
+        self.keys.bind(&who, &key, r)?;
+        let donation = DonationId::from_uuid(id);
+        refer_service::sealing::set_standing(
+            &self.store,
+            &self.vault,
+            refer_domain::standing::Owner::Donation(donation),
+            &instructions,
+            &refer_service::sealing::purpose::donation(donation),
+            &refer_service::server::command_meta(&request, self.clock.as_ref(), key),
+        )
+        .await?;
+        Ok(Response::new(pb::DonationHandoff {
+            donation_id: r.donation_id.clone(),
+            instructions,
+        }))
+    }
+
     async fn register_donation(
         &self,
         request: Request<pb::RegisterDonationRequest>,

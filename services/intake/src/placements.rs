@@ -3,10 +3,12 @@
 use crate::board::{Files, NeedView};
 use crate::views::{cohesion, cohesion_pb, group_id, need_status_pb, person, update_pb, Person};
 use crate::{staff, IntakeService};
-use refer_domain::ids::{GroupId, OrgId, PlacementId};
-use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest};
+use refer_domain::donation::Donation;
+use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId};
+use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest, Target};
 use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, SealedPart};
 use refer_domain::request::MAX_GROUP_SIZE;
+use refer_domain::standing::{Owner, Standing};
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::Outcome;
 use refer_proto::intake::v1 as pb;
@@ -98,6 +100,39 @@ impl IntakeService {
         Ok(())
     }
 
+    /// The hand-off a business registered for `donation`, if any.
+    async fn donation_handoff(&self, donation: DonationId) -> Result<Option<pb::Handoff>, Status> {
+        let standing = self
+            .store
+            .load::<Standing>(Owner::Donation(donation).id())
+            .await
+            .map_err(store_status)?;
+        let Some(sealed) = standing.state.text else {
+            return Ok(None);
+        };
+        let offer = self
+            .store
+            .load::<Donation>(donation.as_uuid())
+            .await
+            .map_err(store_status)?;
+        let site_name = offer.state.offer.map_or("a donation", |o| o.kind.described());
+        Ok(Some(
+            match sealing::open(&self.vault, &sealed, &purpose::donation(donation)).await? {
+                Opened::Text(instructions) => pb::Handoff {
+                    given: true,
+                    site_name: site_name.to_owned(),
+                    instructions,
+                    erased: false,
+                },
+                Opened::Erased => pb::Handoff {
+                    given: true,
+                    erased: true,
+                    ..Default::default()
+                },
+            },
+        ))
+    }
+
     /// A placement as its agency sees it: the case reference, each need's
     /// latest status with the hand-off once accepted, notes and erasures,
     /// opened from the sealed store. (`known`: the placement as just read
@@ -148,6 +183,11 @@ impl IntakeService {
                     ..Default::default()
                 },
             };
+            if let Some(Target::Donation(donation)) = seen.as_ref().and_then(|s| s.placed_with) {
+                // A donation is accepted by the matcher: its hand-off is the
+                // business's standing one.
+                update.handoff = self.donation_handoff(donation).await?;
+            }
             if let (Some(handoff), Some(sealed)) = (update.handoff.as_mut(), seen.and_then(|s| s.handoff)) {
                 match sealing::open_handoff(&self.vault, *need, &sealed).await? {
                     Some(given) => {

@@ -458,3 +458,80 @@ async fn retries_after_intake_lost_its_data_name_the_same_placements_and_request
     assert_eq!(requested.len(), 80);
     assert!(requested.values().all(|n| *n == 1), "{requested:?}");
 }
+
+#[tokio::test]
+async fn records_an_older_intake_kept_in_sled_move_to_sealed_files_and_the_clear_copy_goes() {
+    use refer_domain::kinds::NeedKind;
+    use refer_intake::migrate::{write_legacy, LegacyRecord, TREE};
+    let mut w = world().await;
+    w.app.stop().await;
+    let records: Vec<LegacyRecord> = (0..2u128)
+        .map(|i| LegacyRecord {
+            placement: PlacementId::from_u128(0xAB00 + i),
+            agency: AGENCY,
+            case_reference: format!("OLD-CASE-{i}"),
+            group: None,
+            needs: vec![(NeedId::from_u128(0xCD00 + i), NeedKind::Shelter)],
+            requested_at: NIGHT.plus_secs(i as i64 * 60),
+        })
+        .collect();
+    {
+        let db = sled::open(&w.app.data_dir).unwrap();
+        write_legacy(&db, &records).unwrap();
+    }
+    w.app.restart().await;
+    let mut client = IntakeClient::new(w.app.channel());
+    for record in &records {
+        let get = pb::GetPlacementRequest {
+            placement_id: cv::id_pb(record.placement.as_uuid()),
+        };
+        let p = client.get_placement(authed(OFFICER, get)).await.unwrap().into_inner();
+        assert_eq!(p.case_reference, record.case_reference);
+        assert_eq!(p.needs[0].need_id, cv::id_pb(record.needs[0].0.as_uuid()));
+        assert_eq!(p.requested_at_ms, record.requested_at.millis());
+    }
+    let list = pb::ListPlacementsRequest {
+        page_size: 10,
+        page_token: String::new(),
+    };
+    let listed = client
+        .list_placements(authed(OFFICER, list))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed
+            .placements
+            .iter()
+            .map(|p| p.case_reference.as_str())
+            .collect::<Vec<_>>(),
+        ["OLD-CASE-1", "OLD-CASE-0"],
+        "newest first"
+    );
+    // Migrated once: a second start finds nothing to move; the clear copy is gone.
+    w.app.restart().await;
+    w.app.stop().await;
+    let db = sled::open(&w.app.data_dir).unwrap();
+    assert!(!db.tree_names().iter().any(|n| n.as_ref() == TREE.as_bytes()));
+    let last = w.store.last_sequence().await.unwrap();
+    let recorded = w
+        .store
+        .read_all(0, last)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.events.clone())
+        .filter(|e| e.event_type == "placement.recorded")
+        .count();
+    assert_eq!(recorded, 2);
+    // Sealed on the way: no message carries a migrated reference in clear.
+    let js = async_nats::jetstream::new(w.nats.connect().await);
+    let stream = js.get_stream("REFER").await.unwrap();
+    for seq in 1..=last {
+        let message = stream.get_raw_message(seq).await.unwrap();
+        assert!(
+            !message.payload.windows(9).any(|x| x == b"OLD-CASE-"),
+            "message {seq} carries a case reference"
+        );
+    }
+}
