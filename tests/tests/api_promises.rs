@@ -311,6 +311,14 @@ async fn every_rpc_without_a_token_is_unauthenticated_before_its_input_is_read()
                 .code(),
         ),
         (
+            "SetDonationHandoff",
+            donations
+                .set_donation_handoff(Request::new(Default::default()))
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
             "GetStatus",
             matcher
                 .get_status(Request::new(GetStatusRequest {}))

@@ -280,6 +280,9 @@ async fn scan_for(c: &Coalition, log: &Log, planted: &[&str], when: &str) {
         }
     }
     places.push(("the log".into(), log.0.lock().unwrap().clone()));
+    for app in &c.apps {
+        places.push((format!("{} metrics", app.url()), app.metrics().await.into_bytes()));
+    }
     assert!(places.len() > 20, "the scan found the stores ({} places)", places.len());
     for (place, bytes) in &places {
         for text in planted {
@@ -562,7 +565,7 @@ async fn requested_needs(c: &Coalition) -> usize {
 
 #[tokio::test]
 async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
-    let c = Coalition::start(2, 0).await;
+    let c = Coalition::start(2, 2).await;
     let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
     let a = request(&c, "RULES-A", &[pb::NeedKind::Shelter]).await;
     let now = refer_domain::sample::NIGHT;
@@ -650,6 +653,67 @@ async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
         Code::PermissionDenied
     );
 
+    let revoke = intake::RevokeNoteRequest {
+        idempotency_key: "revoke".into(),
+        placement_id: a.placement_id.clone(),
+        need_id: a.needs[0].need_id.clone(),
+    };
+    assert_eq!(
+        refused(intake.revoke_note(authed(OTHER_INTAKE, revoke.clone())).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        refused(intake.revoke_note(authed(&provider_token(0), revoke.clone())).await),
+        Code::PermissionDenied
+    );
+    let get_contact = intake::GetHandoffContactRequest {};
+    assert_eq!(
+        refused(intake.get_handoff_contact(authed(ADMIN, get_contact)).await),
+        Code::PermissionDenied
+    );
+    // A donation's hand-off is its business's to set.
+    let rooms = refer_domain::sample::hotel_rooms(business_org(0));
+    let register = refer_proto::donations::v1::RegisterDonationRequest {
+        idempotency_key: "rooms".into(),
+        donation_id: refer_service::convert::id_pb(uuid::Uuid::new_v4()),
+        spec: Some(refer_proto::donations::v1::DonationSpec {
+            org_id: String::new(),
+            kind: refer_service::convert::resource_kind_pb(rooms.kind),
+            quantity: rooms.quantity,
+            window: Some(refer_service::convert::time_window_pb(&rooms.window)),
+            location: Some(refer_service::convert::location_pb(&rooms.location)),
+            max_units_per_need: 0,
+            eligibility: Some(refer_service::convert::eligibility_pb(&rooms.eligibility)),
+        }),
+    };
+    let mut donations = c.donations.clone();
+    let rooms = donations
+        .register_donation(authed(&business_token(0), register))
+        .await
+        .unwrap()
+        .into_inner();
+    let desk = refer_proto::donations::v1::SetDonationHandoffRequest {
+        idempotency_key: "desk".into(),
+        donation_id: rooms.donation_id.clone(),
+        instructions: "front desk".into(),
+    };
+    assert_eq!(
+        refused(
+            donations
+                .set_donation_handoff(authed(&business_token(1), desk.clone()))
+                .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        refused(donations.set_donation_handoff(authed(INTAKE, desk.clone())).await),
+        Code::PermissionDenied
+    );
+    donations
+        .set_donation_handoff(authed(&business_token(0), desk))
+        .await
+        .unwrap();
+
     // The note is shared; the provider sees it only once it accepted.
     intake.share_note(authed(INTAKE, note)).await.unwrap();
     let referral = pending(&c, 0, &shelter, 1).await.remove(0);
@@ -718,11 +782,6 @@ async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
             .note,
         "ask for Ana"
     );
-    let revoke = intake::RevokeNoteRequest {
-        idempotency_key: "revoke".into(),
-        placement_id: a.placement_id.clone(),
-        need_id: a.needs[0].need_id.clone(),
-    };
     let revoked = intake.revoke_note(authed(INTAKE, revoke)).await.unwrap().into_inner();
     assert!(revoked.notes.is_empty());
     assert!(revoked
