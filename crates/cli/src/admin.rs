@@ -43,6 +43,20 @@ pub enum Command {
     },
     /// The matcher's position, open needs, pending referrals and waitlist.
     Stats,
+    /// Re-wrap every sealed item's data key under a new key-encryption key
+    /// (docs/privacy.md: start the services with the new key and the old one
+    /// as previous first; afterwards the old key file can be destroyed).
+    RotateKek {
+        /// The new key file (64 hex digits).
+        #[arg(long)]
+        kek: PathBuf,
+        /// The key files data keys may still be wrapped by.
+        #[arg(long, required = true)]
+        previous: Vec<PathBuf>,
+        /// The stream whose sealed-key bucket (`<stream>_SEALED`) to rotate.
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -106,6 +120,31 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 settings.json,
                 &["name", "role", "org"],
                 file.token.into_iter().map(|e| vec![e.name, e.role, e.org]).collect(),
+            );
+        }
+        Command::RotateKek { kek, previous, stream } => {
+            let current = refer_sealed::Kek::load(&kek)?;
+            let previous = previous
+                .iter()
+                .map(|p| refer_sealed::Kek::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = async_nats::connect(&settings.nats)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats))?;
+            let js = async_nats::jetstream::new(client);
+            let bucket = format!("{stream}_SEALED");
+            if js.get_key_value(&bucket).await.is_err() {
+                anyhow::bail!("no sealed-key bucket {bucket} on {}", settings.nats);
+            }
+            let vault = refer_sealed::Vault::open(&js, &bucket, 1, current.clone(), previous).await?;
+            let rewrapped = vault.rotate().await?;
+            record(
+                settings.json,
+                vec![
+                    ("bucket", bucket),
+                    ("rewrapped", rewrapped.to_string()),
+                    ("kek", current.id().to_owned()),
+                ],
             );
         }
         Command::Stats => {

@@ -399,3 +399,69 @@ fn an_admin_adds_a_partner_and_lists_tokens_without_revealing_them() {
     assert!(listing.contains("Seaside Hotel") && listing.contains("business"));
     assert!(!listing.contains(token), "the token itself is never listed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rotates_the_key_encryption_key() {
+    use refer_domain::standing::StandingEvent;
+    use refer_domain::Event;
+    let c = Coalition::start(0, 0).await;
+    let contact = "Night duty desk, 555-0199";
+    let set = refer_proto::intake::v1::SetHandoffContactRequest {
+        idempotency_key: "contact".into(),
+        contact: contact.into(),
+    };
+    c.intake
+        .clone()
+        .set_handoff_contact(refer_service::testing::authed(INTAKE, set))
+        .await
+        .unwrap();
+    let fresh = c.setup.dir.path().join("new-kek.hex");
+    std::fs::write(&fresh, "5a".repeat(32)).unwrap();
+    let cli = Cli {
+        urls: c.urls(),
+        nats: c.nats.url(),
+    };
+    let old = c.setup.kek_file();
+    let (new_path, old_path) = (fresh.display().to_string(), old.display().to_string());
+    let rotated = tokio::task::spawn_blocking(move || {
+        cli.json(
+            ADMIN,
+            &["admin", "rotate-kek", "--kek", &new_path, "--previous", &old_path],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(rotated["bucket"], "REFER_SEALED");
+    assert_eq!(rotated["rewrapped"], "1", "{rotated}");
+
+    // The new key alone opens the contact; the old one alone no longer does.
+    let commits = c
+        .store
+        .read_all(0, c.store.last_sequence().await.unwrap())
+        .await
+        .unwrap();
+    let sealed = commits
+        .iter()
+        .flat_map(|x| &x.events)
+        .find_map(|e| match &e.event {
+            Event::Standing(StandingEvent::Set { text, .. }) => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let purpose = refer_service::sealing::purpose::agency_contact(AGENCY);
+    let with = |kek: &std::path::Path| {
+        let js = js.clone();
+        let kek = refer_sealed::Kek::load(kek).unwrap();
+        async move {
+            refer_sealed::Vault::open(&js, "REFER_SEALED", 1, kek, vec![])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(with(&fresh).await.open_text(&sealed, &purpose).await.unwrap(), contact);
+    assert!(matches!(
+        with(&old).await.open_text(&sealed, &purpose).await,
+        Err(refer_sealed::SealError::UnknownKek { .. })
+    ));
+}
