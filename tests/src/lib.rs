@@ -233,3 +233,59 @@ pub fn assert_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str)
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains(field), "names {field}: {}", err.message());
 }
+
+/// Every log line the services write in this test process (a test binary
+/// installs it once, before starting anything).
+#[derive(Clone, Default)]
+pub struct Log(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Captures every log line at `filter` (an `EnvFilter` directive).
+    pub fn capture(filter: &str) -> Self {
+        let log = Log::default();
+        let writer = log.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        log
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Whether `needle` occurs in `haystack`, byte for byte.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The referrals of `site` as provider `i` lists them (one page).
+pub async fn referrals(c: &Coalition, i: usize, site: &str, pending_only: bool) -> Vec<cap::Referral> {
+    let list = cap::ListReferralsRequest {
+        provider_id: site.into(),
+        pending_only,
+        page_size: 0,
+        page_token: String::new(),
+    };
+    c.capacity
+        .clone()
+        .list_referrals(authed(&provider_token(i), list))
+        .await
+        .unwrap()
+        .into_inner()
+        .referrals
+}

@@ -15,39 +15,13 @@ use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_service::testing::{authed, refused};
 use refer_service::Clock;
 use refer_tests::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::Code;
 
 const HOUR_SECS: i64 = 3600;
 
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn capture_logs() -> Log {
-    let log = Log::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug,h2=info,tower=info,hyper=info,async_nats=info")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
-    log
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    Log::capture("debug,h2=info,tower=info,hyper=info,async_nats=info")
 }
 
 async fn set_contact(c: &Coalition, contact: &str) {
@@ -92,20 +66,7 @@ async fn request(c: &Coalition, case: &str, needs: &[pb::NeedKind]) -> intake::P
 async fn pending(c: &Coalition, i: usize, site: &str, count: usize) -> Vec<cap::Referral> {
     let started = Instant::now();
     loop {
-        let list = cap::ListReferralsRequest {
-            provider_id: site.into(),
-            pending_only: true,
-            page_size: 0,
-            page_token: String::new(),
-        };
-        let found = c
-            .capacity
-            .clone()
-            .list_referrals(authed(&provider_token(i), list))
-            .await
-            .unwrap()
-            .into_inner()
-            .referrals;
+        let found = referrals(c, i, site, true).await;
         if found.len() >= count {
             return found;
         }
@@ -219,22 +180,9 @@ async fn every_accepted_need_shows_intake_the_site_and_its_hand_off_and_the_prov
     }
     // Each accepting provider sees the agency's contact and its own hand-off.
     for (i, site, given) in [(0, &shelter, door), (1, &clinic, front_desk)] {
-        let list = cap::ListReferralsRequest {
-            provider_id: site.clone(),
-            pending_only: false,
-            page_size: 0,
-            page_token: String::new(),
-        };
-        let referrals = c
-            .capacity
-            .clone()
-            .list_referrals(authed(&provider_token(i), list))
-            .await
-            .unwrap()
-            .into_inner()
-            .referrals;
-        assert_eq!(referrals.len(), 5);
-        for r in referrals {
+        let accepted = referrals(&c, i, site, false).await;
+        assert_eq!(accepted.len(), 5);
+        for r in accepted {
             assert_eq!(r.status, cap::ReferralStatus::Accepted as i32);
             let handoff = r.handoff.expect("the agency's hand-off after acceptance");
             assert_eq!(handoff.agency_contact, contact);
@@ -279,7 +227,7 @@ async fn scan_for(c: &Coalition, log: &Log, planted: &[&str], when: &str) {
             }
         }
     }
-    places.push(("the log".into(), log.0.lock().unwrap().clone()));
+    places.push(("the log".into(), log.bytes()));
     for app in &c.apps {
         places.push((format!("{} metrics", app.url()), app.metrics().await.into_bytes()));
     }
@@ -454,7 +402,7 @@ async fn intake_losing_its_whole_data_directory_loses_no_case_reference() {
         let p = request(&c, &format!("LOST-{i}"), &[pb::NeedKind::Shelter, pb::NeedKind::Legal]).await;
         cases.push((p.placement_id, format!("LOST-{i}")));
     }
-    let group = intake::RequestGroupRequest {
+    let group = || intake::RequestGroupRequest {
         idempotency_key: "lost-group".into(),
         cohesion: intake::Cohesion::KeepTogether as i32,
         people: vec![
@@ -462,16 +410,16 @@ async fn intake_losing_its_whole_data_directory_loses_no_case_reference() {
             person("LOST-G1", &[pb::NeedKind::Shelter]),
         ],
     };
-    let group = c
+    let first_group = c
         .intake
         .clone()
-        .request_group(authed(INTAKE, group))
+        .request_group(authed(INTAKE, group()))
         .await
         .unwrap()
         .into_inner();
-    let group_id = group.group_id.clone();
+    let group_id = first_group.group_id.clone();
     cases.extend(
-        group
+        first_group
             .people
             .iter()
             .map(|p| (p.placement_id.clone(), p.case_reference.clone())),
@@ -525,18 +473,10 @@ async fn intake_losing_its_whole_data_directory_loses_no_case_reference() {
     // Retried requests (same keys) name the same placements and request nothing twice.
     let again = request(&c, "LOST-0", &[pb::NeedKind::Shelter, pb::NeedKind::Legal]).await;
     assert_eq!(again.placement_id, cases[0].0);
-    let group = intake::RequestGroupRequest {
-        idempotency_key: "lost-group".into(),
-        cohesion: intake::Cohesion::KeepTogether as i32,
-        people: vec![
-            person("LOST-G0", &[pb::NeedKind::Shelter]),
-            person("LOST-G1", &[pb::NeedKind::Shelter]),
-        ],
-    };
     let regrouped = c
         .intake
         .clone()
-        .request_group(authed(INTAKE, group))
+        .request_group(authed(INTAKE, group()))
         .await
         .unwrap()
         .into_inner();

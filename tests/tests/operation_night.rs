@@ -372,20 +372,8 @@ async fn operation_night() {
     }
     let mut accepted_referrals = 0;
     for (site, (i, _)) in &declared {
-        let list = cap::ListReferralsRequest {
-            provider_id: site.clone(),
-            pending_only: false,
-            page_size: 0,
-            page_token: String::new(),
-        };
-        let referrals = c
-            .capacity
-            .list_referrals(authed(&provider_token(*i), list))
+        for r in referrals(&c, *i, site, false)
             .await
-            .unwrap()
-            .into_inner()
-            .referrals;
-        for r in referrals
             .iter()
             .filter(|r| r.status == cap::ReferralStatus::Accepted as i32)
         {

@@ -8,43 +8,17 @@ use refer_proto::intake::v1 as intake;
 use refer_service::convert::id_pb;
 use refer_service::testing::authed;
 use refer_tests::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const PLANTED: &str = "ZX-CASE-7731-MARIA-LOPEZ";
 
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test]
 async fn the_case_reference_is_in_no_event_and_no_log_line() {
-    let log = Log::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            "info,refer_capacity=debug,refer_donations=debug,refer_intake=debug,refer_matcher=debug,\
+    let log = Log::capture(
+        "info,refer_capacity=debug,refer_donations=debug,refer_intake=debug,refer_matcher=debug,\
              refer_eventstore=debug,refer_service=debug",
-        )
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    );
 
     let mut c = Coalition::start(1, 0).await;
     let token = provider_token(0);
@@ -202,7 +176,7 @@ async fn the_case_reference_is_in_no_event_and_no_log_line() {
     assert_eq!(history[0].events[0].correlation_id.as_uuid(), correlation);
 
     // Every log line.
-    let log = log.0.lock().unwrap().clone();
+    let log = log.bytes();
     assert!(
         contains(&log, &format!("correlation_id={correlation}")),
         "the RPC's log line carries its correlation id"
