@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
@@ -100,6 +101,65 @@ impl tonic::service::Interceptor for Authenticate {
         who.require(self.roles)?;
         request.extensions_mut().insert(who);
         Ok(request)
+    }
+}
+
+/// A narrower rule for some methods of a service: behind [`Authenticate`]
+/// (which admits every role the service serves), each method listed admits
+/// only its own roles; every other method admits `default`. It reads the
+/// caller [`Authenticate`] put into the request and the method from the
+/// path, so it too refuses before the body is decoded.
+#[derive(Clone)]
+pub struct MethodRoles<S> {
+    inner: S,
+    default: &'static [Role],
+    methods: &'static [(&'static str, &'static [Role])],
+}
+
+impl<S> MethodRoles<S> {
+    pub fn new(inner: S, default: &'static [Role], methods: &'static [(&'static str, &'static [Role])]) -> Self {
+        Self {
+            inner,
+            default,
+            methods,
+        }
+    }
+
+    fn admits(&self, path: &str, who: Option<&Principal>) -> Result<(), Status> {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        let roles = self
+            .methods
+            .iter()
+            .find(|(name, _)| *name == method)
+            .map_or(self.default, |(_, roles)| roles);
+        who.ok_or_else(|| Status::internal("the service is served without authentication"))?
+            .require(roles)
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for MethodRoles<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for MethodRoles<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match self.admits(request.uri().path(), request.extensions().get::<Principal>()) {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
     }
 }
 

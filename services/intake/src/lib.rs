@@ -23,6 +23,7 @@ use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_server::{Intake, IntakeServer};
+use refer_service::auth::MethodRoles;
 use refer_service::convert::id;
 use refer_service::idempotency::KeyBook;
 use refer_service::read_model::ReadModel;
@@ -38,8 +39,11 @@ pub const SERVICE_NAME: &str = "refer.intake.v1.Intake";
 pub const CONSUMER: &str = "intake-needs";
 /// The longest case reference accepted.
 pub const MAX_CASE_REFERENCE: usize = 64;
-/// Who may call: intake staff; an admin only to forget a placement.
+/// Who may call: intake staff; an admin only to forget a placement
+/// (`METHOD_ROLES`, checked before the body is read).
 pub const ROLES: &[Role] = &[Role::Intake, Role::Admin];
+const STAFF: &[Role] = &[Role::Intake];
+const METHOD_ROLES: &[(&str, &[Role])] = &[("ForgetPlacement", &[Role::Intake, Role::Admin])];
 
 /// How `main` and the tests start the service.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -91,7 +95,10 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     ));
     let server = IntakeServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
-        routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
+        routes: tonic::service::Routes::new(InterceptedService::new(
+            MethodRoles::new(server, STAFF, METHOD_ROLES),
+            context.authenticate(ROLES),
+        )),
         tasks: vec![projection, sweeper],
     })
 }
@@ -120,15 +127,6 @@ impl IntakeService {
         )?;
         Ok((id, found.expect("seen")))
     }
-}
-
-/// The caller, who must be intake staff (an admin may only forget).
-pub(crate) fn staff<T>(request: &Request<T>) -> Result<Principal, Status> {
-    let who = refer_service::caller(request)?;
-    if who.role != Role::Intake {
-        return Err(Status::permission_denied("only intake staff may do this"));
-    }
-    Ok(who)
 }
 
 type Watch = WatchStream<pb::NeedUpdate>;

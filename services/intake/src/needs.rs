@@ -7,7 +7,7 @@ use refer_domain::ids::NeedId;
 use refer_domain::need::{Need, NeedCommand, NeedStatus};
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id};
-use refer_service::store_status;
+use refer_service::{caller, store_status};
 use tonic::{Request, Response, Status};
 
 pub async fn cancel(
@@ -36,7 +36,7 @@ async fn command<T: prost::Message>(
     key: &str,
     command: NeedCommand,
 ) -> Result<pb::NeedUpdate, Status> {
-    let who = crate::staff(request)?;
+    let who = caller(request)?;
     let key = cv::idempotency_key(key)?;
     let need = id(need, "need_id")?;
     let loaded = service.store.load::<Need>(need).await.map_err(store_status)?;

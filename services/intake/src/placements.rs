@@ -2,7 +2,7 @@
 
 use crate::board::{Files, NeedView};
 use crate::views::{cohesion, cohesion_pb, group_id, need_status_pb, person, update_pb, Person};
-use crate::{staff, IntakeService};
+use crate::IntakeService;
 use refer_domain::donation::Donation;
 use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId};
 use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest, Target};
@@ -15,7 +15,7 @@ use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
 use refer_service::sealing::{self, purpose, Opened};
 use refer_service::watch::WatchStream;
-use refer_service::{invalid, page, store_status};
+use refer_service::{caller, invalid, page, store_status};
 use tonic::{Request, Response, Status};
 
 impl IntakeService {
@@ -221,7 +221,7 @@ pub async fn request_one(
     service: &IntakeService,
     request: Request<pb::RequestPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
@@ -238,7 +238,7 @@ pub async fn request_group(
     service: &IntakeService,
     request: Request<pb::RequestGroupRequest>,
 ) -> Result<Response<pb::Group>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     if r.people.is_empty() || r.people.len() > MAX_GROUP_SIZE {
@@ -283,7 +283,7 @@ pub async fn get(
     service: &IntakeService,
     request: Request<pb::GetPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let (id, placement) = service.owned_placement(&who, &request.get_ref().placement_id).await?;
     Ok(Response::new(service.placement_view(id, Some(placement)).await?))
 }
@@ -292,7 +292,7 @@ pub async fn list(
     service: &IntakeService,
     request: Request<pb::ListPlacementsRequest>,
 ) -> Result<Response<pb::ListPlacementsResponse>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let size = page::size(r.page_size)?;
     let after: Option<(i64, PlacementId)> = page::after(&r.page_token)?;
@@ -323,7 +323,7 @@ pub async fn watch(
     service: &IntakeService,
     request: Request<pb::WatchPlacementRequest>,
 ) -> Result<Response<WatchStream<pb::NeedUpdate>>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let (placement, file) = service.owned_placement(&who, &r.placement_id).await?;
     let needs: Vec<_> = file.file.iter().flat_map(|f| f.needs.iter().map(|(n, _)| *n)).collect();

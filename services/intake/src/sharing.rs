@@ -3,7 +3,7 @@
 //! Erasure deletes the data keys first, then records on the placement that
 //! it happened (what kind of thing, why), never what was erased.
 
-use crate::{staff, IntakeService};
+use crate::IntakeService;
 use refer_domain::ids::{NeedId, PlacementId};
 use refer_domain::placement::{Consent, ErasureReason, Placement, PlacementCommand, SealedPart};
 use refer_domain::standing::{Owner, Standing};
@@ -21,7 +21,7 @@ pub async fn set_contact(
     service: &IntakeService,
     request: Request<pb::SetHandoffContactRequest>,
 ) -> Result<Response<pb::HandoffContact>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let contact = sealing::text(&r.contact, "contact")?;
@@ -42,7 +42,7 @@ pub async fn get_contact(
     service: &IntakeService,
     request: Request<pb::GetHandoffContactRequest>,
 ) -> Result<Response<pb::HandoffContact>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let owner = Owner::Agency(who.org);
     let standing = service.store.load::<Standing>(owner.id()).await.map_err(store_status)?;
     let contact = match &standing.state.text {
@@ -75,7 +75,7 @@ pub async fn share_note(
     service: &IntakeService,
     request: Request<pb::ShareNoteRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
@@ -117,7 +117,7 @@ pub async fn revoke_note(
     service: &IntakeService,
     request: Request<pb::RevokeNoteRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = staff(&request)?;
+    let who = caller(&request)?;
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
