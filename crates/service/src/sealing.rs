@@ -133,6 +133,19 @@ pub async fn open_handoff(
     }
 }
 
+/// Whether a command's result proves that what it carried was not written:
+/// a retry answered with the earlier commit, a command that changed nothing,
+/// or one the domain refused. Only then is an item sealed for it erased
+/// again; after any other error (the bus went away, the ack was lost) it may
+/// have landed, and its key must stay.
+pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventstore::StoreError>) -> bool {
+    match result {
+        Ok(done) => done.outcome != refer_eventstore::Outcome::Applied,
+        Err(refer_eventstore::StoreError::Domain(_)) => true,
+        Err(_) => false,
+    }
+}
+
 /// Sets a standing hand-off (an agency's contact, a site's default) to
 /// `text`, sealed for `purpose`: the replaced text's key is erased once the
 /// new one is recorded; a retried request (same key) leaves no stray key.
@@ -157,16 +170,41 @@ pub async fn set_standing(
         text: sealed.clone(),
     };
     let done = store.execute::<Standing>(owner.id(), &command, meta, None).await;
-    match done {
-        Ok(done) if done.outcome == refer_eventstore::Outcome::Applied => {
-            if let Some(old) = before.filter(|old| old.item != sealed.item) {
-                erase(vault, [old.item.as_str()]).await?;
-            }
-            Ok(())
+    if unwritten(&done) {
+        erase(vault, [sealed.item.as_str()]).await?;
+    }
+    let done = done.map_err(crate::store_status)?;
+    if done.outcome == refer_eventstore::Outcome::Applied {
+        if let Some(old) = before.filter(|old| old.item != sealed.item) {
+            erase(vault, [old.item.as_str()]).await?;
         }
-        other => {
-            erase(vault, [sealed.item.as_str()]).await?;
-            other.map(|_| ()).map_err(crate::store_status)
-        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unwritten;
+    use refer_eventstore::{Executed, Outcome, StoreError};
+
+    fn done(outcome: Outcome) -> Result<Executed<()>, StoreError> {
+        Ok(Executed {
+            state: (),
+            version: 1,
+            events: vec![],
+            outcome,
+        })
+    }
+
+    #[test]
+    fn a_sealed_item_is_erased_again_only_when_its_command_surely_wrote_nothing() {
+        assert!(!unwritten(&done(Outcome::Applied)));
+        assert!(unwritten(&done(Outcome::Duplicate)));
+        assert!(unwritten(&done(Outcome::NoChange)));
+        assert!(unwritten::<()>(&Err(StoreError::Domain(
+            refer_domain::DomainError::NotRegistered
+        ))));
+        // The ack may have been lost after the commit landed: keep the key.
+        assert!(!unwritten::<()>(&Err(StoreError::Unavailable("gone".into()))));
     }
 }

@@ -288,11 +288,7 @@ async fn answer<T: prost::Message>(
         store.finish(answer, seqs[0])
     })
     .await;
-    let unused = match &answered {
-        Ok(done) => done.outcome == Outcome::Duplicate,
-        Err(_) => true,
-    };
-    if let (true, Some(sealed)) = (unused, &sealed) {
+    if let (true, Some(sealed)) = (sealing::unwritten(&answered), &sealed) {
         // A retry, or a refusal: this hand-off was never recorded.
         sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
     }

@@ -66,8 +66,7 @@ pub async fn sled_records(service: &IntakeService) -> anyhow::Result<usize> {
             .store
             .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), &meta, None)
             .await;
-        let recorded = matches!(&done, Ok(d) if d.outcome == refer_eventstore::Outcome::Applied);
-        if let (false, Some(case)) = (recorded, &case_reference) {
+        if let (true, Some(case)) = (sealing::unwritten(&done), &case_reference) {
             service
                 .vault
                 .erase(&case.item)

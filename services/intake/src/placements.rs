@@ -10,7 +10,6 @@ use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, Sealed
 use refer_domain::request::MAX_GROUP_SIZE;
 use refer_domain::standing::{Owner, Standing};
 use refer_domain::{CommandMeta, IdempotencyKey};
-use refer_eventstore::Outcome;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
 use refer_service::sealing::{self, purpose, Opened};
@@ -46,8 +45,7 @@ impl IntakeService {
             .store
             .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), meta, None)
             .await;
-        let recorded = matches!(&done, Ok(d) if d.outcome == Outcome::Applied);
-        if let (false, Some(case)) = (recorded, &case_reference) {
+        if let (true, Some(case)) = (sealing::unwritten(&done), &case_reference) {
             // A retry: the first attempt's sealed reference stands.
             sealing::erase(&self.vault, [case.item.as_str()]).await?;
         }

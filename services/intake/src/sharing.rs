@@ -8,7 +8,6 @@ use refer_domain::ids::{NeedId, PlacementId};
 use refer_domain::placement::{Consent, ErasureReason, Placement, PlacementCommand, SealedPart};
 use refer_domain::standing::{Owner, Standing};
 use refer_domain::CommandMeta;
-use refer_eventstore::Outcome;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id};
 use refer_service::sealing::{self, purpose, Opened};
@@ -104,7 +103,7 @@ pub async fn share_note(
         .store
         .execute::<Placement>(placement.as_uuid(), &command, &meta, None)
         .await;
-    if !matches!(&done, Ok(d) if d.outcome == Outcome::Applied) {
+    if sealing::unwritten(&done) {
         sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
     }
     let done = done.map_err(store_status)?;
