@@ -173,20 +173,22 @@ impl IntakeService {
             .await
             .map_err(store_status)?
             .state;
-        let handoffs: BTreeMap<NeedId, String> = {
-            let files = self.board.read();
-            parts
-                .iter()
-                .filter_map(|part| match part {
-                    SealedPart::Handoff(need) => files
-                        .needs
-                        .get(need)
-                        .and_then(|v| v.handoff.as_ref())
-                        .map(|h| (*need, h.item.clone())),
+        // From the needs' own histories, not the files, which may lag.
+        let mut handoffs: BTreeMap<NeedId, String> = BTreeMap::new();
+        for part in parts {
+            if let SealedPart::Handoff(need) = part {
+                let subject = refer_domain::AggregateRef {
+                    kind: refer_domain::AggregateKind::Need,
+                    id: need.as_uuid(),
+                };
+                let history = self.store.history(&subject, 0).await.map_err(store_status)?;
+                let given = history.iter().flat_map(|c| &c.events).find_map(|e| match &e.event {
+                    refer_domain::Event::Need(refer_domain::need::NeedEvent::HandedOff(h)) => Some(h.item.clone()),
                     _ => None,
-                })
-                .collect()
-        };
+                });
+                handoffs.extend(given.map(|item| (*need, item)));
+            }
+        }
         let mut items: Vec<String> = Vec::new();
         let mut erased = Vec::new();
         for part in parts {
