@@ -169,6 +169,7 @@ fn spawn(bins: &Path, dir: &Path, nats_url: &str, [port, metrics]: [u16; 2], ser
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
         .env("REFER_TOKENS_FILE", dir.join("tokens.toml"))
+        .env("REFER_KEK_FILE", dir.join("kek.hex"))
         // The services' own logs (in the run's directory): REFER_BENCH_LOG=info to see more.
         .env(
             "RUST_LOG",
@@ -224,6 +225,9 @@ impl Cluster {
             .context("starting nats-server")?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
+        // The run's own key-encryption key for sealed data.
+        let kek = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        std::fs::write(dir.path().join("kek.hex"), kek)?;
         let mut own = Own {
             nats,
             dir,
