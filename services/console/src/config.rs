@@ -1,0 +1,144 @@
+//! The console's configuration, in the services' format: one TOML file
+//! (named by `REFER_CONFIG`), every key overridable by its environment
+//! variable, safe local defaults; an unknown key or a bad value stops the
+//! console at start with the setting named.
+//!
+//! | key | environment | default |
+//! |---|---|---|
+//! | `listen` | `REFER_LISTEN` | `127.0.0.1:8080` |
+//! | `capacity_url` | `REFER_CAPACITY_URL` | `http://127.0.0.1:50051` |
+//! | `donations_url` | `REFER_DONATIONS_URL` | `http://127.0.0.1:50052` |
+//! | `intake_url` | `REFER_INTAKE_URL` | `http://127.0.0.1:50053` |
+//! | `matcher_url` | `REFER_MATCHER_URL` | `http://127.0.0.1:50054` |
+//! | `idle_minutes` | `REFER_IDLE_MINUTES` | `30` (a session ends after this long unused) |
+//! | `secure_cookies` | `REFER_SECURE_COOKIES` | `false` (`true` behind TLS: cookies get `Secure`) |
+//! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub capacity_url: String,
+    pub donations_url: String,
+    pub intake_url: String,
+    pub matcher_url: String,
+    pub idle: Duration,
+    pub secure_cookies: bool,
+    pub json_logs: bool,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    capacity_url: Option<String>,
+    donations_url: Option<String>,
+    intake_url: Option<String>,
+    matcher_url: Option<String>,
+    idle_minutes: Option<u64>,
+    secure_cookies: Option<bool>,
+    log_format: Option<String>,
+}
+
+impl Config {
+    /// Reads `REFER_CONFIG` (if set) and the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let file = match std::env::var_os("REFER_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read REFER_CONFIG={}: {e}", Path::new(&path).display()))?;
+                Some((std::path::PathBuf::from(path), text))
+            }
+            None => None,
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::from_sources(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), env)
+    }
+
+    /// The configuration from a file's text (if any) and an environment.
+    pub fn from_sources(file: Option<(&Path, &str)>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let f: FileConfig = match file {
+            Some((path, text)) => toml::from_str(text)
+                .map_err(|e| anyhow::anyhow!("configuration file {} is not valid: {e}", path.display()))?,
+            None => FileConfig::default(),
+        };
+        let pick = |var: &str, key: &str, value: Option<String>| -> Option<(String, String)> {
+            env(var)
+                .map(|v| (v, var.to_owned()))
+                .or(value.map(|v| (v, key.to_owned())))
+        };
+        let url = |var: &str, key: &str, value: Option<String>, port: u16| -> anyhow::Result<String> {
+            let (text, from) = pick(var, key, value).unwrap_or((format!("http://127.0.0.1:{port}"), "default".into()));
+            if !(text.starts_with("http://") || text.starts_with("https://")) {
+                anyhow::bail!("{from}={text:?} must be an http:// or https:// address");
+            }
+            Ok(text)
+        };
+        let (listen_text, listen_from) =
+            pick("REFER_LISTEN", "listen", f.listen).unwrap_or(("127.0.0.1:8080".into(), "default".into()));
+        let listen = listen_text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{listen_from}={listen_text:?} is not an address like 127.0.0.1:8080"))?;
+        let idle = match pick(
+            "REFER_IDLE_MINUTES",
+            "idle_minutes",
+            f.idle_minutes.map(|m| m.to_string()),
+        ) {
+            None => Duration::from_secs(30 * 60),
+            Some((text, from)) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|m| (1..=720).contains(m))
+                .map(|m| Duration::from_secs(m * 60))
+                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 720 (minutes)"))?,
+        };
+        let secure_cookies = match pick(
+            "REFER_SECURE_COOKIES",
+            "secure_cookies",
+            f.secure_cookies.map(|b| b.to_string()),
+        ) {
+            None => false,
+            Some((text, from)) => text
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
+        };
+        let json_logs = match pick("REFER_LOG_FORMAT", "log_format", f.log_format) {
+            None => false,
+            Some((text, _)) if text == "text" => false,
+            Some((text, _)) if text == "json" => true,
+            Some((text, from)) => anyhow::bail!("{from}={text:?} must be text or json"),
+        };
+        Ok(Self {
+            listen,
+            capacity_url: url("REFER_CAPACITY_URL", "capacity_url", f.capacity_url, 50051)?,
+            donations_url: url("REFER_DONATIONS_URL", "donations_url", f.donations_url, 50052)?,
+            intake_url: url("REFER_INTAKE_URL", "intake_url", f.intake_url, 50053)?,
+            matcher_url: url("REFER_MATCHER_URL", "matcher_url", f.matcher_url, 50054)?,
+            idle,
+            secure_cookies,
+            json_logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let file = |text: &str| Config::from_sources(Some((Path::new("console.toml"), text)), |_| None);
+        assert!(file("listen = \"127.0.0.1:9\"\nidle_minutes = 5\n").is_ok());
+        let err = file("idle_minutes = 0\n").unwrap_err().to_string();
+        assert!(err.contains("idle_minutes=\"0\" must be 1 to 720"), "{err}");
+        let err = file("intake_url = \"intake:50053\"\n").unwrap_err().to_string();
+        assert!(err.contains("intake_url=\"intake:50053\" must be an http://"), "{err}");
+        let err = file("tokens_file = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));
+        assert!(env.unwrap_err().to_string().contains("REFER_SECURE_COOKIES=\"yes\""));
+    }
+}

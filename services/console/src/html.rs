@@ -1,0 +1,130 @@
+//! The page around every view: language, skip link, navigation, the
+//! language switch and sign-out, and one place that turns a service's
+//! answer into words. Everything interpolated is escaped here.
+
+use crate::i18n::{Lang, T};
+use crate::session::Session;
+use refer_service::Role;
+use std::fmt::Write;
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn role_name(role: Role, lang: Lang) -> &'static str {
+    match role {
+        Role::Intake => T::RoleIntake,
+        Role::Provider => T::RoleProvider,
+        Role::Business => T::RoleBusiness,
+        Role::Admin => T::RoleAdmin,
+    }
+    .get(lang)
+}
+
+/// A whole page. `session` adds the navigation and sign-out form.
+pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {
+    let l = |t: T| t.get(lang);
+    let mut nav = String::new();
+    if let Some(s) = session {
+        let home = match s.role {
+            Role::Intake => format!(
+                "<a href=\"/intake\">{}</a> <a href=\"/intake/new\">{}</a>",
+                l(T::Placements),
+                l(T::NewPlacement)
+            ),
+            Role::Provider => format!("<a href=\"/provider\">{}</a>", l(T::Sites)),
+            Role::Business | Role::Admin => String::new(),
+        };
+        let _ = write!(
+            nav,
+            "<nav aria-label=\"{console}\">{home} <span class=\"who\">{signed} {role}</span>\
+             <form method=\"post\" action=\"/signout\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\">{out}</button></form></nav>",
+            console = l(T::Console),
+            signed = l(T::SignedInAs),
+            role = role_name(s.role, lang),
+            csrf = esc(&s.csrf),
+            out = l(T::SignOut),
+        );
+    }
+    let other = lang.other();
+    format!(
+        "<!doctype html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Refer</title><link rel=\"stylesheet\" href=\"/static/console.css\">\
+         <script src=\"/static/console.js\" defer></script></head><body>\
+         <a class=\"skip\" href=\"#main\">{skip}</a>\
+         <header><strong>Refer</strong> {nav}\
+         <a class=\"lang\" href=\"/lang/{other_code}\" lang=\"{other_code}\" hreflang=\"{other_code}\">{switch}</a></header>\
+         <main id=\"main\"><h1>{title}</h1>{body}</main></body></html>",
+        code = lang.code(),
+        title = esc(title),
+        skip = l(T::SkipToContent),
+        other_code = other.code(),
+        switch = T::LanguageName.get(other),
+    )
+}
+
+/// A notice for the user, read out by screen readers.
+pub fn alert(text: &str) -> String {
+    format!("<p class=\"alert\" role=\"alert\">{}</p>", esc(text))
+}
+
+pub fn notice(text: &str) -> String {
+    format!("<p class=\"notice\" role=\"status\">{}</p>", esc(text))
+}
+
+/// A service's refusal in words: which service is down, or what it said
+/// (its messages name the field at fault).
+pub fn problem(lang: Lang, service: &str, status: &tonic::Status) -> String {
+    use tonic::Code::*;
+    match status.code() {
+        Unavailable | DeadlineExceeded | Unknown | Cancelled => alert(&format!(
+            "{} {service} {}",
+            T::TheService.get(lang),
+            T::ServiceDown.get(lang)
+        )),
+        NotFound => alert(T::NotFound.get(lang)),
+        PermissionDenied | Unauthenticated => alert(T::Forbidden.get(lang)),
+        _ => alert(&format!("{} {}", T::CouldNot.get(lang), status.message())),
+    }
+}
+
+/// A hidden CSRF field for a form of `session`.
+pub fn csrf(session: &Session) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&session.csrf))
+}
+
+/// When `ms` is, as `HH:MM UTC` (the countdown script shows minutes left).
+pub fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolated_text_is_escaped() {
+        assert_eq!(esc("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+        let page = page(Lang::Es, "<b>", None, "");
+        assert!(page.contains("<html lang=\"es\">"));
+        assert!(page.contains("<h1>&lt;b&gt;</h1>"));
+        assert!(!page.contains("<script>"), "no inline script");
+    }
+}

@@ -1,0 +1,610 @@
+//! Intake staff's pages: the agency's placements, each need's status live,
+//! and a new placement for one person or a group, in a few taps.
+
+use crate::html::{self, csrf, esc, notice, page, problem, time};
+use crate::i18n::{Lang, T};
+use crate::session::{random_id, Session};
+use crate::{check_csrf, field, fields, form, html as respond, Console};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use refer_proto::common::v1 as pb;
+use refer_proto::intake::v1 as ik;
+use refer_service::auth::authed;
+use refer_service::Role;
+use std::fmt::Write;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/intake", get(list))
+        .route("/intake/fragment", get(fragment))
+        .route("/intake/events", get(events))
+        .route("/intake/new", get(new_form).post(request))
+        .route("/intake/needs/{need}/{action}", post(need_action))
+}
+
+/// Where a person may be now: the coalition's places (name, point, region).
+pub const PLACES: &[(&str, f64, f64, &str)] = &[
+    ("Long Beach", 33.77, -118.19, "US-06-037"),
+    ("Los Angeles, downtown", 34.05, -118.24, "US-06-037"),
+    ("Pasadena", 34.15, -118.14, "US-06-037"),
+    ("Santa Ana", 33.75, -117.87, "US-06-059"),
+    ("Riverside", 33.95, -117.40, "US-06-065"),
+];
+
+const NEEDS: &[(&str, pb::NeedKind, T)] = &[
+    ("shelter", pb::NeedKind::Shelter, T::NeedShelter),
+    ("medical", pb::NeedKind::Medical, T::NeedMedical),
+    ("counseling", pb::NeedKind::Counseling, T::NeedCounseling),
+    ("legal", pb::NeedKind::Legal, T::NeedLegal),
+    ("transport", pb::NeedKind::Transport, T::NeedTransport),
+    ("audio_visual", pb::NeedKind::AudioVisual, T::NeedAudioVisual),
+];
+
+const ACCESS: &[(&str, pb::Accessibility, T)] = &[
+    ("wheelchair", pb::Accessibility::Wheelchair, T::Wheelchair),
+    ("sign_language", pb::Accessibility::SignLanguage, T::SignLanguage),
+    ("visual", pb::Accessibility::VisualImpairment, T::VisualImpairment),
+    ("service_animal", pb::Accessibility::ServiceAnimal, T::ServiceAnimal),
+];
+
+pub fn need_name(kind: i32, lang: Lang) -> &'static str {
+    NEEDS
+        .iter()
+        .find(|(_, k, _)| *k as i32 == kind)
+        .map_or("?", |(_, _, t)| t.get(lang))
+}
+
+fn status_name(status: i32, lang: Lang) -> &'static str {
+    use ik::NeedStatus as S;
+    match S::try_from(status).unwrap_or(S::Unspecified) {
+        S::Requested | S::Unspecified => T::StatusRequested,
+        S::Proposed => T::StatusProposed,
+        S::Accepted => T::StatusAccepted,
+        S::Declined => T::StatusDeclined,
+        S::Expired => T::StatusExpired,
+        S::Waitlisted => T::StatusWaitlisted,
+        S::Cancelled => T::StatusCancelled,
+        S::Fulfilled => T::StatusFulfilled,
+    }
+    .get(lang)
+}
+
+/// What a need waits on, or where to bring the person once accepted.
+fn detail(n: &ik::NeedUpdate, lang: Lang) -> String {
+    if let Some(h) = &n.handoff {
+        if h.erased {
+            return esc(T::HandoffErased.get(lang));
+        }
+        if !h.instructions.is_empty() {
+            return format!(
+                "{} <strong>{}</strong>: {}",
+                T::BringTo.get(lang),
+                esc(&h.site_name),
+                esc(&h.instructions)
+            );
+        }
+    }
+    if let Some(w) = &n.waiting_for {
+        return format!("{} {}", T::WaitsNear.get(lang), esc(&w.region));
+    }
+    if n.deadline_ms != 0 {
+        return format!(
+            "{} <time data-deadline=\"{ms}\">{}</time>",
+            T::AnswerDue.get(lang),
+            time(n.deadline_ms),
+            ms = n.deadline_ms
+        );
+    }
+    String::new()
+}
+
+fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    if placements.is_empty() {
+        return format!("<p>{}</p>", l(T::NoPlacements));
+    }
+    let mut out = String::new();
+    for p in placements {
+        let _ = write!(
+            out,
+            "<article class=\"placement\" data-placement=\"{id}\"><h2>{case} {reference}</h2>\
+             <table><thead><tr><th scope=\"col\">{need}</th><th scope=\"col\">{status}</th>\
+             <th scope=\"col\">{detail}</th><th scope=\"col\"><span class=\"visually-hidden\">{actions}</span></th></tr></thead><tbody>",
+            id = esc(&p.placement_id),
+            case = l(T::Case),
+            reference = esc(&p.case_reference),
+            need = l(T::Need),
+            status = l(T::Status),
+            detail = l(T::Detail),
+            actions = l(T::Cancel),
+        );
+        for n in &p.needs {
+            let open = ![ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&n.status);
+            let accepted = n.status == ik::NeedStatus::Accepted as i32;
+            let mut actions = String::new();
+            if accepted {
+                let _ = write!(
+                    actions,
+                    "<form method=\"post\" action=\"/intake/needs/{id}/fulfil\">{csrf}<button type=\"submit\">{}</button></form>",
+                    l(T::Arrived),
+                    id = esc(&n.need_id),
+                    csrf = csrf(s)
+                );
+            }
+            if open {
+                let _ = write!(
+                    actions,
+                    "<form method=\"post\" action=\"/intake/needs/{id}/cancel\">{csrf}<button type=\"submit\" class=\"quiet\">{}</button></form>",
+                    l(T::Cancel),
+                    id = esc(&n.need_id),
+                    csrf = csrf(s)
+                );
+            }
+            let _ = write!(
+                out,
+                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\">{status}</td>\
+                 <td>{detail}</td><td class=\"actions\">{actions}</td></tr>",
+                id = esc(&n.need_id),
+                code = n.status,
+                kind = need_name(n.kind, lang),
+                status = status_name(n.status, lang),
+                detail = detail(n, lang),
+            );
+        }
+        out.push_str("</tbody></table></article>");
+    }
+    out
+}
+
+/// The agency's latest placements (the page shows 20).
+async fn latest(c: &Console, s: &Session) -> Result<Vec<ik::Placement>, tonic::Status> {
+    let list = ik::ListPlacementsRequest {
+        page_size: 20,
+        page_token: String::new(),
+    };
+    Ok(c.intake_client()
+        .list_placements(authed(&s.token, list))
+        .await?
+        .into_inner()
+        .placements)
+}
+
+async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut body = String::new();
+    if query.as_deref() == Some("requested=1") {
+        body += &notice(T::Requested.get(s.lang));
+    }
+    let _ = write!(
+        body,
+        "<p><a class=\"button\" href=\"/intake/new\">{}</a></p>",
+        T::NewPlacement.get(s.lang)
+    );
+    let inner = match latest(&c, &s).await {
+        Ok(placements) => placements_html(&s, &placements),
+        Err(status) => problem(s.lang, "intake", &status),
+    };
+    let _ = write!(
+        body,
+        "<section id=\"live\" aria-live=\"polite\" data-live=\"/intake/events\" data-fragment=\"/intake/fragment\">{inner}</section>"
+    );
+    respond(page(s.lang, T::Placements.get(s.lang), Some(&s), &body)).into_response()
+}
+
+async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match latest(&c, &s).await {
+        Ok(placements) => respond(placements_html(&s, &placements)).into_response(),
+        Err(status) => respond(problem(s.lang, "intake", &status)).into_response(),
+    }
+}
+
+/// Server-sent events: one `change` per need change of the listed
+/// placements (the page then fetches its fragment again).
+async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let placements = latest(&c, &s).await.unwrap_or_default();
+    let mut watches = Vec::new();
+    for p in placements {
+        let watch = ik::WatchPlacementRequest {
+            placement_id: p.placement_id,
+            after_position: p.needs.iter().map(|n| n.position).max().unwrap_or(0),
+        };
+        if let Ok(stream) = c.intake_client().watch_placement(authed(&s.token, watch)).await {
+            watches.push(stream.into_inner().boxed());
+        }
+    }
+    let changes = futures::stream::select_all(watches).map(|update| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default()
+                .event("change")
+                .data(update.map_or_else(|_| "lost".to_owned(), |u| u.need_id)),
+        )
+    });
+    Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// The values a form was filled with, to show it again after a refusal.
+struct Filled(Vec<(String, String)>);
+
+impl Filled {
+    fn get(&self, name: &str) -> &str {
+        field(&self.0, name)
+    }
+    fn has(&self, name: &str, value: &str) -> bool {
+        fields(&self.0, name).any(|v| v == value)
+    }
+}
+
+fn people_count(query: Option<&str>, filled: &Filled) -> usize {
+    let from_query = query
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "people"))
+        .and_then(|(_, v)| v.parse().ok());
+    from_query
+        .or_else(|| filled.get("people").parse().ok())
+        .unwrap_or(1usize)
+        .clamp(1, 20)
+}
+
+fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> String {
+    let mut out = format!("<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">");
+    for (value, text) in options {
+        let selected = if *value == chosen { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{value}\"{selected}>{}</option>", esc(text));
+    }
+    out + "</select>"
+}
+
+fn person_fields(i: usize, lang: Lang, f: &Filled) -> String {
+    let l = |t: T| t.get(lang);
+    let p = |name: &str| format!("p{i}.{name}");
+    let mut out = format!("<fieldset><legend>{} {}</legend>", l(T::Person), i + 1);
+    let _ = write!(
+        out,
+        "<label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"{id}\" maxlength=\"64\" value=\"{v}\" autocomplete=\"off\">",
+        id = p("case"),
+        label = l(T::CaseReference),
+        v = esc(f.get(&p("case")))
+    );
+    let _ = write!(out, "<fieldset class=\"choices\"><legend>{}</legend>", l(T::Needs));
+    for (value, _, text) in NEEDS {
+        let id = format!("{}-{value}", p("needs"));
+        let checked = if f.has(&p("needs"), value) { " checked" } else { "" };
+        let _ = write!(
+            out,
+            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
+             <label for=\"{id}\">{}</label></span>",
+            text.get(lang),
+            name = p("needs"),
+        );
+    }
+    out += "</fieldset>";
+    out += &select(
+        &p("age"),
+        l(T::Age),
+        &[("adult", l(T::Adult)), ("juvenile", l(T::Juvenile))],
+        f.get(&p("age")),
+    );
+    out += &select(
+        &p("gender"),
+        l(T::Gender),
+        &[
+            ("female", l(T::Female)),
+            ("male", l(T::Male)),
+            ("non_binary", l(T::NonBinary)),
+        ],
+        f.get(&p("gender")),
+    );
+    let languages = match f.get(&p("languages")) {
+        "" => "en",
+        v => v,
+    };
+    let _ = write!(
+        out,
+        "<label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"{id}\" value=\"{v}\" autocomplete=\"off\">",
+        id = p("languages"),
+        label = l(T::Languages),
+        v = esc(languages)
+    );
+    let _ = write!(
+        out,
+        "<fieldset class=\"choices\"><legend>{}</legend>",
+        l(T::Accessibility)
+    );
+    for (value, _, text) in ACCESS {
+        let id = format!("{}-{value}", p("access"));
+        let checked = if f.has(&p("access"), value) { " checked" } else { "" };
+        let _ = write!(
+            out,
+            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
+             <label for=\"{id}\">{}</label></span>",
+            text.get(lang),
+            name = p("access"),
+        );
+    }
+    out += "</fieldset>";
+    let party = match f.get(&p("party")) {
+        "" => "1",
+        v => v,
+    };
+    let _ = write!(
+        out,
+        "<label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"{id}\" type=\"number\" min=\"1\" max=\"20\" value=\"{v}\">",
+        id = p("party"),
+        label = l(T::PartySize),
+        v = esc(party)
+    );
+    out + "</fieldset>"
+}
+
+fn new_form_html(s: &Session, people: usize, f: &Filled, message: &str) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    let key = match f.get("key") {
+        "" => random_id()[..32].to_owned(),
+        k => k.to_owned(),
+    };
+    let mut out = message.to_owned();
+    let _ = write!(
+        out,
+        "<form method=\"get\" action=\"/intake/new\" class=\"people\"><label for=\"people\">{}</label>\
+         <input id=\"people\" name=\"people\" type=\"number\" min=\"1\" max=\"20\" value=\"{people}\">\
+         <button type=\"submit\" class=\"quiet\">{}</button></form>",
+        l(T::HowManyPeople),
+        l(T::ShowForms)
+    );
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/intake/new\" class=\"request\">{csrf}\
+         <input type=\"hidden\" name=\"key\" value=\"{key}\"><input type=\"hidden\" name=\"people\" value=\"{people}\">",
+        csrf = csrf(s),
+        key = esc(&key)
+    );
+    for i in 0..people {
+        out += &person_fields(i, lang, f);
+    }
+    let _ = write!(out, "<fieldset><legend>{}</legend>", l(T::WhereNow));
+    let mut places: Vec<(String, String)> = vec![(String::new(), "—".into())];
+    places.extend(PLACES.iter().map(|(name, ..)| ((*name).to_owned(), (*name).to_owned())));
+    let places: Vec<(&str, &str)> = places.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    out += &select("place", l(T::Place), &places, f.get("place"));
+    let _ = write!(
+        out,
+        "<label for=\"coords\">{}</label><input id=\"coords\" name=\"coords\" inputmode=\"decimal\" placeholder=\"34.05,-118.24\" value=\"{}\">\
+         <label for=\"region\">{}</label><input id=\"region\" name=\"region\" placeholder=\"US-06-037\" value=\"{}\">",
+        l(T::Coordinates),
+        esc(f.get("coords")),
+        l(T::RegionCode),
+        esc(f.get("region"))
+    );
+    let max_km = match f.get("max_km") {
+        "" => "80",
+        v => v,
+    };
+    let _ = write!(
+        out,
+        "<label for=\"max_km\">{}</label><input id=\"max_km\" name=\"max_km\" type=\"number\" min=\"1\" max=\"2000\" value=\"{}\">\
+         <label for=\"avoid\">{}</label><input id=\"avoid\" name=\"avoid\" placeholder=\"US-06-059\" value=\"{}\"></fieldset>",
+        l(T::MaxKm),
+        esc(max_km),
+        l(T::Avoid),
+        esc(f.get("avoid"))
+    );
+    out += &select(
+        "urgency",
+        l(T::Urgency),
+        &[
+            ("immediate", l(T::Immediate)),
+            ("soon", l(T::Soon)),
+            ("routine", l(T::Routine)),
+        ],
+        f.get("urgency"),
+    );
+    if people > 1 {
+        out += &select(
+            "cohesion",
+            l(T::Together),
+            &[
+                ("any", l(T::EitherWay)),
+                ("together", l(T::KeepTogether)),
+                ("apart", l(T::KeepApart)),
+            ],
+            f.get("cohesion"),
+        );
+    }
+    let _ = write!(
+        out,
+        "<button type=\"submit\">{}</button></form>",
+        l(T::RequestPlacement)
+    );
+    out
+}
+
+async fn new_form(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filled = Filled(vec![]);
+    let people = people_count(query.as_deref(), &filled);
+    let body = new_form_html(&s, people, &filled, "");
+    respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
+}
+
+/// The place the person is at: a coalition place, or typed coordinates.
+fn origin(f: &Filled) -> Result<pb::Location, &'static str> {
+    if let Some((_, lat, lon, region)) = PLACES.iter().find(|(name, ..)| *name == f.get("place")) {
+        return Ok(pb::Location {
+            point: Some(pb::GeoPoint { lat: *lat, lon: *lon }),
+            region: (*region).into(),
+        });
+    }
+    let (lat, lon) = f
+        .get("coords")
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+        .ok_or("coords")?;
+    Ok(pb::Location {
+        point: Some(pb::GeoPoint { lat, lon }),
+        region: f.get("region").trim().to_owned(),
+    })
+}
+
+fn list_of(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
+    let p = |name: &str| format!("p{i}.{name}");
+    let urgency = match f.get("urgency") {
+        "soon" => pb::Urgency::Soon,
+        "routine" => pb::Urgency::Routine,
+        _ => pb::Urgency::Immediate,
+    };
+    ik::PersonRequest {
+        case_reference: f.get(&p("case")).trim().to_owned(),
+        profile: Some(pb::Profile {
+            age_band: match f.get(&p("age")) {
+                "juvenile" => pb::AgeBand::Juvenile,
+                _ => pb::AgeBand::Adult,
+            } as i32,
+            gender: match f.get(&p("gender")) {
+                "male" => pb::Gender::Male,
+                "non_binary" => pb::Gender::NonBinary,
+                _ => pb::Gender::Female,
+            } as i32,
+            languages: list_of(&f.get(&p("languages")).to_lowercase()),
+            accessibility: ACCESS
+                .iter()
+                .filter(|(v, ..)| f.has(&p("access"), v))
+                .map(|(_, a, _)| *a as i32)
+                .collect(),
+            party_size: f.get(&p("party")).parse().unwrap_or(1),
+        }),
+        constraints: Some(pb::Constraints {
+            origin: Some(origin.clone()),
+            max_distance_km: f.get("max_km").parse().ok(),
+            avoid_regions: list_of(&f.get("avoid").to_uppercase()),
+            needed_by_ms: None,
+        }),
+        urgency: urgency as i32,
+        needs: NEEDS
+            .iter()
+            .filter(|(v, ..)| f.has(&p("needs"), v))
+            .map(|(_, k, _)| *k as i32)
+            .collect(),
+    }
+}
+
+async fn request(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = Filled(form(&body));
+    if let Err(refusal) = check_csrf(&s, &f.0) {
+        return refusal;
+    }
+    let people = people_count(None, &f);
+    let again = |message: String| {
+        let body = new_form_html(&s, people, &f, &message);
+        respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
+    };
+    let origin = match origin(&f) {
+        Ok(o) => o,
+        Err(field) => {
+            let text = format!("{} invalid {field}: lat,lon (34.05,-118.24)", T::CouldNot.get(s.lang));
+            return again(html::alert(&text));
+        }
+    };
+    let key = f.get("key").to_owned();
+    let mut client = c.intake_client();
+    let answer = if people == 1 {
+        let r = ik::RequestPlacementRequest {
+            idempotency_key: key,
+            person: Some(person(0, &f, &origin)),
+        };
+        client.request_placement(authed(&s.token, r)).await.map(|_| ())
+    } else {
+        let r = ik::RequestGroupRequest {
+            idempotency_key: key,
+            cohesion: match f.get("cohesion") {
+                "together" => ik::Cohesion::KeepTogether,
+                "apart" => ik::Cohesion::KeepApart,
+                _ => ik::Cohesion::Unspecified,
+            } as i32,
+            people: (0..people).map(|i| person(i, &f, &origin)).collect(),
+        };
+        client.request_group(authed(&s.token, r)).await.map(|_| ())
+    };
+    match answer {
+        Ok(()) => Redirect::to("/intake?requested=1").into_response(),
+        Err(status) => again(problem(s.lang, "intake", &status)),
+    }
+}
+
+async fn need_action(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((need, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let s = match c.signed_in(&headers, Role::Intake) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(refusal) = check_csrf(&s, &form(&body)) {
+        return refusal;
+    }
+    let key = random_id()[..32].to_owned();
+    let mut client = c.intake_client();
+    let done = match action.as_str() {
+        "cancel" => client
+            .cancel_need(authed(
+                &s.token,
+                ik::CancelNeedRequest {
+                    idempotency_key: key,
+                    need_id: need,
+                },
+            ))
+            .await
+            .map(|_| ()),
+        "fulfil" => client
+            .fulfil_need(authed(
+                &s.token,
+                ik::FulfilNeedRequest {
+                    idempotency_key: key,
+                    need_id: need,
+                },
+            ))
+            .await
+            .map(|_| ()),
+        _ => return crate::refused(s.lang, Some(&s)),
+    };
+    match done {
+        Ok(()) => Redirect::to("/intake").into_response(),
+        Err(status) => {
+            let body = problem(s.lang, "intake", &status);
+            respond(page(s.lang, T::Placements.get(s.lang), Some(&s), &body)).into_response()
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Refer's console: server-rendered pages for each role, usable on a phone,
+//! with a little JavaScript for live updates. It talks to the four services
+//! as an ordinary gRPC client with the signed-in partner's token, so every
+//! check stays on the services; it keeps the token in a server-side session
+//! (`session`), checks a CSRF token on every form, and sends headers that
+//! forbid inline scripts and framing.
+#![forbid(unsafe_code)]
+// A handler answers with a page either way; a refusal is a response too.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod html;
+pub mod i18n;
+mod intake;
+mod provider;
+pub mod session;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use config::Config;
+use html::{alert, page};
+use i18n::{Lang, T};
+use refer_proto::capacity::v1::capacity_client::CapacityClient;
+use refer_proto::donations::v1::donations_client::DonationsClient;
+use refer_proto::intake::v1::intake_client::IntakeClient;
+use refer_proto::matcher::v1::matcher_client::MatcherClient;
+use refer_service::Role;
+use session::{Session, Sessions, COOKIE};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// Everything a handler needs: the services' channels and the sessions.
+#[derive(Clone)]
+pub struct Console {
+    pub capacity: Channel,
+    pub donations: Channel,
+    pub intake: Channel,
+    pub matcher: Channel,
+    pub sessions: Sessions,
+    secure_cookies: bool,
+}
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(url.to_owned())
+        .map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+impl Console {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            capacity: channel(&config.capacity_url)?,
+            donations: channel(&config.donations_url)?,
+            intake: channel(&config.intake_url)?,
+            matcher: channel(&config.matcher_url)?,
+            sessions: Sessions::new(config.idle),
+            secure_cookies: config.secure_cookies,
+        })
+    }
+
+    pub fn intake_client(&self) -> IntakeClient<Channel> {
+        IntakeClient::new(self.intake.clone())
+    }
+    pub fn capacity_client(&self) -> CapacityClient<Channel> {
+        CapacityClient::new(self.capacity.clone())
+    }
+
+    /// The signed-in session of this request, if any.
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+        self.sessions.get(session::cookie(cookies, COOKIE)?)
+    }
+
+    /// The session of a caller in `role`: otherwise sign-in, or a refusal.
+    pub(crate) fn signed_in(&self, headers: &HeaderMap, role: Role) -> Result<Session, Response> {
+        match self.session(headers) {
+            None => Err(Redirect::to("/signin").into_response()),
+            Some(s) if s.role == role => Ok(s),
+            Some(s) => Err(refused(s.lang, Some(&s))),
+        }
+    }
+}
+
+/// The language of a visitor not signed in: their `refer_lang` cookie.
+fn visitor_lang(headers: &HeaderMap) -> Lang {
+    headers
+        .get(header::COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| session::cookie(c, "refer_lang"))
+        .and_then(Lang::parse)
+        .unwrap_or_default()
+}
+
+fn refused(lang: Lang, session: Option<&Session>) -> Response {
+    let body = alert(T::Forbidden.get(lang));
+    (
+        StatusCode::FORBIDDEN,
+        html(page(lang, T::Forbidden.get(lang), session, &body)),
+    )
+        .into_response()
+}
+
+pub(crate) fn html(body: String) -> axum::response::Html<String> {
+    axum::response::Html(body)
+}
+
+/// The fields of a form (repeated names kept, in order).
+pub(crate) fn form(body: &Bytes) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+}
+
+pub(crate) fn fields<'a>(form: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    form.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A form posted without this session's CSRF token is refused.
+pub(crate) fn check_csrf(session: &Session, form: &[(String, String)]) -> Result<(), Response> {
+    if field(form, "csrf") == session.csrf {
+        Ok(())
+    } else {
+        tracing::warn!("a form without its CSRF token was refused");
+        Err(refused(session.lang, Some(session)))
+    }
+}
+
+/// Headers on every answer: a content security policy with no inline
+/// script or style, no framing, no sniffing, no referrer to other sites.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    // Same-origin only: the language switch returns to the page it was on.
+    set(h, header::REFERRER_POLICY, "same-origin");
+    set(h, header::CACHE_CONTROL, "no-store");
+    response
+}
+
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/signin", get(sign_in_page).post(sign_in))
+        .route("/signout", post(sign_out))
+        .route("/lang/{code}", get(switch_lang))
+        .route("/static/console.css", get(css))
+        .route("/static/console.js", get(js))
+        .merge(intake::routes())
+        .merge(provider::routes())
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(console)
+}
+
+async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match c.session(&headers).map(|s| s.role) {
+        Some(Role::Intake) => Redirect::to("/intake").into_response(),
+        Some(Role::Provider) => Redirect::to("/provider").into_response(),
+        Some(_) => {
+            let s = c.session(&headers).expect("signed in");
+            refused(s.lang, Some(&s))
+        }
+        None => Redirect::to("/signin").into_response(),
+    }
+}
+
+fn sign_in_form(lang: Lang, message: &str) -> String {
+    format!(
+        "{message}<p>{intro}</p><form method=\"post\" action=\"/signin\">\
+         <label for=\"token\">{token}</label>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">{signin}</button></form>",
+        intro = T::SignInIntro.get(lang),
+        token = T::Token.get(lang),
+        signin = T::SignIn.get(lang),
+    )
+}
+
+async fn sign_in_page(headers: HeaderMap) -> Response {
+    let lang = visitor_lang(&headers);
+    html(page(lang, T::SignIn.get(lang), None, &sign_in_form(lang, ""))).into_response()
+}
+
+/// The role a token has, found by asking the services (each admits only
+/// its roles): `None` when none knows it.
+async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str, tonic::Status)> {
+    use refer_proto::{capacity::v1 as cap, donations::v1 as don, intake::v1 as ik, matcher::v1 as m};
+    use refer_service::auth::authed;
+    let judge = |r: Result<(), tonic::Status>, service: &'static str| match r {
+        Ok(()) => Ok(true),
+        Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => Ok(false),
+        Err(s) => Err((service, s)),
+    };
+    let admin = MatcherClient::new(c.matcher.clone())
+        .get_status(authed(token, m::GetStatusRequest {}))
+        .await
+        .map(|_| ());
+    if judge(admin, "matcher")? {
+        return Ok(Some(Role::Admin));
+    }
+    let list = ik::ListPlacementsRequest {
+        page_size: 1,
+        page_token: String::new(),
+    };
+    let intake = c.intake_client().list_placements(authed(token, list)).await.map(|_| ());
+    if judge(intake, "intake")? {
+        return Ok(Some(Role::Intake));
+    }
+    let sites = cap::ListProvidersRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    let provider = c
+        .capacity_client()
+        .list_providers(authed(token, sites))
+        .await
+        .map(|_| ());
+    if judge(provider, "capacity")? {
+        return Ok(Some(Role::Provider));
+    }
+    let donations = don::ListDonationsRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    let business = DonationsClient::new(c.donations.clone())
+        .list_donations(authed(token, donations))
+        .await
+        .map(|_| ());
+    Ok(judge(business, "donations")?.then_some(Role::Business))
+}
+
+async fn sign_in(
+    State(c): State<Console>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let lang = visitor_lang(&headers);
+    let again = |status: StatusCode, message: String| {
+        (
+            status,
+            html(page(lang, T::SignIn.get(lang), None, &sign_in_form(lang, &message))),
+        )
+            .into_response()
+    };
+    if !c.sessions.allow_sign_in(client.ip()) {
+        return again(StatusCode::TOO_MANY_REQUESTS, alert(T::TooManyAttempts.get(lang)));
+    }
+    let form = form(&body);
+    let token = field(&form, "token").trim().to_owned();
+    let role = if token.is_empty() || token.len() > 512 {
+        Ok(None)
+    } else {
+        role_of(&c, &token).await
+    };
+    match role {
+        Ok(Some(role)) => {
+            let s = c.sessions.create(token, role, lang);
+            tracing::info!(role = ?role, "signed in");
+            let cookie = session::set_cookie(COOKIE, &s.id, c.secure_cookies, None);
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Ok(None) => again(StatusCode::UNAUTHORIZED, alert(T::WrongToken.get(lang))),
+        Err((service, status)) => again(StatusCode::SERVICE_UNAVAILABLE, html::problem(lang, service, &status)),
+    }
+}
+
+async fn sign_out(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(s) = c.session(&headers) {
+        if let Err(refusal) = check_csrf(&s, &form(&body)) {
+            return refusal;
+        }
+        c.sessions.end(&s.id);
+    }
+    let cookie = session::set_cookie(COOKIE, "", c.secure_cookies, Some(0));
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
+}
+
+/// Switches the language (a GET: it changes nothing but the display).
+async fn switch_lang(State(c): State<Console>, headers: HeaderMap, Path(code): Path<String>) -> Response {
+    let lang = Lang::parse(&code).unwrap_or_default();
+    if let Some(s) = c.session(&headers) {
+        c.sessions.set_lang(&s.id, lang);
+    }
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| {
+            r.find("://")
+                .and_then(|i| r[i + 3..].find('/').map(|j| r[i + 3 + j..].to_owned()))
+        })
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let cookie = session::set_cookie("refer_lang", lang.code(), c.secure_cookies, Some(31_536_000));
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../static/console.css"),
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../static/console.js"),
+    )
+        .into_response()
+}
+
+/// The console serving: where, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(())
+    }
+}
+
+/// Starts the console (port 0 picks a free one).
+pub async fn launch(config: &Config) -> anyhow::Result<Running> {
+    let console = Console::new(config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "console listening");
+    Ok(Running { addr, stop, server })
+}

@@ -1,0 +1,417 @@
+//! Provider partners' page: each site's capacity as steppers, referrals
+//! waiting for an answer with a live countdown, accept (with the hand-off)
+//! and decline (with a coded reason), suspend and resume; what the agency
+//! shared once accepted.
+
+use crate::html::{csrf, esc, page, problem, time};
+use crate::i18n::{Lang, T};
+use crate::session::{random_id, Session};
+use crate::{check_csrf, field, form, html as respond, Console};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use refer_proto::capacity::v1 as cap;
+use refer_proto::common::v1 as pb;
+use refer_service::auth::authed;
+use refer_service::Role;
+use std::fmt::Write;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/provider", get(sites))
+        .route("/provider/fragment", get(fragment))
+        .route("/provider/events", get(events))
+        .route("/provider/sites/{site}/capacity", post(capacity))
+        .route("/provider/sites/{site}/{action}", post(site_action))
+        .route("/provider/sites/{site}/referrals/{referral}/{answer}", post(answer))
+}
+
+fn service_name(kind: i32, lang: Lang) -> &'static str {
+    match pb::ServiceKind::try_from(kind).unwrap_or(pb::ServiceKind::Unspecified) {
+        pb::ServiceKind::ShelterBed => T::ServiceShelterBed,
+        pb::ServiceKind::Counseling => T::ServiceCounseling,
+        pb::ServiceKind::Medical => T::ServiceMedical,
+        pb::ServiceKind::Legal | pb::ServiceKind::Unspecified => T::ServiceLegal,
+    }
+    .get(lang)
+}
+
+fn age_name(band: i32, lang: Lang) -> &'static str {
+    if band == pb::AgeBand::Juvenile as i32 {
+        T::Juvenile.get(lang)
+    } else {
+        T::Adult.get(lang)
+    }
+}
+
+/// The caller's sites with their referrals (pending, and accepted ones).
+async fn load(c: &Console, s: &Session) -> Result<Vec<(cap::Provider, Vec<cap::Referral>)>, tonic::Status> {
+    let mut client = c.capacity_client();
+    let list = cap::ListProvidersRequest {
+        page_size: 50,
+        page_token: String::new(),
+    };
+    let sites = client
+        .list_providers(authed(&s.token, list))
+        .await?
+        .into_inner()
+        .providers;
+    let mut out = Vec::new();
+    for site in sites {
+        let referrals = cap::ListReferralsRequest {
+            provider_id: site.provider_id.clone(),
+            pending_only: false,
+            page_size: 100,
+            page_token: String::new(),
+        };
+        let referrals = client
+            .list_referrals(authed(&s.token, referrals))
+            .await?
+            .into_inner()
+            .referrals;
+        out.push((site, referrals));
+    }
+    Ok(out)
+}
+
+fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    let summary = format!(
+        "{service}: {party} {size} · {age} · {languages}",
+        service = service_name(r.service, lang),
+        party = l(T::Party),
+        size = r.party_size,
+        age = age_name(r.age_band, lang),
+        languages = esc(&r.languages.join(", ")),
+    );
+    let base = format!("/provider/sites/{}/referrals/{}", esc(site), esc(&r.referral_id));
+    let handoff_id = format!("handoff-{}", esc(&r.referral_id));
+    let reason_id = format!("reason-{}", esc(&r.referral_id));
+    format!(
+        "<li class=\"referral\" data-referral=\"{id}\"><p>{summary}</p>\
+         <p>{within} <time data-deadline=\"{ms}\">{at}</time></p>\
+         <form method=\"post\" action=\"{base}/accept\">{csrf}\
+         <label for=\"{handoff_id}\">{handoff_label}</label>\
+         <textarea id=\"{handoff_id}\" name=\"handoff\" maxlength=\"1024\" rows=\"2\"></textarea>\
+         <button type=\"submit\">{accept}</button></form>\
+         <form method=\"post\" action=\"{base}/decline\">{csrf}\
+         <label for=\"{reason_id}\">{reason}</label><select id=\"{reason_id}\" name=\"reason\">\
+         <option value=\"no_capacity\">{no_capacity}</option><option value=\"not_eligible\">{not_eligible}</option>\
+         <option value=\"safety_concern\">{safety}</option><option value=\"other\">{other}</option></select>\
+         <button type=\"submit\" class=\"quiet\">{decline}</button></form></li>",
+        id = esc(&r.referral_id),
+        within = l(T::AnswerWithin),
+        ms = r.deadline_ms,
+        at = time(r.deadline_ms),
+        csrf = csrf(s),
+        handoff_label = l(T::HandoffInstructions),
+        accept = l(T::Accept),
+        reason = l(T::Reason),
+        no_capacity = l(T::NoCapacity),
+        not_eligible = l(T::NotEligible),
+        safety = l(T::SafetyConcern),
+        other = l(T::Other),
+        decline = l(T::Decline),
+    )
+}
+
+fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    if sites.is_empty() {
+        return format!("<p>{}</p>", l(T::NoSites));
+    }
+    let mut out = String::new();
+    for (site, referrals) in sites {
+        let id = esc(&site.provider_id);
+        let name = site.spec.as_ref().map_or("", |spec| spec.name.as_str());
+        let suspended = if site.suspended {
+            format!(" <span class=\"tag\">{}</span>", l(T::Suspended))
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<article class=\"site\" data-site=\"{id}\"><h2>{}{suspended}</h2>",
+            esc(name)
+        );
+        let _ = write!(out, "<h3>{}</h3><ul class=\"capacity\">", l(T::Capacity));
+        for c in &site.capacity {
+            let service = service_name(c.service, lang);
+            let form = |delta: &str, text: &str, sign: &str| {
+                format!(
+                    "<form method=\"post\" action=\"/provider/sites/{id}/capacity\" class=\"inline\">{csrf}\
+                     <input type=\"hidden\" name=\"service\" value=\"{kind}\"><input type=\"hidden\" name=\"delta\" value=\"{delta}\">\
+                     <button type=\"submit\" class=\"step\" aria-label=\"{text}: {service}\">{sign}</button></form>",
+                    csrf = csrf(s),
+                    kind = c.service,
+                )
+            };
+            let set_id = format!("set-{id}-{}", c.service);
+            let _ = write!(
+                out,
+                "<li data-service=\"{kind}\"><strong>{service}</strong> \
+                 <span class=\"free\">{free} {free_text}</span> · {held} {held_text} · {placed} {placed_text}\
+                 <div class=\"stepper\">{minus}<output aria-live=\"polite\">{declared}</output>{plus}\
+                 <form method=\"post\" action=\"/provider/sites/{id}/capacity\" class=\"inline\">{csrf}\
+                 <input type=\"hidden\" name=\"service\" value=\"{kind}\">\
+                 <label for=\"{set_id}\">{declared_text}</label>\
+                 <input id=\"{set_id}\" name=\"set\" type=\"number\" min=\"0\" max=\"100000\" value=\"{declared}\">\
+                 <button type=\"submit\" class=\"quiet\">{set}</button></form></div></li>",
+                kind = c.service,
+                free = c.free,
+                free_text = l(T::Free),
+                held = c.held,
+                held_text = l(T::Held),
+                placed = c.placed,
+                placed_text = l(T::PlacedUnits),
+                minus = form("-1", l(T::RemoveOne), "−"),
+                plus = form("1", l(T::AddOne), "+"),
+                declared = c.declared,
+                declared_text = l(T::Declared),
+                csrf = csrf(s),
+                set = l(T::Set),
+            );
+        }
+        out += "</ul>";
+        let toggle = if site.suspended {
+            ("resume", T::Resume)
+        } else {
+            ("suspend", T::Suspend)
+        };
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/provider/sites/{id}/{}\">{}<button type=\"submit\" class=\"quiet\">{}</button></form>",
+            toggle.0,
+            csrf(s),
+            l(toggle.1)
+        );
+        let pending: Vec<&cap::Referral> = referrals
+            .iter()
+            .filter(|r| r.status == cap::ReferralStatus::Pending as i32)
+            .collect();
+        let _ = write!(out, "<h3>{}</h3>", l(T::Referrals));
+        if pending.is_empty() {
+            let _ = write!(out, "<p>{}</p>", l(T::NoReferrals));
+        } else {
+            out += "<ul class=\"referrals\">";
+            for r in pending {
+                out += &referral_html(s, &site.provider_id, r);
+            }
+            out += "</ul>";
+        }
+        let accepted: Vec<&cap::Referral> = referrals
+            .iter()
+            .filter(|r| r.status == cap::ReferralStatus::Accepted as i32)
+            .collect();
+        if !accepted.is_empty() {
+            let _ = write!(out, "<h3>{}</h3><ul class=\"accepted\">", l(T::AcceptedReferrals));
+            for r in accepted.iter().rev().take(10) {
+                let h = r.handoff.clone().unwrap_or_default();
+                let mut line = format!("{} · {} {}", service_name(r.service, lang), l(T::Party), r.party_size);
+                if !h.agency_contact.is_empty() {
+                    let _ = write!(line, " · {}: {}", l(T::AgencyContact), esc(&h.agency_contact));
+                }
+                if !h.note.is_empty() {
+                    let _ = write!(line, " · {}: {}", l(T::Note), esc(&h.note));
+                }
+                let _ = write!(out, "<li data-referral=\"{}\">{line}</li>", esc(&r.referral_id));
+            }
+            out += "</ul>";
+        }
+        out += "</article>";
+    }
+    out
+}
+
+async fn sites(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let inner = match load(&c, &s).await {
+        Ok(sites) => sites_html(&s, &sites),
+        Err(status) => problem(s.lang, "capacity", &status),
+    };
+    let body = format!(
+        "<section id=\"live\" aria-live=\"polite\" data-live=\"/provider/events\" data-fragment=\"/provider/fragment\">{inner}</section>"
+    );
+    respond(page(s.lang, T::Sites.get(s.lang), Some(&s), &body)).into_response()
+}
+
+async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match load(&c, &s).await {
+        Ok(sites) => respond(sites_html(&s, &sites)).into_response(),
+        Err(status) => respond(problem(s.lang, "capacity", &status)).into_response(),
+    }
+}
+
+/// Server-sent events: one `change` per referral change at the caller's sites.
+async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let sites = load(&c, &s).await.unwrap_or_default();
+    let mut watches = Vec::new();
+    for (site, referrals) in sites {
+        let watch = cap::WatchReferralsRequest {
+            provider_id: site.provider_id,
+            after_position: referrals.iter().map(|r| r.position).max().unwrap_or(0),
+        };
+        if let Ok(stream) = c.capacity_client().watch_referrals(authed(&s.token, watch)).await {
+            watches.push(stream.into_inner().boxed());
+        }
+    }
+    let changes = futures::stream::select_all(watches).map(|r| {
+        let id = r.map_or_else(|_| "lost".to_owned(), |r| r.referral_id);
+        Ok::<_, std::convert::Infallible>(Event::default().event("change").data(id))
+    });
+    Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// After a change: back to the page, or the service's answer in words.
+fn after(s: &Session, done: Result<(), tonic::Status>) -> Response {
+    match done {
+        Ok(()) => Redirect::to("/provider").into_response(),
+        Err(status) => {
+            let body = problem(s.lang, "capacity", &status);
+            respond(page(s.lang, T::Sites.get(s.lang), Some(s), &body)).into_response()
+        }
+    }
+}
+
+async fn capacity(State(c): State<Console>, headers: HeaderMap, Path(site): Path<String>, body: Bytes) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if let Err(refusal) = check_csrf(&s, &f) {
+        return refusal;
+    }
+    let service: i32 = field(&f, "service").parse().unwrap_or(0);
+    let key = random_id()[..32].to_owned();
+    let mut client = c.capacity_client();
+    let done = match (field(&f, "delta").parse::<i32>(), field(&f, "set").parse::<u32>()) {
+        (Ok(delta), _) => {
+            let r = cap::AdjustCapacityRequest {
+                idempotency_key: key,
+                provider_id: site,
+                service,
+                delta,
+            };
+            client.adjust_capacity(authed(&s.token, r)).await.map(|_| ())
+        }
+        (_, Ok(declared)) => {
+            let r = cap::SetCapacityRequest {
+                idempotency_key: key,
+                provider_id: site,
+                service,
+                declared,
+                expected_version: None,
+            };
+            client.set_capacity(authed(&s.token, r)).await.map(|_| ())
+        }
+        _ => Err(tonic::Status::invalid_argument("invalid declared: a number of units")),
+    };
+    after(&s, done)
+}
+
+async fn site_action(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((site, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(refusal) = check_csrf(&s, &form(&body)) {
+        return refusal;
+    }
+    let key = random_id()[..32].to_owned();
+    let mut client = c.capacity_client();
+    let done = match action.as_str() {
+        "suspend" => client
+            .suspend_provider(authed(
+                &s.token,
+                cap::SuspendProviderRequest {
+                    idempotency_key: key,
+                    provider_id: site,
+                },
+            ))
+            .await
+            .map(|_| ()),
+        "resume" => client
+            .resume_provider(authed(
+                &s.token,
+                cap::ResumeProviderRequest {
+                    idempotency_key: key,
+                    provider_id: site,
+                },
+            ))
+            .await
+            .map(|_| ()),
+        _ => return crate::refused(s.lang, Some(&s)),
+    };
+    after(&s, done)
+}
+
+async fn answer(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((site, referral, answer)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let s = match c.signed_in(&headers, Role::Provider) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if let Err(refusal) = check_csrf(&s, &f) {
+        return refusal;
+    }
+    // One key per referral and answer: a double tap answers once.
+    let key = format!("console-{answer}-{}", referral.chars().take(40).collect::<String>());
+    let mut client = c.capacity_client();
+    let done = match answer.as_str() {
+        "accept" => {
+            let r = cap::AcceptReferralRequest {
+                idempotency_key: key,
+                provider_id: site,
+                referral_id: referral,
+                handoff: field(&f, "handoff").trim().to_owned(),
+            };
+            client.accept_referral(authed(&s.token, r)).await.map(|_| ())
+        }
+        "decline" => {
+            let reason = match field(&f, "reason") {
+                "no_capacity" => cap::DeclineReason::NoCapacity,
+                "not_eligible" => cap::DeclineReason::NotEligible,
+                "safety_concern" => cap::DeclineReason::SafetyConcern,
+                _ => cap::DeclineReason::Other,
+            };
+            let r = cap::DeclineReferralRequest {
+                idempotency_key: key,
+                provider_id: site,
+                referral_id: referral,
+                reason: reason as i32,
+            };
+            client.decline_referral(authed(&s.token, r)).await.map(|_| ())
+        }
+        _ => return crate::refused(s.lang, Some(&s)),
+    };
+    after(&s, done)
+}

@@ -1,0 +1,59 @@
+//! The console in a real browser (Debian's Chromium, driven by Playwright
+//! from npm: `scripts/install-browser` installs both), against the whole
+//! system started in-process: see `tests/console/flow.mjs` for what a
+//! person does and what is checked.
+
+use refer_console::config::Config;
+use refer_proto::common::v1 as pb;
+use refer_tests::*;
+use std::path::PathBuf;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
+    let log = Log::capture("debug,h2=info,hyper=info,tower=info,async_nats=info");
+    let c = Coalition::start(1, 0).await;
+    site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let urls = c.urls();
+    let config = Config::from_sources(None, |key| {
+        Some(match key {
+            "REFER_LISTEN" => "127.0.0.1:0".to_owned(),
+            "REFER_CAPACITY_URL" => urls[0].clone(),
+            "REFER_DONATIONS_URL" => urls[1].clone(),
+            "REFER_INTAKE_URL" => urls[2].clone(),
+            "REFER_MATCHER_URL" => urls[3].clone(),
+            _ => return None,
+        })
+    })
+    .unwrap();
+    let console = refer_console::launch(&config).await.unwrap();
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chromium = std::env::var("REFER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists() && root.join("tests/console/node_modules/playwright-core").exists(),
+        "the browser tests need chromium and the npm packages: run scripts/install-browser"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/console/flow.mjs"))
+        .env("CONSOLE_URL", format!("http://{}", console.addr))
+        .env("INTAKE_TOKEN", INTAKE)
+        .env("PROVIDER_TOKEN", provider_token(0))
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", std::env::var("REFER_SCREENSHOTS").unwrap_or_default())
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "the browser flow failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("console flow: all checks passed"));
+
+    // Nothing of a person's identity in any log line (the console's included).
+    let log = log.bytes();
+    assert!(contains(&log, "signed in"), "the console logged its sign-ins");
+    for case in ["NIGHT-A7", "NIGHT-B8", "Side door on Elm St"] {
+        assert!(!contains(&log, case), "{case} in a log line");
+    }
+    console.stop().await.unwrap();
+}

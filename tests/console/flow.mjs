@@ -1,0 +1,168 @@
+// Operation night through the console, in Debian's Chromium, as people
+// would use it: an intake officer on a phone-sized page requests a placement
+// for a group; a provider in a second browser sees the referrals appear
+// without reloading and accepts one with a hand-off; the intake page updates
+// live. Also: a wrong token, another role's page, a form without its CSRF
+// token, and axe-core on every page in both languages.
+//
+// Run by services/console/tests/browser.rs, which starts the system and
+// passes: CONSOLE_URL, INTAKE_TOKEN, PROVIDER_TOKEN, CHROMIUM, and
+// SCREENSHOTS (a directory, optional).
+import { chromium } from "playwright-core";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const url = process.env.CONSOLE_URL;
+const screenshots = process.env.SCREENSHOTS || "";
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const phone = { width: 375, height: 812 };
+const desktop = { width: 1280, height: 900 };
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+// axe-core on the page: no serious or critical violation.
+async function accessible(page, what) {
+  // Evaluated by the test harness: the page's policy refuses inline scripts.
+  await page.evaluate(axeSource);
+  const results = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(
+    bad.length === 0,
+    `${what}: ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join("; ")}`).join(" | ")}`,
+  );
+  console.log(`axe: ${what}: no serious or critical violation (${results.violations.length} minor)`);
+}
+
+// axe on the page in English, then in Spanish (the switch), then back.
+async function accessibleInBoth(page, what) {
+  await accessible(page, `${what} (en)`);
+  await page.getByRole("link", { name: "Español" }).click();
+  await page.waitForLoadState();
+  check((await page.getAttribute("html", "lang")) === "es", `${what}: the page is not in Spanish`);
+  await accessible(page, `${what} (es)`);
+  await page.getByRole("link", { name: "English" }).click();
+  await page.waitForLoadState();
+  check((await page.getAttribute("html", "lang")) === "en", `${what}: back in English`);
+}
+
+async function shoot(page, name) {
+  if (!screenshots) return;
+  mkdirSync(screenshots, { recursive: true });
+  for (const [size, viewport] of [["phone", phone], ["desktop", desktop]]) {
+    await page.setViewportSize(viewport);
+    await page.screenshot({ path: `${screenshots}/${name}-${size}.png`, fullPage: true });
+  }
+  await page.setViewportSize(phone);
+}
+
+async function signIn(page, token) {
+  await page.goto(`${url}/signin`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForLoadState();
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true });
+try {
+  // A wrong token gets a plain message and no session.
+  const stranger = await browser.newContext({ viewport: phone });
+  const door = await stranger.newPage();
+  await door.goto(`${url}/signin`);
+  await accessibleInBoth(door, "sign-in");
+  await signIn(door, "not-a-token");
+  check(await door.getByText("That token is not valid").isVisible(), "a wrong token is said so");
+  check(new URL(door.url()).pathname === "/signin", "a wrong token stays on sign-in");
+
+  // The provider's page is open before anything is requested.
+  const providerContext = await browser.newContext({ viewport: phone });
+  const provider = await providerContext.newPage();
+  await signIn(provider, process.env.PROVIDER_TOKEN);
+  check(new URL(provider.url()).pathname === "/provider", `the provider lands on its sites, not ${provider.url()}`);
+  check(await provider.getByText("No referrals waiting.").isVisible(), "no referral yet");
+  await accessibleInBoth(provider, "provider sites");
+
+  // The intake officer, on a phone, requests placements for two people.
+  const intakeContext = await browser.newContext({ viewport: phone });
+  const intake = await intakeContext.newPage();
+  await signIn(intake, process.env.INTAKE_TOKEN);
+  check(new URL(intake.url()).pathname === "/intake", `intake lands on its placements, not ${intake.url()}`);
+  await accessibleInBoth(intake, "intake placements");
+  const started = Date.now();
+  await intake.getByRole("link", { name: "New placement" }).first().click();
+  await intake.getByLabel("How many people").fill("2");
+  await intake.getByRole("button", { name: "Show the forms" }).click();
+  await accessibleInBoth(intake, "new placement");
+  await shoot(intake, "intake-new-placement");
+  await intake.locator("#p0\\.case").fill("NIGHT-A7");
+  await intake.locator("#p0\\.needs-shelter").check();
+  await intake.locator("#p1\\.case").fill("NIGHT-B8");
+  await intake.locator("#p1\\.needs-shelter").check();
+  await intake.getByLabel("A place of the coalition").selectOption("Long Beach");
+  await intake.getByLabel("Place them").selectOption("together");
+  await intake.getByRole("button", { name: "Request placement" }).click();
+  await intake.waitForURL(/\/intake\?requested=1/);
+  console.log(`intake: a group of two requested in ${Date.now() - started} ms of form work`);
+  check(await intake.getByRole("status").isVisible(), "the request is confirmed");
+  check((await intake.locator("article.placement").count()) === 2, "both people are listed");
+  await shoot(intake, "intake-placements");
+
+  // The provider sees the referrals arrive without reloading.
+  const navigations = [];
+  provider.on("framenavigated", (frame) => frame === provider.mainFrame() && navigations.push(frame.url()));
+  await provider.locator("li.referral").first().waitFor({ timeout: 20000 });
+  check(navigations.length === 0, `the provider page reloaded: ${navigations}`);
+  check(Number(await provider.locator("#live").getAttribute("data-refreshed")) > 0, "updated live");
+  await shoot(provider, "provider-sites");
+
+  // It accepts one with its hand-off.
+  const referral = provider.locator("li.referral").first();
+  await referral.getByLabel(/Hand-off/).fill("Side door on Elm St; Ana meets you, 555-0110");
+  await referral.getByRole("button", { name: "Accept" }).click();
+  await provider.waitForLoadState();
+
+  // The intake page, never reloaded, shows where to bring the person.
+  const intakeNavigations = [];
+  intake.on("framenavigated", (frame) => frame === intake.mainFrame() && intakeNavigations.push(frame.url()));
+  await intake.getByText("Side door on Elm St").waitFor({ timeout: 20000 });
+  check(intakeNavigations.length === 0, `the intake page reloaded: ${intakeNavigations}`);
+  check(await intake.getByText("Accepted").first().isVisible(), "the need shows accepted");
+  check(await intake.getByText("Harbor House").first().isVisible(), "and the site's name");
+  await shoot(intake, "intake-handed-off");
+
+  // A form posted without its CSRF token is refused.
+  const forged = await provider.evaluate(async () => {
+    const site = document.querySelector("article.site").dataset.site;
+    const answer = await fetch(`/provider/sites/${site}/suspend`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "csrf=forged",
+    });
+    return answer.status;
+  });
+  check(forged === 403, `a forged form answered ${forged}`);
+  check(!(await provider.getByText("suspended").isVisible()), "the forged form changed nothing");
+
+  // Another role's pages are refused; so is another organisation's site.
+  const wrongPage = await intake.request.get(`${url}/provider`);
+  check(wrongPage.status() === 403, `intake opened the provider page: ${wrongPage.status()}`);
+  const refused = await provider.goto(`${url}/intake`);
+  check(refused.status() === 403, `the provider opened intake: ${refused.status()}`);
+  check((await provider.getByRole("alert").textContent()).includes("not for your account"), "and is told so");
+
+  // Security headers: no inline script, no framing.
+  const headers = (await intake.request.get(`${url}/intake`)).headers();
+  check(headers["content-security-policy"].includes("script-src 'self'"), "a content security policy");
+  check(headers["x-frame-options"] === "DENY", "no framing");
+
+  // Signing out ends the session.
+  await intake.goto(`${url}/intake`);
+  await intake.getByRole("button", { name: "Sign out" }).click();
+  await intake.waitForURL(/\/signin/);
+  const after = await intake.request.get(`${url}/intake`, { maxRedirects: 0 });
+  check(after.status() === 303 || after.status() === 302 || after.status() === 307, `signed out, yet ${after.status()}`);
+  console.log("console flow: all checks passed");
+} finally {
+  await browser.close();
+}
