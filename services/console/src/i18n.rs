@@ -144,7 +144,7 @@ texts! {
     Referrals => "Referrals waiting for your answer", "Referencias esperando su respuesta";
     NoReferrals => "No referrals waiting.", "No hay referencias esperando.";
     AcceptedReferrals => "Accepted", "Aceptadas";
-    AnswerWithin => "Answer within", "Responda en";
+    AnswerWithin => "Answer by", "Responda antes de";
     Accept => "Accept", "Aceptar";
     Decline => "Decline", "Rechazar";
     HandoffInstructions => "Hand-off: where to bring the person, who meets them, a phone (blank: your site's default)", "Entrega: adónde llevar a la persona, quién la recibe, un teléfono (en blanco: la predeterminada del sitio)";

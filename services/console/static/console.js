@@ -37,7 +37,7 @@ function liveRegions() {
   });
 }
 
-// A deadline within the next day shows the minutes and seconds left.
+// A deadline within the next day shows the minutes and seconds left too.
 function countdowns() {
   document.querySelectorAll("time[data-deadline]").forEach((t) => {
     if (!t.dataset.at) t.dataset.at = t.textContent;
@@ -45,7 +45,7 @@ function countdowns() {
     if (left > 0 && left < 86400000) {
       const minutes = Math.floor(left / 60000);
       const seconds = Math.floor((left % 60000) / 1000);
-      t.textContent = `${minutes}:${String(seconds).padStart(2, "0")}`;
+      t.textContent = `${t.dataset.at} (${minutes}:${String(seconds).padStart(2, "0")})`;
     } else {
       t.textContent = t.dataset.at;
     }
