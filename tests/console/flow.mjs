@@ -156,6 +156,50 @@ try {
   check(headers["content-security-policy"].includes("script-src 'self'"), "a content security policy");
   check(headers["x-frame-options"] === "DENY", "no framing");
 
+  // A business adds hotel rooms.
+  const businessContext = await browser.newContext({ viewport: phone });
+  const business = await businessContext.newPage();
+  await signIn(business, process.env.BUSINESS_TOKEN);
+  check(new URL(business.url()).pathname === "/business", `the business lands on its donations, not ${business.url()}`);
+  await business.getByRole("link", { name: "New donation" }).first().click();
+  await accessibleInBoth(business, "new donation");
+  await business.getByLabel("What").selectOption("hotel_room_night");
+  await business.getByLabel("How many units").fill("6");
+  await business.getByLabel("At most for one person").fill("3");
+  await business.getByLabel("A place of the coalition").selectOption("Long Beach");
+  await business.getByRole("button", { name: "Register donation" }).click();
+  await business.waitForURL(/\/business\?saved=1/);
+  check(await business.getByRole("heading", { name: "Hotel room-nights: 6" }).isVisible(), "the rooms are listed");
+  await accessibleInBoth(business, "donations");
+  await shoot(business, "business-donations");
+
+  // An admin sees the coalition's picture and adds a partner, whose token
+  // (shown once) then signs in.
+  const adminContext = await browser.newContext({ viewport: phone });
+  const admin = await adminContext.newPage();
+  await signIn(admin, process.env.ADMIN_TOKEN);
+  check(new URL(admin.url()).pathname === "/admin", `the admin lands on the coalition, not ${admin.url()}`);
+  check(await admin.getByText("Needs accepted").isVisible(), "the matcher's counts");
+  await accessibleInBoth(admin, "coalition");
+  await admin.getByLabel("Name").fill("Eastside Clinic");
+  await admin.getByLabel("Role").selectOption("provider");
+  await admin.getByRole("button", { name: "Add a partner" }).click();
+  await admin.waitForLoadState();
+  const shown = await admin.getByRole("status").textContent();
+  const token = shown.split(":").pop().trim();
+  check(/^[0-9a-f]{64}$/.test(token), `a token is shown once: ${shown}`);
+  check(await admin.getByRole("cell", { name: "Eastside Clinic" }).isVisible(), "the partner is listed");
+  await shoot(admin, "admin-coalition");
+  const newcomerContext = await browser.newContext({ viewport: phone });
+  const newcomer = await newcomerContext.newPage();
+  let welcomed = false;
+  for (let i = 0; i < 40 && !welcomed; i++) {
+    await signIn(newcomer, token);
+    welcomed = new URL(newcomer.url()).pathname === "/provider";
+    if (!welcomed) await newcomer.waitForTimeout(250);
+  }
+  check(welcomed, "the new partner's token signs in");
+
   // Signing out ends the session.
   await intake.goto(`${url}/intake`);
   await intake.getByRole("button", { name: "Sign out" }).click();

@@ -8,8 +8,6 @@ use crate::settings::Settings;
 use clap::{Subcommand, ValueEnum};
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
 use refer_proto::matcher::v1::GetStatusRequest;
-use serde::Deserialize;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -59,19 +57,6 @@ pub enum Command {
     },
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    name: String,
-    role: String,
-    org: String,
-}
-
-#[derive(Deserialize)]
-struct TokenFile {
-    #[serde(default)]
-    token: Vec<Entry>,
-}
-
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     match command {
         Command::AddPartner {
@@ -84,23 +69,15 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 Some(o) => uuid::Uuid::parse_str(&o).map_err(|_| anyhow::anyhow!("--org {o:?} is not a UUID"))?,
                 None => uuid::Uuid::new_v4(),
             };
-            if name.contains('"') || name.contains('\\') || name.chars().any(char::is_control) {
-                anyhow::bail!("--name may not contain quotes, backslashes or control characters");
-            }
-            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
             let role_name = format!("{role:?}").to_lowercase();
-            let entry = format!(
-                "\n[[token]]\nname = \"{name}\"\nrole = \"{role_name}\"\norg = \"{org}\"\nsha256 = \"{}\"\n",
-                refer_service::auth::hash_token(&token)
-            );
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&tokens_file)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", tokens_file.display()))?;
-            file.write_all(entry.as_bytes())?;
-            refer_service::TokenBook::load(&tokens_file)
-                .map_err(|e| anyhow::anyhow!("the token file is now invalid: {e}"))?;
+            let served = match role {
+                Role::Intake => refer_service::Role::Intake,
+                Role::Provider => refer_service::Role::Provider,
+                Role::Business => refer_service::Role::Business,
+                Role::Admin => refer_service::Role::Admin,
+            };
+            let token = refer_service::auth::add_partner(&tokens_file, &name, served, org)
+                .map_err(|e| anyhow::anyhow!("{}", e.replace("name:", "--name:")))?;
             record(
                 settings.json,
                 vec![
@@ -112,14 +89,14 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Tokens { tokens_file } => {
-            let text = std::fs::read_to_string(&tokens_file)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", tokens_file.display()))?;
-            let file: TokenFile = toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not a valid token file: {e}", tokens_file.display()))?;
+            let partners = refer_service::auth::partners(&tokens_file).map_err(|e| anyhow::anyhow!(e))?;
             table(
                 settings.json,
                 &["name", "role", "org"],
-                file.token.into_iter().map(|e| vec![e.name, e.role, e.org]).collect(),
+                partners
+                    .into_iter()
+                    .map(|p| vec![p.name, p.role.name().to_owned(), p.org])
+                    .collect(),
             );
         }
         Command::RotateKek { kek, previous, stream } => {

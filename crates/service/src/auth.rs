@@ -219,6 +219,74 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+impl Role {
+    /// As the token file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Intake => "intake",
+            Self::Provider => "provider",
+            Self::Business => "business",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A partner as the token file names it (never the token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub name: String,
+    pub role: Role,
+    pub org: String,
+}
+
+/// Every partner of the token file at `path`.
+pub fn partners(path: &Path) -> Result<Vec<Partner>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: TokenFile =
+        toml::from_str(&text).map_err(|e| format!("{} is not a valid token file: {e}", path.display()))?;
+    Ok(file
+        .token
+        .into_iter()
+        .map(|e| Partner {
+            name: e.name,
+            role: e.role,
+            org: e.org,
+        })
+        .collect())
+}
+
+/// Adds a partner to the token file at `path`: a new random token (244
+/// bits), of which only the SHA-256 is stored. Returns the token, to be
+/// shown once. Running services pick it up within seconds (`watch_file`).
+pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
+    use std::io::Write;
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 100
+        || name.contains('"')
+        || name.contains('\\')
+        || name.chars().any(char::is_control)
+    {
+        return Err("name: 1-100 characters, no quotes, backslashes or control characters".into());
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let entry = format!(
+        "\n[[token]]\nname = \"{name}\"\nrole = \"{}\"\norg = \"{}\"\nsha256 = \"{}\"\n",
+        role.name(),
+        org,
+        hash_token(&token)
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    file.write_all(entry.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    TokenBook::load(path).map_err(|e| format!("the token file is now invalid: {e}"))?;
+    Ok(token)
+}
+
 impl TokenBook {
     pub fn load(path: &Path) -> Result<Self, TokenBookError> {
         let text = std::fs::read_to_string(path).map_err(|source| TokenBookError::Read {

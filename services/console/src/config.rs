@@ -12,6 +12,7 @@
 //! | `matcher_url` | `REFER_MATCHER_URL` | `http://127.0.0.1:50054` |
 //! | `idle_minutes` | `REFER_IDLE_MINUTES` | `30` (a session ends after this long unused) |
 //! | `secure_cookies` | `REFER_SECURE_COOKIES` | `false` (`true` behind TLS: cookies get `Secure`) |
+//! | `tokens_file` | `REFER_TOKENS_FILE` | none (with it, admins add partners on the console) |
 //! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub struct Config {
     pub matcher_url: String,
     pub idle: Duration,
     pub secure_cookies: bool,
+    pub tokens_file: Option<std::path::PathBuf>,
     pub json_logs: bool,
 }
 
@@ -40,6 +42,7 @@ struct FileConfig {
     matcher_url: Option<String>,
     idle_minutes: Option<u64>,
     secure_cookies: Option<bool>,
+    tokens_file: Option<String>,
     log_format: Option<String>,
 }
 
@@ -119,6 +122,7 @@ impl Config {
             matcher_url: url("REFER_MATCHER_URL", "matcher_url", f.matcher_url, 50054)?,
             idle,
             secure_cookies,
+            tokens_file: pick("REFER_TOKENS_FILE", "tokens_file", f.tokens_file).map(|(v, _)| v.into()),
             json_logs,
         })
     }
@@ -136,7 +140,7 @@ mod tests {
         assert!(err.contains("idle_minutes=\"0\" must be 1 to 720"), "{err}");
         let err = file("intake_url = \"intake:50053\"\n").unwrap_err().to_string();
         assert!(err.contains("intake_url=\"intake:50053\" must be an http://"), "{err}");
-        let err = file("tokens_file = \"x\"\n").unwrap_err().to_string();
+        let err = file("kek_file = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
         let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));
         assert!(env.unwrap_err().to_string().contains("REFER_SECURE_COOKIES=\"yes\""));

@@ -45,7 +45,12 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
                 l(T::NewPlacement)
             ),
             Role::Provider => format!("<a href=\"/provider\">{}</a>", l(T::Sites)),
-            Role::Business | Role::Admin => String::new(),
+            Role::Business => format!(
+                "<a href=\"/business\">{}</a> <a href=\"/business/new\">{}</a>",
+                l(T::Donations),
+                l(T::NewDonation)
+            ),
+            Role::Admin => format!("<a href=\"/admin\">{}</a>", l(T::Coalition)),
         };
         let _ = write!(
             nav,
@@ -101,6 +106,16 @@ pub fn problem(lang: Lang, service: &str, status: &tonic::Status) -> String {
         PermissionDenied | Unauthenticated => alert(T::Forbidden.get(lang)),
         _ => alert(&format!("{} {}", T::CouldNot.get(lang), status.message())),
     }
+}
+
+/// A labelled `<select>` with `chosen` selected.
+pub fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> String {
+    let mut out = format!("<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">");
+    for (value, text) in options {
+        let selected = if *value == chosen { " selected" } else { "" };
+        let _ = write!(out, "<option value=\"{value}\"{selected}>{}</option>", esc(text));
+    }
+    out + "</select>"
 }
 
 /// A hidden CSRF field for a form of `session`.

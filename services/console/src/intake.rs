@@ -1,10 +1,11 @@
 //! Intake staff's pages: the agency's placements, each need's status live,
 //! and a new placement for one person or a group, in a few taps.
 
-use crate::html::{self, csrf, esc, notice, page, problem, time};
+use crate::html::{self, csrf, esc, notice, page, problem, select, time};
 use crate::i18n::{Lang, T};
+use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
-use crate::{check_csrf, field, fields, form, html as respond, Console};
+use crate::{check_csrf, form, html as respond, Console, Filled};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -27,15 +28,6 @@ pub fn routes() -> Router<Console> {
         .route("/intake/new", get(new_form).post(request))
         .route("/intake/needs/{need}/{action}", post(need_action))
 }
-
-/// Where a person may be now: the coalition's places (name, point, region).
-pub const PLACES: &[(&str, f64, f64, &str)] = &[
-    ("Long Beach", 33.77, -118.19, "US-06-037"),
-    ("Los Angeles, downtown", 34.05, -118.24, "US-06-037"),
-    ("Pasadena", 34.15, -118.14, "US-06-037"),
-    ("Santa Ana", 33.75, -117.87, "US-06-059"),
-    ("Riverside", 33.95, -117.40, "US-06-065"),
-];
 
 const NEEDS: &[(&str, pb::NeedKind, T)] = &[
     ("shelter", pb::NeedKind::Shelter, T::NeedShelter),
@@ -240,18 +232,6 @@ async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
     Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// The values a form was filled with, to show it again after a refusal.
-struct Filled(Vec<(String, String)>);
-
-impl Filled {
-    fn get(&self, name: &str) -> &str {
-        field(&self.0, name)
-    }
-    fn has(&self, name: &str, value: &str) -> bool {
-        fields(&self.0, name).any(|v| v == value)
-    }
-}
-
 fn people_count(query: Option<&str>, filled: &Filled) -> usize {
     let from_query = query
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "people"))
@@ -260,15 +240,6 @@ fn people_count(query: Option<&str>, filled: &Filled) -> usize {
         .or_else(|| filled.get("people").parse().ok())
         .unwrap_or(1usize)
         .clamp(1, 20)
-}
-
-fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> String {
-    let mut out = format!("<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">");
-    for (value, text) in options {
-        let selected = if *value == chosen { " selected" } else { "" };
-        let _ = write!(out, "<option value=\"{value}\"{selected}>{}</option>", esc(text));
-    }
-    out + "</select>"
 }
 
 fn person_fields(i: usize, lang: Lang, f: &Filled) -> String {
@@ -380,19 +351,7 @@ fn new_form_html(s: &Session, people: usize, f: &Filled, message: &str) -> Strin
         out += &person_fields(i, lang, f);
     }
     let _ = write!(out, "<fieldset><legend>{}</legend>", l(T::WhereNow));
-    let mut places: Vec<(String, String)> = vec![(String::new(), "—".into())];
-    places.extend(PLACES.iter().map(|(name, ..)| ((*name).to_owned(), (*name).to_owned())));
-    let places: Vec<(&str, &str)> = places.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    out += &select("place", l(T::Place), &places, f.get("place"));
-    let _ = write!(
-        out,
-        "<label for=\"coords\">{}</label><input id=\"coords\" name=\"coords\" inputmode=\"decimal\" placeholder=\"34.05,-118.24\" value=\"{}\">\
-         <label for=\"region\">{}</label><input id=\"region\" name=\"region\" placeholder=\"US-06-037\" value=\"{}\">",
-        l(T::Coordinates),
-        esc(f.get("coords")),
-        l(T::RegionCode),
-        esc(f.get("region"))
-    );
+    out += &place_fields(lang, f);
     let max_km = match f.get("max_km") {
         "" => "80",
         v => v,
@@ -445,25 +404,6 @@ async fn new_form(State(c): State<Console>, headers: HeaderMap, RawQuery(query):
     let people = people_count(query.as_deref(), &filled);
     let body = new_form_html(&s, people, &filled, "");
     respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
-}
-
-/// The place the person is at: a coalition place, or typed coordinates.
-fn origin(f: &Filled) -> Result<pb::Location, &'static str> {
-    if let Some((_, lat, lon, region)) = PLACES.iter().find(|(name, ..)| *name == f.get("place")) {
-        return Ok(pb::Location {
-            point: Some(pb::GeoPoint { lat: *lat, lon: *lon }),
-            region: (*region).into(),
-        });
-    }
-    let (lat, lon) = f
-        .get("coords")
-        .split_once(',')
-        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-        .ok_or("coords")?;
-    Ok(pb::Location {
-        point: Some(pb::GeoPoint { lat, lon }),
-        region: f.get("region").trim().to_owned(),
-    })
 }
 
 fn list_of(text: &str) -> Vec<String> {
@@ -529,7 +469,7 @@ async fn request(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
         let body = new_form_html(&s, people, &f, &message);
         respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
     };
-    let origin = match origin(&f) {
+    let origin = match location(&f) {
         Ok(o) => o,
         Err(field) => {
             let text = format!("{} invalid {field}: lat,lon (34.05,-118.24)", T::CouldNot.get(s.lang));

@@ -8,10 +8,13 @@
 // A handler answers with a page either way; a refusal is a response too.
 #![allow(clippy::result_large_err)]
 
+mod admin;
+mod business;
 pub mod config;
 pub mod html;
 pub mod i18n;
 mod intake;
+mod places;
 mod provider;
 pub mod session;
 
@@ -43,6 +46,8 @@ pub struct Console {
     pub matcher: Channel,
     pub sessions: Sessions,
     secure_cookies: bool,
+    /// The partners' token file, for the admin's page (optional).
+    tokens_file: Option<std::path::PathBuf>,
 }
 
 fn channel(url: &str) -> anyhow::Result<Channel> {
@@ -62,6 +67,7 @@ impl Console {
             matcher: channel(&config.matcher_url)?,
             sessions: Sessions::new(config.idle),
             secure_cookies: config.secure_cookies,
+            tokens_file: config.tokens_file.clone(),
         })
     }
 
@@ -124,6 +130,18 @@ pub(crate) fn fields<'a>(form: &'a [(String, String)], name: &'a str) -> impl It
     form.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// The values a form was filled with, to show it again after a refusal.
+pub(crate) struct Filled(pub Vec<(String, String)>);
+
+impl Filled {
+    pub(crate) fn get(&self, name: &str) -> &str {
+        field(&self.0, name)
+    }
+    pub(crate) fn has(&self, name: &str, value: &str) -> bool {
+        fields(&self.0, name).any(|v| v == value)
+    }
+}
+
 /// A form posted without this session's CSRF token is refused.
 pub(crate) fn check_csrf(session: &Session, form: &[(String, String)]) -> Result<(), Response> {
     if field(form, "csrf") == session.csrf {
@@ -165,6 +183,8 @@ pub fn router(console: Console) -> Router {
         .route("/static/console.js", get(js))
         .merge(intake::routes())
         .merge(provider::routes())
+        .merge(business::routes())
+        .merge(admin::routes())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -173,10 +193,8 @@ async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
     match c.session(&headers).map(|s| s.role) {
         Some(Role::Intake) => Redirect::to("/intake").into_response(),
         Some(Role::Provider) => Redirect::to("/provider").into_response(),
-        Some(_) => {
-            let s = c.session(&headers).expect("signed in");
-            refused(s.lang, Some(&s))
-        }
+        Some(Role::Business) => Redirect::to("/business").into_response(),
+        Some(Role::Admin) => Redirect::to("/admin").into_response(),
         None => Redirect::to("/signin").into_response(),
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
     let log = Log::capture("debug,h2=info,hyper=info,tower=info,async_nats=info");
-    let c = Coalition::start(1, 0).await;
+    let c = Coalition::start(1, 1).await;
     site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
     let urls = c.urls();
     let config = Config::from_sources(None, |key| {
@@ -21,6 +21,7 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
             "REFER_DONATIONS_URL" => urls[1].clone(),
             "REFER_INTAKE_URL" => urls[2].clone(),
             "REFER_MATCHER_URL" => urls[3].clone(),
+            "REFER_TOKENS_FILE" => c.setup.tokens_file().display().to_string(),
             _ => return None,
         })
     })
@@ -38,6 +39,8 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
         .env("CONSOLE_URL", format!("http://{}", console.addr))
         .env("INTAKE_TOKEN", INTAKE)
         .env("PROVIDER_TOKEN", provider_token(0))
+        .env("BUSINESS_TOKEN", business_token(0))
+        .env("ADMIN_TOKEN", ADMIN)
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS", std::env::var("REFER_SCREENSHOTS").unwrap_or_default())
         .output()

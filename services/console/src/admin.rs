@@ -1,0 +1,202 @@
+//! The coalition admin's page: the matcher's picture (needs placed and
+//! unplaced, referrals pending, the waitlist by kind and region, as a chart
+//! and a table), and the partners with their tokens (a token is shown once,
+//! when made).
+
+use crate::html::{alert, csrf, esc, notice, page, problem, select};
+use crate::i18n::{Lang, T};
+use crate::intake::need_name;
+use crate::session::Session;
+use crate::{check_csrf, field, form, html as respond, Console};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use refer_proto::matcher::v1 as m;
+use refer_proto::matcher::v1::matcher_client::MatcherClient;
+use refer_service::auth::authed;
+use refer_service::Role;
+use std::fmt::Write;
+
+pub fn routes() -> Router<Console> {
+    Router::new().route("/admin", get(overview).post(add_partner))
+}
+
+/// Horizontal bars, one per (label, count): an image with a text
+/// alternative; the same numbers follow in a table.
+fn chart(title: &str, bars: &[(String, u32)]) -> String {
+    let max = bars.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let row = 28;
+    let height = row * bars.len().max(1) + 8;
+    let mut svg = format!(
+        "<figure><svg role=\"img\" aria-labelledby=\"chart-title\" viewBox=\"0 0 360 {height}\" width=\"100%\" \
+         preserveAspectRatio=\"xMinYMin meet\"><title id=\"chart-title\">{}</title>",
+        esc(title)
+    );
+    for (i, (label, n)) in bars.iter().enumerate() {
+        let y = 4 + i * row;
+        let width = 10 + (200 * *n / max) as usize;
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{ty}\" class=\"label\">{label}</text><rect x=\"150\" y=\"{y}\" width=\"{width}\" height=\"20\" class=\"bar\"></rect>\
+             <text x=\"{tx}\" y=\"{ty}\" class=\"count\">{n}</text>",
+            ty = y + 15,
+            label = esc(label),
+            tx = 155 + width,
+        );
+    }
+    svg + "</svg></figure>"
+}
+
+fn status_html(lang: Lang, s: &m::Status) -> String {
+    let l = |t: T| t.get(lang);
+    let mut out = format!(
+        "<dl class=\"counts\"><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd>\
+         <dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd></dl>",
+        l(T::Unplaced),
+        s.unplaced_needs,
+        l(T::AcceptedNeeds),
+        s.accepted_needs,
+        l(T::PendingReferrals),
+        s.pending_referrals,
+        l(T::SitesCount),
+        s.providers,
+        l(T::DonationsCount),
+        s.donations,
+    );
+    let _ = write!(out, "<h2>{}</h2>", l(T::Waitlist));
+    if s.waitlist.is_empty() {
+        let _ = write!(out, "<p>{}</p>", l(T::NoWaitlist));
+        return out;
+    }
+    let bars: Vec<(String, u32)> = s
+        .waitlist
+        .iter()
+        .map(|w| (format!("{} · {}", need_name(w.kind, lang), w.region), w.needs))
+        .collect();
+    out += &chart(l(T::Waitlist), &bars);
+    let _ = write!(
+        out,
+        "<table><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+        l(T::Waitlist),
+        l(T::Need),
+        l(T::RegionCode),
+        l(T::Count)
+    );
+    for w in &s.waitlist {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            need_name(w.kind, lang),
+            esc(&w.region),
+            w.needs
+        );
+    }
+    out + "</tbody></table>"
+}
+
+fn partners_html(c: &Console, s: &Session) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    let mut out = format!("<h2>{}</h2>", l(T::Partners));
+    let Some(path) = &c.tokens_file else {
+        return out + &format!("<p>{}</p>", l(T::NoTokenFile));
+    };
+    match refer_service::auth::partners(path) {
+        Ok(partners) => {
+            let _ = write!(
+                out,
+                "<table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+                l(T::Name),
+                l(T::RoleLabel),
+                l(T::Organisation)
+            );
+            for p in partners {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                    esc(&p.name),
+                    crate::html::role_name(p.role, lang),
+                    esc(&p.org)
+                );
+            }
+            out += "</tbody></table>";
+        }
+        Err(e) => out += &alert(&e),
+    }
+    let roles = [
+        ("intake", crate::html::role_name(Role::Intake, lang)),
+        ("provider", crate::html::role_name(Role::Provider, lang)),
+        ("business", crate::html::role_name(Role::Business, lang)),
+        ("admin", crate::html::role_name(Role::Admin, lang)),
+    ];
+    let _ = write!(
+        out,
+        "<h3>{add}</h3><form method=\"post\" action=\"/admin\">{csrf}\
+         <label for=\"name\">{name}</label><input id=\"name\" name=\"name\" maxlength=\"100\" required>{role}\
+         <label for=\"org\">{org}</label><input id=\"org\" name=\"org\" placeholder=\"{new_org}\">\
+         <button type=\"submit\">{add}</button></form>",
+        add = l(T::AddPartner),
+        csrf = csrf(s),
+        name = l(T::Name),
+        role = select("role", l(T::RoleLabel), &roles, "provider"),
+        org = l(T::OrganisationOptional),
+        new_org = l(T::NewOrganisation),
+    );
+    out
+}
+
+async fn render(c: &Console, s: &Session, message: &str) -> Response {
+    let mut body = message.to_owned();
+    let status = MatcherClient::new(c.matcher.clone())
+        .get_status(authed(&s.token, m::GetStatusRequest {}))
+        .await;
+    body += &match status {
+        Ok(status) => status_html(s.lang, &status.into_inner()),
+        Err(status) => problem(s.lang, "matcher", &status),
+    };
+    body += &partners_html(c, s);
+    respond(page(s.lang, T::Coalition.get(s.lang), Some(s), &body)).into_response()
+}
+
+async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match c.signed_in(&headers, Role::Admin) {
+        Ok(s) => render(&c, &s, "").await,
+        Err(r) => r,
+    }
+}
+
+async fn add_partner(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match c.signed_in(&headers, Role::Admin) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if let Err(refusal) = check_csrf(&s, &f) {
+        return refusal;
+    }
+    let Some(path) = &c.tokens_file else {
+        return render(&c, &s, &alert(T::NoTokenFile.get(s.lang))).await;
+    };
+    let role = match field(&f, "role") {
+        "intake" => Role::Intake,
+        "business" => Role::Business,
+        "admin" => Role::Admin,
+        _ => Role::Provider,
+    };
+    let org = match field(&f, "org").trim() {
+        "" => Ok(uuid::Uuid::new_v4()),
+        text => uuid::Uuid::parse_str(text).map_err(|_| "org: not a UUID".to_owned()),
+    };
+    let made = org.and_then(|org| refer_service::auth::add_partner(path, field(&f, "name"), role, org));
+    let message = match made {
+        Ok(token) => {
+            tracing::info!(role = ?role, "partner added");
+            notice(&format!("{} {}", T::TokenOnce.get(s.lang), token))
+        }
+        Err(e) => alert(&format!("{} {e}", T::CouldNot.get(s.lang))),
+    };
+    render(&c, &s, &message).await
+}

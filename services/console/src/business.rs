@@ -1,0 +1,373 @@
+//! Businesses' page: their donations (hotel room-nights, a truck, rental
+//! cars, audio/video equipment) with quantity, window and conditions; the
+//! hand-off an agency is told; withdraw; how many units were used and
+//! when, never by whom.
+
+use crate::html::{csrf, esc, notice, page, problem, select, time};
+use crate::i18n::{Lang, T};
+use crate::places::{location, place_fields};
+use crate::session::{random_id, Session};
+use crate::{check_csrf, form, html as respond, Console, Filled};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use refer_proto::common::v1 as pb;
+use refer_proto::donations::v1 as don;
+use refer_proto::donations::v1::donations_client::DonationsClient;
+use refer_service::auth::authed;
+use refer_service::Role;
+use std::fmt::Write;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/business", get(list))
+        .route("/business/new", get(new_form).post(register))
+        .route("/business/donations/{donation}/{action}", post(action))
+}
+
+const KINDS: &[(&str, pb::ResourceKind, T)] = &[
+    ("hotel_room_night", pb::ResourceKind::HotelRoomNight, T::HotelRoomNights),
+    ("vehicle", pb::ResourceKind::Vehicle, T::Vehicle),
+    ("rental_car", pb::ResourceKind::RentalCar, T::RentalCar),
+    ("audio_visual", pb::ResourceKind::AudioVisual, T::NeedAudioVisual),
+];
+
+fn kind_name(kind: i32, lang: Lang) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(_, k, _)| *k as i32 == kind)
+        .map_or("?", |(_, _, t)| t.get(lang))
+}
+
+/// A day and time, `YYYY-MM-DD HH:MM UTC`.
+fn when(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", time(ms))
+}
+
+fn client(c: &Console) -> DonationsClient<tonic::transport::Channel> {
+    DonationsClient::new(c.donations.clone())
+}
+
+fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    if donations.is_empty() {
+        return format!("<p>{}</p>", l(T::NoDonations));
+    }
+    let mut out = String::new();
+    for d in donations {
+        let spec = d.spec.clone().unwrap_or_default();
+        let id = esc(&d.donation_id);
+        let window = spec.window.unwrap_or_default();
+        let withdrawn = if d.withdrawn {
+            format!(" <span class=\"tag\">{}</span>", l(T::Withdrawn))
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<article class=\"donation\" data-donation=\"{id}\"><h2>{kind}: {quantity}{withdrawn}</h2>\
+             <p>{used} {used_text} · {held} {held_text} · {free} {free_text}</p>\
+             <p>{from} {start} — {to} {end}</p>",
+            kind = kind_name(spec.kind, lang),
+            quantity = spec.quantity,
+            used = d.used,
+            used_text = l(T::PlacedUnits),
+            held = d.held,
+            held_text = l(T::Held),
+            free = d.free,
+            free_text = l(T::Free),
+            from = l(T::From),
+            start = when(window.start_ms),
+            to = l(T::Until),
+            end = when(window.end_ms),
+        );
+        if !d.usage.is_empty() {
+            let _ = write!(out, "<h3>{}</h3><ul>", l(T::UsedWhen));
+            for u in &d.usage {
+                let _ = write!(
+                    out,
+                    "<li>{}: {} × {}</li>",
+                    when(u.at_ms),
+                    u.units,
+                    kind_name(spec.kind, lang)
+                );
+            }
+            out += "</ul>";
+        }
+        if !d.withdrawn {
+            let handoff_id = format!("handoff-{id}");
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"/business/donations/{id}/handoff\">{csrf}\
+                 <label for=\"{handoff_id}\">{label}</label>\
+                 <textarea id=\"{handoff_id}\" name=\"instructions\" maxlength=\"1024\" rows=\"2\"></textarea>\
+                 <button type=\"submit\" class=\"quiet\">{save}</button></form>\
+                 <form method=\"post\" action=\"/business/donations/{id}/withdraw\">{csrf}\
+                 <button type=\"submit\" class=\"quiet\">{withdraw}</button></form>",
+                csrf = csrf(s),
+                label = l(T::DonationHandoff),
+                save = l(T::Save),
+                withdraw = l(T::Withdraw),
+            );
+        }
+        out += "</article>";
+    }
+    out
+}
+
+async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let s = match c.signed_in(&headers, Role::Business) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut body = String::new();
+    if query.as_deref() == Some("saved=1") {
+        body += &notice(T::Saved.get(s.lang));
+    }
+    let _ = write!(
+        body,
+        "<p><a class=\"button\" href=\"/business/new\">{}</a></p>",
+        T::NewDonation.get(s.lang)
+    );
+    let list = don::ListDonationsRequest {
+        page_size: 100,
+        page_token: String::new(),
+    };
+    body += &match client(&c).list_donations(authed(&s.token, list)).await {
+        Ok(answer) => donations_html(&s, &answer.into_inner().donations),
+        Err(status) => problem(s.lang, "donations", &status),
+    };
+    respond(page(s.lang, T::Donations.get(s.lang), Some(&s), &body)).into_response()
+}
+
+fn checkboxes(name: &str, legend: &str, options: &[(&str, &str)], f: &Filled, default: &[&str]) -> String {
+    let mut out = format!("<fieldset class=\"choices\"><legend>{legend}</legend>");
+    let any = f.0.iter().any(|(k, _)| k == name);
+    for (value, text) in options {
+        let id = format!("{name}-{value}");
+        let on = if any {
+            f.has(name, value)
+        } else {
+            default.contains(value)
+        };
+        let checked = if on { " checked" } else { "" };
+        let _ = write!(
+            out,
+            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
+             <label for=\"{id}\">{}</label></span>",
+            esc(text)
+        );
+    }
+    out + "</fieldset>"
+}
+
+fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    let key = match f.get("key") {
+        "" => random_id()[..32].to_owned(),
+        k => k.to_owned(),
+    };
+    let value = |name: &str, default: &'static str| match f.get(name) {
+        "" => default.to_owned(),
+        v => esc(v),
+    };
+    let kinds: Vec<(&str, &str)> = KINDS.iter().map(|(v, _, t)| (*v, t.get(lang))).collect();
+    let mut out = message.to_owned();
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"/business/new\">{csrf}<input type=\"hidden\" name=\"key\" value=\"{key}\">{kind}\
+         <label for=\"quantity\">{quantity}</label><input id=\"quantity\" name=\"quantity\" type=\"number\" min=\"1\" max=\"100000\" value=\"{q}\">\
+         <label for=\"from\">{from}</label><input id=\"from\" name=\"from\" type=\"number\" min=\"0\" max=\"8760\" value=\"{from_v}\">\
+         <label for=\"until\">{until}</label><input id=\"until\" name=\"until\" type=\"number\" min=\"1\" max=\"8784\" value=\"{until_v}\">\
+         <label for=\"max\">{max}</label><input id=\"max\" name=\"max\" type=\"number\" min=\"0\" max=\"100000\" value=\"{max_v}\">",
+        csrf = csrf(s),
+        key = esc(&key),
+        kind = select("kind", l(T::Kind), &kinds, f.get("kind")),
+        quantity = l(T::Quantity),
+        q = value("quantity", "1"),
+        from = l(T::StartsInHours),
+        from_v = value("from", "0"),
+        until = l(T::EndsInHours),
+        until_v = value("until", "168"),
+        max = l(T::MaxPerPerson),
+        max_v = value("max", "0"),
+    );
+    out += &checkboxes(
+        "ages",
+        l(T::Age),
+        &[("adult", l(T::Adult)), ("juvenile", l(T::Juvenile))],
+        f,
+        &["adult", "juvenile"],
+    );
+    out += &checkboxes(
+        "genders",
+        l(T::Gender),
+        &[
+            ("female", l(T::Female)),
+            ("male", l(T::Male)),
+            ("non_binary", l(T::NonBinary)),
+        ],
+        f,
+        &["female", "male", "non_binary"],
+    );
+    let _ = write!(
+        out,
+        "<label for=\"languages\">{}</label><input id=\"languages\" name=\"languages\" value=\"{}\">",
+        l(T::Languages),
+        value("languages", "en,es")
+    );
+    let _ = write!(
+        out,
+        "<fieldset><legend>{}</legend>{}</fieldset>",
+        l(T::WhereDonation),
+        place_fields(lang, f)
+    );
+    let _ = write!(
+        out,
+        "<button type=\"submit\">{}</button></form>",
+        l(T::RegisterDonation)
+    );
+    out
+}
+
+async fn new_form(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let s = match c.signed_in(&headers, Role::Business) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body = new_form_html(&s, &Filled(vec![]), "");
+    respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body)).into_response()
+}
+
+async fn register(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = match c.signed_in(&headers, Role::Business) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = Filled(form(&body));
+    if let Err(refusal) = check_csrf(&s, &f.0) {
+        return refusal;
+    }
+    let again = |message: String| {
+        let body = new_form_html(&s, &f, &message);
+        respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body)).into_response()
+    };
+    let place = match location(&f) {
+        Ok(place) => place,
+        Err(field) => {
+            return again(crate::html::alert(&format!(
+                "{} invalid {field}: lat,lon (34.05,-118.24)",
+                T::CouldNot.get(s.lang)
+            )))
+        }
+    };
+    let hours = |name: &str| f.get(name).parse::<i64>().unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let spec = don::DonationSpec {
+        org_id: String::new(),
+        kind: KINDS
+            .iter()
+            .find(|(v, ..)| *v == f.get("kind"))
+            .map_or(0, |(_, k, _)| *k as i32),
+        quantity: f.get("quantity").parse().unwrap_or(0),
+        window: Some(pb::TimeWindow {
+            start_ms: now + hours("from") * 3_600_000,
+            end_ms: now + hours("until") * 3_600_000,
+        }),
+        location: Some(place),
+        max_units_per_need: f.get("max").parse().unwrap_or(0),
+        eligibility: Some(pb::Eligibility {
+            age_bands: [("adult", pb::AgeBand::Adult), ("juvenile", pb::AgeBand::Juvenile)]
+                .iter()
+                .filter(|(v, _)| f.has("ages", v))
+                .map(|(_, a)| *a as i32)
+                .collect(),
+            genders: [
+                ("female", pb::Gender::Female),
+                ("male", pb::Gender::Male),
+                ("non_binary", pb::Gender::NonBinary),
+            ]
+            .iter()
+            .filter(|(v, _)| f.has("genders", v))
+            .map(|(_, g)| *g as i32)
+            .collect(),
+            languages: f
+                .get("languages")
+                .split(',')
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty())
+                .collect(),
+            accessibility: vec![],
+            service_area: None,
+        }),
+    };
+    let request = don::RegisterDonationRequest {
+        idempotency_key: f.get("key").to_owned(),
+        donation_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, f.get("key").as_bytes()).to_string(),
+        spec: Some(spec),
+    };
+    match client(&c).register_donation(authed(&s.token, request)).await {
+        Ok(_) => Redirect::to("/business?saved=1").into_response(),
+        Err(status) => again(problem(s.lang, "donations", &status)),
+    }
+}
+
+async fn action(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((donation, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let s = match c.signed_in(&headers, Role::Business) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if let Err(refusal) = check_csrf(&s, &f) {
+        return refusal;
+    }
+    let key = random_id()[..32].to_owned();
+    let done = match action.as_str() {
+        "withdraw" => {
+            let r = don::WithdrawDonationRequest {
+                idempotency_key: key,
+                donation_id: donation,
+            };
+            client(&c).withdraw_donation(authed(&s.token, r)).await.map(|_| ())
+        }
+        "handoff" => {
+            let r = don::SetDonationHandoffRequest {
+                idempotency_key: key,
+                donation_id: donation,
+                instructions: crate::field(&f, "instructions").to_owned(),
+            };
+            client(&c).set_donation_handoff(authed(&s.token, r)).await.map(|_| ())
+        }
+        _ => return crate::refused(s.lang, Some(&s)),
+    };
+    match done {
+        Ok(()) => Redirect::to("/business?saved=1").into_response(),
+        Err(status) => {
+            let body = problem(s.lang, "donations", &status);
+            respond(page(s.lang, T::Donations.get(s.lang), Some(&s), &body)).into_response()
+        }
+    }
+}
