@@ -9,7 +9,7 @@
 // passes: CONSOLE_URL, INTAKE_TOKEN, PROVIDER_TOKEN, CHROMIUM, and
 // SCREENSHOTS (a directory, optional).
 import { chromium } from "playwright-core";
-import { readFileSync, mkdirSync } from "node:fs";
+import { readFileSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const url = process.env.CONSOLE_URL;
@@ -199,6 +199,25 @@ try {
     if (!welcomed) await newcomer.waitForTimeout(250);
   }
   check(welcomed, "the new partner's token signs in");
+
+  // The intake service goes down while a form is being filled: the page
+  // says which service, and keeps the form. (The test harness stops the
+  // service once told the form is ready.)
+  await intake.goto(`${url}/intake/new`);
+  await intake.locator("#p0\\.case").fill("NIGHT-C9");
+  await intake.locator("#p0\\.needs-medical").check();
+  await intake.getByLabel("A place of the coalition").selectOption("Pasadena");
+  const handshake = process.env.HANDSHAKE;
+  writeFileSync(`${handshake}/ready`, "");
+  for (let i = 0; i < 300 && !existsSync(`${handshake}/stopped`); i++) await intake.waitForTimeout(100);
+  check(existsSync(`${handshake}/stopped`), "the harness did not stop intake");
+  await intake.getByRole("button", { name: "Request placement" }).click();
+  await intake.waitForLoadState();
+  const down = await intake.getByRole("alert").textContent();
+  check(down.includes("intake") && down.includes("not answering"), `a service down is said plainly: ${down}`);
+  check((await intake.locator("#p0\\.case").inputValue()) === "NIGHT-C9", "the form is kept");
+  check(await intake.locator("#p0\\.needs-medical").isChecked(), "every field of it");
+  check((await intake.getByLabel("A place of the coalition").inputValue()) === "Pasadena", "the place too");
 
   // Signing out ends the session.
   await intake.goto(`${url}/intake`);

@@ -75,6 +75,8 @@ pub fn key(tag: u8, id: &impl Serialize) -> Vec<u8> {
 pub struct ReadModel<M: Model> {
     state: Arc<RwLock<M>>,
     changes: broadcast::Sender<M::Change>,
+    /// The stream position of the last commit applied.
+    position: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl<M: Model> Clone for ReadModel<M> {
@@ -82,6 +84,7 @@ impl<M: Model> Clone for ReadModel<M> {
         Self {
             state: self.state.clone(),
             changes: self.changes.clone(),
+            position: self.position.clone(),
         }
     }
 }
@@ -95,6 +98,7 @@ impl<M: Model> ReadModel<M> {
         let subscriber = Subscriber::open(store, name, filters).await?;
         let (model, undecodable) = Self::restore(name, subscriber.tree());
         if undecodable == 0 {
+            model.position.send_replace(subscriber.checkpoint());
             return Ok((model, subscriber));
         }
         tracing::error!(
@@ -140,7 +144,18 @@ impl<M: Model> ReadModel<M> {
         Self {
             state: Arc::new(RwLock::new(model)),
             changes,
+            position: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Waits (at most `within`) until the model has applied the commit at
+    /// `position` (one this service just wrote): then a read shows it.
+    /// Says whether it did.
+    pub async fn reached(&self, position: u64, within: std::time::Duration) -> bool {
+        let mut seen = self.position.subscribe();
+        tokio::time::timeout(within, seen.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Reads the current state.
@@ -190,6 +205,8 @@ impl<M: Model> Projection for Feed<M> {
     fn apply(&mut self, commit: &Recorded) {
         let mut state = self.model.state.write().expect("read-model lock");
         state.apply(commit, &mut self.changes);
+        drop(state);
+        self.model.position.send_replace(commit.seq);
     }
 
     fn persist(&mut self, batch: &mut sled::Batch) {
@@ -261,5 +278,23 @@ mod tests {
             .unwrap();
         let (_, undecodable) = ReadModel::<Counts>::restore("m", &tree);
         assert_eq!(undecodable, 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_is_read_back_once_the_model_reached_its_position() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let (model, _) = ReadModel::<Counts>::restore("m", &db.open_tree("m").unwrap());
+        let short = std::time::Duration::from_millis(50);
+        assert!(!model.reached(3, short).await, "nothing applied yet");
+        let mut feed = model.projection();
+        let waiting = tokio::spawn({
+            let model = model.clone();
+            async move { model.reached(3, std::time::Duration::from_secs(5)).await }
+        });
+        for seq in 1..=3 {
+            feed.apply(&Recorded { seq, events: vec![] });
+        }
+        assert!(waiting.await.unwrap(), "woken when position 3 is applied");
+        assert!(model.reached(2, short).await && !model.reached(4, short).await);
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
     let log = Log::capture("debug,h2=info,hyper=info,tower=info,async_nats=info");
-    let c = Coalition::start(1, 1).await;
+    let mut c = Coalition::start(1, 1).await;
     site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
     let urls = c.urls();
     let config = Config::from_sources(None, |key| {
@@ -34,7 +34,8 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
         std::path::Path::new(&chromium).exists() && root.join("tests/console/node_modules/playwright-core").exists(),
         "the browser tests need chromium and the npm packages: run scripts/install-browser"
     );
-    let out = tokio::process::Command::new("node")
+    let handshake = tempfile::tempdir().unwrap();
+    let node = tokio::process::Command::new("node")
         .arg(root.join("tests/console/flow.mjs"))
         .env("CONSOLE_URL", format!("http://{}", console.addr))
         .env("INTAKE_TOKEN", INTAKE)
@@ -43,9 +44,24 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
         .env("ADMIN_TOKEN", ADMIN)
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS", std::env::var("REFER_SCREENSHOTS").unwrap_or_default())
-        .output()
-        .await
+        .env("HANDSHAKE", handshake.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run node");
+    let flow = tokio::spawn(node.wait_with_output());
+    // When the flow has a form filled in, the intake service goes down.
+    let started = std::time::Instant::now();
+    while !handshake.path().join("ready").exists() && !flow.is_finished() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(240),
+            "the flow never got ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    c.apps[2].stop().await;
+    std::fs::write(handshake.path().join("stopped"), "").unwrap();
+    let out = flow.await.unwrap().expect("node ran");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");

@@ -58,7 +58,8 @@ impl IntakeService {
     }
 
     /// Appends the `Requested` event of every need of the file (a retry
-    /// finds them applied already: the key is per need).
+    /// finds them applied already: the key is per need). Returns the
+    /// position of the last.
     async fn request_needs(
         &self,
         meta: &CommandMeta,
@@ -66,7 +67,7 @@ impl IntakeService {
         file: &PlacementFile,
         person: &Person,
         group: Option<GroupMembership>,
-    ) -> Result<(), Status> {
+    ) -> Result<u64, Status> {
         let meta = CommandMeta {
             idempotency_key: Some(IdempotencyKey::new("request").expect("valid")),
             ..meta.clone()
@@ -94,8 +95,16 @@ impl IntakeService {
                     .map_err(store_status)
             }
         });
-        futures::future::try_join_all(appends).await?;
-        Ok(())
+        let done = futures::future::try_join_all(appends).await?;
+        Ok(done.iter().map(|d| d.version).max().unwrap_or(0))
+    }
+
+    /// Answers only once the files show what was just written (at most a
+    /// couple of seconds), so the agency's next read lists it.
+    async fn read_your_write(&self, position: u64) {
+        if !self.board.reached(position, std::time::Duration::from_secs(2)).await {
+            tracing::warn!(position, "the files lag behind a write; answering anyway");
+        }
     }
 
     /// The hand-off a business registered for `donation`, if any.
@@ -228,7 +237,8 @@ pub async fn request_one(
     let recorded = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
     let file = recorded.file.as_ref().expect("recorded");
-    service.request_needs(&meta, placement, file, &person, None).await?;
+    let position = service.request_needs(&meta, placement, file, &person, None).await?;
+    service.read_your_write(position).await;
     Ok(Response::new(service.placement_view(placement, Some(recorded)).await?))
 }
 
@@ -258,14 +268,17 @@ pub async fn request_group(
         people: people.len() as u16,
     };
     let mut files = Vec::with_capacity(people.len());
+    let mut position = 0;
     for person in &people {
         let recorded = service.record(&meta, who.org, person, Some(group)).await?;
         let file = recorded.file.as_ref().expect("recorded");
-        service
+        let last = service
             .request_needs(&meta, person.request.placement, file, person, Some(membership))
             .await?;
+        position = position.max(last);
         files.push(recorded);
     }
+    service.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
     for (person, recorded) in people.iter().zip(files) {
         views.push(service.placement_view(person.request.placement, Some(recorded)).await?);
