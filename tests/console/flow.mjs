@@ -130,6 +130,9 @@ try {
   check(await intake.getByText("Accepted").first().isVisible(), "the need shows accepted");
   check(await intake.getByText("Harbor House").first().isVisible(), "and the site's name");
   await shoot(intake, "intake-handed-off");
+  // The pages with their content, in both languages.
+  await accessibleInBoth(intake, "intake placements, one accepted and one proposed");
+  await accessibleInBoth(provider, "provider sites with a referral waiting and one accepted");
 
   // A form posted without its CSRF token is refused.
   const forged = await provider.evaluate(async () => {
