@@ -183,6 +183,7 @@ try {
   await signIn(admin, process.env.ADMIN_TOKEN);
   check(new URL(admin.url()).pathname === "/admin", `the admin lands on the coalition, not ${admin.url()}`);
   check(await admin.getByText("Needs accepted").isVisible(), "the matcher's counts");
+  check(await admin.getByRole("img", { name: "Time from request to acceptance (minutes)" }).isVisible(), "a chart of the time to acceptance");
   await accessibleInBoth(admin, "coalition");
   await admin.getByLabel("Name").fill("Eastside Clinic");
   await admin.getByLabel("Role").selectOption("provider");

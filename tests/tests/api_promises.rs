@@ -674,6 +674,10 @@ async fn a_placement_watch_ends_on_the_status_get_placement_shows() {
         .unwrap()
         .into_inner();
     assert_eq!((status.accepted_needs, status.unplaced_needs), (24, 6), "{status:?}");
+    assert_eq!(
+        status.acceptance_timed, 24,
+        "every acceptance is timed from its request"
+    );
 }
 
 #[tokio::test]

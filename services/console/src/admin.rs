@@ -26,18 +26,18 @@ pub fn routes() -> Router<Console> {
 
 /// Horizontal bars, one per (label, count): an image with a text
 /// alternative; the same numbers follow in a table.
-fn chart(title: &str, bars: &[(String, u32)]) -> String {
-    let max = bars.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+fn chart(title: &str, bars: &[(String, f64)], id: &str) -> String {
+    let max = bars.iter().map(|(_, n)| *n).fold(0.0, f64::max).max(1e-9);
     let row = 28;
     let height = row * bars.len().max(1) + 8;
     let mut svg = format!(
-        "<figure><svg role=\"img\" aria-labelledby=\"chart-title\" viewBox=\"0 0 360 {height}\" width=\"100%\" \
-         preserveAspectRatio=\"xMinYMin meet\"><title id=\"chart-title\">{}</title>",
+        "<figure><svg role=\"img\" aria-labelledby=\"{id}\" viewBox=\"0 0 360 {height}\" width=\"100%\" \
+         preserveAspectRatio=\"xMinYMin meet\"><title id=\"{id}\">{}</title>",
         esc(title)
     );
     for (i, (label, n)) in bars.iter().enumerate() {
         let y = 4 + i * row;
-        let width = 10 + (200 * *n / max) as usize;
+        let width = 10 + (150.0 * *n / max) as usize;
         let _ = write!(
             svg,
             "<text x=\"0\" y=\"{ty}\" class=\"label\">{label}</text><rect x=\"150\" y=\"{y}\" width=\"{width}\" height=\"20\" class=\"bar\"></rect>\
@@ -66,17 +66,46 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         l(T::DonationsCount),
         s.donations,
     );
+    let _ = write!(out, "<h2>{}</h2>", l(T::TimeToAccept));
+    if s.acceptance_timed == 0 {
+        let _ = write!(out, "<p>{}</p>", l(T::NothingTimed));
+    } else {
+        let minutes = |ms: i64| (ms as f64 / 60_000.0 * 10.0).round() / 10.0;
+        out += &chart(
+            l(T::TimeToAccept),
+            &[
+                (l(T::Median).to_owned(), minutes(s.acceptance_p50_ms)),
+                (l(T::NinetyPercent).to_owned(), minutes(s.acceptance_p90_ms)),
+            ],
+            "chart-accept",
+        );
+        let _ = write!(
+            out,
+            "<p>{}: {} min · {}: {} min ({} {})</p>",
+            l(T::Median),
+            minutes(s.acceptance_p50_ms),
+            l(T::NinetyPercent),
+            minutes(s.acceptance_p90_ms),
+            s.acceptance_timed,
+            l(T::Acceptances)
+        );
+    }
     let _ = write!(out, "<h2>{}</h2>", l(T::Waitlist));
     if s.waitlist.is_empty() {
         let _ = write!(out, "<p>{}</p>", l(T::NoWaitlist));
         return out;
     }
-    let bars: Vec<(String, u32)> = s
+    let bars: Vec<(String, f64)> = s
         .waitlist
         .iter()
-        .map(|w| (format!("{} · {}", need_name(w.kind, lang), w.region), w.needs))
+        .map(|w| {
+            (
+                format!("{} · {}", need_name(w.kind, lang), w.region),
+                f64::from(w.needs),
+            )
+        })
         .collect();
-    out += &chart(l(T::Waitlist), &bars);
+    out += &chart(l(T::Waitlist), &bars, "chart-waitlist");
     let _ = write!(
         out,
         "<table><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",

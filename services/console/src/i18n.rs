@@ -201,5 +201,10 @@ texts! {
     OrganisationOptional => "Organisation id (blank: a new organisation)", "Id de organización (en blanco: una nueva)";
     NewOrganisation => "new organisation", "nueva organización";
     AddPartner => "Add a partner", "Agregar un socio";
+    TimeToAccept => "Time from request to acceptance (minutes)", "Tiempo de la solicitud a la aceptación (minutos)";
+    NothingTimed => "No acceptance timed yet.", "Todavía no hay aceptaciones medidas.";
+    Median => "Median", "Mediana";
+    NinetyPercent => "9 in 10 within", "9 de cada 10 en";
+    Acceptances => "acceptances timed", "aceptaciones medidas";
     TokenOnce => "Give this token to the partner now; it is shown only this once:", "Entregue este token al socio ahora; solo se muestra esta vez:";
 }

@@ -5,11 +5,13 @@
 //! the waitlist, and settling holds when needs are answered or cancelled.
 #![forbid(unsafe_code)]
 
+pub mod acceptance;
+
 use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::{CorrelationId, EventId, NeedId};
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
-use refer_domain::{AggregateKind, CommandMeta, IdempotencyKey, Timestamp};
+use refer_domain::{AggregateKind, CommandMeta, Event, IdempotencyKey, Timestamp};
 use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreError, Subscriber, COMMIT_ATTEMPTS};
 use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
@@ -39,6 +41,8 @@ pub struct Core {
     /// The time of the last event folded in since the last plan (plan at
     /// that time), and the event.
     unplanned: Option<(Timestamp, Option<EventId>)>,
+    /// How long needs wait from request to acceptance (for the status).
+    pub acceptance: acceptance::AcceptanceClock,
 }
 
 impl Core {
@@ -116,6 +120,9 @@ impl Core {
         for envelope in &commit.events {
             let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
             self.dirty.insert((kind, envelope.aggregate.id));
+            if let Event::Need(event) = &envelope.event {
+                self.acceptance.fold(envelope.aggregate.id, event, envelope.occurred_at);
+            }
         }
         self.state.settle_touched(&mut self.ledger);
         if let Some(last) = commit.events.last() {
@@ -919,10 +926,16 @@ impl Matcher for MatcherService {
     async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
         caller(&request)?;
         // Counters the planner keeps as it folds: the lock is held for a copy.
-        let (providers, donations, tally) = {
+        let (providers, donations, tally, (p50, timed), (p90, _)) = {
             let core = self.core.lock().expect("core lock");
             let state = &core.state;
-            (state.providers.len(), state.donations.len(), state.tally().clone())
+            (
+                state.providers.len(),
+                state.donations.len(),
+                state.tally().clone(),
+                core.acceptance.percentile(50),
+                core.acceptance.percentile(90),
+            )
         };
         let open_needs = tally
             .needs
@@ -940,6 +953,9 @@ impl Matcher for MatcherService {
             unplaced_needs: open_needs - accepted_needs,
             accepted_needs,
             pending_referrals: tally.count(NeedStatus::Proposed),
+            acceptance_p50_ms: p50.unwrap_or(0),
+            acceptance_p90_ms: p90.unwrap_or(0),
+            acceptance_timed: timed as u32,
             waitlist: tally
                 .waitlist
                 .into_iter()
