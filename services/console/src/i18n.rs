@@ -121,6 +121,7 @@ texts! {
     BringTo => "Bring them to", "Llévelos a";
     HandoffErased => "Hand-off erased", "Entrega borrada";
     Cancel => "Cancel", "Cancelar";
+    Actions => "Actions", "Acciones";
     Arrived => "Arrived", "Llegó";
     Need => "Need", "Necesidad";
     Status => "Status", "Estado";

@@ -115,7 +115,7 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
             need = l(T::Need),
             status = l(T::Status),
             detail = l(T::Detail),
-            actions = l(T::Cancel),
+            actions = l(T::Actions),
         );
         for n in &p.needs {
             let open = ![ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&n.status);
@@ -515,7 +515,8 @@ async fn need_action(
     if let Err(refusal) = check_csrf(&s, &form(&body)) {
         return refusal;
     }
-    let key = random_id()[..32].to_owned();
+    // One key per need and action: a double tap acts once.
+    let key = format!("console-{action}-{}", need.chars().take(40).collect::<String>());
     let mut client = c.intake_client();
     let done = match action.as_str() {
         "cancel" => client

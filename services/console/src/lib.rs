@@ -217,20 +217,25 @@ async fn sign_in_page(headers: HeaderMap) -> Response {
 }
 
 /// The role a token has, found by asking the services (each admits only
-/// its roles): `None` when none knows it.
+/// its roles): `None` when none knows it. A service that does not answer is
+/// skipped; if no other knows the token, that service is named.
 async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str, tonic::Status)> {
     use refer_proto::{capacity::v1 as cap, donations::v1 as don, intake::v1 as ik, matcher::v1 as m};
     use refer_service::auth::authed;
-    let judge = |r: Result<(), tonic::Status>, service: &'static str| match r {
-        Ok(()) => Ok(true),
-        Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => Ok(false),
-        Err(s) => Err((service, s)),
+    let mut down = None;
+    let mut judge = |r: Result<(), tonic::Status>, service: &'static str| match r {
+        Ok(()) => true,
+        Err(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => false,
+        Err(s) => {
+            down.get_or_insert((service, s));
+            false
+        }
     };
     let admin = MatcherClient::new(c.matcher.clone())
         .get_status(authed(token, m::GetStatusRequest {}))
         .await
         .map(|_| ());
-    if judge(admin, "matcher")? {
+    if judge(admin, "matcher") {
         return Ok(Some(Role::Admin));
     }
     let list = ik::ListPlacementsRequest {
@@ -238,7 +243,7 @@ async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str
         page_token: String::new(),
     };
     let intake = c.intake_client().list_placements(authed(token, list)).await.map(|_| ());
-    if judge(intake, "intake")? {
+    if judge(intake, "intake") {
         return Ok(Some(Role::Intake));
     }
     let sites = cap::ListProvidersRequest {
@@ -250,7 +255,7 @@ async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str
         .list_providers(authed(token, sites))
         .await
         .map(|_| ());
-    if judge(provider, "capacity")? {
+    if judge(provider, "capacity") {
         return Ok(Some(Role::Provider));
     }
     let donations = don::ListDonationsRequest {
@@ -261,7 +266,13 @@ async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str
         .list_donations(authed(token, donations))
         .await
         .map(|_| ());
-    Ok(judge(business, "donations")?.then_some(Role::Business))
+    if judge(business, "donations") {
+        return Ok(Some(Role::Business));
+    }
+    match down {
+        Some(down) => Err(down),
+        None => Ok(None),
+    }
 }
 
 async fn sign_in(
