@@ -146,6 +146,18 @@ try {
   });
   check(forged === 403, `a forged form answered ${forged}`);
   check(!(await provider.getByText("suspended").isVisible()), "the forged form changed nothing");
+  // Another organisation's site, even with this session's own CSRF token:
+  // the capacity service answers as for an unknown site.
+  const foreign = await provider.evaluate(async () => {
+    const csrf = document.querySelector("input[name=csrf]").value;
+    const answer = await fetch("/provider/sites/6f1c0a7e0b1d4c479a515c6f0e3b2a10/capacity", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `csrf=${csrf}&service=1&delta=1`,
+    });
+    return await answer.text();
+  });
+  check(foreign.includes("Not found."), "another organisation's site is not found");
 
   // Another role's pages are refused; so is another organisation's site.
   const wrongPage = await intake.request.get(`${url}/provider`);
