@@ -149,6 +149,7 @@ impl EventStore {
     /// the batch (some part landed before: commit the parts one by one to
     /// learn which).
     pub async fn commit_atomic(&self, parts: &[&dyn Part]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.reachable()?;
         let writing: Vec<usize> = (0..parts.len()).filter(|i| !parts[*i].envelopes().is_empty()).collect();
         let mut seqs = vec![None; parts.len()];
         match writing.as_slice() {

@@ -206,6 +206,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("nats_url {:?} is not a list of NATS URLs: {e}", self.nats_url))?;
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
+            .reconnect_delay_callback(reconnect_delay)
             .connect(servers)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", self.nats_url))?;
@@ -215,6 +216,20 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("cannot open sled at {}: {e}", self.data_dir.display()))?;
         Ok(EventStore::open(client, self.stream.clone(), db).await?)
     }
+}
+
+/// How long to wait before reconnect attempt `attempt` to the bus: doubling
+/// from 25 ms to 400 ms, plus up to 100 ms of jitter so that services do not
+/// reconnect in step. At most half a second: once the bus is back, the
+/// services are within half a second.
+pub fn reconnect_delay(attempt: usize) -> Duration {
+    let base = 25u64 << attempt.min(4);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    ) % 100;
+    Duration::from_millis(base.min(400) + jitter)
 }
 
 /// Keeps `projection` up to date from the durable consumer `name` until

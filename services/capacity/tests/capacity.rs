@@ -601,3 +601,49 @@ async fn a_referral_cannot_be_accepted_after_its_deadline() {
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("expired"), "{}", err.message());
 }
+
+#[tokio::test]
+async fn while_the_bus_is_away_calls_answer_unavailable_at_once_and_work_soon_after_it_returns() {
+    let mut w = world().await;
+    let id = register(&mut w, HARBOR).await;
+    let set = |key: &str, declared: u32| pb::SetCapacityRequest {
+        idempotency_key: key.into(),
+        provider_id: id.clone(),
+        service: common::ServiceKind::ShelterBed as i32,
+        declared,
+        expected_version: None,
+    };
+    w.nats.kill();
+    // The service's client notices the lost connection in moments.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    let err = w.client.set_capacity(authed(HARBOR, set("away", 4))).await.unwrap_err();
+    let answered_in = asked.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("unreachable"), "{err:?}");
+    let get = pb::GetProviderRequest {
+        provider_id: id.clone(),
+    };
+    assert_eq!(
+        refused(w.client.get_provider(authed(HARBOR, get.clone())).await),
+        Code::Unavailable
+    );
+
+    w.nats.restart().await.unwrap();
+    let back = std::time::Instant::now();
+    // The same request, retried with its key, lands once the bus is back.
+    loop {
+        match w.client.set_capacity(authed(HARBOR, set("away", 4))).await {
+            Ok(_) => break,
+            Err(err) if err.code() == Code::Unavailable => {
+                assert!(back.elapsed() < Duration::from_secs(30), "never reconnected: {err:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    let serving_again = back.elapsed();
+    let p = w.client.get_provider(authed(HARBOR, get)).await.unwrap().into_inner();
+    assert_eq!(p.capacity[0].declared, 4);
+    println!("UNAVAILABLE answered in {answered_in:?} while the bus was away; serving again {serving_again:?} after it returned");
+}
