@@ -769,7 +769,12 @@ async fn a_read_model_entry_that_cannot_be_decoded_is_counted_and_rebuilt() {
             }
         }
     };
-    let tree = db.open_tree("projection/intake-needs").unwrap();
+    let consumer = format!(
+        "{}-{}",
+        refer_intake::CONSUMER,
+        refer_service::runtime::instance_of(&c.apps[2].data_dir)
+    );
+    let tree = db.open_tree(format!("projection/{consumer}")).unwrap();
     let entries: Vec<_> = tree.iter().keys().map(|k| k.unwrap()).filter(|k| k[0] != 0).collect();
     assert!(!entries.is_empty());
     for key in entries {
@@ -789,7 +794,7 @@ async fn a_read_model_entry_that_cannot_be_decoded_is_counted_and_rebuilt() {
     .await;
     let metrics = c.apps[2].metrics().await;
     assert!(
-        metrics.contains("refer_read_model_undecodable_total{model=\"intake-needs\"}"),
+        metrics.contains(&format!("refer_read_model_undecodable_total{{model=\"{consumer}\"}}")),
         "{metrics}"
     );
 }

@@ -268,6 +268,9 @@ async fn start_consumer(
         ack_policy: AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 10_000,
+        // A replica that is gone for a day has its consumer removed by the
+        // server; if it comes back, it starts one again from its checkpoint.
+        inactive_threshold: Duration::from_secs(24 * 3600),
         deliver_policy: match checkpoint {
             0 => DeliverPolicy::All,
             seq => DeliverPolicy::ByStartSequence {

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 /// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
+/// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers, so replicas never share one) |
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
@@ -43,6 +44,8 @@ pub struct Config {
     pub previous_kek_files: Vec<PathBuf>,
     pub retention: Duration,
     pub longest_consent: Duration,
+    /// This replica's name: its durable consumers are `<consumer>-<instance>`.
+    pub instance: String,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -61,6 +64,7 @@ struct FileConfig {
     previous_kek_files: Option<Vec<String>>,
     retention_hours: Option<u64>,
     longest_consent_hours: Option<u64>,
+    instance: Option<String>,
 }
 
 impl Config {
@@ -172,15 +176,30 @@ impl Config {
                 .map(PathBuf::from)
                 .collect(),
         };
+        let data_dir = pick("REFER_DATA_DIR", "data_dir", f.data_dir)
+            .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v));
+        let instance = match pick("REFER_INSTANCE", "instance", f.instance) {
+            None => instance_of(&data_dir),
+            Some((text, from)) => {
+                let ok = (1..=32).contains(&text.len())
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !ok {
+                    anyhow::bail!("{from}={text:?} must be 1-32 of a-z, 0-9 and -");
+                }
+                text
+            }
+        };
         Ok(Self {
+            instance,
             kek_file: pick("REFER_KEK_FILE", "kek_file", f.kek_file).map(|(v, _)| PathBuf::from(v)),
             previous_kek_files,
             retention,
             longest_consent,
             nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
                 .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
-            data_dir: pick("REFER_DATA_DIR", "data_dir", f.data_dir)
-                .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v)),
+            data_dir,
             listen,
             metrics_listen,
             tokens_file: tokens_file.into(),
@@ -216,6 +235,15 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("cannot open sled at {}: {e}", self.data_dir.display()))?;
         Ok(EventStore::open(client, self.stream.clone(), db).await?)
     }
+}
+
+/// A replica's default name: the first 8 bytes of the SHA-256 of its data
+/// directory's absolute path, stable across its restarts, distinct between
+/// replicas (each has its own data directory).
+pub fn instance_of(data_dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    hex::encode(&Sha256::digest(absolute.display().to_string().as_bytes())[..8])
 }
 
 /// How long to wait before reconnect attempt `attempt` to the bus: doubling
@@ -275,6 +303,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// This replica's durable consumer for `base` (`<base>-<instance>`):
+    /// each replica keeps its own read model from its own consumer.
+    pub fn consumer(&self, base: &str) -> String {
+        format!("{base}-{}", self.config.instance)
+    }
+
     /// The sealed-data store (`crates/sealed`): the KEK from `kek_file`
     /// (refused at start if missing or malformed) and the key bucket
     /// `<stream>_SEALED`, replicated like the stream.
@@ -471,5 +505,20 @@ mod tests {
         assert!(err.contains("stream_replicas"), "{err}");
         let err = load(None, &[]).unwrap_err().to_string();
         assert!(err.contains("REFER_TOKENS_FILE"), "{err}");
+        let err = load(Some("tokens_file = \"t\"\ninstance = \"a.b\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("instance=\"a.b\" must be 1-32 of a-z, 0-9 and -"), "{err}");
+    }
+
+    #[test]
+    fn each_replica_is_named_by_its_data_directory_unless_named() {
+        let a = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_DATA_DIR", "/data/a")]).unwrap();
+        let b = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_DATA_DIR", "/data/b")]).unwrap();
+        let a_again = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_DATA_DIR", "/data/a")]).unwrap();
+        assert_ne!(a.instance, b.instance);
+        assert_eq!(a.instance, a_again.instance, "stable across restarts");
+        let named = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_INSTANCE", "capacity-2")]).unwrap();
+        assert_eq!(named.instance, "capacity-2");
     }
 }

@@ -51,7 +51,7 @@ pub struct CapacityService {
 /// behind authentication, with the request size capped.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let vault = context.vault().await?;
-    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, &[]).await?;
+    let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = CapacityService {
         store: context.store.clone(),

@@ -51,7 +51,7 @@ pub struct DonationsService {
 async fn start(context: Context) -> anyhow::Result<Started> {
     let vault = context.vault().await?;
     let filter = format!("{}.donation.>", context.store.settings().prefix);
-    let (board, subscriber) = ReadModel::open(&context.store, CONSUMER, &[filter]).await?;
+    let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[filter]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = DonationsService {
         store: context.store.clone(),

@@ -75,7 +75,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let keys = KeyBook::open(store.local().db())?;
     let prefix = &store.settings().prefix;
     let filters = [format!("{prefix}.need.>"), format!("{prefix}.placement.>")];
-    let (board, subscriber) = ReadModel::open(&store, CONSUMER, &filters).await?;
+    let (board, subscriber) = ReadModel::open(&store, &context.consumer(CONSUMER), &filters).await?;
     let projection = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let service = IntakeService {
