@@ -4,17 +4,27 @@ use crate::settings::Settings;
 use tonic::transport::Channel;
 use tonic::Request;
 
-pub async fn channel(service: &str, url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Channel::from_shared(url.to_owned())
-        .map_err(|_| anyhow::anyhow!("{url:?} is not a URL for the {service} service (like http://127.0.0.1:50051)"))?
-        .connect_timeout(std::time::Duration::from_secs(3));
-    endpoint.connect().await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach the {service} service at {url} ({e}). Is it running? Set its address with \
-             --{service} or REFER_{}_URL; `refer doctor` checks every service.",
-            service.to_uppercase()
-        )
-    })
+/// A channel to the first replica of `service` that answers: `urls` may
+/// list several, comma-separated (`http://a:50053,http://b:50053`).
+pub async fn channel(service: &str, urls: &str) -> anyhow::Result<Channel> {
+    let mut failures = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let endpoint = Channel::from_shared(url.to_owned())
+            .map_err(|_| {
+                anyhow::anyhow!("{url:?} is not a URL for the {service} service (like http://127.0.0.1:50051)")
+            })?
+            .connect_timeout(std::time::Duration::from_secs(3));
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(e) => failures.push(format!("{url} ({e})")),
+        }
+    }
+    anyhow::bail!(
+        "cannot reach the {service} service at {}. Is it running? Set its address with \
+         --{service} or REFER_{}_URL (several, comma-separated, for replicas); `refer doctor` checks every service.",
+        failures.join(", "),
+        service.to_uppercase()
+    )
 }
 
 /// A request carrying the configured token and a fresh correlation id.

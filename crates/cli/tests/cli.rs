@@ -298,6 +298,15 @@ async fn errors_say_what_went_wrong_and_what_to_do() {
     );
     let err = fails(INTAKE, vec!["admin", "stats"]).await;
     assert!(err.contains("not allowed"), "{err}");
+    // Several replicas listed: the first that answers is used.
+    let replicas = format!("http://127.0.0.1:9,{}", c.urls()[2]);
+    let listed = {
+        let cli = cli.clone();
+        tokio::task::spawn_blocking(move || cli.json(INTAKE, &["intake", "list", "--intake", &replicas]))
+            .await
+            .unwrap()
+    };
+    assert!(listed.is_array(), "{listed}");
     let err = fails(
         INTAKE,
         vec![

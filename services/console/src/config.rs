@@ -6,7 +6,7 @@
 //! | key | environment | default |
 //! |---|---|---|
 //! | `listen` | `REFER_LISTEN` | `127.0.0.1:8080` |
-//! | `capacity_url` | `REFER_CAPACITY_URL` | `http://127.0.0.1:50051` |
+//! | `capacity_url` | `REFER_CAPACITY_URL` | `http://127.0.0.1:50051` (several, comma-separated: replicas) |
 //! | `donations_url` | `REFER_DONATIONS_URL` | `http://127.0.0.1:50052` |
 //! | `intake_url` | `REFER_INTAKE_URL` | `http://127.0.0.1:50053` |
 //! | `matcher_url` | `REFER_MATCHER_URL` | `http://127.0.0.1:50054` |
@@ -75,8 +75,12 @@ impl Config {
         };
         let url = |var: &str, key: &str, value: Option<String>, port: u16| -> anyhow::Result<String> {
             let (text, from) = pick(var, key, value).unwrap_or((format!("http://127.0.0.1:{port}"), "default".into()));
-            if !(text.starts_with("http://") || text.starts_with("https://")) {
-                anyhow::bail!("{from}={text:?} must be an http:// or https:// address");
+            let each = text.split(',').map(str::trim);
+            if !each
+                .clone()
+                .all(|u| u.starts_with("http://") || u.starts_with("https://"))
+            {
+                anyhow::bail!("{from}={text:?} must be http:// or https:// addresses (comma-separated for replicas)");
             }
             Ok(text)
         };
@@ -139,7 +143,7 @@ mod tests {
         let err = file("idle_minutes = 0\n").unwrap_err().to_string();
         assert!(err.contains("idle_minutes=\"0\" must be 1 to 720"), "{err}");
         let err = file("intake_url = \"intake:50053\"\n").unwrap_err().to_string();
-        assert!(err.contains("intake_url=\"intake:50053\" must be an http://"), "{err}");
+        assert!(err.contains("intake_url=\"intake:50053\" must be http://"), "{err}");
         let err = file("kek_file = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
         let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));

@@ -50,12 +50,24 @@ pub struct Console {
     tokens_file: Option<std::path::PathBuf>,
 }
 
-fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(url.to_owned())
-        .map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
+/// A channel to a service: `urls` may list several replicas,
+/// comma-separated; calls then go to the ones that answer.
+fn channel(urls: &str) -> anyhow::Result<Channel> {
+    let endpoints = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|url| {
+            Ok(Channel::from_shared(url.to_owned())
+                .map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(match endpoints.as_slice() {
+        [one] => one.connect_lazy(),
+        _ => Channel::balance_list(endpoints.into_iter()),
+    })
 }
 
 impl Console {
