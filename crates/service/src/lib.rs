@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod convert;
 pub mod idempotency;
+pub mod lease;
 pub mod page;
 pub mod read_model;
 pub mod runtime;

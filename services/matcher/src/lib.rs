@@ -16,6 +16,7 @@ use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreE
 use refer_matching::planner::{Decision, Ledger, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
+use refer_service::lease::{Fence, Lease};
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::{caller, Role, SharedClock};
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,12 +197,15 @@ struct Feed {
     /// function of the stream (`replay` makes the same ones).
     catching_up: bool,
     decisions: Decisions,
+    /// Whether this matcher holds the lease: a standby folds every commit
+    /// (its projection stays warm) but plans nothing.
+    lease: Fence,
 }
 
 impl refer_eventstore::Projection for Feed {
     fn apply(&mut self, commit: &Recorded) {
         let mut core = self.core.lock().expect("core lock");
-        if self.catching_up {
+        if self.catching_up || !self.lease.held() {
             core.fold(commit);
         } else {
             core.apply(commit);
@@ -248,6 +252,9 @@ struct Executor {
     store: EventStore,
     clock: SharedClock,
     core: Arc<Mutex<Core>>,
+    /// Checked before every decision: a matcher that lost the lease (or was
+    /// paused past it) carries out nothing more.
+    lease: Fence,
 }
 
 fn key(text: String) -> Option<IdempotencyKey> {
@@ -612,6 +619,10 @@ impl Executor {
     /// needs it concerned are matched again right away (not only when
     /// another event arrives).
     async fn carry_out(&self, decision: Decision, cause: Option<EventId>, decisions: &Decisions) {
+        if !self.lease.held() {
+            tracing::debug!(?decision, "not carried out: this matcher does not hold the lease");
+            return;
+        }
         let started = std::time::Instant::now();
         let outcome = self.run(&decision, cause).await;
         self.done(decision, outcome, started, decisions);
@@ -632,6 +643,9 @@ impl Executor {
             started.elapsed(),
         );
         let Err(err) = outcome else { return };
+        if !self.lease.held() {
+            return; // the next holder plans it again
+        }
         tracing::info!(?decision, error = %err, "decision not carried out; it will be planned again");
         let mut core = self.core.lock().expect("core lock");
         match decision {
@@ -654,6 +668,13 @@ impl Executor {
     /// provider's lane, or arriving together for providers with nothing
     /// under way): one atomic commit for all their holds and proposals.
     async fn propose_together(&self, batch: Vec<(Decision, Option<EventId>)>, decisions: &Decisions) {
+        if !self.lease.held() {
+            tracing::debug!(
+                decisions = batch.len(),
+                "not carried out: this matcher does not hold the lease"
+            );
+            return;
+        }
         let started = std::time::Instant::now();
         let outcomes = self.propose_at_providers(&batch).await;
         for ((decision, _), outcome) in batch.into_iter().zip(outcomes) {
@@ -822,20 +843,59 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     start: |context| Box::pin(start(context)),
 };
 
-/// Starts the matcher: restores the projection, keeps it current, carries
-/// out decisions, and runs housekeeping (expiry) every `tick`.
+/// The lease of the matcher (one decides at a time).
+pub const LEASE: &str = "matcher";
+/// How long a lease lives without renewal: a standby decides at most about
+/// this long after the holder died.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// Renews the lease every third of its ttl until shutdown, then gives it
+/// up so a standby takes over at once.
+async fn keep_lease(mut lease: Lease, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(lease.renew_every());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                lease.hold().await;
+            }
+            _ = shutdown.changed() => {
+                lease.release().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the matcher: takes (or waits for) the lease, restores the
+/// projection, keeps it current, carries out decisions while it holds the
+/// lease, and runs housekeeping (expiry) every `tick`.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
     let clock = context.clock.clone();
     let tick = context.config.tick;
     let mut shutdown = context.shutdown.clone();
-    let mut subscriber = Subscriber::open(&store, CONSUMER, &[]).await?;
+    // One matcher decides; others stand by with their projection warm.
+    let mut lease = Lease::open(
+        store.jetstream(),
+        &format!("{}_LEASES", context.config.stream.name),
+        context.config.stream.replicas,
+        LEASE,
+        &context.config.instance,
+        LEASE_TTL,
+    )
+    .await?;
+    lease.hold().await;
+    let fence = lease.fence();
+    let leasing = tokio::spawn(keep_lease(lease, context.shutdown.clone()));
+    let mut subscriber = Subscriber::open(&store, &context.consumer(CONSUMER), &[]).await?;
     let core = Arc::new(Mutex::new(Core::restore(subscriber.tree())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
     let executor = Executor {
         store,
         clock: clock.clone(),
         core: core.clone(),
+        lease: fence.clone(),
     };
     let (decisions, queue) = mpsc::unbounded_channel();
     let executing = tokio::spawn(executor.clone().serve(queue, decisions.clone()));
@@ -843,6 +903,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         core: core.clone(),
         catching_up: true,
         decisions: decisions.clone(),
+        lease: fence.clone(),
     };
     let status_core = core.clone();
     let position = checkpoint.clone();
@@ -856,16 +917,34 @@ async fn start(context: Context) -> anyhow::Result<Started> {
             refer_service::runtime::pause_after(&err, "matcher catching up").await;
         }
         feed.catching_up = false;
-        core.lock().expect("core lock").resume(clock.now());
         let mut reported = std::time::Instant::now();
         let mut swept: Option<std::time::Instant> = None;
+        let mut leading = false;
         loop {
+            // Taking the lease (at start, or from a holder that died): plan
+            // everything, as after a restart. Losing it: drop what is planned.
+            match (leading, fence.held()) {
+                (false, true) => {
+                    let mut guard = core.lock().expect("core lock");
+                    guard.state.capacity_changed = true;
+                    guard.resume(clock.now());
+                    swept = None;
+                    leading = true;
+                    tracing::info!("this matcher decides");
+                }
+                (true, false) => {
+                    core.lock().expect("core lock").queue.clear();
+                    leading = false;
+                    tracing::warn!("this matcher stands by");
+                }
+                _ => {}
+            }
             // Plans what the backlog left (first round), then, every tick,
             // housekeeping over every hold: referrals past their deadline
             // with no commit to notice it, settlements that failed, sites
             // that opened. (Each commit already settles the holds of the
             // needs it touched.)
-            {
+            if leading {
                 let mut guard = core.lock().expect("core lock");
                 guard.plan_folded();
                 if swept.is_none_or(|at| at.elapsed() >= tick) {
@@ -883,11 +962,11 @@ async fn start(context: Context) -> anyhow::Result<Started> {
                     }
                 }
                 guard.send(&decisions);
-                // The gauges scan every need: a few times a second is enough.
-                if reported.elapsed() >= REPORT_EVERY {
-                    guard.report();
-                    reported = std::time::Instant::now();
-                }
+            }
+            // The gauges scan every need: a few times a second is enough.
+            if reported.elapsed() >= REPORT_EVERY {
+                core.lock().expect("core lock").report();
+                reported = std::time::Instant::now();
             }
             if *shutdown.borrow() {
                 executing.abort();
@@ -911,7 +990,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let server = MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
         routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
-        tasks: vec![task],
+        tasks: vec![task, leasing],
     })
 }
 
@@ -1003,6 +1082,7 @@ mod tests {
             core: Arc::default(),
             catching_up: true,
             decisions,
+            lease: Fence::always(),
         };
         let (shelter, need) = (ProviderId::from_u128(1), NeedId::from_u128(2));
         let registered = ProviderEvent::Registered(Box::new(sample::shelter(OrgId::from_u128(1))));

@@ -1,0 +1,150 @@
+//! Leadership without a home-made consensus: a lease is one entry of a
+//! JetStream key-value bucket whose entries live `ttl` (the bucket's
+//! `max_age`). Taking it is `create` (only when absent), keeping it is
+//! `update` by revision every third of the ttl; a holder that dies stops
+//! renewing, the entry expires, and a standby's `create` succeeds.
+//!
+//! The holder also fences itself: it counts the lease as held only for
+//! two thirds of the ttl after its last successful renewal, by its own
+//! monotonic clock. A process paused past that (SIGSTOP, a long GC, a
+//! frozen VM) wakes up not holding it, before it could act on it, and its
+//! next renewal fails on the revision the new holder wrote.
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Lease {
+    bucket: kv::Store,
+    key: String,
+    holder: String,
+    ttl: Duration,
+    revision: Option<u64>,
+    fence: Fence,
+}
+
+/// Whether the lease is held, readable anywhere without waiting: checked
+/// before every action the lease guards.
+#[derive(Clone)]
+pub struct Fence {
+    base: Instant,
+    /// Held until this many milliseconds after `base` (0: not held).
+    until_ms: Arc<AtomicU64>,
+}
+
+impl Fence {
+    /// A fence that is always held (tests of what the lease guards).
+    #[cfg(feature = "test-support")]
+    pub fn always() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    pub fn held(&self) -> bool {
+        (self.base.elapsed().as_millis() as u64) < self.until_ms.load(Ordering::Acquire)
+    }
+
+    fn hold_for(&self, window: Duration) {
+        let until = self.base.elapsed() + window;
+        self.until_ms.store(until.as_millis() as u64, Ordering::Release);
+    }
+
+    fn drop_hold(&self) {
+        self.until_ms.store(0, Ordering::Release);
+    }
+}
+
+impl Lease {
+    /// The lease `key` in bucket `name` (created with `replicas` copies and
+    /// entries living `ttl` if absent), for `holder` (this process's name).
+    pub async fn open(
+        js: &async_nats::jetstream::Context,
+        name: &str,
+        replicas: usize,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let bucket = match js.get_key_value(name).await {
+            Ok(bucket) => bucket,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.to_owned(),
+                    description: "Refer's leases (see refer_service::lease)".into(),
+                    history: 1,
+                    max_age: ttl,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the lease bucket {name}: {e}"))?,
+        };
+        Ok(Self {
+            bucket,
+            key: key.to_owned(),
+            holder: holder.to_owned(),
+            ttl,
+            revision: None,
+            fence: Fence {
+                base: Instant::now(),
+                until_ms: Arc::default(),
+            },
+        })
+    }
+
+    /// The fence this lease keeps up to date.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// How often to call [`Lease::hold`].
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Takes or keeps the lease; says whether it is held now. A lease this
+    /// holder had before a restart (same name) is taken back at once.
+    pub async fn hold(&mut self) -> bool {
+        let value = Bytes::from(self.holder.clone());
+        let revision = match self.revision {
+            Some(revision) => self.bucket.update(&self.key, value, revision).await.ok(),
+            None => match self.bucket.create(&self.key, value.clone()).await {
+                Ok(revision) => Some(revision),
+                Err(_) => match self.bucket.entry(&self.key).await {
+                    Ok(Some(entry)) if entry.value == self.holder.as_bytes() => {
+                        self.bucket.update(&self.key, value, entry.revision).await.ok()
+                    }
+                    _ => None,
+                },
+            },
+        };
+        if revision.is_none() && self.revision.is_some() {
+            tracing::warn!(lease = %self.key, "lease lost");
+        }
+        if revision.is_some() && self.revision.is_none() {
+            tracing::info!(lease = %self.key, holder = %self.holder, "lease taken");
+        }
+        self.revision = revision;
+        // Counted as held for two thirds of the ttl from now, by this
+        // process's clock: a paused holder stands down before the entry
+        // expires and another takes it.
+        match revision {
+            Some(_) => self.fence.hold_for(self.ttl * 2 / 3),
+            None => self.fence.drop_hold(),
+        }
+        self.fence.held()
+    }
+
+    /// Gives the lease up (a clean stop): a standby takes it at once.
+    pub async fn release(&mut self) {
+        self.fence.drop_hold();
+        if let Some(revision) = self.revision.take() {
+            let _ = self.bucket.delete_expect_revision(&self.key, Some(revision)).await;
+        }
+    }
+}
