@@ -1,87 +1,30 @@
 //! The matcher binary killed with SIGKILL in the middle of a burst resumes
 //! from its checkpoint: no decision lost, none doubled.
 
-use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
+mod common;
+
+use common::{request, shelter, Matcher};
 use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{Need, NeedCommand, NeedEvent, NeedStatus};
-use refer_domain::provider::{Provider, ProviderCommand, ProviderEvent};
-use refer_domain::sample::{self, NIGHT};
-use refer_domain::{CommandMeta, Event, IdempotencyKey};
+use refer_domain::need::{Need, NeedEvent, NeedStatus};
+use refer_domain::provider::{Provider, ProviderEvent};
+use refer_domain::sample::NIGHT;
+use refer_domain::Event;
 use refer_service::testing::TestSetup;
 use refer_testkit::NatsServer;
-use std::process::Child;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
-
-/// The matcher process, killed when dropped: a failing test leaves none behind.
-struct Running(Child);
-
-impl Running {
-    fn kill(&mut self) -> std::io::Result<()> {
-        self.0.kill()?;
-        self.0.wait().map(|_| ())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.kill();
-    }
-}
-
-fn spawn_matcher(setup: &TestSetup) -> Running {
-    let (mut command, _, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), "matcher");
-    command.spawn().map(Running).expect("start refer-matcher")
-}
-
-fn meta(key: String) -> CommandMeta {
-    CommandMeta {
-        occurred_at: NIGHT,
-        correlation_id: CorrelationId::from_u128(1),
-        causation_id: None,
-        idempotency_key: Some(IdempotencyKey::new(key).unwrap()),
-    }
-}
 
 #[tokio::test]
 async fn a_killed_matcher_loses_and_doubles_no_decision() {
     let nats = NatsServer::start().await.unwrap();
     let setup = TestSetup::new(nats.url(), [], NIGHT);
     let store = setup.reader().await;
-    let shelter = ProviderId::from_uuid(Uuid::new_v4());
-    let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
-    store
-        .execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None)
-        .await
-        .unwrap();
-    let beds = ProviderCommand::SetCapacity {
-        service: ServiceKind::ShelterBed,
-        declared: 200,
-    };
-    store
-        .execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None)
-        .await
-        .unwrap();
+    let shelter = shelter(&store, 200).await;
 
-    let mut matcher = spawn_matcher(&setup);
+    let mut matcher = Matcher::start(&setup, "matcher");
     // Enough that holds go in several commits (at most 64 each) and the
     // kill can land between them.
     const NEEDS: usize = 200;
-    let mut needs = Vec::new();
-    for i in 0..NEEDS {
-        let id = NeedId::from_uuid(Uuid::new_v4());
-        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
-        store
-            .execute::<Need>(
-                id.as_uuid(),
-                &NeedCommand::Request(request),
-                &meta(format!("r{i}")),
-                None,
-            )
-            .await
-            .unwrap();
-        needs.push(id);
-    }
+    let needs = request(&store, NEEDS, "r").await;
     // Kill it as soon as it is partway through.
     let start = Instant::now();
     loop {
@@ -110,7 +53,7 @@ async fn a_killed_matcher_loses_and_doubles_no_decision() {
         .units(ServiceKind::ShelterBed)
         .held;
 
-    let mut matcher = spawn_matcher(&setup);
+    let mut matcher = Matcher::start(&setup, "matcher");
     let start = Instant::now();
     loop {
         let mut proposed = 0;

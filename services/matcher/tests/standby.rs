@@ -2,74 +2,18 @@
 //! paused past its lease (SIGSTOP); a paused-then-resumed old leader makes
 //! no decision and no duplicate. Real processes, a real nats-server.
 
-use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
+mod common;
+
+use common::{request, shelter, Matcher};
+use refer_domain::ids::{NeedId, ProviderId};
 use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{Need, NeedCommand, NeedStatus};
-use refer_domain::provider::{Provider, ProviderCommand};
-use refer_domain::sample::{self, NIGHT};
-use refer_domain::{CommandMeta, IdempotencyKey};
+use refer_domain::need::{Need, NeedStatus};
+use refer_domain::provider::Provider;
+use refer_domain::sample::NIGHT;
 use refer_eventstore::EventStore;
 use refer_service::testing::TestSetup;
 use refer_testkit::NatsServer;
-use std::process::Child;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
-
-/// A matcher process, killed when dropped.
-struct Matcher(Child);
-
-impl Matcher {
-    fn start(setup: &TestSetup, instance: &str) -> Self {
-        let (mut command, _, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), instance);
-        Self(command.spawn().expect("start refer-matcher"))
-    }
-    fn signal(&self, signal: &str) {
-        assert!(self.send(signal), "kill {signal}");
-    }
-    fn send(&self, signal: &str) -> bool {
-        std::process::Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Matcher {
-    fn drop(&mut self) {
-        self.send("-CONT");
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn meta(key: String) -> CommandMeta {
-    CommandMeta {
-        occurred_at: NIGHT,
-        correlation_id: CorrelationId::from_u128(1),
-        causation_id: None,
-        idempotency_key: Some(IdempotencyKey::new(key).unwrap()),
-    }
-}
-
-async fn request(store: &EventStore, count: usize, tag: &str) -> Vec<NeedId> {
-    let mut needs = Vec::new();
-    for i in 0..count {
-        let id = NeedId::from_uuid(Uuid::new_v4());
-        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
-        store
-            .execute::<Need>(
-                id.as_uuid(),
-                &NeedCommand::Request(request),
-                &meta(format!("{tag}{i}")),
-                None,
-            )
-            .await
-            .unwrap();
-        needs.push(id);
-    }
-    needs
-}
 
 /// Waits until every need of `needs` is proposed; returns how long it took.
 async fn proposed(store: &EventStore, needs: &[NeedId], what: &str) -> Duration {
@@ -122,20 +66,7 @@ async fn a_standby_takes_over_from_a_killed_or_paused_matcher_and_the_old_one_de
     let nats = NatsServer::start().await.unwrap();
     let setup = TestSetup::new(nats.url(), [], NIGHT);
     let store = setup.reader().await;
-    let shelter = ProviderId::from_uuid(Uuid::new_v4());
-    let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
-    store
-        .execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None)
-        .await
-        .unwrap();
-    let beds = ProviderCommand::SetCapacity {
-        service: ServiceKind::ShelterBed,
-        declared: 500,
-    };
-    store
-        .execute::<Provider>(shelter.as_uuid(), &beds, &meta("cap".into()), None)
-        .await
-        .unwrap();
+    let shelter = shelter(&store, 500).await;
 
     let mut a = Matcher::start(&setup, "matcher-a");
     let mut all = request(&store, 20, "a").await;
