@@ -35,8 +35,9 @@ pub async fn list(
         .collect();
     let (referrals, next_page_token) = page::cut(referrals, size, |r| r.position);
     let mut views = Vec::with_capacity(referrals.len());
+    let mut contacts = Contacts::new();
     for referral in &referrals {
-        views.push(full_view(service, referral, None).await?);
+        views.push(full_view_with(service, referral, None, &mut contacts).await?);
     }
     Ok(Response::new(pb::ListReferralsResponse {
         referrals: views,
@@ -109,6 +110,20 @@ pub(crate) async fn full_view(
     referral: &Referral,
     given: Option<&refer_domain::sealed::Sealed>,
 ) -> Result<pb::Referral, Status> {
+    full_view_with(service, referral, given, &mut Contacts::new()).await
+}
+
+/// Agencies' contacts opened so far for one answer.
+type Contacts = std::collections::BTreeMap<refer_domain::ids::OrgId, String>;
+
+/// [`full_view`], opening each agency's contact once for all the referrals
+/// of one answer (`contacts`).
+async fn full_view_with(
+    service: &CapacityService,
+    referral: &Referral,
+    given: Option<&refer_domain::sealed::Sealed>,
+    contacts: &mut Contacts,
+) -> Result<pb::Referral, Status> {
     let mut view = referral_view(referral);
     if referral.status != ReferralStatus::Accepted {
         return Ok(view);
@@ -131,7 +146,14 @@ pub(crate) async fn full_view(
     };
     let mut shared = pb::AgencyHandoff::default();
     if let (Some(agency), Some(contact)) = (agency, contact) {
-        shared.agency_contact = text(sealing::open(&service.vault, &contact, &purpose::agency_contact(agency)).await?);
+        shared.agency_contact = match contacts.get(&agency) {
+            Some(opened) => opened.clone(),
+            None => {
+                let opened = text(sealing::open(&service.vault, &contact, &purpose::agency_contact(agency)).await?);
+                contacts.insert(agency, opened.clone());
+                opened
+            }
+        };
     }
     let now = service.clock.now();
     if let Some((consent, note)) = note.filter(|(consent, _)| consent.until > now) {

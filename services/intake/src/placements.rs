@@ -17,6 +17,9 @@ use refer_service::watch::WatchStream;
 use refer_service::{caller, invalid, page, store_status};
 use tonic::{Request, Response, Status};
 
+/// Donations' hand-offs read so far for one answer.
+type Donations = std::collections::BTreeMap<DonationId, Option<pb::Handoff>>;
+
 impl IntakeService {
     /// Records the person's file (the case reference sealed) under the
     /// request's key. A retry, even after intake lost its data, finds the
@@ -149,6 +152,17 @@ impl IntakeService {
         id: PlacementId,
         known: Option<Placement>,
     ) -> Result<pb::Placement, Status> {
+        self.placement_view_with(id, known, &mut Donations::new()).await
+    }
+
+    /// [`Self::placement_view`], reading each donation's hand-off once for
+    /// all the placements of one answer (`donations`).
+    async fn placement_view_with(
+        &self,
+        id: PlacementId,
+        known: Option<Placement>,
+        donations: &mut Donations,
+    ) -> Result<pb::Placement, Status> {
         let (placement, needs) = {
             let files = self.board.read();
             let placement = known.or_else(|| files.placement(id).cloned()).unwrap_or_default();
@@ -193,7 +207,14 @@ impl IntakeService {
             if let Some(Target::Donation(donation)) = seen.as_ref().and_then(|s| s.placed_with) {
                 // A donation is accepted by the matcher: its hand-off is the
                 // business's standing one.
-                update.handoff = self.donation_handoff(donation).await?;
+                update.handoff = match donations.get(&donation) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let read = self.donation_handoff(donation).await?;
+                        donations.insert(donation, read.clone());
+                        read
+                    }
+                };
             }
             if let (Some(handoff), Some(sealed)) = (update.handoff.as_mut(), seen.and_then(|s| s.handoff)) {
                 match sealing::open_handoff(&self.vault, *need, &sealed).await? {
@@ -321,8 +342,9 @@ pub async fn list(
     };
     let (found, next_page_token) = page::cut(found, size, |entry| *entry);
     let mut placements = Vec::with_capacity(found.len());
+    let mut donations = Donations::new();
     for (_, id) in found {
-        placements.push(service.placement_view(id, None).await?);
+        placements.push(service.placement_view_with(id, None, &mut donations).await?);
     }
     Ok(Response::new(pb::ListPlacementsResponse {
         placements,
