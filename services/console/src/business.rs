@@ -3,7 +3,7 @@
 //! hand-off an agency is told; withdraw; how many units were used and
 //! when, never by whom.
 
-use crate::html::{csrf, esc, notice, page, problem, select, time};
+use crate::html::{checkboxes, csrf, esc, notice, page, problem, select, time};
 use crate::i18n::{Lang, T};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
@@ -153,27 +153,6 @@ async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): Raw
         Err(status) => problem(s.lang, "donations", &status),
     };
     respond(page(s.lang, T::Donations.get(s.lang), Some(&s), &body)).into_response()
-}
-
-fn checkboxes(name: &str, legend: &str, options: &[(&str, &str)], f: &Filled, default: &[&str]) -> String {
-    let mut out = format!("<fieldset class=\"choices\"><legend>{legend}</legend>");
-    let any = f.0.iter().any(|(k, _)| k == name);
-    for (value, text) in options {
-        let id = format!("{name}-{value}");
-        let on = if any {
-            f.has(name, value)
-        } else {
-            default.contains(value)
-        };
-        let checked = if on { " checked" } else { "" };
-        let _ = write!(
-            out,
-            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
-             <label for=\"{id}\">{}</label></span>",
-            esc(text)
-        );
-    }
-    out + "</fieldset>"
 }
 
 fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {

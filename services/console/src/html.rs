@@ -118,6 +118,35 @@ pub fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -
     out + "</select>"
 }
 
+/// Checkboxes named `name`, one per `(value, text)`: checked as the form was
+/// filled, or, on a form not filled yet, those in `default`.
+pub(crate) fn checkboxes(
+    name: &str,
+    legend: &str,
+    options: &[(&str, &str)],
+    f: &crate::Filled,
+    default: &[&str],
+) -> String {
+    let mut out = format!("<fieldset class=\"choices\"><legend>{legend}</legend>");
+    let any = f.0.iter().any(|(k, _)| k == name);
+    for (value, text) in options {
+        let id = format!("{name}-{value}");
+        let on = if any {
+            f.has(name, value)
+        } else {
+            default.contains(value)
+        };
+        let checked = if on { " checked" } else { "" };
+        let _ = write!(
+            out,
+            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
+             <label for=\"{id}\">{}</label></span>",
+            esc(text)
+        );
+    }
+    out + "</fieldset>"
+}
+
 /// A hidden CSRF field for a form of `session`.
 pub fn csrf(session: &Session) -> String {
     format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&session.csrf))

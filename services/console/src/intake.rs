@@ -1,7 +1,7 @@
 //! Intake staff's pages: the agency's placements, each need's status live,
 //! and a new placement for one person or a group, in a few taps.
 
-use crate::html::{self, csrf, esc, notice, page, problem, select, time};
+use crate::html::{self, checkboxes, csrf, esc, notice, page, problem, select, time};
 use crate::i18n::{Lang, T};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
@@ -253,19 +253,8 @@ fn person_fields(i: usize, lang: Lang, f: &Filled) -> String {
         label = l(T::CaseReference),
         v = esc(f.get(&p("case")))
     );
-    let _ = write!(out, "<fieldset class=\"choices\"><legend>{}</legend>", l(T::Needs));
-    for (value, _, text) in NEEDS {
-        let id = format!("{}-{value}", p("needs"));
-        let checked = if f.has(&p("needs"), value) { " checked" } else { "" };
-        let _ = write!(
-            out,
-            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
-             <label for=\"{id}\">{}</label></span>",
-            text.get(lang),
-            name = p("needs"),
-        );
-    }
-    out += "</fieldset>";
+    let needs: Vec<(&str, &str)> = NEEDS.iter().map(|(v, _, t)| (*v, t.get(lang))).collect();
+    out += &checkboxes(&p("needs"), l(T::Needs), &needs, f, &[]);
     out += &select(
         &p("age"),
         l(T::Age),
@@ -293,23 +282,8 @@ fn person_fields(i: usize, lang: Lang, f: &Filled) -> String {
         label = l(T::Languages),
         v = esc(languages)
     );
-    let _ = write!(
-        out,
-        "<fieldset class=\"choices\"><legend>{}</legend>",
-        l(T::Accessibility)
-    );
-    for (value, _, text) in ACCESS {
-        let id = format!("{}-{value}", p("access"));
-        let checked = if f.has(&p("access"), value) { " checked" } else { "" };
-        let _ = write!(
-            out,
-            "<span class=\"choice\"><input type=\"checkbox\" id=\"{id}\" name=\"{name}\" value=\"{value}\"{checked}>\
-             <label for=\"{id}\">{}</label></span>",
-            text.get(lang),
-            name = p("access"),
-        );
-    }
-    out += "</fieldset>";
+    let access: Vec<(&str, &str)> = ACCESS.iter().map(|(v, _, t)| (*v, t.get(lang))).collect();
+    out += &checkboxes(&p("access"), l(T::Accessibility), &access, f, &[]);
     let party = match f.get(&p("party")) {
         "" => "1",
         v => v,
