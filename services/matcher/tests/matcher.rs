@@ -2,14 +2,17 @@
 //! expires and settles holds; it never over-commits; a replay of the stream
 //! reproduces its decisions.
 
+mod common;
+
+use common::meta;
 use refer_domain::eligibility::ServiceArea;
-use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
+use refer_domain::ids::{NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedEvent, NeedStatus, Target};
 use refer_domain::profile::AgeBand;
 use refer_domain::provider::{Provider, ProviderCommand, ProviderProfile};
 use refer_domain::sample::{self, NIGHT};
-use refer_domain::{CommandMeta, Event, IdempotencyKey};
+use refer_domain::Event;
 use refer_matching::planner::Decision;
 use refer_service::testing::Solo;
 use std::collections::BTreeMap;
@@ -23,15 +26,6 @@ type World = Solo<()>;
 
 async fn world() -> World {
     Solo::start(refer_matcher::SERVICE, [], |_| ()).await
-}
-
-fn meta(key: String) -> CommandMeta {
-    CommandMeta {
-        occurred_at: NIGHT,
-        correlation_id: CorrelationId::from_u128(1),
-        causation_id: None,
-        idempotency_key: Some(IdempotencyKey::new(key).unwrap()),
-    }
 }
 
 async fn provider(w: &World, profile: ProviderProfile, beds: u32) -> ProviderId {
