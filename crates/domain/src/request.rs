@@ -138,6 +138,23 @@ impl PlacementRequest {
         Ok(())
     }
 
+    /// A group's people must be in one region: a group is matched as a
+    /// whole (kept together or apart) by the one matcher whose partition
+    /// holds that region. Names the first person in another region
+    /// (`<field>[i].constraints.origin.region`).
+    pub fn one_origin<'a>(people: impl IntoIterator<Item = &'a Self>, field: &str) -> Result<(), DomainError> {
+        let mut people = people.into_iter().enumerate();
+        let Some((_, first)) = people.next() else { return Ok(()) };
+        let region = &first.constraints.origin.region;
+        match people.find(|(_, p)| p.constraints.origin.region != *region) {
+            None => Ok(()),
+            Some((i, _)) => Err(DomainError::invalid(
+                format!("{field}[{i}].constraints.origin.region"),
+                format!("must be {region}, the region of {field}[0]: a group is matched in one region"),
+            )),
+        }
+    }
+
     /// Splits the bundle into one spec per need.
     pub fn specs(&self) -> impl Iterator<Item = (NeedId, NeedSpec)> + '_ {
         self.needs.iter().map(|(id, kind)| {
@@ -282,6 +299,19 @@ mod tests {
             !c.allows_site(&sample::location(32.72, -117.16, "US-06-073")),
             "San Diego is too far"
         );
+    }
+
+    #[test]
+    fn a_group_is_in_one_region() {
+        // Given three people recovered together, one of them elsewhere.
+        let mut people = [1, 2, 3].map(|p| person(p, &[(p * 10, NeedKind::Shelter)]));
+        assert_eq!(PlacementRequest::one_origin(&people, "people"), Ok(()));
+        people[2].constraints.origin = sample::location(37.77, -122.42, "US-06-075");
+        // Then the group is refused, naming the person in another region.
+        let err = PlacementRequest::one_origin(&people, "people").unwrap_err();
+        assert_eq!(err.field(), Some("people[2].constraints.origin.region"));
+        assert!(err.to_string().contains("must be US-06-037"), "{err}");
+        assert_eq!(PlacementRequest::one_origin(&people[..1], "people"), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use async_nats::jetstream::{self, stream};
 use refer_domain::event::MAX_COMMIT_BYTES;
-use refer_domain::AggregateRef;
+use refer_domain::{AggregateKind, AggregateRef};
 use std::time::Duration;
 
 /// How the domain stream is laid out on the server.
@@ -38,6 +38,11 @@ impl StreamSettings {
             aggregate.kind.token(),
             aggregate.id.as_simple()
         )
+    }
+
+    /// Every subject of one kind of aggregate (a consumer's filter).
+    pub fn subjects_of(&self, kind: AggregateKind) -> String {
+        format!("{}.{}.>", self.prefix, kind.token())
     }
 
     /// Every subject of the stream.

@@ -32,6 +32,8 @@ use refer_domain::decode_commit;
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// What the projection in the tree keeps (see [`Subscriber::open_defined`]).
+const DEFINITION_KEY: &[u8] = b"\0definition";
 
 /// What one pull gave: messages (perhaps none within the wait), or the
 /// reason it was lost before any arrived.
@@ -91,6 +93,32 @@ impl Subscriber {
             tree,
             checkpoint,
         })
+    }
+
+    /// Opens like [`Subscriber::open`] a projection whose definition (what
+    /// it keeps, for example a matcher's regions) is `definition`. A tree
+    /// kept under another definition, or none, is cleared first: the
+    /// projection is rebuilt from the start of the stream, never restored
+    /// with what another definition kept or left out.
+    pub async fn open_defined(
+        store: &EventStore,
+        name: &str,
+        filters: &[String],
+        definition: &[u8],
+    ) -> Result<Self, StoreError> {
+        let tree = store.local().db().open_tree(format!("projection/{name}"))?;
+        if tree.get(DEFINITION_KEY)?.as_deref() != Some(definition) {
+            if !tree.is_empty() {
+                tracing::info!(
+                    consumer = name,
+                    "projection kept under another definition: rebuilt from the stream"
+                );
+            }
+            tree.clear()?;
+            tree.insert(DEFINITION_KEY, definition)?;
+            tree.flush_async().await?;
+        }
+        Self::open(store, name, filters).await
     }
 
     /// The sled tree holding the projection's state and the checkpoint; a

@@ -1,7 +1,9 @@
 //! Starting a service: configuration from the environment, the event store,
 //! and the background loop that keeps a projection up to date.
 
+use refer_domain::geo::RegionCode;
 use refer_eventstore::{EventStore, Projection, StreamSettings, Subscriber};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +32,8 @@ use tokio::sync::watch;
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
 /// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers, so replicas never share one) |
+/// | `partition` | `REFER_PARTITION` | none: the matcher matches every region (docs/operations.md) |
+/// | `partition_regions` | `REFER_PARTITION_REGIONS` | required with `partition` (comma-separated in the environment) |
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
@@ -46,6 +50,8 @@ pub struct Config {
     pub longest_consent: Duration,
     /// This replica's name: its durable consumers are `<consumer>-<instance>`.
     pub instance: String,
+    /// The matcher's partition: its name and regions (`None`: every region).
+    pub partition: Option<(String, BTreeSet<RegionCode>)>,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -65,6 +71,8 @@ struct FileConfig {
     retention_hours: Option<u64>,
     longest_consent_hours: Option<u64>,
     instance: Option<String>,
+    partition: Option<String>,
+    partition_regions: Option<Vec<String>>,
 }
 
 impl Config {
@@ -176,23 +184,28 @@ impl Config {
                 .map(PathBuf::from)
                 .collect(),
         };
+        let partition = partition(
+            pick("REFER_PARTITION", "partition", f.partition),
+            match env("REFER_PARTITION_REGIONS") {
+                Some(list) => Some((
+                    list.split(',').map(|r| r.trim().to_owned()).collect(),
+                    "REFER_PARTITION_REGIONS".to_owned(),
+                )),
+                None => f.partition_regions.map(|r| (r, "partition_regions".to_owned())),
+            },
+        )?;
         let data_dir = pick("REFER_DATA_DIR", "data_dir", f.data_dir)
             .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v));
         let instance = match pick("REFER_INSTANCE", "instance", f.instance) {
             None => instance_of(&data_dir),
             Some((text, from)) => {
-                let ok = (1..=32).contains(&text.len())
-                    && text
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                if !ok {
-                    anyhow::bail!("{from}={text:?} must be 1-32 of a-z, 0-9 and -");
-                }
+                name(&text, &from)?;
                 text
             }
         };
         Ok(Self {
             instance,
+            partition,
             kek_file: pick("REFER_KEK_FILE", "kek_file", f.kek_file).map(|(v, _)| PathBuf::from(v)),
             previous_kek_files,
             retention,
@@ -234,6 +247,48 @@ impl Config {
         let db = sled::open(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open sled at {}: {e}", self.data_dir.display()))?;
         Ok(EventStore::open(client, self.stream.clone(), db).await?)
+    }
+}
+
+/// Checks a name made of 1-32 of a-z, 0-9 and `-` (it goes into consumer
+/// and lease names), or says which setting is wrong.
+fn name(text: &str, from: &str) -> anyhow::Result<()> {
+    let ok = (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    anyhow::ensure!(ok, "{from}={text:?} must be 1-32 of a-z, 0-9 and -");
+    Ok(())
+}
+
+/// The matcher's partition from its two settings, which go together.
+fn partition(
+    name_setting: Option<(String, String)>,
+    regions_setting: Option<(Vec<String>, String)>,
+) -> anyhow::Result<Option<(String, BTreeSet<RegionCode>)>> {
+    match (name_setting, regions_setting) {
+        (None, None) => Ok(None),
+        (Some((_, from)), None) => {
+            anyhow::bail!("{from} is set without its regions: set partition_regions or REFER_PARTITION_REGIONS")
+        }
+        (None, Some((_, from))) => {
+            anyhow::bail!("{from} is set without a partition name: set partition or REFER_PARTITION")
+        }
+        (Some((text, from)), Some((list, regions_from))) => {
+            name(&text, &from)?;
+            let mut regions = BTreeSet::new();
+            for (i, region) in list.iter().enumerate() {
+                let code = RegionCode::new(region.clone()).map_err(|_| {
+                    anyhow::anyhow!("{regions_from}[{i}]={region:?} is not a region code like US-06-037")
+                })?;
+                anyhow::ensure!(regions.insert(code), "{regions_from}[{i}]={region:?} is listed twice");
+            }
+            anyhow::ensure!(
+                (1..=1024).contains(&regions.len()),
+                "{regions_from} must list 1 to 1024 regions"
+            );
+            Ok(Some((text, regions)))
+        }
     }
 }
 
@@ -520,5 +575,58 @@ mod tests {
         assert_eq!(a.instance, a_again.instance, "stable across restarts");
         let named = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_INSTANCE", "capacity-2")]).unwrap();
         assert_eq!(named.instance, "capacity-2");
+    }
+
+    #[test]
+    fn a_partition_is_a_name_and_its_regions_together() {
+        let none = load(None, &[("REFER_TOKENS_FILE", "t")]).unwrap();
+        assert_eq!(none.partition, None, "every region by default");
+        let file = "tokens_file = \"t\"\npartition = \"north\"\npartition_regions = [\"US-06-075\", \"US-06-081\"]\n";
+        let (name, regions) = load(Some(file), &[]).unwrap().partition.unwrap();
+        assert_eq!(name, "north");
+        assert_eq!(
+            regions.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            ["US-06-075", "US-06-081"]
+        );
+        let from_env = load(
+            None,
+            &[
+                ("REFER_TOKENS_FILE", "t"),
+                ("REFER_PARTITION", "south"),
+                ("REFER_PARTITION_REGIONS", "US-06-037, US-06-059"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_env.partition.unwrap().1.len(), 2);
+
+        let refused = |file: &str, env: &[(&str, &str)]| load(Some(file), env).unwrap_err().to_string();
+        let err = refused("tokens_file = \"t\"\npartition = \"north\"\n", &[]);
+        assert!(err.contains("partition is set without its regions"), "{err}");
+        let err = refused("tokens_file = \"t\"\n", &[("REFER_PARTITION_REGIONS", "US-06-075")]);
+        assert!(
+            err.contains("REFER_PARTITION_REGIONS is set without a partition name"),
+            "{err}"
+        );
+        let err = refused(
+            "tokens_file = \"t\"\npartition = \"North\"\npartition_regions = [\"US-06-075\"]\n",
+            &[],
+        );
+        assert!(err.contains("partition=\"North\" must be 1-32 of a-z"), "{err}");
+        let err = refused(
+            "tokens_file = \"t\"\npartition = \"north\"\npartition_regions = [\"US-06-075\", \"us 6\"]\n",
+            &[],
+        );
+        assert!(
+            err.contains("partition_regions[1]=\"us 6\" is not a region code"),
+            "{err}"
+        );
+        let err = refused(
+            "tokens_file = \"t\"\n",
+            &[("REFER_PARTITION", "n"), ("REFER_PARTITION_REGIONS", "A,A")],
+        );
+        assert!(
+            err.contains("REFER_PARTITION_REGIONS[1]=\"A\" is listed twice"),
+            "{err}"
+        );
     }
 }

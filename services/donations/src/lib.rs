@@ -50,7 +50,10 @@ pub struct DonationsService {
 /// Opens the board, keeps it current, serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let vault = context.vault().await?;
-    let filter = format!("{}.donation.>", context.store.settings().prefix);
+    let filter = context
+        .store
+        .settings()
+        .subjects_of(refer_domain::AggregateKind::Donation);
     let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[filter]).await?;
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = DonationsService {

@@ -73,8 +73,11 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
     let vault = context.vault().await?;
     let keys = KeyBook::open(store.local().db())?;
-    let prefix = &store.settings().prefix;
-    let filters = [format!("{prefix}.need.>"), format!("{prefix}.placement.>")];
+    let stream = store.settings();
+    let filters = [
+        stream.subjects_of(refer_domain::AggregateKind::Need),
+        stream.subjects_of(refer_domain::AggregateKind::Placement),
+    ];
     let (board, subscriber) = ReadModel::open(&store, &context.consumer(CONSUMER), &filters).await?;
     let projection = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

@@ -7,7 +7,7 @@ use refer_domain::donation::Donation;
 use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId};
 use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest, Target};
 use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, SealedPart};
-use refer_domain::request::MAX_GROUP_SIZE;
+use refer_domain::request::{PlacementRequest, MAX_GROUP_SIZE};
 use refer_domain::standing::{Owner, Standing};
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_proto::intake::v1 as pb;
@@ -280,6 +280,7 @@ pub async fn request_group(
         .enumerate()
         .map(|(i, p)| person(Some(p), &format!("people[{i}]"), who.org, &key, i))
         .collect::<Result<_, _>>()?;
+    PlacementRequest::one_origin(people.iter().map(|p| &p.request), "people").map_err(|e| cv::domain_invalid("", e))?;
     service.keys.bind(&who, &key, r)?;
     let meta = service.meta(&request, key.clone());
     let group = group_id(who.org, &key);

@@ -327,6 +327,33 @@ async fn a_group_is_requested_whole_and_listed_by_page() {
 }
 
 #[tokio::test]
+async fn a_group_of_people_in_two_regions_is_refused_and_nothing_is_requested() {
+    let mut w = world().await;
+    let mut elsewhere = person("OP-2", &[common::NeedKind::Shelter]);
+    let constraints = elsewhere.constraints.as_mut().unwrap();
+    constraints.origin.as_mut().unwrap().region = "US-06-075".into();
+    let group = pb::RequestGroupRequest {
+        idempotency_key: "two-places".into(),
+        cohesion: pb::Cohesion::KeepTogether as i32,
+        people: vec![person("OP-1", &[common::NeedKind::Shelter]), elsewhere],
+    };
+    let err = w.client.request_group(authed(OFFICER, group)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("people[1].constraints.origin.region"),
+        "{}",
+        err.message()
+    );
+    let listed = w
+        .client
+        .list_placements(authed(OFFICER, pb::ListPlacementsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.placements.is_empty(), "nothing requested");
+}
+
+#[tokio::test]
 async fn bad_requests_name_the_field_and_agencies_see_only_their_own() {
     let mut w = world().await;
     let mut p = person("C", &[common::NeedKind::Shelter]);

@@ -13,7 +13,7 @@ use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::{AggregateKind, CommandMeta, Event, IdempotencyKey, Timestamp};
 use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreError, Subscriber, COMMIT_ATTEMPTS};
-use refer_matching::planner::{Decision, Ledger, Projection as State};
+use refer_matching::planner::{Decision, Ledger, Partition, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
 use refer_service::lease::{Fence, Lease};
@@ -47,10 +47,19 @@ pub struct Core {
 }
 
 impl Core {
-    /// Restores the projection from the subscriber's tree. An entry that
-    /// does not decode is logged and counted, never skipped silently: the
-    /// matcher would plan without that aggregate.
-    pub fn restore(tree: &sled::Tree) -> Self {
+    /// An empty core that matches `partition`.
+    pub fn of(partition: Partition) -> Self {
+        Core {
+            state: State::of(partition),
+            ..Core::default()
+        }
+    }
+
+    /// Restores the projection of `partition` from the subscriber's tree
+    /// (kept for the same partition: see `start`). An entry that does not
+    /// decode is logged and counted, never skipped silently: the matcher
+    /// would plan without that aggregate.
+    pub fn restore(tree: &sled::Tree, partition: Partition) -> Self {
         let mut providers = BTreeMap::new();
         let mut donations = BTreeMap::new();
         let mut needs = BTreeMap::new();
@@ -80,7 +89,7 @@ impl Core {
             }
         }
         Core {
-            state: State::restored(providers, donations, needs),
+            state: State::restored(providers, donations, needs, partition),
             ..Core::default()
         }
     }
@@ -117,16 +126,21 @@ impl Core {
 
     /// Folds a commit in without planning: a cold start folds its backlog,
     /// then plans once, instead of planning at every commit (quadratic).
+    /// Events of another partition's aggregates are left out.
     pub fn fold(&mut self, commit: &Recorded) {
+        let mut last = None;
         for envelope in &commit.events {
-            let kind = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event);
+            let Some(kind) = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event) else {
+                continue;
+            };
             self.dirty.insert((kind, envelope.aggregate.id));
             if let Event::Need(event) = &envelope.event {
                 self.acceptance.fold(envelope.aggregate.id, event, envelope.occurred_at);
             }
+            last = Some(envelope);
         }
         self.state.settle_touched(&mut self.ledger);
-        if let Some(last) = commit.events.last() {
+        if let Some(last) = last {
             self.unplanned = Some((last.occurred_at, Some(last.event_id)));
         }
     }
@@ -843,8 +857,6 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     start: |context| Box::pin(start(context)),
 };
 
-/// The lease of the matcher (one decides at a time).
-pub const LEASE: &str = "matcher";
 /// How long a lease lives without renewal: a standby decides at most about
 /// this long after the holder died.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
@@ -867,20 +879,30 @@ async fn keep_lease(mut lease: Lease, mut shutdown: tokio::sync::watch::Receiver
     }
 }
 
-/// Starts the matcher: takes (or waits for) the lease, restores the
-/// projection, keeps it current, carries out decisions while it holds the
-/// lease, and runs housekeeping (expiry) every `tick`.
+/// The partition a matcher's configuration names (every region if none).
+pub fn partition(config: &refer_service::runtime::Config) -> Partition {
+    match &config.partition {
+        None => Partition::whole(),
+        Some((name, regions)) => Partition::of(name.clone(), regions.clone()),
+    }
+}
+
+/// Starts the matcher of its partition: takes (or waits for) the
+/// partition's lease, restores the projection, keeps it current, carries
+/// out decisions while it holds the lease, and runs housekeeping (expiry)
+/// every `tick`.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
     let clock = context.clock.clone();
     let tick = context.config.tick;
     let mut shutdown = context.shutdown.clone();
-    // One matcher decides; others stand by with their projection warm.
+    let partition = partition(&context.config);
+    // One matcher of each partition decides; others stand by, warm.
     let mut lease = Lease::open(
         store.jetstream(),
         &format!("{}_LEASES", context.config.stream.name),
         context.config.stream.replicas,
-        LEASE,
+        &partition.lease(),
         &context.config.instance,
         LEASE_TTL,
     )
@@ -888,8 +910,23 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     lease.hold().await;
     let fence = lease.fence();
     let leasing = tokio::spawn(keep_lease(lease, context.shutdown.clone()));
-    let mut subscriber = Subscriber::open(&store, &context.consumer(CONSUMER), &[]).await?;
-    let core = Arc::new(Mutex::new(Core::restore(subscriber.tree())));
+    // Only what matching reads: providers, donations and needs (not the
+    // placements' files nor standing hand-offs). A projection saved for
+    // other regions is rebuilt, never restored.
+    let stream = store.settings();
+    let filters =
+        [AggregateKind::Provider, AggregateKind::Donation, AggregateKind::Need].map(|k| stream.subjects_of(k));
+    let consumer = match partition.name() {
+        None => context.consumer(CONSUMER),
+        Some(name) => context.consumer(&format!("{CONSUMER}-{name}")),
+    };
+    let definition = match partition.regions() {
+        None => "every region".to_owned(),
+        Some(regions) => regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
+    };
+    let mut subscriber = Subscriber::open_defined(&store, &consumer, &filters, definition.as_bytes()).await?;
+    tracing::info!(partition = partition.name().unwrap_or("every region"), regions = %definition, "matching");
+    let core = Arc::new(Mutex::new(Core::restore(subscriber.tree(), partition.clone())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
     let executor = Executor {
         store,
@@ -906,6 +943,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         lease: fence.clone(),
     };
     let status_core = core.clone();
+    let status_lease = fence.clone();
     let position = checkpoint.clone();
     let task = tokio::spawn(async move {
         while let Err(err) = subscriber.catch_up(&mut feed).await {
@@ -986,6 +1024,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let service = MatcherService {
         core: status_core,
         checkpoint,
+        lease: status_lease,
     };
     let server = MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
@@ -998,6 +1037,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
 pub struct MatcherService {
     core: Arc<Mutex<Core>>,
     checkpoint: Arc<std::sync::atomic::AtomicU64>,
+    lease: Fence,
 }
 
 #[tonic::async_trait]
@@ -1005,7 +1045,7 @@ impl Matcher for MatcherService {
     async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
         caller(&request)?;
         // Counters the planner keeps as it folds: the lock is held for a copy.
-        let (providers, donations, tally, (p50, timed), (p90, _)) = {
+        let (providers, donations, tally, (p50, timed), (p90, _), partition) = {
             let core = self.core.lock().expect("core lock");
             let state = &core.state;
             (
@@ -1014,6 +1054,7 @@ impl Matcher for MatcherService {
                 state.tally().clone(),
                 core.acceptance.percentile(50),
                 core.acceptance.percentile(90),
+                state.partition().clone(),
             )
         };
         let open_needs = tally
@@ -1035,6 +1076,14 @@ impl Matcher for MatcherService {
             acceptance_p50_ms: p50.unwrap_or(0),
             acceptance_p90_ms: p90.unwrap_or(0),
             acceptance_timed: timed as u32,
+            partition: partition.name().unwrap_or_default().to_owned(),
+            regions: partition
+                .regions()
+                .into_iter()
+                .flatten()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            leading: self.lease.held(),
             waitlist: tally
                 .waitlist
                 .into_iter()
@@ -1120,7 +1169,7 @@ mod tests {
         tree.apply_batch(batch).unwrap();
 
         // The new run finds nothing after the checkpoint to fold.
-        let mut core = Core::restore(&tree);
+        let mut core = Core::restore(&tree, Partition::whole());
         core.resume(NIGHT);
         core.plan_folded();
         let proposed: Vec<NeedId> = core

@@ -4,62 +4,11 @@
 
 mod common;
 
-use common::{request, shelter, Matcher};
-use refer_domain::ids::{NeedId, ProviderId};
-use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{Need, NeedStatus};
-use refer_domain::provider::Provider;
+use common::{each_once, proposed, request, shelter, Matcher};
 use refer_domain::sample::NIGHT;
-use refer_eventstore::EventStore;
 use refer_service::testing::TestSetup;
 use refer_testkit::NatsServer;
 use std::time::{Duration, Instant};
-
-/// Waits until every need of `needs` is proposed; returns how long it took.
-async fn proposed(store: &EventStore, needs: &[NeedId], what: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        let mut done = 0;
-        for n in needs {
-            if store.load::<Need>(n.as_uuid()).await.unwrap().state.status == NeedStatus::Proposed {
-                done += 1;
-            }
-        }
-        if done == needs.len() {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what}: {done} of {} proposed",
-            needs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Each need proposed exactly once, each with one hold at the shelter, and
-/// no more held than there are needs.
-async fn each_once(store: &EventStore, shelter: ProviderId, needs: &[NeedId]) {
-    let provider = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state;
-    for n in needs {
-        let need = store.load::<Need>(n.as_uuid()).await.unwrap().state;
-        assert_eq!(
-            need.proposals_made, 1,
-            "need {n} proposed {} times",
-            need.proposals_made
-        );
-        assert_eq!(
-            provider.holds.values().filter(|h| h.need == *n).count(),
-            1,
-            "need {n}: one hold"
-        );
-    }
-    assert_eq!(
-        provider.units(ServiceKind::ShelterBed).held as usize,
-        needs.len(),
-        "no over-commit"
-    );
-}
 
 #[tokio::test]
 async fn a_standby_takes_over_from_a_killed_or_paused_matcher_and_the_old_one_decides_nothing_more() {

@@ -3,6 +3,7 @@
 //! deadline, holds by need, groups and bundles, counters).
 
 use super::ledger::{Ledger, Pool};
+use super::partition::Partition;
 use crate::{Catalog, Offer, Site};
 use refer_domain::donation::{Donation, DonationEvent};
 use refer_domain::ids::{DonationId, GroupId, HoldId, NeedId, PlacementId, ProviderId};
@@ -128,6 +129,9 @@ pub struct Projection {
     /// When opening hours and donation windows were last looked at.
     #[serde(skip)]
     pub(crate) hours_checked: Option<Timestamp>,
+    /// The regions whose aggregates this projection keeps (all by default).
+    #[serde(skip)]
+    partition: Partition,
 }
 
 /// A registered provider's sites, one per service it offers.
@@ -182,8 +186,35 @@ pub(crate) fn site_pool(site: &Site) -> Pool {
 }
 
 impl Projection {
-    /// Folds one event in. Returns the kind of aggregate it touched.
-    pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
+    /// An empty projection of `partition`'s providers, donations and needs.
+    pub fn of(partition: Partition) -> Self {
+        Self {
+            partition,
+            ..Self::default()
+        }
+    }
+
+    /// The regions this projection keeps.
+    pub fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    /// Folds one event in. Returns the kind of aggregate it touched, or
+    /// `None` when the event is not this partition's (it is left out).
+    pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> Option<AggregateKind> {
+        let known = match event {
+            Event::Provider(_) => self.providers.contains_key(&ProviderId::from_uuid(id)),
+            Event::Donation(_) => self.donations.contains_key(&DonationId::from_uuid(id)),
+            Event::Need(_) => self.needs.contains_key(&NeedId::from_uuid(id)),
+            Event::Placement(_) | Event::Standing(_) => false,
+        };
+        if !self.partition.admits(known, event) {
+            return None;
+        }
+        Some(self.fold(seq, id, event))
+    }
+
+    fn fold(&mut self, seq: u64, id: Uuid, event: &Event) -> AggregateKind {
         match event {
             Event::Provider(e) => {
                 let pid = ProviderId::from_uuid(id);
@@ -274,11 +305,12 @@ impl Projection {
         providers: BTreeMap<ProviderId, Provider>,
         donations: BTreeMap<DonationId, Donation>,
         needs: BTreeMap<NeedId, (Need, u64)>,
+        partition: Partition,
     ) -> Self {
         let mut state = Projection {
             providers,
             donations,
-            ..Projection::default()
+            ..Projection::of(partition)
         };
         for (id, (need, arrival)) in needs {
             state.needs.insert(id, need);

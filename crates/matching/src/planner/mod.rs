@@ -9,7 +9,9 @@
 //!   `refer solve` runs: beds first, bundles measured from the bed, priority
 //!   tiers, keep-together, keep-apart as a constraint);
 //! - `ledger`: decisions planned and not yet seen on the stream;
-//! - `decision`: what is decided, with everything needed to carry it out.
+//! - `decision`: what is decided, with everything needed to carry it out;
+//! - `partition`: which regions' providers, donations and needs a matcher
+//!   keeps, when matching is split by region.
 //!
 //! Every decision is derived from the state, so a matcher that crashed
 //! between two steps of a decision finds the half-done step in the state and
@@ -21,7 +23,9 @@ mod decision;
 mod fold;
 mod housekeeping;
 mod ledger;
+mod partition;
 
 pub use decision::{hold_id, Decision};
 pub use fold::{Projection, Tally};
 pub use ledger::{Ledger, Pool};
+pub use partition::Partition;

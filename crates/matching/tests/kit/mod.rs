@@ -12,7 +12,7 @@ use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{Need, NeedCommand, NeedEvent, NeedRequest, Proposal, Target};
 use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ProviderEvent, ProviderProfile, ReleaseReason};
 use refer_domain::{Aggregate, Event, Timestamp};
-use refer_matching::planner::{Decision, Ledger, Projection};
+use refer_matching::planner::{Decision, Ledger, Partition, Projection};
 use uuid::Uuid;
 
 pub struct Planner {
@@ -24,8 +24,13 @@ pub struct Planner {
 
 /// Starts from the state that `events` (aggregate id, event) fold into.
 pub fn given(events: impl IntoIterator<Item = (Uuid, Event)>) -> Planner {
+    given_in(Partition::whole(), events)
+}
+
+/// The same, for the matcher of `partition`: what lies elsewhere is left out.
+pub fn given_in(partition: Partition, events: impl IntoIterator<Item = (Uuid, Event)>) -> Planner {
     let mut planner = Planner {
-        state: Projection::default(),
+        state: Projection::of(partition),
         ledger: Ledger::default(),
         seq: 0,
         now: Timestamp(0),
@@ -85,13 +90,14 @@ impl Planner {
 
     /// A restart: the ledger is lost, the state restored from what was saved.
     pub fn restart(&mut self) -> &mut Self {
+        let partition = self.state.partition().clone();
         let saved = std::mem::take(&mut self.state);
         let needs = saved
             .needs
             .into_iter()
             .map(|(id, need)| (id, (need, saved.arrival[&id])))
             .collect();
-        self.state = Projection::restored(saved.providers, saved.donations, needs);
+        self.state = Projection::restored(saved.providers, saved.donations, needs, partition);
         self.ledger = Ledger::default();
         self
     }

@@ -3,15 +3,17 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use refer_domain::geo::Location;
 use refer_domain::ids::{CorrelationId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
-use refer_domain::need::{Need, NeedCommand};
+use refer_domain::need::{Need, NeedCommand, NeedStatus};
 use refer_domain::provider::{Provider, ProviderCommand};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
 use refer_service::testing::TestSetup;
 use std::process::Child;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A matcher process (data and consumer named `instance`), killed when
@@ -20,8 +22,23 @@ pub struct Matcher(pub Child);
 
 impl Matcher {
     pub fn start(setup: &TestSetup, instance: &str) -> Self {
-        let (mut command, _, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), instance);
-        Self(command.spawn().expect("start refer-matcher"))
+        Self::spawn(setup, instance, None).0
+    }
+
+    /// A matcher of the partition `name` of `regions` (comma-separated),
+    /// and its gRPC port.
+    pub fn start_in(setup: &TestSetup, instance: &str, name: &str, regions: &str) -> (Self, u16) {
+        Self::spawn(setup, instance, Some((name, regions)))
+    }
+
+    fn spawn(setup: &TestSetup, instance: &str, partition: Option<(&str, &str)>) -> (Self, u16) {
+        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), instance);
+        if let Some((name, regions)) = partition {
+            command
+                .env("REFER_PARTITION", name)
+                .env("REFER_PARTITION_REGIONS", regions);
+        }
+        (Self(command.spawn().expect("start refer-matcher")), port)
     }
 
     /// SIGKILL, and waits for the process to be gone.
@@ -62,8 +79,15 @@ pub fn meta(key: String) -> CommandMeta {
 
 /// A shelter with `beds` beds, registered on the stream.
 pub async fn shelter(store: &EventStore, beds: u32) -> ProviderId {
+    shelter_at(store, beds, sample::shelter(OrgId::from_u128(1)).location).await
+}
+
+/// A shelter with `beds` beds at `location`, registered on the stream.
+pub async fn shelter_at(store: &EventStore, beds: u32, location: Location) -> ProviderId {
     let shelter = ProviderId::from_uuid(Uuid::new_v4());
-    let register = ProviderCommand::Register(Box::new(sample::shelter(OrgId::from_u128(1))));
+    let mut profile = sample::shelter(OrgId::from_u128(1));
+    profile.location = location;
+    let register = ProviderCommand::Register(Box::new(profile));
     store
         .execute::<Provider>(shelter.as_uuid(), &register, &meta("reg".into()), None)
         .await
@@ -81,10 +105,20 @@ pub async fn shelter(store: &EventStore, beds: u32) -> ProviderId {
 
 /// `count` needs for a shelter bed, requested with keys `<tag><i>`.
 pub async fn request(store: &EventStore, count: usize, tag: &str) -> Vec<NeedId> {
+    let origin = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(0), None)
+        .spec
+        .constraints
+        .origin;
+    request_from(store, count, tag, origin).await
+}
+
+/// The same, for people at `origin`.
+pub async fn request_from(store: &EventStore, count: usize, tag: &str, origin: Location) -> Vec<NeedId> {
     let mut needs = Vec::new();
     for i in 0..count {
         let id = NeedId::from_uuid(Uuid::new_v4());
-        let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
+        let mut request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_uuid(Uuid::new_v4()), None);
+        request.spec.constraints.origin = origin.clone();
         store
             .execute::<Need>(
                 id.as_uuid(),
@@ -97,4 +131,50 @@ pub async fn request(store: &EventStore, count: usize, tag: &str) -> Vec<NeedId>
         needs.push(id);
     }
     needs
+}
+
+/// Waits until every need of `needs` is proposed; returns how long it took.
+pub async fn proposed(store: &EventStore, needs: &[NeedId], what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut done = 0;
+        for n in needs {
+            if store.load::<Need>(n.as_uuid()).await.unwrap().state.status == NeedStatus::Proposed {
+                done += 1;
+            }
+        }
+        if done == needs.len() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: {done} of {} proposed",
+            needs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each need proposed exactly once, each with one hold at the shelter, and
+/// no more held than there are needs.
+pub async fn each_once(store: &EventStore, shelter: ProviderId, needs: &[NeedId]) {
+    let provider = store.load::<Provider>(shelter.as_uuid()).await.unwrap().state;
+    for n in needs {
+        let need = store.load::<Need>(n.as_uuid()).await.unwrap().state;
+        assert_eq!(
+            need.proposals_made, 1,
+            "need {n} proposed {} times",
+            need.proposals_made
+        );
+        assert_eq!(
+            provider.holds.values().filter(|h| h.need == *n).count(),
+            1,
+            "need {n}: one hold"
+        );
+    }
+    assert_eq!(
+        provider.units(ServiceKind::ShelterBed).held as usize,
+        needs.len(),
+        "no over-commit"
+    );
 }
