@@ -19,6 +19,9 @@ pub struct TestSetup {
     pub clock: ManualClock,
     tokens_file: PathBuf,
     tick_ms: u64,
+    stream_replicas: usize,
+    /// The ports each process instance was given (a restart keeps them).
+    ports: std::sync::Mutex<std::collections::HashMap<String, [u16; 2]>>,
 }
 
 impl TestSetup {
@@ -49,7 +52,16 @@ impl TestSetup {
             clock: ManualClock::new(now),
             tokens_file,
             tick_ms: 50,
+            stream_replicas: 1,
+            ports: Default::default(),
         }
+    }
+
+    /// How many copies of the stream (and buckets) the services keep: 3 on
+    /// a `refer_testkit::NatsCluster`.
+    pub fn stream_replicas(mut self, replicas: usize) -> Self {
+        self.stream_replicas = replicas;
+        self
     }
 
     /// How often a matcher started from here checks deadlines.
@@ -60,12 +72,26 @@ impl TestSetup {
 
     /// A store of the test's own on the same stream, to write events a
     /// test needs (a proposal from no matcher) and to read what happened.
+    /// `nats_url` may list a cluster's nodes; the reader moves to another
+    /// when one goes.
     pub async fn reader(&self) -> refer_eventstore::EventStore {
-        let client = async_nats::connect(&self.nats_url)
+        let servers: Vec<async_nats::ServerAddr> = self
+            .nats_url
+            .split(',')
+            .map(|url| url.parse().expect("a NATS URL"))
+            .collect();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(crate::runtime::reconnect_delay)
+            .connect(servers)
             .await
             .expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");
-        refer_eventstore::EventStore::open(client, Default::default(), db)
+        let settings = refer_eventstore::StreamSettings {
+            replicas: self.stream_replicas,
+            ..Default::default()
+        };
+        refer_eventstore::EventStore::open(client, settings, db)
             .await
             .expect("open the stream")
     }
@@ -77,12 +103,13 @@ impl TestSetup {
         let path = self.dir.path().join(format!("{instance}.toml"));
         let text = format!(
             "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics_listen}\"\n\
-             tokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\n",
+             tokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\nstream_replicas = {}\n",
             self.nats_url,
             data_dir.display(),
             self.tokens_file.display(),
             self.tick_ms,
             self.kek_file().display(),
+            self.stream_replicas,
         );
         std::fs::write(&path, &text).expect("write the configuration");
         (path, text, data_dir)
@@ -90,9 +117,15 @@ impl TestSetup {
 
     /// The service binary `binary` as an operator starts it: `REFER_CONFIG`
     /// names a configuration written here, on free ports (returned: the
-    /// gRPC one, then the metrics one). For tests of `main` itself.
+    /// gRPC one, then the metrics one). For tests of `main` itself. The
+    /// same `instance` again (a restart) gets the same ports and data.
     pub fn process(&self, binary: &str, instance: &str) -> (std::process::Command, u16, u16) {
-        let [port, metrics] = refer_testkit::free_ports().expect("free ports");
+        let [port, metrics] = *self
+            .ports
+            .lock()
+            .expect("ports lock")
+            .entry(instance.to_owned())
+            .or_insert_with(|| refer_testkit::free_ports().expect("free ports"));
         let (path, _, _) = self.write_config(instance, &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{metrics}"));
         let mut command = std::process::Command::new(binary);
         command

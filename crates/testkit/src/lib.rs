@@ -49,6 +49,9 @@ pub struct NatsServer {
     port: u16,
     options: ServerOptions,
     child: Option<Child>,
+    /// As a node of a cluster: the cluster's name, this node's route port,
+    /// and every node's route port.
+    cluster: Option<(String, u16, Vec<u16>)>,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -71,6 +74,7 @@ impl NatsServer {
                 port: free_port()?,
                 options,
                 child: None,
+                cluster: None,
             };
             match server.launch().await {
                 Ok(()) => return Ok(server),
@@ -132,9 +136,19 @@ impl NatsServer {
         } else {
             ""
         };
+        let cluster = match &self.cluster {
+            None => String::new(),
+            Some((name, port, routes)) => {
+                let routes: Vec<String> = routes.iter().map(|r| format!("nats-route://127.0.0.1:{r}")).collect();
+                format!(
+                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                )
+            }
+        };
         format!(
             "listen: 127.0.0.1:{port}\nserver_name: refer-test-{port}\nlog_file: \"{log}\"\n\
-             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n",
+             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n{cluster}",
             port = self.port,
             log = self.log_path().display(),
             store = self.store_dir().display(),
@@ -142,6 +156,12 @@ impl NatsServer {
     }
 
     async fn launch(&mut self) -> Result<(), TestkitError> {
+        self.spawn()?;
+        self.ready().await
+    }
+
+    /// Starts the process (not waiting for it to be ready).
+    fn spawn(&mut self) -> Result<(), TestkitError> {
         let config_path = self.dir.path().join("nats.conf");
         fs::write(&config_path, self.config())?;
         let child = Command::new(&self.bin)
@@ -152,6 +172,12 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the server answers JetStream requests (in a cluster:
+    /// once its meta group has a leader, which needs a quorum of nodes).
+    async fn ready(&mut self) -> Result<(), TestkitError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -198,6 +224,84 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A JetStream cluster of three `nats-server`s on loopback, each with its
+/// own store, owned by one test: a stream replicated 3 times survives the
+/// loss of any one node. Nodes can be killed and restarted one by one.
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts three durable nodes (fsync before ack) and waits until each
+    /// answers JetStream requests.
+    pub async fn start() -> Result<Self, TestkitError> {
+        let bin = server_binary()?;
+        let mut last_err = None;
+        for _ in 0..3 {
+            let ports = free_ports::<6>()?;
+            let routes = ports[3..].to_vec();
+            let name = format!("refer-test-{}", ports[0]);
+            let mut nodes = Vec::new();
+            for i in 0..3 {
+                nodes.push(NatsServer {
+                    bin: bin.clone(),
+                    dir: tempfile::Builder::new().prefix("refer-nats-").tempdir()?,
+                    port: ports[i],
+                    options: ServerOptions::default(),
+                    child: None,
+                    cluster: Some((name.clone(), routes[i], routes.clone())),
+                });
+            }
+            let mut cluster = Self { nodes };
+            match cluster.launch_all().await {
+                Ok(()) => return Ok(cluster),
+                Err(err) => last_err = Some(err),
+            }
+        }
+        Err(last_err.expect("at least one attempt"))
+    }
+
+    async fn launch_all(&mut self) -> Result<(), TestkitError> {
+        // All at once: none is ready before a quorum of them runs.
+        for node in &mut self.nodes {
+            node.spawn()?;
+        }
+        for node in &mut self.nodes {
+            node.ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Every node's URL, comma-separated (as `nats_url` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Node `i` (0, 1 or 2).
+    pub fn node(&self, i: usize) -> &NatsServer {
+        &self.nodes[i]
+    }
+
+    /// SIGKILL of node `i`, as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` again with its store, and waits until it answers.
+    pub async fn restart(&mut self, i: usize) -> Result<(), TestkitError> {
+        self.nodes[i].restart().await
+    }
+
+    /// Every node's log (for diagnosing a failed test).
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- node {} ---\n{}", n.port, tail(&n.log(), 30)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
