@@ -191,14 +191,14 @@ async fn render(c: &Console, s: &Session, message: &str) -> Response {
 }
 
 async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match c.signed_in(&headers, Role::Admin) {
+    match c.signed_in(&headers, Role::Admin).await {
         Ok(s) => render(&c, &s, "").await,
         Err(r) => r,
     }
 }
 
 async fn add_partner(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Admin) {
+    let s = match c.signed_in(&headers, Role::Admin).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -131,7 +131,7 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
 }
 
 async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Business) {
+    let s = match c.signed_in(&headers, Role::Business).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -226,7 +226,7 @@ fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
 }
 
 async fn new_form(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Business) {
+    let s = match c.signed_in(&headers, Role::Business).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -235,7 +235,7 @@ async fn new_form(State(c): State<Console>, headers: HeaderMap) -> Response {
 }
 
 async fn register(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Business) {
+    let s = match c.signed_in(&headers, Role::Business).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -315,7 +315,7 @@ async fn action(
     Path((donation, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Business) {
+    let s = match c.signed_in(&headers, Role::Business).await {
         Ok(s) => s,
         Err(r) => return r,
     };

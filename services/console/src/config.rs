@@ -14,6 +14,8 @@
 //! | `secure_cookies` | `REFER_SECURE_COOKIES` | `false` (`true` behind TLS: cookies get `Secure`) |
 //! | `tokens_file` | `REFER_TOKENS_FILE` | none (with it, admins add partners on the console) |
 //! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
+//! | `sessions_nats_url` | `REFER_SESSIONS_NATS_URL` | none: sessions are kept in this process. With NATS URLs (comma-separated for a cluster), in a key-value bucket every console replica shares |
+//! | `sessions_replicas` | `REFER_SESSIONS_REPLICAS` | `1` (copies of that bucket: 3 on the compose cluster) |
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +32,10 @@ pub struct Config {
     pub secure_cookies: bool,
     pub tokens_file: Option<std::path::PathBuf>,
     pub json_logs: bool,
+    /// Where sessions are shared between console replicas (`None`: kept
+    /// in this process), and in how many copies.
+    pub sessions_nats_url: Option<String>,
+    pub sessions_replicas: usize,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -44,6 +50,8 @@ struct FileConfig {
     secure_cookies: Option<bool>,
     tokens_file: Option<String>,
     log_format: Option<String>,
+    sessions_nats_url: Option<String>,
+    sessions_replicas: Option<u32>,
 }
 
 impl Config {
@@ -118,7 +126,30 @@ impl Config {
             Some((text, _)) if text == "json" => true,
             Some((text, from)) => anyhow::bail!("{from}={text:?} must be text or json"),
         };
+        let sessions_nats_url = match pick("REFER_SESSIONS_NATS_URL", "sessions_nats_url", f.sessions_nats_url) {
+            None => None,
+            Some((text, from)) => {
+                if !text.split(',').map(str::trim).all(|u| u.starts_with("nats://")) {
+                    anyhow::bail!("{from}={text:?} must be nats:// addresses (comma-separated for a cluster)");
+                }
+                Some(text)
+            }
+        };
+        let sessions_replicas = match pick(
+            "REFER_SESSIONS_REPLICAS",
+            "sessions_replicas",
+            f.sessions_replicas.map(|r| r.to_string()),
+        ) {
+            None => 1,
+            Some((text, from)) => text
+                .parse()
+                .ok()
+                .filter(|r| (1..=5).contains(r))
+                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 5"))?,
+        };
         Ok(Self {
+            sessions_nats_url,
+            sessions_replicas,
             listen,
             capacity_url: url("REFER_CAPACITY_URL", "capacity_url", f.capacity_url, 50051)?,
             donations_url: url("REFER_DONATIONS_URL", "donations_url", f.donations_url, 50052)?,
@@ -148,5 +179,20 @@ mod tests {
         assert!(err.contains("unknown field"), "{err}");
         let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));
         assert!(env.unwrap_err().to_string().contains("REFER_SECURE_COOKIES=\"yes\""));
+        let err = file("sessions_nats_url = \"http://nats:4222\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sessions_nats_url=\"http://nats:4222\" must be nats://"),
+            "{err}"
+        );
+        let err = file("sessions_replicas = 7\n").unwrap_err().to_string();
+        assert!(err.contains("sessions_replicas=\"7\" must be 1 to 5"), "{err}");
+        let shared = file("sessions_nats_url = \"nats://a:4222,nats://b:4222\"\nsessions_replicas = 3\n").unwrap();
+        assert_eq!(
+            (shared.sessions_nats_url.as_deref(), shared.sessions_replicas),
+            (Some("nats://a:4222,nats://b:4222"), 3)
+        );
+        assert_eq!(file("").unwrap().sessions_nats_url, None, "in this process by default");
     }
 }

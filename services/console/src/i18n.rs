@@ -58,6 +58,7 @@ texts! {
     Token => "Token", "Token";
     WrongToken => "That token is not valid. Check it and try again.", "Ese token no es válido. Revíselo e inténtelo de nuevo.";
     TooManyAttempts => "Too many sign-in attempts. Wait a minute and try again.", "Demasiados intentos. Espere un minuto e inténtelo de nuevo.";
+    SessionsAway => "The console cannot keep sessions right now. Try again in a moment.", "La consola no puede guardar sesiones ahora. Inténtelo de nuevo en un momento.";
     SignOut => "Sign out", "Cerrar sesión";
     SignedInAs => "Signed in as", "Sesión de";
     RoleIntake => "intake staff", "personal de admisión";

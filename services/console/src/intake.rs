@@ -169,7 +169,7 @@ async fn latest(c: &Console, s: &Session) -> Result<Vec<ik::Placement>, tonic::S
 }
 
 async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -194,7 +194,7 @@ async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): Raw
 }
 
 async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -207,7 +207,7 @@ async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
 /// Server-sent events: one `change` per need change of the listed
 /// placements (the page then fetches its fragment again).
 async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -370,7 +370,7 @@ fn new_form_html(s: &Session, people: usize, f: &Filled, message: &str) -> Strin
 }
 
 async fn new_form(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -430,7 +430,7 @@ fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
 }
 
 async fn request(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -482,7 +482,7 @@ async fn need_action(
     Path((need, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake) {
+    let s = match c.signed_in(&headers, Role::Intake).await {
         Ok(s) => s,
         Err(r) => return r,
     };

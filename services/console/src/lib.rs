@@ -71,13 +71,19 @@ fn channel(urls: &str) -> anyhow::Result<Channel> {
 }
 
 impl Console {
+    /// The console with its sessions kept in this process.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        Self::with_sessions(config, Sessions::new(config.idle))
+    }
+
+    /// The console keeping its sessions in `sessions`.
+    pub fn with_sessions(config: &Config, sessions: Sessions) -> anyhow::Result<Self> {
         Ok(Self {
             capacity: channel(&config.capacity_url)?,
             donations: channel(&config.donations_url)?,
             intake: channel(&config.intake_url)?,
             matcher: channel(&config.matcher_url)?,
-            sessions: Sessions::new(config.idle),
+            sessions,
             secure_cookies: config.secure_cookies,
             tokens_file: config.tokens_file.clone(),
         })
@@ -91,14 +97,14 @@ impl Console {
     }
 
     /// The signed-in session of this request, if any.
-    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-        self.sessions.get(session::cookie(cookies, COOKIE)?)
+        self.sessions.get(session::cookie(cookies, COOKIE)?).await
     }
 
     /// The session of a caller in `role`: otherwise sign-in, or a refusal.
-    pub(crate) fn signed_in(&self, headers: &HeaderMap, role: Role) -> Result<Session, Response> {
-        match self.session(headers) {
+    pub(crate) async fn signed_in(&self, headers: &HeaderMap, role: Role) -> Result<Session, Response> {
+        match self.session(headers).await {
             None => Err(Redirect::to("/signin").into_response()),
             Some(s) if s.role == role => Ok(s),
             Some(s) => Err(refused(s.lang, Some(&s))),
@@ -202,7 +208,7 @@ pub fn router(console: Console) -> Router {
 }
 
 async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match c.session(&headers).map(|s| s.role) {
+    match c.session(&headers).await.map(|s| s.role) {
         Some(Role::Intake) => Redirect::to("/intake").into_response(),
         Some(Role::Provider) => Redirect::to("/provider").into_response(),
         Some(Role::Business) => Redirect::to("/business").into_response(),
@@ -313,7 +319,9 @@ async fn sign_in(
     };
     match role {
         Ok(Some(role)) => {
-            let s = c.sessions.create(token, role, lang);
+            let Some(s) = c.sessions.create(token, role, lang).await else {
+                return again(StatusCode::SERVICE_UNAVAILABLE, alert(T::SessionsAway.get(lang)));
+            };
             tracing::info!(role = ?role, "signed in");
             let cookie = session::set_cookie(COOKIE, &s.id, c.secure_cookies, None);
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
@@ -324,11 +332,11 @@ async fn sign_in(
 }
 
 async fn sign_out(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(s) = c.session(&headers) {
+    if let Some(s) = c.session(&headers).await {
         if let Err(refusal) = check_csrf(&s, &form(&body)) {
             return refusal;
         }
-        c.sessions.end(&s.id);
+        c.sessions.end(&s.id).await;
     }
     let cookie = session::set_cookie(COOKIE, "", c.secure_cookies, Some(0));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
@@ -337,8 +345,8 @@ async fn sign_out(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> 
 /// Switches the language (a GET: it changes nothing but the display).
 async fn switch_lang(State(c): State<Console>, headers: HeaderMap, Path(code): Path<String>) -> Response {
     let lang = Lang::parse(&code).unwrap_or_default();
-    if let Some(s) = c.session(&headers) {
-        c.sessions.set_lang(&s.id, lang);
+    if let Some(s) = c.session(&headers).await {
+        c.sessions.set_lang(&s.id, lang).await;
     }
     let back = headers
         .get(header::REFERER)
@@ -386,7 +394,11 @@ impl Running {
 
 /// Starts the console (port 0 picks a free one).
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
-    let console = Console::new(config)?;
+    let sessions = match &config.sessions_nats_url {
+        None => Sessions::new(config.idle),
+        Some(url) => Sessions::shared(url, config.sessions_replicas, config.idle).await?,
+    };
+    let console = Console::with_sessions(config, sessions)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -231,7 +231,7 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
 }
 
 async fn sites(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -246,7 +246,7 @@ async fn sites(State(c): State<Console>, headers: HeaderMap) -> Response {
 }
 
 async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -258,7 +258,7 @@ async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
 
 /// Server-sent events: one `change` per referral change at the caller's sites.
 async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -292,7 +292,7 @@ fn after(s: &Session, done: Result<(), tonic::Status>) -> Response {
 }
 
 async fn capacity(State(c): State<Console>, headers: HeaderMap, Path(site): Path<String>, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -334,7 +334,7 @@ async fn site_action(
     Path((site, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -375,7 +375,7 @@ async fn answer(
     Path((site, referral, answer)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider) {
+    let s = match c.signed_in(&headers, Role::Provider).await {
         Ok(s) => s,
         Err(r) => return r,
     };

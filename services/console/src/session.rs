@@ -1,35 +1,73 @@
 //! Server-side sessions. The partner's token is sent once, at sign-in, and
-//! stays here; the browser holds only a random session id in an `HttpOnly`,
-//! `SameSite=Strict` cookie (`Secure` behind TLS). Each session has its own
-//! CSRF token, carried by every form; a session ends on sign-out or after
-//! `idle` unused. Sign-in attempts are limited per client address.
+//! stays on the server; the browser holds only a random session id in an
+//! `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind TLS). Each session
+//! has its own CSRF token, carried by every form; a session ends on
+//! sign-out or after `idle` unused. Sign-in attempts are limited per client
+//! address (per console replica).
+//!
+//! Sessions live in this process, or, for several console replicas behind
+//! one address, in a JetStream key-value bucket every replica reads
+//! (`sessions_nats_url`): a user signed in on one replica is signed in on
+//! all, and signing out on one ends the session everywhere. The bucket never
+//! holds a token in clear, nor the session id: an entry's key is a hash of
+//! the id, and its value is sealed (XChaCha20-Poly1305) with a key derived
+//! from the id, which only the browser holds. Whoever reads the bucket or
+//! its backups learns nothing usable; entries expire `idle` after their
+//! last touch (the bucket's max age).
 
 use crate::i18n::Lang;
+use async_nats::jetstream::kv;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use refer_service::Role;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const COOKIE: &str = "refer_session";
 /// Sign-in attempts allowed per client address per minute.
 pub const SIGN_INS_PER_MINUTE: usize = 10;
+/// The key-value bucket of shared sessions.
+pub const BUCKET: &str = "REFER_CONSOLE_SESSIONS";
 
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
+    #[serde(skip)]
     pub id: String,
     /// The partner's token, used for every call the console makes for them.
     pub token: String,
     pub role: Role,
     /// Carried by every form of this session.
     pub csrf: String,
+    #[serde(with = "lang_code")]
     pub lang: Lang,
-    last_seen: Instant,
+    /// When it was last used (milliseconds since the epoch).
+    touched_ms: u64,
+}
+
+mod lang_code {
+    use crate::i18n::Lang;
+    pub fn serialize<S: serde::Serializer>(lang: &Lang, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(lang.code())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Lang, D::Error> {
+        let code: String = serde::Deserialize::deserialize(d)?;
+        Ok(Lang::parse(&code).unwrap_or_default())
+    }
+}
+
+/// Where sessions are kept.
+#[derive(Clone)]
+enum Store {
+    Local(Arc<Mutex<HashMap<String, Session>>>),
+    Shared(Box<kv::Store>),
 }
 
 #[derive(Clone)]
 pub struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Session>>>,
+    store: Store,
     attempts: Arc<Mutex<HashMap<IpAddr, VecDeque<Instant>>>>,
     idle: Duration,
 }
@@ -39,51 +77,186 @@ pub fn random_id() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A hash of `id` for `use`: the bucket's key, or the sealing key.
+fn derived(id: &str, purpose: &str) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(b"refer-console-session/");
+    hash.update(purpose.as_bytes());
+    hash.update(b"/");
+    hash.update(id.as_bytes());
+    hash.finalize().into()
+}
+
+fn bucket_key(id: &str) -> String {
+    hex::encode(derived(id, "key"))
+}
+
+/// The session sealed with the key only its id gives, bound to its entry.
+fn seal(session: &Session) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(&derived(&session.id, "seal").into());
+    let nonce: [u8; 24] = derived(&random_id(), "nonce")[..24].try_into().expect("24 bytes");
+    let plain = serde_json::to_vec(session).expect("a session encodes");
+    let key = bucket_key(&session.id);
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: key.as_bytes(),
+            },
+        )
+        .expect("sealing cannot fail");
+    [&nonce[..], &sealed].concat()
+}
+
+fn open(id: &str, value: &[u8]) -> Option<Session> {
+    let (nonce, sealed) = value.split_at_checked(24)?;
+    let cipher = XChaCha20Poly1305::new(&derived(id, "seal").into());
+    let key = bucket_key(id);
+    let plain = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: key.as_bytes(),
+            },
+        )
+        .ok()?;
+    let mut session: Session = serde_json::from_slice(&plain).ok()?;
+    session.id = id.to_owned();
+    Some(session)
+}
+
 impl Sessions {
+    /// Sessions kept in this process (one console).
     pub fn new(idle: Duration) -> Self {
         Self {
-            inner: Arc::default(),
+            store: Store::Local(Arc::default()),
             attempts: Arc::default(),
             idle,
         }
     }
 
-    pub fn create(&self, token: String, role: Role, lang: Lang) -> Session {
+    /// Sessions shared by every console replica on the bus at `nats_url`
+    /// (comma-separated for a cluster), in the bucket [`BUCKET`] with
+    /// `replicas` copies, created if absent.
+    pub async fn shared(nats_url: &str, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
+        let servers = nats_url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("sessions_nats_url {nats_url:?} is not a list of NATS URLs: {e}"))?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(refer_service::runtime::reconnect_delay)
+            .connect(servers)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        let bucket = match js.get_key_value(BUCKET).await {
+            Ok(bucket) => bucket,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: BUCKET.to_owned(),
+                    description: "The console's sessions, sealed (services/console/src/session.rs)".into(),
+                    history: 1,
+                    max_age: idle,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the sessions bucket {BUCKET}: {e}"))?,
+        };
+        Ok(Self {
+            store: Store::Shared(Box::new(bucket)),
+            attempts: Arc::default(),
+            idle,
+        })
+    }
+
+    /// A new session; `None` when the shared store cannot keep it now.
+    pub async fn create(&self, token: String, role: Role, lang: Lang) -> Option<Session> {
         let session = Session {
             id: random_id(),
             token,
             role,
             csrf: random_id(),
             lang,
-            last_seen: Instant::now(),
+            touched_ms: now_ms(),
         };
-        let mut all = self.inner.lock().expect("sessions lock");
-        all.retain(|_, s| s.last_seen.elapsed() < self.idle);
-        all.insert(session.id.clone(), session.clone());
-        session
+        self.keep(&session).await.then_some(session)
+    }
+
+    /// Writes `session`; says whether it was kept.
+    async fn keep(&self, session: &Session) -> bool {
+        match &self.store {
+            Store::Local(all) => {
+                let mut all = all.lock().expect("sessions lock");
+                let idle = self.idle;
+                all.retain(|_, s| !expired(s, idle));
+                all.insert(session.id.clone(), session.clone());
+                true
+            }
+            Store::Shared(bucket) => match bucket.put(bucket_key(&session.id), seal(session).into()).await {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(error = %err, "a session could not be kept");
+                    false
+                }
+            },
+        }
     }
 
     /// The live session `id`, touched; an idle one is ended.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let mut all = self.inner.lock().expect("sessions lock");
-        let live = all.get(id).is_some_and(|s| s.last_seen.elapsed() < self.idle);
-        if !live {
-            all.remove(id);
+    pub async fn get(&self, id: &str) -> Option<Session> {
+        let mut session = match &self.store {
+            Store::Local(all) => all.lock().expect("sessions lock").get(id).cloned(),
+            Store::Shared(bucket) => match bucket.get(bucket_key(id)).await {
+                Ok(value) => value.and_then(|v| open(id, &v)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "sessions unreadable");
+                    None
+                }
+            },
+        }?;
+        if expired(&session, self.idle) {
+            self.end(id).await;
             return None;
         }
-        let session = all.get_mut(id).expect("live");
-        session.last_seen = Instant::now();
-        Some(session.clone())
+        // Touched at most every tenth of the idle time: a page load is not
+        // a write to the bus each time.
+        if now_ms().saturating_sub(session.touched_ms) >= (self.idle / 10).as_millis() as u64 {
+            session.touched_ms = now_ms();
+            self.keep(&session).await;
+        }
+        Some(session)
     }
 
-    pub fn set_lang(&self, id: &str, lang: Lang) {
-        if let Some(s) = self.inner.lock().expect("sessions lock").get_mut(id) {
-            s.lang = lang;
+    pub async fn set_lang(&self, id: &str, lang: Lang) {
+        if let Some(mut session) = self.get(id).await {
+            session.lang = lang;
+            self.keep(&session).await;
         }
     }
 
-    pub fn end(&self, id: &str) {
-        self.inner.lock().expect("sessions lock").remove(id);
+    pub async fn end(&self, id: &str) {
+        match &self.store {
+            Store::Local(all) => {
+                all.lock().expect("sessions lock").remove(id);
+            }
+            Store::Shared(bucket) => {
+                if let Err(err) = bucket.purge(bucket_key(id)).await {
+                    tracing::warn!(error = %err, "a session could not be ended");
+                }
+            }
+        }
     }
 
     /// Whether `client` may try to sign in now (it counts as an attempt).
@@ -99,6 +272,10 @@ impl Sessions {
         window.push_back(Instant::now());
         true
     }
+}
+
+fn expired(session: &Session, idle: Duration) -> bool {
+    now_ms().saturating_sub(session.touched_ms) >= idle.as_millis() as u64
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -126,22 +303,39 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_session_ends_when_idle_or_signed_out_and_sign_ins_are_limited() {
+    #[tokio::test]
+    async fn a_session_ends_when_idle_or_signed_out_and_sign_ins_are_limited() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let s = sessions.create("t".into(), Role::Intake, Lang::En);
+        let s = sessions.create("t".into(), Role::Intake, Lang::En).await.unwrap();
         assert_eq!(s.id.len(), 64);
         assert_ne!(s.id, s.csrf);
-        assert!(sessions.get(&s.id).is_some());
+        assert!(sessions.get(&s.id).await.is_some());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(sessions.get(&s.id).is_none(), "idle too long");
-        let s = sessions.create("t".into(), Role::Intake, Lang::En);
-        sessions.end(&s.id);
-        assert!(sessions.get(&s.id).is_none(), "signed out");
+        assert!(sessions.get(&s.id).await.is_none(), "idle too long");
+        let s = sessions.create("t".into(), Role::Intake, Lang::En).await.unwrap();
+        sessions.end(&s.id).await;
+        assert!(sessions.get(&s.id).await.is_none(), "signed out");
         let client: IpAddr = "10.0.0.7".parse().unwrap();
         assert!((0..SIGN_INS_PER_MINUTE).all(|_| sessions.allow_sign_in(client)));
         assert!(!sessions.allow_sign_in(client));
         assert!(sessions.allow_sign_in("10.0.0.8".parse().unwrap()), "per address");
+    }
+
+    #[test]
+    fn a_sealed_session_opens_only_with_its_own_id() {
+        let s = Session {
+            id: random_id(),
+            token: "token-of-the-shelter".into(),
+            role: Role::Provider,
+            csrf: random_id(),
+            lang: Lang::Es,
+            touched_ms: 7,
+        };
+        let sealed = seal(&s);
+        assert_eq!(open(&s.id, &sealed), Some(s.clone()));
+        assert_eq!(open(&random_id(), &sealed), None, "another id opens nothing");
+        assert!(!sealed.windows(s.token.len()).any(|w| w == s.token.as_bytes()));
+        assert!(!bucket_key(&s.id).contains(&s.id));
     }
 
     #[test]

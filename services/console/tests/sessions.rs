@@ -1,0 +1,141 @@
+//! Two console replicas sharing their sessions through the bus: signed in on
+//! one, signed in on both; signed out on one, signed out everywhere; a
+//! console restart signs nobody out; the bucket holds no token in clear.
+
+use refer_console::config::Config;
+use refer_console::session::BUCKET;
+use refer_tests::*;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 exchange: the status, the `Set-Cookie` session id (if
+/// any), the `Location` (if any) and the body.
+struct Answer {
+    status: u16,
+    session: Option<String>,
+    location: Option<String>,
+    body: String,
+}
+
+async fn http(console: SocketAddr, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Answer {
+    let mut socket = tokio::net::TcpStream::connect(console)
+        .await
+        .expect("the console answers");
+    let cookie = cookie.map_or(String::new(), |id| format!("Cookie: refer_session={id}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n{cookie}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.split_once(": ")
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    Answer {
+        status: head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+        session: header("set-cookie")
+            .and_then(|c| {
+                c.strip_prefix("refer_session=")
+                    .map(|v| v.split(';').next().unwrap_or("").to_owned())
+            })
+            .filter(|v| !v.is_empty()),
+        location: header("location"),
+        body: body.to_owned(),
+    }
+}
+
+fn config(c: &Coalition) -> Config {
+    let [capacity, donations, intake, matcher] = c.urls();
+    let nats = c.nats.url();
+    Config::from_sources(None, |key| match key {
+        "REFER_LISTEN" => Some("127.0.0.1:0".into()),
+        "REFER_CAPACITY_URL" => Some(capacity.clone()),
+        "REFER_DONATIONS_URL" => Some(donations.clone()),
+        "REFER_INTAKE_URL" => Some(intake.clone()),
+        "REFER_MATCHER_URL" => Some(matcher.clone()),
+        "REFER_SESSIONS_NATS_URL" => Some(nats.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with its CSRF token") + 19;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
+    let c = Coalition::start(0, 0).await;
+    let config = config(&c);
+    let a = refer_console::launch(&config).await.unwrap();
+    let b = refer_console::launch(&config).await.unwrap();
+
+    // Signed in on A.
+    let signed = http(a.addr, "POST", "/signin", None, &format!("token={INTAKE}")).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let id = signed.session.expect("a session cookie");
+    // Then signed in on B, with the same cookie.
+    let page = http(b.addr, "GET", "/intake", Some(&id), "").await;
+    assert_eq!(page.status, 200, "B knows the session A opened: {:?}", page.location);
+
+    // Neither the token nor the session id is in the bucket, nor anywhere in its stream.
+    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(format!("KV_{BUCKET}")).await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    assert!(last >= 1, "the session is in the bucket");
+    for seq in 1..=last {
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let bytes = [message.subject.as_bytes(), &message.payload[..]].concat();
+        assert!(!contains(&bytes, INTAKE), "a token in clear at {seq}");
+        assert!(!contains(&bytes, &id), "a session id in clear at {seq}");
+    }
+
+    // A restarted console still knows the session.
+    a.stop().await.unwrap();
+    let a = refer_console::launch(&config).await.unwrap();
+    assert_eq!(http(a.addr, "GET", "/intake", Some(&id), "").await.status, 200);
+
+    // Signed out on B: signed out on A too.
+    let form = format!("csrf={}", csrf(&page.body));
+    let out = http(b.addr, "POST", "/signout", Some(&id), &form).await;
+    assert_eq!(out.location.as_deref(), Some("/signin"));
+    let after = http(a.addr, "GET", "/intake", Some(&id), "").await;
+    assert_eq!(
+        (after.status, after.location.as_deref()),
+        (303, Some("/signin")),
+        "signed out everywhere"
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_shared_session_ends_when_idle() {
+    let nats = refer_testkit::NatsServer::start().await.unwrap();
+    let idle = std::time::Duration::from_secs(1);
+    let a = refer_console::session::Sessions::shared(&nats.url(), 1, idle)
+        .await
+        .unwrap();
+    let b = refer_console::session::Sessions::shared(&nats.url(), 1, idle)
+        .await
+        .unwrap();
+    let lang = refer_console::i18n::Lang::Es;
+    let s = a.create("t".into(), refer_service::Role::Provider, lang).await.unwrap();
+    let seen = b.get(&s.id).await.expect("B reads it");
+    assert_eq!((seen.token.as_str(), seen.lang), ("t", lang));
+    tokio::time::sleep(idle + std::time::Duration::from_millis(300)).await;
+    assert!(b.get(&s.id).await.is_none(), "idle too long");
+    assert!(a.get(&s.id).await.is_none());
+}
