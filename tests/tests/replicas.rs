@@ -119,3 +119,28 @@ async fn two_replicas_each_see_every_change_and_one_restarting_does_not_disturb_
     until_pending(&restarted, &site, 7, "the restarted replica").await;
     until_pending(&capacity[1], &site, 7, "replica B").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_names_one_request_whichever_replica_it_reaches() {
+    let c = Coalition::start(1, 0).await;
+    let capacity_b = TestApp::spawn_named(refer_capacity::SERVICE, &c.setup, "capacity-b").await;
+    let site = site(&c, 0, &[pb::ServiceKind::ShelterBed], 3).await;
+    let adjust = |delta| cap::AdjustCapacityRequest {
+        idempotency_key: "one-more-bed".into(),
+        provider_id: site.clone(),
+        service: pb::ServiceKind::ShelterBed as i32,
+        delta,
+    };
+    let token = provider_token(0);
+    let (mut a, mut b) = (c.capacity.clone(), CapacityClient::new(capacity_b.channel()));
+    let first = a.adjust_capacity(authed(&token, adjust(1))).await.unwrap().into_inner();
+    // Another request under the same key, on the other replica: refused.
+    assert_invalid(b.adjust_capacity(authed(&token, adjust(5))).await, "idempotency_key");
+    // The same request again, on the other replica: the first one's answer.
+    let retry = b.adjust_capacity(authed(&token, adjust(1))).await.unwrap().into_inner();
+    assert_eq!(retry.version, first.version, "applied once");
+    let beds = |p: &cap::Provider| p.capacity.iter().map(|s| s.declared).sum::<u32>();
+    assert_eq!((beds(&first), beds(&retry)), (4, 4), "3 beds, one more, once");
+    // And on the first replica, a third request under it is refused too.
+    assert_invalid(a.adjust_capacity(authed(&token, adjust(-1))).await, "idempotency_key");
+}

@@ -6,47 +6,126 @@
 //! use, whatever that request's outcome.
 //!
 //! The binding (organisation, key) -> fingerprint of the request (its type
-//! and encoded bytes) is kept in the service's sled database. It guards
-//! against a client's mistake; the store's own idempotency (per aggregate,
-//! and the stream's message ids) is what keeps a retry from applying twice,
-//! so losing this tree loses the check, never data.
+//! and encoded bytes) is kept where every replica of every service sees it:
+//! the JetStream key-value bucket `<stream>_KEYS`, replicated like the
+//! stream, whose `create` binds a key once across all replicas. Each replica
+//! also keeps the bindings it has seen in its sled database, so a retry to
+//! the same replica is checked without a round trip. A binding lives
+//! [`KEPT`] (the bucket's max age); the store's own idempotency (per
+//! aggregate, and the stream's message ids) is what keeps a retry from
+//! applying twice, so this guards against a client's mistake, and losing it
+//! loses the check, never data.
 
 use crate::{invalid, Principal};
+use async_nats::jetstream::kv;
 use refer_domain::IdempotencyKey;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use tonic::Status;
+
+/// How long a key stays bound to its request (Stripe keeps its keys a day).
+pub const KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct KeyBook {
     tree: sled::Tree,
+    bucket: kv::Store,
+}
+
+fn wrong_request() -> Status {
+    invalid(
+        "idempotency_key",
+        "was already used for a different request; use a fresh key for each request",
+    )
 }
 
 impl KeyBook {
-    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+    /// The bindings in bucket `name` (created with `replicas` copies if
+    /// absent), with this replica's own copy in `db`.
+    pub async fn open(
+        db: &sled::Db,
+        js: &async_nats::jetstream::Context,
+        name: &str,
+        replicas: usize,
+    ) -> anyhow::Result<Self> {
+        let bucket = match js.get_key_value(name).await {
+            Ok(bucket) => bucket,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.to_owned(),
+                    description: "Idempotency keys bound to their requests (refer_service::idempotency)".into(),
+                    history: 1,
+                    max_age: KEPT,
+                    num_replicas: replicas,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the idempotency bucket {name}: {e}"))?,
+        };
         Ok(Self {
             tree: db.open_tree("idempotency-requests")?,
+            bucket,
         })
     }
 
     /// Binds `key` to `request` for the caller's organisation, or checks
-    /// that it is bound to this very request.
-    pub fn bind<T: prost::Message>(&self, who: &Principal, key: &IdempotencyKey, request: &T) -> Result<(), Status> {
+    /// that it is bound to this very request, on whichever replica it was
+    /// first used.
+    pub async fn bind<T: prost::Message>(
+        &self,
+        who: &Principal,
+        key: &IdempotencyKey,
+        request: &T,
+    ) -> Result<(), Status> {
         let mut hash = Sha256::new();
         hash.update(std::any::type_name::<T>().as_bytes());
         hash.update(request.encode_to_vec());
         let fingerprint: [u8; 32] = hash.finalize().into();
         let name = format!("{}/{}", who.org.as_uuid(), key.as_str());
-        let outcome = self
-            .tree
-            .compare_and_swap(name.as_bytes(), None as Option<&[u8]>, Some(&fingerprint[..]))
-            .map_err(|e| Status::unavailable(format!("idempotency records: {e}")))?;
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(current) if current.current.as_deref() == Some(&fingerprint[..]) => Ok(()),
-            Err(_) => Err(invalid(
-                "idempotency_key",
-                "was already used for a different request; use a fresh key for each request",
-            )),
+        let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(format!("idempotency records: {e}"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(bound) = self.tree.get(name.as_bytes()).map_err(|e| unavailable(&e))? {
+            // Fingerprint, then when it was bound (seconds); a binding past
+            // `KEPT` is looked up again, as the bucket forgot it.
+            let (seen, at) = bound.split_at(32.min(bound.len()));
+            let at = at.try_into().map_or(now, u64::from_be_bytes);
+            if now.saturating_sub(at) < KEPT.as_secs() {
+                return if seen == fingerprint {
+                    Ok(())
+                } else {
+                    Err(wrong_request())
+                };
+            }
+        }
+        // The bucket's keys: a hash of the name (any key's characters fit,
+        // and no caller's key is spelled out on the bus).
+        let entry = hex::encode(Sha256::digest(name.as_bytes()));
+        let bound = match self.bucket.create(&entry, fingerprint.to_vec().into()).await {
+            Ok(_) => fingerprint.to_vec(),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match self.bucket.get(&entry).await.map_err(|e| unavailable(&e))? {
+                    Some(value) => value.to_vec(),
+                    // Expired between the two calls: bind it now.
+                    None => {
+                        self.bucket
+                            .put(&entry, fingerprint.to_vec().into())
+                            .await
+                            .map_err(|e| unavailable(&e))?;
+                        fingerprint.to_vec()
+                    }
+                }
+            }
+            Err(err) => return Err(unavailable(&err)),
+        };
+        let local = [&bound[..], &now.to_be_bytes()].concat();
+        self.tree.insert(name.as_bytes(), local).map_err(|e| unavailable(&e))?;
+        if bound == fingerprint {
+            Ok(())
+        } else {
+            Err(wrong_request())
         }
     }
 }

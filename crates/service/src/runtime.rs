@@ -393,6 +393,18 @@ impl Context {
         Ok(vault)
     }
 
+    /// The idempotency records every replica shares (`<stream>_KEYS`,
+    /// replicated like the stream), with this replica's copy in sled.
+    pub async fn key_book(&self) -> anyhow::Result<crate::idempotency::KeyBook> {
+        crate::idempotency::KeyBook::open(
+            self.store.local().db(),
+            self.store.jetstream(),
+            &format!("{}_KEYS", self.config.stream.name),
+            self.config.stream.replicas,
+        )
+        .await
+    }
+
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {

@@ -57,7 +57,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         store: context.store.clone(),
         clock: context.clock.clone(),
         board,
-        keys: KeyBook::open(context.store.local().db())?,
+        keys: context.key_book().await?,
         vault,
     };
     let server = CapacityServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);

@@ -244,7 +244,7 @@ async fn answer<T: prost::Message>(
         Answer::Accept { handoff } => Some(service.instructions_for(site, handoff.as_deref()).await?),
         Answer::Decline(_) => None,
     };
-    service.keys.bind(&who, &key, request.get_ref())?;
+    service.keys.bind(&who, &key, request.get_ref()).await?;
     let known = service.board.read().referrals.get(&hold).cloned();
     // The hold names the need while pending; afterwards the board still
     // knows it, so a retried answer finds its idempotency record.

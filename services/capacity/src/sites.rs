@@ -34,7 +34,7 @@ impl CapacityService {
         let who = caller(request)?;
         let key = cv::idempotency_key(key)?;
         let (id, _, _) = self.owned(&who, provider).await?;
-        self.keys.bind(&who, &key, request.get_ref())?;
+        self.keys.bind(&who, &key, request.get_ref()).await?;
         let done = self
             .store
             .execute::<Provider>(id, &command, &self.meta(request, key), expected)
@@ -53,7 +53,7 @@ pub async fn register(
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let provider = id(&r.provider_id, "provider_id")?;
     let profile = profile(&who, r.spec.as_ref())?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let done = service
         .store
         .execute::<Provider>(
@@ -191,7 +191,7 @@ pub async fn set_handoff(
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (id, _, _) = service.owned(&who, &r.provider_id).await?;
     let instructions = sealing::text(&r.instructions, "instructions")?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let site = ProviderId::from_uuid(id);
     sealing::set_standing(
         &service.store,

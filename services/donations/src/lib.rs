@@ -60,7 +60,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         store: context.store.clone(),
         clock: context.clock.clone(),
         board,
-        keys: KeyBook::open(context.store.local().db())?,
+        keys: context.key_book().await?,
         vault,
     };
     let server = DonationsServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
@@ -108,7 +108,7 @@ impl Donations for DonationsService {
         let key = cv::idempotency_key(&r.idempotency_key)?;
         let (id, _, _) = self.owned(&who, &r.donation_id).await?;
         let instructions = refer_service::sealing::text(&r.instructions, "instructions")?;
-        self.keys.bind(&who, &key, r)?;
+        self.keys.bind(&who, &key, r).await?;
         let donation = DonationId::from_uuid(id);
         refer_service::sealing::set_standing(
             &self.store,
@@ -134,7 +134,7 @@ impl Donations for DonationsService {
         let key = cv::idempotency_key(&r.idempotency_key)?;
         let donation = id(&r.donation_id, "donation_id")?;
         let offer = offer(&who, r.spec.as_ref())?;
-        self.keys.bind(&who, &key, r)?;
+        self.keys.bind(&who, &key, r).await?;
         let meta = refer_service::server::command_meta(&request, self.clock.as_ref(), key);
         let done = self
             .store
@@ -155,7 +155,7 @@ impl Donations for DonationsService {
         let r = request.get_ref();
         let key = cv::idempotency_key(&r.idempotency_key)?;
         let (donation, _, _) = self.owned(&who, &r.donation_id).await?;
-        self.keys.bind(&who, &key, r)?;
+        self.keys.bind(&who, &key, r).await?;
         let meta = refer_service::server::command_meta(&request, self.clock.as_ref(), key);
         let done = self
             .store

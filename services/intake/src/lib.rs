@@ -72,7 +72,7 @@ pub struct IntakeService {
 async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
     let vault = context.vault().await?;
-    let keys = KeyBook::open(store.local().db())?;
+    let keys = context.key_book().await?;
     let stream = store.settings();
     let filters = [
         stream.subjects_of(refer_domain::AggregateKind::Need),

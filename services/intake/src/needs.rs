@@ -42,7 +42,7 @@ async fn command<T: prost::Message>(
     let loaded = service.store.load::<Need>(need).await.map_err(store_status)?;
     // Another agency's need answers as an unknown one does.
     who.sees(loaded.state.request.as_ref().map(|r| r.agency), "need")?;
-    service.keys.bind(&who, &key, request.get_ref())?;
+    service.keys.bind(&who, &key, request.get_ref()).await?;
     let meta = service.meta(request, key);
     let done = service
         .store

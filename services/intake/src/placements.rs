@@ -253,7 +253,7 @@ pub async fn request_one(
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key.clone());
     let recorded = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
@@ -281,7 +281,7 @@ pub async fn request_group(
         .map(|(i, p)| person(Some(p), &format!("people[{i}]"), who.org, &key, i))
         .collect::<Result<_, _>>()?;
     PlacementRequest::one_origin(people.iter().map(|p| &p.request), "people").map_err(|e| cv::domain_invalid("", e))?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key.clone());
     let group = group_id(who.org, &key);
     let membership = GroupMembership {

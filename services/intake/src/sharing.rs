@@ -24,7 +24,7 @@ pub async fn set_contact(
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let contact = sealing::text(&r.contact, "contact")?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     sealing::set_standing(
         &service.store,
         &service.vault,
@@ -90,7 +90,7 @@ pub async fn share_note(
         given_at: service.clock.now(),
         until: cv::timestamp(consent.until_ms, "consent.until_ms")?,
     };
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let sealed = sealing::seal(&service.vault, "note", &note, &purpose::note(need)).await?;
     let command = PlacementCommand::ShareNote {
         need,
@@ -120,7 +120,7 @@ pub async fn revoke_note(
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key);
     let state = service
         .erase(
@@ -142,7 +142,7 @@ pub async fn forget(
     let r = request.get_ref();
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (placement, found) = service.owned_placement(&who, &r.placement_id).await?;
-    service.keys.bind(&who, &key, r)?;
+    service.keys.bind(&who, &key, r).await?;
     let file = found.file.as_ref().expect("an owned placement has a file");
     let mut parts = vec![SealedPart::CaseReference];
     for (need, _) in &file.needs {
