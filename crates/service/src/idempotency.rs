@@ -48,21 +48,8 @@ impl KeyBook {
         name: &str,
         replicas: usize,
     ) -> anyhow::Result<Self> {
-        let bucket = match js.get_key_value(name).await {
-            Ok(bucket) => bucket,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.to_owned(),
-                    description: "Idempotency keys bound to their requests (refer_service::idempotency)".into(),
-                    history: 1,
-                    max_age: KEPT,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create the idempotency bucket {name}: {e}"))?,
-        };
+        let description = "Idempotency keys bound to their requests (refer_service::idempotency)";
+        let bucket = crate::buckets::open(js, name, description, replicas, KEPT).await?;
         Ok(Self {
             tree: db.open_tree("idempotency-requests")?,
             bucket,

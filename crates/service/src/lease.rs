@@ -69,21 +69,7 @@ impl Lease {
         holder: &str,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let bucket = match js.get_key_value(name).await {
-            Ok(bucket) => bucket,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.to_owned(),
-                    description: "Refer's leases (see refer_service::lease)".into(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create the lease bucket {name}: {e}"))?,
-        };
+        let bucket = crate::buckets::open(js, name, "Refer's leases (see refer_service::lease)", replicas, ttl).await?;
         Ok(Self {
             bucket,
             key: key.to_owned(),

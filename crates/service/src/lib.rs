@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod buckets;
 pub mod clock;
 pub mod convert;
 pub mod idempotency;

@@ -230,18 +230,9 @@ impl Config {
     /// so a cluster node being down at start does not matter) and opens the
     /// event store with its sled directory.
     pub async fn open_store(&self) -> anyhow::Result<EventStore> {
-        let servers = self
-            .nats_url
-            .split(',')
-            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("nats_url {:?} is not a list of NATS URLs: {e}", self.nats_url))?;
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .reconnect_delay_callback(reconnect_delay)
-            .connect(servers)
+        let client = connect(&self.nats_url)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", self.nats_url))?;
+            .map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.data_dir.display()))?;
         let db = sled::open(&self.data_dir)
@@ -290,6 +281,23 @@ fn partition(
             Ok(Some((text, regions)))
         }
     }
+}
+
+/// A client of the bus at `nats_url` (comma-separated for a cluster: a
+/// node down at start does not matter, and the client moves to another
+/// when its node goes), reconnecting with [`reconnect_delay`].
+pub async fn connect(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = nats_url
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{nats_url:?} is not a list of NATS URLs: {e}"))?;
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .reconnect_delay_callback(reconnect_delay)
+        .connect(servers)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}"))
 }
 
 /// A replica's default name: the first 8 bytes of the SHA-256 of its data

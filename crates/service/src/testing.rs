@@ -75,15 +75,7 @@ impl TestSetup {
     /// `nats_url` may list a cluster's nodes; the reader moves to another
     /// when one goes.
     pub async fn reader(&self) -> refer_eventstore::EventStore {
-        let servers: Vec<async_nats::ServerAddr> = self
-            .nats_url
-            .split(',')
-            .map(|url| url.parse().expect("a NATS URL"))
-            .collect();
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .reconnect_delay_callback(crate::runtime::reconnect_delay)
-            .connect(servers)
+        let client = crate::runtime::connect(&self.nats_url)
             .await
             .expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");

@@ -147,33 +147,12 @@ impl Sessions {
     /// (comma-separated for a cluster), in the bucket [`BUCKET`] with
     /// `replicas` copies, created if absent.
     pub async fn shared(nats_url: &str, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
-        let servers = nats_url
-            .split(',')
-            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("sessions_nats_url {nats_url:?} is not a list of NATS URLs: {e}"))?;
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .reconnect_delay_callback(refer_service::runtime::reconnect_delay)
-            .connect(servers)
+        let client = refer_service::runtime::connect(nats_url)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("sessions_nats_url: {e}"))?;
         let js = async_nats::jetstream::new(client);
-        let bucket = match js.get_key_value(BUCKET).await {
-            Ok(bucket) => bucket,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.to_owned(),
-                    description: "The console's sessions, sealed (services/console/src/session.rs)".into(),
-                    history: 1,
-                    max_age: idle,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create the sessions bucket {BUCKET}: {e}"))?,
-        };
+        let description = "The console's sessions, sealed (services/console/src/session.rs)";
+        let bucket = refer_service::buckets::open(&js, BUCKET, description, replicas, idle).await?;
         Ok(Self {
             store: Store::Shared(Box::new(bucket)),
             attempts: Arc::default(),
