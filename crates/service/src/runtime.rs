@@ -129,18 +129,11 @@ impl Config {
         let (tokens_file, _) = pick("REFER_TOKENS_FILE", "tokens_file", f.tokens_file).ok_or_else(|| {
             anyhow::anyhow!("no token file: set tokens_file in the configuration or REFER_TOKENS_FILE (docs/api.md)")
         })?;
-        let replicas = match pick(
+        let replicas = replicas(pick(
             "REFER_STREAM_REPLICAS",
             "stream_replicas",
             f.stream_replicas.map(|r| r.to_string()),
-        ) {
-            None => 1,
-            Some((text, from)) => text
-                .parse()
-                .ok()
-                .filter(|r| (1..=5).contains(r))
-                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 5"))?,
-        };
+        ))?;
         let tick_ms: u64 = match pick("REFER_TICK_MS", "tick_ms", f.tick_ms.map(|t| t.to_string())) {
             None => 1000,
             Some((text, from)) => text
@@ -238,6 +231,20 @@ impl Config {
         let db = sled::open(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open sled at {}: {e}", self.data_dir.display()))?;
         Ok(EventStore::open(client, self.stream.clone(), db).await?)
+    }
+}
+
+/// How many copies of a stream or bucket a setting asks for: 1 to 5 (a
+/// JetStream cluster's limit), 1 when unset; `setting` is the value and
+/// where it came from.
+pub fn replicas(setting: Option<(String, String)>) -> anyhow::Result<usize> {
+    match setting {
+        None => Ok(1),
+        Some((text, from)) => text
+            .parse()
+            .ok()
+            .filter(|r| (1..=5).contains(r))
+            .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 5")),
     }
 }
 

@@ -135,18 +135,11 @@ impl Config {
                 Some(text)
             }
         };
-        let sessions_replicas = match pick(
+        let sessions_replicas = refer_service::runtime::replicas(pick(
             "REFER_SESSIONS_REPLICAS",
             "sessions_replicas",
             f.sessions_replicas.map(|r| r.to_string()),
-        ) {
-            None => 1,
-            Some((text, from)) => text
-                .parse()
-                .ok()
-                .filter(|r| (1..=5).contains(r))
-                .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 5"))?,
-        };
+        ))?;
         Ok(Self {
             sessions_nats_url,
             sessions_replicas,
