@@ -660,7 +660,6 @@ async fn the_active_matcher_killed_then_its_successor_paused_loses_and_doubles_n
 
     // SIGKILL of the active matcher: the standby decides.
     w.procs.get_mut("matcher-a").unwrap().kill();
-    let killed = Instant::now();
     let resumed = w.until_matching().await;
     let standby = w.procs["matcher-b"].port;
     w.until_leading(standby).await;
@@ -668,7 +667,6 @@ async fn the_active_matcher_killed_then_its_successor_paused_loses_and_doubles_n
     // The killed one comes back, as a standby.
     w.procs.get_mut("matcher-a").unwrap().spawn(&w.setup);
     w.until_placed(8).await;
-    assert!(killed.elapsed() > Duration::ZERO);
 
     // SIGSTOP of the new leader past its lease, then SIGCONT.
     w.procs["matcher-b"].signal("-STOP");

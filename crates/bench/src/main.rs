@@ -783,22 +783,38 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Restarts the matcher with no local state and times it until it has
-/// caught up with the stream.
+/// caught up with the stream: until its checkpoint is where the warm
+/// matcher's was (the last event it folds: it reads only providers,
+/// donations and needs, so the stream's own last message may be another's).
 async fn cold_restart(
     cluster: &mut Cluster,
     store: &refer_eventstore::EventStore,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let last = store.last_sequence().await?;
+    let checkpoint = |cluster: &Cluster| {
+        let mut client = cluster.matcher.clone();
+        async move {
+            client
+                .get_status(authed(&cluster::admin(), matcher::GetStatusRequest {}))
+                .await
+                .map(|r| r.into_inner().checkpoint)
+        }
+    };
+    // The warm matcher's position, once it holds still (the system is quiet).
+    let mut warm = checkpoint(cluster).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = checkpoint(cluster).await?;
+        if now == warm {
+            break;
+        }
+        warm = now;
+    }
     let started = Instant::now();
     cluster.restart_matcher_cold().await?;
     loop {
-        let status = cluster
-            .matcher
-            .get_status(authed(&cluster::admin(), matcher::GetStatusRequest {}))
-            .await
-            .map(|r| r.into_inner().checkpoint);
-        if status.is_ok_and(|c| c >= last) {
+        if checkpoint(cluster).await.is_ok_and(|c| c >= warm) {
             break;
         }
         anyhow::ensure!(

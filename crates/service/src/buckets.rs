@@ -5,14 +5,18 @@
 use async_nats::jetstream::{self, kv};
 use std::time::Duration;
 
+/// Where a bucket keeps its entries.
+pub use jetstream::stream::StorageType as Storage;
+
 /// Opens bucket `name`, or creates it with `replicas` copies, one value per
-/// key, entries living `max_age` after their last write, on disk.
+/// key, entries living `max_age` after their last write, kept in `storage`.
 pub async fn open(
     js: &jetstream::Context,
     name: &str,
     description: &str,
     replicas: usize,
     max_age: Duration,
+    storage: Storage,
 ) -> anyhow::Result<kv::Store> {
     match js.get_key_value(name).await {
         Ok(bucket) => Ok(bucket),
@@ -23,7 +27,7 @@ pub async fn open(
                 history: 1,
                 max_age,
                 num_replicas: replicas,
-                storage: jetstream::stream::StorageType::File,
+                storage,
                 ..Default::default()
             })
             .await

@@ -8,7 +8,8 @@
 //! The binding (organisation, key) -> fingerprint of the request (its type
 //! and encoded bytes) is kept where every replica of every service sees it:
 //! the JetStream key-value bucket `<stream>_KEYS`, replicated like the
-//! stream, whose `create` binds a key once across all replicas. Each replica
+//! stream (in memory: see `KeyBook::open`), whose `create` binds a key once
+//! across all replicas. Each replica
 //! also keeps the bindings it has seen in its sled database, so a retry to
 //! the same replica is checked without a round trip. A binding lives
 //! [`KEPT`] (the bucket's max age); the store's own idempotency (per
@@ -23,8 +24,8 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tonic::Status;
 
-/// How long a key stays bound to its request (Stripe keeps its keys a day).
-pub const KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a key stays bound to its request (as Stripe keeps its keys).
+pub const KEPT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone)]
 pub struct KeyBook {
@@ -49,7 +50,11 @@ impl KeyBook {
         replicas: usize,
     ) -> anyhow::Result<Self> {
         let description = "Idempotency keys bound to their requests (refer_service::idempotency)";
-        let bucket = crate::buckets::open(js, name, description, replicas, KEPT).await?;
+        // In memory, replicated: a binding costs a round trip, not an fsync
+        // (every command makes one), and losing the whole cluster's memory
+        // loses the check, never data.
+        let bucket =
+            crate::buckets::open(js, name, description, replicas, KEPT, crate::buckets::Storage::Memory).await?;
         Ok(Self {
             tree: db.open_tree("idempotency-requests")?,
             bucket,

@@ -69,7 +69,15 @@ impl Lease {
         holder: &str,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let bucket = crate::buckets::open(js, name, "Refer's leases (see refer_service::lease)", replicas, ttl).await?;
+        let bucket = crate::buckets::open(
+            js,
+            name,
+            "Refer's leases (see refer_service::lease)",
+            replicas,
+            ttl,
+            crate::buckets::Storage::File,
+        )
+        .await?;
         Ok(Self {
             bucket,
             key: key.to_owned(),

@@ -152,7 +152,8 @@ impl Sessions {
             .map_err(|e| anyhow::anyhow!("sessions_nats_url: {e}"))?;
         let js = async_nats::jetstream::new(client);
         let description = "The console's sessions, sealed (services/console/src/session.rs)";
-        let bucket = refer_service::buckets::open(&js, BUCKET, description, replicas, idle).await?;
+        let storage = refer_service::buckets::Storage::File;
+        let bucket = refer_service::buckets::open(&js, BUCKET, description, replicas, idle, storage).await?;
         Ok(Self {
             store: Store::Shared(Box::new(bucket)),
             attempts: Arc::default(),
