@@ -30,8 +30,15 @@ pub const KEPT: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct KeyBook {
     tree: sled::Tree,
-    bucket: kv::Store,
+    bucket: std::sync::Arc<std::sync::Mutex<kv::Store>>,
+    /// To create the bucket again: a bucket in memory is gone when every
+    /// node that held it restarted.
+    js: async_nats::jetstream::Context,
+    name: String,
+    replicas: usize,
 }
+
+const DESCRIPTION: &str = "Idempotency keys bound to their requests (refer_service::idempotency)";
 
 fn wrong_request() -> Status {
     invalid(
@@ -49,16 +56,40 @@ impl KeyBook {
         name: &str,
         replicas: usize,
     ) -> anyhow::Result<Self> {
-        let description = "Idempotency keys bound to their requests (refer_service::idempotency)";
-        // In memory, replicated: a binding costs a round trip, not an fsync
-        // (every command makes one), and losing the whole cluster's memory
-        // loses the check, never data.
-        let bucket =
-            crate::buckets::open(js, name, description, replicas, KEPT, crate::buckets::Storage::Memory).await?;
+        let bucket = Self::bucket(js, name, replicas).await?;
         Ok(Self {
             tree: db.open_tree("idempotency-requests")?,
-            bucket,
+            bucket: std::sync::Arc::new(std::sync::Mutex::new(bucket)),
+            js: js.clone(),
+            name: name.to_owned(),
+            replicas,
         })
+    }
+
+    /// In memory, replicated: a binding costs a round trip, not an fsync
+    /// (every command makes one), and losing every node's memory at once
+    /// loses the check, never data.
+    async fn bucket(js: &async_nats::jetstream::Context, name: &str, replicas: usize) -> anyhow::Result<kv::Store> {
+        crate::buckets::open(js, name, DESCRIPTION, replicas, KEPT, crate::buckets::Storage::Memory).await
+    }
+
+    /// Creates the binding, opening (or creating) the bucket again once if
+    /// it failed for another reason than the binding's existence.
+    async fn create(&self, entry: &str, value: &[u8]) -> Result<kv::Store, (kv::Store, kv::CreateError)> {
+        let bucket = self.bucket.lock().expect("bucket lock").clone();
+        match bucket.create(entry, value.to_vec().into()).await {
+            Ok(_) => return Ok(bucket),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => return Err((bucket, err)),
+            Err(err) => tracing::info!(error = %err, bucket = %self.name, "opening the idempotency bucket again"),
+        }
+        let Ok(bucket) = Self::bucket(&self.js, &self.name, self.replicas).await else {
+            return Err((bucket.clone(), kv::CreateError::new(kv::CreateErrorKind::Other)));
+        };
+        *self.bucket.lock().expect("bucket lock") = bucket.clone();
+        match bucket.create(entry, value.to_vec().into()).await {
+            Ok(_) => Ok(bucket),
+            Err(err) => Err((bucket, err)),
+        }
     }
 
     /// Binds `key` to `request` for the caller's organisation, or checks
@@ -95,14 +126,14 @@ impl KeyBook {
         // The bucket's keys: a hash of the name (any key's characters fit,
         // and no caller's key is spelled out on the bus).
         let entry = hex::encode(Sha256::digest(name.as_bytes()));
-        let bound = match self.bucket.create(&entry, fingerprint.to_vec().into()).await {
+        let bound = match self.create(&entry, &fingerprint).await {
             Ok(_) => fingerprint.to_vec(),
-            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match self.bucket.get(&entry).await.map_err(|e| unavailable(&e))? {
+            Err((bucket, err)) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match bucket.get(&entry).await.map_err(|e| unavailable(&e))? {
                     Some(value) => value.to_vec(),
                     // Expired between the two calls: bind it now.
                     None => {
-                        self.bucket
+                        bucket
                             .put(&entry, fingerprint.to_vec().into())
                             .await
                             .map_err(|e| unavailable(&e))?;
@@ -110,7 +141,7 @@ impl KeyBook {
                     }
                 }
             }
-            Err(err) => return Err(unavailable(&err)),
+            Err((_, err)) => return Err(unavailable(&err)),
         };
         let local = [&bound[..], &now.to_be_bytes()].concat();
         self.tree.insert(name.as_bytes(), local).map_err(|e| unavailable(&e))?;

@@ -32,7 +32,9 @@ pub const SIGN_INS_PER_MINUTE: usize = 10;
 /// The key-value bucket of shared sessions.
 pub const BUCKET: &str = "REFER_CONSOLE_SESSIONS";
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Neither `Debug` nor `Display`: a session holds a partner's token, which
+/// must never reach a log line.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     #[serde(skip)]
     pub id: String,
@@ -312,8 +314,26 @@ mod tests {
             touched_ms: 7,
         };
         let sealed = seal(&s);
-        assert_eq!(open(&s.id, &sealed), Some(s.clone()));
-        assert_eq!(open(&random_id(), &sealed), None, "another id opens nothing");
+        let opened = open(&s.id, &sealed).expect("its own id opens it");
+        assert_eq!(
+            (
+                opened.id,
+                opened.token,
+                opened.role,
+                opened.csrf,
+                opened.lang,
+                opened.touched_ms
+            ),
+            (
+                s.id.clone(),
+                s.token.clone(),
+                s.role,
+                s.csrf.clone(),
+                s.lang,
+                s.touched_ms
+            )
+        );
+        assert!(open(&random_id(), &sealed).is_none(), "another id opens nothing");
         assert!(!sealed.windows(s.token.len()).any(|w| w == s.token.as_bytes()));
         assert!(!bucket_key(&s.id).contains(&s.id));
     }
