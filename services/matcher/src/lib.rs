@@ -47,14 +47,6 @@ pub struct Core {
 }
 
 impl Core {
-    /// An empty core that matches `partition`.
-    pub fn of(partition: Partition) -> Self {
-        Core {
-            state: State::of(partition),
-            ..Core::default()
-        }
-    }
-
     /// Restores the projection of `partition` from the subscriber's tree
     /// (kept for the same partition: see `start`). An entry that does not
     /// decode is logged and counted, never skipped silently: the matcher
