@@ -331,18 +331,32 @@ impl Cluster {
     /// local state, then starts it again: it rebuilds from the stream.
     /// Returns the new client once the process listens.
     pub async fn restart_matcher_cold(&mut self) -> anyhow::Result<()> {
+        let channel = self.restart_cold(3, "matcher").await?;
+        self.matcher = MatcherClient::new(channel);
+        Ok(())
+    }
+
+    /// Restarts intake with its data directory deleted.
+    pub async fn restart_intake_cold(&mut self) -> anyhow::Result<()> {
+        let channel = self.restart_cold(2, "intake").await?;
+        self.intake = IntakeClient::new(channel);
+        Ok(())
+    }
+
+    /// Stops service `i` (SIGTERM), deletes its data directory `name`,
+    /// starts it again; a channel to it once it answers.
+    async fn restart_cold(&mut self, i: usize, name: &str) -> anyhow::Result<Channel> {
         let own = self
             .own
             .as_mut()
             .context("only services the bench started can be restarted")?;
-        if let Some(mut child) = own.children[3].take() {
+        if let Some(mut child) = own.children[i].take() {
             Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
             child.wait()?;
         }
-        std::fs::remove_dir_all(own.dir.path().join("matcher")).ok();
-        own.children[3] = Some(own.spawn(3)?);
-        self.matcher = MatcherClient::new(own.reach(3).await?);
-        Ok(())
+        std::fs::remove_dir_all(own.dir.path().join(name)).ok();
+        own.children[i] = Some(own.spawn(i)?);
+        own.reach(i).await
     }
 
     pub fn log(&self, service: &str) -> String {

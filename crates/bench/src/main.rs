@@ -706,6 +706,8 @@ async fn main() -> anyhow::Result<()> {
     if cluster.owns_services() {
         eprintln!("-- Cold restart: a new matcher process with no local state");
         cold_restart(&mut cluster, &store, &mut report).await?;
+        eprintln!("-- Cold restart: a new intake process with no local state");
+        intake_cold_restart(&mut cluster, &store, &mut report).await?;
     } else {
         report.add("matcher cold restart: skipped (connected to services the bench did not start)".into());
     }
@@ -779,6 +781,55 @@ async fn main() -> anyhow::Result<()> {
             cleaned.providers, cleaned.donations, cleaned.needs
         ));
     }
+    Ok(())
+}
+
+/// Restarts intake with no local state and times it until its read model
+/// holds the newest placement again (its files are folded in stream order).
+async fn intake_cold_restart(
+    cluster: &mut Cluster,
+    store: &refer_eventstore::EventStore,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let last = store.last_sequence().await?;
+    let newest = intake::ListPlacementsRequest {
+        page_size: 1,
+        page_token: String::new(),
+    };
+    let newest = cluster
+        .intake
+        .list_placements(authed(&cluster::intake(), newest))
+        .await?
+        .into_inner()
+        .placements
+        .pop()
+        .context("a placement to find again")?
+        .placement_id;
+    let started = Instant::now();
+    cluster.restart_intake_cold().await?;
+    loop {
+        let get = intake::GetPlacementRequest {
+            placement_id: newest.clone(),
+        };
+        if cluster
+            .intake
+            .get_placement(authed(&cluster::intake(), get))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "intake did not catch up; its log:\n{}",
+            cluster.log("intake")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report.add(format!(
+        "intake cold restart (process start, {last} stream messages, to its newest placement): {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
