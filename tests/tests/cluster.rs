@@ -425,15 +425,17 @@ impl World {
             .expect("a clustered stream")
     }
 
-    /// What node `i` leads: the stream, the key-value buckets, durable
+    /// What node `i` leads: the stream, each key-value bucket, durable
     /// consumers (each an own Raft group, whose writes or deliveries wait
     /// for an election when its leader dies).
     async fn led_by(&self, i: usize) -> String {
         use futures::StreamExt;
         let node = format!("refer-test-{}", self.cluster.node(i).addr().port());
-        let name = &self.store.settings().name;
+        let js = self.store.jetstream();
+        // The stream and every bucket (each a stream of its own).
+        let streams: Vec<String> = js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
         let mut led = Vec::new();
-        for stream in [name.clone(), format!("KV_{name}_SEALED"), format!("KV_{name}_LEASES")] {
+        for stream in streams {
             let Ok(mut handle) = self.store.jetstream().get_stream(&stream).await else {
                 continue;
             };
@@ -628,12 +630,18 @@ async fn audit(store: &EventStore, acked: &Acked, sites: &[ProviderId]) {
         acked.placements.len(),
         "no need the load did not request"
     );
-    // Each proposal has its one hold (no proposal doubled, no stray hold).
-    for (need, holds) in placed.iter().fold(BTreeMap::<NeedId, u32>::new(), |mut m, (_, n)| {
-        *m.entry(*n).or_default() += 1;
-        m
-    }) {
-        assert_eq!(proposed.get(&need), Some(&holds), "need {need}: one proposal per hold");
+    // Each proposal has its one hold, each hold its proposal (no proposal
+    // doubled, no stray hold, no proposal without its hold).
+    let mut holds: BTreeMap<NeedId, u32> = BTreeMap::new();
+    for need in placed.values() {
+        *holds.entry(*need).or_default() += 1;
+    }
+    for need in proposed.keys().chain(holds.keys()) {
+        assert_eq!(
+            proposed.get(need),
+            holds.get(need),
+            "need {need}: one proposal per hold"
+        );
     }
     // Every acknowledged capacity change applied exactly once.
     for site in sites {

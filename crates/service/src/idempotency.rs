@@ -74,20 +74,26 @@ impl KeyBook {
     }
 
     /// Creates the binding, opening (or creating) the bucket again once if
-    /// it failed for another reason than the binding's existence.
-    async fn create(&self, entry: &str, value: &[u8]) -> Result<kv::Store, (kv::Store, kv::CreateError)> {
+    /// it failed for another reason than the binding's existence. A failure
+    /// comes with the bucket the binding was tried in.
+    async fn create(&self, entry: &str, value: &[u8]) -> Result<(), (kv::Store, kv::CreateError)> {
         let bucket = self.bucket.lock().expect("bucket lock").clone();
-        match bucket.create(entry, value.to_vec().into()).await {
-            Ok(_) => return Ok(bucket),
+        let failed = match bucket.create(entry, value.to_vec().into()).await {
+            Ok(_) => return Ok(()),
             Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => return Err((bucket, err)),
-            Err(err) => tracing::info!(error = %err, bucket = %self.name, "opening the idempotency bucket again"),
-        }
-        let Ok(bucket) = Self::bucket(&self.js, &self.name, self.replicas).await else {
-            return Err((bucket.clone(), kv::CreateError::new(kv::CreateErrorKind::Other)));
+            Err(err) => err,
         };
+        let bucket = match Self::bucket(&self.js, &self.name, self.replicas).await {
+            Ok(again) => again,
+            Err(reopen) => {
+                tracing::warn!(error = %reopen, bucket = %self.name, "the idempotency bucket cannot be opened again");
+                return Err((bucket, failed));
+            }
+        };
+        tracing::info!(error = %failed, bucket = %self.name, "the idempotency bucket was opened again");
         *self.bucket.lock().expect("bucket lock") = bucket.clone();
         match bucket.create(entry, value.to_vec().into()).await {
-            Ok(_) => Ok(bucket),
+            Ok(_) => Ok(()),
             Err(err) => Err((bucket, err)),
         }
     }

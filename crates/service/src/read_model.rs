@@ -158,6 +158,16 @@ impl<M: Model> ReadModel<M> {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Answers a command only once the model shows what it wrote at
+    /// `position` (at most a couple of seconds), so the caller's next read
+    /// on this replica lists it; a model that lags is logged, and the
+    /// answer goes anyway.
+    pub async fn read_your_write(&self, position: u64) {
+        if !self.reached(position, std::time::Duration::from_secs(2)).await {
+            tracing::warn!(position, "the read model lags behind a write; answering anyway");
+        }
+    }
+
     /// Reads the current state.
     pub fn read(&self) -> RwLockReadGuard<'_, M> {
         self.state.read().expect("read-model lock")

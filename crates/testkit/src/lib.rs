@@ -272,7 +272,37 @@ impl NatsCluster {
         for node in &mut self.nodes {
             node.ready().await?;
         }
-        Ok(())
+        self.placing_on_three().await
+    }
+
+    /// Waits until the cluster places a stream on all three nodes: each
+    /// node answering is not enough, the meta leader may not count every
+    /// peer online yet ("no suitable peers for placement").
+    async fn placing_on_three(&self) -> Result<(), TestkitError> {
+        let js = async_nats::jetstream::new(self.nodes[0].connect().await);
+        let probe = async_nats::jetstream::stream::Config {
+            name: "REFER_TESTKIT_PROBE".into(),
+            subjects: vec!["refer-testkit-probe".into()],
+            num_replicas: 3,
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match js.create_stream(probe.clone()).await {
+                Ok(_) => {
+                    let _ = js.delete_stream(&probe.name).await;
+                    return Ok(());
+                }
+                Err(err) if Instant::now() > deadline => {
+                    return Err(TestkitError::NotReady {
+                        timeout: READY_TIMEOUT,
+                        log: format!("no stream of 3 replicas could be placed: {err}\n{}", self.logs()),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Every node's URL, comma-separated (as `nats_url` takes them).

@@ -340,14 +340,8 @@ async fn answer<T: prost::Message>(
     };
     view.status = status;
     view.position = view.position.max(answered.version);
-    // The provider's next list shows the answer (at most a couple of seconds).
-    if !service
-        .board
-        .reached(answered.version, std::time::Duration::from_secs(2))
-        .await
-    {
-        tracing::warn!(position = answered.version, "the referral board lags behind an answer");
-    }
+    // The provider's next list shows the answer.
+    service.board.read_your_write(answered.version).await;
     // The board may not have folded the hand-off in yet.
     let fresh = sealed.filter(|_| answered.outcome == Outcome::Applied);
     full_view(service, &view, fresh.as_ref()).await

@@ -17,7 +17,7 @@
 
 use crate::i18n::Lang;
 use async_nats::jetstream::kv;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use refer_service::Role;
 use sha2::{Digest, Sha256};
@@ -102,12 +102,12 @@ fn bucket_key(id: &str) -> String {
 /// The session sealed with the key only its id gives, bound to its entry.
 fn seal(session: &Session) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(&derived(&session.id, "seal").into());
-    let nonce: [u8; 24] = derived(&random_id(), "nonce")[..24].try_into().expect("24 bytes");
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
     let plain = serde_json::to_vec(session).expect("a session encodes");
     let key = bucket_key(&session.id);
     let sealed = cipher
         .encrypt(
-            XNonce::from_slice(&nonce),
+            &nonce,
             Payload {
                 msg: &plain,
                 aad: key.as_bytes(),

@@ -141,6 +141,8 @@ impl Donations for DonationsService {
             .execute::<Donation>(donation, &DonationCommand::Register(offer), &meta, None)
             .await
             .map_err(store_status)?;
+        // The business's next list shows the donation.
+        self.board.read_your_write(done.version).await;
         match &done.state.offer {
             Some(o) if who.acts_for(o.org) => Ok(Response::new(self.view(donation, &done.state, done.version))),
             _ => Err(Status::already_exists("donation_id is taken")),
@@ -162,6 +164,7 @@ impl Donations for DonationsService {
             .execute::<Donation>(donation, &DonationCommand::Withdraw, &meta, None)
             .await
             .map_err(store_status)?;
+        self.board.read_your_write(done.version).await;
         Ok(Response::new(self.view(donation, &done.state, done.version)))
     }
 

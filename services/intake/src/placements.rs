@@ -102,14 +102,6 @@ impl IntakeService {
         Ok(done.iter().map(|d| d.version).max().unwrap_or(0))
     }
 
-    /// Answers only once the files show what was just written (at most a
-    /// couple of seconds), so the agency's next read lists it.
-    async fn read_your_write(&self, position: u64) {
-        if !self.board.reached(position, std::time::Duration::from_secs(2)).await {
-            tracing::warn!(position, "the files lag behind a write; answering anyway");
-        }
-    }
-
     /// The hand-off a business registered for `donation`, if any.
     async fn donation_handoff(&self, donation: DonationId) -> Result<Option<pb::Handoff>, Status> {
         let standing = self
@@ -259,7 +251,7 @@ pub async fn request_one(
     let placement = person.request.placement;
     let file = recorded.file.as_ref().expect("recorded");
     let position = service.request_needs(&meta, placement, file, &person, None).await?;
-    service.read_your_write(position).await;
+    service.board.read_your_write(position).await;
     Ok(Response::new(service.placement_view(placement, Some(recorded)).await?))
 }
 
@@ -300,7 +292,7 @@ pub async fn request_group(
         position = position.max(last);
         files.push(recorded);
     }
-    service.read_your_write(position).await;
+    service.board.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
     for (person, recorded) in people.iter().zip(files) {
         views.push(service.placement_view(person.request.placement, Some(recorded)).await?);

@@ -908,7 +908,6 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     // (37 s against 3.3 s for 74,000 messages, refer-bench; intake's two
     // filters, which skip most messages, cost nothing comparable). A projection
     // saved for other regions is rebuilt, never restored.
-    let filters: [String; 0] = [];
     let consumer = match partition.name() {
         None => context.consumer(CONSUMER),
         Some(name) => context.consumer(&format!("{CONSUMER}-{name}")),
@@ -917,7 +916,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         None => "every region".to_owned(),
         Some(regions) => regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
     };
-    let mut subscriber = Subscriber::open_defined(&store, &consumer, &filters, definition.as_bytes()).await?;
+    let mut subscriber = Subscriber::open_defined(&store, &consumer, &[], definition.as_bytes()).await?;
     tracing::info!(partition = partition.name().unwrap_or("every region"), regions = %definition, "matching");
     let core = Arc::new(Mutex::new(Core::restore(subscriber.tree(), partition.clone())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));

@@ -202,13 +202,13 @@ impl Projection {
     /// Folds one event in. Returns the kind of aggregate it touched, or
     /// `None` when the event is not this partition's (it is left out).
     pub fn apply(&mut self, seq: u64, id: Uuid, event: &Event) -> Option<AggregateKind> {
-        let known = match event {
+        let known = || match event {
             Event::Provider(_) => self.providers.contains_key(&ProviderId::from_uuid(id)),
             Event::Donation(_) => self.donations.contains_key(&DonationId::from_uuid(id)),
             Event::Need(_) => self.needs.contains_key(&NeedId::from_uuid(id)),
             Event::Placement(_) | Event::Standing(_) => false,
         };
-        if !self.partition.admits(known, event) {
+        if !self.partition.admits(event, known) {
             return None;
         }
         Some(self.fold(seq, id, event))

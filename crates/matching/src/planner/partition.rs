@@ -75,14 +75,15 @@ impl Partition {
     }
 
     /// Whether `event` is this partition's to fold. `known` says whether the
-    /// partition admitted the aggregate's first event.
-    pub fn admits(&self, known: bool, event: &Event) -> bool {
+    /// partition admitted the aggregate's first event (asked only when
+    /// that decides: never for the whole map).
+    pub fn admits(&self, event: &Event, known: impl FnOnce() -> bool) -> bool {
         if self.named.is_none() {
             return true;
         }
         match lies(event) {
             Lies::In(region) => self.holds(&region),
-            Lies::Known => known,
+            Lies::Known => known(),
             Lies::Elsewhere => false,
         }
     }
