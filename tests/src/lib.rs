@@ -46,7 +46,10 @@ pub fn business_org(i: usize) -> OrgId {
 }
 
 pub struct Coalition {
+    /// The NATS server, or the first node of a cluster.
     pub nats: NatsServer,
+    /// The other two nodes when it runs on a 3-node cluster.
+    pub peers: Vec<NatsServer>,
     pub setup: TestSetup,
     /// A reader's view of the stream (for assertions only).
     pub store: EventStore,
@@ -60,7 +63,18 @@ pub struct Coalition {
 
 impl Coalition {
     pub async fn start(providers: usize, businesses: usize) -> Self {
-        let nats = NatsServer::start().await.unwrap();
+        Self::start_on(vec![NatsServer::start().await.unwrap()], providers, businesses).await
+    }
+
+    /// The same on a 3-node JetStream cluster, the stream and buckets
+    /// replicated on all three (as compose deploys it).
+    pub async fn start_on_cluster(providers: usize, businesses: usize) -> Self {
+        let nodes = refer_testkit::NatsCluster::start().await.unwrap().into_nodes();
+        Self::start_on(nodes, providers, businesses).await
+    }
+
+    async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize) -> Self {
+        let urls = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
         let mut tokens = vec![
@@ -80,7 +94,7 @@ impl Coalition {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
         );
-        let setup = TestSetup::new(nats.url(), tokens, NIGHT);
+        let setup = TestSetup::new(urls, tokens, NIGHT).stream_replicas(nodes.len());
         let mut apps = Vec::new();
         for spec in [
             refer_capacity::SERVICE,
@@ -96,11 +110,20 @@ impl Coalition {
             donations: DonationsClient::new(apps[1].channel()),
             intake: IntakeClient::new(apps[2].channel()),
             clock: setup.clock.clone(),
-            nats,
+            nats: nodes.remove(0),
+            peers: nodes,
             setup,
             store,
             apps,
         }
+    }
+
+    /// Every NATS node's JetStream store directory.
+    pub fn store_dirs(&self) -> Vec<std::path::PathBuf> {
+        std::iter::once(&self.nats)
+            .chain(&self.peers)
+            .map(NatsServer::store_dir)
+            .collect()
     }
 
     /// A channel to the service at `index` (capacity, donations, intake, matcher).

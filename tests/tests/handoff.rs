@@ -198,7 +198,7 @@ async fn every_accepted_need_shows_intake_the_site_and_its_hand_off_and_the_prov
 async fn scan_for(c: &Coalition, log: &Log, planted: &[&str], when: &str) {
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let mut places: Vec<(String, Vec<u8>)> = Vec::new();
-    for stream_name in ["REFER", "KV_REFER_SEALED"] {
+    for stream_name in ["REFER", "KV_REFER_DATA_KEYS"] {
         let mut stream = js.get_stream(stream_name).await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
         for seq in 1..=last {
@@ -351,7 +351,7 @@ async fn sealed_content_is_nowhere_in_clear_and_nothing_of_it_can_be_read_after_
     // holder included; the standing hand-offs, never erased, still do.
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_SEALED", 1, kek, vec![])
+    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
         .await
         .unwrap();
     let commits = c

@@ -51,7 +51,16 @@ pub enum Command {
         /// The key files data keys may still be wrapped by.
         #[arg(long, required = true)]
         previous: Vec<PathBuf>,
-        /// The stream whose sealed-key bucket (`<stream>_SEALED`) to rotate.
+        /// The stream whose sealed-key bucket (`<stream>_DATA_KEYS`) to rotate.
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+    },
+    /// Move the wrapped data keys from the bucket of a version before
+    /// secure erasure (`<stream>_SEALED`) to `<stream>_DATA_KEYS`, then
+    /// delete the old bucket. Run it once, with every service stopped
+    /// (docs/operations.md).
+    MigrateSealed {
+        /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
         stream: String,
     },
@@ -109,11 +118,11 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats))?;
             let js = async_nats::jetstream::new(client);
-            let bucket = format!("{stream}_SEALED");
+            let bucket = refer_sealed::bucket_for(&stream);
             if js.get_key_value(&bucket).await.is_err() {
                 anyhow::bail!("no sealed-key bucket {bucket} on {}", settings.nats);
             }
-            let vault = refer_sealed::Vault::open(&js, &bucket, 1, current.clone(), previous).await?;
+            let vault = refer_sealed::Vault::open_for_stream(&js, &stream, 1, current.clone(), previous).await?;
             let rewrapped = vault.rotate().await?;
             record(
                 settings.json,
@@ -121,6 +130,21 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     ("bucket", bucket),
                     ("rewrapped", rewrapped.to_string()),
                     ("kek", current.id().to_owned()),
+                ],
+            );
+        }
+        Command::MigrateSealed { stream } => {
+            let client = async_nats::connect(&settings.nats)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats))?;
+            let js = async_nats::jetstream::new(client);
+            let moved = refer_sealed::migrate(&js, &stream).await?;
+            record(
+                settings.json,
+                vec![
+                    ("from", refer_sealed::legacy_bucket_for(&stream)),
+                    ("to", refer_sealed::bucket_for(&stream)),
+                    ("moved", moved.to_string()),
                 ],
             );
         }

@@ -440,7 +440,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
     })
     .await
     .unwrap();
-    assert_eq!(rotated["bucket"], "REFER_SEALED");
+    assert_eq!(rotated["bucket"], "REFER_DATA_KEYS");
     assert_eq!(rotated["rewrapped"], "1", "{rotated}");
 
     // The new key alone opens the contact; the old one alone no longer does.
@@ -463,7 +463,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
         let js = js.clone();
         let kek = refer_sealed::Kek::load(kek).unwrap();
         async move {
-            refer_sealed::Vault::open(&js, "REFER_SEALED", 1, kek, vec![])
+            refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
                 .await
                 .unwrap()
         }

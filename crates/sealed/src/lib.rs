@@ -8,9 +8,18 @@
 //! key-value bucket replicated like the stream. The ciphertext ([`Sealed`])
 //! may travel anywhere, the immutable stream included; a key never does.
 //!
-//! Erasing an item purges its data key and the key's history from the
-//! bucket: the ciphertext left in the stream can then never be read again,
-//! by anyone, the KEK's holder included (crypto-shredding).
+//! Erasing an item deletes every stored copy of its wrapped data key with
+//! JetStream's secure delete, which overwrites the message with random bytes
+//! on every node's disk (a key-value purge would only add a marker and leave
+//! the old bytes in the block files). The ciphertext left in the stream can
+//! then never be read again, by anyone, the KEK's holder included
+//! (crypto-shredding). So the bucket is made here, as a key-value bucket
+//! that permits message deletes (async-nats makes them with `deny_delete`,
+//! which a stream can never drop), and read from its stream's leader only,
+//! so an erase never misses a key a lagging follower has not seen yet.
+//! What JetStream cannot overwrite is bounded in docs/privacy.md: the Raft
+//! log of a replicated bucket until its next snapshot, a node that is down
+//! at the time, and backups, which die with the KEK that wrapped them.
 //!
 //! Rotation: start the services with the new KEK as `current` and the old
 //! one among `previous`, then call [`Vault::rotate`]: every wrapped key is
@@ -111,9 +120,26 @@ struct Wrapped {
 #[derive(Clone)]
 pub struct Vault {
     bucket: async_nats::jetstream::kv::Store,
+    stream: async_nats::jetstream::stream::Stream,
     current: Kek,
     previous: Vec<Kek>,
 }
+
+/// The key bucket of the event stream `stream`.
+pub fn bucket_for(stream: &str) -> String {
+    format!("{stream}_DATA_KEYS")
+}
+
+/// The key bucket earlier versions kept (a plain key-value bucket, whose
+/// purges leave old bytes on disk); [`migrate`] moves it.
+pub fn legacy_bucket_for(stream: &str) -> String {
+    format!("{stream}_SEALED")
+}
+
+/// Revisions kept per key: the current one and, for the moment a rotation
+/// takes, the one it replaces (which it then erases itself, rather than let
+/// the server drop it without overwriting it).
+const HISTORY: i64 = 2;
 
 fn valid_name(item: &str) -> Result<String, SealError> {
     let ok = !item.is_empty()
@@ -134,7 +160,8 @@ fn unavailable(e: impl std::fmt::Display) -> SealError {
 
 impl Vault {
     /// Opens (creating if needed) the bucket `name` with `replicas` copies.
-    /// Only the latest revision of a key is kept, so a purge leaves nothing.
+    /// A bucket that refuses message deletes (one made by async-nats, or by
+    /// an earlier Refer) is refused: its erasures could not overwrite.
     pub async fn open(
         jetstream: &async_nats::jetstream::Context,
         name: &str,
@@ -142,25 +169,64 @@ impl Vault {
         current: Kek,
         previous: Vec<Kek>,
     ) -> Result<Self, SealError> {
-        let bucket = match jetstream.get_key_value(name).await {
-            Ok(bucket) => bucket,
+        use async_nats::jetstream::stream;
+        let stream_name = format!("KV_{name}");
+        let stream = match jetstream.get_stream(&stream_name).await {
+            Ok(stream) => stream,
             Err(_) => jetstream
-                .create_key_value(async_nats::jetstream::kv::Config {
-                    bucket: name.to_owned(),
-                    description: "Refer's wrapped data keys (see crates/sealed)".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: async_nats::jetstream::stream::StorageType::File,
+                .get_or_create_stream(stream::Config {
+                    name: stream_name.clone(),
+                    description: Some("Refer's wrapped data keys (see crates/sealed)".into()),
+                    subjects: vec![format!("$KV.{name}.>")],
+                    max_messages_per_subject: HISTORY,
+                    storage: stream::StorageType::File,
+                    num_replicas: replicas.max(1),
+                    allow_rollup: true,
+                    deny_delete: false,
+                    deny_purge: false,
+                    // Reads go to the leader: a follower may not have a key
+                    // sealed a moment ago, and an erase must not miss it.
+                    allow_direct: false,
+                    discard: stream::DiscardPolicy::New,
                     ..Default::default()
                 })
                 .await
                 .map_err(unavailable)?,
         };
+        let config = &stream.cached_info().config;
+        if config.deny_delete || config.allow_direct {
+            return Err(SealError::Unavailable(format!(
+                "bucket {name} refuses secure deletes or reads from followers, so erasure could not be for good; \
+                 it was not made by this version (docs/operations.md: moving the sealed keys)"
+            )));
+        }
+        let bucket = jetstream.get_key_value(name).await.map_err(unavailable)?;
         Ok(Self {
             bucket,
+            stream,
             current,
             previous,
         })
+    }
+
+    /// Opens the key bucket of the event stream `stream` ([`bucket_for`]),
+    /// refusing while the bucket of an earlier version still holds keys:
+    /// they must be moved first ([`migrate`]), with every service stopped.
+    pub async fn open_for_stream(
+        jetstream: &async_nats::jetstream::Context,
+        stream: &str,
+        replicas: usize,
+        current: Kek,
+        previous: Vec<Kek>,
+    ) -> Result<Self, SealError> {
+        let legacy = legacy_bucket_for(stream);
+        if jetstream.get_stream(format!("KV_{legacy}")).await.is_ok() {
+            return Err(SealError::Unavailable(format!(
+                "the sealed-key bucket {legacy} of an earlier version is still there: stop every service and run \
+                 `refer admin migrate-sealed --stream {stream}` (docs/operations.md)"
+            )));
+        }
+        Self::open(jetstream, &bucket_for(stream), replicas, current, previous).await
     }
 
     /// Seals `plaintext` as `item` (a name used once), bound to `purpose`
@@ -264,11 +330,51 @@ impl Vault {
             .map_err(|_| SealError::Tampered(item.to_owned()))
     }
 
-    /// Erases `item` for good: its data key and the key's history are
-    /// purged from the bucket. Erasing twice, or an unknown item, is fine.
+    /// Erases `item` for good: every stored revision of its data key is
+    /// deleted with secure delete (overwritten on disk), newest first, until
+    /// the leader has none. Erasing twice, or an unknown item, is fine.
     pub async fn erase(&self, item: &str) -> Result<(), SealError> {
         let name = valid_name(item)?;
-        self.bucket.purge(&name).await.map_err(unavailable)
+        // A rotation may add a revision meanwhile; each pass removes one.
+        for _ in 0..=HISTORY + 2 {
+            let Some(entry) = self.bucket.entry(&name).await.map_err(unavailable)? else {
+                return Ok(());
+            };
+            self.overwrite(entry.revision).await?;
+        }
+        Err(SealError::Unavailable(format!(
+            "the data key of {item:?} kept changing while it was erased"
+        )))
+    }
+
+    /// Deletes one message of the bucket's stream, overwriting it.
+    async fn overwrite(&self, sequence: u64) -> Result<(), SealError> {
+        use async_nats::jetstream::stream::DeleteMessageErrorKind;
+        match self.stream.delete_message(sequence).await {
+            Ok(_) => Ok(()),
+            // Gone already (erased by another replica, or replaced): the
+            // server says so only in words, under the code of every failed delete.
+            Err(e)
+                if matches!(e.kind(), DeleteMessageErrorKind::JetStream(ref j)
+                if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_MESSAGE_DELETE_FAILED
+                    && j.to_string().contains("no message found")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The names of the items whose data keys are live.
+    pub async fn items(&self) -> Result<Vec<String>, SealError> {
+        let names: Vec<String> = match self.bucket.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("dek.").map(str::to_owned))
+            .collect())
     }
 
     /// Re-wraps every data key not wrapped by the current KEK; returns how
@@ -314,11 +420,61 @@ impl Vault {
             };
             let bytes = Bytes::from(postcard::to_stdvec(&fresh).expect("wrapped keys encode"));
             match self.bucket.update(&name, bytes, entry.revision).await {
-                Ok(_) => rewrapped += 1,
+                Ok(_) => {
+                    // The old revision holds the same data key under the old
+                    // KEK: overwrite it rather than leave it to the limit.
+                    self.overwrite(entry.revision).await?;
+                    rewrapped += 1
+                }
                 // Erased or changed meanwhile: leave it as it is now.
                 Err(err) => tracing::info!(key = %name, error = %err, "not re-wrapped: changed meanwhile"),
             }
         }
         Ok(rewrapped)
     }
+}
+
+/// Moves every live data key of the event stream `stream` from the bucket an
+/// earlier version kept ([`legacy_bucket_for`], whose purges left old bytes
+/// on disk) into the bucket this version keeps ([`bucket_for`], with as many
+/// copies), then deletes the old bucket's stream, files and all. Returns how
+/// many keys moved; with no old bucket, moves nothing. Run it with every
+/// service stopped: an erase racing the move could bring a key back.
+pub async fn migrate(jetstream: &async_nats::jetstream::Context, stream: &str) -> Result<usize, SealError> {
+    let legacy = legacy_bucket_for(stream);
+    let Ok(mut old_stream) = jetstream.get_stream(format!("KV_{legacy}")).await else {
+        return Ok(0);
+    };
+    let replicas = old_stream.info().await.map_err(unavailable)?.config.num_replicas;
+    let old = jetstream.get_key_value(&legacy).await.map_err(unavailable)?;
+    // The KEKs are not needed: wrapped keys move as they are.
+    let unused = Kek::from_bytes([0; 32]);
+    let to = Vault::open(jetstream, &bucket_for(stream), replicas, unused, vec![]).await?;
+    let names: Vec<String> = old
+        .keys()
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    let mut moved = 0;
+    for name in names {
+        let Some(value) = old.get(&name).await.map_err(unavailable)? else {
+            continue; // purged: erased
+        };
+        if value.is_empty() {
+            continue;
+        }
+        match to.bucket.create(&name, value).await {
+            Ok(_) => moved += 1,
+            // Moved by an earlier, interrupted run.
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => moved += 1,
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    jetstream
+        .delete_stream(format!("KV_{legacy}"))
+        .await
+        .map_err(unavailable)?;
+    Ok(moved)
 }

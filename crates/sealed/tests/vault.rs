@@ -53,6 +53,89 @@ async fn a_sealed_item_opens_for_its_purpose_only_and_never_after_it_is_erased()
     v.erase("handoff.h1").await.unwrap();
 }
 
+/// The attacker holds a copy of the server's store directory and the KEK.
+#[tokio::test]
+async fn an_erased_key_cannot_be_recovered_from_the_disk_with_the_kek() {
+    use refer_testkit::forensic::{copy_dir, recover};
+    let nats = NatsServer::start().await.unwrap();
+    let v = vault(&nats, Kek::from_bytes([9; 32]), vec![]).await;
+    let items: Vec<String> = ["case.c1", "note.n1", "handoff.h1"].map(String::from).into();
+    for item in &items {
+        v.seal(item, b"secret", b"p").await.unwrap();
+    }
+    let copies = tempfile::tempdir().unwrap();
+    let before = copy_dir(&nats.store_dir(), copies.path()).unwrap();
+    let found = recover(&[before], [9; 32], &items);
+    assert_eq!(found.len(), 3, "the attacker finds live keys: {found:?}");
+
+    v.erase("case.c1").await.unwrap();
+    v.erase("note.n1").await.unwrap();
+    let after = copy_dir(&nats.store_dir(), copies.path()).unwrap();
+    let found = recover(&[after], [9; 32], &items);
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        ["handoff.h1"],
+        "only the live item's key is left on disk"
+    );
+}
+
+/// A bucket made by async-nats (or an earlier Refer) refuses secure
+/// deletes: the vault will not use it rather than promise what it cannot.
+#[tokio::test]
+async fn a_bucket_that_cannot_overwrite_is_refused() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.connect().await);
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: "plain".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = Vault::open(&js, "plain", 1, Kek::from_bytes([1; 32]), vec![])
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("refuses secure deletes"), "{err}");
+}
+
+/// Moving the keys of an earlier version keeps every live item readable,
+/// leaves erased ones erased, and removes the old bucket.
+#[tokio::test]
+async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let kek = Kek::from_bytes([4; 32]);
+    // An old bucket, as earlier versions made it, holding one live key.
+    let old = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: refer_sealed::legacy_bucket_for("S"),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let scratch = Vault::open(&js, "scratch", 1, kek.clone(), vec![]).await.unwrap();
+    let live = scratch.seal("note.live", b"still here", b"p").await.unwrap();
+    let gone = scratch.seal("note.gone", b"erased", b"p").await.unwrap();
+    let raw = js.get_key_value("scratch").await.unwrap();
+    for name in ["dek.note.live", "dek.note.gone"] {
+        old.put(name, raw.get(name).await.unwrap().unwrap()).await.unwrap();
+    }
+    old.purge("dek.note.gone").await.unwrap();
+
+    let refused = Vault::open_for_stream(&js, "S", 1, kek.clone(), vec![]).await;
+    assert!(
+        refused.err().unwrap().to_string().contains("migrate-sealed"),
+        "a service refuses to start while the old bucket is there"
+    );
+    assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 1);
+    assert!(js.get_stream("KV_S_SEALED").await.is_err(), "the old bucket is gone");
+    assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 0, "once is enough");
+    let v = Vault::open_for_stream(&js, "S", 1, kek, vec![]).await.unwrap();
+    assert_eq!(v.open_sealed(&live, b"p").await.unwrap(), b"still here");
+    assert!(matches!(v.open_sealed(&gone, b"p").await, Err(SealError::Erased(_))));
+}
+
 #[tokio::test]
 async fn a_rotated_key_encryption_key_reads_everything_and_the_old_one_can_go() {
     let nats = NatsServer::start().await.unwrap();

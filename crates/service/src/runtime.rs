@@ -381,7 +381,7 @@ impl Context {
 
     /// The sealed-data store (`crates/sealed`): the KEK from `kek_file`
     /// (refused at start if missing or malformed) and the key bucket
-    /// `<stream>_SEALED`, replicated like the stream.
+    /// `<stream>_DATA_KEYS`, replicated like the stream.
     pub async fn vault(&self) -> anyhow::Result<refer_sealed::Vault> {
         let path = self.config.kek_file.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -395,10 +395,10 @@ impl Context {
             .iter()
             .map(|p| refer_sealed::Kek::load(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let bucket = format!("{}_SEALED", self.config.stream.name);
-        let vault = refer_sealed::Vault::open(
+        let bucket = refer_sealed::bucket_for(&self.config.stream.name);
+        let vault = refer_sealed::Vault::open_for_stream(
             self.store.jetstream(),
-            &bucket,
+            &self.config.stream.name,
             self.config.stream.replicas,
             current,
             previous,

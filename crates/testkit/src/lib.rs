@@ -227,6 +227,8 @@ impl Drop for NatsServer {
     }
 }
 
+pub mod forensic;
+
 /// A JetStream cluster of three `nats-server`s on loopback, each with its
 /// own store, owned by one test: a stream replicated 3 times survives the
 /// loss of any one node. Nodes can be killed and restarted one by one.
@@ -308,6 +310,11 @@ impl NatsCluster {
     /// Every node's URL, comma-separated (as `nats_url` takes them).
     pub fn urls(&self) -> String {
         self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// The three nodes, for a test that keeps them beside other state.
+    pub fn into_nodes(self) -> Vec<NatsServer> {
+        self.nodes
     }
 
     /// Node `i` (0, 1 or 2).
