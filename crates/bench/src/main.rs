@@ -19,6 +19,7 @@
 mod baseline;
 mod cleanup;
 mod cluster;
+mod figures;
 mod load;
 mod stats;
 mod svg;
@@ -82,6 +83,12 @@ struct Args {
     /// own tokens for the run and takes them out at the end.
     #[arg(long, default_value = "run/tokens.toml")]
     tokens_file: PathBuf,
+    /// Compare this run's figures with the last recorded run's (the
+    /// figures.json of a run of the same size, by default the one kept in
+    /// docs/bench/), each relative to its own run's raw baseline, flagging
+    /// any more than 25% worse. Every run writes `figures.json` beside its plots.
+    #[arg(long, num_args = 0..=1, default_missing_value = "docs/bench/figures.json")]
+    compare: Option<PathBuf>,
 }
 
 /// How big each phase is.
@@ -335,6 +342,13 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Cluster::start(bins).await?
     };
+    let last_run = match &args.compare {
+        Some(path) => Some(
+            figures::Figures::read(path)
+                .with_context(|| format!("--compare: the last run's figures at {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut report = Report::default();
     let machine = format!(
         "{} cores, {}",
@@ -354,6 +368,27 @@ async fn main() -> anyhow::Result<()> {
         if args.smoke { "--smoke" } else { "(full)" },
         args.seed
     ));
+    let mut figures = figures::Figures {
+        mode: if args.smoke { "smoke" } else { "full" }.into(),
+        seed: args.seed,
+        machine: machine.clone(),
+        commit: std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    use figures::Better::{Higher, Lower};
+    // A latency's baseline: the time of one durable raw publish (below).
+    const RAW_MS: Option<&str> = Some("raw_publish_ms");
+    const RAW_ATOMIC: Option<&str> = Some("raw_atomic_per_s");
+    let latency = |f: &mut figures::Figures, name: &str, l: &Latencies| {
+        f.add(&format!("{name}_p50_ms"), l.quantile_ms(0.5), "ms", Lower, RAW_MS);
+        f.add(&format!("{name}_p99_ms"), l.quantile_ms(0.99), "ms", Lower, RAW_MS);
+    };
 
     // W1: operation night.
     let night = Scenario {
@@ -394,6 +429,9 @@ async fn main() -> anyhow::Result<()> {
         night_latency.summary(),
         sent.acked.summary()
     ));
+
+    latency(&mut figures, "w1_proposal", &night_latency);
+    latency(&mut figures, "w1_ack", &sent.acked);
 
     // W2: national day.
     eprintln!("-- W2: national day");
@@ -504,6 +542,12 @@ async fn main() -> anyhow::Result<()> {
     let one = baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?;
     let pipelined = baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?;
     let atomic = baseline::publish_atomic_batches(&js, sizes.raw_pipelined, size).await?;
+    figures.add("raw_one_per_s", one, "/s", Higher, None);
+    figures.add("raw_publish_ms", 1000.0 / one, "ms", Lower, None);
+    figures.add("raw_pipelined_per_s", pipelined, "/s", Higher, None);
+    figures.add("raw_atomic_per_s", atomic, "/s", Higher, None);
+    figures.add("w2_updates_per_s", updates.per_second(), "/s", Higher, RAW_ATOMIC);
+    figures.add("w2_placements_per_s", placed.per_second(), "/s", Higher, RAW_ATOMIC);
     report.add(format!(
         "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s, atomic batches of {} {atomic:.0}/s",
         baseline::ATOMIC_BATCH
@@ -572,6 +616,7 @@ async fn main() -> anyhow::Result<()> {
         "capacity appearing -> waitlisted need proposed: {}",
         waitlist.summary()
     ));
+    latency(&mut figures, "waitlist_proposal", &waitlist);
 
     // Need -> proposal while needs arrive at a quarter of `rate`, then at `rate`.
     eprintln!("-- Need -> proposal at a steady rate");
@@ -604,6 +649,8 @@ async fn main() -> anyhow::Result<()> {
             latencies.summary(),
             sent.acked.summary()
         ));
+        latency(&mut figures, &format!("rate_{per_second}_proposal"), &latencies);
+        latency(&mut figures, &format!("rate_{per_second}_ack"), &sent.acked);
         rated.push((per_second, latencies));
     }
 
@@ -649,12 +696,12 @@ async fn main() -> anyhow::Result<()> {
     let stress_updates = stress_updates.lock().expect("lock").clone();
     let stress_needs = stress_needs.lock().expect("lock").clone();
     let stress_update_rate = stress_updates.buckets.iter().sum::<u64>() as f64 / elapsed;
+    let stress_request_rate = stress_needs.buckets.iter().sum::<u64>() as f64 / elapsed;
+    figures.add("w3_updates_per_s", stress_update_rate, "/s", Higher, RAW_ATOMIC);
+    figures.add("w3_requests_per_s", stress_request_rate, "/s", Higher, RAW_ATOMIC);
     report.add(format!(
         "W3 {} clients for {:.0} s: {:.0} capacity updates/s and {:.0} placement requests/s with durable ack",
-        sizes.clients,
-        elapsed,
-        stress_update_rate,
-        stress_needs.buckets.iter().sum::<u64>() as f64 / elapsed
+        sizes.clients, elapsed, stress_update_rate, stress_request_rate
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let end_rss = cluster.peak_rss_mb();
@@ -688,6 +735,14 @@ async fn main() -> anyhow::Result<()> {
     let events: usize = commits.iter().map(|c| c.events.len()).sum();
     let raw_rate = raw_messages as f64 / raw_time.as_secs_f64();
     let rebuild_rate = commits.len() as f64 / rebuild.as_secs_f64();
+    figures.add("raw_replay_per_s", raw_rate, "/s", Higher, None);
+    figures.add(
+        "rebuild_commits_per_s",
+        rebuild_rate,
+        "/s",
+        Higher,
+        Some("raw_replay_per_s"),
+    );
     report.add(format!(
         "matcher rebuild (read, decode, fold): {} commits ({events} events) in {:.2} s = {:.0} events/s; raw ordered replay {:.0} msgs/s; {}",
         commits.len(),
@@ -774,6 +829,27 @@ async fn main() -> anyhow::Result<()> {
         args.plots.join("latency.svg").display(),
         args.plots.join("throughput.svg").display()
     ));
+    let figures_path = args.plots.join("figures.json");
+    figures.write(&figures_path)?;
+    report.add(format!("figures: {}", figures_path.display()));
+    if let Some(last) = &last_run {
+        if last.mode != figures.mode {
+            report.add(format!(
+                "compare: the last run was {} and this one {}: not comparable",
+                last.mode, figures.mode
+            ));
+        } else {
+            report.add(format!(
+                "compare with {} ({}), each figure relative to its run's raw baseline; !! marks more than {:.0}% worse:",
+                last.commit,
+                last.machine,
+                (figures::FLAG_WORSE - 1.0) * 100.0
+            ));
+            for change in figures::compare(last, &figures) {
+                report.add(change.describe());
+            }
+        }
+    }
     if !cluster.owns_services() {
         let cleaned = cleanup::clean_up(&cluster).await?;
         report.add(format!(
