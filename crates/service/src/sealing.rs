@@ -146,9 +146,13 @@ pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventst
     }
 }
 
-/// Sets a standing hand-off (an agency's contact, a site's default) to
-/// `text`, sealed for `purpose`: the replaced text's key is erased once the
-/// new one is recorded; a retried request (same key) leaves no stray key.
+/// Sets a standing hand-off (an agency's contact, a site's default, a
+/// donation's instructions) to `text`, sealed for `purpose`. The key erased
+/// is the one the committed event says it replaced (`standing.replaced`),
+/// decided on the state the commit was made at: a replacement that lost a
+/// race and was decided again replaces (and erases) the winner's text, not
+/// the one it first read, so concurrent replacements leave one live item. A
+/// retried request (same key) leaves no stray key.
 pub async fn set_standing(
     store: &refer_eventstore::EventStore,
     vault: &Vault,
@@ -158,12 +162,6 @@ pub async fn set_standing(
     meta: &refer_domain::CommandMeta,
 ) -> Result<(), Status> {
     use refer_domain::standing::{Standing, StandingCommand};
-    let before = store
-        .load::<Standing>(owner.id())
-        .await
-        .map_err(crate::store_status)?
-        .state
-        .text;
     let sealed = seal(vault, "standing", text, purpose).await?;
     let command = StandingCommand::Set {
         owner,
@@ -174,12 +172,16 @@ pub async fn set_standing(
         erase(vault, [sealed.item.as_str()]).await?;
     }
     let done = done.map_err(crate::store_status)?;
-    if done.outcome == refer_eventstore::Outcome::Applied {
-        if let Some(old) = before.filter(|old| old.item != sealed.item) {
-            erase(vault, [old.item.as_str()]).await?;
-        }
-    }
-    Ok(())
+    let replaced: Vec<&str> = done
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            refer_domain::Event::Standing(event) => event.replaced(),
+            _ => None,
+        })
+        .map(|old| old.item.as_str())
+        .collect();
+    erase(vault, replaced).await
 }
 
 #[cfg(test)]
