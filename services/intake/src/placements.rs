@@ -25,14 +25,15 @@ impl IntakeService {
     /// Records the person's file (the case reference sealed) under the
     /// request's key. A retry, even after intake lost its data, finds the
     /// file recorded (the ids come from the key) and gets it back: its needs,
-    /// not the retry's, are the ones requested.
+    /// not the retry's, are the ones requested. `true`: recorded now, from
+    /// this very request.
     async fn record(
         &self,
         meta: &CommandMeta,
         agency: OrgId,
         person: &Person,
         group: Option<GroupId>,
-    ) -> Result<Placement, Status> {
+    ) -> Result<(Placement, bool), Status> {
         let placement = person.request.placement;
         let case_reference = match person.case_reference.as_str() {
             "" => None,
@@ -58,7 +59,8 @@ impl IntakeService {
         if file.agency != agency {
             return Err(Status::internal("a placement id collided with another agency's"));
         }
-        Ok(done.state)
+        let fresh = done.outcome == refer_eventstore::Outcome::Applied;
+        Ok((done.state, fresh))
     }
 
     /// Appends the `Requested` event of every need of the file (a retry
@@ -172,7 +174,7 @@ impl IntakeService {
     ) -> Result<pb::Placement, Status> {
         let mut trail = Trail::new(who);
         let view = self
-            .placement_view_with(id, known, &mut Donations::new(), &mut trail)
+            .placement_view_with(id, known, None, &mut Donations::new(), &mut trail)
             .await?;
         self.reads.record(trail, self.clock.now()).await?;
         Ok(view)
@@ -186,11 +188,14 @@ impl IntakeService {
     /// forgotten, or retention) shows it erased, never opened: also a
     /// hand-off given after `ForgetPlacement`. (`known`: the placement as
     /// just read or written, newer than the files or not in them yet;
+    /// `sent`: the case reference the request itself carried, shown back
+    /// without opening the stored one, so a request reads nothing sealed;
     /// `donations`: each donation's hand-off, read once per answer.)
     async fn placement_view_with(
         &self,
         id: PlacementId,
         known: Option<Placement>,
+        sent: Option<&str>,
         donations: &mut Donations,
         trail: &mut Trail,
     ) -> Result<pb::Placement, Status> {
@@ -217,7 +222,10 @@ impl IntakeService {
             case_reference_erased: placement.erased.contains_key(&SealedPart::CaseReference),
             ..Default::default()
         };
-        if let Some(sealed) = &file.case_reference {
+        if let (Some(_), Some(sent)) = (&file.case_reference, sent) {
+            // The caller's own words, bound to this request by its key.
+            view.case_reference = sent.to_owned();
+        } else if let Some(sealed) = &file.case_reference {
             let about = About {
                 kind: ItemKind::CaseReference,
                 of: id.as_uuid(),
@@ -312,14 +320,23 @@ pub async fn request_one(
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key.clone());
-    let recorded = service.record(&meta, who.org, &person, None).await?;
+    let (recorded, fresh) = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
     let file = recorded.file.as_ref().expect("recorded");
     let position = service.request_needs(&meta, placement, file, &person, None).await?;
     service.board.read_your_write(position).await;
-    Ok(Response::new(
-        service.placement_view(&who, placement, Some(recorded)).await?,
-    ))
+    let mut trail = Trail::new(&who);
+    let view = service
+        .placement_view_with(
+            placement,
+            Some(recorded),
+            fresh.then_some(person.case_reference.as_str()),
+            &mut Donations::new(),
+            &mut trail,
+        )
+        .await?;
+    service.reads.record(trail, service.clock.now()).await?;
+    Ok(Response::new(view))
 }
 
 pub async fn request_group(
@@ -351,22 +368,28 @@ pub async fn request_group(
     let mut files = Vec::with_capacity(people.len());
     let mut position = 0;
     for person in &people {
-        let recorded = service.record(&meta, who.org, person, Some(group)).await?;
+        let (recorded, fresh) = service.record(&meta, who.org, person, Some(group)).await?;
         let file = recorded.file.as_ref().expect("recorded");
         let last = service
             .request_needs(&meta, person.request.placement, file, person, Some(membership))
             .await?;
         position = position.max(last);
-        files.push(recorded);
+        files.push((recorded, fresh));
     }
     service.board.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
     let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));
-    for (person, recorded) in people.iter().zip(files) {
+    for (person, (recorded, fresh)) in people.iter().zip(files) {
         let placement = person.request.placement;
         views.push(
             service
-                .placement_view_with(placement, Some(recorded), &mut donations, &mut trail)
+                .placement_view_with(
+                    placement,
+                    Some(recorded),
+                    fresh.then_some(person.case_reference.as_str()),
+                    &mut donations,
+                    &mut trail,
+                )
                 .await?,
         );
     }
@@ -413,7 +436,7 @@ pub async fn list(
     for (_, id) in found {
         placements.push(
             service
-                .placement_view_with(id, None, &mut donations, &mut trail)
+                .placement_view_with(id, None, None, &mut donations, &mut trail)
                 .await?,
         );
     }
