@@ -126,6 +126,65 @@ async fn concurrent_replacements_of_a_standing_hand_off_leave_exactly_one_live_i
     assert!(contact.starts_with("night desk 1-"), "{contact}");
 }
 
+#[tokio::test]
+async fn a_retried_replacement_erases_what_its_first_attempt_replaced() {
+    use refer_domain::standing::{Owner, Standing, StandingCommand};
+    let c = Coalition::start(0, 0).await;
+    let set = |key: &str, contact: &str| intake::SetHandoffContactRequest {
+        idempotency_key: key.into(),
+        contact: contact.into(),
+    };
+    c.intake
+        .clone()
+        .set_handoff_contact(authed(INTAKE, set("first", "night desk 1")))
+        .await
+        .unwrap();
+    // A replacement committed under key "second" whose service stopped
+    // before erasing what it replaced (written here as intake would).
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
+    let vault = refer_sealed::Vault::open(&js, "REFER_SEALED", 1, kek, vec![])
+        .await
+        .unwrap();
+    let purpose = refer_service::sealing::purpose::agency_contact(AGENCY);
+    let sealed = vault.seal_text("standing", "night desk 2", &purpose).await.unwrap();
+    let meta = refer_domain::CommandMeta {
+        occurred_at: sample::NIGHT,
+        correlation_id: refer_domain::ids::CorrelationId::from_uuid(Uuid::new_v4()),
+        causation_id: None,
+        idempotency_key: Some(refer_domain::IdempotencyKey::new("second").unwrap()),
+    };
+    let command = StandingCommand::Set {
+        owner: Owner::Agency(AGENCY),
+        text: sealed,
+    };
+    c.store
+        .execute::<Standing>(Owner::Agency(AGENCY).id(), &command, &meta, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        live_items(&c, "standing").await.len(),
+        2,
+        "the crash left the replaced key"
+    );
+    // The client retries.
+    c.intake
+        .clone()
+        .set_handoff_contact(authed(INTAKE, set("second", "night desk 2")))
+        .await
+        .unwrap();
+    assert_eq!(live_items(&c, "standing").await.len(), 1);
+    let shown = c
+        .intake
+        .clone()
+        .get_handoff_contact(authed(INTAKE, intake::GetHandoffContactRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact;
+    assert_eq!(shown, "night desk 2");
+}
+
 const CASE: &str = "PLANT7-CASE-ortiz";
 const CONTACT: &str = "PLANT7-CONTACT night desk 555-0199";
 const DOOR: &str = "PLANT7-DOOR clinic side entrance";

@@ -210,7 +210,8 @@ pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventst
 /// decided on the state the commit was made at: a replacement that lost a
 /// race and was decided again replaces (and erases) the winner's text, not
 /// the one it first read, so concurrent replacements leave one live item. A
-/// retried request (same key) leaves no stray key.
+/// retried request (same key) leaves no stray key, and erases what its
+/// first attempt's commit replaced, in case that attempt stopped before.
 pub async fn set_standing(
     store: &refer_eventstore::EventStore,
     vault: &Vault,
@@ -230,8 +231,26 @@ pub async fn set_standing(
         erase(vault, [sealed.item.as_str()]).await?;
     }
     let done = done.map_err(crate::store_status)?;
-    let replaced: Vec<&str> = done
-        .events
+    let committed = match done.outcome {
+        refer_eventstore::Outcome::Applied => done.events,
+        // A retry: its first attempt may have stopped between its commit
+        // and the erasure; what that commit replaced is erased now (erasing
+        // twice is harmless).
+        refer_eventstore::Outcome::Duplicate => {
+            let aggregate = refer_domain::AggregateRef {
+                kind: refer_domain::AggregateKind::Standing,
+                id: owner.id(),
+            };
+            let history = store.history(&aggregate, 0).await.map_err(crate::store_status)?;
+            history
+                .into_iter()
+                .filter(|c| c.events.first().and_then(|e| e.idempotency_key.as_ref()) == meta.idempotency_key.as_ref())
+                .flat_map(|c| c.events)
+                .collect()
+        }
+        refer_eventstore::Outcome::NoChange => vec![],
+    };
+    let replaced: Vec<&str> = committed
         .iter()
         .filter_map(|e| match &e.event {
             refer_domain::Event::Standing(event) => event.replaced(),
