@@ -533,8 +533,11 @@ async fn every_read_of_a_sealed_item_is_on_record_for_its_parties_and_the_admin_
     assert!(!clinic
         .iter()
         .any(|r| r.kind == "case_reference" || r.kind == "donation_handoff"));
-    // The hotel: the agency's reads of its hand-off, and nothing else.
+    // The hotel: when its hand-off was read, never by which agency (it
+    // never learns who used its donation), and nothing else.
     let hotel = reads_of(&c, &business_token(0), 1).await;
+    assert!(hotel.iter().all(|r| r.reader_org_id.is_empty()), "{hotel:?}");
+    assert!(!format!("{hotel:?}").contains(&id_pb(agency.as_uuid())));
     assert!(
         !hotel.is_empty()
             && hotel

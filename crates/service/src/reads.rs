@@ -83,7 +83,9 @@ struct ItemRead {
 struct Recorded {
     at: Timestamp,
     role: Role,
-    reader: OrgId,
+    /// `None` in a business's copy: a business never learns which agency
+    /// used its donation (docs/privacy.md).
+    reader: Option<OrgId>,
     items: Vec<ItemRead>,
 }
 
@@ -188,19 +190,26 @@ impl ReadLog {
             .map(|i| i.about.owner)
             .filter(|o| *o != trail.reader)
             .collect();
-        let message = |items: Vec<ItemRead>| {
+        let message = |items: Vec<ItemRead>, reader: Option<OrgId>| {
             let recorded = Recorded {
                 at,
                 role: trail.role,
-                reader: trail.reader,
+                reader,
                 items,
             };
             Bytes::from(postcard::to_stdvec(&recorded).expect("a read record encodes"))
         };
-        let mut messages = vec![(self.subject(trail.reader, true), message(items.clone()))];
+        let mut messages = vec![(
+            self.subject(trail.reader, true),
+            message(items.clone(), Some(trail.reader)),
+        )];
         for owner in owners {
-            let theirs = items.iter().filter(|i| i.about.owner == owner).cloned().collect();
-            messages.push((self.subject(owner, false), message(theirs)));
+            let theirs: Vec<ItemRead> = items.iter().filter(|i| i.about.owner == owner).cloned().collect();
+            // A business learns when its donation's hand-off was read, never
+            // by which agency: it never learns who used its donation.
+            let business = theirs.iter().all(|i| i.about.kind == ItemKind::DonationHandoff);
+            let reader = (!business).then_some(trail.reader);
+            messages.push((self.subject(owner, false), message(theirs, reader)));
         }
         let (answer, answered) = oneshot::channel();
         self.queue
@@ -259,7 +268,10 @@ impl ReadLog {
                     pb::SealedRead {
                         at_ms: recorded.at.millis(),
                         reader_role: role_token(recorded.role).into(),
-                        reader_org_id: crate::convert::id_pb(recorded.reader.as_uuid()),
+                        reader_org_id: recorded
+                            .reader
+                            .map(|r| crate::convert::id_pb(r.as_uuid()))
+                            .unwrap_or_default(),
                         kind: item.about.kind.token().into(),
                         item: item.item.clone(),
                         of_id: crate::convert::id_pb(item.about.of),
