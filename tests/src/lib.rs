@@ -60,6 +60,12 @@ pub struct Coalition {
 
 impl Coalition {
     pub async fn start(providers: usize, businesses: usize) -> Self {
+        Self::start_ticking(providers, businesses, 50).await
+    }
+
+    /// [`Coalition::start`], with the services' background work (the
+    /// matcher's deadlines, intake's erasure sweep) every `tick_ms`.
+    pub async fn start_ticking(providers: usize, businesses: usize, tick_ms: u64) -> Self {
         let nats = NatsServer::start().await.unwrap();
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
@@ -80,7 +86,7 @@ impl Coalition {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
         );
-        let setup = TestSetup::new(nats.url(), tokens, NIGHT);
+        let setup = TestSetup::new(nats.url(), tokens, NIGHT).tick_ms(tick_ms);
         let mut apps = Vec::new();
         for spec in [
             refer_capacity::SERVICE,

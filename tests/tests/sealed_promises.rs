@@ -660,11 +660,10 @@ async fn hand_off_ids_are_answered_canonically_and_textareas_line_breaks_are_acc
     }
 }
 
-#[tokio::test]
-async fn a_hand_off_given_after_forget_placement_never_reaches_the_agency_and_is_erased() {
-    const LATE: &str = "PLANT7-LATE back gate, Ana meets you";
-    let c = Coalition::start(1, 0).await;
-    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
+/// A forgotten placement whose need a provider accepts afterwards, with
+/// [`LATE`] as its hand-off; the referral's id.
+async fn accepted_after_forget(c: &Coalition) -> (intake::Placement, String, String) {
+    let shelter = site(c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
     let request = intake::RequestPlacementRequest {
         idempotency_key: "person-late".into(),
         person: Some(person("PLANT7-CASE-late", &[pb::NeedKind::Shelter])),
@@ -677,7 +676,7 @@ async fn a_hand_off_given_after_forget_placement_never_reaches_the_agency_and_is
         .unwrap()
         .into_inner();
     let referral = loop {
-        if let Some(r) = referrals(&c, 0, &shelter, true).await.pop() {
+        if let Some(r) = referrals(c, 0, &shelter, true).await.pop() {
             break r;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -698,12 +697,17 @@ async fn a_hand_off_given_after_forget_placement_never_reaches_the_agency_and_is
         .accept_referral(authed(&provider_token(0), accept))
         .await
         .unwrap();
-    // Read as soon as it can be (the sweep that erases its key runs every
-    // 50 ms: the views alone must not show it meanwhile).
+    (placement, shelter, referral.referral_id)
+}
+
+const LATE: &str = "PLANT7-LATE back gate, Ana meets you";
+
+/// The agency's placement once its need shows a hand-off; never [`LATE`].
+async fn late_handoff_as_the_agency_sees_it(c: &Coalition, placement: &str) -> intake::Placement {
     let started = std::time::Instant::now();
-    let seen = loop {
+    loop {
         let get = intake::GetPlacementRequest {
-            placement_id: placement.placement_id.clone(),
+            placement_id: placement.to_owned(),
         };
         let p = c
             .intake
@@ -717,26 +721,38 @@ async fn a_hand_off_given_after_forget_placement_never_reaches_the_agency_and_is
             "the agency is shown the late hand-off: {p:?}"
         );
         if p.needs[0].handoff.is_some() {
-            break p;
+            let list = intake::ListPlacementsRequest::default();
+            let listed = c.intake.clone().list_placements(authed(INTAKE, list)).await.unwrap();
+            assert!(!format!("{listed:?}").contains(LATE));
+            return p;
         }
         assert!(started.elapsed().as_secs() < 10, "never accepted: {p:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    };
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hand_off_given_after_forget_placement_is_never_shown_to_the_agency() {
+    // No erasure sweep during the test: the views alone keep it hidden.
+    let c = Coalition::start_ticking(1, 0, 60_000).await;
+    let (placement, _, _) = accepted_after_forget(&c).await;
+    let seen = late_handoff_as_the_agency_sees_it(&c, &placement.placement_id).await;
     let handoff = seen.needs[0].handoff.as_ref().unwrap();
-    assert!(handoff.erased, "{handoff:?}");
-    assert!(
-        !format!("{seen:?}").contains(LATE),
-        "the agency is shown the late hand-off: {seen:?}"
-    );
-    let list = intake::ListPlacementsRequest::default();
-    let listed = c.intake.clone().list_placements(authed(INTAKE, list)).await.unwrap();
-    assert!(!format!("{listed:?}").contains(LATE));
-    // And its key is erased: the provider no longer reads it either.
+    assert!(handoff.given && handoff.erased, "{handoff:?}");
+}
+
+#[tokio::test]
+async fn a_hand_off_given_after_forget_placement_is_erased_for_good() {
+    let c = Coalition::start(1, 0).await;
+    let (placement, shelter, referral) = accepted_after_forget(&c).await;
+    let seen = late_handoff_as_the_agency_sees_it(&c, &placement.placement_id).await;
+    assert!(seen.needs[0].handoff.as_ref().unwrap().erased);
+    // Its key is erased: the provider who wrote it no longer reads it either.
     let started = std::time::Instant::now();
     loop {
         let get = cap::GetReferralRequest {
             provider_id: shelter.clone(),
-            referral_id: referral.referral_id.clone(),
+            referral_id: referral.clone(),
         };
         let r = c
             .capacity
