@@ -544,8 +544,30 @@ async fn every_read_of_a_sealed_item_is_on_record_for_its_parties_and_the_admin_
                 .iter()
                 .all(|r| r.kind == "donation_handoff" && r.owner_org_id == id_pb(business.as_uuid()))
     );
-    // Another agency: nothing.
+    // Another agency: nothing. Each service serves its own roles only.
     assert!(reads_of(&c, OTHER_INTAKE, 2).await.is_empty());
+    use refer_proto::capacity::v1::capacity_client::CapacityClient;
+    use refer_proto::intake::v1::intake_client::IntakeClient;
+    let refused = IntakeClient::new(c.channel(2))
+        .list_sealed_reads(authed(&provider_token(0), list_reads()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let refused = CapacityClient::new(c.channel(0))
+        .list_sealed_reads(authed(INTAKE, list_reads()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let bad = pb::ListSealedReadsRequest {
+        page_size: 0,
+        page_token: "not-a-token".into(),
+    };
+    assert_invalid(
+        IntakeClient::new(c.channel(2))
+            .list_sealed_reads(authed(INTAKE, bad))
+            .await,
+        "page_token",
+    );
     // The admin: every read, once, from any of the three services; no content anywhere.
     let admin = reads_of(&c, ADMIN, 2).await;
     assert_eq!(admin, reads_of(&c, ADMIN, 0).await);
