@@ -264,7 +264,7 @@ async fn each_role_does_its_job_from_the_command_line() {
 
     // Who read what: the agency its case reference and the shelter's
     // hand-off (setting its contact reads nothing), the shelter the
-    // agency's contact; never the content.
+    // agency's contact, its own default and hand-off; never the content.
     let admin = run(ADMIN.to_string(), vec!["admin", "reads"]).await;
     let kinds = |reads: &Value, role: &str| -> Vec<String> {
         let mut kinds: Vec<String> = reads
@@ -279,8 +279,10 @@ async fn each_role_does_its_job_from_the_command_line() {
         kinds
     };
     assert_eq!(kinds(&admin, "intake"), ["case_reference", "handoff"], "{admin}");
-    assert!(
-        kinds(&admin, "provider").contains(&"agency_contact".to_owned()),
+    // The shelter's acceptances copied its default door into the hand-off.
+    assert_eq!(
+        kinds(&admin, "provider"),
+        ["agency_contact", "handoff", "site_handoff"],
         "{admin}"
     );
     let text = admin.to_string();
