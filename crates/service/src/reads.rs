@@ -356,3 +356,36 @@ fn chunks(mut messages: Vec<BatchMessage>, size: usize) -> Vec<Vec<BatchMessage>
     out.push(messages);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(role: Role) -> Principal {
+        Principal {
+            name: "x".into(),
+            role,
+            org: OrgId::from_u128(1),
+        }
+    }
+
+    #[test]
+    fn an_answer_records_each_item_once_and_an_admin_is_shown_nothing() {
+        let about = About {
+            kind: ItemKind::AgencyContact,
+            of: Uuid::from_u128(7),
+            owner: OrgId::from_u128(7),
+        };
+        let mut trail = Trail::new(&who(Role::Provider));
+        assert!(trail.is_empty() && trail.shows_content());
+        // The same contact on fifty referrals of one page: one read.
+        for _ in 0..50 {
+            trail.read("standing.ab", about);
+        }
+        assert_eq!(trail.items.len(), 1);
+        assert!(!Trail::new(&who(Role::Admin)).shows_content());
+        for role in [Role::Intake, Role::Business] {
+            assert!(Trail::new(&who(role)).shows_content());
+        }
+    }
+}
