@@ -136,6 +136,7 @@ struct Pending {
 /// The read log of one stream.
 #[derive(Clone)]
 pub struct ReadLog {
+    js: jetstream::Context,
     stream: stream::Stream,
     prefix: String,
     queue: mpsc::UnboundedSender<Pending>,
@@ -171,7 +172,12 @@ impl ReadLog {
             .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
-        Ok(Self { stream, prefix, queue })
+        Ok(Self {
+            js: js.clone(),
+            stream,
+            prefix,
+            queue,
+        })
     }
 
     fn subject(&self, org: OrgId, by: bool) -> String {
@@ -183,6 +189,12 @@ impl ReadLog {
     pub async fn record(&self, trail: Trail, at: Timestamp) -> Result<(), Status> {
         if trail.is_empty() {
             return Ok(());
+        }
+        // Cut off from the bus: refused at once, as the event store does,
+        // rather than after a publish times out.
+        let state = self.js.client().connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Err(unavailable(format!("the event bus is unreachable ({state:?})")));
         }
         let items: Vec<ItemRead> = trail.items.into_iter().collect();
         let owners: BTreeSet<OrgId> = items
