@@ -63,17 +63,23 @@ pub struct Coalition {
 
 impl Coalition {
     pub async fn start(providers: usize, businesses: usize) -> Self {
-        Self::start_on(vec![NatsServer::start().await.unwrap()], providers, businesses).await
+        Self::start_ticking(providers, businesses, 50).await
+    }
+
+    /// [`Coalition::start`], with the services' background work (the
+    /// matcher's deadlines, intake's erasure sweep) every `tick_ms`.
+    pub async fn start_ticking(providers: usize, businesses: usize, tick_ms: u64) -> Self {
+        Self::start_on(vec![NatsServer::start().await.unwrap()], providers, businesses, tick_ms).await
     }
 
     /// The same on a 3-node JetStream cluster, the stream and buckets
     /// replicated on all three (as compose deploys it).
     pub async fn start_on_cluster(providers: usize, businesses: usize) -> Self {
         let nodes = refer_testkit::NatsCluster::start().await.unwrap().into_nodes();
-        Self::start_on(nodes, providers, businesses).await
+        Self::start_on(nodes, providers, businesses, 50).await
     }
 
-    async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize) -> Self {
+    async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize, tick_ms: u64) -> Self {
         let urls = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
@@ -94,7 +100,9 @@ impl Coalition {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
         );
-        let setup = TestSetup::new(urls, tokens, NIGHT).stream_replicas(nodes.len());
+        let setup = TestSetup::new(urls, tokens, NIGHT)
+            .stream_replicas(nodes.len())
+            .tick_ms(tick_ms);
         let mut apps = Vec::new();
         for spec in [
             refer_capacity::SERVICE,

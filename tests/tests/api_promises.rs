@@ -326,6 +326,30 @@ async fn every_rpc_without_a_token_is_unauthenticated_before_its_input_is_read()
                 .unwrap_err()
                 .code(),
         ),
+        (
+            "Capacity.ListSealedReads",
+            capacity
+                .list_sealed_reads(Request::new(Default::default()))
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "Donations.ListSealedReads",
+            donations
+                .list_sealed_reads(Request::new(Default::default()))
+                .await
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "Intake.ListSealedReads",
+            intake
+                .list_sealed_reads(Request::new(Default::default()))
+                .await
+                .unwrap_err()
+                .code(),
+        ),
     ];
     for (rpc, code) in &codes {
         assert_eq!(*code, Code::Unauthenticated, "{rpc}");

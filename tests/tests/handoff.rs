@@ -193,12 +193,12 @@ async fn every_accepted_need_shows_intake_the_site_and_its_hand_off_and_the_prov
 }
 
 /// Every place sealed content could leak to, raw: the stream's messages
-/// (payloads and headers), every message the key bucket's stream ever kept,
+/// (payloads and headers), the read log's, every message the key bucket's stream ever kept,
 /// every file under the services' data directories, every log line.
 async fn scan_for(c: &Coalition, log: &Log, planted: &[&str], when: &str) {
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let mut places: Vec<(String, Vec<u8>)> = Vec::new();
-    for stream_name in ["REFER", "KV_REFER_DATA_KEYS"] {
+    for stream_name in ["REFER", "KV_REFER_DATA_KEYS", "REFER_READS"] {
         let mut stream = js.get_stream(stream_name).await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
         for seq in 1..=last {

@@ -41,6 +41,8 @@ pub enum Command {
     },
     /// The matcher's position, open needs, pending referrals and waitlist.
     Stats,
+    /// Every read of a sealed item: who, which item, when (never its content).
+    Reads,
     /// Re-wrap every sealed item's data key under a new key-encryption key
     /// (docs/privacy.md: start the services with the new key and the old one
     /// as previous first; afterwards the old key file can be destroyed).
@@ -147,6 +149,14 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     ("moved", moved.to_string()),
                 ],
             );
+        }
+        Command::Reads => {
+            let url = settings.capacity.clone();
+            let mut client =
+                refer_proto::capacity::v1::capacity_client::CapacityClient::new(channel("capacity", &url).await?);
+            let fail = |s: tonic::Status| anyhow::anyhow!(explain("capacity", &url, &s));
+            let all = crate::reads::all_reads!(client, settings, fail);
+            crate::reads::show(settings.json, &all);
         }
         Command::Stats => {
             let url = settings.matcher.clone();

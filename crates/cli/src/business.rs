@@ -25,6 +25,8 @@ pub enum Command {
     /// Register a donation's hand-off (front desk, keys, a phone): shown only to an
     /// agency whose need it serves.
     Handoff { donation: String, instructions: String },
+    /// Who read which sealed item of your organisation's, or which your organisation read, and when.
+    Reads,
 }
 
 #[derive(Args)]
@@ -129,6 +131,10 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 &["donation", "handoff"],
                 vec![vec![h.donation_id, h.instructions]],
             );
+        }
+        Command::Reads => {
+            let all = crate::reads::all_reads!(client, settings, fail);
+            crate::reads::show(settings.json, &all);
         }
         Command::Withdraw { donation } => {
             let message = pb::WithdrawDonationRequest {

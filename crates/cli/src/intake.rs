@@ -53,6 +53,8 @@ pub enum Command {
     RevokeNote { placement: String, need: String },
     /// Erase a placement's case reference, notes and hand-offs for good.
     Forget { placement: String },
+    /// Who read which sealed item of your agency's, or which your agency read, and when.
+    Reads,
 }
 
 #[derive(Args, Clone, Deserialize)]
@@ -409,6 +411,10 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             notes(settings.json, &p.into_inner());
+        }
+        Command::Reads => {
+            let all = crate::reads::all_reads!(client, settings, fail);
+            crate::reads::show(settings.json, &all);
         }
         Command::Forget { placement } => {
             let p = client

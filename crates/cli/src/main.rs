@@ -10,6 +10,7 @@ mod errors;
 mod intake;
 mod output;
 mod provider;
+mod reads;
 mod settings;
 mod solve;
 

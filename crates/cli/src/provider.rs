@@ -71,6 +71,8 @@ pub enum Command {
     Resume {
         provider: String,
     },
+    /// Who read which sealed item of your organisation's, or which your organisation read, and when.
+    Reads,
 }
 
 #[derive(Args)]
@@ -335,6 +337,10 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 token = page.next_page_token;
             }
             table(settings.json, &["provider", "name", "free", "suspended"], rows);
+        }
+        Command::Reads => {
+            let all = crate::reads::all_reads!(client, settings, fail);
+            crate::reads::show(settings.json, &all);
         }
         Command::Suspend { provider } => {
             let message = pb::SuspendProviderRequest {

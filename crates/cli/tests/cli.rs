@@ -262,6 +262,55 @@ async fn each_role_does_its_job_from_the_command_line() {
     watch.wait().unwrap();
     assert_eq!(accepted, 2);
 
+    // Who read what: the agency its case reference and the shelter's
+    // hand-off (setting its contact reads nothing), the shelter the
+    // agency's contact, its own default and hand-off; never the content.
+    let admin = run(ADMIN.to_string(), vec!["admin", "reads"]).await;
+    let kinds = |reads: &Value, role: &str| -> Vec<String> {
+        let mut kinds: Vec<String> = reads
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["reader"] == role)
+            .map(|r| r["kind"].as_str().unwrap().to_owned())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    assert_eq!(kinds(&admin, "intake"), ["case_reference", "handoff"], "{admin}");
+    // The shelter's acceptances copied its default door into the hand-off.
+    assert_eq!(
+        kinds(&admin, "provider"),
+        ["agency_contact", "handoff", "site_handoff"],
+        "{admin}"
+    );
+    let text = admin.to_string();
+    for content in ["CASE-11", "Night duty desk", "Side door on Elm St"] {
+        assert!(!text.contains(content), "{content} in the read log: {text}");
+    }
+    let theirs = run(provider.clone(), vec!["provider", "reads"]).await;
+    assert!(
+        theirs.as_array().unwrap().iter().all(|r| r["kind"] != "case_reference"),
+        "{theirs}"
+    );
+    assert_eq!(
+        kinds(&theirs, "intake"),
+        ["handoff"],
+        "the agency read the shelter's hand-off"
+    );
+    let agency = run(INTAKE.to_string(), vec!["intake", "reads"]).await;
+    assert!(
+        kinds(&agency, "provider").contains(&"agency_contact".to_owned()),
+        "{agency}"
+    );
+    let hotel = run(business.clone(), vec!["business", "reads"]).await;
+    assert_eq!(
+        hotel.as_array().unwrap().len(),
+        0,
+        "nothing of the hotel's was read: {hotel}"
+    );
+
     // The admin sees the matcher's workload; counts only.
     let stats = run(ADMIN.to_string(), vec!["admin", "stats"]).await;
     assert_eq!(stats["providers"], "1");

@@ -40,7 +40,9 @@ impl Owner {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StandingCommand {
-    /// Sets (or replaces) the text; the shell erases the replaced one's key.
+    /// Sets (or replaces) the text. Replacing records which text it
+    /// replaced ([`StandingEvent::Replaced`]): the shell erases that one's
+    /// key, the one the committed event replaced, whatever it read before.
     Set {
         owner: Owner,
         text: Sealed,
@@ -53,8 +55,20 @@ pub enum StandingCommand {
 /// Append-only: never reorder or remove variants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StandingEvent {
-    Set { owner: Owner, text: Sealed },
-    Cleared { owner: Owner },
+    /// The first text (or the first after a clear).
+    Set {
+        owner: Owner,
+        text: Sealed,
+    },
+    Cleared {
+        owner: Owner,
+    },
+    /// A new text in place of `replaced`, whose key must be erased.
+    Replaced {
+        owner: Owner,
+        text: Sealed,
+        replaced: Sealed,
+    },
 }
 
 impl StandingEvent {
@@ -62,12 +76,29 @@ impl StandingEvent {
         match self {
             Self::Set { .. } => "standing.set",
             Self::Cleared { .. } => "standing.cleared",
+            Self::Replaced { .. } => "standing.replaced",
         }
     }
 
     pub fn owner(&self) -> Owner {
         match self {
-            Self::Set { owner, .. } | Self::Cleared { owner } => *owner,
+            Self::Set { owner, .. } | Self::Cleared { owner } | Self::Replaced { owner, .. } => *owner,
+        }
+    }
+
+    /// The text this event makes current, if any.
+    pub fn text(&self) -> Option<&Sealed> {
+        match self {
+            Self::Set { text, .. } | Self::Replaced { text, .. } => Some(text),
+            Self::Cleared { .. } => None,
+        }
+    }
+
+    /// The text this event replaced, whose key is to be erased.
+    pub fn replaced(&self) -> Option<&Sealed> {
+        match self {
+            Self::Replaced { replaced, .. } => Some(replaced),
+            _ => None,
         }
     }
 }
@@ -97,9 +128,17 @@ impl Aggregate for Standing {
             StandingCommand::Set { owner, text } => {
                 self.owned_by(*owner)?;
                 text.validate("text")?;
-                Ok(vec![StandingEvent::Set {
-                    owner: *owner,
-                    text: text.clone(),
+                Ok(vec![match &self.text {
+                    Some(current) if current.item == text.item => return Ok(vec![]),
+                    Some(current) => StandingEvent::Replaced {
+                        owner: *owner,
+                        text: text.clone(),
+                        replaced: current.clone(),
+                    },
+                    None => StandingEvent::Set {
+                        owner: *owner,
+                        text: text.clone(),
+                    },
                 }])
             }
             StandingCommand::Clear { owner } => {
@@ -114,10 +153,7 @@ impl Aggregate for Standing {
 
     fn evolve(mut self, event: &StandingEvent) -> Self {
         self.owner = Some(event.owner());
-        self.text = match event {
-            StandingEvent::Set { text, .. } => Some(text.clone()),
-            StandingEvent::Cleared { .. } => None,
-        };
+        self.text = event.text().cloned();
         self
     }
 

@@ -230,3 +230,51 @@ fn a_standing_hand_off_belongs_to_one_owner() {
         .when(&StandingCommand::Clear { owner: agency }, NIGHT)
         .then_expect([]);
 }
+
+#[test]
+fn a_replacement_names_the_text_it_replaced_as_of_its_own_decision() {
+    let agency = Owner::Agency(OrgId::from_u128(9));
+    let set = |item: &str| StandingCommand::Set {
+        owner: agency,
+        text: sealed(item),
+    };
+    // Two writers read c1; the first replaced it with c2: the second,
+    // decided again on what is current, replaces c2, not c1.
+    let after = given::<Standing>([
+        StandingEvent::Set {
+            owner: agency,
+            text: sealed("c1"),
+        },
+        StandingEvent::Replaced {
+            owner: agency,
+            text: sealed("c2"),
+            replaced: sealed("c1"),
+        },
+    ])
+    .when(&set("c3"), NIGHT)
+    .then_expect([StandingEvent::Replaced {
+        owner: agency,
+        text: sealed("c3"),
+        replaced: sealed("c2"),
+    }]);
+    assert_eq!(after.text, Some(sealed("c3")));
+    // Nothing to replace after a clear; the same text again changes nothing.
+    given::<Standing>([
+        StandingEvent::Set {
+            owner: agency,
+            text: sealed("c1"),
+        },
+        StandingEvent::Cleared { owner: agency },
+    ])
+    .when(&set("c2"), NIGHT)
+    .then_expect([StandingEvent::Set {
+        owner: agency,
+        text: sealed("c2"),
+    }]);
+    given::<Standing>([StandingEvent::Set {
+        owner: agency,
+        text: sealed("c1"),
+    }])
+    .when(&set("c1"), NIGHT)
+    .then_expect([]);
+}

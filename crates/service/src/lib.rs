@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod lease;
 pub mod page;
 pub mod read_model;
+pub mod reads;
 pub mod runtime;
 pub mod sealing;
 pub mod server;

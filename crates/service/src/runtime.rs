@@ -408,6 +408,12 @@ impl Context {
         Ok(vault)
     }
 
+    /// The read log of sealed items (`<stream>_READS`, replicated like the
+    /// stream; `crate::reads`).
+    pub async fn read_log(&self) -> anyhow::Result<crate::reads::ReadLog> {
+        Ok(crate::reads::ReadLog::open(self.store.jetstream(), self.store.settings()).await?)
+    }
+
     /// The idempotency records every replica shares (`<stream>_KEYS`,
     /// replicated like the stream), with this replica's copy in sled.
     pub async fn key_book(&self) -> anyhow::Result<crate::idempotency::KeyBook> {

@@ -4,16 +4,29 @@
 //! as an error. No sealed content ever reaches a log line or a status.
 
 use crate::invalid;
+use crate::reads::{About, ItemKind, Trail};
 use refer_domain::sealed::{Sealed, MAX_SEALED_TEXT};
 use refer_sealed::{SealError, Vault};
 use tonic::Status;
 
 /// What a view shows of a sealed item.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Opened {
-    Text(String),
+pub enum Opened<T = String> {
+    Text(T),
     /// Its key was erased: the content is gone for good.
     Erased,
+    /// Not opened: the caller (an admin) is never shown sealed content.
+    Withheld,
+}
+
+impl Opened {
+    /// The text, or nothing (erased or withheld).
+    pub fn text(self) -> Option<String> {
+        match self {
+            Self::Text(text) => Some(text),
+            Self::Erased | Self::Withheld => None,
+        }
+    }
 }
 
 /// A store failure as a status: the message names the item kind, never content.
@@ -28,8 +41,10 @@ pub fn sealed_status(err: SealError) -> Status {
 }
 
 /// Checks text to be sealed: 1 to `MAX_SEALED_TEXT` bytes, no control
-/// characters but line breaks.
+/// characters but line breaks. A browser submits a textarea's line breaks
+/// as CRLF: those become LF; any other carriage return is refused.
 pub fn text(value: &str, field: &str) -> Result<String, Status> {
+    let value = value.replace("\r\n", "\n");
     let value = value.trim();
     if value.is_empty() {
         return Err(invalid(field, "is required"));
@@ -48,10 +63,37 @@ pub async fn seal(vault: &Vault, kind: &str, text: &str, purpose: &str) -> Resul
     vault.seal_text(kind, text, purpose).await.map_err(sealed_status)
 }
 
-/// Opens `sealed` for `purpose`; an erased item is `Opened::Erased`.
-pub async fn open(vault: &Vault, sealed: &Sealed, purpose: &str) -> Result<Opened, Status> {
+/// Opens `sealed` for `purpose` to show it in an answer for the reader of
+/// `trail`, which records the read; an erased item is `Opened::Erased`.
+/// Nothing is opened for an admin (`Opened::Withheld`).
+pub async fn open(
+    vault: &Vault,
+    sealed: &Sealed,
+    purpose: &str,
+    trail: &mut Trail,
+    about: About,
+) -> Result<Opened, Status> {
+    if !trail.shows_content() {
+        return Ok(Opened::Withheld);
+    }
+    open_to_copy(vault, sealed, purpose, trail, about).await
+}
+
+/// Opens `sealed` to copy it into another sealed item (a site's default
+/// into the hand-off of an acceptance), on behalf of the reader of `trail`,
+/// who may be an admin: it is not shown to them. The read is recorded.
+pub async fn open_to_copy(
+    vault: &Vault,
+    sealed: &Sealed,
+    purpose: &str,
+    trail: &mut Trail,
+    about: About,
+) -> Result<Opened, Status> {
     match vault.open_text(sealed, purpose).await {
-        Ok(text) => Ok(Opened::Text(text)),
+        Ok(text) => {
+            trail.read(&sealed.item, about);
+            Ok(Opened::Text(text))
+        }
         Err(SealError::Erased(_)) => Ok(Opened::Erased),
         Err(err) => Err(sealed_status(err)),
     }
@@ -118,17 +160,33 @@ pub async fn seal_handoff(
         .map_err(sealed_status)
 }
 
-/// Opens a hand-off; `None` once erased.
+/// Opens the hand-off given for `need` by a site of `provider` (its
+/// owner), for the reader of `trail` (recorded; withheld from an admin).
 pub async fn open_handoff(
     vault: &Vault,
     need: refer_domain::ids::NeedId,
+    provider: refer_domain::ids::OrgId,
     sealed: &Sealed,
-) -> Result<Option<HandoffText>, Status> {
+    trail: &mut Trail,
+) -> Result<Opened<HandoffText>, Status> {
+    if !trail.shows_content() {
+        return Ok(Opened::Withheld);
+    }
     match vault.open_sealed(sealed, purpose::handoff(need).as_bytes()).await {
-        Ok(bytes) => postcard::from_bytes(&bytes)
-            .map(Some)
-            .map_err(|_| sealed_status(SealError::Tampered(sealed.item.clone()))),
-        Err(SealError::Erased(_)) => Ok(None),
+        Ok(bytes) => {
+            let text =
+                postcard::from_bytes(&bytes).map_err(|_| sealed_status(SealError::Tampered(sealed.item.clone())))?;
+            trail.read(
+                &sealed.item,
+                About {
+                    kind: ItemKind::Handoff,
+                    of: need.as_uuid(),
+                    owner: provider,
+                },
+            );
+            Ok(Opened::Text(text))
+        }
+        Err(SealError::Erased(_)) => Ok(Opened::Erased),
         Err(err) => Err(sealed_status(err)),
     }
 }
@@ -146,9 +204,14 @@ pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventst
     }
 }
 
-/// Sets a standing hand-off (an agency's contact, a site's default) to
-/// `text`, sealed for `purpose`: the replaced text's key is erased once the
-/// new one is recorded; a retried request (same key) leaves no stray key.
+/// Sets a standing hand-off (an agency's contact, a site's default, a
+/// donation's instructions) to `text`, sealed for `purpose`. The key erased
+/// is the one the committed event says it replaced (`standing.replaced`),
+/// decided on the state the commit was made at: a replacement that lost a
+/// race and was decided again replaces (and erases) the winner's text, not
+/// the one it first read, so concurrent replacements leave one live item. A
+/// retried request (same key) leaves no stray key, and erases what its
+/// first attempt's commit replaced, in case that attempt stopped before.
 pub async fn set_standing(
     store: &refer_eventstore::EventStore,
     vault: &Vault,
@@ -158,12 +221,6 @@ pub async fn set_standing(
     meta: &refer_domain::CommandMeta,
 ) -> Result<(), Status> {
     use refer_domain::standing::{Standing, StandingCommand};
-    let before = store
-        .load::<Standing>(owner.id())
-        .await
-        .map_err(crate::store_status)?
-        .state
-        .text;
     let sealed = seal(vault, "standing", text, purpose).await?;
     let command = StandingCommand::Set {
         owner,
@@ -174,12 +231,34 @@ pub async fn set_standing(
         erase(vault, [sealed.item.as_str()]).await?;
     }
     let done = done.map_err(crate::store_status)?;
-    if done.outcome == refer_eventstore::Outcome::Applied {
-        if let Some(old) = before.filter(|old| old.item != sealed.item) {
-            erase(vault, [old.item.as_str()]).await?;
+    let committed = match done.outcome {
+        refer_eventstore::Outcome::Applied => done.events,
+        // A retry: its first attempt may have stopped between its commit
+        // and the erasure; what that commit replaced is erased now (erasing
+        // twice is harmless).
+        refer_eventstore::Outcome::Duplicate => {
+            let aggregate = refer_domain::AggregateRef {
+                kind: refer_domain::AggregateKind::Standing,
+                id: owner.id(),
+            };
+            let history = store.history(&aggregate, 0).await.map_err(crate::store_status)?;
+            history
+                .into_iter()
+                .filter(|c| c.events.first().and_then(|e| e.idempotency_key.as_ref()) == meta.idempotency_key.as_ref())
+                .flat_map(|c| c.events)
+                .collect()
         }
-    }
-    Ok(())
+        refer_eventstore::Outcome::NoChange => vec![],
+    };
+    let replaced: Vec<&str> = committed
+        .iter()
+        .filter_map(|e| match &e.event {
+            refer_domain::Event::Standing(event) => event.replaced(),
+            _ => None,
+        })
+        .map(|old| old.item.as_str())
+        .collect();
+    erase(vault, replaced).await
 }
 
 #[cfg(test)]

@@ -198,10 +198,17 @@ impl Model for Referrals {
                     out.write(key(b'h', &need), handoff);
                     state.sealed.handoffs.insert(need, handoff.clone());
                 }
-                Event::Standing(StandingEvent::Set {
-                    owner: Owner::Agency(agency),
-                    text,
-                }) => {
+                Event::Standing(
+                    StandingEvent::Set {
+                        owner: Owner::Agency(agency),
+                        text,
+                    }
+                    | StandingEvent::Replaced {
+                        owner: Owner::Agency(agency),
+                        text,
+                        ..
+                    },
+                ) => {
                     out.write(key(b'c', agency), text);
                     state.sealed.contacts.insert(*agency, text.clone());
                 }

@@ -45,6 +45,7 @@ pub struct CapacityService {
     board: ReadModel<Referrals>,
     keys: KeyBook,
     vault: refer_sealed::Vault,
+    reads: refer_service::reads::ReadLog,
 }
 
 /// Opens the referral board, keeps it current, and serves the handlers
@@ -59,6 +60,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         board,
         keys: context.key_book().await?,
         vault,
+        reads: context.read_log().await?,
     };
     let server = CapacityServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
@@ -161,5 +163,14 @@ impl Capacity for CapacityService {
         request: Request<pb::SetSiteHandoffRequest>,
     ) -> Result<Response<pb::SiteHandoff>, Status> {
         sites::set_handoff(self, request).await
+    }
+
+    async fn list_sealed_reads(
+        &self,
+        request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
+    ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
+        let who = refer_service::caller(&request)?;
+        let r = request.get_ref();
+        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
     }
 }

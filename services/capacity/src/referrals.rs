@@ -3,7 +3,7 @@
 use crate::board::{Referral, ReferralStatus};
 use crate::views::{decline_reason, referral_view};
 use crate::{settle_key, CapacityService};
-use refer_domain::ids::{HoldId, ProviderId};
+use refer_domain::ids::{HoldId, OrgId, ProviderId};
 use refer_domain::need::{DeclineReason, Need, NeedCommand, Target};
 use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
 use refer_domain::standing::{Owner, Standing};
@@ -11,6 +11,7 @@ use refer_domain::{CommandMeta, DomainError};
 use refer_eventstore::{retry_races, Executed, Outcome, Part, StoreError};
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
+use refer_service::reads::{About, ItemKind, Trail};
 use refer_service::sealing::{self, purpose, HandoffText, Opened};
 use refer_service::watch::WatchStream;
 use refer_service::{caller, page, store_status};
@@ -24,7 +25,7 @@ pub async fn list(
     let r = request.get_ref();
     let size = page::size(r.page_size)?;
     let after: u64 = page::after(&r.page_token)?.unwrap_or(0);
-    let (pid, _, _) = service.owned(&who, &r.provider_id).await?;
+    let (pid, site, _) = service.owned(&who, &r.provider_id).await?;
     let referrals: Vec<Referral> = service
         .board
         .read()
@@ -36,9 +37,13 @@ pub async fn list(
     let (referrals, next_page_token) = page::cut(referrals, size, |r| r.position);
     let mut views = Vec::with_capacity(referrals.len());
     let mut contacts = Contacts::new();
+    let mut trail = Trail::new(&who);
+    let owner = site_org(&site);
     for referral in &referrals {
-        views.push(full_view_with(service, referral, None, &mut contacts).await?);
+        views.push(full_view_with(service, referral, None, owner, &mut contacts, &mut trail).await?);
     }
+    // One record for every sealed item the page opened, before it leaves.
+    service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::ListReferralsResponse {
         referrals: views,
         next_page_token,
@@ -88,7 +93,7 @@ pub async fn get(
 ) -> Result<Response<pb::Referral>, Status> {
     let who = caller(&request)?;
     let r = request.get_ref();
-    let (pid, _, _) = service.owned(&who, &r.provider_id).await?;
+    let (pid, site, _) = service.owned(&who, &r.provider_id).await?;
     let hold = HoldId::from_uuid(id(&r.referral_id, "referral_id")?);
     let referral = service
         .board
@@ -98,23 +103,35 @@ pub async fn get(
         .filter(|x| x.provider == ProviderId::from_uuid(pid) && x.status != ReferralStatus::Offered)
         .cloned()
         .ok_or_else(|| Status::not_found("no such referral at this provider"))?;
-    Ok(Response::new(full_view(service, &referral, None).await?))
+    let mut trail = Trail::new(&who);
+    let view = full_view(service, &referral, None, site_org(&site), &mut trail).await?;
+    service.reads.record(trail, service.clock.now()).await?;
+    Ok(Response::new(view))
+}
+
+/// The organisation a site belongs to (whose its hand-offs are).
+fn site_org(site: &Provider) -> OrgId {
+    site.profile.as_ref().map_or(OrgId::from_u128(0), |p| p.org)
 }
 
 /// A referral as its provider sees it; once accepted, with what the agency
 /// shares: its on-call contact, a consented note (while the consent lasts),
-/// and the hand-off the provider gave.
-/// (`given`: a hand-off just committed, which the board may not hold yet.)
+/// and the hand-off the provider gave. An admin sees the referral, never
+/// these. Every item opened goes on `trail`.
+/// (`given`: a hand-off just committed, which the board may not hold yet;
+/// `owner`: the organisation of the site, whose the hand-off is.)
 pub(crate) async fn full_view(
     service: &CapacityService,
     referral: &Referral,
     given: Option<&refer_domain::sealed::Sealed>,
+    owner: OrgId,
+    trail: &mut Trail,
 ) -> Result<pb::Referral, Status> {
-    full_view_with(service, referral, given, &mut Contacts::new()).await
+    full_view_with(service, referral, given, owner, &mut Contacts::new(), trail).await
 }
 
 /// Agencies' contacts opened so far for one answer.
-type Contacts = std::collections::BTreeMap<refer_domain::ids::OrgId, String>;
+type Contacts = std::collections::BTreeMap<OrgId, String>;
 
 /// [`full_view`], opening each agency's contact once for all the referrals
 /// of one answer (`contacts`).
@@ -122,10 +139,12 @@ async fn full_view_with(
     service: &CapacityService,
     referral: &Referral,
     given: Option<&refer_domain::sealed::Sealed>,
+    owner: OrgId,
     contacts: &mut Contacts,
+    trail: &mut Trail,
 ) -> Result<pb::Referral, Status> {
     let mut view = referral_view(referral);
-    if referral.status != ReferralStatus::Accepted {
+    if referral.status != ReferralStatus::Accepted || !trail.shows_content() {
         return Ok(view);
     }
     let need = referral.need;
@@ -140,30 +159,42 @@ async fn full_view_with(
             sealed.handoffs.get(&need).or(given).cloned(),
         )
     };
-    let text = |opened: Opened| match opened {
-        Opened::Text(text) => text,
-        Opened::Erased => String::new(),
-    };
     let mut shared = pb::AgencyHandoff::default();
     if let (Some(agency), Some(contact)) = (agency, contact) {
         shared.agency_contact = match contacts.get(&agency) {
             Some(opened) => opened.clone(),
             None => {
-                let opened = text(sealing::open(&service.vault, &contact, &purpose::agency_contact(agency)).await?);
+                let about = About {
+                    kind: ItemKind::AgencyContact,
+                    of: agency.as_uuid(),
+                    owner: agency,
+                };
+                let opened = sealing::open(&service.vault, &contact, &purpose::agency_contact(agency), trail, about)
+                    .await?
+                    .text()
+                    .unwrap_or_default();
                 contacts.insert(agency, opened.clone());
                 opened
             }
         };
     }
     let now = service.clock.now();
-    if let Some((consent, note)) = note.filter(|(consent, _)| consent.until > now) {
-        shared.note = text(sealing::open(&service.vault, &note, &purpose::note(need)).await?);
+    if let (Some(agency), Some((consent, note))) = (agency, note.filter(|(consent, _)| consent.until > now)) {
+        let about = About {
+            kind: ItemKind::Note,
+            of: need.as_uuid(),
+            owner: agency,
+        };
+        shared.note = sealing::open(&service.vault, &note, &purpose::note(need), trail, about)
+            .await?
+            .text()
+            .unwrap_or_default();
         if !shared.note.is_empty() {
             shared.note_until_ms = consent.until.millis();
         }
     }
     if let Some(handoff) = handoff {
-        if let Some(given) = sealing::open_handoff(&service.vault, need, &handoff).await? {
+        if let Opened::Text(given) = sealing::open_handoff(&service.vault, need, owner, &handoff, trail).await? {
             shared.instructions = given.instructions;
         }
     }
@@ -174,7 +205,13 @@ async fn full_view_with(
 impl CapacityService {
     /// The hand-off instructions of an acceptance: those given, or the
     /// site's default; refused when there is neither.
-    async fn instructions_for(&self, site: ProviderId, given: Option<&str>) -> Result<String, Status> {
+    async fn instructions_for(
+        &self,
+        site: ProviderId,
+        owner: OrgId,
+        given: Option<&str>,
+        trail: &mut Trail,
+    ) -> Result<String, Status> {
         Ok(match given {
             Some(text) => text.to_owned(),
             None => {
@@ -183,13 +220,22 @@ impl CapacityService {
                     .load::<Standing>(Owner::Site(site).id())
                     .await
                     .map_err(store_status)?;
+                let about = About {
+                    kind: ItemKind::SiteHandoff,
+                    of: site.as_uuid(),
+                    owner,
+                };
                 let default = match &standing.state.text {
-                    Some(sealed) => sealing::open(&self.vault, sealed, &purpose::site_default(site)).await?,
+                    // Copied into the hand-off, also on an admin's acceptance
+                    // (who is not shown it).
+                    Some(sealed) => {
+                        sealing::open_to_copy(&self.vault, sealed, &purpose::site_default(site), trail, about).await?
+                    }
                     None => Opened::Erased,
                 };
-                match default {
-                    Opened::Text(text) => text,
-                    Opened::Erased => {
+                match default.text() {
+                    Some(text) => text,
+                    None => {
                         return Err(Status::failed_precondition(
                             "handoff: say where to bring the person, who meets them and a phone, \
                              or register the site's default hand-off (SetSiteHandoff)",
@@ -239,9 +285,15 @@ async fn answer<T: prost::Message>(
     let (pid, state, _) = service.owned(&who, provider).await?;
     let hold = HoldId::from_uuid(id(referral, "referral_id")?);
     let site = ProviderId::from_uuid(pid);
+    let owner = site_org(&state);
+    let mut trail = Trail::new(&who);
     // Checked before the key is bound: a refusal here leaves the key unused.
     let instructions = match &decision {
-        Answer::Accept { handoff } => Some(service.instructions_for(site, handoff.as_deref()).await?),
+        Answer::Accept { handoff } => Some(
+            service
+                .instructions_for(site, owner, handoff.as_deref(), &mut trail)
+                .await?,
+        ),
         Answer::Decline(_) => None,
     };
     service.keys.bind(&who, &key, request.get_ref()).await?;
@@ -344,5 +396,7 @@ async fn answer<T: prost::Message>(
     service.board.read_your_write(answered.version).await;
     // The board may not have folded the hand-off in yet.
     let fresh = sealed.filter(|_| answered.outcome == Outcome::Applied);
-    full_view(service, &view, fresh.as_ref()).await
+    let view = full_view(service, &view, fresh.as_ref(), owner, &mut trail).await?;
+    service.reads.record(trail, service.clock.now()).await?;
+    Ok(view)
 }

@@ -203,7 +203,12 @@ pub async fn set_handoff(
     )
     .await?;
     Ok(Response::new(pb::SiteHandoff {
-        provider_id: r.provider_id.clone(),
-        instructions,
+        provider_id: cv::id_pb(id),
+        // An admin may set it, never be shown it.
+        instructions: if who.role == refer_service::Role::Admin {
+            String::new()
+        } else {
+            instructions
+        },
     }))
 }

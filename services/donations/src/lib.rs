@@ -45,6 +45,7 @@ pub struct DonationsService {
     board: ReadModel<Board>,
     keys: KeyBook,
     vault: refer_sealed::Vault,
+    reads: refer_service::reads::ReadLog,
 }
 
 /// Opens the board, keeps it current, serves the handlers behind authentication.
@@ -62,6 +63,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         board,
         keys: context.key_book().await?,
         vault,
+        reads: context.read_log().await?,
     };
     let server = DonationsServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
     Ok(Started {
@@ -120,9 +122,23 @@ impl Donations for DonationsService {
         )
         .await?;
         Ok(Response::new(pb::DonationHandoff {
-            donation_id: r.donation_id.clone(),
-            instructions,
+            donation_id: refer_service::convert::id_pb(id),
+            // An admin may set it, never be shown it.
+            instructions: if who.role == Role::Admin {
+                String::new()
+            } else {
+                instructions
+            },
         }))
+    }
+
+    async fn list_sealed_reads(
+        &self,
+        request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
+    ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
     }
 
     async fn register_donation(

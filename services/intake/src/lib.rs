@@ -17,7 +17,7 @@ mod sharing;
 pub mod views;
 
 use board::Files;
-use refer_domain::ids::PlacementId;
+use refer_domain::ids::{OrgId, PlacementId, ProviderId};
 use refer_domain::placement::Placement;
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
@@ -30,6 +30,8 @@ use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
 use refer_service::{Principal, Role, SharedClock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -39,11 +41,14 @@ pub const SERVICE_NAME: &str = "refer.intake.v1.Intake";
 pub const CONSUMER: &str = "intake-needs";
 /// The longest case reference accepted.
 pub const MAX_CASE_REFERENCE: usize = 64;
-/// Who may call: intake staff; an admin only to forget a placement
-/// (`METHOD_ROLES`, checked before the body is read).
+/// Who may call: intake staff; an admin only to forget a placement and to
+/// list the read log (`METHOD_ROLES`, checked before the body is read).
 pub const ROLES: &[Role] = &[Role::Intake, Role::Admin];
 const STAFF: &[Role] = &[Role::Intake];
-const METHOD_ROLES: &[(&str, &[Role])] = &[("ForgetPlacement", &[Role::Intake, Role::Admin])];
+const METHOD_ROLES: &[(&str, &[Role])] = &[
+    ("ForgetPlacement", &[Role::Intake, Role::Admin]),
+    ("ListSealedReads", &[Role::Intake, Role::Admin]),
+];
 
 /// How `main` and the tests start the service.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -60,6 +65,12 @@ pub struct IntakeService {
     board: ReadModel<Files>,
     keys: KeyBook,
     vault: refer_sealed::Vault,
+    reads: refer_service::reads::ReadLog,
+    /// Each site's organisation (whose its hand-offs are), as read once.
+    site_orgs: Arc<Mutex<BTreeMap<ProviderId, OrgId>>>,
+    /// Hand-offs given after their placement was forgotten whose keys this
+    /// process erased (so the sweep erases each once).
+    erased_late: Arc<Mutex<BTreeSet<String>>>,
     /// How long sealed data outlives a final need.
     retention_ms: i64,
     /// The longest consent to share a note.
@@ -87,6 +98,9 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         board,
         keys,
         vault,
+        reads: context.read_log().await?,
+        site_orgs: Default::default(),
+        erased_late: Default::default(),
         retention_ms: millis(context.config.retention),
         longest_consent_ms: millis(context.config.longest_consent),
     };
@@ -202,5 +216,14 @@ impl Intake for IntakeService {
         request: Request<pb::ForgetPlacementRequest>,
     ) -> Result<Response<pb::Placement>, Status> {
         sharing::forget(self, request).await
+    }
+
+    async fn list_sealed_reads(
+        &self,
+        request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
+    ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
+        let who = refer_service::caller(&request)?;
+        let r = request.get_ref();
+        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
     }
 }

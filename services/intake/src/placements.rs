@@ -4,7 +4,7 @@ use crate::board::{Files, NeedView};
 use crate::views::{cohesion, cohesion_pb, group_id, need_status_pb, person, update_pb, Person};
 use crate::IntakeService;
 use refer_domain::donation::Donation;
-use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId};
+use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId, ProviderId};
 use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest, Target};
 use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, SealedPart};
 use refer_domain::request::{PlacementRequest, MAX_GROUP_SIZE};
@@ -12,9 +12,10 @@ use refer_domain::standing::{Owner, Standing};
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
+use refer_service::reads::{About, ItemKind, Trail};
 use refer_service::sealing::{self, purpose, Opened};
 use refer_service::watch::WatchStream;
-use refer_service::{caller, invalid, page, store_status};
+use refer_service::{caller, invalid, page, store_status, Principal};
 use tonic::{Request, Response, Status};
 
 /// Donations' hand-offs read so far for one answer.
@@ -24,14 +25,15 @@ impl IntakeService {
     /// Records the person's file (the case reference sealed) under the
     /// request's key. A retry, even after intake lost its data, finds the
     /// file recorded (the ids come from the key) and gets it back: its needs,
-    /// not the retry's, are the ones requested.
+    /// not the retry's, are the ones requested. `true`: recorded now, from
+    /// this very request.
     async fn record(
         &self,
         meta: &CommandMeta,
         agency: OrgId,
         person: &Person,
         group: Option<GroupId>,
-    ) -> Result<Placement, Status> {
+    ) -> Result<(Placement, bool), Status> {
         let placement = person.request.placement;
         let case_reference = match person.case_reference.as_str() {
             "" => None,
@@ -57,7 +59,8 @@ impl IntakeService {
         if file.agency != agency {
             return Err(Status::internal("a placement id collided with another agency's"));
         }
-        Ok(done.state)
+        let fresh = done.outcome == refer_eventstore::Outcome::Applied;
+        Ok((done.state, fresh))
     }
 
     /// Appends the `Requested` event of every need of the file (a retry
@@ -102,8 +105,9 @@ impl IntakeService {
         Ok(done.iter().map(|d| d.version).max().unwrap_or(0))
     }
 
-    /// The hand-off a business registered for `donation`, if any.
-    async fn donation_handoff(&self, donation: DonationId) -> Result<Option<pb::Handoff>, Status> {
+    /// The hand-off a business registered for `donation`, if any, opened
+    /// for the reader of `trail`.
+    async fn donation_handoff(&self, donation: DonationId, trail: &mut Trail) -> Result<Option<pb::Handoff>, Status> {
         let standing = self
             .store
             .load::<Standing>(Owner::Donation(donation).id())
@@ -116,10 +120,17 @@ impl IntakeService {
             .store
             .load::<Donation>(donation.as_uuid())
             .await
-            .map_err(store_status)?;
-        let site_name = offer.state.offer.map_or("a donation", |o| o.kind.described());
+            .map_err(store_status)?
+            .state
+            .offer;
+        let site_name = offer.as_ref().map_or("a donation", |o| o.kind.described());
+        let about = About {
+            kind: ItemKind::DonationHandoff,
+            of: donation.as_uuid(),
+            owner: offer.as_ref().map_or(OrgId::from_u128(0), |o| o.org),
+        };
         Ok(Some(
-            match sealing::open(&self.vault, &sealed, &purpose::donation(donation)).await? {
+            match sealing::open(&self.vault, &sealed, &purpose::donation(donation), trail, about).await? {
                 Opened::Text(instructions) => pb::Handoff {
                     given: true,
                     site_name: site_name.to_owned(),
@@ -131,29 +142,62 @@ impl IntakeService {
                     erased: true,
                     ..Default::default()
                 },
+                Opened::Withheld => pb::Handoff {
+                    given: true,
+                    ..Default::default()
+                },
             },
         ))
     }
 
-    /// A placement as its agency sees it: the case reference, each need's
-    /// latest status with the hand-off once accepted, notes and erasures,
-    /// opened from the sealed store. (`known`: the placement as just read
-    /// or written, newer than the files or not in them yet.)
+    /// The organisation of `site` (whose its hand-offs are), read once.
+    async fn site_org(&self, site: ProviderId) -> Result<OrgId, Status> {
+        if let Some(org) = self.site_orgs.lock().expect("site orgs").get(&site) {
+            return Ok(*org);
+        }
+        let loaded = self
+            .store
+            .load::<refer_domain::provider::Provider>(site.as_uuid())
+            .await
+            .map_err(store_status)?;
+        let org = loaded.state.profile.map_or(OrgId::from_u128(0), |p| p.org);
+        self.site_orgs.lock().expect("site orgs").insert(site, org);
+        Ok(org)
+    }
+
+    /// A placement as `who` is shown it, its reads recorded before it leaves.
     pub(crate) async fn placement_view(
         &self,
+        who: &Principal,
         id: PlacementId,
         known: Option<Placement>,
     ) -> Result<pb::Placement, Status> {
-        self.placement_view_with(id, known, &mut Donations::new()).await
+        let mut trail = Trail::new(who);
+        let view = self
+            .placement_view_with(id, known, None, &mut Donations::new(), &mut trail)
+            .await?;
+        self.reads.record(trail, self.clock.now()).await?;
+        Ok(view)
     }
 
-    /// [`Self::placement_view`], reading each donation's hand-off once for
-    /// all the placements of one answer (`donations`).
+    /// A placement as its agency sees it: the case reference, each need's
+    /// latest status with the hand-off once accepted, notes and erasures,
+    /// opened from the sealed store; each item opened goes on `trail`. An
+    /// admin (who only forgets placements) is shown statuses and erasures,
+    /// nothing sealed. A need whose hand-off was erased (its placement
+    /// forgotten, or retention) shows it erased, never opened: also a
+    /// hand-off given after `ForgetPlacement`. (`known`: the placement as
+    /// just read or written, newer than the files or not in them yet;
+    /// `sent`: the case reference the request itself carried, shown back
+    /// without opening the stored one, so a request reads nothing sealed;
+    /// `donations`: each donation's hand-off, read once per answer.)
     async fn placement_view_with(
         &self,
         id: PlacementId,
         known: Option<Placement>,
+        sent: Option<&str>,
         donations: &mut Donations,
+        trail: &mut Trail,
     ) -> Result<pb::Placement, Status> {
         let (placement, needs) = {
             let files = self.board.read();
@@ -170,10 +214,7 @@ impl IntakeService {
             .file
             .as_ref()
             .ok_or_else(|| Status::not_found("no such placement"))?;
-        let case_reference = match &file.case_reference {
-            Some(sealed) => sealing::open(&self.vault, sealed, &purpose::case_reference(id)).await?,
-            None => Opened::Erased,
-        };
+        let agency = file.agency;
         let mut view = pb::Placement {
             placement_id: id_pb(id.as_uuid()),
             group_id: file.group.map(|g| id_pb(g.as_uuid())).unwrap_or_default(),
@@ -181,8 +222,17 @@ impl IntakeService {
             case_reference_erased: placement.erased.contains_key(&SealedPart::CaseReference),
             ..Default::default()
         };
-        if let Opened::Text(case) = case_reference {
-            view.case_reference = case;
+        if let (Some(_), Some(sent)) = (&file.case_reference, sent) {
+            // The caller's own words, bound to this request by its key.
+            view.case_reference = sent.to_owned();
+        } else if let Some(sealed) = &file.case_reference {
+            let about = About {
+                kind: ItemKind::CaseReference,
+                of: id.as_uuid(),
+                owner: agency,
+            };
+            let opened = sealing::open(&self.vault, sealed, &purpose::case_reference(id), trail, about).await?;
+            view.case_reference = opened.text().unwrap_or_default();
         }
         for ((need, kind), seen) in file.needs.iter().zip(needs) {
             let mut update = match &seen {
@@ -196,31 +246,54 @@ impl IntakeService {
                     ..Default::default()
                 },
             };
-            if let Some(Target::Donation(donation)) = seen.as_ref().and_then(|s| s.placed_with) {
+            let placed_with = seen.as_ref().and_then(|s| s.placed_with);
+            if placement.erased.contains_key(&SealedPart::Handoff(*need)) {
+                // Erased for good, and whatever comes later with it.
+                if update.handoff.is_some() || matches!(placed_with, Some(Target::Donation(_))) {
+                    update.handoff = Some(pb::Handoff {
+                        given: true,
+                        erased: true,
+                        ..Default::default()
+                    });
+                }
+                view.needs.push(update);
+                continue;
+            }
+            if let Some(Target::Donation(donation)) = placed_with {
                 // A donation is accepted by the matcher: its hand-off is the
                 // business's standing one.
                 update.handoff = match donations.get(&donation) {
                     Some(known) => known.clone(),
                     None => {
-                        let read = self.donation_handoff(donation).await?;
+                        let read = self.donation_handoff(donation, trail).await?;
                         donations.insert(donation, read.clone());
                         read
                     }
                 };
             }
             if let (Some(handoff), Some(sealed)) = (update.handoff.as_mut(), seen.and_then(|s| s.handoff)) {
-                match sealing::open_handoff(&self.vault, *need, &sealed).await? {
-                    Some(given) => {
+                let owner = match placed_with {
+                    Some(Target::Provider(site)) => self.site_org(site).await?,
+                    _ => OrgId::from_u128(0),
+                };
+                match sealing::open_handoff(&self.vault, *need, owner, &sealed, trail).await? {
+                    Opened::Text(given) => {
                         handoff.site_name = given.site_name;
                         handoff.instructions = given.instructions;
                     }
-                    None => handoff.erased = true,
+                    Opened::Erased => handoff.erased = true,
+                    Opened::Withheld => {}
                 }
             }
             view.needs.push(update);
         }
         for (need, (consent, note)) in &placement.notes {
-            if let Opened::Text(text) = sealing::open(&self.vault, note, &purpose::note(*need)).await? {
+            let about = About {
+                kind: ItemKind::Note,
+                of: need.as_uuid(),
+                owner: agency,
+            };
+            if let Opened::Text(text) = sealing::open(&self.vault, note, &purpose::note(*need), trail, about).await? {
                 view.notes.push(pb::Note {
                     need_id: id_pb(need.as_uuid()),
                     consent: Some(crate::views::consent_pb(consent)),
@@ -247,12 +320,23 @@ pub async fn request_one(
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key.clone());
-    let recorded = service.record(&meta, who.org, &person, None).await?;
+    let (recorded, fresh) = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
     let file = recorded.file.as_ref().expect("recorded");
     let position = service.request_needs(&meta, placement, file, &person, None).await?;
     service.board.read_your_write(position).await;
-    Ok(Response::new(service.placement_view(placement, Some(recorded)).await?))
+    let mut trail = Trail::new(&who);
+    let view = service
+        .placement_view_with(
+            placement,
+            Some(recorded),
+            fresh.then_some(person.case_reference.as_str()),
+            &mut Donations::new(),
+            &mut trail,
+        )
+        .await?;
+    service.reads.record(trail, service.clock.now()).await?;
+    Ok(Response::new(view))
 }
 
 pub async fn request_group(
@@ -284,19 +368,32 @@ pub async fn request_group(
     let mut files = Vec::with_capacity(people.len());
     let mut position = 0;
     for person in &people {
-        let recorded = service.record(&meta, who.org, person, Some(group)).await?;
+        let (recorded, fresh) = service.record(&meta, who.org, person, Some(group)).await?;
         let file = recorded.file.as_ref().expect("recorded");
         let last = service
             .request_needs(&meta, person.request.placement, file, person, Some(membership))
             .await?;
         position = position.max(last);
-        files.push(recorded);
+        files.push((recorded, fresh));
     }
     service.board.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
-    for (person, recorded) in people.iter().zip(files) {
-        views.push(service.placement_view(person.request.placement, Some(recorded)).await?);
+    let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));
+    for (person, (recorded, fresh)) in people.iter().zip(files) {
+        let placement = person.request.placement;
+        views.push(
+            service
+                .placement_view_with(
+                    placement,
+                    Some(recorded),
+                    fresh.then_some(person.case_reference.as_str()),
+                    &mut donations,
+                    &mut trail,
+                )
+                .await?,
+        );
     }
+    service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::Group {
         group_id: id_pb(group.as_uuid()),
         cohesion: cohesion_pb(cohesion),
@@ -310,7 +407,7 @@ pub async fn get(
 ) -> Result<Response<pb::Placement>, Status> {
     let who = caller(&request)?;
     let (id, placement) = service.owned_placement(&who, &request.get_ref().placement_id).await?;
-    Ok(Response::new(service.placement_view(id, Some(placement)).await?))
+    Ok(Response::new(service.placement_view(&who, id, Some(placement)).await?))
 }
 
 pub async fn list(
@@ -335,10 +432,16 @@ pub async fn list(
     };
     let (found, next_page_token) = page::cut(found, size, |entry| *entry);
     let mut placements = Vec::with_capacity(found.len());
-    let mut donations = Donations::new();
+    let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));
     for (_, id) in found {
-        placements.push(service.placement_view_with(id, None, &mut donations).await?);
+        placements.push(
+            service
+                .placement_view_with(id, None, None, &mut donations, &mut trail)
+                .await?,
+        );
     }
+    // One record for every sealed item the page opened, before it leaves.
+    service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::ListPlacementsResponse {
         placements,
         next_page_token,

@@ -10,7 +10,9 @@ use refer_domain::standing::{Owner, Standing};
 use refer_domain::CommandMeta;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id};
-use refer_service::sealing::{self, purpose, Opened};
+use refer_service::reads::{About, ItemKind, Trail};
+use refer_service::sealing;
+use refer_service::sealing::purpose;
 use refer_service::{caller, invalid, store_status};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,13 +46,26 @@ pub async fn get_contact(
     let who = caller(&request)?;
     let owner = Owner::Agency(who.org);
     let standing = service.store.load::<Standing>(owner.id()).await.map_err(store_status)?;
+    let mut trail = Trail::new(&who);
+    let about = About {
+        kind: ItemKind::AgencyContact,
+        of: who.org.as_uuid(),
+        owner: who.org,
+    };
     let contact = match &standing.state.text {
-        Some(sealed) => match sealing::open(&service.vault, sealed, &purpose::agency_contact(who.org)).await? {
-            Opened::Text(text) => text,
-            Opened::Erased => String::new(),
-        },
+        Some(sealed) => sealing::open(
+            &service.vault,
+            sealed,
+            &purpose::agency_contact(who.org),
+            &mut trail,
+            about,
+        )
+        .await?
+        .text()
+        .unwrap_or_default(),
         None => String::new(),
     };
+    service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::HandoffContact { contact }))
 }
 
@@ -108,7 +123,7 @@ pub async fn share_note(
     }
     let done = done.map_err(store_status)?;
     Ok(Response::new(
-        service.placement_view(placement, Some(done.state)).await?,
+        service.placement_view(&who, placement, Some(done.state)).await?,
     ))
 }
 
@@ -130,7 +145,9 @@ pub async fn revoke_note(
             &meta,
         )
         .await?;
-    Ok(Response::new(service.placement_view(placement, Some(state)).await?))
+    Ok(Response::new(
+        service.placement_view(&who, placement, Some(state)).await?,
+    ))
 }
 
 /// By the placement's agency, or an admin (who acts for every agency).
@@ -153,7 +170,9 @@ pub async fn forget(
     let state = service
         .erase(placement, &parts, ErasureReason::Requested, &meta)
         .await?;
-    Ok(Response::new(service.placement_view(placement, Some(state)).await?))
+    Ok(Response::new(
+        service.placement_view(&who, placement, Some(state)).await?,
+    ))
 }
 
 impl IntakeService {
@@ -201,10 +220,19 @@ impl IntakeService {
                 SealedPart::Note(need) => state.notes.get(need).map(|(_, s)| s.item.clone()),
                 SealedPart::Handoff(need) => handoffs.get(need).cloned(),
             };
-            // (No item: never given, or erased already.)
-            if let Some(item) = item {
-                items.push(item);
-                erased.push(*part);
+            match item {
+                Some(item) => {
+                    items.push(item);
+                    erased.push(*part);
+                }
+                // Forgotten: a hand-off not given yet is erased too, so one
+                // given later is never shown (and its key is erased by the
+                // sweep, `erase_late_handoffs`).
+                None if reason == ErasureReason::Requested && matches!(part, SealedPart::Handoff(_)) => {
+                    erased.push(*part)
+                }
+                // (No item: never given, or erased already.)
+                None => {}
             }
         }
         sealing::erase(&self.vault, items.iter().map(String::as_str)).await?;
@@ -237,6 +265,7 @@ impl IntakeService {
             }
             due
         };
+        self.erase_late_handoffs().await?;
         let touched = due.len();
         for (placement, reason, parts) in due {
             // No key needed: an erasure records only parts still there, so
@@ -250,6 +279,38 @@ impl IntakeService {
             self.erase(placement, &parts, reason, &meta).await?;
         }
         Ok(touched)
+    }
+}
+
+impl IntakeService {
+    /// Erases the key of every hand-off given for a need of a forgotten
+    /// placement (`ForgetPlacement` recorded its hand-off erased, and a
+    /// provider accepted afterwards): it is never shown (the views do not
+    /// open an erased part), and here its key goes too. Each once per
+    /// process (erasing again is harmless).
+    async fn erase_late_handoffs(&self) -> Result<(), Status> {
+        let late: Vec<String> = {
+            let files = self.board.read();
+            let done = self.erased_late.lock().expect("erased late");
+            files
+                .placements
+                .values()
+                .flat_map(|p| p.erased.iter())
+                .filter_map(|(part, reason)| match (part, reason) {
+                    (SealedPart::Handoff(need), ErasureReason::Requested) => files.needs.get(need),
+                    _ => None,
+                })
+                .filter_map(|view| view.handoff.as_ref())
+                .map(|sealed| sealed.item.clone())
+                .filter(|item| !done.contains(item))
+                .collect()
+        };
+        for item in late {
+            sealing::erase(&self.vault, [item.as_str()]).await?;
+            tracing::info!("a hand-off given after its placement was forgotten was erased");
+            self.erased_late.lock().expect("erased late").insert(item);
+        }
+        Ok(())
     }
 }
 
