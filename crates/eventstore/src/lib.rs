@@ -14,7 +14,7 @@ mod store;
 mod stream;
 mod subscriber;
 
-pub use atomic::{back_off, retry_races, Part, Prepared, COMMIT_ATTEMPTS};
+pub use atomic::{back_off, Part, Prepared, COMMIT_ATTEMPTS};
 pub use batch::{publish_atomic, BatchMessage, Refused, MAX_BATCH};
 pub use decision::{always, Committed, Landed, Precondition};
 pub use durable::{GroupFlush, Ticket};
