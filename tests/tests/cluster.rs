@@ -818,6 +818,11 @@ async fn woke_deciding_nothing(store: &EventStore, after: u64, paused: Timestamp
 /// resumes with its lease lapsed. Neither writes anything it decided
 /// before its pause, and the audit finds every hold with its proposal and
 /// key, none placed twice, nothing over-committed.
+///
+/// What each pause attacks (each guard removed once, checked): the second
+/// fails as soon as the fence is skipped on retry; the first fails once
+/// the fence, the decision's rule that a proposal made before places no
+/// hold, and its per-hold key are all gone (issue 21's woken matcher).
 #[tokio::test]
 async fn a_leader_paused_mid_retry_of_a_multi_proposal_commit_wakes_up_deciding_nothing() {
     let mut w = World::start().await;
