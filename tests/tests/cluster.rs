@@ -11,7 +11,7 @@
 use refer_domain::ids::{HoldId, NeedId, ProviderId};
 use refer_domain::need::{Need, NeedEvent, NeedStatus, Target};
 use refer_domain::provider::{Provider, ProviderEvent};
-use refer_domain::{Aggregate, Event};
+use refer_domain::{Aggregate, Event, Timestamp};
 use refer_eventstore::EventStore;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
@@ -50,6 +50,12 @@ struct Proc {
     child: Option<Child>,
 }
 
+/// The file that, created, makes the next matcher retrying a commit of
+/// several proposals pause itself there (`refer_matcher::failpoint`).
+fn pause_mid_retry(setup: &TestSetup) -> std::path::PathBuf {
+    setup.dir.path().join("pause-mid-retry")
+}
+
 impl Proc {
     fn start(setup: &TestSetup, service: &'static str, instance: &str) -> Self {
         let mut proc = Self {
@@ -66,6 +72,9 @@ impl Proc {
         let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), &self.instance);
         let log = std::fs::File::create(setup.dir.path().join(format!("{}.log", self.instance))).unwrap();
         command.arg(self.service).stderr(log).env("RUST_LOG", "warn");
+        if self.service == "matcher" {
+            command.env(refer_matcher::failpoint::PAUSE_MID_RETRY, pause_mid_retry(setup));
+        }
         self.port = port;
         self.child = Some(command.spawn().expect("start refer-node"));
     }
@@ -79,6 +88,16 @@ impl Proc {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether the process is stopped (SIGSTOP), as `/proc` says.
+    fn stopped(&self) -> bool {
+        let pid = self.child.as_ref().expect("running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        matches!(state, Some('T' | 't'))
     }
 
     fn signal(&self, signal: &str) {
@@ -524,6 +543,78 @@ impl World {
         }
     }
 
+    /// Suspends (or resumes) every site, as its provider does.
+    async fn suspend_sites(&self, round: &str, suspend: bool) {
+        for (i, site) in self.sites.iter().enumerate() {
+            let (token, client) = (provider_token(i), self.capacity.clone());
+            let key = format!("{}-{round}-{i}", if suspend { "suspend" } else { "resume" });
+            let what = format!("{key} of {site}");
+            let answer = if suspend {
+                let request = cap::SuspendProviderRequest {
+                    idempotency_key: key,
+                    provider_id: site.to_string(),
+                };
+                retried(&what, || call!(client, suspend_provider, &token, request))
+                    .await
+                    .0
+            } else {
+                let request = cap::ResumeProviderRequest {
+                    idempotency_key: key,
+                    provider_id: site.to_string(),
+                };
+                retried(&what, || call!(client, resume_provider, &token, request))
+                    .await
+                    .0
+            };
+            answer.unwrap_or_else(|e| panic!("{what} refused: {e:?}"));
+        }
+    }
+
+    /// Arms the pause mid-retry, then makes the leader propose several
+    /// needs at once to a site whose last state it wrote is stale: every
+    /// site is suspended while requests wait, then resumed (one plan
+    /// proposes the waiting needs together; the first try of their commit
+    /// decides on the leader's snapshot of the site, made before the
+    /// suspension, and loses the race). Repeats until the matcher `name`
+    /// has paused itself; returns the moment it was seen paused, by the
+    /// wall clock the services read.
+    async fn until_paused_mid_retry(&self, name: &str) -> Timestamp {
+        std::fs::write(pause_mid_retry(&self.setup), b"").unwrap();
+        let started = Instant::now();
+        let mut round = 0;
+        while !self.procs[name].stopped() {
+            assert!(
+                started.elapsed() < GIVE_UP,
+                "{name} never retried a commit of several proposals"
+            );
+            round += 1;
+            let round = format!("{name}-{round}");
+            self.suspend_sites(&round, true).await;
+            self.until_placed(3).await;
+            self.suspend_sites(&round, false).await;
+            let resumed = Instant::now();
+            while !self.procs[name].stopped() && resumed.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        Timestamp(at.as_millis() as i64)
+    }
+
+    /// Waits until the matcher's lease has lapsed: its entry expired, no
+    /// one holds it.
+    async fn until_lease_lapsed(&self) {
+        let bucket = format!("{}_LEASES", self.store.settings().name);
+        let leases = self.store.jetstream().get_key_value(bucket).await.unwrap();
+        let started = Instant::now();
+        while leases.entry("matcher").await.ok().flatten().is_some() {
+            assert!(started.elapsed() < GIVE_UP, "the lease never lapsed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the load, waits until every acknowledged need is decided, and
     /// audits the whole stream.
     async fn finish(mut self) {
@@ -569,8 +660,8 @@ impl World {
 
 /// Reads the whole stream and fails on any acknowledged command lost, any
 /// command applied twice, any need proposed to two sites at once, any hold
-/// placed twice or without its proposal, any site holding more than it
-/// declared.
+/// placed twice, without its proposal or without a key, any site holding
+/// more than it declared.
 async fn audit(store: &EventStore, acked: &Acked, sites: &[ProviderId]) {
     let last = store.last_sequence().await.unwrap();
     let commits = store.read_all(0, last).await.unwrap();
@@ -591,6 +682,10 @@ async fn audit(store: &EventStore, acked: &Acked, sites: &[ProviderId]) {
                     match event {
                         ProviderEvent::HoldPlaced { hold, need, .. } => {
                             assert!(placed.insert(*hold, *need).is_none(), "hold {hold} placed twice");
+                            assert!(
+                                envelope.idempotency_key.is_some(),
+                                "hold {hold} placed without an idempotency key"
+                            );
                             let holds = open.entry(*need).or_default();
                             holds.insert(*hold);
                             assert!(holds.len() <= 1, "need {need} held at two sites at once: {holds:?}");
@@ -691,6 +786,74 @@ async fn the_active_matcher_killed_then_its_successor_paused_loses_and_doubles_n
     let holder = w.status(first).await.expect("the other matcher answers");
     assert!(!(resumed.leading && holder.leading), "two matchers lead at once");
     assert!(resumed.leading || holder.leading, "one matcher leads");
+    w.finish().await;
+}
+
+/// Fails if a commit after stream sequence `after` carries a decision made
+/// at or before `paused`: something a matcher decided before it was paused
+/// and wrote after it woke, having lost its lease meanwhile.
+async fn woke_deciding_nothing(store: &EventStore, after: u64, paused: Timestamp, who: &str) {
+    let last = store.last_sequence().await.unwrap();
+    let commits = store.read_all(after, last).await.unwrap();
+    for commit in commits.iter().filter(|c| c.seq > after) {
+        for envelope in &commit.events {
+            assert!(
+                envelope.occurred_at > paused,
+                "{who}, paused at {paused:?} after it lost its lease, wrote {} on {} decided at {:?} \
+                 (stream sequence {} after {after})",
+                envelope.event_type,
+                envelope.aggregate,
+                envelope.occurred_at,
+                commit.seq,
+            );
+        }
+    }
+}
+
+/// The woken leader (issue 21): the active matcher is paused (SIGSTOP)
+/// while it retries a commit of several proposals, just before its fence
+/// is checked. First the standby takes over and decides, referrals are
+/// answered, then the old one resumes; then the new leader is paused the
+/// same way while the other stands still too, so nobody decides until it
+/// resumes with its lease lapsed. Neither writes anything it decided
+/// before its pause, and the audit finds every hold with its proposal and
+/// key, none placed twice, nothing over-committed.
+///
+/// What each pause attacks (each guard removed once, checked): the second
+/// fails as soon as the fence is skipped on retry; the first fails once
+/// the fence, the decision's rule that a proposal made before places no
+/// hold, and its per-hold key are all gone (issue 21's woken matcher).
+#[tokio::test]
+async fn a_leader_paused_mid_retry_of_a_multi_proposal_commit_wakes_up_deciding_nothing() {
+    let mut w = World::start().await;
+    w.start_load();
+    w.until_placed(4).await;
+
+    // The leader pauses mid-retry; the standby takes over and decides.
+    let paused = w.until_paused_mid_retry("matcher-a").await;
+    let standby = w.procs["matcher-b"].port;
+    let took_over = w.until_leading(standby).await;
+    let resumed = w.until_matching().await;
+    println!("matcher-a paused mid-retry: matcher-b led after {took_over:?}, decided again after {resumed:?}");
+    w.until_placed(8).await;
+    let woke = w.store.last_sequence().await.unwrap();
+    w.procs["matcher-a"].signal("-CONT");
+    w.until_placed(8).await;
+    woke_deciding_nothing(&w.store, woke, paused, "matcher-a").await;
+
+    // The new leader pauses mid-retry while the old one stands still: no
+    // one takes over, and it wakes with its lease lapsed.
+    w.procs["matcher-a"].signal("-STOP");
+    let paused = w.until_paused_mid_retry("matcher-b").await;
+    w.until_lease_lapsed().await;
+    let woke = w.store.last_sequence().await.unwrap();
+    w.procs["matcher-b"].signal("-CONT");
+    w.procs["matcher-a"].signal("-CONT");
+    w.until_placed(8).await;
+    let resumed = w.status(standby).await.expect("matcher-b answers");
+    let other = w.status(w.procs["matcher-a"].port).await.expect("matcher-a answers");
+    assert!(!(resumed.leading && other.leading), "two matchers lead at once");
+    woke_deciding_nothing(&w.store, woke, paused, "matcher-b").await;
     w.finish().await;
 }
 

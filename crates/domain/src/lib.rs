@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod decision;
 pub mod donation;
 pub mod eligibility;
 pub mod error;

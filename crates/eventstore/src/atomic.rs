@@ -257,7 +257,7 @@ impl EventStore {
     }
 }
 
-/// How many times `retry_races` tries a commit that keeps losing.
+/// How many times `EventStore::decide` tries a commit that keeps losing.
 pub const COMMIT_ATTEMPTS: u32 = 16;
 
 /// Jittered backoff after a lost race (attempt 1, 2, ...), so writers that
@@ -265,25 +265,4 @@ pub const COMMIT_ATTEMPTS: u32 = 16;
 pub async fn back_off(attempt: u32) {
     let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
     tokio::time::sleep(Duration::from_micros(200 * u64::from(attempt.min(10)) + jitter)).await;
-}
-
-/// Runs `commit(attempt)` (prepare at that attempt, `commit_atomic`,
-/// `finish`) again while it loses a race (`Conflict`) or meets a batch part
-/// of which landed before (`Duplicate`: prepared again, those parts write
-/// nothing), up to `COMMIT_ATTEMPTS` times.
-pub async fn retry_races<T, F, Fut>(commit: F) -> Result<T, StoreError>
-where
-    F: Fn(u32) -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match commit(attempt).await {
-            Err(StoreError::Conflict { .. } | StoreError::Duplicate) if attempt < COMMIT_ATTEMPTS => {
-                back_off(attempt).await
-            }
-            other => return other,
-        }
-    }
 }

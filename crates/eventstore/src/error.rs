@@ -33,6 +33,10 @@ pub enum StoreError {
     /// before (an earlier try landed): nothing of the batch was stored.
     #[error("a commit of the batch was applied before")]
     Duplicate,
+    /// The caller's precondition for a decision's commit did not hold (a
+    /// matcher that no longer holds its lease): nothing was written.
+    #[error("precondition failed: {0}")]
+    Precondition(String),
 }
 
 impl StoreError {

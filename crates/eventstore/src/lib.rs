@@ -5,6 +5,7 @@
 
 mod atomic;
 mod batch;
+mod decision;
 mod durable;
 mod error;
 mod group;
@@ -13,8 +14,9 @@ mod store;
 mod stream;
 mod subscriber;
 
-pub use atomic::{back_off, retry_races, Part, Prepared, COMMIT_ATTEMPTS};
+pub use atomic::{back_off, Part, Prepared, COMMIT_ATTEMPTS};
 pub use batch::{publish_atomic, BatchMessage, Refused, MAX_BATCH};
+pub use decision::{always, Committed, Landed, Precondition};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};

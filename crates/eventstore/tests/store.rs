@@ -689,3 +689,92 @@ async fn concurrent_appends_share_batches_and_each_gets_its_own_answer() {
         assert!(metrics.contains(&line), "{result}: {metrics}");
     }
 }
+
+/// One operation carries an atomic decision: the caller's precondition (a
+/// leader's fence) is checked before every try commits, retries included;
+/// once it fails nothing is written, and the decision lands once it holds.
+#[tokio::test]
+async fn a_decision_checks_its_precondition_before_every_try_and_writes_nothing_once_it_fails() {
+    use refer_domain::decision::{keys, AtProvider, ProposeAtProviders};
+    use refer_domain::ids::{HoldId, NeedId, PlacementId, ProviderId};
+    use refer_domain::need::{Need, NeedCommand, NeedStatus};
+    use refer_domain::provider::HoldRequest;
+    let server = NatsServer::start().await.unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open_store(&server, dir_a.path(), StreamSettings::default()).await;
+    let b = open_store(&server, dir_b.path(), StreamSettings::default()).await;
+    let (site, need) = (Uuid::new_v4(), Uuid::new_v4());
+    register(&a, site, 2).await;
+    let request = sample::shelter_need(OrgId::from_u128(2), PlacementId::from_u128(3), None);
+    a.execute::<Need>(need, &NeedCommand::Request(request), &meta(None), None)
+        .await
+        .unwrap();
+    // Another writer makes `a`'s snapshot of the site stale: its first try
+    // conflicts and it tries again.
+    b.execute::<Provider>(site, &adjust(1), &meta(None), None)
+        .await
+        .unwrap();
+    let hold = HoldId::from_u128(7);
+    let propose = ProposeAtProviders {
+        proposals: vec![AtProvider {
+            provider: ProviderId::from_uuid(site),
+            hold: HoldRequest {
+                hold,
+                need: NeedId::from_uuid(need),
+                service: BED,
+                units: 1,
+                expires_at: NIGHT.plus_secs(900),
+            },
+        }],
+    };
+    let tries = std::sync::Mutex::new(Vec::new());
+    let fence_lost_on_retry = |attempt: u32| {
+        tries.lock().unwrap().push(attempt);
+        if attempt == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Precondition("the lease was lost".into()))
+        }
+    };
+    let refused = a.decide(&propose, NIGHT, &|_| meta(None), &fence_lost_on_retry).await;
+    assert!(matches!(refused, Err(StoreError::Precondition(_))), "{refused:?}");
+    assert_eq!(
+        *tries.lock().unwrap(),
+        [1, 2],
+        "checked on the first try and on the retry"
+    );
+    assert!(a.load::<Provider>(site).await.unwrap().state.holds.is_empty());
+    assert_eq!(a.load::<Need>(need).await.unwrap().state.status, NeedStatus::Requested);
+
+    let committed = a
+        .decide(&propose, NIGHT, &|_| meta(None), &refer_eventstore::always)
+        .await
+        .unwrap();
+    assert!(committed.refused.is_empty());
+    let held = a.load::<Provider>(site).await.unwrap();
+    assert!(held.state.holds.contains_key(&hold));
+    let history = a
+        .history(
+            &AggregateRef {
+                kind: AggregateKind::Provider,
+                id: site,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let placing = history.last().unwrap();
+    assert_eq!(placing.events[0].idempotency_key, Some(keys::hold(hold)));
+    let proposed = committed.executed::<Need>(need).unwrap();
+    assert_eq!(
+        (proposed.state.status, proposed.outcome),
+        (NeedStatus::Proposed, Outcome::Applied)
+    );
+    // Carried out again: nothing is written twice.
+    let again = a
+        .decide(&propose, NIGHT, &|_| meta(None), &refer_eventstore::always)
+        .await
+        .unwrap();
+    assert_eq!(again.executed::<Need>(need).unwrap().outcome, Outcome::Duplicate);
+    assert_eq!(a.load::<Provider>(site).await.unwrap().version, held.version);
+}

@@ -22,6 +22,7 @@ pub fn store_status(err: StoreError) -> Status {
         StoreError::Duplicate => Status::aborted(format!("{err}; retry with the same idempotency key")),
         StoreError::Unavailable(_) => Status::unavailable(format!("{err}; retry with the same idempotency key")),
         StoreError::Encode(_) => Status::invalid_argument(err.to_string()),
+        StoreError::Precondition(_) => Status::failed_precondition(err.to_string()),
         StoreError::Corrupt { .. } | StoreError::Local(_) | StoreError::Setup(_) => {
             tracing::error!(error = %err, "internal store error");
             Status::internal("internal error; see the service log")

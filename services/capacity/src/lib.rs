@@ -8,7 +8,6 @@ mod sites;
 pub mod views;
 
 use board::Referrals;
-use refer_domain::ids::HoldId;
 use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
 use refer_proto::capacity::v1 as pb;
@@ -73,11 +72,6 @@ impl CapacityService {
     fn meta<T>(&self, request: &Request<T>, key: IdempotencyKey) -> CommandMeta {
         refer_service::server::command_meta(request, self.clock.as_ref(), key)
     }
-}
-
-/// The idempotency key for settling a hold after the need was answered.
-pub fn settle_key(hold: HoldId) -> IdempotencyKey {
-    IdempotencyKey::new(format!("settle-{hold}")).expect("a valid key")
 }
 
 type Watch = WatchStream<pb::Referral>;

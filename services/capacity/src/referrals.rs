@@ -2,13 +2,14 @@
 
 use crate::board::{Referral, ReferralStatus};
 use crate::views::{decline_reason, referral_view};
-use crate::{settle_key, CapacityService};
+use crate::CapacityService;
+use refer_domain::decision;
 use refer_domain::ids::{HoldId, OrgId, ProviderId};
-use refer_domain::need::{DeclineReason, Need, NeedCommand, Target};
-use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
+use refer_domain::need::{DeclineReason, Need, Target};
+use refer_domain::provider::Provider;
 use refer_domain::standing::{Owner, Standing};
-use refer_domain::{CommandMeta, DomainError};
-use refer_eventstore::{retry_races, Executed, Outcome, Part, StoreError};
+use refer_domain::DomainError;
+use refer_eventstore::{always, Executed, Outcome, StoreError};
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
 use refer_service::reads::{About, ItemKind, Trail};
@@ -306,8 +307,8 @@ async fn answer<T: prost::Message>(
         _ => return Err(Status::not_found("no such referral at this provider")),
     };
     let by = Target::Provider(site);
-    let meta = service.meta(request, key);
-    let (commands, follow_up, status, sealed) = match (decision, instructions) {
+    let meta = service.meta(request, key.clone());
+    let (answer, status, sealed) = match (decision, instructions) {
         (Answer::Accept { .. }, Some(instructions)) => {
             // Sealed for the agency with the site's display name, before the
             // commit; erased again if the commit writes nothing.
@@ -317,51 +318,34 @@ async fn answer<T: prost::Message>(
             };
             let sealed = sealing::seal_handoff(&service.vault, need, &handoff).await?;
             (
-                vec![NeedCommand::Accept { by }, NeedCommand::HandOff(sealed.clone())],
-                ProviderCommand::ConfirmHold { hold },
+                decision::Answer::Accept {
+                    handoff: Some(sealed.clone()),
+                },
                 ReferralStatus::Accepted,
                 Some(sealed),
             )
         }
         (Answer::Accept { .. }, None) => unreachable!("an acceptance has its instructions"),
-        (Answer::Decline(reason), _) => (
-            vec![NeedCommand::Decline { by, reason }],
-            ProviderCommand::ReleaseHold {
-                hold,
-                reason: ReleaseReason::Declined,
-            },
-            ReferralStatus::Declined,
-            None,
-        ),
+        (Answer::Decline(reason), _) => (decision::Answer::Decline(reason), ReferralStatus::Declined, None),
     };
     // The answer on the need and the hold settled on the provider are one
-    // atomic commit: never an answer without its settlement. (A hold
-    // already gone, released by the matcher, leaves the need alone.)
-    let settle = CommandMeta {
-        idempotency_key: Some(settle_key(hold)),
-        ..meta.clone()
+    // atomic decision: never an answer without its settlement.
+    let answering = decision::AnswerAndSettle {
+        need,
+        target: by,
+        hold,
+        answer,
+        key,
     };
     let store = &service.store;
-    let (commands, follow_up, meta, settle) = (&commands, &follow_up, &meta, &settle);
-    let answered = retry_races(|attempt| async move {
-        let answer = store.prepare::<Need>(need.as_uuid(), commands, meta, attempt).await?;
-        let settling = match store
-            .prepare::<Provider>(pid, std::slice::from_ref(follow_up), settle, attempt)
-            .await
-        {
-            Ok(settling) => Some(settling),
-            Err(StoreError::Domain(_)) => None,
-            Err(err) => return Err(err),
-        };
-        let mut parts: Vec<&dyn Part> = vec![&answer];
-        parts.extend(settling.iter().map(|p| p as &dyn Part));
-        let seqs = store.commit_atomic(&parts).await?;
-        if let Some(settling) = settling {
-            store.finish(settling, seqs[1])?;
-        }
-        store.finish(answer, seqs[0])
-    })
-    .await;
+    let answered = store
+        .decide(&answering, meta.occurred_at, &|_| meta.clone(), &always)
+        .await
+        .map(|committed| {
+            committed
+                .executed::<Need>(need.as_uuid())
+                .expect("an answer touches its need")
+        });
     if let (true, Some(sealed)) = (sealing::unwritten(&answered), &sealed) {
         // A retry, or a refusal: this hand-off was never recorded.
         sealing::erase(&service.vault, [sealed.item.as_str()]).await?;

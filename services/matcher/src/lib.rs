@@ -7,12 +7,18 @@
 
 pub mod acceptance;
 
+pub mod failpoint;
+
+use refer_domain::decision::{
+    keys, Answer, AnswerAndSettle, AtProvider, AtomicDecision, Expire, OneCommand, ProposeAtDonation,
+    ProposeAtProviders, Touched,
+};
 use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::{CorrelationId, EventId, NeedId};
 use refer_domain::need::{Need, NeedCommand, NeedStatus, Proposal, Target};
-use refer_domain::provider::{Provider, ProviderCommand, ReleaseReason};
-use refer_domain::{AggregateKind, CommandMeta, Event, IdempotencyKey, Timestamp};
-use refer_eventstore::{back_off, retry_races, EventStore, Part, Recorded, StoreError, Subscriber, COMMIT_ATTEMPTS};
+use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ReleaseReason};
+use refer_domain::{AggregateKind, AggregateRef, CommandMeta, Event, IdempotencyKey, Timestamp};
+use refer_eventstore::{Committed, EventStore, Recorded, StoreError, Subscriber};
 use refer_matching::planner::{Decision, Ledger, Partition, Projection as State};
 use refer_proto::matcher::v1 as pb;
 use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
@@ -258,24 +264,69 @@ struct Executor {
     store: EventStore,
     clock: SharedClock,
     core: Arc<Mutex<Core>>,
-    /// Checked before every decision: a matcher that lost the lease (or was
-    /// paused past it) carries out nothing more.
+    /// Checked before every commit of every decision, retries included
+    /// (`Executor::fence`): a matcher that lost the lease (or was paused
+    /// past it) carries out nothing more.
     lease: Fence,
-}
-
-fn key(text: String) -> Option<IdempotencyKey> {
-    Some(IdempotencyKey::new(text).expect("derived keys are valid"))
+    failpoint: failpoint::Failpoint,
 }
 
 impl Executor {
-    fn meta(&self, need: Option<NeedId>, cause: Option<EventId>, key: Option<IdempotencyKey>) -> CommandMeta {
+    fn meta(&self, need: Option<NeedId>, cause: Option<EventId>) -> CommandMeta {
         CommandMeta {
             occurred_at: self.clock.now(),
             // All events about one need share its correlation id.
             correlation_id: need.map_or(CorrelationId::from_u128(0), |n| CorrelationId::from_uuid(n.as_uuid())),
             causation_id: cause,
-            idempotency_key: key,
+            // Each step's own, derived from its hold (refer_domain::decision::keys).
+            idempotency_key: None,
         }
+    }
+
+    /// The fence, checked by the decision commit before each try commits
+    /// (`EventStore::decide`): a matcher that lost the lease, or was paused
+    /// past it, writes nothing more, not even a retry of a commit it began
+    /// while it held the lease. `proposals` counts the proposals of the
+    /// decision (for the test failpoint).
+    fn fence(&self, proposals: usize) -> impl Fn(u32) -> Result<(), StoreError> + Sync + '_ {
+        move |attempt| {
+            if attempt > 1 && proposals > 1 {
+                self.failpoint.pause_mid_retry(proposals);
+            }
+            if self.lease.held() {
+                Ok(())
+            } else {
+                Err(StoreError::Precondition("this matcher does not hold the lease".into()))
+            }
+        }
+    }
+
+    /// Carries out an atomic decision, or a single command, through the one
+    /// decision commit, fenced; `meta` is each aggregate's metadata.
+    async fn decide<D: AtomicDecision>(
+        &self,
+        decision: &D,
+        proposals: usize,
+        meta: &(dyn Fn(&AggregateRef) -> CommandMeta + Sync),
+    ) -> Result<Committed, StoreError> {
+        let now = self.clock.now();
+        self.store.decide(decision, now, meta, &self.fence(proposals)).await
+    }
+
+    /// One command on one aggregate (a settlement, a waitlisting), fenced.
+    async fn one<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        key: IdempotencyKey,
+        meta: CommandMeta,
+    ) -> Result<(), StoreError>
+    where
+        A: Touched,
+        A::Command: Sync,
+    {
+        let one = OneCommand::<A> { id, command, key };
+        self.decide(&one, 0, &|_| meta.clone()).await.map(|_| ())
     }
 
     async fn settle(
@@ -285,225 +336,87 @@ impl Executor {
         release: Option<ReleaseReason>,
         cause: Option<EventId>,
     ) -> Result<(), StoreError> {
-        let meta = self.meta(None, cause, key(format!("settle-{hold}")));
+        let meta = self.meta(None, cause);
+        let key = keys::settle(hold);
         match (target, release) {
-            (Target::Provider(p), None) => self
-                .store
-                .execute::<Provider>(p.as_uuid(), &ProviderCommand::ConfirmHold { hold }, &meta, None)
-                .await
-                .map(|_| ()),
-            (Target::Provider(p), Some(reason)) => self
-                .store
-                .execute::<Provider>(p.as_uuid(), &ProviderCommand::ReleaseHold { hold, reason }, &meta, None)
-                .await
-                .map(|_| ()),
-            (Target::Donation(d), None) => self
-                .store
-                .execute::<Donation>(d.as_uuid(), &DonationCommand::ConfirmHold { hold }, &meta, None)
-                .await
-                .map(|_| ()),
-            (Target::Donation(d), Some(reason)) => self
-                .store
-                .execute::<Donation>(d.as_uuid(), &DonationCommand::ReleaseHold { hold, reason }, &meta, None)
-                .await
-                .map(|_| ()),
+            (Target::Provider(p), None) => {
+                self.one::<Provider>(p.as_uuid(), ProviderCommand::ConfirmHold { hold }, key, meta)
+                    .await
+            }
+            (Target::Provider(p), Some(reason)) => {
+                self.one::<Provider>(p.as_uuid(), ProviderCommand::ReleaseHold { hold, reason }, key, meta)
+                    .await
+            }
+            (Target::Donation(d), None) => {
+                self.one::<Donation>(d.as_uuid(), DonationCommand::ConfirmHold { hold }, key, meta)
+                    .await
+            }
+            (Target::Donation(d), Some(reason)) => {
+                self.one::<Donation>(d.as_uuid(), DonationCommand::ReleaseHold { hold, reason }, key, meta)
+                    .await
+            }
         }
     }
 
-    /// Proposals to providers, as one atomic commit: each provider's holds
-    /// (`PlaceHolds`: all or none, a hold already placed skipped) and every
-    /// proposal, each with its optimistic-concurrency expectation, so no
-    /// hold is ever placed without its proposal nor a proposal without its
-    /// hold. A need that refuses its proposal (it moved on) is left out
-    /// before anything is written, and so is its hold; a provider whose holds
-    /// do not fit (the projection was behind) has its proposals carried out
-    /// one by one; a lost race prepares everything again. Returns each
+    /// Proposals to providers, as one atomic decision
+    /// (`refer_domain::decision::ProposeAtProviders`): every hold with its
+    /// proposal, whichever providers they go to; a proposal the aggregates
+    /// refuse is left out with its hold, the others go ahead. Returns each
     /// proposal's outcome, in order.
     async fn propose_at_providers(&self, proposals: &[(Decision, Option<EventId>)]) -> Vec<Result<(), StoreError>> {
-        let mut outcomes: Vec<Option<Result<(), StoreError>>> = (0..proposals.len()).map(|_| None).collect();
-        let mut attempt = 0;
-        while attempt < COMMIT_ATTEMPTS {
-            attempt += 1;
-            let mut by_provider: BTreeMap<refer_domain::ids::ProviderId, Vec<usize>> = BTreeMap::new();
-            for i in (0..proposals.len()).filter(|i| outcomes[*i].is_none()) {
-                if let Decision::Propose {
-                    target: Target::Provider(p),
-                    ..
-                } = proposals[i].0
-                {
-                    by_provider.entry(p).or_default().push(i);
-                } else {
-                    unreachable!("only proposals to providers are committed here")
-                }
-            }
-            if by_provider.is_empty() {
-                break;
-            }
-            let mut placings = Vec::new();
-            let mut alone = Vec::new();
-            for (provider, members) in by_provider {
-                let holds = members
-                    .iter()
-                    .filter_map(|i| match proposals[*i].0 {
-                        Decision::Propose {
-                            need,
-                            service: Some(service),
-                            hold,
-                            units,
-                            expires_at,
-                            ..
-                        } => Some(refer_domain::provider::HoldRequest {
-                            hold,
-                            need,
-                            service,
-                            units,
-                            expires_at,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                // One proposal alone keeps its derived key; holds placed
-                // together are idempotent by content (placed ones are skipped).
-                let placing_key = match proposals[members[0]].0 {
-                    Decision::Propose { hold, .. } if proposals.len() == 1 => key(format!("hold-{hold}")),
-                    _ => None,
-                };
-                let first = &proposals[members[0]];
-                let meta = self.meta(first.0.need(), first.1, placing_key);
-                let command = [ProviderCommand::PlaceHolds(holds)];
-                match self
-                    .store
-                    .prepare::<Provider>(provider.as_uuid(), &command, &meta, attempt)
-                    .await
-                {
-                    Ok(part) => placings.push((members, part)),
-                    Err(StoreError::Domain(_)) if proposals.len() > 1 => alone.extend(members),
-                    Err(err) => {
-                        for i in members {
-                            outcomes[i] = Some(Err(clone_error(&err)));
-                        }
-                    }
-                }
-            }
-            if !alone.is_empty() {
-                for i in alone {
-                    let one = Box::pin(self.propose_at_providers(&proposals[i..=i])).await;
-                    outcomes[i] = one.into_iter().next();
-                }
-                attempt -= 1; // the others have not been tried yet
-                continue;
-            }
-            let mut needs = Vec::new();
-            let mut refused = false;
-            for (members, placing) in &placings {
-                for &i in members {
-                    let Decision::Propose {
+        let mut metas: BTreeMap<AggregateRef, CommandMeta> = BTreeMap::new();
+        let decision = ProposeAtProviders {
+            proposals: proposals
+                .iter()
+                .map(|(decision, cause)| match *decision {
+                    Decision::Propose {
                         need,
-                        target,
+                        target: Target::Provider(provider),
+                        service: Some(service),
                         hold,
+                        units,
                         expires_at,
-                        ..
-                    } = proposals[i].0
-                    else {
-                        unreachable!("proposals only")
-                    };
-                    let deadline = placing.state.holds.get(&hold).map_or(expires_at, |h| h.expires_at);
-                    let meta = self.meta(Some(need), proposals[i].1, key(format!("propose-{hold}")));
-                    let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
-                    match self
-                        .store
-                        .prepare::<Need>(need.as_uuid(), &[proposal], &meta, attempt)
-                        .await
-                    {
-                        Ok(part) => needs.push((i, part)),
-                        Err(err) => {
-                            outcomes[i] = Some(Err(err));
-                            refused = true;
+                    } => {
+                        let meta = self.meta(Some(need), *cause);
+                        let at = AggregateRef {
+                            kind: AggregateKind::Provider,
+                            id: provider.as_uuid(),
+                        };
+                        // A provider's commit is correlated with its first proposal.
+                        metas.entry(at).or_insert_with(|| meta.clone());
+                        metas.insert(
+                            AggregateRef {
+                                kind: AggregateKind::Need,
+                                id: need.as_uuid(),
+                            },
+                            meta,
+                        );
+                        AtProvider {
+                            provider,
+                            hold: HoldRequest {
+                                hold,
+                                need,
+                                service,
+                                units,
+                                expires_at,
+                            },
                         }
                     }
+                    _ => unreachable!("only proposals to providers are committed here"),
+                })
+                .collect(),
+        };
+        let meta = |aggregate: &AggregateRef| metas[aggregate].clone();
+        match self.decide(&decision, proposals.len(), &meta).await {
+            Ok(committed) => {
+                let mut outcomes: Vec<Result<(), StoreError>> = (0..proposals.len()).map(|_| Ok(())).collect();
+                for (i, refused) in committed.refused {
+                    outcomes[i] = Err(StoreError::Domain(refused));
                 }
+                outcomes
             }
-            if refused {
-                continue; // prepare again without the needs that moved on
-            }
-            let mut parts: Vec<&dyn Part> = placings.iter().map(|(_, p)| p as &dyn Part).collect();
-            parts.extend(needs.iter().map(|(_, part)| part as &dyn Part));
-            match self.store.commit_atomic(&parts).await {
-                Ok(seqs) => {
-                    let (placed, proposed) = seqs.split_at(placings.len());
-                    for ((_, placing), seq) in placings.into_iter().zip(placed) {
-                        let _ = self.store.finish(placing, *seq);
-                    }
-                    for ((i, part), seq) in needs.into_iter().zip(proposed) {
-                        outcomes[i] = Some(self.store.finish(part, *seq).map(|_| ()));
-                    }
-                }
-                Err(err)
-                    if (err.is_retryable() || matches!(err, StoreError::Duplicate)) && attempt < COMMIT_ATTEMPTS =>
-                {
-                    back_off(attempt).await
-                }
-                Err(err) => {
-                    for (i, _) in needs {
-                        outcomes[i] = Some(Err(clone_error(&err)));
-                    }
-                }
-            }
+            Err(err) => proposals.iter().map(|_| Err(clone_error(&err))).collect(),
         }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(StoreError::Unavailable("proposal not committed".into()))))
-            .collect()
-    }
-
-    /// A proposal to a donation, as one atomic commit: the hold placed and
-    /// used at once on the donation, the need proposed and accepted on the
-    /// business's behalf (a donation is given in advance).
-    async fn propose_at_donation(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
-        let Decision::Propose {
-            need,
-            target: target @ Target::Donation(donation),
-            hold,
-            units,
-            expires_at,
-            ..
-        } = *decision
-        else {
-            unreachable!("a proposal to a donation")
-        };
-        let hold_meta = self.meta(Some(need), cause, key(format!("hold-{hold}")));
-        let need_meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
-        let taking = [
-            DonationCommand::PlaceHold {
-                hold,
-                need,
-                units,
-                expires_at,
-            },
-            DonationCommand::ConfirmHold { hold },
-        ];
-        let proposal = Proposal {
-            target,
-            hold,
-            deadline: expires_at,
-        };
-        let accepting = [NeedCommand::Propose(proposal), NeedCommand::Accept { by: target }];
-        let (taking, accepting, hold_meta, need_meta) = (&taking, &accepting, &hold_meta, &need_meta);
-        retry_races(|attempt| async move {
-            let given = self
-                .store
-                .prepare::<Donation>(donation.as_uuid(), taking, hold_meta, attempt)
-                .await?;
-            let accepted = self
-                .store
-                .prepare::<Need>(need.as_uuid(), accepting, need_meta, attempt)
-                .await?;
-            let seqs = self.store.commit_atomic(&[&given, &accepted]).await?;
-            self.store.finish(given, seqs[0])?;
-            self.store.finish(accepted, seqs[1])?;
-            Ok(())
-        })
-        .await
     }
 
     async fn run(&self, decision: &Decision, cause: Option<EventId>) -> Result<(), StoreError> {
@@ -516,7 +429,24 @@ impl Executor {
                 let outcome = self.propose_at_providers(&one).await.into_iter().next();
                 outcome.unwrap_or(Ok(()))
             }
-            Decision::Propose { .. } => self.propose_at_donation(decision, cause).await,
+            Decision::Propose {
+                need,
+                target: Target::Donation(donation),
+                hold,
+                units,
+                expires_at,
+                ..
+            } => {
+                let meta = self.meta(Some(need), cause);
+                let given = ProposeAtDonation {
+                    need,
+                    donation,
+                    hold,
+                    units,
+                    expires_at,
+                };
+                self.decide(&given, 1, &|_| meta.clone()).await.map(|_| ())
+            }
             Decision::CompleteProposal {
                 need,
                 target,
@@ -526,13 +456,16 @@ impl Executor {
                 // A hold left without its proposal by a matcher from before
                 // atomic commits.
                 if deadline > self.clock.now() {
-                    let meta = self.meta(Some(need), cause, key(format!("propose-{hold}")));
+                    let meta = self.meta(Some(need), cause);
                     let proposal = NeedCommand::Propose(Proposal { target, hold, deadline });
-                    match self.store.execute::<Need>(need.as_uuid(), &proposal, &meta, None).await {
+                    match self
+                        .one::<Need>(need.as_uuid(), proposal, keys::propose(hold), meta)
+                        .await
+                    {
                         Err(StoreError::Domain(_)) => {
                             self.settle(target, hold, Some(ReleaseReason::Cancelled), cause).await
                         }
-                        other => other.map(|_| ()),
+                        other => other,
                     }
                 } else {
                     self.settle(target, hold, Some(ReleaseReason::Expired), cause).await
@@ -541,79 +474,35 @@ impl Executor {
             Decision::AcceptDonation { need, target, hold } => {
                 // A proposal to a donation left unaccepted (before atomic
                 // commits): accepted and the hold used, together.
-                let Target::Donation(donation) = target else {
-                    return Ok(());
+                let need_meta = self.meta(Some(need), cause);
+                let hold_meta = self.meta(None, cause);
+                let accepted = AnswerAndSettle {
+                    need,
+                    target,
+                    hold,
+                    answer: Answer::Accept { handoff: None },
+                    key: keys::accept(hold),
                 };
-                let need_meta = &self.meta(Some(need), cause, key(format!("accept-{hold}")));
-                let hold_meta = &self.meta(None, cause, key(format!("settle-{hold}")));
-                retry_races(|attempt| async move {
-                    let accepted = self
-                        .store
-                        .prepare::<Need>(
-                            need.as_uuid(),
-                            &[NeedCommand::Accept { by: target }],
-                            need_meta,
-                            attempt,
-                        )
-                        .await?;
-                    let used = self
-                        .store
-                        .prepare::<Donation>(
-                            donation.as_uuid(),
-                            &[DonationCommand::ConfirmHold { hold }],
-                            hold_meta,
-                            attempt,
-                        )
-                        .await?;
-                    let seqs = self.store.commit_atomic(&[&accepted, &used]).await?;
-                    self.store.finish(accepted, seqs[0])?;
-                    self.store.finish(used, seqs[1])?;
-                    Ok(())
-                })
-                .await
+                let meta = |a: &AggregateRef| match a.kind {
+                    AggregateKind::Need => need_meta.clone(),
+                    _ => hold_meta.clone(),
+                };
+                self.decide(&accepted, 0, &meta).await.map(|_| ())
             }
             Decision::Waitlist { need, attempt } => {
-                let meta = self.meta(Some(need), cause, key(format!("waitlist-{attempt}")));
-                self.store
-                    .execute::<Need>(need.as_uuid(), &NeedCommand::Waitlist, &meta, None)
-                    .await
-                    .map(|_| ())
+                let meta = self.meta(Some(need), cause);
+                let key = IdempotencyKey::new(format!("waitlist-{attempt}")).expect("derived keys are valid");
+                self.one::<Need>(need.as_uuid(), NeedCommand::Waitlist, key, meta).await
             }
             Decision::Expire { need, target, hold } => {
                 // The need expires and its hold is released, together.
-                let need_meta = &self.meta(Some(need), cause, key(format!("expire-{hold}")));
-                let hold_meta = &self.meta(None, cause, key(format!("settle-{hold}")));
-                let release = ReleaseReason::Expired;
-                retry_races(|attempt| async move {
-                    let expired = self
-                        .store
-                        .prepare::<Need>(need.as_uuid(), &[NeedCommand::Expire], need_meta, attempt)
-                        .await?;
-                    let released = match target {
-                        Target::Provider(p) => {
-                            let command = ProviderCommand::ReleaseHold { hold, reason: release };
-                            self.store
-                                .prepare::<Provider>(p.as_uuid(), &[command], hold_meta, attempt)
-                                .await
-                        }
-                        Target::Donation(_) => unreachable!("a referral to a donation is accepted at once"),
-                    };
-                    match released {
-                        Ok(released) => {
-                            let seqs = self.store.commit_atomic(&[&expired, &released]).await?;
-                            self.store.finish(expired, seqs[0])?;
-                            self.store.finish(released, seqs[1])?;
-                        }
-                        // The hold is gone already: the need alone.
-                        Err(StoreError::Domain(_)) => {
-                            let seqs = self.store.commit_atomic(&[&expired]).await?;
-                            self.store.finish(expired, seqs[0])?;
-                        }
-                        Err(err) => return Err(err),
-                    }
-                    Ok(())
-                })
-                .await
+                let need_meta = self.meta(Some(need), cause);
+                let hold_meta = self.meta(None, cause);
+                let meta = |a: &AggregateRef| match a.kind {
+                    AggregateKind::Need => need_meta.clone(),
+                    _ => hold_meta.clone(),
+                };
+                self.decide(&Expire { need, target, hold }, 0, &meta).await.map(|_| ())
             }
             Decision::Confirm { target, hold } => self.settle(target, hold, None, cause).await,
             Decision::Release { target, hold, reason } => self.settle(target, hold, Some(reason), cause).await,
@@ -623,12 +512,8 @@ impl Executor {
     /// Carries out one decision. One the aggregates refuse (the projection
     /// was behind) or that met an unavailable bus is forgotten, and the
     /// needs it concerned are matched again right away (not only when
-    /// another event arrives).
+    /// another event arrives). The decision commit checks the fence.
     async fn carry_out(&self, decision: Decision, cause: Option<EventId>, decisions: &Decisions) {
-        if !self.lease.held() {
-            tracing::debug!(?decision, "not carried out: this matcher does not hold the lease");
-            return;
-        }
         let started = std::time::Instant::now();
         let outcome = self.run(&decision, cause).await;
         self.done(decision, outcome, started, decisions);
@@ -649,9 +534,6 @@ impl Executor {
             started.elapsed(),
         );
         let Err(err) = outcome else { return };
-        if !self.lease.held() {
-            return; // the next holder plans it again
-        }
         tracing::info!(?decision, error = %err, "decision not carried out; it will be planned again");
         let mut core = self.core.lock().expect("core lock");
         match decision {
@@ -665,6 +547,12 @@ impl Executor {
         }
         let Core { state, ledger, .. } = &mut *core;
         state.capacity_changed = true;
+        if !self.lease.held() {
+            // Refused by the fence: the next holder plans it again, and so
+            // does this matcher should it take the lease back (its ledger
+            // no longer holds the decision).
+            return;
+        }
         for again in state.match_needs(self.clock.now(), ledger) {
             let _ = decisions.send((again, None));
         }
@@ -674,13 +562,6 @@ impl Executor {
     /// provider's lane, or arriving together for providers with nothing
     /// under way): one atomic commit for all their holds and proposals.
     async fn propose_together(&self, batch: Vec<(Decision, Option<EventId>)>, decisions: &Decisions) {
-        if !self.lease.held() {
-            tracing::debug!(
-                decisions = batch.len(),
-                "not carried out: this matcher does not hold the lease"
-            );
-            return;
-        }
         let started = std::time::Instant::now();
         let outcomes = self.propose_at_providers(&batch).await;
         for ((decision, _), outcome) in batch.into_iter().zip(outcomes) {
@@ -925,6 +806,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         clock: clock.clone(),
         core: core.clone(),
         lease: fence.clone(),
+        failpoint: failpoint::Failpoint::from_env(),
     };
     let (decisions, queue) = mpsc::unbounded_channel();
     let executing = tokio::spawn(executor.clone().serve(queue, decisions.clone()));
@@ -956,6 +838,10 @@ async fn start(context: Context) -> anyhow::Result<Started> {
             match (leading, fence.held()) {
                 (false, true) => {
                     let mut guard = core.lock().expect("core lock");
+                    // Decisions of an earlier term were carried out, or
+                    // refused by the fence: plan everything afresh (the
+                    // same decisions derive the same keys, and land once).
+                    guard.ledger = Ledger::default();
                     guard.state.capacity_changed = true;
                     guard.resume(clock.now());
                     swept = None;
