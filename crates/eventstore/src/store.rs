@@ -4,12 +4,14 @@ use crate::error::StoreError;
 use crate::group::{Appended, GroupCommit};
 use crate::local::LocalState;
 use crate::stream::StreamSettings;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
 use refer_domain::ids::EventId;
 use refer_domain::{decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One message of the stream: the events of one command, at its sequence.
@@ -76,6 +78,15 @@ pub struct Executed<A> {
 /// extreme contention on one aggregate; then the caller gets the conflict.
 const MAX_ATTEMPTS: u32 = 64;
 
+/// How long a write or a read waits for the stream to have a leader again
+/// (an election after the node leading it died: 4 to 9 s on nats-server
+/// 2.15) before it answers `Unavailable`: retried every 100 to 200 ms for
+/// this long, plus at most one request timeout (5 s) for the last try.
+pub const RIDE_OUT: Duration = Duration::from_secs(5);
+
+/// The request timeout of every JetStream call.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The event store: JetStream as the source of truth, sled for what can be rebuilt.
 #[derive(Clone)]
 pub struct EventStore {
@@ -84,14 +95,18 @@ pub struct EventStore {
     settings: StreamSettings,
     local: LocalState,
     group: GroupCommit,
+    /// The highest stream sequence this process has seen written or read.
+    /// Every read asks for a copy of the stream at least that far along
+    /// (JetStream's `min_last_seq`, nats-server 2.12+): a follower that is
+    /// behind passes the read to the leader, so a read after a write (ours,
+    /// or one a duplicate acknowledgement points at) always sees it.
+    seen: Arc<AtomicU64>,
 }
 
 impl EventStore {
     /// Ensures the stream exists and opens local state in `db`.
     pub async fn open(client: async_nats::Client, settings: StreamSettings, db: sled::Db) -> Result<Self, StoreError> {
-        let js = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build(client);
+        let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client);
         let stream = settings.ensure(&js).await?;
         Ok(Self {
             group: GroupCommit::start(js.clone()),
@@ -99,6 +114,7 @@ impl EventStore {
             stream,
             settings,
             local: LocalState::open(db)?,
+            seen: Arc::default(),
         })
     }
 
@@ -137,12 +153,31 @@ impl EventStore {
         let payload = encode_commit(events).map_err(StoreError::Encode)?;
         let aggregate = events[0].aggregate;
         let subject = self.settings.subject(&aggregate);
-        match self
-            .group
-            .append(subject, expected, message_id(events), payload.into())
-            .await
-        {
+        let payload = Bytes::from(payload);
+        // While the stream has no leader (an election), a publish finds no
+        // one to answer it ("no responders", which the client reports as a
+        // missing stream) or times out: try again, with the same message
+        // id (a try that landed reads as a duplicate), for `RIDE_OUT`.
+        let started = Instant::now();
+        let mut attempt = 0;
+        let appended = loop {
+            attempt += 1;
+            let appended = self
+                .group
+                .append(subject.clone(), expected, message_id(events), payload.clone())
+                .await;
+            match appended {
+                Appended::NoStream | Appended::Unavailable(_) if started.elapsed() < RIDE_OUT => {
+                    self.reachable()?;
+                    tracing::debug!(%aggregate, attempt, outcome = ?appended, "no stream leader; trying again");
+                    pause().await;
+                }
+                other => break other,
+            }
+        };
+        match appended {
             Appended::Stored(sequence, duplicate) => {
+                self.seen.fetch_max(sequence, Ordering::SeqCst);
                 if !duplicate {
                     refer_metrics::count(
                         "refer_events_appended_total",
@@ -167,7 +202,11 @@ impl EventStore {
                 })
             }
             Appended::TooLarge => Err(StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))),
-            Appended::NoStream => Err(StoreError::Setup(format!("stream {} is missing", self.settings.name))),
+            Appended::NoStream => Err(StoreError::Unavailable(format!(
+                "stream {} has no leader (an election, or the stream is gone) after {} s",
+                self.settings.name,
+                RIDE_OUT.as_secs()
+            ))),
             Appended::Unavailable(why) => Err(StoreError::Unavailable(why)),
         }
     }
@@ -175,15 +214,8 @@ impl EventStore {
     /// The aggregate's current version (0 if it has no events).
     pub async fn version(&self, aggregate: &AggregateRef) -> Result<u64, StoreError> {
         self.reachable()?;
-        match self
-            .stream
-            .direct_get_last_for_subject(self.settings.subject(aggregate))
-            .await
-        {
-            Ok(msg) => Ok(msg.sequence),
-            Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => Ok(0),
-            Err(err) => Err(StoreError::Unavailable(err.to_string())),
-        }
+        let request = serde_json::json!({ "last_by_subj": self.settings.subject(aggregate) });
+        Ok(self.direct_get(request).await?.map_or(0, |(seq, _)| seq))
     }
 
     /// The aggregate's commits after version `after`, in order.
@@ -193,25 +225,78 @@ impl EventStore {
         let mut out = Vec::new();
         let mut next = after + 1;
         loop {
-            match self
-                .stream
-                .direct_get_next_for_subject(subject.as_str(), Some(next))
-                .await
-            {
-                Ok(msg) => {
-                    let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt {
-                        seq: msg.sequence,
-                        source,
-                    })?;
-                    next = msg.sequence + 1;
-                    out.push(Recorded {
-                        seq: msg.sequence,
-                        events,
-                    });
-                }
-                Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => return Ok(out),
-                Err(err) => return Err(StoreError::Unavailable(err.to_string())),
+            let request = serde_json::json!({ "next_by_subj": subject, "seq": next });
+            let Some((seq, payload)) = self.direct_get(request).await? else {
+                return Ok(out);
+            };
+            let events = decode_commit(&payload).map_err(|source| StoreError::Corrupt { seq, source })?;
+            next = seq + 1;
+            out.push(Recorded { seq, events });
+        }
+    }
+
+    /// The last sequence among the subjects `filters` (every subject when
+    /// empty) as the stream's leader knows it now: what a projection fed
+    /// from those subjects must reach to be caught up.
+    pub async fn last_sequence_on(&self, filters: &[String]) -> Result<u64, StoreError> {
+        let last = self.last_sequence().await?;
+        if filters.is_empty() || last == 0 {
+            return Ok(last);
+        }
+        let mut upto = 0;
+        for filter in filters {
+            let request = serde_json::json!({ "last_by_subj": filter });
+            if let Some((seq, _)) = self.direct_get(request).await? {
+                upto = upto.max(seq);
             }
+        }
+        Ok(upto)
+    }
+
+    /// One direct get (`request`: JetStream's message get request) from a
+    /// copy of the stream holding at least every sequence this process has
+    /// seen; `None` when no message matches. A follower behind passes it
+    /// to the leader; while there is none (an election), it is tried again
+    /// for `RIDE_OUT`.
+    async fn direct_get(&self, mut request: serde_json::Value) -> Result<Option<(u64, Bytes)>, StoreError> {
+        let seen = self.seen.load(Ordering::SeqCst);
+        if seen > 0 {
+            request["min_last_seq"] = seen.into();
+        }
+        let subject = format!("$JS.API.DIRECT.GET.{}", self.settings.name);
+        let body = Bytes::from(serde_json::to_vec(&request).expect("a request encodes"));
+        let client = self.js.client();
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone()));
+            let failed = match asked.await {
+                Ok(Ok(msg)) => match msg.status.map(|s| s.as_u16()) {
+                    None | Some(200) => {
+                        let seq = msg
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("Nats-Sequence"))
+                            .and_then(|v| v.as_str().parse::<u64>().ok())
+                            .ok_or_else(|| {
+                                StoreError::Unavailable("a direct get answer without its sequence".into())
+                            })?;
+                        self.seen.fetch_max(seq, Ordering::SeqCst);
+                        return Ok(Some((seq, msg.payload)));
+                    }
+                    Some(404) => return Ok(None),
+                    Some(code) => format!("direct get answered {code} {}", msg.description.unwrap_or_default()),
+                },
+                Ok(Err(err)) => format!("direct get: {err}"),
+                Err(_) => "direct get: timed out".to_owned(),
+            };
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(failed));
+            }
+            self.reachable()?;
+            tracing::debug!(attempt, failed, "read not answered; trying again");
+            pause().await;
         }
     }
 
@@ -418,6 +503,13 @@ impl EventStore {
             .info()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.seen.fetch_max(info.state.last_sequence, Ordering::SeqCst);
         Ok(info.state.last_sequence)
     }
+}
+
+/// A jittered pause of 100 to 200 ms before trying again.
+async fn pause() {
+    let jitter = (Uuid::new_v4().as_u128() % 100) as u64;
+    tokio::time::sleep(Duration::from_millis(100 + jitter)).await;
 }

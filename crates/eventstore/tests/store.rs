@@ -689,3 +689,30 @@ async fn concurrent_appends_share_batches_and_each_gets_its_own_answer() {
         assert!(metrics.contains(&line), "{result}: {metrics}");
     }
 }
+
+#[tokio::test]
+async fn the_last_sequence_on_some_subjects_is_that_of_their_last_commit() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let settings = store.settings().clone();
+    let providers = [settings.subjects_of(AggregateKind::Provider)];
+    let needs = [settings.subjects_of(AggregateKind::Need)];
+    assert_eq!(store.last_sequence_on(&providers).await.unwrap(), 0, "an empty stream");
+    let id = Uuid::new_v4();
+    register(&store, id, 3).await;
+    let last_provider = store
+        .version(&AggregateRef {
+            kind: AggregateKind::Provider,
+            id,
+        })
+        .await
+        .unwrap();
+    assert!(last_provider > 0);
+    assert_eq!(store.last_sequence_on(&providers).await.unwrap(), last_provider);
+    assert_eq!(store.last_sequence_on(&needs).await.unwrap(), 0, "no need yet");
+    assert_eq!(
+        store.last_sequence_on(&[]).await.unwrap(),
+        store.last_sequence().await.unwrap()
+    );
+}

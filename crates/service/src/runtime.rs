@@ -452,7 +452,9 @@ pub struct ServiceSpec {
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: std::sync::Arc<watch::Sender<bool>>,
+    /// Set when another process took this one's instance name (it stops).
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     helpers: Vec<tokio::task::JoinHandle<()>>,
@@ -470,6 +472,10 @@ impl Running {
         for helper in self.helpers {
             helper.abort();
         }
+        anyhow::ensure!(
+            !self.lost.load(std::sync::atomic::Ordering::SeqCst),
+            "stopped: another process took this instance's name (docs/operations.md)"
+        );
         Ok(())
     }
 
@@ -492,7 +498,20 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
     let token_watch = tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
+    // Before anything that uses the instance's name (consumers, a lease).
+    let claim = crate::identity::Claim::take(
+        store.jetstream(),
+        &config.stream.name,
+        config.stream.replicas,
+        spec.name,
+        &config.instance,
+        &config.data_dir,
+    )
+    .await?;
     let (stop, stopped) = watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claiming = claim.keep(stopped.clone(), stop.clone(), lost.clone());
     let context = Context {
         store,
         clock,
@@ -500,7 +519,15 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         config: config.clone(),
         tokens,
     };
-    let Started { routes, tasks } = (spec.start)(context).await?;
+    let Started { routes, tasks } = match (spec.start)(context).await {
+        Ok(started) => started,
+        Err(err) => {
+            // Give the name up again: nothing runs under it.
+            let _ = stop.send(true);
+            let _ = claiming.await;
+            return Err(err);
+        }
+    };
     let metrics = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {}: {e}", config.metrics_listen))?;
@@ -515,10 +542,13 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let server = tokio::spawn(crate::server::serve(spec.grpc_name, routes, listener, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     }));
+    let mut tasks = tasks;
+    tasks.push(claiming);
     Ok(Running {
         addr,
         metrics_addr,
         stop,
+        lost,
         server,
         tasks,
         helpers: vec![token_watch, metrics_task],
