@@ -370,9 +370,31 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     pub config: Config,
     tokens: crate::TokenBook,
+    ready: Readiness,
+}
+
+type ReadyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What must happen before a replica serves: each read model caught up
+/// with the stream's last sequence as it stood at start. Until then the
+/// health service says NOT_SERVING and every call answers UNAVAILABLE.
+#[derive(Clone)]
+struct Readiness {
+    ready: watch::Receiver<bool>,
+    waits: std::sync::Arc<std::sync::Mutex<Vec<ReadyFuture>>>,
 }
 
 impl Context {
+    /// Serves only once `caught_up` resolves (with every other condition
+    /// given): see [`crate::read_model::ReadModel::caught_up`].
+    pub fn ready_when(&self, caught_up: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.ready
+            .waits
+            .lock()
+            .expect("readiness lock")
+            .push(Box::pin(caught_up));
+    }
+
     /// This replica's durable consumer for `base` (`<base>-<instance>`):
     /// each replica keeps its own read model from its own consumer.
     pub fn consumer(&self, base: &str) -> String {
@@ -423,7 +445,7 @@ impl Context {
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {
-        crate::auth::Authenticate::new(self.tokens.clone(), roles)
+        crate::auth::Authenticate::new(self.tokens.clone(), roles).until_ready(self.ready.ready.clone())
     }
 }
 
@@ -455,12 +477,19 @@ pub struct Running {
     stop: std::sync::Arc<watch::Sender<bool>>,
     /// Set when another process took this one's instance name (it stops).
     lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true once the read models caught up with the stream.
+    ready: watch::Receiver<bool>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     helpers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Returns once the service serves (its read models caught up).
+    pub async fn ready(&self) {
+        let _ = self.ready.clone().wait_for(|ready| *ready).await;
+    }
+
     /// Stops serving (in-flight calls finish), then the background tasks,
     /// and waits for all of them, as mini-redis does.
     pub async fn stop(self) -> anyhow::Result<()> {
@@ -512,12 +541,18 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let stop = std::sync::Arc::new(stop);
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let claiming = claim.keep(stopped.clone(), stop.clone(), lost.clone());
+    let (caught_up, ready) = watch::channel(false);
+    let readiness = Readiness {
+        ready: ready.clone(),
+        waits: Default::default(),
+    };
     let context = Context {
         store,
         clock,
         shutdown: stopped.clone(),
         config: config.clone(),
         tokens,
+        ready: readiness.clone(),
     };
     let Started { routes, tasks } = match (spec.start)(context).await {
         Ok(started) => started,
@@ -539,19 +574,41 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let addr = listener.local_addr()?;
     tracing::info!(service = spec.name, %addr, metrics = %metrics_addr, data = %config.data_dir.display(), "listening");
     let mut shutdown = stopped;
-    let server = tokio::spawn(crate::server::serve(spec.grpc_name, routes, listener, async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(crate::server::serve(
+        spec.grpc_name,
+        routes,
+        listener,
+        ready.clone(),
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        },
+    ));
     let mut tasks = tasks;
     tasks.push(claiming);
+    let waits = std::mem::take(&mut *readiness.waits.lock().expect("readiness lock"));
+    let readying = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let waiting = !waits.is_empty();
+        for wait in waits {
+            wait.await;
+        }
+        if waiting {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "caught up with the stream; serving"
+            );
+        }
+        caught_up.send_replace(true);
+    });
     Ok(Running {
         addr,
         metrics_addr,
         stop,
         lost,
+        ready,
         server,
         tasks,
-        helpers: vec![token_watch, metrics_task],
+        helpers: vec![token_watch, metrics_task, readying],
     })
 }
 
