@@ -84,6 +84,9 @@ const MAX_ATTEMPTS: u32 = 64;
 /// this long, plus at most one request timeout (5 s) for the last try.
 pub const RIDE_OUT: Duration = Duration::from_secs(5);
 
+/// How long opening the store waits for the stream to be created or found.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The request timeout of every JetStream call.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,7 +110,18 @@ impl EventStore {
     /// Ensures the stream exists and opens local state in `db`.
     pub async fn open(client: async_nats::Client, settings: StreamSettings, db: sled::Db) -> Result<Self, StoreError> {
         let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client);
-        let stream = settings.ensure(&js).await?;
+        // Services started together on a new cluster create the stream at
+        // once, while its nodes may still elect: try again for a while.
+        let started = Instant::now();
+        let stream = loop {
+            match settings.ensure(&js).await {
+                Err(StoreError::Unavailable(why)) if started.elapsed() < START_PATIENCE => {
+                    tracing::warn!(why, "stream not ready; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
         Ok(Self {
             group: GroupCommit::start(js.clone()),
             js,

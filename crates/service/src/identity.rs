@@ -34,6 +34,9 @@ use tokio::sync::watch;
 /// long before it starts; a live holder renews every third of it.
 pub const CLAIM_TTL: Duration = Duration::from_secs(6);
 
+/// How long a process starting waits for the bucket to answer at all.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The file in the data directory that holds this process's token.
 const TOKEN_FILE: &str = "instance-claim";
 
@@ -98,7 +101,8 @@ impl Claim {
                  own data directory (docs/operations.md)"
             )
         };
-        let deadline = Instant::now() + CLAIM_TTL + CLAIM_TTL / 3;
+        let patience = Instant::now() + START_PATIENCE;
+        let mut deadline: Option<Instant> = None;
         let mut seen: Option<u64> = None;
         loop {
             match bucket.create(&key, token.clone()).await {
@@ -112,14 +116,28 @@ impl Claim {
                     });
                 }
                 Err(err) if err.kind() != kv::CreateErrorKind::AlreadyExists => {
-                    anyhow::bail!("cannot claim the instance name {key} in {name}: {err}")
+                    // A bucket just created (its group still electing), a
+                    // cluster starting: try again for a while.
+                    anyhow::ensure!(
+                        Instant::now() < patience,
+                        "cannot claim the instance name {key} in {name}: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
                 }
                 Err(_) => {}
             }
-            let entry = bucket
-                .entry(&key)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot read the claim {key} in {name}: {e}"))?;
+            let entry = match bucket.entry(&key).await {
+                Ok(entry) => entry,
+                Err(err) => {
+                    anyhow::ensure!(
+                        Instant::now() < patience,
+                        "cannot read the claim {key} in {name}: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
             match live(&entry) {
                 // Gone meanwhile: create again.
                 None => continue,
@@ -145,11 +163,12 @@ impl Claim {
                                 "instance name claimed by another process; waiting for its claim to lapse"
                             );
                             seen = Some(held.revision);
+                            deadline = Some(Instant::now() + CLAIM_TTL + CLAIM_TTL / 3);
                         }
                         Some(revision) if revision != held.revision => return Err(refused()),
                         Some(_) => {}
                     }
-                    if Instant::now() > deadline {
+                    if deadline.is_some_and(|d| Instant::now() > d) {
                         return Err(refused());
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
