@@ -9,8 +9,6 @@ use bytes::Bytes;
 use refer_domain::ids::EventId;
 use refer_domain::{decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -98,12 +96,6 @@ pub struct EventStore {
     settings: StreamSettings,
     local: LocalState,
     group: GroupCommit,
-    /// The highest stream sequence this process has seen written or read.
-    /// Every read asks for a copy of the stream at least that far along
-    /// (JetStream's `min_last_seq`, nats-server 2.12+): a follower that is
-    /// behind passes the read to the leader, so a read after a write (ours,
-    /// or one a duplicate acknowledgement points at) always sees it.
-    seen: Arc<AtomicU64>,
 }
 
 impl EventStore {
@@ -128,7 +120,6 @@ impl EventStore {
             stream,
             settings,
             local: LocalState::open(db)?,
-            seen: Arc::default(),
         })
     }
 
@@ -191,7 +182,6 @@ impl EventStore {
         };
         match appended {
             Appended::Stored(sequence, duplicate) => {
-                self.seen.fetch_max(sequence, Ordering::SeqCst);
                 if !duplicate {
                     refer_metrics::count(
                         "refer_events_appended_total",
@@ -259,24 +249,55 @@ impl EventStore {
         }
         let mut upto = 0;
         for filter in filters {
-            let request = serde_json::json!({ "last_by_subj": filter });
-            if let Some((seq, _)) = self.direct_get(request).await? {
-                upto = upto.max(seq);
-            }
+            upto = upto.max(self.leader_last_on(filter).await?);
         }
         Ok(upto)
     }
 
-    /// One direct get (`request`: JetStream's message get request) from a
-    /// copy of the stream holding at least every sequence this process has
-    /// seen; `None` when no message matches. A follower behind passes it
-    /// to the leader; while there is none (an election), it is tried again
-    /// for `RIDE_OUT`.
-    async fn direct_get(&self, mut request: serde_json::Value) -> Result<Option<(u64, Bytes)>, StoreError> {
-        let seen = self.seen.load(Ordering::SeqCst);
-        if seen > 0 {
-            request["min_last_seq"] = seen.into();
+    /// The sequence of the last message on `filter` (0: none), as the
+    /// stream's leader answers it (a message get, which only the leader
+    /// answers, where a direct get may reach a follower a moment behind).
+    async fn leader_last_on(&self, filter: &str) -> Result<u64, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            message: Option<Found>,
+            error: Option<serde_json::Value>,
         }
+        #[derive(serde::Deserialize)]
+        struct Found {
+            seq: u64,
+        }
+        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.settings.name);
+        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "last_by_subj": filter })).expect("encodes"));
+        let client = self.js.client();
+        let started = Instant::now();
+        loop {
+            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone())).await;
+            let failed = match asked {
+                Ok(Ok(msg)) => match serde_json::from_slice::<Answer>(&msg.payload) {
+                    Ok(Answer {
+                        message: Some(found), ..
+                    }) => return Ok(found.seq),
+                    Ok(Answer { error: Some(error), .. }) if error["code"] == 404 => return Ok(0),
+                    Ok(_) => format!("message get answered {}", String::from_utf8_lossy(&msg.payload)),
+                    Err(err) => format!("message get: {err}"),
+                },
+                Ok(Err(err)) => format!("message get: {err}"),
+                Err(_) => "message get: timed out".to_owned(),
+            };
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(failed));
+            }
+            self.reachable()?;
+            pause().await;
+        }
+    }
+
+    /// One direct get (`request`: JetStream's message get request), which
+    /// any copy of the stream may answer, a follower a moment behind too;
+    /// `None` when no message matches. Not answered (an election): tried
+    /// again for `RIDE_OUT`.
+    async fn direct_get(&self, request: serde_json::Value) -> Result<Option<(u64, Bytes)>, StoreError> {
         let subject = format!("$JS.API.DIRECT.GET.{}", self.settings.name);
         let body = Bytes::from(serde_json::to_vec(&request).expect("a request encodes"));
         let client = self.js.client();
@@ -296,7 +317,6 @@ impl EventStore {
                             .ok_or_else(|| {
                                 StoreError::Unavailable("a direct get answer without its sequence".into())
                             })?;
-                        self.seen.fetch_max(seq, Ordering::SeqCst);
                         return Ok(Some((seq, msg.payload)));
                     }
                     Some(404) => return Ok(None),
@@ -341,6 +361,27 @@ impl EventStore {
                 .record(&aggregate, loaded.version, &loaded.state, &loaded.keys)?;
         }
         Ok(loaded)
+    }
+
+    /// Loads an aggregate that is known to have a commit at `version` (an
+    /// acknowledgement said so): a read may reach a copy of the stream a
+    /// moment behind, so it is read again until it shows that commit (for
+    /// at most `RIDE_OUT`, then `Unavailable`), never answered without it.
+    pub async fn load_at_least<A: Aggregate>(&self, id: Uuid, version: u64) -> Result<Loaded<A>, StoreError> {
+        let started = Instant::now();
+        loop {
+            let loaded = self.load::<A>(id).await?;
+            if loaded.version >= version {
+                return Ok(loaded);
+            }
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(format!(
+                    "commit {version} is not readable yet (read {})",
+                    loaded.version
+                )));
+            }
+            pause().await;
+        }
     }
 
     /// The state as of the local snapshot, without reading the stream.
@@ -435,8 +476,11 @@ impl EventStore {
             match self.append(loaded.version, &envelopes).await {
                 Ok((version, duplicate)) => {
                     if duplicate {
-                        // The server saw this message id before: an earlier try landed.
-                        let state = self.load::<A>(id).await?;
+                        // The server saw this message id before: an earlier
+                        // try landed, at `version`, maybe through another
+                        // replica, and the copy a read reaches may not have
+                        // it yet: read until it does.
+                        let state = self.load_at_least::<A>(id, version).await?;
                         return Ok(Executed {
                             state: state.state,
                             version: state.version,
@@ -517,7 +561,6 @@ impl EventStore {
             .info()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.seen.fetch_max(info.state.last_sequence, Ordering::SeqCst);
         Ok(info.state.last_sequence)
     }
 }

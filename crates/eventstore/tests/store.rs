@@ -716,3 +716,28 @@ async fn the_last_sequence_on_some_subjects_is_that_of_their_last_commit() {
         store.last_sequence().await.unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_read_waits_for_a_write_the_reader_knows_of_instead_of_missing_it() {
+    let server = NatsServer::start().await.unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let writer = open_store(&server, dir_a.path(), StreamSettings::default()).await;
+    let reader = open_store(&server, dir_b.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&writer, id, 3).await;
+    let before = reader.load::<Provider>(id).await.unwrap();
+    assert_eq!(before.state.units(BED).declared, 3);
+    // The reader learns that a commit exists beyond what the copy it reads
+    // has yet (as a duplicate acknowledgement tells it): its read waits
+    // for it rather than answer without it.
+    let next = writer.last_sequence().await.unwrap() + 1;
+    let reading = tokio::spawn(async move { reader.load_at_least::<Provider>(id, next).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer
+        .execute::<Provider>(id, &adjust(2), &meta(None), None)
+        .await
+        .unwrap();
+    let after = reading.await.unwrap().unwrap();
+    assert_eq!(after.version, next, "the read saw the write it knew of");
+    assert_eq!(after.state.units(BED).declared, 5);
+}
