@@ -31,7 +31,7 @@ use tokio::sync::watch;
 /// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
-/// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers, so replicas never share one) |
+/// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers and lease holder; one process per name, see `crate::identity`) |
 /// | `partition` | `REFER_PARTITION` | none: the matcher matches every region (docs/operations.md) |
 /// | `partition_regions` | `REFER_PARTITION_REGIONS` | required with `partition` (comma-separated in the environment) |
 #[derive(Clone, Debug)]
