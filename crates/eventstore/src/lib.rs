@@ -18,6 +18,6 @@ pub use batch::{publish_atomic, BatchMessage, Refused, MAX_BATCH};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};
-pub use store::{EventStore, Executed, Loaded, Outcome, Recorded};
+pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};
