@@ -339,47 +339,67 @@ async fn replicas_wiped_and_restarted_find_every_object_as_soon_as_they_say_serv
 /// What the commands sent during the fault were answered, by command.
 type Answers = Arc<Mutex<BTreeMap<&'static str, BTreeMap<String, usize>>>>;
 
-/// Sends `call(i)` for i = 0, 1, ... until `stop`, each once (no retry),
-/// and counts the codes it was answered with.
+/// Sends `call(i)` until `stop` from `LANES` lanes at once (lane `l` sends
+/// i = l * 1_000_000, then + 1, ...), each once (no retry), and counts the
+/// codes it was answered with.
 fn keep_sending<F, Fut>(
     what: &'static str,
     stop: Arc<AtomicBool>,
     answers: Answers,
     call: F,
-) -> tokio::task::JoinHandle<()>
+) -> Vec<tokio::task::JoinHandle<()>>
 where
-    F: Fn(usize) -> Fut + Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
-    tokio::spawn(async move {
-        let mut i = 0;
-        while !stop.load(Ordering::Relaxed) {
-            // Longer than any bound a service promises (docs/api.md).
-            let answer = tokio::time::timeout(Duration::from_secs(30), call(i)).await;
-            let code = match answer {
-                Ok(Ok(())) => "Ok".to_owned(),
-                Ok(Err(status)) if status.code() == Code::Unavailable => "Unavailable".to_owned(),
-                Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
-                Err(_) => "no answer within 30 s".to_owned(),
-            };
-            *answers
-                .lock()
-                .unwrap()
-                .entry(what)
-                .or_default()
-                .entry(code)
-                .or_default() += 1;
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    let call = Arc::new(call);
+    (0..LANES)
+        .map(|lane| {
+            let (stop, answers, call) = (stop.clone(), answers.clone(), call.clone());
+            tokio::spawn(async move {
+                let mut i = lane * 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    // Longer than any bound a service promises (docs/api.md).
+                    let answer = tokio::time::timeout(Duration::from_secs(30), call(i)).await;
+                    let code = match answer {
+                        Ok(Ok(())) => "Ok".to_owned(),
+                        Ok(Err(status)) if status.code() == Code::Unavailable => "Unavailable".to_owned(),
+                        Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+                        Err(_) => "no answer within 30 s".to_owned(),
+                    };
+                    *answers
+                        .lock()
+                        .unwrap()
+                        .entry(what)
+                        .or_default()
+                        .entry(code)
+                        .or_default() += 1;
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .collect()
 }
+
+/// How many of each command are under way at once: an election can be
+/// short, and every command kind must meet it.
+const LANES: usize = 3;
 
 #[tokio::test]
 async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable() {
     let mut cluster = NatsCluster::start().await.expect("a 3-node cluster");
-    let setup = setup(cluster.urls()).stream_replicas(3).tick_ms(200);
+    let mut setup = setup(cluster.urls()).stream_replicas(3).tick_ms(200);
+    // The reader creates the stream. The services connect to the two nodes
+    // that do not lead it: when the leader dies they stay connected, and
+    // meet the election itself rather than a lost connection.
     let reader = setup.reader().await;
+    let first = stream_leader(&reader, &cluster).await;
+    setup.nats_url = (0..3)
+        .filter(|i| *i != first)
+        .map(|i| cluster.node(i).url())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut procs = vec![
         Proc::start(&setup, "intake", "intake-a"),
         Proc::start(&setup, "capacity", "capacity-a"),
@@ -460,7 +480,7 @@ async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable(
     let answers: Answers = Arc::default();
     let mut load = Vec::new();
     let client = intake.clone();
-    load.push(keep_sending(
+    load.extend(keep_sending(
         "RequestPlacement",
         stop.clone(),
         answers.clone(),
@@ -479,10 +499,11 @@ async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable(
     ));
     let client = intake.clone();
     let needs = accepted.clone();
-    load.push(keep_sending("FulfilNeed", stop.clone(), answers.clone(), move |i| {
+    load.extend(keep_sending("FulfilNeed", stop.clone(), answers.clone(), move |i| {
         let mut client = client.clone();
-        // Each accepted need once; past the last, the last again (same key).
-        let need = needs[i.min(needs.len() - 1)].clone();
+        // Each accepted need once per lane; past the last, the last again
+        // (same key: a duplicate).
+        let need = needs[(i % 1_000_000).min(needs.len() - 1)].clone();
         async move {
             let request = intake::FulfilNeedRequest {
                 idempotency_key: format!("fulfil-{need}"),
@@ -492,7 +513,7 @@ async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable(
         }
     }));
     let (client, id, token) = (capacity.clone(), site.clone(), provider.clone());
-    load.push(keep_sending(
+    load.extend(keep_sending(
         "AdjustCapacity",
         stop.clone(),
         answers.clone(),
@@ -510,21 +531,21 @@ async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable(
         },
     ));
     let (client, id, token) = (capacity.clone(), site.clone(), provider.clone());
-    load.push(keep_sending("SetCapacity", stop.clone(), answers.clone(), move |i| {
+    load.extend(keep_sending("SetCapacity", stop.clone(), answers.clone(), move |i| {
         let (mut client, id, token) = (client.clone(), id.clone(), token.clone());
         async move {
             let request = cap::SetCapacityRequest {
                 idempotency_key: format!("set-{i}"),
                 provider_id: id,
                 service: pb::ServiceKind::ShelterBed as i32,
-                declared: 2000 + i as u32,
+                declared: 2000 + (i % 1_000_000) as u32,
                 expected_version: None,
             };
             client.set_capacity(authed(&token, request)).await.map(drop)
         }
     }));
     let client = donations.clone();
-    load.push(keep_sending(
+    load.extend(keep_sending(
         "RegisterDonation",
         stop.clone(),
         answers.clone(),
