@@ -27,6 +27,36 @@ pub fn sealed_status(err: SealError) -> Status {
     }
 }
 
+/// Runs a call to the sealed-data store again while its bucket does not
+/// answer (the node leading it died: an election), for at most
+/// `refer_eventstore::RIDE_OUT`, as the event store does. `again` says
+/// which failures may be retried: a read or an erase, any; a new item's
+/// write only one the bus refused ("no responders": nothing was written,
+/// where a timeout may have written a key that nothing would then name).
+async fn riding_out<T, Fut>(again: fn(&str) -> bool, call: impl Fn() -> Fut) -> Result<T, SealError>
+where
+    Fut: std::future::Future<Output = Result<T, SealError>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match call().await {
+            Err(SealError::Unavailable(why)) if again(&why) && started.elapsed() < refer_eventstore::RIDE_OUT => {
+                tracing::debug!(error = %why, "sealed-data store not answering; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn any(_: &str) -> bool {
+    true
+}
+
+fn refused(why: &str) -> bool {
+    why.contains("no responders")
+}
+
 /// Checks text to be sealed: 1 to `MAX_SEALED_TEXT` bytes, no control
 /// characters but line breaks.
 pub fn text(value: &str, field: &str) -> Result<String, Status> {
@@ -45,12 +75,14 @@ pub fn text(value: &str, field: &str) -> Result<String, Status> {
 
 /// Seals `text` as a fresh item of `kind` for `purpose`.
 pub async fn seal(vault: &Vault, kind: &str, text: &str, purpose: &str) -> Result<Sealed, Status> {
-    vault.seal_text(kind, text, purpose).await.map_err(sealed_status)
+    riding_out(refused, || vault.seal_text(kind, text, purpose))
+        .await
+        .map_err(sealed_status)
 }
 
 /// Opens `sealed` for `purpose`; an erased item is `Opened::Erased`.
 pub async fn open(vault: &Vault, sealed: &Sealed, purpose: &str) -> Result<Opened, Status> {
-    match vault.open_text(sealed, purpose).await {
+    match riding_out(any, || vault.open_text(sealed, purpose)).await {
         Ok(text) => Ok(Opened::Text(text)),
         Err(SealError::Erased(_)) => Ok(Opened::Erased),
         Err(err) => Err(sealed_status(err)),
@@ -60,7 +92,7 @@ pub async fn open(vault: &Vault, sealed: &Sealed, purpose: &str) -> Result<Opene
 /// Erases every item named, for good (erasing twice is fine).
 pub async fn erase(vault: &Vault, items: impl IntoIterator<Item = &str>) -> Result<(), Status> {
     for item in items {
-        vault.erase(item).await.map_err(sealed_status)?;
+        riding_out(any, || vault.erase(item)).await.map_err(sealed_status)?;
     }
     Ok(())
 }
@@ -108,12 +140,8 @@ pub async fn seal_handoff(
     handoff: &HandoffText,
 ) -> Result<Sealed, Status> {
     let bytes = postcard::to_stdvec(handoff).expect("a hand-off encodes");
-    vault
-        .seal(
-            &refer_sealed::item("handoff"),
-            &bytes,
-            purpose::handoff(need).as_bytes(),
-        )
+    let (item, purpose) = (refer_sealed::item("handoff"), purpose::handoff(need));
+    riding_out(refused, || vault.seal(&item, &bytes, purpose.as_bytes()))
         .await
         .map_err(sealed_status)
 }
@@ -124,7 +152,8 @@ pub async fn open_handoff(
     need: refer_domain::ids::NeedId,
     sealed: &Sealed,
 ) -> Result<Option<HandoffText>, Status> {
-    match vault.open_sealed(sealed, purpose::handoff(need).as_bytes()).await {
+    let purpose = purpose::handoff(need);
+    match riding_out(any, || vault.open_sealed(sealed, purpose.as_bytes())).await {
         Ok(bytes) => postcard::from_bytes(&bytes)
             .map(Some)
             .map_err(|_| sealed_status(SealError::Tampered(sealed.item.clone()))),
