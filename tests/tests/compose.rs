@@ -80,6 +80,12 @@ impl Proc {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
 
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -117,6 +123,19 @@ impl Proc {
         }
     }
 
+    /// Waits until it exits with a failure; returns its log.
+    async fn until_exit(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                assert!(!status.success(), "{} exited cleanly: {}", self.name, self.log());
+                return self.log();
+            }
+            assert!(started.elapsed() < PATIENCE, "{} never stopped", self.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until it exits; fails if it serves instead.
     async fn until_refused(&mut self) -> String {
         let started = Instant::now();
@@ -138,6 +157,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.as_ref().unwrap().id().to_string()])
+                .status();
+        }
         self.kill();
     }
 }
@@ -347,4 +371,27 @@ async fn a_second_process_under_a_name_in_use_is_refused_and_the_first_takes_it_
     second.spawn();
     second.until_refused().await;
     assert!(first.exited().is_none(), "the holder serves on");
+}
+
+#[tokio::test]
+async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_since() {
+    let server = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(server.url(), tokens(), refer_domain::sample::NIGHT);
+    let mut paused = named(&setup, "capacity-a", "capacity");
+    paused.spawn();
+    paused.until_serving().await;
+    // Frozen (SIGSTOP, as a stalled VM) past its claim's ttl: another
+    // process under the name takes it once it lapses, and serves.
+    paused.signal("-STOP");
+    let mut successor = named(&setup, "capacity-b", "capacity");
+    successor.spawn();
+    successor.until_serving().await;
+    // Woken, the first finds its name taken and stops: never two under it.
+    paused.signal("-CONT");
+    let said = paused.until_exit().await;
+    assert!(said.contains("another process took this instance's name"), "{said}");
+    assert!(
+        successor.exited().is_none() && successor.serving().await,
+        "the successor serves on"
+    );
 }
