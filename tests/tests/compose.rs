@@ -157,10 +157,8 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &self.child.as_ref().unwrap().id().to_string()])
-                .status();
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
         }
         self.kill();
     }
