@@ -158,7 +158,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
         }
         self.kill();
     }
@@ -174,6 +177,8 @@ impl Drop for Proc {
 /// of its data directory's path, which is the same in every container.
 fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
     let compose = compose();
+    // All ports picked at once: picked one after another, they can repeat.
+    let mut ports = refer_testkit::free_ports::<32>().unwrap().into_iter();
     let mut procs = Vec::new();
     for (name, spec) in compose["services"].as_object().expect("services") {
         let binary = spec["command"][0].as_str().unwrap_or_default();
@@ -214,7 +219,7 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
             }
             value.to_owned()
         };
-        let [port, metrics] = refer_testkit::free_ports().unwrap();
+        let (port, metrics) = (ports.next().unwrap(), ports.next().unwrap());
         let mut env = BTreeMap::new();
         for (key, value) in spec["environment"].as_object().expect("an environment") {
             let value = match value {
