@@ -56,8 +56,11 @@ struct ApiError {
     description: String,
 }
 
-/// "wrong last sequence".
+/// "wrong last sequence: {seq}".
 const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// "wrong last sequence" (the same refusal, without the sequence; seen
+/// from nats-server 2.15.1 on a batch whose expectation went stale).
+const WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
 /// "atomic publish batch contains duplicate message id".
 const DUPLICATE_MESSAGE: u64 = 10201;
 
@@ -97,9 +100,9 @@ pub async fn publish_atomic(client: &async_nats::Client, messages: Vec<BatchMess
         .map_err(|e| Refused::Unavailable(format!("unreadable batch acknowledgement: {e}")))?;
     if let Some(error) = ack.error {
         return Err(match error.err_code {
-            WRONG_LAST_SEQUENCE => Refused::WrongLastSequence,
+            WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_CONSTANT => Refused::WrongLastSequence,
             DUPLICATE_MESSAGE => Refused::Duplicate,
-            _ => Refused::Unavailable(format!("batch refused: {}", error.description)),
+            code => Refused::Unavailable(format!("batch refused ({code}): {}", error.description)),
         });
     }
     if ack.batch != batch || ack.count != count as u64 {

@@ -4,12 +4,12 @@ use crate::error::StoreError;
 use crate::group::{Appended, GroupCommit};
 use crate::local::LocalState;
 use crate::stream::StreamSettings;
-use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
 use refer_domain::ids::EventId;
 use refer_domain::{decode_commit, encode_commit, Aggregate, AggregateRef, CommandMeta, Envelope, IdempotencyKey};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One message of the stream: the events of one command, at its sequence.
@@ -76,6 +76,18 @@ pub struct Executed<A> {
 /// extreme contention on one aggregate; then the caller gets the conflict.
 const MAX_ATTEMPTS: u32 = 64;
 
+/// How long a write or a read waits for the stream to have a leader again
+/// (an election after the node leading it died: 4 to 9 s on nats-server
+/// 2.15) before it answers `Unavailable`: retried every 100 to 200 ms for
+/// this long, plus at most one request timeout (5 s) for the last try.
+pub const RIDE_OUT: Duration = Duration::from_secs(5);
+
+/// How long opening the store waits for the stream to be created or found.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The request timeout of every JetStream call.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The event store: JetStream as the source of truth, sled for what can be rebuilt.
 #[derive(Clone)]
 pub struct EventStore {
@@ -89,10 +101,19 @@ pub struct EventStore {
 impl EventStore {
     /// Ensures the stream exists and opens local state in `db`.
     pub async fn open(client: async_nats::Client, settings: StreamSettings, db: sled::Db) -> Result<Self, StoreError> {
-        let js = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build(client);
-        let stream = settings.ensure(&js).await?;
+        let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client);
+        // Services started together on a new cluster create the stream at
+        // once, while its nodes may still elect: try again for a while.
+        let started = Instant::now();
+        let stream = loop {
+            match settings.ensure(&js).await {
+                Err(StoreError::Unavailable(why)) if started.elapsed() < START_PATIENCE => {
+                    tracing::warn!(why, "stream not ready; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
         Ok(Self {
             group: GroupCommit::start(js.clone()),
             js,
@@ -137,11 +158,29 @@ impl EventStore {
         let payload = encode_commit(events).map_err(StoreError::Encode)?;
         let aggregate = events[0].aggregate;
         let subject = self.settings.subject(&aggregate);
-        match self
-            .group
-            .append(subject, expected, message_id(events), payload.into())
-            .await
-        {
+        let payload = Bytes::from(payload);
+        // While the stream has no leader (an election), a publish finds no
+        // one to answer it ("no responders", which the client reports as a
+        // missing stream) or times out: try again, with the same message
+        // id (a try that landed reads as a duplicate), for `RIDE_OUT`.
+        let started = Instant::now();
+        let mut attempt = 0;
+        let appended = loop {
+            attempt += 1;
+            let appended = self
+                .group
+                .append(subject.clone(), expected, message_id(events), payload.clone())
+                .await;
+            match appended {
+                Appended::NoStream | Appended::Unavailable(_) if started.elapsed() < RIDE_OUT => {
+                    self.reachable()?;
+                    tracing::debug!(%aggregate, attempt, outcome = ?appended, "no stream leader; trying again");
+                    pause().await;
+                }
+                other => break other,
+            }
+        };
+        match appended {
             Appended::Stored(sequence, duplicate) => {
                 if !duplicate {
                     refer_metrics::count(
@@ -167,7 +206,11 @@ impl EventStore {
                 })
             }
             Appended::TooLarge => Err(StoreError::Encode(refer_domain::CodecError::TooLarge(events.len()))),
-            Appended::NoStream => Err(StoreError::Setup(format!("stream {} is missing", self.settings.name))),
+            Appended::NoStream => Err(StoreError::Unavailable(format!(
+                "stream {} has no leader (an election, or the stream is gone) after {} s",
+                self.settings.name,
+                RIDE_OUT.as_secs()
+            ))),
             Appended::Unavailable(why) => Err(StoreError::Unavailable(why)),
         }
     }
@@ -175,15 +218,8 @@ impl EventStore {
     /// The aggregate's current version (0 if it has no events).
     pub async fn version(&self, aggregate: &AggregateRef) -> Result<u64, StoreError> {
         self.reachable()?;
-        match self
-            .stream
-            .direct_get_last_for_subject(self.settings.subject(aggregate))
-            .await
-        {
-            Ok(msg) => Ok(msg.sequence),
-            Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => Ok(0),
-            Err(err) => Err(StoreError::Unavailable(err.to_string())),
-        }
+        let request = serde_json::json!({ "last_by_subj": self.settings.subject(aggregate) });
+        Ok(self.direct_get(request).await?.map_or(0, |(seq, _)| seq))
     }
 
     /// The aggregate's commits after version `after`, in order.
@@ -193,25 +229,108 @@ impl EventStore {
         let mut out = Vec::new();
         let mut next = after + 1;
         loop {
-            match self
-                .stream
-                .direct_get_next_for_subject(subject.as_str(), Some(next))
-                .await
-            {
-                Ok(msg) => {
-                    let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt {
-                        seq: msg.sequence,
-                        source,
-                    })?;
-                    next = msg.sequence + 1;
-                    out.push(Recorded {
-                        seq: msg.sequence,
-                        events,
-                    });
-                }
-                Err(err) if matches!(err.kind(), DirectGetErrorKind::NotFound) => return Ok(out),
-                Err(err) => return Err(StoreError::Unavailable(err.to_string())),
+            let request = serde_json::json!({ "next_by_subj": subject, "seq": next });
+            let Some((seq, payload)) = self.direct_get(request).await? else {
+                return Ok(out);
+            };
+            let events = decode_commit(&payload).map_err(|source| StoreError::Corrupt { seq, source })?;
+            next = seq + 1;
+            out.push(Recorded { seq, events });
+        }
+    }
+
+    /// The last sequence among the subjects `filters` (every subject when
+    /// empty) as the stream's leader knows it now: what a projection fed
+    /// from those subjects must reach to be caught up.
+    pub async fn last_sequence_on(&self, filters: &[String]) -> Result<u64, StoreError> {
+        let last = self.last_sequence().await?;
+        if filters.is_empty() || last == 0 {
+            return Ok(last);
+        }
+        let mut upto = 0;
+        for filter in filters {
+            upto = upto.max(self.leader_last_on(filter).await?);
+        }
+        Ok(upto)
+    }
+
+    /// The sequence of the last message on `filter` (0: none), as the
+    /// stream's leader answers it (a message get, which only the leader
+    /// answers, where a direct get may reach a follower a moment behind).
+    async fn leader_last_on(&self, filter: &str) -> Result<u64, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            message: Option<Found>,
+            error: Option<serde_json::Value>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Found {
+            seq: u64,
+        }
+        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.settings.name);
+        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "last_by_subj": filter })).expect("encodes"));
+        let client = self.js.client();
+        let started = Instant::now();
+        loop {
+            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone())).await;
+            let failed = match asked {
+                Ok(Ok(msg)) => match serde_json::from_slice::<Answer>(&msg.payload) {
+                    Ok(Answer {
+                        message: Some(found), ..
+                    }) => return Ok(found.seq),
+                    Ok(Answer { error: Some(error), .. }) if error["code"] == 404 => return Ok(0),
+                    Ok(_) => format!("message get answered {}", String::from_utf8_lossy(&msg.payload)),
+                    Err(err) => format!("message get: {err}"),
+                },
+                Ok(Err(err)) => format!("message get: {err}"),
+                Err(_) => "message get: timed out".to_owned(),
+            };
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(failed));
             }
+            self.reachable()?;
+            pause().await;
+        }
+    }
+
+    /// One direct get (`request`: JetStream's message get request), which
+    /// any copy of the stream may answer, a follower a moment behind too;
+    /// `None` when no message matches. Not answered (an election): tried
+    /// again for `RIDE_OUT`.
+    async fn direct_get(&self, request: serde_json::Value) -> Result<Option<(u64, Bytes)>, StoreError> {
+        let subject = format!("$JS.API.DIRECT.GET.{}", self.settings.name);
+        let body = Bytes::from(serde_json::to_vec(&request).expect("a request encodes"));
+        let client = self.js.client();
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone()));
+            let failed = match asked.await {
+                Ok(Ok(msg)) => match msg.status.map(|s| s.as_u16()) {
+                    None | Some(200) => {
+                        let seq = msg
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("Nats-Sequence"))
+                            .and_then(|v| v.as_str().parse::<u64>().ok())
+                            .ok_or_else(|| {
+                                StoreError::Unavailable("a direct get answer without its sequence".into())
+                            })?;
+                        return Ok(Some((seq, msg.payload)));
+                    }
+                    Some(404) => return Ok(None),
+                    Some(code) => format!("direct get answered {code} {}", msg.description.unwrap_or_default()),
+                },
+                Ok(Err(err)) => format!("direct get: {err}"),
+                Err(_) => "direct get: timed out".to_owned(),
+            };
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(failed));
+            }
+            self.reachable()?;
+            tracing::debug!(attempt, failed, "read not answered; trying again");
+            pause().await;
         }
     }
 
@@ -242,6 +361,27 @@ impl EventStore {
                 .record(&aggregate, loaded.version, &loaded.state, &loaded.keys)?;
         }
         Ok(loaded)
+    }
+
+    /// Loads an aggregate that is known to have a commit at `version` (an
+    /// acknowledgement said so): a read may reach a copy of the stream a
+    /// moment behind, so it is read again until it shows that commit (for
+    /// at most `RIDE_OUT`, then `Unavailable`), never answered without it.
+    pub async fn load_at_least<A: Aggregate>(&self, id: Uuid, version: u64) -> Result<Loaded<A>, StoreError> {
+        let started = Instant::now();
+        loop {
+            let loaded = self.load::<A>(id).await?;
+            if loaded.version >= version {
+                return Ok(loaded);
+            }
+            if started.elapsed() >= RIDE_OUT {
+                return Err(StoreError::Unavailable(format!(
+                    "commit {version} is not readable yet (read {})",
+                    loaded.version
+                )));
+            }
+            pause().await;
+        }
     }
 
     /// The state as of the local snapshot, without reading the stream.
@@ -336,8 +476,11 @@ impl EventStore {
             match self.append(loaded.version, &envelopes).await {
                 Ok((version, duplicate)) => {
                     if duplicate {
-                        // The server saw this message id before: an earlier try landed.
-                        let state = self.load::<A>(id).await?;
+                        // The server saw this message id before: an earlier
+                        // try landed, at `version`, maybe through another
+                        // replica, and the copy a read reaches may not have
+                        // it yet: read until it does.
+                        let state = self.load_at_least::<A>(id, version).await?;
                         return Ok(Executed {
                             state: state.state,
                             version: state.version,
@@ -420,4 +563,10 @@ impl EventStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(info.state.last_sequence)
     }
+}
+
+/// A jittered pause of 100 to 200 ms before trying again.
+async fn pause() {
+    let jitter = (Uuid::new_v4().as_u128() % 100) as u64;
+    tokio::time::sleep(Duration::from_millis(100 + jitter)).await;
 }

@@ -71,12 +71,18 @@ impl StreamSettings {
     }
 
     /// Creates the stream, or checks that the existing one has our subjects.
+    /// The bus not answering (a cluster still electing, services creating
+    /// the stream at once) is `Unavailable`; a stream set up otherwise is
+    /// `Setup`.
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
         let mut stream = js
             .get_or_create_stream(self.config())
             .await
-            .map_err(|e| StoreError::Setup(format!("stream {}: {e}", self.name)))?;
-        let info = stream.info().await.map_err(|e| StoreError::Setup(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(format!("stream {}: {e}", self.name)))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("stream {}: {e}", self.name)))?;
         if !info.config.subjects.contains(&self.all_subjects()) {
             return Err(StoreError::Setup(format!(
                 "stream {} exists with subjects {:?}, not {}",

@@ -778,3 +778,55 @@ async fn a_decision_checks_its_precondition_before_every_try_and_writes_nothing_
     assert_eq!(again.executed::<Need>(need).unwrap().outcome, Outcome::Duplicate);
     assert_eq!(a.load::<Provider>(site).await.unwrap().version, held.version);
 }
+
+#[tokio::test]
+async fn the_last_sequence_on_some_subjects_is_that_of_their_last_commit() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let settings = store.settings().clone();
+    let providers = [settings.subjects_of(AggregateKind::Provider)];
+    let needs = [settings.subjects_of(AggregateKind::Need)];
+    assert_eq!(store.last_sequence_on(&providers).await.unwrap(), 0, "an empty stream");
+    let id = Uuid::new_v4();
+    register(&store, id, 3).await;
+    let last_provider = store
+        .version(&AggregateRef {
+            kind: AggregateKind::Provider,
+            id,
+        })
+        .await
+        .unwrap();
+    assert!(last_provider > 0);
+    assert_eq!(store.last_sequence_on(&providers).await.unwrap(), last_provider);
+    assert_eq!(store.last_sequence_on(&needs).await.unwrap(), 0, "no need yet");
+    assert_eq!(
+        store.last_sequence_on(&[]).await.unwrap(),
+        store.last_sequence().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_read_waits_for_a_write_the_reader_knows_of_instead_of_missing_it() {
+    let server = NatsServer::start().await.unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let writer = open_store(&server, dir_a.path(), StreamSettings::default()).await;
+    let reader = open_store(&server, dir_b.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&writer, id, 3).await;
+    let before = reader.load::<Provider>(id).await.unwrap();
+    assert_eq!(before.state.units(BED).declared, 3);
+    // The reader learns that a commit exists beyond what the copy it reads
+    // has yet (as a duplicate acknowledgement tells it): its read waits
+    // for it rather than answer without it.
+    let next = writer.last_sequence().await.unwrap() + 1;
+    let reading = tokio::spawn(async move { reader.load_at_least::<Provider>(id, next).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer
+        .execute::<Provider>(id, &adjust(2), &meta(None), None)
+        .await
+        .unwrap();
+    let after = reading.await.unwrap().unwrap();
+    assert_eq!(after.version, next, "the read saw the write it knew of");
+    assert_eq!(after.state.units(BED).declared, 5);
+}

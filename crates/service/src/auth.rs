@@ -87,16 +87,36 @@ impl Principal {
 pub struct Authenticate {
     tokens: TokenBook,
     roles: &'static [Role],
+    /// Whether the replica has caught up with the stream (`None`: always).
+    ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Authenticate {
     pub fn new(tokens: TokenBook, roles: &'static [Role]) -> Self {
-        Self { tokens, roles }
+        Self {
+            tokens,
+            roles,
+            ready: None,
+        }
+    }
+
+    /// Answers every call UNAVAILABLE until `ready` turns true: a replica
+    /// whose read model has not caught up with the stream would answer
+    /// NOT_FOUND for objects that exist.
+    pub fn until_ready(mut self, ready: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 }
 
+/// What a replica answers while it catches up with the stream at start.
+pub const CATCHING_UP: &str = "this replica is catching up with the stream; retry (another replica may answer)";
+
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if self.ready.as_ref().is_some_and(|ready| !*ready.borrow()) {
+            return Err(Status::unavailable(CATCHING_UP));
+        }
         let who = self.tokens.authenticate(request.metadata())?;
         who.require(self.roles)?;
         request.extensions_mut().insert(who);

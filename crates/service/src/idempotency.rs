@@ -132,22 +132,18 @@ impl KeyBook {
         // The bucket's keys: a hash of the name (any key's characters fit,
         // and no caller's key is spelled out on the bus).
         let entry = hex::encode(Sha256::digest(name.as_bytes()));
-        let bound = match self.create(&entry, &fingerprint).await {
-            Ok(_) => fingerprint.to_vec(),
-            Err((bucket, err)) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match bucket.get(&entry).await.map_err(|e| unavailable(&e))? {
-                    Some(value) => value.to_vec(),
-                    // Expired between the two calls: bind it now.
-                    None => {
-                        bucket
-                            .put(&entry, fingerprint.to_vec().into())
-                            .await
-                            .map_err(|e| unavailable(&e))?;
-                        fingerprint.to_vec()
-                    }
+        // While the bucket's group elects a leader (a node died), its
+        // answers fail for a few seconds: ride it out as the store does.
+        let started = std::time::Instant::now();
+        let bound = loop {
+            match self.bound_in_bucket(&entry, &fingerprint).await {
+                Ok(bound) => break bound,
+                Err(err) if started.elapsed() < refer_eventstore::RIDE_OUT => {
+                    tracing::debug!(error = %err, "idempotency bucket not answering; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
                 }
+                Err(err) => return Err(unavailable(&err)),
             }
-            Err((_, err)) => return Err(unavailable(&err)),
         };
         let local = [&bound[..], &now.to_be_bytes()].concat();
         self.tree.insert(name.as_bytes(), local).map_err(|e| unavailable(&e))?;
@@ -155,6 +151,27 @@ impl KeyBook {
             Ok(())
         } else {
             Err(wrong_request())
+        }
+    }
+
+    /// What the bucket binds `entry` to: `fingerprint` if it was free.
+    async fn bound_in_bucket(&self, entry: &str, fingerprint: &[u8; 32]) -> Result<Vec<u8>, String> {
+        match self.create(entry, fingerprint).await {
+            Ok(_) => Ok(fingerprint.to_vec()),
+            Err((bucket, err)) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match bucket.get(entry).await.map_err(|e| e.to_string())? {
+                    Some(value) => Ok(value.to_vec()),
+                    // Expired between the two calls: bind it now.
+                    None => {
+                        bucket
+                            .put(entry, fingerprint.to_vec().into())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(fingerprint.to_vec())
+                    }
+                }
+            }
+            Err((_, err)) => Err(err.to_string()),
         }
     }
 }

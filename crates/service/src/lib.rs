@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod clock;
 pub mod convert;
 pub mod idempotency;
+pub mod identity;
 pub mod lease;
 pub mod page;
 pub mod read_model;

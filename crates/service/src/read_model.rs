@@ -77,6 +77,9 @@ pub struct ReadModel<M: Model> {
     changes: broadcast::Sender<M::Change>,
     /// The stream position of the last commit applied.
     position: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The last position on the model's subjects when it was opened: the
+    /// model is caught up once it has applied that far.
+    target: u64,
 }
 
 impl<M: Model> Clone for ReadModel<M> {
@@ -85,6 +88,7 @@ impl<M: Model> Clone for ReadModel<M> {
             state: self.state.clone(),
             changes: self.changes.clone(),
             position: self.position.clone(),
+            target: self.target,
         }
     }
 }
@@ -95,8 +99,12 @@ impl<M: Model> ReadModel<M> {
     /// damaged file), the tree and checkpoint are cleared and the consumer
     /// starts again from the stream's beginning: the model is rebuilt.
     pub async fn open(store: &EventStore, name: &str, filters: &[String]) -> Result<(Self, Subscriber), StoreError> {
+        // Read from the stream's leader: what exists now, which a read on
+        // this replica must find once it says it is caught up.
+        let target = store.last_sequence_on(filters).await?;
         let subscriber = Subscriber::open(store, name, filters).await?;
-        let (model, undecodable) = Self::restore(name, subscriber.tree());
+        let (mut model, undecodable) = Self::restore(name, subscriber.tree());
+        model.target = target;
         if undecodable == 0 {
             model.position.send_replace(subscriber.checkpoint());
             return Ok((model, subscriber));
@@ -110,7 +118,9 @@ impl<M: Model> ReadModel<M> {
         subscriber.tree().flush_async().await?;
         drop(subscriber);
         let subscriber = Subscriber::open(store, name, filters).await?;
-        Ok((Self::new(M::default()), subscriber))
+        let mut model = Self::new(M::default());
+        model.target = target;
+        Ok((model, subscriber))
     }
 
     /// The model stored in `tree`, and how many entries could not be
@@ -145,6 +155,20 @@ impl<M: Model> ReadModel<M> {
             state: Arc::new(RwLock::new(model)),
             changes,
             position: Arc::new(tokio::sync::watch::channel(0).0),
+            target: 0,
+        }
+    }
+
+    /// Resolves once the model has applied every commit its subjects had
+    /// on the stream when it was opened (at once if its checkpoint was
+    /// there already): until then a read on this replica could miss an
+    /// object that exists. The service serves only after that
+    /// ([`crate::runtime::Context::ready_when`]).
+    pub fn caught_up(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut seen = self.position.subscribe();
+        let target = self.target;
+        async move {
+            let _ = seen.wait_for(|p| *p >= target).await;
         }
     }
 

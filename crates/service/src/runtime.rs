@@ -31,7 +31,7 @@ use tokio::sync::watch;
 /// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
-/// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers, so replicas never share one) |
+/// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers and lease holder; one process per name, see `crate::identity`) |
 /// | `partition` | `REFER_PARTITION` | none: the matcher matches every region (docs/operations.md) |
 /// | `partition_regions` | `REFER_PARTITION_REGIONS` | required with `partition` (comma-separated in the environment) |
 #[derive(Clone, Debug)]
@@ -370,9 +370,31 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     pub config: Config,
     tokens: crate::TokenBook,
+    ready: Readiness,
+}
+
+type ReadyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What must happen before a replica serves: each read model caught up
+/// with the stream's last sequence as it stood at start. Until then the
+/// health service says NOT_SERVING and every call answers UNAVAILABLE.
+#[derive(Clone)]
+struct Readiness {
+    ready: watch::Receiver<bool>,
+    waits: std::sync::Arc<std::sync::Mutex<Vec<ReadyFuture>>>,
 }
 
 impl Context {
+    /// Serves only once `caught_up` resolves (with every other condition
+    /// given): see [`crate::read_model::ReadModel::caught_up`].
+    pub fn ready_when(&self, caught_up: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.ready
+            .waits
+            .lock()
+            .expect("readiness lock")
+            .push(Box::pin(caught_up));
+    }
+
     /// This replica's durable consumer for `base` (`<base>-<instance>`):
     /// each replica keeps its own read model from its own consumer.
     pub fn consumer(&self, base: &str) -> String {
@@ -429,7 +451,7 @@ impl Context {
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {
-        crate::auth::Authenticate::new(self.tokens.clone(), roles)
+        crate::auth::Authenticate::new(self.tokens.clone(), roles).until_ready(self.ready.ready.clone())
     }
 }
 
@@ -458,13 +480,22 @@ pub struct ServiceSpec {
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: std::sync::Arc<watch::Sender<bool>>,
+    /// Set when another process took this one's instance name (it stops).
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true once the read models caught up with the stream.
+    ready: watch::Receiver<bool>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     helpers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Returns once the service serves (its read models caught up).
+    pub async fn ready(&self) {
+        let _ = self.ready.clone().wait_for(|ready| *ready).await;
+    }
+
     /// Stops serving (in-flight calls finish), then the background tasks,
     /// and waits for all of them, as mini-redis does.
     pub async fn stop(self) -> anyhow::Result<()> {
@@ -476,6 +507,10 @@ impl Running {
         for helper in self.helpers {
             helper.abort();
         }
+        anyhow::ensure!(
+            !self.lost.load(std::sync::atomic::Ordering::SeqCst),
+            "stopped: another process took this instance's name (docs/operations.md)"
+        );
         Ok(())
     }
 
@@ -498,15 +533,42 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
     let token_watch = tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
+    // Before anything that uses the instance's name (consumers, a lease).
+    let claim = crate::identity::Claim::take(
+        store.jetstream(),
+        &config.stream.name,
+        config.stream.replicas,
+        spec.name,
+        &config.instance,
+        &config.data_dir,
+    )
+    .await?;
     let (stop, stopped) = watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claiming = claim.keep(stopped.clone(), stop.clone(), lost.clone());
+    let (caught_up, ready) = watch::channel(false);
+    let readiness = Readiness {
+        ready: ready.clone(),
+        waits: Default::default(),
+    };
     let context = Context {
         store,
         clock,
         shutdown: stopped.clone(),
         config: config.clone(),
         tokens,
+        ready: readiness.clone(),
     };
-    let Started { routes, tasks } = (spec.start)(context).await?;
+    let Started { routes, tasks } = match (spec.start)(context).await {
+        Ok(started) => started,
+        Err(err) => {
+            // Give the name up again: nothing runs under it.
+            let _ = stop.send(true);
+            let _ = claiming.await;
+            return Err(err);
+        }
+    };
     let metrics = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {}: {e}", config.metrics_listen))?;
@@ -518,16 +580,41 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let addr = listener.local_addr()?;
     tracing::info!(service = spec.name, %addr, metrics = %metrics_addr, data = %config.data_dir.display(), "listening");
     let mut shutdown = stopped;
-    let server = tokio::spawn(crate::server::serve(spec.grpc_name, routes, listener, async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(crate::server::serve(
+        spec.grpc_name,
+        routes,
+        listener,
+        ready.clone(),
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        },
+    ));
+    let mut tasks = tasks;
+    tasks.push(claiming);
+    let waits = std::mem::take(&mut *readiness.waits.lock().expect("readiness lock"));
+    let readying = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let waiting = !waits.is_empty();
+        for wait in waits {
+            wait.await;
+        }
+        if waiting {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "caught up with the stream; serving"
+            );
+        }
+        caught_up.send_replace(true);
+    });
     Ok(Running {
         addr,
         metrics_addr,
         stop,
+        lost,
+        ready,
         server,
         tasks,
-        helpers: vec![token_watch, metrics_task],
+        helpers: vec![token_watch, metrics_task, readying],
     })
 }
 

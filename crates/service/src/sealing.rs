@@ -40,6 +40,36 @@ pub fn sealed_status(err: SealError) -> Status {
     }
 }
 
+/// Runs a call to the sealed-data store again while its bucket does not
+/// answer (the node leading it died: an election), for at most
+/// `refer_eventstore::RIDE_OUT`, as the event store does. `again` says
+/// which failures may be retried: a read or an erase, any; a new item's
+/// write only one the bus refused ("no responders": nothing was written,
+/// where a timeout may have written a key that nothing would then name).
+async fn riding_out<T, Fut>(again: fn(&str) -> bool, call: impl Fn() -> Fut) -> Result<T, SealError>
+where
+    Fut: std::future::Future<Output = Result<T, SealError>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match call().await {
+            Err(SealError::Unavailable(why)) if again(&why) && started.elapsed() < refer_eventstore::RIDE_OUT => {
+                tracing::debug!(error = %why, "sealed-data store not answering; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn any(_: &str) -> bool {
+    true
+}
+
+fn refused(why: &str) -> bool {
+    why.contains("no responders")
+}
+
 /// Checks text to be sealed: 1 to `MAX_SEALED_TEXT` bytes, no control
 /// characters but line breaks. A browser submits a textarea's line breaks
 /// as CRLF: those become LF; any other carriage return is refused.
@@ -60,7 +90,9 @@ pub fn text(value: &str, field: &str) -> Result<String, Status> {
 
 /// Seals `text` as a fresh item of `kind` for `purpose`.
 pub async fn seal(vault: &Vault, kind: &str, text: &str, purpose: &str) -> Result<Sealed, Status> {
-    vault.seal_text(kind, text, purpose).await.map_err(sealed_status)
+    riding_out(refused, || vault.seal_text(kind, text, purpose))
+        .await
+        .map_err(sealed_status)
 }
 
 /// Opens `sealed` for `purpose` to show it in an answer for the reader of
@@ -89,7 +121,7 @@ pub async fn open_to_copy(
     trail: &mut Trail,
     about: About,
 ) -> Result<Opened, Status> {
-    match vault.open_text(sealed, purpose).await {
+    match riding_out(any, || vault.open_text(sealed, purpose)).await {
         Ok(text) => {
             trail.read(&sealed.item, about);
             Ok(Opened::Text(text))
@@ -102,7 +134,7 @@ pub async fn open_to_copy(
 /// Erases every item named, for good (erasing twice is fine).
 pub async fn erase(vault: &Vault, items: impl IntoIterator<Item = &str>) -> Result<(), Status> {
     for item in items {
-        vault.erase(item).await.map_err(sealed_status)?;
+        riding_out(any, || vault.erase(item)).await.map_err(sealed_status)?;
     }
     Ok(())
 }
@@ -150,12 +182,8 @@ pub async fn seal_handoff(
     handoff: &HandoffText,
 ) -> Result<Sealed, Status> {
     let bytes = postcard::to_stdvec(handoff).expect("a hand-off encodes");
-    vault
-        .seal(
-            &refer_sealed::item("handoff"),
-            &bytes,
-            purpose::handoff(need).as_bytes(),
-        )
+    let (item, purpose) = (refer_sealed::item("handoff"), purpose::handoff(need));
+    riding_out(refused, || vault.seal(&item, &bytes, purpose.as_bytes()))
         .await
         .map_err(sealed_status)
 }
@@ -172,7 +200,8 @@ pub async fn open_handoff(
     if !trail.shows_content() {
         return Ok(Opened::Withheld);
     }
-    match vault.open_sealed(sealed, purpose::handoff(need).as_bytes()).await {
+    let purpose = purpose::handoff(need);
+    match riding_out(any, || vault.open_sealed(sealed, purpose.as_bytes())).await {
         Ok(bytes) => {
             let text =
                 postcard::from_bytes(&bytes).map_err(|_| sealed_status(SealError::Tampered(sealed.item.clone())))?;

@@ -128,19 +128,34 @@ pub fn builder() -> Server<tower::layer::util::Stack<RpcLayer, tower::layer::uti
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, with the
-/// standard gRPC health service (reporting `name` as serving) and the
+/// standard gRPC health service (reporting `name` NOT_SERVING until
+/// `ready` turns true, then SERVING) and the
 /// reflection service describing every Refer contract, so generic tools
 /// (grpcurl, grpc_health_probe) can list and call the APIs.
 pub async fn serve(
     name: &'static str,
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
+    mut ready: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(name, tonic_health::ServingStatus::Serving)
-        .await;
+    let status = |ready: bool| match ready {
+        true => tonic_health::ServingStatus::Serving,
+        false => tonic_health::ServingStatus::NotServing,
+    };
+    let now = *ready.borrow_and_update();
+    reporter.set_service_status(name, status(now)).await;
+    // The overall status ("") too: probes that name no service ask it.
+    reporter.set_service_status("", status(now)).await;
+    if !now {
+        tokio::spawn(async move {
+            if ready.wait_for(|ready| *ready).await.is_ok() {
+                reporter.set_service_status(name, status(true)).await;
+                reporter.set_service_status("", status(true)).await;
+            }
+        });
+    }
     // Both reflection versions: grpcurl speaks v1, older tools only v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

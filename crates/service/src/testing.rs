@@ -179,6 +179,8 @@ impl TestApp {
         let running = launch(&self.spec, self.config.clone(), Arc::new(self.clock.clone()))
             .await
             .unwrap_or_else(|e| panic!("{} did not start: {e:#}", self.spec.name));
+        // As a client waits for SERVING: the read models caught up.
+        running.ready().await;
         self.addr = running.addr;
         self.metrics_addr = running.metrics_addr;
         self.running = Some(running);

@@ -52,6 +52,7 @@ pub struct CapacityService {
 async fn start(context: Context) -> anyhow::Result<Started> {
     let vault = context.vault().await?;
     let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[]).await?;
+    context.ready_when(board.caught_up());
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = CapacityService {
         store: context.store.clone(),

@@ -56,6 +56,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         .settings()
         .subjects_of(refer_domain::AggregateKind::Donation);
     let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[filter]).await?;
+    context.ready_when(board.caught_up());
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let service = DonationsService {
         store: context.store.clone(),

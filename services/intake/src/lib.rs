@@ -90,6 +90,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         stream.subjects_of(refer_domain::AggregateKind::Placement),
     ];
     let (board, subscriber) = ReadModel::open(&store, &context.consumer(CONSUMER), &filters).await?;
+    context.ready_when(board.caught_up());
     let projection = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let service = IntakeService {

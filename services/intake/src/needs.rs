@@ -49,7 +49,11 @@ async fn command<T: prost::Message>(
         .execute::<Need>(need, &command, &meta, None)
         .await
         .map_err(store_status)?;
-    let request = done.state.request.as_ref().expect("a requested need");
+    let request = done
+        .state
+        .request
+        .as_ref()
+        .ok_or_else(|| Status::unavailable("the need is not readable yet; retry with the same key"))?;
     let accepted = done.state.status == NeedStatus::Accepted;
     let need = NeedId::from_uuid(need);
     let handoff = service.board.read().needs.get(&need).and_then(|v| v.handoff.clone());

@@ -55,7 +55,12 @@ impl IntakeService {
             sealing::erase(&self.vault, [case.item.as_str()]).await?;
         }
         let done = done.map_err(store_status)?;
-        let file = done.state.file.as_ref().expect("a recorded placement has a file");
+        // The store reads the file back from a copy of the stream that has
+        // the write; should one ever lack it, the caller retries.
+        let file =
+            done.state.file.as_ref().ok_or_else(|| {
+                Status::unavailable("the placement's file is not readable yet; retry with the same key")
+            })?;
         if file.agency != agency {
             return Err(Status::internal("a placement id collided with another agency's"));
         }

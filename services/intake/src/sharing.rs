@@ -78,7 +78,10 @@ async fn owned_need(
 ) -> Result<(PlacementId, Placement, NeedId), Status> {
     let (placement, found) = service.owned_placement(who, placement).await?;
     let need = NeedId::from_uuid(id(need, "need_id")?);
-    let file = found.file.as_ref().expect("an owned placement has a file");
+    let file = found
+        .file
+        .as_ref()
+        .ok_or_else(|| tonic::Status::not_found("no such placement"))?;
     if !file.needs.iter().any(|(n, _)| *n == need) {
         return Err(invalid("need_id", "is not a need of this placement"));
     }
@@ -160,7 +163,10 @@ pub async fn forget(
     let key = cv::idempotency_key(&r.idempotency_key)?;
     let (placement, found) = service.owned_placement(&who, &r.placement_id).await?;
     service.keys.bind(&who, &key, r).await?;
-    let file = found.file.as_ref().expect("an owned placement has a file");
+    let file = found
+        .file
+        .as_ref()
+        .ok_or_else(|| tonic::Status::not_found("no such placement"))?;
     let mut parts = vec![SealedPart::CaseReference];
     for (need, _) in &file.needs {
         parts.push(SealedPart::Note(*need));

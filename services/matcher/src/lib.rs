@@ -819,6 +819,11 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let status_core = core.clone();
     let status_lease = fence.clone();
     let position = checkpoint.clone();
+    // GetStatus answers (and health says SERVING) once the backlog is folded.
+    let (caught_up, ready) = tokio::sync::oneshot::channel::<()>();
+    context.ready_when(async move {
+        let _ = ready.await;
+    });
     let task = tokio::spawn(async move {
         while let Err(err) = subscriber.catch_up(&mut feed).await {
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
@@ -829,6 +834,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
             refer_service::runtime::pause_after(&err, "matcher catching up").await;
         }
         feed.catching_up = false;
+        let _ = caught_up.send(());
         let mut reported = std::time::Instant::now();
         let mut swept: Option<std::time::Instant> = None;
         let mut leading = false;

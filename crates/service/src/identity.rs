@@ -1,0 +1,243 @@
+//! One process per identity. A replica's instance name makes its durable
+//! consumers (`<consumer>-<instance>`) and, for a matcher, its lease
+//! holder's name: two processes under one name would share a consumer
+//! (each taking half the commits, or one failing at start) and would both
+//! count a matcher's lease as theirs. So a process claims its name before
+//! it does anything else, and a second process that starts under a name in
+//! use refuses to start, saying so.
+//!
+//! The claim is the entry `<service>.<instance>` of the key-value bucket
+//! `<stream>_INSTANCES` (replicated like the stream, entries living
+//! [`CLAIM_TTL`] after their last write). Its value is a random token kept
+//! in the process's data directory (`instance-claim`):
+//!
+//! * taking it is a create-if-absent; renewing it is an update by revision
+//!   every third of the ttl;
+//! * the same process restarting (after a crash, on the same data
+//!   directory) finds its own token there and takes the claim back at once;
+//! * another process (another token) waits while the entry is neither
+//!   renewed nor gone, for at most one ttl: a claim whose holder died
+//!   lapses and is taken; a claim that is renewed meanwhile belongs to a
+//!   live process, and the newcomer stops with a message naming the
+//!   setting to change;
+//! * a clean stop deletes the claim; a process that finds its claim taken
+//!   by another (it was cut off from the bus past the ttl) stops serving.
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a claim outlives its holder: a process that replaces a dead one
+/// under the same name, with another data directory, waits at most this
+/// long before it starts; a live holder renews every third of it.
+pub const CLAIM_TTL: Duration = Duration::from_secs(6);
+
+/// How long a process starting waits for the bucket to answer at all.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The file in the data directory that holds this process's token.
+const TOKEN_FILE: &str = "instance-claim";
+
+/// This process's claim on its identity.
+pub struct Claim {
+    bucket: kv::Store,
+    key: String,
+    token: Bytes,
+    revision: u64,
+}
+
+/// The bucket name for a stream's instance claims.
+pub fn bucket_name(stream: &str) -> String {
+    format!("{stream}_INSTANCES")
+}
+
+/// This data directory's token (created on first use).
+fn token(data_dir: &Path) -> anyhow::Result<Bytes> {
+    let path = data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() == 32 => return Ok(Bytes::from(text.trim().to_owned())),
+        Ok(_) | Err(_) => {}
+    }
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, &fresh).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(Bytes::from(fresh))
+}
+
+fn live(entry: &Option<kv::Entry>) -> Option<&kv::Entry> {
+    entry.as_ref().filter(|e| matches!(e.operation, kv::Operation::Put))
+}
+
+impl Claim {
+    /// Claims `<service>.<instance>` for this process (its token in
+    /// `data_dir`), or says why it cannot.
+    pub async fn take(
+        js: &async_nats::jetstream::Context,
+        stream: &str,
+        replicas: usize,
+        service: &str,
+        instance: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let name = bucket_name(stream);
+        let bucket = crate::buckets::open(
+            js,
+            &name,
+            "Which process runs each replica's identity (see refer_service::identity)",
+            replicas,
+            CLAIM_TTL,
+            crate::buckets::Storage::File,
+        )
+        .await?;
+        let key = format!("{service}.{instance}");
+        let token = token(data_dir)?;
+        let refused = || {
+            anyhow::anyhow!(
+                "the instance name {instance:?} of {service} is in use by another running process \
+                 (its claim {key} in the key-value bucket {name} is being renewed): two processes \
+                 under one name would share a durable consumer and a matcher's lease. Give every \
+                 replica its own name (REFER_INSTANCE, or instance in the configuration) and its \
+                 own data directory (docs/operations.md)"
+            )
+        };
+        let patience = Instant::now() + START_PATIENCE;
+        let mut deadline: Option<Instant> = None;
+        let mut seen: Option<u64> = None;
+        loop {
+            match bucket.create(&key, token.clone()).await {
+                Ok(revision) => {
+                    tracing::info!(claim = %key, "instance claimed");
+                    return Ok(Self {
+                        bucket,
+                        key,
+                        token,
+                        revision,
+                    });
+                }
+                Err(err) if err.kind() != kv::CreateErrorKind::AlreadyExists => {
+                    // A bucket just created (its group still electing), a
+                    // cluster starting: try again for a while.
+                    anyhow::ensure!(
+                        Instant::now() < patience,
+                        "cannot claim the instance name {key} in {name}: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                Err(_) => {}
+            }
+            let entry = match bucket.entry(&key).await {
+                Ok(entry) => entry,
+                Err(err) => {
+                    anyhow::ensure!(
+                        Instant::now() < patience,
+                        "cannot read the claim {key} in {name}: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            match live(&entry) {
+                // Gone meanwhile: create again.
+                None => continue,
+                // This process's own claim (a restart after a crash).
+                Some(held) if held.value == token => {
+                    let revision = bucket
+                        .update(&key, token.clone(), held.revision)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot take back the claim {key} in {name}: {e}"))?;
+                    tracing::info!(claim = %key, "instance claim taken back");
+                    return Ok(Self {
+                        bucket,
+                        key,
+                        token,
+                        revision,
+                    });
+                }
+                Some(held) => {
+                    match seen {
+                        None => {
+                            tracing::warn!(
+                                claim = %key,
+                                "instance name claimed by another process; waiting for its claim to lapse"
+                            );
+                            seen = Some(held.revision);
+                            deadline = Some(Instant::now() + CLAIM_TTL + CLAIM_TTL / 3);
+                        }
+                        Some(revision) if revision != held.revision => return Err(refused()),
+                        Some(_) => {}
+                    }
+                    if deadline.is_some_and(|d| Instant::now() > d) {
+                        return Err(refused());
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    /// Renews the claim every third of its ttl until `shutdown`, then
+    /// deletes it. If another process holds it (this one was cut off past
+    /// the ttl), logs it, sets `lost` and turns `stop`.
+    pub fn keep(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        stop: std::sync::Arc<watch::Sender<bool>>,
+        lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CLAIM_TTL / 3);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if !self.renew().await {
+                            tracing::error!(
+                                claim = %self.key,
+                                "another process took this instance's name while this one was cut off; stopping"
+                            );
+                            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = stop.send(true);
+                            return;
+                        }
+                    }
+                    _ = shutdown.changed() => {
+                        if *shutdown.borrow() {
+                            let _ = self.bucket.delete_expect_revision(&self.key, Some(self.revision)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Renews the claim; false only when another process holds it (the bus
+    /// away is not a loss: the next tick tries again).
+    async fn renew(&mut self) -> bool {
+        if let Ok(revision) = self.bucket.update(&self.key, self.token.clone(), self.revision).await {
+            self.revision = revision;
+            return true;
+        }
+        match self.bucket.entry(&self.key).await {
+            Ok(entry) => match live(&entry) {
+                Some(held) if held.value == self.token => {
+                    if let Ok(revision) = self.bucket.update(&self.key, self.token.clone(), held.revision).await {
+                        self.revision = revision;
+                    }
+                    true
+                }
+                Some(_) => false,
+                // Lapsed while cut off: claim it again.
+                None => {
+                    if let Ok(revision) = self.bucket.create(&self.key, self.token.clone()).await {
+                        self.revision = revision;
+                    }
+                    true
+                }
+            },
+            Err(_) => true,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! One process per identity, as deployed (docs/operations.md, "One name,
+//! one process"). compose.yaml's own services are started on loopback as
+//! real processes with exactly the environment compose gives them, read
+//! from compose.yaml itself: each must serve, the matcher and its standby
+//! must never both lead, and no two replicas may share a durable consumer.
+//! And a process started under a name another live process holds is
+//! refused, while the holder itself, killed and restarted on its data,
+//! takes its name back.
+
+use futures::StreamExt;
+use refer_proto::matcher::v1 as mpb;
+use refer_proto::matcher::v1::matcher_client::MatcherClient;
+use refer_service::testing::{authed, TestSetup};
+use refer_service::Role;
+use refer_testkit::{NatsCluster, NatsServer};
+use refer_tests::{ADMIN, AGENCY, INTAKE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// Longest the test waits for something that must happen.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// compose.yaml as JSON, read by PyYAML (what scripts/check-compose reads
+/// it with; it resolves the file's anchors and merge keys).
+fn compose() -> serde_json::Value {
+    let script = "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)";
+    for python in [PathBuf::from("python3"), root().join(".tools/venv/bin/python")] {
+        let out = Command::new(&python)
+            .args(["-c", script])
+            .arg(root().join("compose.yaml"))
+            .output();
+        if let Ok(out) = out {
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).expect("PyYAML's JSON");
+            }
+        }
+    }
+    panic!("compose.yaml could not be read: this test needs python3 with PyYAML (scripts/check-compose installs it)");
+}
+
+/// One service process, killed when dropped.
+struct Proc {
+    name: String,
+    service: String,
+    env: BTreeMap<String, String>,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_refer-node"))
+            .arg(&self.service)
+            .env_clear()
+            .envs(&self.env)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start refer-node");
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it has exited, and how.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn serving(&self) -> bool {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap();
+        let Ok(channel) = endpoint.connect().await else {
+            return false;
+        };
+        let mut client = HealthClient::new(channel);
+        let asked = client.check(HealthCheckRequest { service: String::new() });
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), asked).await,
+            Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32
+        )
+    }
+
+    /// Waits until it serves; fails if it exits first.
+    async fn until_serving(&mut self) {
+        let started = Instant::now();
+        while !self.serving().await {
+            if let Some(status) = self.exited() {
+                panic!("{} exited ({status}) instead of serving:\n{}", self.name, self.log());
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{} never served:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until it exits with a failure; returns its log.
+    async fn until_exit(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                assert!(!status.success(), "{} exited cleanly: {}", self.name, self.log());
+                return self.log();
+            }
+            assert!(started.elapsed() < PATIENCE, "{} never stopped", self.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until it exits; fails if it serves instead.
+    async fn until_refused(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                assert!(!status.success(), "{} exited cleanly: {}", self.name, self.log());
+                return self.log();
+            }
+            assert!(
+                !self.serving().await,
+                "{} serves under a name another process holds",
+                self.name
+            );
+            assert!(started.elapsed() < PATIENCE, "{} was never refused", self.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        self.kill();
+    }
+}
+
+/// Each Refer service of compose.yaml (not the NATS nodes, not the
+/// consoles) with exactly the environment compose gives its container,
+/// translated to this machine as Docker would place it: the NATS nodes'
+/// names to the cluster's loopback addresses, listening addresses to free
+/// loopback ports, and paths inside the container (the data volume, the
+/// token file, the KEK secret) to where each is mounted from. A service
+/// that sets no instance name gets the one its container computes: a hash
+/// of its data directory's path, which is the same in every container.
+fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
+    let compose = compose();
+    // All ports picked at once: picked one after another, they can repeat.
+    let mut ports = refer_testkit::free_ports::<32>().unwrap().into_iter();
+    let mut procs = Vec::new();
+    for (name, spec) in compose["services"].as_object().expect("services") {
+        let binary = spec["command"][0].as_str().unwrap_or_default();
+        let service = match binary {
+            "refer-capacity" | "refer-donations" | "refer-intake" | "refer-matcher" => {
+                binary.trim_start_matches("refer-").to_owned()
+            }
+            _ => continue,
+        };
+        // Where each path inside the container comes from on this machine.
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for volume in spec["volumes"].as_array().into_iter().flatten() {
+            let volume = volume.as_str().expect("short volume syntax");
+            let mut parts = volume.split(':');
+            let (source, target) = (parts.next().unwrap(), parts.next().unwrap());
+            let host = match source {
+                "./deploy/tokens.toml" => setup.tokens_file().to_path_buf(),
+                bind if bind.starts_with('.') => root().join(bind),
+                named => {
+                    let dir = setup.dir.path().join("volumes").join(named);
+                    std::fs::create_dir_all(&dir).unwrap();
+                    dir
+                }
+            };
+            mounts.push((target.to_owned(), host));
+        }
+        for secret in spec["secrets"].as_array().into_iter().flatten() {
+            // The one secret is the KEK; a throwaway one here.
+            mounts.push((format!("/run/secrets/{}", secret.as_str().unwrap()), setup.kek_file()));
+        }
+        let translate = |value: &str| -> String {
+            for (target, host) in &mounts {
+                if let Some(rest) = value.strip_prefix(target.as_str()) {
+                    if rest.is_empty() || rest.starts_with('/') {
+                        return format!("{}{rest}", host.display());
+                    }
+                }
+            }
+            value.to_owned()
+        };
+        let (port, metrics) = (ports.next().unwrap(), ports.next().unwrap());
+        let mut env = BTreeMap::new();
+        for (key, value) in spec["environment"].as_object().expect("an environment") {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let value = match key.as_str() {
+                "REFER_NATS_URL" => value
+                    .split(',')
+                    .map(|url| {
+                        let host = url.trim().trim_start_matches("nats://").split(':').next().unwrap();
+                        let n: usize = host.trim_start_matches("nats-").parse().expect("a compose NATS node");
+                        cluster.node(n - 1).url()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "REFER_LISTEN" => format!("127.0.0.1:{port}"),
+                "REFER_METRICS_LISTEN" => format!("127.0.0.1:{metrics}"),
+                _ => translate(&value),
+            };
+            env.insert(key.clone(), value);
+        }
+        if !env.contains_key("REFER_INSTANCE") {
+            let data_dir = spec["environment"]["REFER_DATA_DIR"].as_str().unwrap_or("data");
+            env.insert(
+                "REFER_INSTANCE".into(),
+                refer_service::runtime::instance_of(Path::new(data_dir)),
+            );
+        }
+        env.insert("RUST_LOG".into(), "info".into());
+        procs.push(Proc {
+            name: name.clone(),
+            service,
+            env,
+            port,
+            log: setup.dir.path().join(format!("{name}.log")),
+            child: None,
+        });
+    }
+    procs
+}
+
+async fn leading(port: u16) -> Option<bool> {
+    let mut client = MatcherClient::connect(format!("http://127.0.0.1:{port}")).await.ok()?;
+    let asked = client.get_status(authed(ADMIN, mpb::GetStatusRequest {}));
+    let answer = tokio::time::timeout(Duration::from_secs(2), asked).await.ok()?.ok()?;
+    Some(answer.into_inner().leading)
+}
+
+fn tokens() -> Vec<(&'static str, Role, refer_domain::ids::OrgId, &'static str)> {
+    vec![
+        (ADMIN, Role::Admin, refer_domain::ids::OrgId::from_u128(0xAD), "admin"),
+        (INTAKE, Role::Intake, AGENCY, "intake"),
+    ]
+}
+
+#[tokio::test]
+async fn compose_on_loopback_runs_one_leader_and_no_shared_consumer() {
+    let cluster = NatsCluster::start().await.expect("a 3-node cluster");
+    let setup = TestSetup::new(cluster.urls(), tokens(), refer_domain::sample::NIGHT);
+    let mut procs = compose_services(&cluster, &setup);
+    let matchers = procs.iter().filter(|p| p.service == "matcher").count();
+    assert!(
+        procs.len() >= 8 && matchers == 2,
+        "compose.yaml runs two of each service"
+    );
+    for proc in &mut procs {
+        proc.spawn();
+    }
+    for proc in &mut procs {
+        proc.until_serving().await;
+    }
+
+    // One leader: one matcher leads, the other stands by, and never both.
+    let ports: Vec<u16> = procs
+        .iter()
+        .filter(|p| p.service == "matcher")
+        .map(|p| p.port)
+        .collect();
+    let started = Instant::now();
+    let mut samples = 0;
+    while samples < 20 {
+        let mut leaders = 0;
+        for port in &ports {
+            leaders += usize::from(leading(*port).await == Some(true));
+        }
+        assert!(leaders <= 1, "both matchers lead");
+        if leaders == 1 || samples > 0 {
+            samples += 1;
+            assert_eq!(leaders, 1, "the leader stood down with no successor");
+        }
+        assert!(started.elapsed() < PATIENCE, "no matcher leads");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    // No shared consumer: each process has its own, and all still run.
+    let js = async_nats::jetstream::new(cluster.node(0).connect().await);
+    let stream = js.get_stream("REFER").await.unwrap();
+    let consumers: BTreeSet<String> = stream
+        .consumer_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    for proc in &mut procs {
+        assert!(proc.exited().is_none(), "{} stopped:\n{}", proc.name, proc.log());
+        let own = format!("-{}", proc.env["REFER_INSTANCE"]);
+        let mine: Vec<&String> = consumers.iter().filter(|c| c.ends_with(&own)).collect();
+        assert_eq!(mine.len(), 1, "{}: its consumers among {consumers:?}", proc.name);
+    }
+    assert_eq!(consumers.len(), procs.len(), "one consumer per process: {consumers:?}");
+}
+
+/// A service process under `instance`, with its data in `<dir>/<data>`.
+fn named(setup: &TestSetup, data: &str, instance: &str) -> Proc {
+    let (command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), data);
+    let mut env: BTreeMap<String, String> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+        .collect();
+    env.insert("REFER_INSTANCE".into(), instance.into());
+    Proc {
+        name: data.into(),
+        service: "capacity".into(),
+        env,
+        port,
+        log: setup.dir.path().join(format!("{data}.log")),
+        child: None,
+    }
+}
+
+#[tokio::test]
+async fn a_second_process_under_a_name_in_use_is_refused_and_the_first_takes_it_back_after_a_crash() {
+    let server = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(server.url(), tokens(), refer_domain::sample::NIGHT);
+    let mut first = named(&setup, "capacity-a", "capacity");
+    first.spawn();
+    first.until_serving().await;
+
+    let mut second = named(&setup, "capacity-b", "capacity");
+    second.spawn();
+    let said = second.until_refused().await;
+    assert!(
+        said.contains("in use by another running process") && said.contains("REFER_INSTANCE"),
+        "the refusal names the problem and the setting: {said}"
+    );
+
+    // The holder crashes and restarts on its own data: its name is its own.
+    first.kill();
+    first.spawn();
+    first.until_serving().await;
+    // Still refused for anyone else.
+    second.spawn();
+    second.until_refused().await;
+    assert!(first.exited().is_none(), "the holder serves on");
+}
+
+#[tokio::test]
+async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_since() {
+    let server = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(server.url(), tokens(), refer_domain::sample::NIGHT);
+    let mut paused = named(&setup, "capacity-a", "capacity");
+    paused.spawn();
+    paused.until_serving().await;
+    // Frozen (SIGSTOP, as a stalled VM) past its claim's ttl: another
+    // process under the name takes it once it lapses, and serves.
+    paused.signal("-STOP");
+    let mut successor = named(&setup, "capacity-b", "capacity");
+    successor.spawn();
+    successor.until_serving().await;
+    // Woken, the first finds its name taken and stops: never two under it.
+    paused.signal("-CONT");
+    let said = paused.until_exit().await;
+    assert!(said.contains("another process took this instance's name"), "{said}");
+    assert!(
+        successor.exited().is_none() && successor.serving().await,
+        "the successor serves on"
+    );
+}
