@@ -74,7 +74,10 @@ impl Coalition {
     }
 
     async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize) -> Self {
-        let urls = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
+        let access = refer_testkit::BusAccess {
+            urls: nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(","),
+            keys: nodes[0].access().keys,
+        };
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
         let mut tokens = vec![
@@ -94,7 +97,7 @@ impl Coalition {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
         );
-        let setup = TestSetup::new(urls, tokens, NIGHT).stream_replicas(nodes.len());
+        let setup = TestSetup::new(access, tokens, NIGHT).stream_replicas(nodes.len());
         let mut apps = Vec::new();
         for spec in [
             refer_capacity::SERVICE,

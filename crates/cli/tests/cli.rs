@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 struct Cli {
     urls: [String; 4],
     nats: String,
+    /// The operator's credential on that bus.
+    nkey: std::path::PathBuf,
 }
 
 impl Cli {
@@ -21,6 +23,7 @@ impl Cli {
             .env("REFER_INTAKE_URL", &self.urls[2])
             .env("REFER_MATCHER_URL", &self.urls[3])
             .env("REFER_NATS_URL", &self.nats)
+            .env("REFER_NATS_NKEY_FILE", &self.nkey)
             .env("HOME", "/nonexistent")
             .output()
             .expect("run refer")
@@ -53,6 +56,7 @@ async fn each_role_does_its_job_from_the_command_line() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
     };
     let provider = provider_token(0);
     let business = business_token(0);
@@ -281,6 +285,7 @@ async fn errors_say_what_went_wrong_and_what_to_do() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
     };
     let cli = std::sync::Arc::new(cli);
     let fails = |token: &'static str, args: Vec<&'static str>| {
@@ -429,6 +434,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
     };
     let old = c.setup.kek_file();
     let (new_path, old_path) = (fresh.display().to_string(), old.display().to_string());

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 /// | key | environment | default |
 /// |---|---|---|
 /// | `nats_url` | `REFER_NATS_URL` | `nats://127.0.0.1:4222` (comma-separated for a cluster) |
+/// | `nats_nkey_file` | `REFER_NATS_NKEY_FILE` | none: no credential (a bus that checks them refuses); the file holds this process's nkey seed (`refer admin nats-key`) |
 /// | `data_dir` | `REFER_DATA_DIR` | `data/<service>` |
 /// | `listen` | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
 /// | `metrics_listen` | `REFER_METRICS_LISTEN` | `127.0.0.1:<the service's port + 1000>` |
@@ -37,6 +38,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
+    /// The file holding this process's nkey seed (deploy/nats/auth.conf).
+    pub nats_nkey_file: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
@@ -58,6 +61,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     nats_url: Option<String>,
+    nats_nkey_file: Option<String>,
     data_dir: Option<String>,
     listen: Option<String>,
     metrics_listen: Option<String>,
@@ -205,6 +209,8 @@ impl Config {
             longest_consent,
             nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
                 .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
+            nats_nkey_file: pick("REFER_NATS_NKEY_FILE", "nats_nkey_file", f.nats_nkey_file)
+                .map(|(v, _)| PathBuf::from(v)),
             data_dir,
             listen,
             metrics_listen,
@@ -223,7 +229,7 @@ impl Config {
     /// so a cluster node being down at start does not matter) and opens the
     /// event store with its sled directory.
     pub async fn open_store(&self) -> anyhow::Result<EventStore> {
-        let client = connect(&self.nats_url)
+        let client = connect(&self.nats_url, self.nats_nkey_file.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
         std::fs::create_dir_all(&self.data_dir)
@@ -292,19 +298,68 @@ fn partition(
 
 /// A client of the bus at `nats_url` (comma-separated for a cluster: a
 /// node down at start does not matter, and the client moves to another
-/// when its node goes), reconnecting with [`reconnect_delay`].
-pub async fn connect(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+/// when its node goes), reconnecting with [`reconnect_delay`], signing in
+/// with the nkey seed in `nkey_file` (deploy/nats/auth.conf) when given.
+pub async fn connect(nats_url: &str, nkey_file: Option<&std::path::Path>) -> anyhow::Result<async_nats::Client> {
     let servers = nats_url
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{nats_url:?} is not a list of NATS URLs: {e}"))?;
-    async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .reconnect_delay_callback(reconnect_delay)
-        .connect(servers)
+    let seed = match nkey_file {
+        Some(path) => Some(read_nkey_seed(path)?),
+        None => {
+            tracing::warn!("connecting to NATS with no credential (nats_nkey_file is not set)");
+            None
+        }
+    };
+    let options = || {
+        let options = async_nats::ConnectOptions::new().reconnect_delay_callback(reconnect_delay);
+        match &seed {
+            Some(seed) => options.nkey(seed.clone()),
+            None => options,
+        }
+    };
+    // One attempt first: a bus that refuses the credential says so now
+    // (retrying in the background, as below, would hide it for ever).
+    match options()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(servers.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}"))
+    {
+        Ok(client) => Ok(client),
+        Err(e)
+            if matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication
+            ) =>
+        {
+            Err(anyhow::anyhow!(
+                "NATS at {nats_url} refused this process's credential (nats_nkey_file): {e}"
+            ))
+        }
+        // Not there yet: connect in the background, commands answer
+        // UNAVAILABLE meanwhile.
+        Err(_) => options()
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}")),
+    }
+}
+
+/// The nkey seed in `path` (a line starting `SU`), never echoed.
+pub fn read_nkey_seed(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("nats_nkey_file {}: cannot be read: {e}", path.display()))?;
+    let seed = text.trim();
+    if !seed.starts_with("SU") || seed.len() != 58 {
+        anyhow::bail!(
+            "nats_nkey_file {}: must hold a user nkey seed (58 characters starting SU; `refer admin nats-key`)",
+            path.display()
+        );
+    }
+    Ok(seed.to_owned())
 }
 
 /// A replica's default name: the first 8 bytes of the SHA-256 of its data

@@ -396,7 +396,10 @@ impl Running {
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),
-        Some(url) => Sessions::shared(url, config.sessions_replicas, config.idle).await?,
+        Some(url) => {
+            let nkey = config.sessions_nats_nkey_file.as_deref();
+            Sessions::shared(url, nkey, config.sessions_replicas, config.idle).await?
+        }
     };
     let console = Console::with_sessions(config, sessions)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
