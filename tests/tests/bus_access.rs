@@ -15,6 +15,8 @@ async fn as_role(c: &Coalition, role: &str) -> (async_nats::Client, Arc<Mutex<Ve
     let seen = violations.clone();
     let client = async_nats::ConnectOptions::new()
         .nkey(c.setup.keys.seed(role))
+        .add_root_certificates(c.setup.keys.ca_file())
+        .require_tls(true)
         .event_callback(move |event| {
             let seen = seen.clone();
             async move {
@@ -52,9 +54,14 @@ async fn try_request(client: &async_nats::Client, subject: &str, payload: &str) 
 }
 
 #[tokio::test]
-async fn a_client_without_a_credential_or_with_a_made_up_one_is_refused() {
+async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refused() {
     let c = Coalition::start(0, 0).await;
-    let anonymous = async_nats::ConnectOptions::new().connect(c.nats.url()).await;
+    let tls = || {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(c.setup.keys.ca_file())
+            .require_tls(true)
+    };
+    let anonymous = tls().connect(c.nats.url()).await;
     let err = anonymous.expect_err("no credential: refused");
     assert_eq!(
         err.kind(),
@@ -62,17 +69,38 @@ async fn a_client_without_a_credential_or_with_a_made_up_one_is_refused() {
         "{err}"
     );
     let stranger = nkeys::KeyPair::new_user().seed().unwrap();
-    let made_up = async_nats::ConnectOptions::new()
-        .nkey(stranger)
-        .connect(c.nats.url())
-        .await;
+    let made_up = tls().nkey(stranger).connect(c.nats.url()).await;
     assert!(made_up.is_err(), "a key the bus does not know is refused");
     // A service given no credential says so at start, naming the setting.
-    let err = refer_service::runtime::connect(&c.nats.url(), Some(&c.setup.dir.path().join("nowhere.nk")))
-        .await
-        .err()
-        .unwrap();
+    let bus = |nkey_file, ca_file| refer_service::runtime::Bus {
+        url: c.nats.url(),
+        nkey_file: Some(nkey_file),
+        ca_file: Some(ca_file),
+        plaintext: false,
+    };
+    let no_seed = bus(c.setup.dir.path().join("nowhere.nk"), c.setup.keys.ca_file());
+    let err = refer_service::runtime::connect(&no_seed).await.err().unwrap();
     assert!(err.to_string().contains("nats_nkey_file"), "{err}");
+    // A client that trusts another CA does not take a forged bus for ours,
+    // and one without TLS is not let in.
+    let foreign = refer_testkit::NatsKeys::generate().unwrap();
+    let elsewhere = bus(c.setup.keys.seed_file("capacity"), foreign.ca_file());
+    let err = refer_service::runtime::connect(&elsewhere).await.err().unwrap();
+    assert!(err.to_string().contains("refused"), "{err}");
+    let plain = async_nats::ConnectOptions::new()
+        .nkey(c.setup.keys.seed("operator"))
+        .connect(c.nats.url())
+        .await;
+    assert!(plain.is_err(), "plaintext is refused");
+    let unsure = refer_service::runtime::Bus {
+        ca_file: None,
+        ..bus(c.setup.keys.seed_file("capacity"), c.setup.keys.ca_file())
+    };
+    let err = refer_service::runtime::connect(&unsure).await.err().unwrap();
+    assert!(
+        err.to_string().contains("nats_ca_file"),
+        "no TLS is a setting, never a default: {err}"
+    );
 }
 
 #[tokio::test]

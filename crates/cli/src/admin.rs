@@ -67,6 +67,16 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a throwaway certificate authority and one certificate for
+    /// `--names` (ca.pem, node.pem, node.key in `--dir`): TLS for a local
+    /// run or a test deployment (`scripts/run`), never for production.
+    DevCa {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names and addresses the certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
+        names: Vec<String>,
+    },
     MigrateSealed {
         /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
@@ -148,6 +158,23 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 vec![
                     ("seed_file", out.display().to_string()),
                     ("public_key", pair.public_key()),
+                ],
+            );
+        }
+        Command::DevCa { dir, names } => {
+            let ca = refer_testkit::tls::DevCa::generate()?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let (cert, key) = ca.issue(&names)?;
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--dir {}: {e}", dir.display()))?;
+            std::fs::write(dir.join("ca.pem"), ca.pem())?;
+            std::fs::write(dir.join("node.pem"), cert)?;
+            write_secret(&dir.join("node.key"), &key)?;
+            record(
+                settings.json,
+                vec![
+                    ("ca", dir.join("ca.pem").display().to_string()),
+                    ("certificate", dir.join("node.pem").display().to_string()),
+                    ("key", dir.join("node.key").display().to_string()),
                 ],
             );
         }

@@ -40,6 +40,9 @@ struct Cli {
     /// (deploy/nats/auth.conf; admin commands and doctor).
     #[arg(long, global = true, env = "REFER_NATS_NKEY_FILE")]
     nats_nkey_file: Option<PathBuf>,
+    /// The CA of the bus's certificates (PEM): TLS to NATS, verified.
+    #[arg(long, global = true, env = "REFER_NATS_CA_FILE")]
+    nats_ca_file: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -88,6 +91,7 @@ async fn main() -> std::process::ExitCode {
         matcher: cli.matcher,
         nats: cli.nats,
         nats_nkey_file: cli.nats_nkey_file,
+        nats_ca_file: cli.nats_ca_file,
         json: cli.json,
     });
     let result = match resolved {

@@ -16,6 +16,7 @@ pub struct File {
     pub matcher: Option<String>,
     pub nats: Option<String>,
     pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Settings {
     pub nats: String,
     /// The operator's nkey seed for NATS (deploy/nats/auth.conf).
     pub nats_nkey_file: Option<PathBuf>,
+    /// The CA of the bus's certificates (TLS required when set).
+    pub nats_ca_file: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -40,6 +43,7 @@ pub struct Overrides {
     pub matcher: Option<String>,
     pub nats: Option<String>,
     pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -79,6 +83,7 @@ impl Settings {
                 .unwrap_or_else(|| "http://127.0.0.1:50054".into()),
             nats: o.nats.or(file.nats).unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
             nats_nkey_file: o.nats_nkey_file.or(file.nats_nkey_file),
+            nats_ca_file: o.nats_ca_file.or(file.nats_ca_file),
             json: o.json,
         })
     }
@@ -91,6 +96,9 @@ impl Settings {
         if let Some(path) = &self.nats_nkey_file {
             options = options.nkey(refer_service::runtime::read_nkey_seed(path)?);
         }
+        if let Some(ca) = &self.nats_ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
         let servers = self
             .nats
             .split(',')
@@ -98,6 +106,10 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("--nats {:?} is not a list of NATS URLs: {e}", self.nats))?;
         options.connect(servers).await.map_err(|e| match e.kind() {
+            async_nats::ConnectErrorKind::Tls => anyhow::anyhow!(
+                "NATS at {} and this command disagree on TLS: pass the bus's CA as --nats-ca-file (or REFER_NATS_CA_FILE): {e}",
+                self.nats
+            ),
             async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication => {
                 anyhow::anyhow!(
                     "NATS at {} refused the credential: pass the operator's --nats-nkey-file (or REFER_NATS_NKEY_FILE)",

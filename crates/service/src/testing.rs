@@ -78,9 +78,13 @@ impl TestSetup {
     /// `nats_url` may list a cluster's nodes; the reader moves to another
     /// when one goes.
     pub async fn reader(&self) -> refer_eventstore::EventStore {
-        let client = crate::runtime::connect(&self.nats_url, Some(&self.keys.seed_file("operator")))
-            .await
-            .expect("reach the test's NATS");
+        let bus = crate::runtime::Bus {
+            url: self.nats_url.clone(),
+            nkey_file: Some(self.keys.seed_file("operator")),
+            ca_file: Some(self.keys.ca_file()),
+            plaintext: false,
+        };
+        let client = crate::runtime::connect(&bus).await.expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");
         let settings = refer_eventstore::StreamSettings {
             replicas: self.stream_replicas,
@@ -112,11 +116,12 @@ impl TestSetup {
         let data_dir = self.dir.path().join(instance);
         let path = self.dir.path().join(format!("{instance}.toml"));
         let text = format!(
-            "nats_url = \"{}\"\nnats_nkey_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\
+            "nats_url = \"{}\"\nnats_nkey_file = \"{}\"\nnats_ca_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\
              metrics_listen = \"{metrics_listen}\"\ntokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\n\
              stream_replicas = {}\n",
             self.nats_url,
             self.keys.seed_file(role).display(),
+            self.keys.ca_file().display(),
             data_dir.display(),
             self.tokens_file.display(),
             self.tick_ms,

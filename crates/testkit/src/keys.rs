@@ -14,7 +14,9 @@ pub const ROLES: [&str; 6] = ["capacity", "donations", "intake", "matcher", "con
 pub(crate) const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf");
 
 /// A fresh key pair for each role: the seeds in files (as secrets are
-/// mounted), the public keys for the server's environment.
+/// mounted), the public keys for the server's environment; and a fresh
+/// certificate authority with one certificate for every node of the bus
+/// (127.0.0.1 and localhost, for clients and for the routes between nodes).
 #[derive(Clone)]
 pub struct NatsKeys {
     dir: Arc<TempDir>,
@@ -31,6 +33,11 @@ impl NatsKeys {
             std::fs::write(dir.path().join(format!("{role}.nk")), seed)?;
             public.insert(role, pair.public_key());
         }
+        let tls = crate::tls::DevCa::generate().map_err(std::io::Error::other)?;
+        let (cert, key) = tls.issue(&["127.0.0.1", "localhost"]).map_err(std::io::Error::other)?;
+        std::fs::write(dir.path().join("ca.pem"), tls.pem())?;
+        std::fs::write(dir.path().join("node.pem"), cert)?;
+        std::fs::write(dir.path().join("node.key"), key)?;
         Ok(Self {
             dir: Arc::new(dir),
             public,
@@ -48,6 +55,16 @@ impl NatsKeys {
     pub fn seed_file(&self, role: &str) -> PathBuf {
         assert!(ROLES.contains(&role), "no NATS role {role:?}");
         self.dir.path().join(format!("{role}.nk"))
+    }
+
+    /// The certificate authority every node's certificate is signed by.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A node's certificate and key.
+    pub fn node_cert(&self) -> (PathBuf, PathBuf) {
+        (self.dir.path().join("node.pem"), self.dir.path().join("node.key"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -79,6 +96,8 @@ impl BusAccess {
             .collect();
         async_nats::ConnectOptions::new()
             .nkey(self.keys.seed(role))
+            .add_root_certificates(self.keys.ca_file())
+            .require_tls(true)
             .retry_on_initial_connect()
             .reconnect_delay_callback(|attempt| std::time::Duration::from_millis((50 * attempt as u64).min(500)))
             .connect(servers)

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod keys;
+pub mod tls;
 pub use keys::{BusAccess, NatsKeys, ROLES};
 
 use std::fs;
@@ -153,19 +154,32 @@ impl NatsServer {
         } else {
             ""
         };
+        // TLS as deployed: clients verify the node; nodes verify each other.
+        let (cert, key) = self.keys.node_cert();
+        let ca = self.keys.ca_file();
+        let tls = |verify: bool| {
+            format!(
+                "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: {verify}, timeout: 2 }}",
+                cert.display(),
+                key.display(),
+                ca.display()
+            )
+        };
         let cluster = match &self.cluster {
             None => String::new(),
             Some((name, port, routes)) => {
                 let routes: Vec<String> = routes.iter().map(|r| format!("nats-route://127.0.0.1:{r}")).collect();
                 format!(
-                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
-                    routes.join(", ")
+                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n  {}\n}}\n",
+                    routes.join(", "),
+                    tls(true)
                 )
             }
         };
         format!(
             "listen: 127.0.0.1:{port}\nserver_name: refer-test-{port}\nlog_file: \"{log}\"\n\
-             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n{cluster}include \"auth.conf\"\n",
+             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n{cluster}{}\ninclude \"auth.conf\"\n",
+            tls(false),
             port = self.port,
             log = self.log_path().display(),
             store = self.store_dir().display(),
@@ -221,6 +235,8 @@ impl NatsServer {
     async fn jetstream_ready(&self) -> bool {
         let connect = async_nats::ConnectOptions::new()
             .nkey(self.keys.seed("operator"))
+            .add_root_certificates(self.keys.ca_file())
+            .require_tls(true)
             .connection_timeout(Duration::from_millis(500))
             .connect(self.url());
         let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {

@@ -16,6 +16,7 @@
 //! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
 //! | `sessions_nats_url` | `REFER_SESSIONS_NATS_URL` | none: sessions are kept in this process. With NATS URLs (comma-separated for a cluster), in a key-value bucket every console replica shares |
 //! | `sessions_nats_nkey_file` | `REFER_SESSIONS_NATS_NKEY_FILE` | none; the console's nkey seed on that bus (deploy/nats/auth.conf) |
+//! | `sessions_nats_ca_file` | `REFER_SESSIONS_NATS_CA_FILE` | none; the CA of the bus's certificates (TLS required), or `sessions_nats_plaintext = true` (development only) |
 //! | `sessions_replicas` | `REFER_SESSIONS_REPLICAS` | `1` (copies of that bucket: 3 on the compose cluster) |
 
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub struct Config {
     pub sessions_nats_url: Option<String>,
     /// The console's credential on that bus.
     pub sessions_nats_nkey_file: Option<std::path::PathBuf>,
+    /// The CA of that bus's certificates.
+    pub sessions_nats_ca_file: Option<std::path::PathBuf>,
+    /// No TLS to that bus (development only).
+    pub sessions_nats_plaintext: bool,
     pub sessions_replicas: usize,
 }
 
@@ -55,6 +60,8 @@ struct FileConfig {
     log_format: Option<String>,
     sessions_nats_url: Option<String>,
     sessions_nats_nkey_file: Option<String>,
+    sessions_nats_ca_file: Option<String>,
+    sessions_nats_plaintext: Option<bool>,
     sessions_replicas: Option<u32>,
 }
 
@@ -152,6 +159,22 @@ impl Config {
                 f.sessions_nats_nkey_file,
             )
             .map(|(v, _)| v.into()),
+            sessions_nats_ca_file: pick(
+                "REFER_SESSIONS_NATS_CA_FILE",
+                "sessions_nats_ca_file",
+                f.sessions_nats_ca_file,
+            )
+            .map(|(v, _)| v.into()),
+            sessions_nats_plaintext: match pick(
+                "REFER_SESSIONS_NATS_PLAINTEXT",
+                "sessions_nats_plaintext",
+                f.sessions_nats_plaintext.map(|b| b.to_string()),
+            ) {
+                None => false,
+                Some((text, from)) => text
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
+            },
             sessions_replicas,
             listen,
             capacity_url: url("REFER_CAPACITY_URL", "capacity_url", f.capacity_url, 50051)?,

@@ -51,6 +51,17 @@ async fn http(console: SocketAddr, method: &str, path: &str, cookie: Option<&str
     }
 }
 
+/// The console's way to the test bus (its own credential, TLS).
+fn bus(nats: &refer_testkit::NatsServer) -> refer_service::runtime::Bus {
+    let keys = nats.access().keys;
+    refer_service::runtime::Bus {
+        url: nats.url(),
+        nkey_file: Some(keys.seed_file("console")),
+        ca_file: Some(keys.ca_file()),
+        plaintext: false,
+    }
+}
+
 fn config(c: &Coalition) -> Config {
     let [capacity, donations, intake, matcher] = c.urls();
     let nats = c.nats.url();
@@ -63,6 +74,7 @@ fn config(c: &Coalition) -> Config {
         "REFER_MATCHER_URL" => Some(matcher.clone()),
         "REFER_SESSIONS_NATS_URL" => Some(nats.clone()),
         "REFER_SESSIONS_NATS_NKEY_FILE" => Some(seed.display().to_string()),
+        "REFER_SESSIONS_NATS_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
         _ => None,
     })
     .unwrap()
@@ -127,14 +139,12 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
 async fn a_shared_session_ends_when_idle() {
     let nats = refer_testkit::NatsServer::start().await.unwrap();
     let idle = std::time::Duration::from_secs(1);
-    let a =
-        refer_console::session::Sessions::shared(&nats.url(), Some(&nats.access().keys.seed_file("console")), 1, idle)
-            .await
-            .unwrap();
-    let b =
-        refer_console::session::Sessions::shared(&nats.url(), Some(&nats.access().keys.seed_file("console")), 1, idle)
-            .await
-            .unwrap();
+    let a = refer_console::session::Sessions::shared(&bus(&nats), 1, idle)
+        .await
+        .unwrap();
+    let b = refer_console::session::Sessions::shared(&bus(&nats), 1, idle)
+        .await
+        .unwrap();
     let lang = refer_console::i18n::Lang::Es;
     let s = a.create("t".into(), refer_service::Role::Provider, lang).await.unwrap();
     let seen = b.get(&s.id).await.expect("B reads it");
