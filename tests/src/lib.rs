@@ -80,7 +80,10 @@ impl Coalition {
     }
 
     async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize, tick_ms: u64) -> Self {
-        let urls = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
+        let access = refer_testkit::BusAccess {
+            urls: nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(","),
+            keys: nodes[0].access().keys,
+        };
         let provider_tokens: Vec<String> = (0..providers).map(provider_token).collect();
         let business_tokens: Vec<String> = (0..businesses).map(business_token).collect();
         let mut tokens = vec![
@@ -100,7 +103,7 @@ impl Coalition {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Business, business_org(i), "business")),
         );
-        let setup = TestSetup::new(urls, tokens, NIGHT)
+        let setup = TestSetup::new(access, tokens, NIGHT)
             .stream_replicas(nodes.len())
             .tick_ms(tick_ms);
         let mut apps = Vec::new();

@@ -69,7 +69,7 @@ impl Proc {
     }
 
     fn spawn(&mut self, setup: &TestSetup) {
-        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), &self.instance);
+        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), self.service, &self.instance);
         let log = std::fs::File::create(setup.dir.path().join(format!("{}.log", self.instance))).unwrap();
         command.arg(self.service).stderr(log).env("RUST_LOG", "warn");
         if self.service == "matcher" {
@@ -228,7 +228,7 @@ impl World {
                 .enumerate()
                 .map(|(i, t)| (t.as_str(), Role::Provider, provider_org(i), "provider")),
         );
-        let setup = TestSetup::new(cluster.urls(), all, refer_domain::sample::NIGHT)
+        let setup = TestSetup::new(cluster.access(), all, refer_domain::sample::NIGHT)
             .stream_replicas(3)
             .tick_ms(200);
         let store = setup.reader().await;

@@ -279,7 +279,7 @@ fn tokens() -> Vec<(&'static str, Role, refer_domain::ids::OrgId, &'static str)>
 #[tokio::test]
 async fn compose_on_loopback_runs_one_leader_and_no_shared_consumer() {
     let cluster = NatsCluster::start().await.expect("a 3-node cluster");
-    let setup = TestSetup::new(cluster.urls(), tokens(), refer_domain::sample::NIGHT);
+    let setup = TestSetup::new(cluster.access(), tokens(), refer_domain::sample::NIGHT);
     let mut procs = compose_services(&cluster, &setup);
     let matchers = procs.iter().filter(|p| p.service == "matcher").count();
     assert!(
@@ -334,7 +334,7 @@ async fn compose_on_loopback_runs_one_leader_and_no_shared_consumer() {
 
 /// A service process under `instance`, with its data in `<dir>/<data>`.
 fn named(setup: &TestSetup, data: &str, instance: &str) -> Proc {
-    let (command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), data);
+    let (command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), "capacity", data);
     let mut env: BTreeMap<String, String> = command
         .get_envs()
         .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
@@ -353,7 +353,7 @@ fn named(setup: &TestSetup, data: &str, instance: &str) -> Proc {
 #[tokio::test]
 async fn a_second_process_under_a_name_in_use_is_refused_and_the_first_takes_it_back_after_a_crash() {
     let server = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(server.url(), tokens(), refer_domain::sample::NIGHT);
+    let setup = TestSetup::new(server.access(), tokens(), refer_domain::sample::NIGHT);
     let mut first = named(&setup, "capacity-a", "capacity");
     first.spawn();
     first.until_serving().await;
@@ -379,7 +379,7 @@ async fn a_second_process_under_a_name_in_use_is_refused_and_the_first_takes_it_
 #[tokio::test]
 async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_since() {
     let server = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(server.url(), tokens(), refer_domain::sample::NIGHT);
+    let setup = TestSetup::new(server.access(), tokens(), refer_domain::sample::NIGHT);
     let mut paused = named(&setup, "capacity-a", "capacity");
     paused.spawn();
     paused.until_serving().await;

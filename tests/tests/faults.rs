@@ -59,7 +59,7 @@ impl Proc {
     }
 
     fn spawn(&mut self, setup: &TestSetup) {
-        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), &self.instance);
+        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), self.service, &self.instance);
         let log = std::fs::File::create(self.log_path(setup)).unwrap();
         command.arg(self.service).stderr(log).env("RUST_LOG", "warn");
         self.port = port;
@@ -137,10 +137,10 @@ fn tokens() -> Vec<(String, Role, refer_domain::ids::OrgId, &'static str)> {
     ]
 }
 
-fn setup(nats_url: String) -> TestSetup {
+fn setup(bus: refer_testkit::BusAccess) -> TestSetup {
     let tokens = tokens();
     TestSetup::new(
-        nats_url,
+        bus,
         tokens.iter().map(|(t, r, o, n)| (t.as_str(), *r, *o, *n)),
         refer_domain::sample::NIGHT,
     )
@@ -224,7 +224,7 @@ async fn listed(intake: &Proc, capacity: &Proc, donations: &Proc) -> [BTreeSet<S
 #[tokio::test]
 async fn replicas_wiped_and_restarted_find_every_object_as_soon_as_they_say_serving() {
     let server = NatsServer::start().await.unwrap();
-    let setup = setup(server.url());
+    let setup = setup(server.access());
     let mut intake_a = Proc::start(&setup, "intake", "intake-a");
     let mut capacity_a = Proc::start(&setup, "capacity", "capacity-a");
     let mut donations_a = Proc::start(&setup, "donations", "donations-a");
@@ -389,7 +389,7 @@ const LANES: usize = 3;
 #[tokio::test]
 async fn commands_while_the_stream_elects_a_new_leader_answer_ok_or_unavailable() {
     let mut cluster = NatsCluster::start().await.expect("a 3-node cluster");
-    let mut setup = setup(cluster.urls()).stream_replicas(3).tick_ms(200);
+    let mut setup = setup(cluster.access()).stream_replicas(3).tick_ms(200);
     // The reader creates the stream. The services connect to the two nodes
     // that do not lead it: when the leader dies they stay connected, and
     // meet the election itself rather than a lost connection.

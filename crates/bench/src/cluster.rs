@@ -69,6 +69,9 @@ pub const SERVICES: [&str; 4] = ["capacity", "donations", "intake", "matcher"];
 
 pub struct Cluster {
     pub nats_url: String,
+    /// The operator's credential on that bus (an nkey seed file), its CA.
+    pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
     own: Option<Own>,
     /// Connected: the tokens file, and the entries this run added to it.
     added_tokens: Option<(PathBuf, String)>,
@@ -91,10 +94,11 @@ struct Own {
 
 impl Own {
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
+        let bus = self.nats.access();
         spawn(
             &self.bins,
             self.dir.path(),
-            &self.nats.url(),
+            (&bus.urls, &bus.keys.seed_file(SERVICES[i]), &bus.keys.ca_file()),
             [self.ports[i], self.ports[4 + i]],
             SERVICES[i],
         )
@@ -129,6 +133,9 @@ impl Drop for Own {
 /// Where the running services are (`--connect`).
 pub struct Endpoints {
     pub nats: String,
+    /// The operator's nkey seed file for that bus (deploy/nats/auth.conf), its CA.
+    pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
     /// capacity, donations, intake, matcher
     pub services: [String; 4],
     pub tokens_file: PathBuf,
@@ -161,10 +168,18 @@ fn token_entries() -> String {
 
 /// Starts one service binary with its own data directory, listening on
 /// `port` (gRPC) and `metrics`.
-fn spawn(bins: &Path, dir: &Path, nats_url: &str, [port, metrics]: [u16; 2], service: &str) -> anyhow::Result<Child> {
+fn spawn(
+    bins: &Path,
+    dir: &Path,
+    (nats_url, nkey_file, ca_file): (&str, &Path, &Path),
+    [port, metrics]: [u16; 2],
+    service: &str,
+) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{service}.log")))?;
     Command::new(bins.join(format!("refer-{service}")))
         .env("REFER_NATS_URL", nats_url)
+        .env("REFER_NATS_NKEY_FILE", nkey_file)
+        .env("REFER_NATS_CA_FILE", ca_file)
         .env("REFER_DATA_DIR", dir.join(service))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
@@ -244,6 +259,8 @@ impl Cluster {
             intake: IntakeClient::new(own.reach(2).await?),
             matcher: MatcherClient::new(own.reach(3).await?),
             nats_url: own.nats.url(),
+            nats_nkey_file: Some(own.nats.access().keys.seed_file("operator")),
+            nats_ca_file: Some(own.nats.access().keys.ca_file()),
             added_tokens: None,
             own: Some(own),
         })
@@ -285,6 +302,8 @@ impl Cluster {
             intake: IntakeClient::new(intake),
             matcher: MatcherClient::new(matcher),
             nats_url: to.nats.clone(),
+            nats_nkey_file: to.nats_nkey_file.clone(),
+            nats_ca_file: to.nats_ca_file.clone(),
             added_tokens: Some((to.tokens_file.clone(), entries)),
             own: None,
         };
@@ -293,9 +312,13 @@ impl Cluster {
     }
 
     pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::connect(&self.nats_url)
-            .await
-            .with_context(|| format!("cannot reach NATS at {}", self.nats_url))
+        refer_service::runtime::connect(&refer_service::runtime::Bus {
+            url: self.nats_url.clone(),
+            nkey_file: self.nats_nkey_file.clone(),
+            ca_file: self.nats_ca_file.clone(),
+            plaintext: self.nats_ca_file.is_none(),
+        })
+        .await
     }
 
     /// Whether the bench started the services itself (and may restart them).

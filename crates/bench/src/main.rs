@@ -70,6 +70,14 @@ struct Args {
     /// With --connect: the NATS the services use.
     #[arg(long, default_value = "nats://127.0.0.1:4333")]
     nats: String,
+    /// With --connect: the operator's nkey seed for that NATS (`scripts/run`
+    /// writes run/nkeys/operator.nk).
+    #[arg(long, default_value = "run/nkeys/operator.nk")]
+    nats_nkey_file: PathBuf,
+    /// With --connect: the CA of that NATS's certificates (`scripts/run`
+    /// writes run/tls/ca.pem).
+    #[arg(long, default_value = "run/tls/ca.pem")]
+    nats_ca_file: PathBuf,
     /// With --connect: the capacity, donations, intake and matcher services.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     capacity: String,
@@ -330,6 +338,8 @@ async fn main() -> anyhow::Result<()> {
     let mut cluster = if args.connect {
         Cluster::connect(&Endpoints {
             nats: args.nats.clone(),
+            nats_nkey_file: Some(args.nats_nkey_file.clone()),
+            nats_ca_file: Some(args.nats_ca_file.clone()),
             services: [
                 args.capacity.clone(),
                 args.donations.clone(),

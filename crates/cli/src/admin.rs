@@ -61,6 +61,24 @@ pub enum Command {
     /// secure erasure (`<stream>_SEALED`) to `<stream>_DATA_KEYS`, then
     /// delete the old bucket. Run it once, with every service stopped
     /// (docs/operations.md).
+    /// Make a NATS credential: an nkey pair. The seed goes to `--out`
+    /// (mode 600, refused if the file exists), and the public key (`U...`)
+    /// is printed for the bus's configuration (REFER_NKEY_<ROLE>,
+    /// deploy/nats/auth.conf).
+    NatsKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a throwaway certificate authority and one certificate for
+    /// `--names` (ca.pem, node.pem, node.key in `--dir`): TLS for a local
+    /// run or a test deployment (`scripts/run`), never for production.
+    DevCa {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names and addresses the certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
+        names: Vec<String>,
+    },
     MigrateSealed {
         /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
@@ -116,9 +134,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| refer_sealed::Kek::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let client = async_nats::connect(&settings.nats)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats))?;
+            let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
             let bucket = refer_sealed::bucket_for(&stream);
             if js.get_key_value(&bucket).await.is_err() {
@@ -135,10 +151,37 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 ],
             );
         }
+        Command::NatsKey { out } => {
+            let pair = nkeys::KeyPair::new_user();
+            let seed = pair.seed().map_err(|e| anyhow::anyhow!("cannot make a key: {e}"))?;
+            write_secret(&out, &seed)?;
+            record(
+                settings.json,
+                vec![
+                    ("seed_file", out.display().to_string()),
+                    ("public_key", pair.public_key()),
+                ],
+            );
+        }
+        Command::DevCa { dir, names } => {
+            let ca = refer_testkit::tls::DevCa::generate()?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let (cert, key) = ca.issue(&names)?;
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--dir {}: {e}", dir.display()))?;
+            std::fs::write(dir.join("ca.pem"), ca.pem())?;
+            std::fs::write(dir.join("node.pem"), cert)?;
+            write_secret(&dir.join("node.key"), &key)?;
+            record(
+                settings.json,
+                vec![
+                    ("ca", dir.join("ca.pem").display().to_string()),
+                    ("certificate", dir.join("node.pem").display().to_string()),
+                    ("key", dir.join("node.key").display().to_string()),
+                ],
+            );
+        }
         Command::MigrateSealed { stream } => {
-            let client = async_nats::connect(&settings.nats)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot reach NATS at {}: {e}", settings.nats))?;
+            let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
             let moved = refer_sealed::migrate(&js, &stream).await?;
             record(
@@ -194,5 +237,19 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Writes a secret to a new file readable by its owner only.
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("--out {}: {e}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
     Ok(())
 }

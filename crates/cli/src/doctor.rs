@@ -5,11 +5,9 @@ use crate::settings::Settings;
 use std::time::Duration;
 
 async fn nats(settings: &Settings) -> Result<String, String> {
-    let connect = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(&settings.nats);
-    let client = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+    let client = match tokio::time::timeout(Duration::from_secs(3), settings.bus()).await {
         Ok(Ok(c)) => c,
+        Ok(Err(e)) if e.to_string().contains("refused the credential") => return Err(format!("{e:#}")),
         _ => {
             return Err(format!(
                 "NATS at {} is unreachable: start nats-server with JetStream (-js), or set REFER_NATS_URL",

@@ -24,7 +24,7 @@ struct Cli {
     /// Your token (from the coalition admin).
     #[arg(long, global = true, env = "REFER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// A TOML file with `token`, `capacity`, `donations`, `intake`, `matcher`, `nats`.
+    /// A TOML file with `token`, `capacity`, `donations`, `intake`, `matcher`, `nats`, `nats_nkey_file`.
     #[arg(long, global = true, env = "REFER_CONFIG")]
     config: Option<PathBuf>,
     #[arg(long, global = true, env = "REFER_CAPACITY_URL")]
@@ -37,6 +37,13 @@ struct Cli {
     matcher: Option<String>,
     #[arg(long, global = true, env = "REFER_NATS_URL")]
     nats: Option<String>,
+    /// The operator's NATS credential: a file holding an nkey seed
+    /// (deploy/nats/auth.conf; admin commands and doctor).
+    #[arg(long, global = true, env = "REFER_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
+    /// The CA of the bus's certificates (PEM): TLS to NATS, verified.
+    #[arg(long, global = true, env = "REFER_NATS_CA_FILE")]
+    nats_ca_file: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -84,6 +91,8 @@ async fn main() -> std::process::ExitCode {
         intake: cli.intake,
         matcher: cli.matcher,
         nats: cli.nats,
+        nats_nkey_file: cli.nats_nkey_file,
+        nats_ca_file: cli.nats_ca_file,
         json: cli.json,
     });
     let result = match resolved {

@@ -15,6 +15,8 @@ pub struct File {
     pub intake: Option<String>,
     pub matcher: Option<String>,
     pub nats: Option<String>,
+    pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +27,10 @@ pub struct Settings {
     pub intake: String,
     pub matcher: String,
     pub nats: String,
+    /// The operator's nkey seed for NATS (deploy/nats/auth.conf).
+    pub nats_nkey_file: Option<PathBuf>,
+    /// The CA of the bus's certificates (TLS required when set).
+    pub nats_ca_file: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -36,6 +42,8 @@ pub struct Overrides {
     pub intake: Option<String>,
     pub matcher: Option<String>,
     pub nats: Option<String>,
+    pub nats_nkey_file: Option<PathBuf>,
+    pub nats_ca_file: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -74,7 +82,41 @@ impl Settings {
                 .or(file.matcher)
                 .unwrap_or_else(|| "http://127.0.0.1:50054".into()),
             nats: o.nats.or(file.nats).unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+            nats_nkey_file: o.nats_nkey_file.or(file.nats_nkey_file),
+            nats_ca_file: o.nats_ca_file.or(file.nats_ca_file),
             json: o.json,
+        })
+    }
+
+    /// A client of the bus with the operator's credential (`nats_nkey_file`),
+    /// failing at once when NATS is not there or refuses it (a command
+    /// line waits for nobody).
+    pub async fn bus(&self) -> anyhow::Result<async_nats::Client> {
+        let mut options = async_nats::ConnectOptions::new().connection_timeout(std::time::Duration::from_secs(2));
+        if let Some(path) = &self.nats_nkey_file {
+            options = options.nkey(refer_service::runtime::read_nkey_seed(path)?);
+        }
+        if let Some(ca) = &self.nats_ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let servers = self
+            .nats
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--nats {:?} is not a list of NATS URLs: {e}", self.nats))?;
+        options.connect(servers).await.map_err(|e| match e.kind() {
+            async_nats::ConnectErrorKind::Tls => anyhow::anyhow!(
+                "NATS at {} and this command disagree on TLS: pass the bus's CA as --nats-ca-file (or REFER_NATS_CA_FILE): {e}",
+                self.nats
+            ),
+            async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication => {
+                anyhow::anyhow!(
+                    "NATS at {} refused the credential: pass the operator's --nats-nkey-file (or REFER_NATS_NKEY_FILE)",
+                    self.nats
+                )
+            }
+            _ => anyhow::anyhow!("cannot reach NATS at {}: {e}", self.nats),
         })
     }
 

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 struct Cli {
     urls: [String; 4],
     nats: String,
+    /// The operator's credential on that bus, and its CA.
+    nkey: std::path::PathBuf,
+    ca: std::path::PathBuf,
 }
 
 impl Cli {
@@ -21,6 +24,8 @@ impl Cli {
             .env("REFER_INTAKE_URL", &self.urls[2])
             .env("REFER_MATCHER_URL", &self.urls[3])
             .env("REFER_NATS_URL", &self.nats)
+            .env("REFER_NATS_NKEY_FILE", &self.nkey)
+            .env("REFER_NATS_CA_FILE", &self.ca)
             .env("HOME", "/nonexistent")
             .output()
             .expect("run refer")
@@ -53,6 +58,8 @@ async fn each_role_does_its_job_from_the_command_line() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
+        ca: c.setup.keys.ca_file(),
     };
     let provider = provider_token(0);
     let business = business_token(0);
@@ -330,6 +337,8 @@ async fn errors_say_what_went_wrong_and_what_to_do() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
+        ca: c.setup.keys.ca_file(),
     };
     let cli = std::sync::Arc::new(cli);
     let fails = |token: &'static str, args: Vec<&'static str>| {
@@ -478,6 +487,8 @@ async fn an_operator_rotates_the_key_encryption_key() {
     let cli = Cli {
         urls: c.urls(),
         nats: c.nats.url(),
+        nkey: c.setup.keys.seed_file("operator"),
+        ca: c.setup.keys.ca_file(),
     };
     let old = c.setup.kek_file();
     let (new_path, old_path) = (fresh.display().to_string(), old.display().to_string());

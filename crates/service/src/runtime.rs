@@ -19,6 +19,9 @@ use tokio::sync::watch;
 /// | key | environment | default |
 /// |---|---|---|
 /// | `nats_url` | `REFER_NATS_URL` | `nats://127.0.0.1:4222` (comma-separated for a cluster) |
+/// | `nats_nkey_file` | `REFER_NATS_NKEY_FILE` | none: no credential (a bus that checks them refuses); the file holds this process's nkey seed (`refer admin nats-key`) |
+/// | `nats_ca_file` | `REFER_NATS_CA_FILE` | none; the CA (PEM) the bus's certificates are verified against: TLS is then required |
+/// | `nats_plaintext` | `REFER_NATS_PLAINTEXT` | `false`; `true` allows a bus without TLS (local development only; said loudly at start). One of the two is required |
 /// | `data_dir` | `REFER_DATA_DIR` | `data/<service>` |
 /// | `listen` | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
 /// | `metrics_listen` | `REFER_METRICS_LISTEN` | `127.0.0.1:<the service's port + 1000>` |
@@ -37,6 +40,12 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub nats_url: String,
+    /// The file holding this process's nkey seed (deploy/nats/auth.conf).
+    pub nats_nkey_file: Option<PathBuf>,
+    /// The CA the bus's TLS certificates are verified against.
+    pub nats_ca_file: Option<PathBuf>,
+    /// No TLS to the bus: local development only.
+    pub nats_plaintext: bool,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
@@ -58,6 +67,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     nats_url: Option<String>,
+    nats_nkey_file: Option<String>,
+    nats_ca_file: Option<String>,
+    nats_plaintext: Option<bool>,
     data_dir: Option<String>,
     listen: Option<String>,
     metrics_listen: Option<String>,
@@ -76,6 +88,16 @@ struct FileConfig {
 }
 
 impl Config {
+    /// How this process reaches the bus.
+    pub fn bus(&self) -> Bus {
+        Bus {
+            url: self.nats_url.clone(),
+            nkey_file: self.nats_nkey_file.clone(),
+            ca_file: self.nats_ca_file.clone(),
+            plaintext: self.nats_plaintext,
+        }
+    }
+
     /// Reads `REFER_CONFIG` (if set) and the environment.
     pub fn from_env(service: &str, default_port: u16) -> anyhow::Result<Self> {
         let file = match std::env::var_os("REFER_CONFIG") {
@@ -187,6 +209,16 @@ impl Config {
                 None => f.partition_regions.map(|r| (r, "partition_regions".to_owned())),
             },
         )?;
+        let nats_plaintext = match pick(
+            "REFER_NATS_PLAINTEXT",
+            "nats_plaintext",
+            f.nats_plaintext.map(|b| b.to_string()),
+        ) {
+            None => false,
+            Some((text, from)) => text
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
+        };
         let data_dir = pick("REFER_DATA_DIR", "data_dir", f.data_dir)
             .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v));
         let instance = match pick("REFER_INSTANCE", "instance", f.instance) {
@@ -205,6 +237,10 @@ impl Config {
             longest_consent,
             nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
                 .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
+            nats_nkey_file: pick("REFER_NATS_NKEY_FILE", "nats_nkey_file", f.nats_nkey_file)
+                .map(|(v, _)| PathBuf::from(v)),
+            nats_ca_file: pick("REFER_NATS_CA_FILE", "nats_ca_file", f.nats_ca_file).map(|(v, _)| PathBuf::from(v)),
+            nats_plaintext,
             data_dir,
             listen,
             metrics_listen,
@@ -223,7 +259,7 @@ impl Config {
     /// so a cluster node being down at start does not matter) and opens the
     /// event store with its sled directory.
     pub async fn open_store(&self) -> anyhow::Result<EventStore> {
-        let client = connect(&self.nats_url)
+        let client = connect(&self.bus())
             .await
             .map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
         std::fs::create_dir_all(&self.data_dir)
@@ -290,21 +326,119 @@ fn partition(
     }
 }
 
-/// A client of the bus at `nats_url` (comma-separated for a cluster: a
-/// node down at start does not matter, and the client moves to another
-/// when its node goes), reconnecting with [`reconnect_delay`].
-pub async fn connect(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+/// How a process reaches the bus: where, as whom, and how it checks it is
+/// talking to the bus (docs/operations.md, "Credentials").
+#[derive(Clone, Debug, Default)]
+pub struct Bus {
+    /// NATS URLs, comma-separated for a cluster.
+    pub url: String,
+    /// The process's nkey seed (deploy/nats/auth.conf).
+    pub nkey_file: Option<PathBuf>,
+    /// The CA the nodes' certificates are verified against: TLS required.
+    pub ca_file: Option<PathBuf>,
+    /// No TLS: local development only.
+    pub plaintext: bool,
+}
+
+/// A client of the bus (a node down at start does not matter, and the
+/// client moves to another when its node goes), reconnecting with
+/// [`reconnect_delay`]. TLS is required and verified against `ca_file`,
+/// unless `plaintext` says otherwise (loudly); a bus that refuses the
+/// credential or the connection's security stops the caller at once.
+pub async fn connect(bus: &Bus) -> anyhow::Result<async_nats::Client> {
+    let nats_url = &bus.url;
     let servers = nats_url
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{nats_url:?} is not a list of NATS URLs: {e}"))?;
-    async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .reconnect_delay_callback(reconnect_delay)
-        .connect(servers)
+    let seed = match &bus.nkey_file {
+        Some(path) => Some(read_nkey_seed(path)?),
+        None => {
+            tracing::warn!("connecting to NATS with no credential (nats_nkey_file is not set)");
+            None
+        }
+    };
+    match (&bus.ca_file, bus.plaintext) {
+        (Some(ca), _) if !ca.exists() => anyhow::bail!("nats_ca_file {}: no such file", ca.display()),
+        (Some(_), _) => {}
+        (None, true) => tracing::warn!(
+            "NATS WITHOUT TLS (nats_plaintext = true): events and credentials cross the network in clear; \
+             local development only"
+        ),
+        (None, false) => anyhow::bail!(
+            "no TLS to NATS: set nats_ca_file (REFER_NATS_CA_FILE) to the CA of the bus's certificates, \
+             or nats_plaintext = true for local development only"
+        ),
+    }
+    let options = || {
+        let mut options = async_nats::ConnectOptions::new().reconnect_delay_callback(reconnect_delay);
+        if let Some(seed) = &seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &bus.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        options
+    };
+    // One attempt first: a bus that refuses the credential or the TLS says
+    // so now (retrying in the background, as below, would hide it).
+    match options()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(servers.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}"))
+    {
+        Ok(client) => Ok(client),
+        Err(e) if refused(&e) => Err(anyhow::anyhow!(
+            "NATS at {nats_url} refused this process, or its TLS certificate is not one nats_ca_file vouches for \
+             (nats_nkey_file, nats_ca_file): {}",
+            chain(&e)
+        )),
+        // Not there yet: connect in the background, commands answer
+        // UNAVAILABLE meanwhile.
+        Err(_) => options()
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {nats_url}: {e}")),
+    }
+}
+
+/// Whether a first connection failed for good: the credential refused, or
+/// TLS failing (a certificate no CA of ours signed is a forged bus, not a
+/// busy one). async-nats reports a failed handshake as an I/O error, so its
+/// words are read too.
+fn refused(e: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind::*;
+    matches!(e.kind(), AuthorizationViolation | Authentication | Tls) || {
+        let words = chain(e).to_lowercase();
+        words.contains("certificate") || words.contains("tls")
+    }
+}
+
+/// An error and every error under it, in words.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut words = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        words += &format!(": {inner}");
+        source = inner.source();
+    }
+    words
+}
+
+/// The nkey seed in `path` (a line starting `SU`), never echoed.
+pub fn read_nkey_seed(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("nats_nkey_file {}: cannot be read: {e}", path.display()))?;
+    let seed = text.trim();
+    if !seed.starts_with("SU") || seed.len() != 58 {
+        anyhow::bail!(
+            "nats_nkey_file {}: must hold a user nkey seed (58 characters starting SU; `refer admin nats-key`)",
+            path.display()
+        );
+    }
+    Ok(seed.to_owned())
 }
 
 /// A replica's default name: the first 8 bytes of the SHA-256 of its data

@@ -15,6 +15,8 @@ use tonic::transport::Channel;
 /// the token file and every service's data, the partners' tokens, a clock.
 pub struct TestSetup {
     pub nats_url: String,
+    /// Each role's credential on the test bus (deploy/nats/auth.conf).
+    pub keys: refer_testkit::NatsKeys,
     pub dir: tempfile::TempDir,
     pub clock: ManualClock,
     tokens_file: PathBuf,
@@ -27,7 +29,7 @@ pub struct TestSetup {
 impl TestSetup {
     /// Writes the token file for `tokens` (`(token, role, org, name)`).
     pub fn new<'a>(
-        nats_url: String,
+        bus: refer_testkit::BusAccess,
         tokens: impl IntoIterator<Item = (&'a str, Role, OrgId, &'a str)>,
         now: Timestamp,
     ) -> Self {
@@ -47,7 +49,8 @@ impl TestSetup {
         let kek = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         std::fs::write(dir.path().join("kek.hex"), kek).expect("write the key-encryption key");
         Self {
-            nats_url,
+            nats_url: bus.urls,
+            keys: bus.keys,
             dir,
             clock: ManualClock::new(now),
             tokens_file,
@@ -75,9 +78,13 @@ impl TestSetup {
     /// `nats_url` may list a cluster's nodes; the reader moves to another
     /// when one goes.
     pub async fn reader(&self) -> refer_eventstore::EventStore {
-        let client = crate::runtime::connect(&self.nats_url)
-            .await
-            .expect("reach the test's NATS");
+        let bus = crate::runtime::Bus {
+            url: self.nats_url.clone(),
+            nkey_file: Some(self.keys.seed_file("operator")),
+            ca_file: Some(self.keys.ca_file()),
+            plaintext: false,
+        };
+        let client = crate::runtime::connect(&bus).await.expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");
         let settings = refer_eventstore::StreamSettings {
             replicas: self.stream_replicas,
@@ -88,15 +95,33 @@ impl TestSetup {
             .expect("open the stream")
     }
 
-    /// Writes the configuration of `instance` (data in `<dir>/<instance>`,
-    /// listening on `listen` and `metrics_listen`): the file `main` reads.
-    fn write_config(&self, instance: &str, listen: &str, metrics_listen: &str) -> (PathBuf, String, PathBuf) {
+    /// The test bus and its credentials, for clients a test starts itself.
+    pub fn access(&self) -> refer_testkit::BusAccess {
+        refer_testkit::BusAccess {
+            urls: self.nats_url.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+
+    /// Writes the configuration of `instance` of the service `role` (data in
+    /// `<dir>/<instance>`, listening on `listen` and `metrics_listen`, the
+    /// role's own NATS credential): the file `main` reads.
+    fn write_config(
+        &self,
+        role: &str,
+        instance: &str,
+        listen: &str,
+        metrics_listen: &str,
+    ) -> (PathBuf, String, PathBuf) {
         let data_dir = self.dir.path().join(instance);
         let path = self.dir.path().join(format!("{instance}.toml"));
         let text = format!(
-            "nats_url = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"{metrics_listen}\"\n\
-             tokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\nstream_replicas = {}\n",
+            "nats_url = \"{}\"\nnats_nkey_file = \"{}\"\nnats_ca_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\
+             metrics_listen = \"{metrics_listen}\"\ntokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\n\
+             stream_replicas = {}\n",
             self.nats_url,
+            self.keys.seed_file(role).display(),
+            self.keys.ca_file().display(),
             data_dir.display(),
             self.tokens_file.display(),
             self.tick_ms,
@@ -107,18 +132,24 @@ impl TestSetup {
         (path, text, data_dir)
     }
 
-    /// The service binary `binary` as an operator starts it: `REFER_CONFIG`
-    /// names a configuration written here, on free ports (returned: the
-    /// gRPC one, then the metrics one). For tests of `main` itself. The
-    /// same `instance` again (a restart) gets the same ports and data.
-    pub fn process(&self, binary: &str, instance: &str) -> (std::process::Command, u16, u16) {
+    /// The service binary `binary` (the service `role`) as an operator
+    /// starts it: `REFER_CONFIG` names a configuration written here, on free
+    /// ports (returned: the gRPC one, then the metrics one). For tests of
+    /// `main` itself. The same `instance` again (a restart) gets the same
+    /// ports and data.
+    pub fn process(&self, binary: &str, role: &str, instance: &str) -> (std::process::Command, u16, u16) {
         let [port, metrics] = *self
             .ports
             .lock()
             .expect("ports lock")
             .entry(instance.to_owned())
             .or_insert_with(|| refer_testkit::free_ports().expect("free ports"));
-        let (path, _, _) = self.write_config(instance, &format!("127.0.0.1:{port}"), &format!("127.0.0.1:{metrics}"));
+        let (path, _, _) = self.write_config(
+            role,
+            instance,
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{metrics}"),
+        );
         let mut command = std::process::Command::new(binary);
         command
             .env("REFER_CONFIG", path)
@@ -159,7 +190,7 @@ impl TestApp {
     /// Starts `spec` with its data in `<setup dir>/<instance>` (two
     /// instances of one service need two names).
     pub async fn spawn_named(spec: ServiceSpec, setup: &TestSetup, instance: &str) -> Self {
-        let (path, text, data_dir) = setup.write_config(instance, "127.0.0.1:0", "127.0.0.1:0");
+        let (path, text, data_dir) = setup.write_config(spec.name, instance, "127.0.0.1:0", "127.0.0.1:0");
         let config = Config::from_sources(spec.name, spec.default_port, Some((&path, &text)), |_| None)
             .expect("the test configuration is valid");
         let mut app = Self {
@@ -252,7 +283,7 @@ impl<C> Solo<C> {
         client: impl FnOnce(Channel) -> C,
     ) -> Self {
         let nats = refer_testkit::NatsServer::start().await.expect("start nats-server");
-        let setup = TestSetup::new(nats.url(), tokens, refer_domain::sample::NIGHT);
+        let setup = TestSetup::new(nats.access(), tokens, refer_domain::sample::NIGHT);
         let app = TestApp::spawn(spec, &setup).await;
         Self {
             client: client(app.channel()),

@@ -7,7 +7,15 @@
 //! The binary is found in this order: `$REFER_NATS_SERVER`, the repository's
 //! `.tools/bin/nats-server` (put there by `scripts/install-nats`), then
 //! `nats-server` on `PATH`. It must be 2.12 or newer (atomic batch publish).
+//!
+//! Every server enforces `deploy/nats/auth.conf`, the permissions compose
+//! deploys, with fresh keys ([`NatsKeys`]): [`NatsServer::connect`] is the
+//! operator; a service gets its own role's seed from [`BusAccess`].
 #![forbid(unsafe_code)]
+
+mod keys;
+pub mod tls;
+pub use keys::{BusAccess, NatsKeys, ROLES};
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -52,6 +60,8 @@ pub struct NatsServer {
     /// As a node of a cluster: the cluster's name, this node's route port,
     /// and every node's route port.
     cluster: Option<(String, u16, Vec<u16>)>,
+    /// The credentials it accepts (a cluster's nodes share them).
+    keys: NatsKeys,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -64,6 +74,7 @@ impl NatsServer {
 
     pub async fn start_with(options: ServerOptions) -> Result<Self, TestkitError> {
         let bin = server_binary()?;
+        let keys = NatsKeys::generate()?;
         // A port picked now may be taken before the server binds it; try again then.
         let mut last_err = None;
         for _ in 0..5 {
@@ -75,6 +86,7 @@ impl NatsServer {
                 options,
                 child: None,
                 cluster: None,
+                keys: keys.clone(),
             };
             match server.launch().await {
                 Ok(()) => return Ok(server),
@@ -98,15 +110,21 @@ impl NatsServer {
         self.dir.path().join("jetstream")
     }
 
-    /// A client that retries its first connection and reconnects quickly
-    /// after a server restart.
+    /// The operator's client (every permission), retrying its first
+    /// connection and reconnecting quickly after a server restart.
     pub async fn connect(&self) -> async_nats::Client {
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .reconnect_delay_callback(|attempt| Duration::from_millis((50 * attempt as u64).min(500)))
-            .connect(self.url())
+        self.access()
+            .connect_as("operator")
             .await
             .expect("connect to the test nats-server")
+    }
+
+    /// Its URL and the credential of each role.
+    pub fn access(&self) -> BusAccess {
+        BusAccess {
+            urls: self.url(),
+            keys: self.keys.clone(),
+        }
     }
 
     /// Kills the server with SIGKILL, as a crash would. Data acknowledged with
@@ -136,19 +154,32 @@ impl NatsServer {
         } else {
             ""
         };
+        // TLS as deployed: clients verify the node; nodes verify each other.
+        let (cert, key) = self.keys.node_cert();
+        let ca = self.keys.ca_file();
+        let tls = |verify: bool| {
+            format!(
+                "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: {verify}, timeout: 2 }}",
+                cert.display(),
+                key.display(),
+                ca.display()
+            )
+        };
         let cluster = match &self.cluster {
             None => String::new(),
             Some((name, port, routes)) => {
                 let routes: Vec<String> = routes.iter().map(|r| format!("nats-route://127.0.0.1:{r}")).collect();
                 format!(
-                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n}}\n",
-                    routes.join(", ")
+                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{}]\n  {}\n}}\n",
+                    routes.join(", "),
+                    tls(true)
                 )
             }
         };
         format!(
             "listen: 127.0.0.1:{port}\nserver_name: refer-test-{port}\nlog_file: \"{log}\"\n\
-             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n{cluster}",
+             jetstream {{\n  store_dir: \"{store}\"\n{sync}}}\n{cluster}{}\ninclude \"auth.conf\"\n",
+            tls(false),
             port = self.port,
             log = self.log_path().display(),
             store = self.store_dir().display(),
@@ -164,9 +195,11 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<(), TestkitError> {
         let config_path = self.dir.path().join("nats.conf");
         fs::write(&config_path, self.config())?;
+        fs::write(self.dir.path().join("auth.conf"), keys::AUTH_CONF)?;
         let child = Command::new(&self.bin)
             .arg("-c")
             .arg(&config_path)
+            .envs(self.keys.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -201,6 +234,9 @@ impl NatsServer {
 
     async fn jetstream_ready(&self) -> bool {
         let connect = async_nats::ConnectOptions::new()
+            .nkey(self.keys.seed("operator"))
+            .add_root_certificates(self.keys.ca_file())
+            .require_tls(true)
             .connection_timeout(Duration::from_millis(500))
             .connect(self.url());
         let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(1), connect).await else {
@@ -246,6 +282,7 @@ impl NatsCluster {
             let ports = free_ports::<6>()?;
             let routes = ports[3..].to_vec();
             let name = format!("refer-test-{}", ports[0]);
+            let keys = NatsKeys::generate()?;
             let mut nodes = Vec::new();
             for i in 0..3 {
                 nodes.push(NatsServer {
@@ -255,6 +292,7 @@ impl NatsCluster {
                     options: ServerOptions::default(),
                     child: None,
                     cluster: Some((name.clone(), routes[i], routes.clone())),
+                    keys: keys.clone(),
                 });
             }
             let mut cluster = Self { nodes };
@@ -310,6 +348,14 @@ impl NatsCluster {
     /// Every node's URL, comma-separated (as `nats_url` takes them).
     pub fn urls(&self) -> String {
         self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every node's URL and the credential of each role.
+    pub fn access(&self) -> BusAccess {
+        BusAccess {
+            urls: self.urls(),
+            keys: self.nodes[0].keys.clone(),
+        }
     }
 
     /// The three nodes, for a test that keeps them beside other state.

@@ -35,6 +35,8 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
     Command::new(env!("CARGO_BIN_EXE_refer-capacity"))
         .env("REFER_KEK_FILE", &kek)
         .env("REFER_NATS_URL", nats.url())
+        .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
+        .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
         .env("REFER_DATA_DIR", dir.join("data"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
@@ -189,6 +191,9 @@ async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_refer-capacity"));
         command
             .env("REFER_NATS_URL", nats.url())
+            .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
+            .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+            .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
             .env("REFER_DATA_DIR", dir.path().join("data"))
             .env("REFER_LISTEN", "127.0.0.1:0")
             .env("REFER_METRICS_LISTEN", "127.0.0.1:0")

@@ -15,6 +15,8 @@
 //! | `tokens_file` | `REFER_TOKENS_FILE` | none (with it, admins add partners on the console) |
 //! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
 //! | `sessions_nats_url` | `REFER_SESSIONS_NATS_URL` | none: sessions are kept in this process. With NATS URLs (comma-separated for a cluster), in a key-value bucket every console replica shares |
+//! | `sessions_nats_nkey_file` | `REFER_SESSIONS_NATS_NKEY_FILE` | none; the console's nkey seed on that bus (deploy/nats/auth.conf) |
+//! | `sessions_nats_ca_file` | `REFER_SESSIONS_NATS_CA_FILE` | none; the CA of the bus's certificates (TLS required), or `sessions_nats_plaintext = true` (development only) |
 //! | `sessions_replicas` | `REFER_SESSIONS_REPLICAS` | `1` (copies of that bucket: 3 on the compose cluster) |
 
 use std::net::SocketAddr;
@@ -35,6 +37,12 @@ pub struct Config {
     /// Where sessions are shared between console replicas (`None`: kept
     /// in this process), and in how many copies.
     pub sessions_nats_url: Option<String>,
+    /// The console's credential on that bus.
+    pub sessions_nats_nkey_file: Option<std::path::PathBuf>,
+    /// The CA of that bus's certificates.
+    pub sessions_nats_ca_file: Option<std::path::PathBuf>,
+    /// No TLS to that bus (development only).
+    pub sessions_nats_plaintext: bool,
     pub sessions_replicas: usize,
 }
 
@@ -51,6 +59,9 @@ struct FileConfig {
     tokens_file: Option<String>,
     log_format: Option<String>,
     sessions_nats_url: Option<String>,
+    sessions_nats_nkey_file: Option<String>,
+    sessions_nats_ca_file: Option<String>,
+    sessions_nats_plaintext: Option<bool>,
     sessions_replicas: Option<u32>,
 }
 
@@ -142,6 +153,28 @@ impl Config {
         ))?;
         Ok(Self {
             sessions_nats_url,
+            sessions_nats_nkey_file: pick(
+                "REFER_SESSIONS_NATS_NKEY_FILE",
+                "sessions_nats_nkey_file",
+                f.sessions_nats_nkey_file,
+            )
+            .map(|(v, _)| v.into()),
+            sessions_nats_ca_file: pick(
+                "REFER_SESSIONS_NATS_CA_FILE",
+                "sessions_nats_ca_file",
+                f.sessions_nats_ca_file,
+            )
+            .map(|(v, _)| v.into()),
+            sessions_nats_plaintext: match pick(
+                "REFER_SESSIONS_NATS_PLAINTEXT",
+                "sessions_nats_plaintext",
+                f.sessions_nats_plaintext.map(|b| b.to_string()),
+            ) {
+                None => false,
+                Some((text, from)) => text
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
+            },
             sessions_replicas,
             listen,
             capacity_url: url("REFER_CAPACITY_URL", "capacity_url", f.capacity_url, 50051)?,

@@ -396,7 +396,15 @@ impl Running {
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),
-        Some(url) => Sessions::shared(url, config.sessions_replicas, config.idle).await?,
+        Some(url) => {
+            let bus = refer_service::runtime::Bus {
+                url: url.clone(),
+                nkey_file: config.sessions_nats_nkey_file.clone(),
+                ca_file: config.sessions_nats_ca_file.clone(),
+                plaintext: config.sessions_nats_plaintext,
+            };
+            Sessions::shared(&bus, config.sessions_replicas, config.idle).await?
+        }
     };
     let console = Console::with_sessions(config, sessions)?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -148,8 +148,8 @@ impl Sessions {
     /// Sessions shared by every console replica on the bus at `nats_url`
     /// (comma-separated for a cluster), in the bucket [`BUCKET`] with
     /// `replicas` copies, created if absent.
-    pub async fn shared(nats_url: &str, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
-        let client = refer_service::runtime::connect(nats_url)
+    pub async fn shared(bus: &refer_service::runtime::Bus, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
+        let client = refer_service::runtime::connect(bus)
             .await
             .map_err(|e| anyhow::anyhow!("sessions_nats_url: {e}"))?;
         let js = async_nats::jetstream::new(client);

@@ -51,9 +51,21 @@ async fn http(console: SocketAddr, method: &str, path: &str, cookie: Option<&str
     }
 }
 
+/// The console's way to the test bus (its own credential, TLS).
+fn bus(nats: &refer_testkit::NatsServer) -> refer_service::runtime::Bus {
+    let keys = nats.access().keys;
+    refer_service::runtime::Bus {
+        url: nats.url(),
+        nkey_file: Some(keys.seed_file("console")),
+        ca_file: Some(keys.ca_file()),
+        plaintext: false,
+    }
+}
+
 fn config(c: &Coalition) -> Config {
     let [capacity, donations, intake, matcher] = c.urls();
     let nats = c.nats.url();
+    let seed = c.setup.keys.seed_file("console");
     Config::from_sources(None, |key| match key {
         "REFER_LISTEN" => Some("127.0.0.1:0".into()),
         "REFER_CAPACITY_URL" => Some(capacity.clone()),
@@ -61,6 +73,8 @@ fn config(c: &Coalition) -> Config {
         "REFER_INTAKE_URL" => Some(intake.clone()),
         "REFER_MATCHER_URL" => Some(matcher.clone()),
         "REFER_SESSIONS_NATS_URL" => Some(nats.clone()),
+        "REFER_SESSIONS_NATS_NKEY_FILE" => Some(seed.display().to_string()),
+        "REFER_SESSIONS_NATS_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
         _ => None,
     })
     .unwrap()
@@ -88,7 +102,7 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
     assert_eq!(page.status, 200, "B knows the session A opened: {:?}", page.location);
 
     // Neither the token nor the session id is in the bucket, nor anywhere in its stream.
-    let client = async_nats::connect(c.nats.url()).await.unwrap();
+    let client = c.nats.connect().await;
     let js = async_nats::jetstream::new(client);
     let stream = js.get_stream(format!("KV_{BUCKET}")).await.unwrap();
     let last = stream.get_info().await.unwrap().state.last_sequence;
@@ -125,10 +139,10 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
 async fn a_shared_session_ends_when_idle() {
     let nats = refer_testkit::NatsServer::start().await.unwrap();
     let idle = std::time::Duration::from_secs(1);
-    let a = refer_console::session::Sessions::shared(&nats.url(), 1, idle)
+    let a = refer_console::session::Sessions::shared(&bus(&nats), 1, idle)
         .await
         .unwrap();
-    let b = refer_console::session::Sessions::shared(&nats.url(), 1, idle)
+    let b = refer_console::session::Sessions::shared(&bus(&nats), 1, idle)
         .await
         .unwrap();
     let lang = refer_console::i18n::Lang::Es;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn a_killed_matcher_loses_and_doubles_no_decision() {
     let nats = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(nats.url(), [], NIGHT);
+    let setup = TestSetup::new(nats.access(), [], NIGHT);
     let store = setup.reader().await;
     let shelter = shelter(&store, 200).await;
 

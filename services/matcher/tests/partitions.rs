@@ -50,7 +50,11 @@ async fn all_at(store: &EventStore, needs: &[NeedId], shelter: ProviderId) {
 #[tokio::test]
 async fn two_partitions_decide_at_once_each_for_its_own_regions_each_with_a_standby() {
     let nats = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(nats.url(), [(ADMIN, Role::Admin, OrgId::from_u128(9), "admin")], NIGHT);
+    let setup = TestSetup::new(
+        nats.access(),
+        [(ADMIN, Role::Admin, OrgId::from_u128(9), "admin")],
+        NIGHT,
+    );
     let store = setup.reader().await;
     let south_site = shelter_at(&store, 100, sample::location(34.05, -118.24, SOUTH)).await;
     let north_site = shelter_at(&store, 100, sample::location(37.77, -122.42, NORTH)).await;

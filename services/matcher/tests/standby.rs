@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn a_standby_takes_over_from_a_killed_or_paused_matcher_and_the_old_one_decides_nothing_more() {
     let nats = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(nats.url(), [], NIGHT);
+    let setup = TestSetup::new(nats.access(), [], NIGHT);
     let store = setup.reader().await;
     let shelter = shelter(&store, 500).await;
 

@@ -32,7 +32,7 @@ impl Matcher {
     }
 
     fn spawn(setup: &TestSetup, instance: &str, partition: Option<(&str, &str)>) -> (Self, u16) {
-        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), instance);
+        let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-matcher"), "matcher", instance);
         if let Some((name, regions)) = partition {
             command
                 .env("REFER_PARTITION", name)

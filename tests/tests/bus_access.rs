@@ -1,0 +1,194 @@
+//! The bus's door, tried from outside: every test server enforces
+//! deploy/nats/auth.conf (the permissions compose deploys), and here each
+//! credential tries what it must not do. What was refused is checked on the
+//! stream with the operator's credential, not only by the error seen.
+
+use refer_proto::common::v1 as pb;
+use refer_tests::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A client with `role`'s credential that records the permission
+/// violations the server reports to it.
+async fn as_role(c: &Coalition, role: &str) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let seen = violations.clone();
+    let client = async_nats::ConnectOptions::new()
+        .nkey(c.setup.keys.seed(role))
+        .add_root_certificates(c.setup.keys.ca_file())
+        .require_tls(true)
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    seen.lock().unwrap().push(e.to_string());
+                }
+            }
+        })
+        .connect(c.nats.url())
+        .await
+        .unwrap();
+    (client, violations)
+}
+
+async fn last_sequence(c: &Coalition, stream: &str) -> u64 {
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .last_sequence
+}
+
+/// Sends `payload` to `subject` as a request and waits a moment: a denied
+/// publish gets no answer, an allowed one does.
+async fn try_request(client: &async_nats::Client, subject: &str, payload: &str) -> Option<String> {
+    let asked = client.request(subject.to_owned(), payload.to_owned().into());
+    match tokio::time::timeout(Duration::from_millis(500), asked).await {
+        Ok(Ok(answer)) => Some(String::from_utf8_lossy(&answer.payload).into_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refused() {
+    let c = Coalition::start(0, 0).await;
+    let tls = || {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(c.setup.keys.ca_file())
+            .require_tls(true)
+    };
+    let anonymous = tls().connect(c.nats.url()).await;
+    let err = anonymous.expect_err("no credential: refused");
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{err}"
+    );
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    let made_up = tls().nkey(stranger).connect(c.nats.url()).await;
+    assert!(made_up.is_err(), "a key the bus does not know is refused");
+    // A service given no credential says so at start, naming the setting.
+    let bus = |nkey_file, ca_file| refer_service::runtime::Bus {
+        url: c.nats.url(),
+        nkey_file: Some(nkey_file),
+        ca_file: Some(ca_file),
+        plaintext: false,
+    };
+    let no_seed = bus(c.setup.dir.path().join("nowhere.nk"), c.setup.keys.ca_file());
+    let err = refer_service::runtime::connect(&no_seed).await.err().unwrap();
+    assert!(err.to_string().contains("nats_nkey_file"), "{err}");
+    // A client that trusts another CA does not take a forged bus for ours,
+    // and one without TLS is not let in.
+    let foreign = refer_testkit::NatsKeys::generate().unwrap();
+    let elsewhere = bus(c.setup.keys.seed_file("capacity"), foreign.ca_file());
+    let err = refer_service::runtime::connect(&elsewhere).await.err().unwrap();
+    assert!(err.to_string().contains("refused"), "{err}");
+    let plain = async_nats::ConnectOptions::new()
+        .nkey(c.setup.keys.seed("operator"))
+        .connect(c.nats.url())
+        .await;
+    assert!(plain.is_err(), "plaintext is refused");
+    let unsure = refer_service::runtime::Bus {
+        ca_file: None,
+        ..bus(c.setup.keys.seed_file("capacity"), c.setup.keys.ca_file())
+    };
+    let err = refer_service::runtime::connect(&unsure).await.err().unwrap();
+    assert!(
+        err.to_string().contains("nats_ca_file"),
+        "no TLS is a setting, never a default: {err}"
+    );
+}
+
+#[tokio::test]
+async fn each_service_may_write_only_its_own_events() {
+    let c = Coalition::start(1, 0).await;
+    site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let id = "0123456789abcdef0123456789abcdef";
+    // Who may append to which aggregate, as deploy/nats/auth.conf says.
+    let cases = [
+        ("donations", "provider", false),
+        ("donations", "donation", true),
+        ("capacity", "placement", false),
+        ("capacity", "provider", true),
+        ("intake", "donation", false),
+        ("intake", "placement", true),
+        ("matcher", "standing", false),
+        ("matcher", "need", true),
+        ("console", "need", false),
+        ("console", "provider", false),
+    ];
+    for (role, kind, allowed) in cases {
+        let (client, violations) = as_role(&c, role).await;
+        let before = last_sequence(&c, "REFER").await;
+        // Not a valid event: only whether the bus takes it matters here.
+        let answer = try_request(&client, &format!("refer.{kind}.{id}"), "forged").await;
+        let after = last_sequence(&c, "REFER").await;
+        if allowed {
+            assert!(answer.is_some() && after == before + 1, "{role} may append to {kind}");
+        } else {
+            assert_eq!(after, before, "{role} wrote refer.{kind}.*: {answer:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let seen = violations.lock().unwrap().join("; ");
+            assert!(
+                seen.contains("Permissions Violation"),
+                "{role} -> {kind}: told {seen:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_service_may_delete_or_purge_a_stream_and_only_sealing_services_reach_the_keys() {
+    let c = Coalition::start(1, 0).await;
+    // Something sealed, so the key bucket holds a key.
+    let set = refer_proto::intake::v1::SetHandoffContactRequest {
+        idempotency_key: "contact".into(),
+        contact: "night desk 555-0142".into(),
+    };
+    c.intake
+        .clone()
+        .set_handoff_contact(refer_service::testing::authed(INTAKE, set))
+        .await
+        .unwrap();
+    let keys_before = last_sequence(&c, "KV_REFER_DATA_KEYS").await;
+    assert!(keys_before > 0);
+    for role in ["capacity", "donations", "intake", "matcher", "console"] {
+        let (client, _) = as_role(&c, role).await;
+        for subject in [
+            "$JS.API.STREAM.DELETE.REFER",
+            "$JS.API.STREAM.PURGE.REFER",
+            "$JS.API.STREAM.DELETE.KV_REFER_DATA_KEYS",
+            "$JS.API.STREAM.PURGE.KV_REFER_DATA_KEYS",
+            "$JS.API.STREAM.UPDATE.REFER",
+        ] {
+            assert_eq!(
+                try_request(&client, subject, "{}").await,
+                None,
+                "{role} may not {subject}"
+            );
+        }
+    }
+    let seq = format!("{{\"seq\":{keys_before}}}");
+    for role in ["matcher", "console"] {
+        let (client, _) = as_role(&c, role).await;
+        let read = try_request(&client, "$JS.API.STREAM.MSG.GET.KV_REFER_DATA_KEYS", &seq).await;
+        assert_eq!(read, None, "{role} may not read a wrapped key");
+        let erase = try_request(&client, "$JS.API.STREAM.MSG.DELETE.KV_REFER_DATA_KEYS", &seq).await;
+        assert_eq!(erase, None, "{role} may not erase one");
+    }
+    let (intake, _) = as_role(&c, "intake").await;
+    let read = try_request(&intake, "$JS.API.STREAM.MSG.GET.KV_REFER_DATA_KEYS", &seq).await;
+    assert!(
+        read.is_some_and(|r| r.contains("message")),
+        "intake reads what it sealed"
+    );
+    // Everything is still there; the operator may do what nobody else may.
+    assert_eq!(last_sequence(&c, "KV_REFER_DATA_KEYS").await, keys_before);
+    let (operator, _) = as_role(&c, "operator").await;
+    let info = try_request(&operator, "$JS.API.STREAM.INFO.REFER", "").await;
+    assert!(info.is_some_and(|i| i.contains("\"config\"")));
+}
