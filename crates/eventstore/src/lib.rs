@@ -20,6 +20,6 @@ pub use decision::{always, Committed, Landed, Precondition};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};
-pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
+pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT, START_PATIENCE};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};

@@ -83,7 +83,7 @@ const MAX_ATTEMPTS: u32 = 64;
 pub const RIDE_OUT: Duration = Duration::from_secs(5);
 
 /// How long opening the store waits for the stream to be created or found.
-const START_PATIENCE: Duration = Duration::from_secs(30);
+pub const START_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The request timeout of every JetStream call.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

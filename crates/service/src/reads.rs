@@ -166,10 +166,19 @@ impl ReadLog {
             allow_atomic_publish: true,
             ..Default::default()
         };
-        let stream = js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;
+        // Started with the domain stream on a new cluster, whose nodes may
+        // still elect: try again for as long as the event store does.
+        let started = std::time::Instant::now();
+        let stream = loop {
+            match js.get_or_create_stream(config.clone()).await {
+                Ok(stream) => break stream,
+                Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE => {
+                    tracing::warn!(error = %e, "read log stream not ready; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(StoreError::Setup(format!("stream {name}: {e}"))),
+            }
+        };
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
         Ok(Self {

@@ -488,6 +488,36 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
     })
 }
 
+/// Opens something a service needs at start (a bucket made at the same
+/// moment by every service on a new cluster, whose nodes may still elect):
+/// tries again for as long as the event store waits for its stream, then
+/// gives the last error. A refusal for good (a bad setting) fails the same
+/// way, only later.
+async fn patiently<T, E, Fut>(what: &str, open: impl Fn() -> Fut) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error> + std::fmt::Display,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE && !refused_for_good(&e.to_string()) => {
+                tracing::warn!(error = %e, "{what} not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Errors no wait will mend: say them at once.
+fn refused_for_good(why: &str) -> bool {
+    ["migrate-sealed", "refuses secure deletes", "key-encryption key"]
+        .iter()
+        .any(|w| why.contains(w))
+}
+
 /// After a failed poll (the bus away): logs it, and waits a moment before
 /// the next try, so an outage is not a busy loop.
 pub fn pause_after(error: &dyn std::fmt::Display, what: &str) -> tokio::time::Sleep {
@@ -552,13 +582,15 @@ impl Context {
             .map(|p| refer_sealed::Kek::load(p))
             .collect::<Result<Vec<_>, _>>()?;
         let bucket = refer_sealed::bucket_for(&self.config.stream.name);
-        let vault = refer_sealed::Vault::open_for_stream(
-            self.store.jetstream(),
-            &self.config.stream.name,
-            self.config.stream.replicas,
-            current,
-            previous,
-        )
+        let vault = patiently("sealed-key bucket", || {
+            refer_sealed::Vault::open_for_stream(
+                self.store.jetstream(),
+                &self.config.stream.name,
+                self.config.stream.replicas,
+                current.clone(),
+                previous.clone(),
+            )
+        })
         .await?;
         tracing::info!(bucket, "sealed-data store open");
         Ok(vault)
@@ -573,12 +605,15 @@ impl Context {
     /// The idempotency records every replica shares (`<stream>_KEYS`,
     /// replicated like the stream), with this replica's copy in sled.
     pub async fn key_book(&self) -> anyhow::Result<crate::idempotency::KeyBook> {
-        crate::idempotency::KeyBook::open(
-            self.store.local().db(),
-            self.store.jetstream(),
-            &format!("{}_KEYS", self.config.stream.name),
-            self.config.stream.replicas,
-        )
+        let name = format!("{}_KEYS", self.config.stream.name);
+        patiently("idempotency bucket", || {
+            crate::idempotency::KeyBook::open(
+                self.store.local().db(),
+                self.store.jetstream(),
+                &name,
+                self.config.stream.replicas,
+            )
+        })
         .await
     }
 
