@@ -206,8 +206,16 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
             mounts.push((target.to_owned(), host));
         }
         for secret in spec["secrets"].as_array().into_iter().flatten() {
-            // The one secret is the KEK; a throwaway one here.
-            mounts.push((format!("/run/secrets/{}", secret.as_str().unwrap()), setup.kek_file()));
+            // Throwaway ones here: the KEK, the test bus's CA and credentials.
+            let secret = secret.as_str().unwrap();
+            let file = match secret {
+                "refer-kek" => setup.kek_file(),
+                "nats-ca" => setup.keys.ca_file(),
+                nkey => setup
+                    .keys
+                    .seed_file(nkey.strip_prefix("nats-").expect("a NATS credential")),
+            };
+            mounts.push((format!("/run/secrets/{secret}"), file));
         }
         let translate = |value: &str| -> String {
             for (target, host) in &mounts {

@@ -15,11 +15,11 @@ use refer_tests::*;
 use uuid::Uuid;
 
 /// The live items of `kind` in the sealed-key bucket: those whose key is
-/// still there (an erased item's key is purged).
+/// still there (an erased item's key is deleted).
 async fn live_items(c: &Coalition, kind: &str) -> Vec<String> {
     use futures::TryStreamExt;
     let js = async_nats::jetstream::new(c.nats.connect().await);
-    let bucket = js.get_key_value("REFER_SEALED").await.unwrap();
+    let bucket = js.get_key_value("REFER_DATA_KEYS").await.unwrap();
     let keys: Vec<String> = bucket.keys().await.unwrap().try_collect().await.unwrap();
     let mut live = Vec::new();
     for key in keys.into_iter().filter(|k| k.starts_with(&format!("dek.{kind}."))) {
@@ -143,7 +143,7 @@ async fn a_retried_replacement_erases_what_its_first_attempt_replaced() {
     // before erasing what it replaced (written here as intake would).
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_SEALED", 1, kek, vec![])
+    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
         .await
         .unwrap();
     let purpose = refer_service::sealing::purpose::agency_contact(AGENCY);
