@@ -261,14 +261,19 @@ impl Vault {
                 },
             )
             .expect("encryption cannot fail");
-        let bytes = postcard::to_stdvec(&wrapped).expect("wrapped keys encode");
-        self.bucket.create(&name, Bytes::from(bytes)).await.map_err(|e| {
-            if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists {
-                SealError::Exists(item.to_owned())
-            } else {
-                unavailable(e)
+        let bytes = Bytes::from(postcard::to_stdvec(&wrapped).expect("wrapped keys encode"));
+        match self.bucket.create(&name, bytes.clone()).await {
+            Ok(_) => {}
+            // A write that timed out and was sent again may have landed the
+            // first time: our own key (these very bytes) is not a clash.
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                let stored = self.bucket.get(&name).await.map_err(unavailable)?;
+                if stored.as_ref() != Some(&bytes) {
+                    return Err(SealError::Exists(item.to_owned()));
+                }
             }
-        })?;
+            Err(e) => return Err(unavailable(e)),
+        }
         Ok(Sealed {
             item: item.to_owned(),
             nonce: nonce.into(),
