@@ -14,11 +14,7 @@
 //! * taking it is a create-if-absent; renewing it is an update by revision
 //!   every third of the ttl;
 //! * the same process restarting (after a crash, on the same data
-//!   directory) finds its own token there, waits one renewal period to see
-//!   that nobody renews it, and takes it back: a copy of the data directory
-//!   (a restored or cloned volume) carries the token too, and its holder is
-//!   alive, so the claim's value also carries a random word per start and
-//!   a claim renewed meanwhile is refused as another process's;
+//!   directory) finds its own token there and takes the claim back at once;
 //! * another process (another token) waits while the entry is neither
 //!   renewed nor gone, for at most one ttl: a claim whose holder died
 //!   lapses and is taken; a claim that is renewed meanwhile belongs to a
@@ -95,10 +91,7 @@ impl Claim {
         )
         .await?;
         let key = format!("{service}.{instance}");
-        let directory = token(data_dir)?;
-        // This start's own word: a copy of the directory is another process.
-        let start = uuid::Uuid::new_v4().simple().to_string();
-        let token = Bytes::from([directory.as_ref(), b".", start.as_bytes()].concat());
+        let token = token(data_dir)?;
         let refused = || {
             anyhow::anyhow!(
                 "the instance name {instance:?} of {service} is in use by another running process \
@@ -148,14 +141,8 @@ impl Claim {
             match live(&entry) {
                 // Gone meanwhile: create again.
                 None => continue,
-                // This directory's claim: a restart after a crash, unless
-                // someone (a copy of the directory) still renews it.
-                Some(held) if held.value.starts_with(&directory) => {
-                    tokio::time::sleep(CLAIM_TTL / 3 + Duration::from_millis(500)).await;
-                    let now = bucket.entry(&key).await.ok().flatten();
-                    if live(&now).is_some_and(|now| now.revision != held.revision) {
-                        return Err(refused());
-                    }
+                // This process's own claim (a restart after a crash).
+                Some(held) if held.value == token => {
                     let revision = bucket
                         .update(&key, token.clone(), held.revision)
                         .await
