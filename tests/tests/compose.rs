@@ -406,3 +406,31 @@ async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_s
         "the successor serves on"
     );
 }
+
+#[tokio::test]
+async fn a_copy_of_a_holders_data_directory_started_under_its_name_is_refused() {
+    let server = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(server.access(), tokens(), refer_domain::sample::NIGHT);
+    let mut holder = named(&setup, "capacity-a", "capacity");
+    holder.spawn();
+    holder.until_serving().await;
+    // A restored or cloned volume: the holder's whole data directory,
+    // its claim's token included, under the same name.
+    let copy = setup.dir.path().join("capacity-copy");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(setup.dir.path().join("capacity-a"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut clone = named(&setup, "capacity-clone", "capacity");
+    clone.env.insert("REFER_DATA_DIR".into(), copy.display().to_string());
+    clone.spawn();
+    let said = clone.until_refused().await;
+    assert!(said.contains("in use by another running process"), "{said}");
+    assert!(
+        holder.exited().is_none() && holder.serving().await,
+        "the holder serves on"
+    );
+}

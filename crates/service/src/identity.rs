@@ -14,7 +14,12 @@
 //! * taking it is a create-if-absent; renewing it is an update by revision
 //!   every third of the ttl;
 //! * the same process restarting (after a crash, on the same data
-//!   directory) finds its own token there and takes the claim back at once;
+//!   directory) finds its directory's token there, waits one renewal
+//!   period to see that nobody renews it, and takes it back. A copy of the
+//!   data directory (a restored or cloned volume) carries that token too
+//!   while its holder is alive, so the claim's value also carries a random
+//!   word per start, and a claim renewed meanwhile is refused as another
+//!   process's;
 //! * another process (another token) waits while the entry is neither
 //!   renewed nor gone, for at most one ttl: a claim whose holder died
 //!   lapses and is taken; a claim that is renewed meanwhile belongs to a
@@ -91,7 +96,10 @@ impl Claim {
         )
         .await?;
         let key = format!("{service}.{instance}");
-        let token = token(data_dir)?;
+        let directory = token(data_dir)?;
+        // This start's own word: a copy of the directory is another process.
+        let word = uuid::Uuid::new_v4().simple().to_string();
+        let token = Bytes::from([directory.as_ref(), b".", word.as_bytes()].concat());
         let refused = || {
             anyhow::anyhow!(
                 "the instance name {instance:?} of {service} is in use by another running process \
@@ -141,19 +149,35 @@ impl Claim {
             match live(&entry) {
                 // Gone meanwhile: create again.
                 None => continue,
-                // This process's own claim (a restart after a crash).
-                Some(held) if held.value == token => {
-                    let revision = bucket
-                        .update(&key, token.clone(), held.revision)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("cannot take back the claim {key} in {name}: {e}"))?;
-                    tracing::info!(claim = %key, "instance claim taken back");
-                    return Ok(Self {
-                        bucket,
-                        key,
-                        token,
-                        revision,
-                    });
+                // This directory's claim: a restart after a crash, unless
+                // someone (a copy of the directory) still renews it.
+                Some(held) if held.value.starts_with(&directory) => {
+                    tokio::time::sleep(CLAIM_TTL / 3 + Duration::from_millis(500)).await;
+                    let now = match bucket.entry(&key).await {
+                        Ok(now) => now,
+                        Err(_) => continue,
+                    };
+                    match live(&now) {
+                        Some(now) if now.revision != held.revision => return Err(refused()),
+                        // Lapsed meanwhile: create it again.
+                        None => continue,
+                        Some(_) => {}
+                    }
+                    // Not renewed: its holder is gone. Taking it may still
+                    // race its lapse or another newcomer: look again then.
+                    if let Ok(revision) = bucket.update(&key, token.clone(), held.revision).await {
+                        tracing::info!(claim = %key, "instance claim taken back");
+                        return Ok(Self {
+                            bucket,
+                            key,
+                            token,
+                            revision,
+                        });
+                    }
+                    anyhow::ensure!(
+                        Instant::now() < patience,
+                        "cannot take back the claim {key} in {name}: it keeps changing"
+                    );
                 }
                 Some(held) => {
                     match seen {
