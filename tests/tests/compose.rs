@@ -391,16 +391,35 @@ async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_s
     let mut paused = named(&setup, "capacity-a", "capacity");
     paused.spawn();
     paused.until_serving().await;
+    // A stream open on it (a console's live view, a provider's watch):
+    // it must not keep a process that lost its name alive.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", paused.port))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.message().await.unwrap().is_some(), "the watch answers");
     // Frozen (SIGSTOP, as a stalled VM) past its claim's ttl: another
     // process under the name takes it once it lapses, and serves.
     paused.signal("-STOP");
     let mut successor = named(&setup, "capacity-b", "capacity");
     successor.spawn();
     successor.until_serving().await;
-    // Woken, the first finds its name taken and stops: never two under it.
+    // Woken, the first finds its name taken and stops: never two under it,
+    // and the stream open on it ends (the client goes elsewhere).
     paused.signal("-CONT");
     let said = paused.until_exit().await;
     assert!(said.contains("another process took this instance's name"), "{said}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = watch.message().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch on the stopped process never ended");
     assert!(
         successor.exited().is_none() && successor.serving().await,
         "the successor serves on"
@@ -432,5 +451,36 @@ async fn a_copy_of_a_holders_data_directory_started_under_its_name_is_refused() 
     assert!(
         holder.exited().is_none() && holder.serving().await,
         "the holder serves on"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_started_while_its_holder_stalls_for_seconds_is_refused_and_the_holder_keeps_its_name() {
+    let server = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(server.access(), tokens(), refer_domain::sample::NIGHT);
+    let mut holder = named(&setup, "capacity-a", "capacity");
+    holder.spawn();
+    holder.until_serving().await;
+    let copy = setup.dir.path().join("capacity-copy");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(setup.dir.path().join("capacity-a"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The copy starts while the holder stalls for 3 s (a busy VM, a long
+    // pause): shorter than the claim's ttl, so the holder is alive.
+    holder.signal("-STOP");
+    let mut clone = named(&setup, "capacity-clone", "capacity");
+    clone.env.insert("REFER_DATA_DIR".into(), copy.display().to_string());
+    clone.spawn();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.signal("-CONT");
+    let said = clone.until_refused().await;
+    assert!(said.contains("in use by another running process"), "{said}");
+    assert!(
+        holder.exited().is_none() && holder.serving().await,
+        "the holder keeps its name and serves on"
     );
 }

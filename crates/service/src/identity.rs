@@ -8,42 +8,35 @@
 //!
 //! The claim is the entry `<service>.<instance>` of the key-value bucket
 //! `<stream>_INSTANCES` (replicated like the stream, entries living
-//! [`CLAIM_TTL`] after their last write). Its value is a random token kept
-//! in the process's data directory (`instance-claim`):
+//! [`CLAIM_TTL`] after their last write). Its value is a random token drawn
+//! at each start:
 //!
 //! * taking it is a create-if-absent; renewing it is an update by revision
 //!   every third of the ttl;
-//! * the same process restarting (after a crash, on the same data
-//!   directory) finds its directory's token there, waits one renewal
-//!   period to see that nobody renews it, and takes it back. A copy of the
-//!   data directory (a restored or cloned volume) carries that token too
-//!   while its holder is alive, so the claim's value also carries a random
-//!   word per start, and a claim renewed meanwhile is refused as another
-//!   process's;
-//! * another process (another token) waits while the entry is neither
-//!   renewed nor gone, for at most one ttl: a claim whose holder died
-//!   lapses and is taken; a claim that is renewed meanwhile belongs to a
-//!   live process, and the newcomer stops with a message naming the
-//!   setting to change;
+//! * a process that finds the claim held waits while the entry is neither
+//!   renewed nor gone, for at most one ttl: a claim whose holder died (or
+//!   was stopped or cut off for longer than the ttl) lapses and is taken; a
+//!   claim renewed meanwhile belongs to a live process, and the newcomer
+//!   stops with a message naming the setting to change. That holds for the
+//!   same process restarting after a crash too: a copy of its data
+//!   directory (a restored or cloned volume) looks exactly like it, so
+//!   only the holder's silence for a whole ttl tells that it is gone, not
+//!   one renewal period, which a holder stalled for a second would miss;
 //! * a clean stop deletes the claim; a process that finds its claim taken
 //!   by another (it was cut off from the bus past the ttl) stops serving.
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How long a claim outlives its holder: a process that replaces a dead one
-/// under the same name, with another data directory, waits at most this
+/// under the same name (a restart after a crash included) waits about this
 /// long before it starts; a live holder renews every third of it.
 pub const CLAIM_TTL: Duration = Duration::from_secs(6);
 
 /// How long a process starting waits for the bucket to answer at all.
 const START_PATIENCE: Duration = Duration::from_secs(30);
-
-/// The file in the data directory that holds this process's token.
-const TOKEN_FILE: &str = "instance-claim";
 
 /// This process's claim on its identity.
 pub struct Claim {
@@ -58,32 +51,18 @@ pub fn bucket_name(stream: &str) -> String {
     format!("{stream}_INSTANCES")
 }
 
-/// This data directory's token (created on first use).
-fn token(data_dir: &Path) -> anyhow::Result<Bytes> {
-    let path = data_dir.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() == 32 => return Ok(Bytes::from(text.trim().to_owned())),
-        Ok(_) | Err(_) => {}
-    }
-    let fresh = uuid::Uuid::new_v4().simple().to_string();
-    std::fs::write(&path, &fresh).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(Bytes::from(fresh))
-}
-
 fn live(entry: &Option<kv::Entry>) -> Option<&kv::Entry> {
     entry.as_ref().filter(|e| matches!(e.operation, kv::Operation::Put))
 }
 
 impl Claim {
-    /// Claims `<service>.<instance>` for this process (its token in
-    /// `data_dir`), or says why it cannot.
+    /// Claims `<service>.<instance>` for this process, or says why it cannot.
     pub async fn take(
         js: &async_nats::jetstream::Context,
         stream: &str,
         replicas: usize,
         service: &str,
         instance: &str,
-        data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let name = bucket_name(stream);
         let bucket = crate::buckets::open(
@@ -96,10 +75,7 @@ impl Claim {
         )
         .await?;
         let key = format!("{service}.{instance}");
-        let directory = token(data_dir)?;
-        // This start's own word: a copy of the directory is another process.
-        let word = uuid::Uuid::new_v4().simple().to_string();
-        let token = Bytes::from([directory.as_ref(), b".", word.as_bytes()].concat());
+        let token = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
         let refused = || {
             anyhow::anyhow!(
                 "the instance name {instance:?} of {service} is in use by another running process \
@@ -149,36 +125,6 @@ impl Claim {
             match live(&entry) {
                 // Gone meanwhile: create again.
                 None => continue,
-                // This directory's claim: a restart after a crash, unless
-                // someone (a copy of the directory) still renews it.
-                Some(held) if held.value.starts_with(&directory) => {
-                    tokio::time::sleep(CLAIM_TTL / 3 + Duration::from_millis(500)).await;
-                    let now = match bucket.entry(&key).await {
-                        Ok(now) => now,
-                        Err(_) => continue,
-                    };
-                    match live(&now) {
-                        Some(now) if now.revision != held.revision => return Err(refused()),
-                        // Lapsed meanwhile: create it again.
-                        None => continue,
-                        Some(_) => {}
-                    }
-                    // Not renewed: its holder is gone. Taking it may still
-                    // race its lapse or another newcomer: look again then.
-                    if let Ok(revision) = bucket.update(&key, token.clone(), held.revision).await {
-                        tracing::info!(claim = %key, "instance claim taken back");
-                        return Ok(Self {
-                            bucket,
-                            key,
-                            token,
-                            revision,
-                        });
-                    }
-                    anyhow::ensure!(
-                        Instant::now() < patience,
-                        "cannot take back the claim {key} in {name}: it keeps changing"
-                    );
-                }
                 Some(held) => {
                     match seen {
                         None => {

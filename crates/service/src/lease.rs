@@ -101,21 +101,16 @@ impl Lease {
         self.ttl / 3
     }
 
-    /// Takes or keeps the lease; says whether it is held now. A lease this
-    /// holder had before a restart (same name) is taken back at once.
+    /// Takes or keeps the lease; says whether it is held now. A lease held
+    /// under this process's name before it started (its own before a
+    /// crash, or a live process's of which this one is a copy) is not
+    /// taken back: it is waited out like any other, because only its
+    /// lapse proves that its holder's fence has closed.
     pub async fn hold(&mut self) -> bool {
         let value = Bytes::from(self.holder.clone());
         let revision = match self.revision {
             Some(revision) => self.bucket.update(&self.key, value, revision).await.ok(),
-            None => match self.bucket.create(&self.key, value.clone()).await {
-                Ok(revision) => Some(revision),
-                Err(_) => match self.bucket.entry(&self.key).await {
-                    Ok(Some(entry)) if entry.value == self.holder.as_bytes() => {
-                        self.bucket.update(&self.key, value, entry.revision).await.ok()
-                    }
-                    _ => None,
-                },
-            },
+            None => self.bucket.create(&self.key, value).await.ok(),
         };
         if revision.is_none() && self.revision.is_some() {
             tracing::warn!(lease = %self.key, "lease lost");

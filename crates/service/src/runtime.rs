@@ -669,7 +669,18 @@ impl Running {
     /// and waits for all of them, as mini-redis does.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.server.await??;
+        // Calls in flight finish; a watch never does by itself, and a
+        // process that lost its name must not linger serving one: after
+        // the grace its connections are closed, and the client sees the
+        // stream end with an error (it reconnects to another replica).
+        let mut server = self.server;
+        match tokio::time::timeout(STOP_GRACE, &mut server).await {
+            Ok(served) => served??,
+            Err(_) => {
+                tracing::warn!(grace = ?STOP_GRACE, "calls still open at stop (watches); closing them");
+                server.abort();
+            }
+        }
         for task in self.tasks {
             task.await?;
         }
@@ -694,6 +705,9 @@ impl Running {
     }
 }
 
+/// How long a stopping service lets open calls finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Starts `spec` with `config`: loads the token file (refused at start if
 /// missing or invalid) and watches it, opens the store, starts the service,
 /// binds the metrics and gRPC listeners (port 0 picks a free one), serves.
@@ -709,7 +723,6 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         config.stream.replicas,
         spec.name,
         &config.instance,
-        &config.data_dir,
     )
     .await?;
     let (stop, stopped) = watch::channel(false);

@@ -791,7 +791,9 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     // saved for other regions is rebuilt, never restored.
     let consumer = match partition.name() {
         None => context.consumer(CONSUMER),
-        Some(name) => context.consumer(&format!("{CONSUMER}-{name}")),
+        // `_` is in no partition or instance name: `matcher_north-m_1` and
+        // `matcher_north_m-1` are two consumers (with `-` they were one).
+        Some(name) => format!("{CONSUMER}_{name}_{}", context.config.instance),
     };
     let definition = match partition.regions() {
         None => "every region".to_owned(),
