@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 pub const AGENCY: OrgId = OrgId::from_u128(0xA6E0);
 /// Provider sites are run by this many partner organisations, round robin.
 pub const PROVIDER_ORGS: usize = 16;
+pub const SMALL_AGENCY: OrgId = OrgId::from_u128(0xA6E1);
 pub const BUSINESS_ORG: OrgId = OrgId::from_u128(0xB0);
 
 /// This run's tag: empty for a private cluster; random when connected to
@@ -54,6 +55,11 @@ pub fn admin() -> String {
 }
 pub fn intake() -> String {
     token("intake")
+}
+/// A second agency, with a handful of placements (lists are measured for
+/// it beside the bench's own agency, which holds every other placement).
+pub fn small_agency() -> String {
+    token("intake-small")
 }
 pub fn business() -> String {
     token("business")
@@ -154,6 +160,12 @@ fn token_entries() -> String {
     let tag = run_tag();
     add(&format!("bench {tag}admin"), "admin", OrgId::from_u128(0xAD), &admin());
     add(&format!("bench {tag}intake"), "intake", AGENCY, &intake());
+    add(
+        &format!("bench {tag}intake-small"),
+        "intake",
+        SMALL_AGENCY,
+        &small_agency(),
+    );
     add(&format!("bench {tag}business"), "business", BUSINESS_ORG, &business());
     for org in 0..PROVIDER_ORGS {
         add(

@@ -114,6 +114,8 @@ struct Sizes {
     clients: usize,
     raw_one: usize,
     raw_pipelined: usize,
+    /// Calls timed per list.
+    list_calls: usize,
 }
 
 const FULL: Sizes = Sizes {
@@ -130,6 +132,7 @@ const FULL: Sizes = Sizes {
     clients: 64,
     raw_one: 2_000,
     raw_pipelined: 30_000,
+    list_calls: 50,
 };
 
 const SMOKE: Sizes = Sizes {
@@ -146,6 +149,7 @@ const SMOKE: Sizes = Sizes {
     clients: 8,
     raw_one: 100,
     raw_pipelined: 1_000,
+    list_calls: 3,
 };
 
 /// Every figure of the run, printed at the end.
@@ -223,6 +227,32 @@ async fn submit_paced(cluster: &Cluster, people: Vec<intake::RequestPlacementReq
     let failed = *failures.lock().expect("lock");
     let acked = acked.lock().expect("lock").clone();
     Submitted { needs, failed, acked }
+}
+
+/// How many placements the agency of `token` holds, and in how many pages
+/// of the largest size.
+async fn count_placements(cluster: &Cluster, token: &str) -> anyhow::Result<(usize, usize)> {
+    let (mut count, mut pages, mut page_token) = (0, 0, String::new());
+    loop {
+        let page = cluster
+            .intake
+            .clone()
+            .list_placements(authed(
+                token,
+                intake::ListPlacementsRequest {
+                    page_size: 500,
+                    page_token,
+                },
+            ))
+            .await?
+            .into_inner();
+        count += page.placements.len();
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            return Ok((count, pages));
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// What `submit_paced` sent: each need's submit instant by its first
@@ -766,6 +796,37 @@ async fn main() -> anyhow::Result<()> {
         core.planned(),
         first_plan.as_secs_f64()
     ));
+
+    // Lists: the first page of placements (100, the default size), for an
+    // agency with 10 and for the bench's agency with every other placement
+    // of the run; a page's answer should not grow with the agency.
+    eprintln!("-- Lists: a page of placements, agencies with 10 and with thousands");
+    for i in 0..10 {
+        let request = load::person(&format!("list-{i}"), &bed_need("eo", 41.0), &[NeedKind::Shelter]);
+        cluster
+            .intake
+            .clone()
+            .request_placement(authed(&cluster::small_agency(), request))
+            .await?;
+    }
+    for (name, token) in [("small", cluster::small_agency()), ("large", cluster::intake())] {
+        let (placements, pages) = count_placements(&cluster, &token).await?;
+        let mut timed = Latencies::default();
+        for _ in 0..sizes.list_calls {
+            let at = Instant::now();
+            cluster
+                .intake
+                .clone()
+                .list_placements(authed(&token, intake::ListPlacementsRequest::default()))
+                .await?;
+            timed.push(at.elapsed());
+        }
+        report.add(format!(
+            "ListPlacements, first page, agency with {placements} placements ({pages} pages): {}",
+            timed.summary()
+        ));
+        latency(&mut figures, &format!("list_{name}"), &timed);
+    }
 
     // Cold restart: a new matcher process with no local state.
     if cluster.owns_services() {

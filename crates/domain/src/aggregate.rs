@@ -12,7 +12,7 @@ use serde::Serialize;
 /// `decide` never mutates; `evolve` never fails. The shell loads the events,
 /// folds them with `evolve`, calls `decide` with the current time, and appends
 /// what it returns under optimistic concurrency.
-pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned {
+pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: AggregateKind;
     type Command;
     type Event: Clone;

@@ -36,13 +36,12 @@ pub async fn list(
         .take(size + 1)
         .collect();
     let (referrals, next_page_token) = page::cut(referrals, size, |r| r.position);
-    let mut views = Vec::with_capacity(referrals.len());
-    let mut contacts = Contacts::new();
-    let mut trail = Trail::new(&who);
     let owner = site_org(&site);
-    for referral in &referrals {
-        views.push(full_view_with(service, referral, None, owner, &mut contacts, &mut trail).await?);
-    }
+    let (views, trail) = refer_service::reads::open_page(&who, &referrals, |referral, mut trail| async move {
+        let view = full_view_with(service, referral, None, owner, &mut Contacts::new(), &mut trail).await?;
+        Ok((view, trail))
+    })
+    .await?;
     // One record for every sealed item the page opened, before it leaves.
     service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::ListReferralsResponse {

@@ -436,15 +436,13 @@ pub async fn list(
             .collect()
     };
     let (found, next_page_token) = page::cut(found, size, |entry| *entry);
-    let mut placements = Vec::with_capacity(found.len());
-    let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));
-    for (_, id) in found {
-        placements.push(
-            service
-                .placement_view_with(id, None, None, &mut donations, &mut trail)
-                .await?,
-        );
-    }
+    let (placements, trail) = refer_service::reads::open_page(&who, found, |(_, id), mut trail| async move {
+        let view = service
+            .placement_view_with(id, None, None, &mut Donations::new(), &mut trail)
+            .await?;
+        Ok((view, trail))
+    })
+    .await?;
     // One record for every sealed item the page opened, before it leaves.
     service.reads.record(trail, service.clock.now()).await?;
     Ok(Response::new(pb::ListPlacementsResponse {
