@@ -79,14 +79,18 @@ struct Args {
     #[arg(long, default_value = "run/tls/ca.pem")]
     nats_ca_file: PathBuf,
     /// With --connect: the capacity, donations, intake and matcher services.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    #[arg(long, default_value = "https://127.0.0.1:50051")]
     capacity: String,
-    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    #[arg(long, default_value = "https://127.0.0.1:50052")]
     donations: String,
-    #[arg(long, default_value = "http://127.0.0.1:50053")]
+    #[arg(long, default_value = "https://127.0.0.1:50053")]
     intake: String,
-    #[arg(long, default_value = "http://127.0.0.1:50054")]
+    #[arg(long, default_value = "https://127.0.0.1:50054")]
     matcher: String,
+    /// With --connect: the CA of the services' certificates (`scripts/run`'s
+    /// throwaway CA signs the bus's and the services').
+    #[arg(long, default_value = "run/tls/ca.pem")]
+    ca_file: PathBuf,
     /// With --connect: the tokens file the services read; the bench adds its
     /// own tokens for the run and takes them out at the end.
     #[arg(long, default_value = "run/tokens.toml")]
@@ -347,6 +351,10 @@ async fn main() -> anyhow::Result<()> {
                 args.matcher.clone(),
             ],
             tokens_file: args.tokens_file.clone(),
+            tls: refer_service::tls::ClientTls {
+                ca_file: Some(args.ca_file.clone()),
+                ..Default::default()
+            },
         })
         .await?
     } else {
