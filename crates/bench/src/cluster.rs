@@ -247,9 +247,13 @@ impl Cluster {
                 );
             }
         }
-        let nats = NatsServer::start_with(ServerOptions { fsync_always: true })
-            .await
-            .context("starting nats-server")?;
+        // As deployed: fsync before every ack, the store encrypted at rest.
+        let nats = NatsServer::start_with(ServerOptions {
+            fsync_always: true,
+            encrypted: true,
+        })
+        .await
+        .context("starting nats-server")?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
         // The run's own key-encryption key for sealed data.

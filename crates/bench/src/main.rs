@@ -570,6 +570,33 @@ async fn main() -> anyhow::Result<()> {
         "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s, atomic batches of {} {atomic:.0}/s",
         baseline::ATOMIC_BATCH
     ));
+    // The same baselines on a store without encryption at rest (a server of
+    // its own beside the system's, same machine, same moment): what the
+    // cipher costs. The system's own server encrypts, as deployed.
+    match refer_testkit::NatsServer::start_with(refer_testkit::ServerOptions::unencrypted()).await {
+        Ok(plain) => {
+            let plain_js = async_nats::jetstream::new(plain.connect().await);
+            let p_one = baseline::publish_one_at_a_time(&plain_js, sizes.raw_one, size).await?;
+            let p_pipelined = baseline::publish_pipelined(&plain_js, sizes.raw_pipelined, size).await?;
+            let p_atomic = baseline::publish_atomic_batches(&plain_js, sizes.raw_pipelined, size).await?;
+            figures.add("raw_unencrypted_one_per_s", p_one, "/s", Higher, None);
+            figures.add("raw_unencrypted_pipelined_per_s", p_pipelined, "/s", Higher, None);
+            figures.add("raw_unencrypted_atomic_per_s", p_atomic, "/s", Higher, None);
+            let encrypted = if cluster.owns_services() {
+                format!("{} (encrypted at rest)", refer_testkit::STORE_CIPHER)
+            } else {
+                "the running bus's store".to_owned()
+            };
+            report.add(format!(
+                "the same on a store not encrypted at rest: one at a time {p_one:.0}/s, pipelined {p_pipelined:.0}/s, \
+                 atomic batches {p_atomic:.0}/s; {encrypted} / unencrypted: {:.2}x, {:.2}x, {:.2}x",
+                one / p_one,
+                pipelined / p_pipelined,
+                atomic / p_atomic
+            ));
+        }
+        Err(e) => eprintln!("no unencrypted baseline (no local nats-server: {e})"),
+    }
 
     // Capacity appearing -> a waitlisted need proposed.
     eprintln!("-- Capacity appearing -> a waitlisted need proposed");

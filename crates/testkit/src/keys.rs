@@ -21,6 +21,8 @@ pub(crate) const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf"
 pub struct NatsKeys {
     dir: Arc<TempDir>,
     ca: Arc<crate::tls::DevCa>,
+    /// The key of the store's encryption at rest.
+    store_key: String,
     public: BTreeMap<&'static str, String>,
 }
 
@@ -46,6 +48,13 @@ impl NatsKeys {
         Ok(Self {
             dir: Arc::new(dir),
             ca: Arc::new(tls),
+            // Random enough for a test's store: a fresh seed's characters.
+            store_key: nkeys::KeyPair::new_user()
+                .seed()
+                .map_err(std::io::Error::other)?
+                .chars()
+                .skip(2)
+                .collect(),
             public,
         })
     }
@@ -77,6 +86,11 @@ impl NatsKeys {
     /// present for mutual TLS): the same CA as the bus's.
     pub fn service_cert(&self) -> (PathBuf, PathBuf) {
         (self.dir.path().join("service.pem"), self.dir.path().join("service.key"))
+    }
+
+    /// The key a test server's store is encrypted with.
+    pub fn store_key(&self) -> &str {
+        &self.store_key
     }
 
     /// The CA itself, to issue more certificates (a rotation, an expired one).
