@@ -909,6 +909,43 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_a_certificate_or_an_explicit_plaintext_never_a_default() {
+        let c = load(None, &[("REFER_TOKENS_FILE", "t")]).unwrap();
+        assert_eq!(c.tls, crate::tls::ServerTls::default());
+        let err = match c.tls.listening("capacity", &[b"h2"]) {
+            Ok(_) => panic!("no certificate and no tls_plaintext must not serve"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("tls_cert_file") && err.contains("tls_plaintext"), "{err}");
+        let file = "tokens_file = \"t\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\ntls_client_ca_file = \"ca.pem\"\n";
+        let c = load(Some(file), &[("REFER_TLS_KEY_FILE", "other.pem")]).unwrap();
+        assert_eq!(c.tls.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.tls.key_file, Some(PathBuf::from("other.pem")), "the environment wins");
+        assert_eq!(c.tls.client_ca_file, Some(PathBuf::from("ca.pem")));
+        let err = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_TLS_PLAINTEXT", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("REFER_TLS_PLAINTEXT=\"yes\" must be true or false"),
+            "{err}"
+        );
+        let half = crate::tls::ServerTls {
+            key_file: Some("k.pem".into()),
+            ..Default::default()
+        };
+        let err = half.listening("capacity", &[b"h2"]).err().expect("refused").to_string();
+        assert!(err.contains("tls_key_file is set without tls_cert_file"), "{err}");
+        let plain = crate::tls::ServerTls {
+            plaintext: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            plain.listening("capacity", &[b"h2"]),
+            Ok(crate::tls::Listening::Plaintext)
+        ));
+    }
+
+    #[test]
     fn each_replica_is_named_by_its_data_directory_unless_named() {
         let a = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_DATA_DIR", "/data/a")]).unwrap();
         let b = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_DATA_DIR", "/data/b")]).unwrap();
