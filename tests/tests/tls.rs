@@ -194,6 +194,7 @@ async fn a_service_with_an_expired_certificate_is_refused_by_its_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_replaced_on_disk_serves_new_connections_and_open_ones_carry_on() {
+    let log = Log::capture("debug,h2=info,hyper=info,tower=info,async_nats=info,rustls=debug");
     let c = Coalition::start(1, 0).await;
     let ca = c.setup.keys.ca_file();
     let capacity = &c.apps[0];
@@ -218,6 +219,14 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_and_open_ones_car
     // not stop anything), as a renewal would.
     let (cert, key) = c.setup.keys.ca().issue(&["127.0.0.1", "localhost"]).unwrap();
     let after = fingerprint_of(&cert);
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    let secret_lines = |pem: &str| -> Vec<String> {
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let secrets: Vec<String> = secret_lines(&old_key).into_iter().chain(secret_lines(&key)).collect();
     std::fs::write(&key_file, key).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -274,5 +283,14 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_and_open_ones_car
     .await
     .expect("the referral arrives on the old connection");
     assert_eq!(arrived.provider_id, shelter);
+
+    // The rotation is logged by fingerprint; no line of either key ever is.
+    let log = log.bytes();
+    assert!(contains(&log, "TLS certificate reloaded"), "the reload is logged");
+    assert!(contains(&log, &after), "with the new certificate's fingerprint");
+    for line in &secrets {
+        assert!(!contains(&log, line), "a line of a private key in the log");
+    }
+    assert!(!contains(&log, "PRIVATE KEY"), "a private key in the log");
     assert_eq!(health(capacity.addr, Some(&c.setup.client_tls())).await, Ok(SERVING));
 }
