@@ -6,11 +6,13 @@
 // token, and axe-core on every page in both languages.
 //
 // Run by services/console/tests/browser.rs, which starts the system and
-// passes: CONSOLE_URL, INTAKE_TOKEN, PROVIDER_TOKEN, CHROMIUM, and
-// SCREENSHOTS (a directory, optional).
+// passes: CONSOLE_URL (https), CONSOLE_CERT (the throwaway certificate it
+// serves), INTAKE_TOKEN, PROVIDER_TOKEN, CHROMIUM, and SCREENSHOTS (a
+// directory, optional).
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { X509Certificate, createHash } from "node:crypto";
 
 const url = process.env.CONSOLE_URL;
 const screenshots = process.env.SCREENSHOTS || "";
@@ -64,7 +66,16 @@ async function signIn(page, token) {
   await page.waitForLoadState();
 }
 
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true });
+// The console serves a certificate from the test's throwaway CA, which no
+// browser trusts: Chromium is told to accept that one key (its SPKI hash)
+// and no other; every other certificate error still stops the flow.
+const args = [];
+if (process.env.CONSOLE_CERT) {
+  const spki = new X509Certificate(readFileSync(process.env.CONSOLE_CERT)).publicKey.export({ type: "spki", format: "der" });
+  args.push(`--ignore-certificate-errors-spki-list=${createHash("sha256").update(spki).digest("base64")}`);
+}
+if (url.startsWith("https://") && !args.length) throw new Error("CONSOLE_CERT is needed for an https console");
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true, args });
 try {
   // A wrong token gets a plain message and no session.
   const stranger = await browser.newContext({ viewport: phone });

@@ -79,6 +79,18 @@ impl Coalition {
         Self::start_on(nodes, providers, businesses, 50).await
     }
 
+    /// The same on a cluster whose store is not encrypted at rest: for
+    /// attackers who read the nodes' files holding every key the operator
+    /// holds, the store's key included.
+    pub async fn start_on_unencrypted_cluster(providers: usize, businesses: usize) -> Self {
+        let options = refer_testkit::ServerOptions::unencrypted();
+        let nodes = refer_testkit::NatsCluster::start_with(options)
+            .await
+            .unwrap()
+            .into_nodes();
+        Self::start_on(nodes, providers, businesses, 50).await
+    }
+
     async fn start_on(mut nodes: Vec<NatsServer>, providers: usize, businesses: usize, tick_ms: u64) -> Self {
         let access = refer_testkit::BusAccess {
             urls: nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(","),

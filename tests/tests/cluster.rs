@@ -48,6 +48,8 @@ struct Proc {
     instance: String,
     port: u16,
     child: Option<Child>,
+    /// How its certificate is verified (the test CA).
+    tls: refer_service::tls::ClientTls,
 }
 
 /// The file that, created, makes the next matcher retrying a commit of
@@ -63,6 +65,7 @@ impl Proc {
             instance: instance.to_owned(),
             port: 0,
             child: None,
+            tls: setup.client_tls(),
         };
         proc.spawn(setup);
         proc
@@ -80,7 +83,12 @@ impl Proc {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Its address, its certificate verified against the test CA.
+    fn endpoint(&self) -> Endpoint {
+        self.tls.endpoint(&self.url(), "the test CA").unwrap()
     }
 
     fn kill(&mut self) {
@@ -122,11 +130,7 @@ impl Drop for Proc {
 /// A channel over both replicas of a service: calls go to either, and a
 /// client whose call failed retries it (same key) and lands on a live one.
 fn balanced(a: &Proc, b: &Proc) -> Channel {
-    let endpoint = |p: &Proc| {
-        Endpoint::from_shared(p.url())
-            .unwrap()
-            .connect_timeout(Duration::from_millis(500))
-    };
+    let endpoint = |p: &Proc| p.endpoint().connect_timeout(Duration::from_millis(500));
     Channel::balance_list([endpoint(a), endpoint(b)].into_iter())
 }
 
@@ -295,7 +299,7 @@ impl World {
     }
 
     async fn status(&self, port: u16) -> Option<mpb::Status> {
-        let mut client = MatcherClient::connect(format!("http://127.0.0.1:{port}")).await.ok()?;
+        let mut client = MatcherClient::new(self.setup.endpoint(port).connect().await.ok()?);
         let answer = tokio::time::timeout(
             Duration::from_secs(2),
             client.get_status(authed(ADMIN, mpb::GetStatusRequest {})),
@@ -958,7 +962,7 @@ async fn replicas_killed_clients_carry_on_and_one_rebuilt_from_nothing_answers_t
 
 /// Every placement one intake replica lists (all pages), as it answers.
 async fn placements(replica: &Proc) -> Option<Vec<intake::Placement>> {
-    let mut client = IntakeClient::connect(replica.url()).await.ok()?;
+    let mut client = IntakeClient::new(replica.endpoint().connect().await.ok()?);
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -977,7 +981,7 @@ async fn placements(replica: &Proc) -> Option<Vec<intake::Placement>> {
 
 /// Every referral of every site, as one capacity replica answers.
 async fn referrals(replica: &Proc, sites: &[ProviderId]) -> Option<Vec<cap::Referral>> {
-    let mut client = CapacityClient::connect(replica.url()).await.ok()?;
+    let mut client = CapacityClient::new(replica.endpoint().connect().await.ok()?);
     let mut all = Vec::new();
     for (i, site) in sites.iter().enumerate() {
         let mut token = String::new();

@@ -55,6 +55,8 @@ struct Proc {
     port: u16,
     log: PathBuf,
     child: Option<Child>,
+    /// How its certificate is verified (the test CA).
+    tls: refer_service::tls::ClientTls,
 }
 
 impl Proc {
@@ -94,7 +96,10 @@ impl Proc {
     }
 
     async fn serving(&self) -> bool {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap();
+        let endpoint = self
+            .tls
+            .endpoint(&format!("https://127.0.0.1:{}", self.port), "the test CA")
+            .unwrap();
         let Ok(channel) = endpoint.connect().await else {
             return false;
         };
@@ -210,7 +215,9 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
             let secret = secret.as_str().unwrap();
             let file = match secret {
                 "refer-kek" => setup.kek_file(),
-                "nats-ca" => setup.keys.ca_file(),
+                "nats-ca" | "refer-tls-ca" => setup.keys.ca_file(),
+                "refer-tls-cert" => setup.keys.service_cert().0,
+                "refer-tls-key" => setup.keys.service_cert().1,
                 nkey => setup
                     .keys
                     .seed_file(nkey.strip_prefix("nats-").expect("a NATS credential")),
@@ -265,13 +272,14 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
             port,
             log: setup.dir.path().join(format!("{name}.log")),
             child: None,
+            tls: setup.client_tls(),
         });
     }
     procs
 }
 
-async fn leading(port: u16) -> Option<bool> {
-    let mut client = MatcherClient::connect(format!("http://127.0.0.1:{port}")).await.ok()?;
+async fn leading(setup: &TestSetup, port: u16) -> Option<bool> {
+    let mut client = MatcherClient::new(setup.endpoint(port).connect().await.ok()?);
     let asked = client.get_status(authed(ADMIN, mpb::GetStatusRequest {}));
     let answer = tokio::time::timeout(Duration::from_secs(2), asked).await.ok()?.ok()?;
     Some(answer.into_inner().leading)
@@ -312,7 +320,7 @@ async fn compose_on_loopback_runs_one_leader_and_no_shared_consumer() {
     while samples < 20 {
         let mut leaders = 0;
         for port in &ports {
-            leaders += usize::from(leading(*port).await == Some(true));
+            leaders += usize::from(leading(&setup, *port).await == Some(true));
         }
         assert!(leaders <= 1, "both matchers lead");
         if leaders == 1 || samples > 0 {
@@ -355,6 +363,7 @@ fn named(setup: &TestSetup, data: &str, instance: &str) -> Proc {
         port,
         log: setup.dir.path().join(format!("{data}.log")),
         child: None,
+        tls: setup.client_tls(),
     }
 }
 

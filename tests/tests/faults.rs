@@ -28,7 +28,7 @@ use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -44,6 +44,8 @@ struct Proc {
     instance: String,
     port: u16,
     child: Option<Child>,
+    /// How its certificate is verified (the test CA).
+    tls: refer_service::tls::ClientTls,
 }
 
 impl Proc {
@@ -53,6 +55,7 @@ impl Proc {
             instance: instance.to_owned(),
             port: 0,
             child: None,
+            tls: setup.client_tls(),
         };
         proc.spawn(setup);
         proc
@@ -71,7 +74,8 @@ impl Proc {
     }
 
     fn channel(&self) -> Channel {
-        Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+        self.tls
+            .endpoint(&format!("https://127.0.0.1:{}", self.port), "the test CA")
             .unwrap()
             .connect_lazy()
     }

@@ -101,10 +101,12 @@ struct Own {
 impl Own {
     fn spawn(&self, i: usize) -> anyhow::Result<Child> {
         let bus = self.nats.access();
+        let (cert, key) = bus.keys.service_cert();
         spawn(
             &self.bins,
             self.dir.path(),
             (&bus.urls, &bus.keys.seed_file(SERVICES[i]), &bus.keys.ca_file()),
+            (&cert, &key),
             [self.ports[i], self.ports[4 + i]],
             SERVICES[i],
         )
@@ -113,10 +115,14 @@ impl Own {
     /// Connects to service `i` once it listens. If its process exits first,
     /// or it does not listen within 60 s, says so with the end of its log.
     async fn reach(&mut self, i: usize) -> anyhow::Result<Channel> {
-        let url = format!("http://127.0.0.1:{}", self.ports[i]);
+        let url = format!("https://127.0.0.1:{}", self.ports[i]);
+        let tls = refer_service::tls::ClientTls {
+            ca_file: Some(self.nats.access().keys.ca_file()),
+            ..Default::default()
+        };
         let child = &mut self.children[i];
         let exited = || Ok(child.as_mut().map(Child::try_wait).transpose()?.flatten());
-        let reached = connect_to(url, exited).await;
+        let reached = connect_to(url, &tls, exited).await;
         reached.with_context(|| {
             let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", SERVICES[i])));
             let log = log.unwrap_or_default();
@@ -144,6 +150,8 @@ pub struct Endpoints {
     pub nats_ca_file: Option<PathBuf>,
     /// capacity, donations, intake, matcher
     pub services: [String; 4],
+    /// How the services' certificates are verified.
+    pub tls: refer_service::tls::ClientTls,
     pub tokens_file: PathBuf,
 }
 
@@ -184,6 +192,7 @@ fn spawn(
     bins: &Path,
     dir: &Path,
     (nats_url, nkey_file, ca_file): (&str, &Path, &Path),
+    (cert_file, key_file): (&Path, &Path),
     [port, metrics]: [u16; 2],
     service: &str,
 ) -> anyhow::Result<Child> {
@@ -192,6 +201,8 @@ fn spawn(
         .env("REFER_NATS_URL", nats_url)
         .env("REFER_NATS_NKEY_FILE", nkey_file)
         .env("REFER_NATS_CA_FILE", ca_file)
+        .env("REFER_TLS_CERT_FILE", cert_file)
+        .env("REFER_TLS_KEY_FILE", key_file)
         .env("REFER_DATA_DIR", dir.join(service))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
@@ -212,11 +223,12 @@ fn spawn(
 /// or less if `exited` reports the process behind it gone.
 async fn connect_to(
     url: String,
+    tls: &refer_service::tls::ClientTls,
     mut exited: impl FnMut() -> std::io::Result<Option<std::process::ExitStatus>>,
 ) -> anyhow::Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match Channel::from_shared(url.clone())?.connect().await {
+        match tls.endpoint(&url, "--ca-file")?.connect().await {
             Ok(channel) => return Ok(channel),
             Err(e) => {
                 if let Some(status) = exited()? {
@@ -247,9 +259,13 @@ impl Cluster {
                 );
             }
         }
-        let nats = NatsServer::start_with(ServerOptions { fsync_always: true })
-            .await
-            .context("starting nats-server")?;
+        // As deployed: fsync before every ack, the store encrypted at rest.
+        let nats = NatsServer::start_with(ServerOptions {
+            fsync_always: true,
+            encrypted: true,
+        })
+        .await
+        .context("starting nats-server")?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
         // The run's own key-encryption key for sealed data.
@@ -294,10 +310,10 @@ impl Cluster {
         std::fs::write(&to.tokens_file, &text)?;
         let channels = async {
             Ok::<_, anyhow::Error>([
-                connect_to(to.services[0].clone(), no_process).await?,
-                connect_to(to.services[1].clone(), no_process).await?,
-                connect_to(to.services[2].clone(), no_process).await?,
-                connect_to(to.services[3].clone(), no_process).await?,
+                connect_to(to.services[0].clone(), &to.tls, no_process).await?,
+                connect_to(to.services[1].clone(), &to.tls, no_process).await?,
+                connect_to(to.services[2].clone(), &to.tls, no_process).await?,
+                connect_to(to.services[3].clone(), &to.tls, no_process).await?,
             ])
         };
         let [capacity, donations, intake, matcher] = match channels.await {

@@ -79,14 +79,18 @@ struct Args {
     #[arg(long, default_value = "run/tls/ca.pem")]
     nats_ca_file: PathBuf,
     /// With --connect: the capacity, donations, intake and matcher services.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    #[arg(long, default_value = "https://127.0.0.1:50051")]
     capacity: String,
-    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    #[arg(long, default_value = "https://127.0.0.1:50052")]
     donations: String,
-    #[arg(long, default_value = "http://127.0.0.1:50053")]
+    #[arg(long, default_value = "https://127.0.0.1:50053")]
     intake: String,
-    #[arg(long, default_value = "http://127.0.0.1:50054")]
+    #[arg(long, default_value = "https://127.0.0.1:50054")]
     matcher: String,
+    /// With --connect: the CA of the services' certificates (`scripts/run`'s
+    /// throwaway CA signs the bus's and the services').
+    #[arg(long, default_value = "run/tls/ca.pem")]
+    ca_file: PathBuf,
     /// With --connect: the tokens file the services read; the bench adds its
     /// own tokens for the run and takes them out at the end.
     #[arg(long, default_value = "run/tokens.toml")]
@@ -377,6 +381,10 @@ async fn main() -> anyhow::Result<()> {
                 args.matcher.clone(),
             ],
             tokens_file: args.tokens_file.clone(),
+            tls: refer_service::tls::ClientTls {
+                ca_file: Some(args.ca_file.clone()),
+                ..Default::default()
+            },
         })
         .await?
     } else {
@@ -592,6 +600,31 @@ async fn main() -> anyhow::Result<()> {
         "raw JetStream publish, {size} B payloads: one at a time {one:.0}/s, pipelined (256 in flight) {pipelined:.0}/s, atomic batches of {} {atomic:.0}/s",
         baseline::ATOMIC_BATCH
     ));
+    // What the cipher costs: two idle servers of the bench's own, side by
+    // side, one encrypting its store as deployed and one not, the same
+    // baselines on each in the order encrypted, plain, plain, encrypted (a
+    // drift of the shared machine falls on both alike), each figure the
+    // mean of its two runs. The system's own server above encrypts too.
+    match cipher_cost(sizes, size).await {
+        Ok([(e_one, p_one), (e_pipelined, p_pipelined), (e_atomic, p_atomic)]) => {
+            figures.add("raw_encrypted_one_per_s", e_one, "/s", Higher, None);
+            figures.add("raw_encrypted_pipelined_per_s", e_pipelined, "/s", Higher, None);
+            figures.add("raw_encrypted_atomic_per_s", e_atomic, "/s", Higher, None);
+            figures.add("raw_unencrypted_one_per_s", p_one, "/s", Higher, None);
+            figures.add("raw_unencrypted_pipelined_per_s", p_pipelined, "/s", Higher, None);
+            figures.add("raw_unencrypted_atomic_per_s", p_atomic, "/s", Higher, None);
+            report.add(format!(
+                "encryption at rest ({}), idle servers side by side, encrypted / unencrypted: one at a time \
+                 {e_one:.0}/{p_one:.0}/s = {:.2}x, pipelined {e_pipelined:.0}/{p_pipelined:.0}/s = {:.2}x, \
+                 atomic batches {e_atomic:.0}/{p_atomic:.0}/s = {:.2}x",
+                refer_testkit::STORE_CIPHER,
+                e_one / p_one,
+                e_pipelined / p_pipelined,
+                e_atomic / p_atomic
+            ));
+        }
+        Err(e) => eprintln!("no cipher comparison (no local nats-server: {e})"),
+    }
 
     // Capacity appearing -> a waitlisted need proposed.
     eprintln!("-- Capacity appearing -> a waitlisted need proposed");
@@ -1047,4 +1080,26 @@ fn rss(figures: &[(&str, f64)]) -> String {
         .map(|(name, mb)| format!("{name} {mb:.0} MB"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The raw baselines (one at a time, pipelined, atomic batches) on an
+/// encrypted and an unencrypted idle server: `[(encrypted, plain); 3]`,
+/// each the mean of two runs in the order encrypted, plain, plain, encrypted.
+async fn cipher_cost(sizes: &Sizes, size: usize) -> anyhow::Result<[(f64, f64); 3]> {
+    let encrypted = refer_testkit::NatsServer::start_with(refer_testkit::ServerOptions::default()).await?;
+    let plain = refer_testkit::NatsServer::start_with(refer_testkit::ServerOptions::unencrypted()).await?;
+    let e = async_nats::jetstream::new(encrypted.connect().await);
+    let p = async_nats::jetstream::new(plain.connect().await);
+    let all = |js: async_nats::jetstream::Context| async move {
+        Ok::<_, anyhow::Error>([
+            baseline::publish_one_at_a_time(&js, sizes.raw_one, size).await?,
+            baseline::publish_pipelined(&js, sizes.raw_pipelined, size).await?,
+            baseline::publish_atomic_batches(&js, sizes.raw_pipelined, size).await?,
+        ])
+    };
+    let e1 = all(e.clone()).await?;
+    let p1 = all(p.clone()).await?;
+    let p2 = all(p).await?;
+    let e2 = all(e).await?;
+    Ok([0, 1, 2].map(|i| ((e1[i] + e2[i]) / 2.0, (p1[i] + p2[i]) / 2.0)))
 }

@@ -69,15 +69,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a throwaway certificate authority and one certificate for
-    /// `--names` (ca.pem, node.pem, node.key in `--dir`): TLS for a local
-    /// run or a test deployment (`scripts/run`), never for production.
+    /// Make a throwaway certificate authority, a certificate for the bus's
+    /// nodes (`--names`: ca.pem, node.pem, node.key in `--dir`) and one for
+    /// the services and the console (`--service-names`: service.pem,
+    /// service.key): TLS for a local run or a test deployment
+    /// (`scripts/run`), never for production.
     DevCa {
         #[arg(long)]
         dir: PathBuf,
-        /// Host names and addresses the certificate is for.
+        /// Host names and addresses the nodes' certificate is for.
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
         names: Vec<String>,
+        /// Host names and addresses the services' certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
+        service_names: Vec<String>,
     },
     MigrateSealed {
         /// The stream whose sealed keys to move.
@@ -163,20 +168,30 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 ],
             );
         }
-        Command::DevCa { dir, names } => {
+        Command::DevCa {
+            dir,
+            names,
+            service_names,
+        } => {
             let ca = refer_testkit::tls::DevCa::generate()?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let (cert, key) = ca.issue(&names)?;
+            let service_names: Vec<&str> = service_names.iter().map(String::as_str).collect();
+            let (service_cert, service_key) = ca.issue(&service_names)?;
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--dir {}: {e}", dir.display()))?;
             std::fs::write(dir.join("ca.pem"), ca.pem())?;
             std::fs::write(dir.join("node.pem"), cert)?;
             write_secret(&dir.join("node.key"), &key)?;
+            std::fs::write(dir.join("service.pem"), service_cert)?;
+            write_secret(&dir.join("service.key"), &service_key)?;
             record(
                 settings.json,
                 vec![
                     ("ca", dir.join("ca.pem").display().to_string()),
                     ("certificate", dir.join("node.pem").display().to_string()),
                     ("key", dir.join("node.key").display().to_string()),
+                    ("service_certificate", dir.join("service.pem").display().to_string()),
+                    ("service_key", dir.join("service.key").display().to_string()),
                 ],
             );
         }
@@ -195,15 +210,16 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         }
         Command::Reads => {
             let url = settings.capacity.clone();
-            let mut client =
-                refer_proto::capacity::v1::capacity_client::CapacityClient::new(channel("capacity", &url).await?);
+            let mut client = refer_proto::capacity::v1::capacity_client::CapacityClient::new(
+                channel(settings, "capacity", &url).await?,
+            );
             let fail = |s: tonic::Status| anyhow::anyhow!(explain("capacity", &url, &s));
             let all = crate::reads::all_reads!(client, settings, fail);
             crate::reads::show(settings.json, &all);
         }
         Command::Stats => {
             let url = settings.matcher.clone();
-            let mut client = MatcherClient::new(channel("matcher", &url).await?);
+            let mut client = MatcherClient::new(channel(settings, "matcher", &url).await?);
             let s = client
                 .get_status(request(settings, GetStatusRequest {})?)
                 .await

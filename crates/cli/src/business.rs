@@ -80,7 +80,7 @@ fn row(d: &pb::Donation) -> Vec<String> {
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let url = settings.donations.clone();
-    let mut client = DonationsClient::new(channel("donations", &url).await?);
+    let mut client = DonationsClient::new(channel(settings, "donations", &url).await?);
     let fail = |s: tonic::Status| anyhow::anyhow!(explain("donations", &url, &s));
     match command {
         Command::Donate(d) => {

@@ -5,13 +5,22 @@ use tonic::transport::Channel;
 use tonic::Request;
 
 /// A channel to the first replica of `service` that answers: `urls` may
-/// list several, comma-separated (`http://a:50053,http://b:50053`).
-pub async fn channel(service: &str, urls: &str) -> anyhow::Result<Channel> {
+/// list several, comma-separated (`https://a:50053,https://b:50053`).
+/// `https://` addresses are verified against `--ca-file`; an `http://` one
+/// is plaintext, said on stderr.
+pub async fn channel(settings: &Settings, service: &str, urls: &str) -> anyhow::Result<Channel> {
     let mut failures = Vec::new();
     for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        let endpoint = Channel::from_shared(url.to_owned())
-            .map_err(|_| {
-                anyhow::anyhow!("{url:?} is not a URL for the {service} service (like http://127.0.0.1:50051)")
+        if url.starts_with("http://") {
+            eprintln!("warning: {url} is plaintext: the token crosses the network in clear (local development only)");
+        }
+        let endpoint = settings
+            .tls
+            .endpoint(url, "--ca-file (REFER_CA_FILE)")
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{url:?} is not a usable address for the {service} service (like https://127.0.0.1:50051): {e}"
+                )
             })?
             .connect_timeout(std::time::Duration::from_secs(3));
         match endpoint.connect().await {

@@ -28,8 +28,10 @@ async fn nats(settings: &Settings) -> Result<String, String> {
     }
 }
 
-async fn health(service: &str, grpc_name: &str, url: &str) -> Result<String, String> {
-    let channel = crate::client::channel(service, url).await.map_err(|e| e.to_string())?;
+async fn health(settings: &Settings, service: &str, grpc_name: &str, url: &str) -> Result<String, String> {
+    let channel = crate::client::channel(settings, service, url)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     let check = tonic_health::pb::HealthCheckRequest {
         service: grpc_name.into(),
@@ -49,19 +51,25 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         ("nats", nats(settings).await),
         (
             "capacity",
-            health("capacity", "refer.capacity.v1.Capacity", &settings.capacity).await,
+            health(settings, "capacity", "refer.capacity.v1.Capacity", &settings.capacity).await,
         ),
         (
             "donations",
-            health("donations", "refer.donations.v1.Donations", &settings.donations).await,
+            health(
+                settings,
+                "donations",
+                "refer.donations.v1.Donations",
+                &settings.donations,
+            )
+            .await,
         ),
         (
             "intake",
-            health("intake", "refer.intake.v1.Intake", &settings.intake).await,
+            health(settings, "intake", "refer.intake.v1.Intake", &settings.intake).await,
         ),
         (
             "matcher",
-            health("matcher", "refer.matcher.v1.Matcher", &settings.matcher).await,
+            health(settings, "matcher", "refer.matcher.v1.Matcher", &settings.matcher).await,
         ),
     ];
     let failed = checks.iter().filter(|(_, r)| r.is_err()).count();

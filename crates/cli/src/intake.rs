@@ -227,7 +227,7 @@ fn update_row(u: &pb::NeedUpdate) -> Vec<String> {
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let url = settings.intake.clone();
-    let mut client = IntakeClient::new(channel("intake", &url).await?);
+    let mut client = IntakeClient::new(channel(settings, "intake", &url).await?);
     let fail = |s: tonic::Status| anyhow::anyhow!(explain("intake", &url, &s));
     match command {
         Command::Request(person) => {

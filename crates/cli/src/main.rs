@@ -44,6 +44,16 @@ struct Cli {
     /// The CA of the bus's certificates (PEM): TLS to NATS, verified.
     #[arg(long, global = true, env = "REFER_NATS_CA_FILE")]
     nats_ca_file: Option<PathBuf>,
+    /// The CA of the services' certificates (PEM): `https://` addresses are
+    /// verified against it.
+    #[arg(long, global = true, env = "REFER_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// This client's certificate (PEM), for services that require mutual TLS.
+    #[arg(long, global = true, env = "REFER_CLIENT_CERT_FILE", requires = "client_key_file")]
+    client_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, env = "REFER_CLIENT_KEY_FILE", requires = "client_cert_file")]
+    client_key_file: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -93,6 +103,9 @@ async fn main() -> std::process::ExitCode {
         nats: cli.nats,
         nats_nkey_file: cli.nats_nkey_file,
         nats_ca_file: cli.nats_ca_file,
+        ca_file: cli.ca_file,
+        client_cert_file: cli.client_cert_file,
+        client_key_file: cli.client_key_file,
         json: cli.json,
     });
     let result = match resolved {

@@ -223,7 +223,7 @@ const REFERRAL_HEADERS: [&str; 9] = [
 
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let url = settings.capacity.clone();
-    let mut client = CapacityClient::new(channel("capacity", &url).await?);
+    let mut client = CapacityClient::new(channel(settings, "capacity", &url).await?);
     let fail = |s: tonic::Status| anyhow::anyhow!(explain("capacity", &url, &s));
     match command {
         Command::Register(r) => {

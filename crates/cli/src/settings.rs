@@ -17,6 +17,9 @@ pub struct File {
     pub nats: Option<String>,
     pub nats_nkey_file: Option<PathBuf>,
     pub nats_ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +34,9 @@ pub struct Settings {
     pub nats_nkey_file: Option<PathBuf>,
     /// The CA of the bus's certificates (TLS required when set).
     pub nats_ca_file: Option<PathBuf>,
+    /// How the services' certificates are verified (`ca_file`), and this
+    /// client's own for mutual TLS.
+    pub tls: refer_service::tls::ClientTls,
     pub json: bool,
 }
 
@@ -44,6 +50,9 @@ pub struct Overrides {
     pub nats: Option<String>,
     pub nats_nkey_file: Option<PathBuf>,
     pub nats_ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -68,22 +77,27 @@ impl Settings {
             capacity: o
                 .capacity
                 .or(file.capacity)
-                .unwrap_or_else(|| "http://127.0.0.1:50051".into()),
+                .unwrap_or_else(|| "https://127.0.0.1:50051".into()),
             donations: o
                 .donations
                 .or(file.donations)
-                .unwrap_or_else(|| "http://127.0.0.1:50052".into()),
+                .unwrap_or_else(|| "https://127.0.0.1:50052".into()),
             intake: o
                 .intake
                 .or(file.intake)
-                .unwrap_or_else(|| "http://127.0.0.1:50053".into()),
+                .unwrap_or_else(|| "https://127.0.0.1:50053".into()),
             matcher: o
                 .matcher
                 .or(file.matcher)
-                .unwrap_or_else(|| "http://127.0.0.1:50054".into()),
+                .unwrap_or_else(|| "https://127.0.0.1:50054".into()),
             nats: o.nats.or(file.nats).unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
             nats_nkey_file: o.nats_nkey_file.or(file.nats_nkey_file),
             nats_ca_file: o.nats_ca_file.or(file.nats_ca_file),
+            tls: refer_service::tls::ClientTls {
+                ca_file: o.ca_file.or(file.ca_file),
+                cert_file: o.client_cert_file.or(file.client_cert_file),
+                key_file: o.client_key_file.or(file.client_key_file),
+            },
             json: o.json,
         })
     }

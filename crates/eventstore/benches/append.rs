@@ -235,8 +235,24 @@ async fn main() {
     )])
     .unwrap();
     println!("payload: {} bytes (one CapacityAdjusted commit)", payload.len());
-    let durable = run(ServerOptions { fsync_always: true }, serial, pipelined).await;
+    let durable = run(
+        ServerOptions {
+            fsync_always: true,
+            ..Default::default()
+        },
+        serial,
+        pipelined,
+    )
+    .await;
     print("sync_interval: always (fsync before ack)", &durable);
-    let default = run(ServerOptions { fsync_always: false }, serial, pipelined).await;
+    let default = run(
+        ServerOptions {
+            fsync_always: false,
+            ..Default::default()
+        },
+        serial,
+        pipelined,
+    )
+    .await;
     print("server default sync (ack before fsync)", &default);
 }

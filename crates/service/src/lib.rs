@@ -20,6 +20,7 @@ pub mod server;
 pub mod status;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tls;
 pub mod watch;
 
 pub use auth::{caller, Principal, Role, TokenBook};

@@ -22,6 +22,10 @@ use tokio::sync::watch;
 /// | `nats_nkey_file` | `REFER_NATS_NKEY_FILE` | none: no credential (a bus that checks them refuses); the file holds this process's nkey seed (`refer admin nats-key`) |
 /// | `nats_ca_file` | `REFER_NATS_CA_FILE` | none; the CA (PEM) the bus's certificates are verified against: TLS is then required |
 /// | `nats_plaintext` | `REFER_NATS_PLAINTEXT` | `false`; `true` allows a bus without TLS (local development only; said loudly at start). One of the two is required |
+/// | `tls_cert_file` | `REFER_TLS_CERT_FILE` | none; the certificate (PEM chain) the gRPC and metrics listeners serve, reloaded when it changes (`crate::tls`) |
+/// | `tls_key_file` | `REFER_TLS_KEY_FILE` | none; its private key (PEM), never logged |
+/// | `tls_client_ca_file` | `REFER_TLS_CLIENT_CA_FILE` | none; with it, every client must present a certificate this CA signed (mutual TLS) |
+/// | `tls_plaintext` | `REFER_TLS_PLAINTEXT` | `false`; `true` serves without TLS (local development only; said loudly at start). A certificate or this is required |
 /// | `data_dir` | `REFER_DATA_DIR` | `data/<service>` |
 /// | `listen` | `REFER_LISTEN` | `127.0.0.1:<the service's port>` |
 /// | `metrics_listen` | `REFER_METRICS_LISTEN` | `127.0.0.1:<the service's port + 1000>` |
@@ -46,6 +50,8 @@ pub struct Config {
     pub nats_ca_file: Option<PathBuf>,
     /// No TLS to the bus: local development only.
     pub nats_plaintext: bool,
+    /// TLS on the gRPC and metrics listeners.
+    pub tls: crate::tls::ServerTls,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
@@ -70,6 +76,10 @@ struct FileConfig {
     nats_nkey_file: Option<String>,
     nats_ca_file: Option<String>,
     nats_plaintext: Option<bool>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_client_ca_file: Option<String>,
+    tls_plaintext: Option<bool>,
     data_dir: Option<String>,
     listen: Option<String>,
     metrics_listen: Option<String>,
@@ -219,6 +229,22 @@ impl Config {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
         };
+        let tls = crate::tls::ServerTls {
+            cert_file: pick("REFER_TLS_CERT_FILE", "tls_cert_file", f.tls_cert_file).map(|(v, _)| PathBuf::from(v)),
+            key_file: pick("REFER_TLS_KEY_FILE", "tls_key_file", f.tls_key_file).map(|(v, _)| PathBuf::from(v)),
+            client_ca_file: pick("REFER_TLS_CLIENT_CA_FILE", "tls_client_ca_file", f.tls_client_ca_file)
+                .map(|(v, _)| PathBuf::from(v)),
+            plaintext: match pick(
+                "REFER_TLS_PLAINTEXT",
+                "tls_plaintext",
+                f.tls_plaintext.map(|b| b.to_string()),
+            ) {
+                None => false,
+                Some((text, from)) => text
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
+            },
+        };
         let data_dir = pick("REFER_DATA_DIR", "data_dir", f.data_dir)
             .map_or_else(|| PathBuf::from("data").join(service), |(v, _)| PathBuf::from(v));
         let instance = match pick("REFER_INSTANCE", "instance", f.instance) {
@@ -241,6 +267,7 @@ impl Config {
                 .map(|(v, _)| PathBuf::from(v)),
             nats_ca_file: pick("REFER_NATS_CA_FILE", "nats_ca_file", f.nats_ca_file).map(|(v, _)| PathBuf::from(v)),
             nats_plaintext,
+            tls,
             data_dir,
             listen,
             metrics_listen,
@@ -714,6 +741,12 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// `main` and `TestApp` both come through here.
 pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedClock) -> anyhow::Result<Running> {
     let tokens = crate::TokenBook::load(&config.tokens_file)?;
+    // TLS settings first: a missing certificate stops the service before it
+    // touches the bus.
+    let grpc_tls = config.tls.listening(spec.name, &[b"h2"])?;
+    let metrics_tls = config
+        .tls
+        .listening(&format!("{} metrics", spec.name), &[b"http/1.1"])?;
     let token_watch = tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
     // Before anything that uses the instance's name (consumers, a lease).
@@ -755,17 +788,34 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {}: {e}", config.metrics_listen))?;
     let metrics_addr = metrics.local_addr()?;
-    let metrics_task = tokio::spawn(refer_metrics::serve(metrics));
+    let mut helpers = vec![token_watch];
+    let metrics_task = match metrics_tls {
+        crate::tls::Listening::Plaintext => tokio::spawn(refer_metrics::serve(metrics)),
+        crate::tls::Listening::Tls(acceptor) => {
+            helpers.push(acceptor.keep_fresh());
+            let mut incoming = acceptor.incoming(metrics, false);
+            tokio::spawn(async move {
+                while let Some((socket, _)) = incoming.accept().await {
+                    tokio::spawn(refer_metrics::answer(socket));
+                }
+            })
+        }
+    };
+    helpers.push(metrics_task);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(service = spec.name, %addr, metrics = %metrics_addr, data = %config.data_dir.display(), "listening");
+    if let crate::tls::Listening::Tls(acceptor) = &grpc_tls {
+        helpers.push(acceptor.keep_fresh());
+    }
     let mut shutdown = stopped;
     let server = tokio::spawn(crate::server::serve(
         spec.grpc_name,
         routes,
         listener,
+        grpc_tls,
         ready.clone(),
         async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -796,7 +846,10 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         ready,
         server,
         tasks,
-        helpers: vec![token_watch, metrics_task, readying],
+        helpers: {
+            helpers.push(readying);
+            helpers
+        },
     })
 }
 
@@ -866,6 +919,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("instance=\"a.b\" must be 1-32 of a-z, 0-9 and -"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_a_certificate_or_an_explicit_plaintext_never_a_default() {
+        let c = load(None, &[("REFER_TOKENS_FILE", "t")]).unwrap();
+        assert_eq!(c.tls, crate::tls::ServerTls::default());
+        let err = match c.tls.listening("capacity", &[b"h2"]) {
+            Ok(_) => panic!("no certificate and no tls_plaintext must not serve"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("tls_cert_file") && err.contains("tls_plaintext"), "{err}");
+        let file = "tokens_file = \"t\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\ntls_client_ca_file = \"ca.pem\"\n";
+        let c = load(Some(file), &[("REFER_TLS_KEY_FILE", "other.pem")]).unwrap();
+        assert_eq!(c.tls.cert_file, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.tls.key_file, Some(PathBuf::from("other.pem")), "the environment wins");
+        assert_eq!(c.tls.client_ca_file, Some(PathBuf::from("ca.pem")));
+        let err = load(None, &[("REFER_TOKENS_FILE", "t"), ("REFER_TLS_PLAINTEXT", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("REFER_TLS_PLAINTEXT=\"yes\" must be true or false"),
+            "{err}"
+        );
+        let half = crate::tls::ServerTls {
+            key_file: Some("k.pem".into()),
+            ..Default::default()
+        };
+        let err = half.listening("capacity", &[b"h2"]).err().expect("refused").to_string();
+        assert!(err.contains("tls_key_file is set without tls_cert_file"), "{err}");
+        let plain = crate::tls::ServerTls {
+            plaintext: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            plain.listening("capacity", &[b"h2"]),
+            Ok(crate::tls::Listening::Plaintext)
+        ));
     }
 
     #[test]

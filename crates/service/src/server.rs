@@ -136,6 +136,7 @@ pub async fn serve(
     name: &'static str,
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
+    tls: crate::tls::Listening,
     mut ready: tokio::sync::watch::Receiver<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -167,15 +168,25 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor set is valid");
     let routes = routes.add_service(health).add_service(v1).add_service(v1alpha);
-    builder()
-        .add_routes(routes)
-        // A listener handed in gets none of the builder's socket options: without
-        // TCP_NODELAY a streamed referral waits ~40 ms for the client's delayed ack.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
+    // A listener handed in gets none of the builder's socket options: without
+    // TCP_NODELAY a streamed referral waits ~40 ms for the client's delayed ack.
+    match tls {
+        crate::tls::Listening::Tls(acceptor) => {
+            builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(acceptor.incoming(listener, true).into_stream(), shutdown)
+                .await
+        }
+        crate::tls::Listening::Plaintext => {
+            builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    }
 }
 
 /// The request's correlation id: the client's `x-correlation-id` when it is a

@@ -22,6 +22,11 @@ pub struct TestSetup {
     tokens_file: PathBuf,
     tick_ms: u64,
     stream_replicas: usize,
+    /// Services require client certificates from the test CA (mutual TLS).
+    mutual_tls: bool,
+    /// The certificate and key services started from here serve (the
+    /// test CA's service certificate unless set).
+    server_cert: Option<(PathBuf, PathBuf)>,
     /// The ports each process instance was given (a restart keeps them).
     ports: std::sync::Mutex<std::collections::HashMap<String, [u16; 2]>>,
 }
@@ -56,6 +61,8 @@ impl TestSetup {
             tokens_file,
             tick_ms: 50,
             stream_replicas: 1,
+            mutual_tls: false,
+            server_cert: None,
             ports: Default::default(),
         }
     }
@@ -65,6 +72,42 @@ impl TestSetup {
     pub fn stream_replicas(mut self, replicas: usize) -> Self {
         self.stream_replicas = replicas;
         self
+    }
+
+    /// Services started from here require a client certificate the test
+    /// CA signed (mutual TLS); [`TestSetup::client_tls`] presents one.
+    pub fn mutual_tls(mut self) -> Self {
+        self.mutual_tls = true;
+        self
+    }
+
+    /// Services started from here serve this certificate and key.
+    pub fn server_cert(mut self, cert: PathBuf, key: PathBuf) -> Self {
+        self.server_cert = Some((cert, key));
+        self
+    }
+
+    /// How a client of the services verifies them (the test CA) and, with
+    /// mutual TLS on, the certificate it presents.
+    pub fn client_tls(&self) -> crate::tls::ClientTls {
+        let tls = crate::tls::ClientTls {
+            ca_file: Some(self.keys.ca_file()),
+            ..Default::default()
+        };
+        match self.mutual_tls {
+            true => {
+                let (cert, key) = self.keys.service_cert();
+                tls.with_identity(cert, key)
+            }
+            false => tls,
+        }
+    }
+
+    /// An endpoint for a service on `port` of this machine (https, the test CA).
+    pub fn endpoint(&self, port: u16) -> tonic::transport::Endpoint {
+        self.client_tls()
+            .endpoint(&format!("https://127.0.0.1:{port}"), "the test CA")
+            .expect("a TLS endpoint")
     }
 
     /// How often a matcher started from here checks deadlines.
@@ -115,7 +158,16 @@ impl TestSetup {
     ) -> (PathBuf, String, PathBuf) {
         let data_dir = self.dir.path().join(instance);
         let path = self.dir.path().join(format!("{instance}.toml"));
-        let text = format!(
+        let (cert, key) = self.server_cert.clone().unwrap_or_else(|| self.keys.service_cert());
+        let mut text = format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        if self.mutual_tls {
+            text += &format!("tls_client_ca_file = \"{}\"\n", self.keys.ca_file().display());
+        }
+        text += &format!(
             "nats_url = \"{}\"\nnats_nkey_file = \"{}\"\nnats_ca_file = \"{}\"\ndata_dir = \"{}\"\nlisten = \"{listen}\"\n\
              metrics_listen = \"{metrics_listen}\"\ntokens_file = \"{}\"\ntick_ms = {}\nkek_file = \"{}\"\n\
              stream_replicas = {}\n",
@@ -179,6 +231,7 @@ pub struct TestApp {
     config: Config,
     clock: ManualClock,
     running: Option<Running>,
+    tls: crate::tls::ClientTls,
 }
 
 impl TestApp {
@@ -201,6 +254,7 @@ impl TestApp {
             config,
             clock: setup.clock.clone(),
             running: None,
+            tls: setup.client_tls(),
         };
         app.start().await;
         app
@@ -230,30 +284,46 @@ impl TestApp {
         self.start().await;
     }
 
-    /// `http://` address of the service.
+    /// `https://` address of the service.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// A client channel to the service (connects lazily).
+    /// A client channel to the service (connects lazily), verifying it
+    /// against the test CA.
     pub fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).expect("valid uri").connect_lazy()
+        self.tls
+            .endpoint(&self.url(), "the test CA")
+            .expect("a TLS endpoint")
+            .connect_lazy()
     }
 
-    /// The metrics page, as Prometheus would scrape it.
-    pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut socket = tokio::net::TcpStream::connect(self.metrics_addr)
-            .await
-            .expect("the metrics listener answers");
-        socket
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("send");
-        let mut text = String::new();
-        socket.read_to_string(&mut text).await.expect("read");
-        text
+    /// The CA the service's certificate is verified against.
+    pub fn client_tls(&self) -> &crate::tls::ClientTls {
+        &self.tls
     }
+
+    /// The metrics page, as Prometheus would scrape it (over TLS).
+    pub async fn metrics(&self) -> String {
+        metrics(self.metrics_addr, &self.tls).await
+    }
+}
+
+/// The metrics page at `addr`, over TLS verified as `tls` says.
+pub async fn metrics(addr: SocketAddr, tls: &crate::tls::ClientTls) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = tls.ca_file.as_ref().expect("a CA");
+    let identity = tls.cert_file.as_deref().zip(tls.key_file.as_deref());
+    let mut socket = crate::tls::connect(addr, ca, identity)
+        .await
+        .expect("the metrics listener answers over TLS");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut text = String::new();
+    let _ = socket.read_to_string(&mut text).await;
+    text
 }
 
 pub use crate::auth::authed;

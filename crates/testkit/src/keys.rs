@@ -20,6 +20,9 @@ pub(crate) const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf"
 #[derive(Clone)]
 pub struct NatsKeys {
     dir: Arc<TempDir>,
+    ca: Arc<crate::tls::DevCa>,
+    /// The key of the store's encryption at rest.
+    store_key: String,
     public: BTreeMap<&'static str, String>,
 }
 
@@ -38,8 +41,20 @@ impl NatsKeys {
         std::fs::write(dir.path().join("ca.pem"), tls.pem())?;
         std::fs::write(dir.path().join("node.pem"), cert)?;
         std::fs::write(dir.path().join("node.key"), key)?;
+        // The services' listeners (gRPC, metrics, the console) have their own.
+        let (cert, key) = tls.issue(&["127.0.0.1", "localhost"]).map_err(std::io::Error::other)?;
+        std::fs::write(dir.path().join("service.pem"), cert)?;
+        std::fs::write(dir.path().join("service.key"), key)?;
         Ok(Self {
             dir: Arc::new(dir),
+            ca: Arc::new(tls),
+            // Random enough for a test's store: a fresh seed's characters.
+            store_key: nkeys::KeyPair::new_user()
+                .seed()
+                .map_err(std::io::Error::other)?
+                .chars()
+                .skip(2)
+                .collect(),
             public,
         })
     }
@@ -65,6 +80,22 @@ impl NatsKeys {
     /// A node's certificate and key.
     pub fn node_cert(&self) -> (PathBuf, PathBuf) {
         (self.dir.path().join("node.pem"), self.dir.path().join("node.key"))
+    }
+
+    /// The certificate and key the services' listeners serve (and clients
+    /// present for mutual TLS): the same CA as the bus's.
+    pub fn service_cert(&self) -> (PathBuf, PathBuf) {
+        (self.dir.path().join("service.pem"), self.dir.path().join("service.key"))
+    }
+
+    /// The key a test server's store is encrypted with.
+    pub fn store_key(&self) -> &str {
+        &self.store_key
+    }
+
+    /// The CA itself, to issue more certificates (a rotation, an expired one).
+    pub fn ca(&self) -> &crate::tls::DevCa {
+        &self.ca
     }
 
     pub fn dir(&self) -> &Path {

@@ -42,13 +42,33 @@ pub struct ServerOptions {
     /// `sync_interval: always`: fsync every write before acknowledging it, the
     /// durable setting. Without it JetStream acks before fsync (2-minute sync).
     pub fsync_always: bool,
+    /// The store encrypted at rest (`cipher` with a key of the test's own),
+    /// as deployed; off only for tests that read the store's bytes as an
+    /// attacker holding the operator's store key would see them.
+    pub encrypted: bool,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { fsync_always: true }
+        Self {
+            fsync_always: true,
+            encrypted: true,
+        }
     }
 }
+
+impl ServerOptions {
+    /// Durable and not encrypted: for tests that read the store's files.
+    pub fn unencrypted() -> Self {
+        Self {
+            encrypted: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// The cipher deployments use (deploy/nats/nats.conf).
+pub const STORE_CIPHER: &str = "chachapoly";
 
 /// A running `nats-server` owned by one test.
 pub struct NatsServer {
@@ -153,6 +173,10 @@ impl NatsServer {
             "  sync_interval: always\n"
         } else {
             ""
+        };
+        let sync = match self.options.encrypted {
+            true => format!("{sync}  cipher: {STORE_CIPHER}\n  key: \"{}\"\n", self.keys.store_key()),
+            false => sync.to_owned(),
         };
         // TLS as deployed: clients verify the node; nodes verify each other.
         let (cert, key) = self.keys.node_cert();
@@ -276,6 +300,11 @@ impl NatsCluster {
     /// Starts three durable nodes (fsync before ack) and waits until each
     /// answers JetStream requests.
     pub async fn start() -> Result<Self, TestkitError> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    /// Three nodes with `options`.
+    pub async fn start_with(options: ServerOptions) -> Result<Self, TestkitError> {
         let bin = server_binary()?;
         let mut last_err = None;
         for _ in 0..3 {
@@ -289,7 +318,7 @@ impl NatsCluster {
                     bin: bin.clone(),
                     dir: tempfile::Builder::new().prefix("refer-nats-").tempdir()?,
                     port: ports[i],
-                    options: ServerOptions::default(),
+                    options,
                     child: None,
                     cluster: Some((name.clone(), routes[i], routes.clone())),
                     keys: keys.clone(),

@@ -32,8 +32,22 @@ impl DevCa {
     /// its key (PEM), good for a server and for a client (a NATS node is
     /// both on its routes; a service may present it for mutual TLS).
     pub fn issue(&self, names: &[&str]) -> Result<(String, String), rcgen::Error> {
+        self.issue_valid(names, false)
+    }
+
+    /// A certificate as [`DevCa::issue`] makes, that expired in 2021 (for
+    /// tests that an expired certificate is refused).
+    pub fn issue_expired(&self, names: &[&str]) -> Result<(String, String), rcgen::Error> {
+        self.issue_valid(names, true)
+    }
+
+    fn issue_valid(&self, names: &[&str], expired: bool) -> Result<(String, String), rcgen::Error> {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names.clone())?;
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         params.distinguished_name.push(DnType::CommonName, names[0].clone());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];

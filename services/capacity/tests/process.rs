@@ -14,13 +14,12 @@ use tonic::transport::Channel;
 
 const TOKEN: &str = "operator-admin-token";
 
-fn metrics(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    socket.read_to_string(&mut text).unwrap();
-    text
+/// The services' certificates verified against the test bus's CA (it signs both).
+fn tls(nats: &NatsServer) -> refer_service::tls::ClientTls {
+    refer_service::tls::ClientTls {
+        ca_file: Some(nats.access().keys.ca_file()),
+        ..Default::default()
+    }
 }
 
 fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16) -> Child {
@@ -37,6 +36,8 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
         .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+        .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
+        .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
         .env("REFER_DATA_DIR", dir.join("data"))
         .env("REFER_LISTEN", format!("127.0.0.1:{port}"))
         .env("REFER_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
@@ -48,10 +49,11 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
         .expect("start refer-capacity")
 }
 
-async fn connect(port: u16) -> Channel {
+async fn connect(port: u16, tls: &refer_service::tls::ClientTls) -> Channel {
     let started = Instant::now();
     loop {
-        match Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        match tls
+            .endpoint(&format!("https://127.0.0.1:{port}"), "the test CA")
             .unwrap()
             .connect()
             .await
@@ -71,7 +73,7 @@ async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and
     let dir = tempfile::tempdir().unwrap();
     let [port, metrics_port] = refer_testkit::free_ports().unwrap();
     let mut child = spawn(&nats, dir.path(), port, metrics_port);
-    let channel = connect(port).await;
+    let channel = connect(port, &tls(&nats)).await;
 
     // gRPC health: the service reports itself serving.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
@@ -117,7 +119,7 @@ async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and
         client.get_provider(authed(TOKEN, unknown)).await.unwrap_err().code(),
         tonic::Code::NotFound
     );
-    let text = metrics(metrics_port);
+    let text = refer_service::testing::metrics(([127, 0, 0, 1], metrics_port).into(), &tls(&nats)).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         text.contains("refer_rpc_requests_total{method=\"/refer.capacity.v1.Capacity/GetProvider\",code=\"5\"} 1"),
@@ -193,7 +195,11 @@ async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
             .env("REFER_NATS_URL", nats.url())
             .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
             .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+            .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
+            .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
             .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+            .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
+            .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
             .env("REFER_DATA_DIR", dir.path().join("data"))
             .env("REFER_LISTEN", "127.0.0.1:0")
             .env("REFER_METRICS_LISTEN", "127.0.0.1:0")

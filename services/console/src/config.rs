@@ -6,12 +6,19 @@
 //! | key | environment | default |
 //! |---|---|---|
 //! | `listen` | `REFER_LISTEN` | `127.0.0.1:8080` |
-//! | `capacity_url` | `REFER_CAPACITY_URL` | `http://127.0.0.1:50051` (several, comma-separated: replicas) |
-//! | `donations_url` | `REFER_DONATIONS_URL` | `http://127.0.0.1:50052` |
-//! | `intake_url` | `REFER_INTAKE_URL` | `http://127.0.0.1:50053` |
-//! | `matcher_url` | `REFER_MATCHER_URL` | `http://127.0.0.1:50054` |
+//! | `tls_cert_file` | `REFER_TLS_CERT_FILE` | none; the certificate (PEM chain) the console serves https with, reloaded when it changes |
+//! | `tls_key_file` | `REFER_TLS_KEY_FILE` | none; its private key (PEM), never logged |
+//! | `tls_client_ca_file` | `REFER_TLS_CLIENT_CA_FILE` | none; with it, browsers must present a certificate this CA signed |
+//! | `tls_plaintext` | `REFER_TLS_PLAINTEXT` | `false`; `true` serves plain http (local development only; said loudly at start). A certificate or this is required |
+//! | `capacity_url` | `REFER_CAPACITY_URL` | `https://127.0.0.1:50051` (several, comma-separated: replicas; `http://` only for local development) |
+//! | `donations_url` | `REFER_DONATIONS_URL` | `https://127.0.0.1:50052` |
+//! | `intake_url` | `REFER_INTAKE_URL` | `https://127.0.0.1:50053` |
+//! | `matcher_url` | `REFER_MATCHER_URL` | `https://127.0.0.1:50054` |
+//! | `ca_file` | `REFER_CA_FILE` | none; the CA the services' certificates are verified against (required for `https://` addresses) |
+//! | `client_cert_file` | `REFER_CLIENT_CERT_FILE` | none; the certificate the console presents to services that require mutual TLS |
+//! | `client_key_file` | `REFER_CLIENT_KEY_FILE` | none; its private key |
 //! | `idle_minutes` | `REFER_IDLE_MINUTES` | `30` (a session ends after this long unused) |
-//! | `secure_cookies` | `REFER_SECURE_COOKIES` | `false` (`true` behind TLS: cookies get `Secure`) |
+//! | `secure_cookies` | `REFER_SECURE_COOKIES` | `true` when it serves TLS, else `false` (cookies get `Secure`; `true` behind a TLS proxy too) |
 //! | `tokens_file` | `REFER_TOKENS_FILE` | none (with it, admins add partners on the console) |
 //! | `log_format` | `REFER_LOG_FORMAT` | `text` (or `json`) |
 //! | `sessions_nats_url` | `REFER_SESSIONS_NATS_URL` | none: sessions are kept in this process. With NATS URLs (comma-separated for a cluster), in a key-value bucket every console replica shares |
@@ -26,6 +33,11 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// TLS on the console's own listener.
+    pub tls: refer_service::tls::ServerTls,
+    /// How the services' certificates are verified, and the console's own
+    /// certificate for services that require mutual TLS.
+    pub services_tls: refer_service::tls::ClientTls,
     pub capacity_url: String,
     pub donations_url: String,
     pub intake_url: String,
@@ -50,6 +62,13 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    tls_client_ca_file: Option<String>,
+    tls_plaintext: Option<bool>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
     capacity_url: Option<String>,
     donations_url: Option<String>,
     intake_url: Option<String>,
@@ -93,7 +112,7 @@ impl Config {
                 .or(value.map(|v| (v, key.to_owned())))
         };
         let url = |var: &str, key: &str, value: Option<String>, port: u16| -> anyhow::Result<String> {
-            let (text, from) = pick(var, key, value).unwrap_or((format!("http://127.0.0.1:{port}"), "default".into()));
+            let (text, from) = pick(var, key, value).unwrap_or((format!("https://127.0.0.1:{port}"), "default".into()));
             let each = text.split(',').map(str::trim);
             if !each
                 .clone()
@@ -121,12 +140,33 @@ impl Config {
                 .map(|m| Duration::from_secs(m * 60))
                 .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be 1 to 720 (minutes)"))?,
         };
+        let flag = |var: &str, key: &str, value: Option<bool>| -> anyhow::Result<bool> {
+            match pick(var, key, value.map(|b| b.to_string())) {
+                None => Ok(false),
+                Some((text, from)) => text
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false")),
+            }
+        };
+        let path = |var: &str, key: &str, value: Option<String>| pick(var, key, value).map(|(v, _)| v.into());
+        let tls = refer_service::tls::ServerTls {
+            cert_file: path("REFER_TLS_CERT_FILE", "tls_cert_file", f.tls_cert_file),
+            key_file: path("REFER_TLS_KEY_FILE", "tls_key_file", f.tls_key_file),
+            client_ca_file: path("REFER_TLS_CLIENT_CA_FILE", "tls_client_ca_file", f.tls_client_ca_file),
+            plaintext: flag("REFER_TLS_PLAINTEXT", "tls_plaintext", f.tls_plaintext)?,
+        };
+        let services_tls = refer_service::tls::ClientTls {
+            ca_file: path("REFER_CA_FILE", "ca_file", f.ca_file),
+            cert_file: path("REFER_CLIENT_CERT_FILE", "client_cert_file", f.client_cert_file),
+            key_file: path("REFER_CLIENT_KEY_FILE", "client_key_file", f.client_key_file),
+        };
         let secure_cookies = match pick(
             "REFER_SECURE_COOKIES",
             "secure_cookies",
             f.secure_cookies.map(|b| b.to_string()),
         ) {
-            None => false,
+            // Served over TLS, a cookie never travels without it.
+            None => tls.cert_file.is_some(),
             Some((text, from)) => text
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{from}={text:?} must be true or false"))?,
@@ -152,6 +192,8 @@ impl Config {
             f.sessions_replicas.map(|r| r.to_string()),
         ))?;
         Ok(Self {
+            tls,
+            services_tls,
             sessions_nats_url,
             sessions_nats_nkey_file: pick(
                 "REFER_SESSIONS_NATS_NKEY_FILE",
@@ -201,6 +243,10 @@ mod tests {
         assert!(err.contains("idle_minutes=\"0\" must be 1 to 720"), "{err}");
         let err = file("intake_url = \"intake:50053\"\n").unwrap_err().to_string();
         assert!(err.contains("intake_url=\"intake:50053\" must be http://"), "{err}");
+        let served = file("tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\nca_file = \"ca.pem\"\n").unwrap();
+        assert!(served.secure_cookies, "cookies are Secure once the console serves TLS");
+        assert_eq!(served.services_tls.ca_file, Some("ca.pem".into()));
+        assert!(!file("").unwrap().secure_cookies);
         let err = file("kek_file = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
         let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));

@@ -51,15 +51,16 @@ pub struct Console {
 }
 
 /// A channel to a service: `urls` may list several replicas,
-/// comma-separated; calls then go to the ones that answer.
-fn channel(urls: &str) -> anyhow::Result<Channel> {
+/// comma-separated; calls then go to the ones that answer. `https://`
+/// addresses are verified against `ca_file` (refer_service::tls).
+fn channel(urls: &str, tls: &refer_service::tls::ClientTls) -> anyhow::Result<Channel> {
     let endpoints = urls
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|url| {
-            Ok(Channel::from_shared(url.to_owned())
-                .map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?
+            Ok(tls
+                .endpoint(url, "ca_file (REFER_CA_FILE)")?
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(10)))
         })
@@ -79,10 +80,10 @@ impl Console {
     /// The console keeping its sessions in `sessions`.
     pub fn with_sessions(config: &Config, sessions: Sessions) -> anyhow::Result<Self> {
         Ok(Self {
-            capacity: channel(&config.capacity_url)?,
-            donations: channel(&config.donations_url)?,
-            intake: channel(&config.intake_url)?,
-            matcher: channel(&config.matcher_url)?,
+            capacity: channel(&config.capacity_url, &config.services_tls)?,
+            donations: channel(&config.donations_url, &config.services_tls)?,
+            intake: channel(&config.intake_url, &config.services_tls)?,
+            matcher: channel(&config.matcher_url, &config.services_tls)?,
             sessions,
             secure_cookies: config.secure_cookies,
             tokens_file: config.tokens_file.clone(),
@@ -188,6 +189,9 @@ async fn security_headers(mut response: Response) -> Response {
     // Same-origin only: the language switch returns to the page it was on.
     set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::CACHE_CONTROL, "no-store");
+    // Once seen over https, a browser never comes back over plain http
+    // (browsers ignore it on plain http, so a development console is unaffected).
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     response
 }
 
@@ -295,7 +299,7 @@ async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str
 
 async fn sign_in(
     State(c): State<Console>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(client)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -392,8 +396,49 @@ impl Running {
     }
 }
 
-/// Starts the console (port 0 picks a free one).
+/// The address a request came from, over https or plain http.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// The console's TLS connections, as axum takes them.
+struct TlsListener(refer_service::tls::Incoming);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = refer_service::tls::TlsConnection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.0.accept().await {
+            Some(accepted) => accepted,
+            // The accepting task is gone: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0
+            .local_addr()
+            .ok_or_else(|| std::io::Error::other("no local address"))
+    }
+}
+
+/// Starts the console (port 0 picks a free one): https with the
+/// configured certificate (reloaded when its files change), or plain http
+/// only when `tls_plaintext` says so.
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
+    let listening = config.tls.listening("the console", &[b"http/1.1"])?;
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),
         Some(url) => {
@@ -412,14 +457,28 @@ pub async fn launch(config: &Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(console).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    tracing::info!(%addr, "console listening");
+    let app = router(console).into_make_service_with_connect_info::<Peer>();
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let (server, scheme) = match listening {
+        refer_service::tls::Listening::Plaintext => (
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }),
+            "http",
+        ),
+        refer_service::tls::Listening::Tls(acceptor) => {
+            let reload = acceptor.keep_fresh();
+            let incoming = TlsListener(acceptor.incoming(listener, true));
+            (
+                tokio::spawn(async move {
+                    let served = axum::serve(incoming, app).with_graceful_shutdown(stopped).await;
+                    reload.abort();
+                    served
+                }),
+                "https",
+            )
+        }
+    };
+    tracing::info!(%addr, scheme, "console listening");
     Ok(Running { addr, stop, server })
 }

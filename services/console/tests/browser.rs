@@ -21,6 +21,9 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
             "REFER_DONATIONS_URL" => urls[1].clone(),
             "REFER_INTAKE_URL" => urls[2].clone(),
             "REFER_MATCHER_URL" => urls[3].clone(),
+            "REFER_CA_FILE" => c.setup.keys.ca_file().display().to_string(),
+            "REFER_TLS_CERT_FILE" => c.setup.keys.service_cert().0.display().to_string(),
+            "REFER_TLS_KEY_FILE" => c.setup.keys.service_cert().1.display().to_string(),
             "REFER_TOKENS_FILE" => c.setup.tokens_file().display().to_string(),
             _ => return None,
         })
@@ -37,7 +40,10 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
     let handshake = tempfile::tempdir().unwrap();
     let node = tokio::process::Command::new("node")
         .arg(root.join("tests/console/flow.mjs"))
-        .env("CONSOLE_URL", format!("http://{}", console.addr))
+        .env("CONSOLE_URL", format!("https://{}", console.addr))
+        .env("CONSOLE_CERT", c.setup.keys.service_cert().0)
+        // Requests the flow makes from node itself trust the test's CA.
+        .env("NODE_EXTRA_CA_CERTS", c.setup.keys.ca_file())
         .env("INTAKE_TOKEN", INTAKE)
         .env("PROVIDER_TOKEN", provider_token(0))
         .env("BUSINESS_TOKEN", business_token(0))

@@ -15,7 +15,13 @@ async fn with_two_replicas_listed_the_console_carries_on_when_one_is_gone() {
     let replica = TestApp::spawn_named(refer_capacity::SERVICE, &c.setup, "capacity-b").await;
     let site = site(&c, 0, &[pb::ServiceKind::ShelterBed], 3).await;
     let urls = format!("{},{}", c.apps[0].url(), replica.url());
-    let config = Config::from_sources(None, |key| (key == "REFER_CAPACITY_URL").then(|| urls.clone())).unwrap();
+    let ca = c.setup.keys.ca_file().display().to_string();
+    let config = Config::from_sources(None, |key| match key {
+        "REFER_CAPACITY_URL" => Some(urls.clone()),
+        "REFER_CA_FILE" => Some(ca.clone()),
+        _ => None,
+    })
+    .unwrap();
     let console = Console::new(&config).unwrap();
     let list = || cap::ListProvidersRequest {
         page_size: 10,

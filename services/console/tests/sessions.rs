@@ -17,10 +17,17 @@ struct Answer {
     body: String,
 }
 
-async fn http(console: SocketAddr, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Answer {
-    let mut socket = tokio::net::TcpStream::connect(console)
+/// One exchange over https, the console's certificate verified against `ca`.
+async fn http(
+    (console, ca): (SocketAddr, &std::path::Path),
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+) -> Answer {
+    let mut socket = refer_service::tls::connect(console, ca, None)
         .await
-        .expect("the console answers");
+        .expect("the console answers over TLS");
     let cookie = cookie.map_or(String::new(), |id| format!("Cookie: refer_session={id}\r\n"));
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n{cookie}\
@@ -29,7 +36,7 @@ async fn http(console: SocketAddr, method: &str, path: &str, cookie: Option<&str
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut text = String::new();
-    socket.read_to_string(&mut text).await.unwrap();
+    let _ = socket.read_to_string(&mut text).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let header = |name: &str| {
         head.lines().find_map(|l| {
@@ -75,6 +82,9 @@ fn config(c: &Coalition) -> Config {
         "REFER_SESSIONS_NATS_URL" => Some(nats.clone()),
         "REFER_SESSIONS_NATS_NKEY_FILE" => Some(seed.display().to_string()),
         "REFER_SESSIONS_NATS_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
+        "REFER_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
+        "REFER_TLS_CERT_FILE" => Some(c.setup.keys.service_cert().0.display().to_string()),
+        "REFER_TLS_KEY_FILE" => Some(c.setup.keys.service_cert().1.display().to_string()),
         _ => None,
     })
     .unwrap()
@@ -90,15 +100,16 @@ fn csrf(page: &str) -> String {
 async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
     let c = Coalition::start(0, 0).await;
     let config = config(&c);
+    let ca = c.setup.keys.ca_file();
     let a = refer_console::launch(&config).await.unwrap();
     let b = refer_console::launch(&config).await.unwrap();
 
     // Signed in on A.
-    let signed = http(a.addr, "POST", "/signin", None, &format!("token={INTAKE}")).await;
+    let signed = http((a.addr, &ca), "POST", "/signin", None, &format!("token={INTAKE}")).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
     let id = signed.session.expect("a session cookie");
     // Then signed in on B, with the same cookie.
-    let page = http(b.addr, "GET", "/intake", Some(&id), "").await;
+    let page = http((b.addr, &ca), "GET", "/intake", Some(&id), "").await;
     assert_eq!(page.status, 200, "B knows the session A opened: {:?}", page.location);
 
     // Neither the token nor the session id is in the bucket, nor anywhere in its stream.
@@ -119,13 +130,13 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
     // A restarted console still knows the session.
     a.stop().await.unwrap();
     let a = refer_console::launch(&config).await.unwrap();
-    assert_eq!(http(a.addr, "GET", "/intake", Some(&id), "").await.status, 200);
+    assert_eq!(http((a.addr, &ca), "GET", "/intake", Some(&id), "").await.status, 200);
 
     // Signed out on B: signed out on A too.
     let form = format!("csrf={}", csrf(&page.body));
-    let out = http(b.addr, "POST", "/signout", Some(&id), &form).await;
+    let out = http((b.addr, &ca), "POST", "/signout", Some(&id), &form).await;
     assert_eq!(out.location.as_deref(), Some("/signin"));
-    let after = http(a.addr, "GET", "/intake", Some(&id), "").await;
+    let after = http((a.addr, &ca), "GET", "/intake", Some(&id), "").await;
     assert_eq!(
         (after.status, after.location.as_deref()),
         (303, Some("/signin")),

@@ -22,10 +22,11 @@ const SOUTH: &str = "US-06-037";
 const NORTH: &str = "US-06-075";
 
 /// The status a matcher reports, once it answers.
-async fn status(port: u16) -> pb::Status {
+async fn status(setup: &TestSetup, port: u16) -> pb::Status {
     let started = Instant::now();
     loop {
-        if let Ok(mut client) = MatcherClient::connect(format!("http://127.0.0.1:{port}")).await {
+        if let Ok(channel) = setup.endpoint(port).connect().await {
+            let mut client = MatcherClient::new(channel);
             if let Ok(status) = client.get_status(authed(ADMIN, pb::GetStatusRequest {})).await {
                 return status.into_inner();
             }
@@ -79,11 +80,11 @@ async fn two_partitions_decide_at_once_each_for_its_own_regions_each_with_a_stan
         (south_b_port, "south", SOUTH, false),
         (north_b_port, "north", NORTH, false),
     ] {
-        let mut s = status(port).await;
+        let mut s = status(&setup, port).await;
         let started = Instant::now();
         while s.pending_referrals < 10 && started.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            s = status(port).await; // a standby catching up
+            s = status(&setup, port).await; // a standby catching up
         }
         assert_eq!(
             (s.partition.as_str(), s.regions.clone(), s.leading),
@@ -109,8 +110,14 @@ async fn two_partitions_decide_at_once_each_for_its_own_regions_each_with_a_stan
         "south: proposals resumed {:?} after SIGKILL of its active matcher; north: {north_took:?} for its new needs",
         killed.elapsed()
     );
-    assert!(status(south_b_port).await.leading, "the south's standby decides");
-    assert!(status(north_a_port).await.leading, "the north's matcher still decides");
+    assert!(
+        status(&setup, south_b_port).await.leading,
+        "the south's standby decides"
+    );
+    assert!(
+        status(&setup, north_a_port).await.leading,
+        "the north's matcher still decides"
+    );
     south.extend(&south_more);
     north.extend(&north_more);
     all_at(&store, &south, south_site).await;
