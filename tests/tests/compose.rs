@@ -402,7 +402,9 @@ async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_s
     paused.until_serving().await;
     // A stream open on it (a console's live view, a provider's watch):
     // it must not keep a process that lost its name alive.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", paused.port))
+    let channel = paused
+        .tls
+        .endpoint(&format!("https://127.0.0.1:{}", paused.port), "the test CA")
         .unwrap()
         .connect()
         .await
