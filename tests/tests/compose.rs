@@ -421,9 +421,33 @@ async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_s
     let mut successor = named(&setup, "capacity-b", "capacity");
     successor.spawn();
     successor.until_serving().await;
+    // A call sent to it while it is stopped waits in its socket: woken, it
+    // must not answer it under a name another process now holds.
+    let queued = {
+        let channel = paused
+            .tls
+            .endpoint(&format!("https://127.0.0.1:{}", paused.port), "the test CA")
+            .unwrap()
+            .connect_lazy();
+        let mut client = refer_proto::capacity::v1::capacity_client::CapacityClient::new(channel);
+        tokio::spawn(async move {
+            client
+                .list_providers(authed(
+                    ADMIN,
+                    refer_proto::capacity::v1::ListProvidersRequest::default(),
+                ))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Woken, the first finds its name taken and stops: never two under it,
     // and the stream open on it ends (the client goes elsewhere).
     paused.signal("-CONT");
+    let answered = queued.await.unwrap();
+    assert!(
+        answered.is_err(),
+        "the woken holder answered a call under a name another process holds: {answered:?}"
+    );
     let said = paused.until_exit().await;
     assert!(said.contains("another process took this instance's name"), "{said}");
     let ended = tokio::time::timeout(Duration::from_secs(5), async {

@@ -89,6 +89,8 @@ pub struct Authenticate {
     roles: &'static [Role],
     /// Whether the replica has caught up with the stream (`None`: always).
     ready: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Whether its instance name was confirmed lately (`None`: always).
+    named: Option<crate::lease::Fence>,
 }
 
 impl Authenticate {
@@ -97,7 +99,16 @@ impl Authenticate {
             tokens,
             roles,
             ready: None,
+            named: None,
         }
+    }
+
+    /// Answers every call UNAVAILABLE while the replica's instance name is
+    /// not confirmed (`refer_service::identity`): woken from a stall, it
+    /// may have been taken by another process meanwhile.
+    pub fn while_named(mut self, named: crate::lease::Fence) -> Self {
+        self.named = Some(named);
+        self
     }
 
     /// Answers every call UNAVAILABLE until `ready` turns true: a replica
@@ -112,10 +123,17 @@ impl Authenticate {
 /// What a replica answers while it catches up with the stream at start.
 pub const CATCHING_UP: &str = "this replica is catching up with the stream; retry (another replica may answer)";
 
+/// What a replica answers while its instance name is not confirmed.
+pub const UNCONFIRMED: &str =
+    "this replica is confirming its instance name after a stall; retry (another replica may answer)";
+
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if self.ready.as_ref().is_some_and(|ready| !*ready.borrow()) {
             return Err(Status::unavailable(CATCHING_UP));
+        }
+        if self.named.as_ref().is_some_and(|named| !named.held()) {
+            return Err(Status::unavailable(UNCONFIRMED));
         }
         let who = self.tokens.authenticate(request.metadata())?;
         who.require(self.roles)?;

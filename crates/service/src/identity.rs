@@ -23,12 +23,20 @@
 //!   only the holder's silence for a whole ttl tells that it is gone, not
 //!   one renewal period, which a holder stalled for a second would miss;
 //! * a clean stop deletes the claim; a process that finds its claim taken
-//!   by another (it was cut off from the bus past the ttl) stops serving.
+//!   by another (it was cut off from the bus past the ttl) stops serving;
+//! * between renewals the process counts its name as confirmed for two
+//!   thirds of the ttl after the last one, by its own clock (a
+//!   [`Fence`], as the lease does): woken from a stall longer than that,
+//!   it answers calls UNAVAILABLE until a renewal says the name is still
+//!   its own, so it never serves a call under a name another process may
+//!   have taken meanwhile.
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+use crate::lease::Fence;
 
 /// How long a claim outlives its holder: a process that replaces a dead one
 /// under the same name (a restart after a crash included) waits about this
@@ -44,7 +52,13 @@ pub struct Claim {
     key: String,
     token: Bytes,
     revision: u64,
+    confirmed: Fence,
 }
+
+/// How long after a renewal the name counts as confirmed: a process that
+/// took it over waited a whole [`CLAIM_TTL`] of silence, so the holder's
+/// confirmation has closed by then.
+const CONFIRMED_FOR: Duration = Duration::from_secs(4);
 
 /// The bucket name for a stream's instance claims.
 pub fn bucket_name(stream: &str) -> String {
@@ -92,11 +106,14 @@ impl Claim {
             match bucket.create(&key, token.clone()).await {
                 Ok(revision) => {
                     tracing::info!(claim = %key, "instance claimed");
+                    let confirmed = Fence::closed();
+                    confirmed.hold_for(CONFIRMED_FOR);
                     return Ok(Self {
                         bucket,
                         key,
                         token,
                         revision,
+                        confirmed,
                     });
                 }
                 Err(err) if err.kind() != kv::CreateErrorKind::AlreadyExists => {
@@ -147,6 +164,11 @@ impl Claim {
         }
     }
 
+    /// Whether the name was confirmed as this process's recently.
+    pub fn confirmed(&self) -> Fence {
+        self.confirmed.clone()
+    }
+
     /// Renews the claim every third of its ttl until `shutdown`, then
     /// deletes it. If another process holds it (this one was cut off past
     /// the ttl), logs it, sets `lost` and turns `stop`.
@@ -163,6 +185,7 @@ impl Claim {
                 tokio::select! {
                     _ = every.tick() => {
                         if !self.renew().await {
+                            self.confirmed.drop_hold();
                             tracing::error!(
                                 claim = %self.key,
                                 "another process took this instance's name while this one was cut off; stopping"
@@ -186,28 +209,35 @@ impl Claim {
     /// Renews the claim; false only when another process holds it (the bus
     /// away is not a loss: the next tick tries again).
     async fn renew(&mut self) -> bool {
-        if let Ok(revision) = self.bucket.update(&self.key, self.token.clone(), self.revision).await {
+        // Confirmed from when the renewal was sent: its write may have
+        // landed (and started the ttl again) any time after.
+        let sent = Instant::now();
+        let renewed = self.write().await;
+        if let Some(Ok(revision)) = renewed {
             self.revision = revision;
-            return true;
+            self.confirmed.hold_for(CONFIRMED_FOR.saturating_sub(sent.elapsed()));
         }
-        match self.bucket.entry(&self.key).await {
-            Ok(entry) => match live(&entry) {
-                Some(held) if held.value == self.token => {
-                    if let Ok(revision) = self.bucket.update(&self.key, self.token.clone(), held.revision).await {
-                        self.revision = revision;
-                    }
-                    true
-                }
-                Some(_) => false,
-                // Lapsed while cut off: claim it again.
-                None => {
-                    if let Ok(revision) = self.bucket.create(&self.key, self.token.clone()).await {
-                        self.revision = revision;
-                    }
-                    true
-                }
-            },
-            Err(_) => true,
+        !matches!(renewed, Some(Err(())))
+    }
+
+    /// Writes the claim again: `Some(Ok(revision))` when written, `None`
+    /// when the bus did not answer (the next tick tries again), and
+    /// `Some(Err(()))` when another process holds it.
+    async fn write(&self) -> Option<Result<u64, ()>> {
+        if let Ok(revision) = self.bucket.update(&self.key, self.token.clone(), self.revision).await {
+            return Some(Ok(revision));
+        }
+        let entry = self.bucket.entry(&self.key).await.ok()?;
+        match live(&entry) {
+            Some(held) if held.value == self.token => self
+                .bucket
+                .update(&self.key, self.token.clone(), held.revision)
+                .await
+                .ok()
+                .map(Ok),
+            Some(_) => Some(Err(())),
+            // Lapsed while cut off: claim it again.
+            None => self.bucket.create(&self.key, self.token.clone()).await.ok().map(Ok),
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct Lease {
 
 /// Whether the lease is held, readable anywhere without waiting: checked
 /// before every action the lease guards.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Fence {
     base: Instant,
     /// Held until this many milliseconds after `base` (0: not held).
@@ -44,16 +44,24 @@ impl Fence {
         }
     }
 
+    /// A fence not held yet.
+    pub(crate) fn closed() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: Arc::default(),
+        }
+    }
+
     pub fn held(&self) -> bool {
         (self.base.elapsed().as_millis() as u64) < self.until_ms.load(Ordering::Acquire)
     }
 
-    fn hold_for(&self, window: Duration) {
+    pub(crate) fn hold_for(&self, window: Duration) {
         let until = self.base.elapsed() + window;
         self.until_ms.store(until.as_millis() as u64, Ordering::Release);
     }
 
-    fn drop_hold(&self) {
+    pub(crate) fn drop_hold(&self) {
         self.until_ms.store(0, Ordering::Release);
     }
 }
@@ -84,10 +92,7 @@ impl Lease {
             holder: holder.to_owned(),
             ttl,
             revision: None,
-            fence: Fence {
-                base: Instant::now(),
-                until_ms: Arc::default(),
-            },
+            fence: Fence::closed(),
         })
     }
 

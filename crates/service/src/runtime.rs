@@ -562,6 +562,7 @@ pub struct Context {
     pub config: Config,
     tokens: crate::TokenBook,
     ready: Readiness,
+    named: crate::lease::Fence,
 }
 
 type ReadyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -647,7 +648,9 @@ impl Context {
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {
-        crate::auth::Authenticate::new(self.tokens.clone(), roles).until_ready(self.ready.ready.clone())
+        crate::auth::Authenticate::new(self.tokens.clone(), roles)
+            .until_ready(self.ready.ready.clone())
+            .while_named(self.named.clone())
     }
 }
 
@@ -761,6 +764,7 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let (stop, stopped) = watch::channel(false);
     let stop = std::sync::Arc::new(stop);
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let named = claim.confirmed();
     let claiming = claim.keep(stopped.clone(), stop.clone(), lost.clone());
     let (caught_up, ready) = watch::channel(false);
     let readiness = Readiness {
@@ -774,6 +778,7 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         config: config.clone(),
         tokens,
         ready: readiness.clone(),
+        named,
     };
     let Started { routes, tasks } = match (spec.start)(context).await {
         Ok(started) => started,
