@@ -21,21 +21,31 @@ mod assign;
 mod catalog;
 mod flow;
 mod instance;
+pub mod night;
 pub mod planner;
 pub mod scenario;
 
 use std::collections::BTreeMap;
 
-pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Earlier, Metrics, Mode, Request};
+pub use assign::{
+    assign, assign_exact, decide_one, max_placeable, measure, rank, tier, Choice, Earlier, Metrics, Mode, Request,
+    Standing,
+};
 pub use catalog::{Catalog, Offer, Query, Site};
 pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};
 
 /// Priority tiers, highest first: (immediate, soon, routine) x (juvenile, adult).
 pub const TIERS: usize = 6;
 
+/// The ranks the batch solver orders needs by, highest first: the six tiers
+/// of the needs decided now, then the forecast urgent needs a reserve keeps
+/// units for, then the needs held back for them (see `Standing`).
+pub const RANKS: usize = 12;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Need {
-    /// 0 is the highest priority.
+    /// Its rank: 0 is the highest priority (below `RANKS`; the six tiers
+    /// when nothing is held back).
     pub tier: u8,
     /// Units taken at one source (party size times units per person).
     pub units: u32,
@@ -59,8 +69,8 @@ pub type Assignment = Vec<Option<usize>>;
 /// How good an assignment is; greater is better.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Score {
-    /// Needs placed per tier, highest tier first.
-    pub placed: [u32; TIERS],
+    /// Needs placed per rank, highest first.
+    pub placed: [u32; RANKS],
     /// Total distance, negated so that less distance compares greater.
     pub minus_distance: i64,
 }
@@ -86,11 +96,11 @@ impl Problem {
     }
 
     pub fn score(&self, assignment: &Assignment) -> Score {
-        let mut placed = [0u32; TIERS];
+        let mut placed = [0u32; RANKS];
         let mut distance = 0i64;
         for (need, choice) in self.needs.iter().zip(assignment) {
             if let Some(source) = choice {
-                placed[usize::from(need.tier).min(TIERS - 1)] += 1;
+                placed[usize::from(need.tier).min(RANKS - 1)] += 1;
                 let km = need.options.iter().find(|(s, _)| s == source).map_or(0, |(_, d)| *d);
                 distance += i64::from(km);
             }
@@ -538,9 +548,9 @@ fn place_singles(problem: &Problem, capacity: &[u32], taken: &Taken, assignment:
     }
     let mut net = SinglesFlow::new(problem, capacity, taken, &singles);
     let mut search = flow::Search::new(net.graph.len());
-    let mut by_tier: [Vec<usize>; TIERS] = Default::default();
+    let mut by_tier: [Vec<usize>; RANKS] = Default::default();
     for (k, &i) in singles.iter().enumerate() {
-        by_tier[usize::from(problem.needs[i].tier).min(TIERS - 1)].push(k);
+        by_tier[usize::from(problem.needs[i].tier).min(RANKS - 1)].push(k);
     }
     for (t, needs) in by_tier.iter().enumerate() {
         let mut undo = flow::Undo::default();
@@ -576,7 +586,7 @@ struct SinglesFlow {
 
 impl SinglesFlow {
     const SINK: usize = 0;
-    const NEED: usize = 1 + TIERS;
+    const NEED: usize = 1 + RANKS;
 
     fn tier_node(tier: usize) -> usize {
         1 + tier
@@ -605,7 +615,7 @@ impl SinglesFlow {
         let mut arcs = Vec::new();
         for (k, &i) in singles.iter().enumerate() {
             let need = &problem.needs[i];
-            let tier = usize::from(need.tier).min(TIERS - 1);
+            let tier = usize::from(need.tier).min(RANKS - 1);
             graph.add(Self::tier_node(tier), Self::NEED + k, 1, 0);
             for &(source, km) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
                 let to = match need.apart {
