@@ -72,6 +72,7 @@ fn main() {
     for kind in [NightKind::Scarce, NightKind::Operation, NightKind::Ample] {
         let (mut live, mut before, mut greedy, mut hind) =
             (Sum::default(), Sum::default(), Sum::default(), Sum::default());
+        let mut grouped = Sum::default();
         let (mut needs, mut asked, mut existing, mut proven, mut n) = (0u64, 0u64, 0u64, 0, 0);
         let started = Instant::now();
         for seed in seeds() {
@@ -83,6 +84,7 @@ fn main() {
             hind.add(&h, &h);
             live.add(&l, &h);
             before.add(&b, &h);
+            grouped.add(&night.live_with(Policy::default(), true), &h);
             greedy.add(&g, &h);
             needs += u64::from(h.needs_by_tier.iter().sum::<u32>());
             let (a, e) = night.beds();
@@ -94,6 +96,7 @@ fn main() {
         let h_imm = (hind.placed[0] + hind.placed[1]) as f64;
         for (name, s) in [
             ("live, protecting the urgent", &live),
+            ("same, a group in one commit", &grouped),
             ("live, arrival order (before)", &before),
             ("greedy by arrival", &greedy),
             ("hindsight", &hind),

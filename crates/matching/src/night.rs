@@ -470,10 +470,19 @@ impl Night {
         out
     }
 
-    /// The night through the matcher's real planner, under `policy`.
+    /// The night through the matcher's real planner, under `policy`, a
+    /// group written one person per commit (as intake does today).
     pub fn live(&self, policy: Policy) -> Outcome {
+        self.live_with(policy, false)
+    }
+
+    /// The same, with each incident's needs in one commit when
+    /// `group_commit` (a group decided as one batch: issue #28's item 3,
+    /// measured here before intake does it).
+    pub fn live_with(&self, policy: Policy, group_commit: bool) -> Outcome {
         let mut live = Live::new(self);
         live.state.policy = policy;
+        live.group_commit = group_commit;
         live.run()
     }
 }
@@ -530,6 +539,8 @@ struct Live<'a> {
     now: Timestamp,
     agenda: BTreeMap<(Timestamp, u64), Happening>,
     scheduled: u64,
+    /// An incident's needs are folded in one commit, then planned.
+    group_commit: bool,
 }
 
 /// How often the matcher's timer looks (housekeeping, openings, waits).
@@ -545,6 +556,7 @@ impl<'a> Live<'a> {
             now: night.start,
             agenda: BTreeMap::new(),
             scheduled: 0,
+            group_commit: false,
         };
         let mut events = Vec::new();
         for (i, p) in night.providers.iter().enumerate() {
@@ -621,10 +633,13 @@ impl<'a> Live<'a> {
                     let mut person = 0;
                     while person < needs.len() {
                         let placement = needs[person].placement;
-                        let end = needs[person..]
-                            .iter()
-                            .position(|n| n.placement != placement)
-                            .map_or(needs.len(), |k| person + k);
+                        let end = match self.group_commit {
+                            true => needs.len(),
+                            false => needs[person..]
+                                .iter()
+                                .position(|n| n.placement != placement)
+                                .map_or(needs.len(), |k| person + k),
+                        };
                         let events: Vec<(Uuid, Event)> = needs[person..end]
                             .iter()
                             .map(|n| {
