@@ -12,7 +12,7 @@
 //! (a bed already placed, group mates already placed) in `Earlier`.
 
 use crate::catalog::{Catalog, Query};
-use crate::{solve_batch, solve_batch_within, Need, Problem, TIERS};
+use crate::{solve_batch, Need, Problem, TIERS};
 use refer_domain::geo::GeoPoint;
 use refer_domain::ids::{GroupId, PlacementId};
 use refer_domain::kinds::NeedKind;
@@ -139,7 +139,15 @@ pub fn assign(
     requests: &[Request],
     mode: Mode,
 ) -> Vec<Choice> {
-    assign_within(catalog, free, now, requests, mode, crate::PARTY_NODES).0
+    assign_within(
+        catalog,
+        free,
+        now,
+        requests,
+        mode,
+        (crate::PARTY_NODES, crate::PARTY_WORK),
+    )
+    .0
 }
 
 /// `assign` in batch mode with `budget` branch-and-bound nodes per part of
@@ -152,7 +160,7 @@ pub fn assign_exact(
     requests: &[Request],
     budget: u64,
 ) -> (Vec<Choice>, bool) {
-    assign_within(catalog, free, now, requests, Mode::Batch, budget)
+    assign_within(catalog, free, now, requests, Mode::Batch, (budget, u64::MAX))
 }
 
 fn assign_within(
@@ -161,7 +169,7 @@ fn assign_within(
     now: Timestamp,
     requests: &[Request],
     mode: Mode,
-    budget: u64,
+    budget: (u64, u64),
 ) -> (Vec<Choice>, bool) {
     let mut placing = Placing {
         budget,
@@ -213,8 +221,8 @@ fn assign_within(
 /// One assignment under way: the needs, their compiled queries, the units
 /// used at each site so far and the choices.
 struct Placing<'a> {
-    /// Branch-and-bound nodes per part of a batch (`solve_batch_within`).
-    budget: u64,
+    /// Branch-and-bound nodes and work per part of a batch (`solve_batch_bounded`).
+    budget: (u64, u64),
     /// Every batch so far solved to proven optimality.
     proven: bool,
     catalog: &'a Catalog,
@@ -297,7 +305,7 @@ impl Placing<'_> {
                         apart: self.class(i),
                     });
                 }
-                let (answer, proven) = solve_batch_within(&problem, self.budget);
+                let (answer, proven) = crate::solve_batch_bounded(&problem, self.budget.0, self.budget.1);
                 self.proven &= proven;
                 for (k, choice) in answer.into_iter().enumerate() {
                     if let Some(pool) = choice {

@@ -153,7 +153,7 @@ pub fn party_combinations(problem: &Problem) -> u64 {
 /// that leaves a unit for every person alone who can use only that source,
 /// or else the nearest with room).
 pub fn solve_batch(problem: &Problem) -> Assignment {
-    solve_batch_within(problem, PARTY_NODES).0
+    solve_batch_bounded(problem, PARTY_NODES, PARTY_WORK).0
 }
 
 /// The exact optimum, however long the party search takes; also says
@@ -165,6 +165,11 @@ pub fn solve_batch_exact(problem: &Problem) -> (Assignment, bool) {
 /// `solve_batch` with a budget of branch-and-bound nodes per connected
 /// part; says whether every part's answer is proven optimal.
 pub fn solve_batch_within(problem: &Problem, budget: u64) -> (Assignment, bool) {
+    solve_batch_bounded(problem, budget, u64::MAX)
+}
+
+/// `solve_batch_within`, with at most `work` (needs times nodes) per part.
+pub(crate) fn solve_batch_bounded(problem: &Problem, budget: u64, work: u64) -> (Assignment, bool) {
     let problem = prune(problem);
     let mut proven = true;
     let mut assignment: Assignment = vec![None; problem.needs.len()];
@@ -188,7 +193,11 @@ pub fn solve_batch_within(problem: &Problem, budget: u64) -> (Assignment, bool) 
                 })
                 .collect(),
         };
-        let (answer, exact) = solve_component(&part, budget);
+        let nodes = match work {
+            u64::MAX => budget,
+            work => budget.min(work / part.needs.len().max(1) as u64),
+        };
+        let (answer, exact) = solve_component(&part, nodes);
         proven &= exact;
         for (i, choice) in needs.iter().zip(answer) {
             assignment[*i] = choice.map(|k| sources[k]);
@@ -262,6 +271,9 @@ fn solve_component(problem: &Problem, budget: u64) -> (Assignment, bool) {
     }
     // Beyond enumeration: branch and bound from the greedy answer, which it
     // only ever replaces by a strictly better one.
+    if budget == 0 {
+        return (greedy, false);
+    }
     branch_and_bound(problem, &parties, greedy, budget)
 }
 
@@ -310,9 +322,13 @@ fn place_parties_greedily(problem: &Problem, parties: &[usize]) -> Assignment {
 }
 
 /// Branch-and-bound nodes per connected part before `solve_batch` keeps the
-/// best answer found so far (each node is one flow). Operation nights and
-/// regional batches finish far below it (`docs/matching.md`).
+/// best answer found so far (each node is one flow over the part), and at
+/// most `PARTY_WORK` divided by the part's needs, so a big part costs a few
+/// flows more than before, not minutes (`docs/matching.md`).
 pub const PARTY_NODES: u64 = 4_000;
+
+/// Needs times nodes a bounded party search may spend on one part.
+pub const PARTY_WORK: u64 = 2_000;
 
 /// The exact optimum with parties, by branch and bound over where parties
 /// go, starting from `incumbent` (replaced only by a strictly better
