@@ -43,7 +43,10 @@ fn engine(problem: &Problem, runs: usize) -> (Duration, [u32; 6], i64) {
     }
     times.sort();
     let score = score.expect("at least one run");
-    (times[times.len() / 2], score.placed, -score.minus_distance)
+    // The synthetic problems use the six tiers only (no forecast, nothing held back).
+    let mut tiers = [0u32; 6];
+    tiers.copy_from_slice(&score.placed[..6]);
+    (times[times.len() / 2], tiers, -score.minus_distance)
 }
 
 fn python() -> String {

@@ -55,9 +55,40 @@ impl Earlier {
     }
 }
 
+/// How a need stands in a batch (the policy that protects the urgent,
+/// docs/matching.md). Without needs held back it changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Decided now, in its priority tier.
+    #[default]
+    Now,
+    /// A soon or routine need that may wait (a bounded time) while scarce
+    /// units are kept for the urgent needs expected: it ranks below them.
+    HeldBack,
+    /// An urgent need expected soon (a copy of one seen recently): it ranks
+    /// between the needs decided now and those held back, and is never
+    /// placed for real. Only the immediate tiers are forecast.
+    Forecast,
+}
+
+/// The rank of a need in the batch solver (`Need::tier`): its tier when
+/// decided now (0-5), 6-7 for a forecast immediate need, 8-11 for a soon or
+/// routine need held back.
+pub fn rank(spec: &NeedSpec, standing: Standing) -> u8 {
+    let t = tier(spec);
+    match standing {
+        Standing::Now => t,
+        Standing::Forecast => 6 + t.min(1),
+        Standing::HeldBack => 6 + t.max(2),
+    }
+}
+
 /// One need to place.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
+    /// Decided now, held back, or a forecast (`Standing`).
+    pub standing: Standing,
     pub spec: &'a NeedSpec,
     /// The person (their bundle of needs).
     pub person: PlacementId,
@@ -108,7 +139,41 @@ pub fn assign(
     requests: &[Request],
     mode: Mode,
 ) -> Vec<Choice> {
+    assign_within(
+        catalog,
+        free,
+        now,
+        requests,
+        mode,
+        (crate::PARTY_NODES, crate::PARTY_WORK),
+    )
+    .0
+}
+
+/// `assign` in batch mode with `budget` branch-and-bound nodes per part of
+/// each batch (`u64::MAX`: to the end, the exact optimum; the night
+/// replay's hindsight). Also says whether the answer is proven optimal.
+pub fn assign_exact(
+    catalog: &Catalog,
+    free: &dyn Fn(usize) -> u32,
+    now: Timestamp,
+    requests: &[Request],
+    budget: u64,
+) -> (Vec<Choice>, bool) {
+    assign_within(catalog, free, now, requests, Mode::Batch, (budget, u64::MAX))
+}
+
+fn assign_within(
+    catalog: &Catalog,
+    free: &dyn Fn(usize) -> u32,
+    now: Timestamp,
+    requests: &[Request],
+    mode: Mode,
+    budget: (u64, u64),
+) -> (Vec<Choice>, bool) {
     let mut placing = Placing {
+        budget,
+        proven: true,
         catalog,
         now,
         requests,
@@ -124,7 +189,7 @@ pub fn assign(
     // given the same needs make the same choices. Greedy follows arrival.
     let mut line: Vec<usize> = (0..requests.len()).collect();
     if mode == Mode::Batch {
-        line.sort_by_key(|i| (tier(requests[*i].spec), *i));
+        line.sort_by_key(|i| (rank(requests[*i].spec, requests[*i].standing), *i));
     }
     let (beds, others): (Vec<usize>, Vec<usize>) = line
         .into_iter()
@@ -150,12 +215,16 @@ pub fn assign(
     placing.stage(&others, mode, |i, site, km| {
         anchors[i].map_or(km, |bed| bed.distance_km(&catalog.site(site).location.point))
     });
-    placing.choices
+    (placing.choices, placing.proven)
 }
 
 /// One assignment under way: the needs, their compiled queries, the units
 /// used at each site so far and the choices.
 struct Placing<'a> {
+    /// Branch-and-bound nodes and work per part of a batch (`solve_batch_bounded`).
+    budget: (u64, u64),
+    /// Every batch so far solved to proven optimality.
+    proven: bool,
     catalog: &'a Catalog,
     now: Timestamp,
     requests: &'a [Request<'a>],
@@ -230,13 +299,15 @@ impl Placing<'_> {
                         options.push((pool, cost(i, site, km)));
                     }
                     problem.needs.push(Need {
-                        tier: tier(self.requests[i].spec),
+                        tier: rank(self.requests[i].spec, self.requests[i].standing),
                         units: self.queries[i].units(),
                         options,
                         apart: self.class(i),
                     });
                 }
-                for (k, choice) in solve_batch(&problem).into_iter().enumerate() {
+                let (answer, proven) = crate::solve_batch_bounded(&problem, self.budget.0, self.budget.1);
+                self.proven &= proven;
+                for (k, choice) in answer.into_iter().enumerate() {
                     if let Some(pool) = choice {
                         let i = which[k];
                         let km = problem.needs[k]

@@ -1,7 +1,7 @@
 //! A problem instance as data: what `refer solve` reads (JSON, documented in
 //! docs/matching.md) and the quality report generates.
 
-use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request};
+use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request, Standing};
 use crate::catalog::{Catalog, Offer, Site};
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::Location;
@@ -70,6 +70,15 @@ pub struct OpenNeed {
     /// placed, group mates already placed (see `Earlier`).
     #[serde(default, skip_serializing_if = "Earlier::is_empty")]
     pub earlier: Earlier,
+    /// `now` (default), `held_back` (a soon or routine need that may wait
+    /// for the urgent needs expected) or `forecast` (an urgent need
+    /// expected): the policy that protects the urgent (docs/matching.md).
+    #[serde(default, skip_serializing_if = "is_now")]
+    pub standing: Standing,
+}
+
+fn is_now(standing: &Standing) -> bool {
+    *standing == Standing::Now
 }
 
 /// Where each need goes, and how good that is.
@@ -181,6 +190,7 @@ impl Instance {
         self.needs
             .iter()
             .map(|n| Request {
+                standing: n.standing,
                 spec: &n.spec,
                 person: n.placement,
                 group: n.group,

@@ -21,21 +21,31 @@ mod assign;
 mod catalog;
 mod flow;
 mod instance;
+pub mod night;
 pub mod planner;
 pub mod scenario;
 
 use std::collections::BTreeMap;
 
-pub use assign::{assign, decide_one, max_placeable, measure, tier, Choice, Earlier, Metrics, Mode, Request};
+pub use assign::{
+    assign, assign_exact, decide_one, max_placeable, measure, rank, tier, Choice, Earlier, Metrics, Mode, Request,
+    Standing,
+};
 pub use catalog::{Catalog, Offer, Query, Site};
 pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};
 
 /// Priority tiers, highest first: (immediate, soon, routine) x (juvenile, adult).
 pub const TIERS: usize = 6;
 
+/// The ranks the batch solver orders needs by, highest first: the six tiers
+/// of the needs decided now, then the forecast urgent needs a reserve keeps
+/// units for, then the needs held back for them (see `Standing`).
+pub const RANKS: usize = 12;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Need {
-    /// 0 is the highest priority.
+    /// Its rank: 0 is the highest priority (below `RANKS`; the six tiers
+    /// when nothing is held back).
     pub tier: u8,
     /// Units taken at one source (party size times units per person).
     pub units: u32,
@@ -59,8 +69,8 @@ pub type Assignment = Vec<Option<usize>>;
 /// How good an assignment is; greater is better.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Score {
-    /// Needs placed per tier, highest tier first.
-    pub placed: [u32; TIERS],
+    /// Needs placed per rank, highest first.
+    pub placed: [u32; RANKS],
     /// Total distance, negated so that less distance compares greater.
     pub minus_distance: i64,
 }
@@ -86,11 +96,11 @@ impl Problem {
     }
 
     pub fn score(&self, assignment: &Assignment) -> Score {
-        let mut placed = [0u32; TIERS];
+        let mut placed = [0u32; RANKS];
         let mut distance = 0i64;
         for (need, choice) in self.needs.iter().zip(assignment) {
             if let Some(source) = choice {
-                placed[usize::from(need.tier).min(TIERS - 1)] += 1;
+                placed[usize::from(need.tier).min(RANKS - 1)] += 1;
                 let km = need.options.iter().find(|(s, _)| s == source).map_or(0, |(_, d)| *d);
                 distance += i64::from(km);
             }
@@ -143,7 +153,25 @@ pub fn party_combinations(problem: &Problem) -> u64 {
 /// that leaves a unit for every person alone who can use only that source,
 /// or else the nearest with room).
 pub fn solve_batch(problem: &Problem) -> Assignment {
+    solve_batch_bounded(problem, PARTY_NODES, PARTY_WORK).0
+}
+
+/// The exact optimum, however long the party search takes; also says
+/// whether it is proven (always, unless `u64::MAX` nodes did not suffice).
+pub fn solve_batch_exact(problem: &Problem) -> (Assignment, bool) {
+    solve_batch_within(problem, u64::MAX)
+}
+
+/// `solve_batch` with a budget of branch-and-bound nodes per connected
+/// part; says whether every part's answer is proven optimal.
+pub fn solve_batch_within(problem: &Problem, budget: u64) -> (Assignment, bool) {
+    solve_batch_bounded(problem, budget, u64::MAX)
+}
+
+/// `solve_batch_within`, with at most `work` (needs times nodes) per part.
+pub(crate) fn solve_batch_bounded(problem: &Problem, budget: u64, work: u64) -> (Assignment, bool) {
     let problem = prune(problem);
+    let mut proven = true;
     let mut assignment: Assignment = vec![None; problem.needs.len()];
     // Needs that share no source are independent problems: solved apart,
     // their optima add up to the optimum (per tier, then distance).
@@ -165,11 +193,17 @@ pub fn solve_batch(problem: &Problem) -> Assignment {
                 })
                 .collect(),
         };
-        for (i, choice) in needs.iter().zip(solve_component(&part)) {
+        let nodes = match work {
+            u64::MAX => budget,
+            work => budget.min(work / part.needs.len().max(1) as u64),
+        };
+        let (answer, exact) = solve_component(&part, nodes);
+        proven &= exact;
+        for (i, choice) in needs.iter().zip(answer) {
             assignment[*i] = choice.map(|k| sources[k]);
         }
     }
-    assignment
+    (assignment, proven)
 }
 
 /// The connected parts of the need-source graph: each part's sources
@@ -216,8 +250,9 @@ fn apart_allows(need: &Need, source: usize, taken: &Taken) -> bool {
     need.apart.is_none_or(|class| !taken.contains(&(class, source)))
 }
 
-/// One connected part: parties searched (or placed greedily), the rest by the flow.
-fn solve_component(problem: &Problem) -> Assignment {
+/// One connected part: parties searched, the rest by the flow. Also says
+/// whether the answer is proven optimal (the search finished in `budget`).
+fn solve_component(problem: &Problem, budget: u64) -> (Assignment, bool) {
     let mut parties: Vec<usize> = (0..problem.needs.len())
         .filter(|i| problem.needs[*i].units > 1)
         .collect();
@@ -228,8 +263,27 @@ fn solve_component(problem: &Problem) -> Assignment {
     if !parties.is_empty() && party_combinations(problem) <= PARTY_SEARCH_LIMIT {
         let mut best = None;
         search_parties(problem, &parties, &mut capacity, &mut taken, &mut assignment, &mut best);
-        return best.map(|(_, a)| a).unwrap_or(assignment);
+        return (best.map(|(_, a)| a).unwrap_or(assignment), true);
     }
+    let greedy = place_parties_greedily(problem, &parties);
+    if parties.is_empty() {
+        return (greedy, true);
+    }
+    // Beyond enumeration: branch and bound from the greedy answer, which it
+    // only ever replaces by a strictly better one.
+    if budget == 0 {
+        return (greedy, false);
+    }
+    branch_and_bound(problem, &parties, greedy, budget)
+}
+
+/// The greedy placement of parties with the flow placing everyone else:
+/// the answer beyond the party search before branch and bound, and its
+/// first incumbent.
+fn place_parties_greedily(problem: &Problem, parties: &[usize]) -> Assignment {
+    let mut assignment: Assignment = vec![None; problem.needs.len()];
+    let mut capacity = problem.capacity.clone();
+    let mut taken = Taken::new();
     // Too many to search: each party at the nearest source with room that
     // still leaves a unit for every person alone who can use only that
     // source (or else the nearest with room), so a party goes a little
@@ -242,7 +296,7 @@ fn solve_component(problem: &Problem) -> Assignment {
             }
         }
     }
-    for i in parties {
+    for &i in parties {
         let need = &problem.needs[i];
         let room = |s: usize, spare: u32| {
             capacity.get(s).is_some_and(|c| *c >= need.units + spare) && apart_allows(need, s, &taken)
@@ -265,6 +319,136 @@ fn solve_component(problem: &Problem) -> Assignment {
     }
     place_singles(problem, &capacity, &taken, &mut assignment);
     assignment
+}
+
+/// Branch-and-bound nodes per connected part before `solve_batch` keeps the
+/// best answer found so far (each node is one flow over the part), and at
+/// most `PARTY_WORK` divided by the part's needs, so a big part costs a few
+/// flows more than before, not minutes (`docs/matching.md`).
+pub const PARTY_NODES: u64 = 4_000;
+
+/// Needs times nodes a bounded party search may spend on one part.
+pub const PARTY_WORK: u64 = 2_000;
+
+/// The exact optimum with parties, by branch and bound over where parties
+/// go, starting from `incumbent` (replaced only by a strictly better
+/// answer). The bound at a node is the relaxation where every party not yet
+/// placed takes one unit instead of all of its units (at a site where all of
+/// them would fit): every true placement is one of the relaxation's, so its
+/// optimum (the flow, exact) bounds the node's from above, per tier and then
+/// distance. When the relaxation's answer gives each party all its units
+/// without overfilling a site, it is a true placement and the node is done;
+/// otherwise a party at an overfilled site is branched on: placed at each
+/// of its sites with room (its relaxed site first), or left out. Returns
+/// the answer and whether the search finished within `budget` nodes.
+fn branch_and_bound(problem: &Problem, parties: &[usize], incumbent: Assignment, budget: u64) -> (Assignment, bool) {
+    struct Search<'a> {
+        problem: &'a Problem,
+        /// Where each party is fixed: `None` free, `Some(None)` left out.
+        fixed: Vec<Option<Option<usize>>>,
+        is_party: Vec<bool>,
+        best: (Score, Assignment),
+        nodes: u64,
+        budget: u64,
+    }
+    impl Search<'_> {
+        fn node(&mut self, capacity: &mut [u32], taken: &mut Taken) {
+            if self.nodes >= self.budget {
+                return;
+            }
+            self.nodes += 1;
+            let problem = self.problem;
+            // The relaxation: free parties take one unit where all of theirs fit.
+            let relaxed = Problem {
+                capacity: capacity.to_vec(),
+                needs: problem
+                    .needs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, need)| match (self.is_party[i], self.fixed[i]) {
+                        (false, _) => need.clone(),
+                        (true, None) => Need {
+                            units: 1,
+                            options: need
+                                .options
+                                .iter()
+                                .filter(|(s, _)| capacity.get(*s).is_some_and(|c| *c >= need.units))
+                                .copied()
+                                .collect(),
+                            ..need.clone()
+                        },
+                        (true, Some(_)) => Need {
+                            options: Vec::new(),
+                            ..need.clone()
+                        },
+                    })
+                    .collect(),
+            };
+            let mut answer: Assignment = (0..problem.needs.len()).map(|i| self.fixed[i].flatten()).collect();
+            place_singles(&relaxed, capacity, taken, &mut answer);
+            let bound = problem.score(&answer);
+            if bound <= self.best.0 {
+                return;
+            }
+            // Overfilled sites, if the free parties took all their units
+            // (beside one each for the people alone).
+            let mut used = vec![0u64; capacity.len()];
+            for (i, choice) in answer.iter().enumerate() {
+                if let (Some(s), None) = (choice, self.fixed[i]) {
+                    used[*s] += u64::from(problem.needs[i].units);
+                }
+            }
+            let over = |s: usize| used[s] > u64::from(capacity[s]);
+            let Some(branch) = (0..problem.needs.len())
+                .filter(|i| self.is_party[*i] && self.fixed[*i].is_none())
+                .filter(|i| answer[*i].is_some_and(over))
+                .min_by_key(|i| (problem.needs[*i].tier, std::cmp::Reverse(problem.needs[*i].units), *i))
+            else {
+                self.best = (bound, answer);
+                return;
+            };
+            let need = &problem.needs[branch];
+            let relaxed_site = answer[branch].expect("placed at an overfilled site");
+            let mut sites: Vec<(usize, u32)> = need
+                .options
+                .iter()
+                .filter(|(s, _)| capacity[*s] >= need.units && apart_allows(need, *s, taken))
+                .copied()
+                .collect();
+            sites.sort_by_key(|(s, km)| (*s != relaxed_site, *km, *s));
+            for (source, _) in sites {
+                capacity[source] -= need.units;
+                self.fixed[branch] = Some(Some(source));
+                let mark = need.apart.map(|class| (class, source));
+                if let Some(mark) = mark {
+                    taken.insert(mark);
+                }
+                self.node(capacity, taken);
+                if let Some(mark) = mark {
+                    taken.remove(&mark);
+                }
+                capacity[source] += need.units;
+            }
+            self.fixed[branch] = Some(None);
+            self.node(capacity, taken);
+            self.fixed[branch] = None;
+        }
+    }
+    let mut is_party = vec![false; problem.needs.len()];
+    for &i in parties {
+        is_party[i] = true;
+    }
+    let mut search = Search {
+        problem,
+        fixed: vec![None; problem.needs.len()],
+        is_party,
+        best: (problem.score(&incumbent), incumbent),
+        nodes: 0,
+        budget,
+    };
+    search.node(&mut problem.capacity.clone(), &mut Taken::new());
+    let finished = search.nodes < budget;
+    (search.best.1, finished)
 }
 
 /// How many of a need's nearest options `prune` looks at before giving up.
@@ -380,9 +564,9 @@ fn place_singles(problem: &Problem, capacity: &[u32], taken: &Taken, assignment:
     }
     let mut net = SinglesFlow::new(problem, capacity, taken, &singles);
     let mut search = flow::Search::new(net.graph.len());
-    let mut by_tier: [Vec<usize>; TIERS] = Default::default();
+    let mut by_tier: [Vec<usize>; RANKS] = Default::default();
     for (k, &i) in singles.iter().enumerate() {
-        by_tier[usize::from(problem.needs[i].tier).min(TIERS - 1)].push(k);
+        by_tier[usize::from(problem.needs[i].tier).min(RANKS - 1)].push(k);
     }
     for (t, needs) in by_tier.iter().enumerate() {
         let mut undo = flow::Undo::default();
@@ -418,7 +602,7 @@ struct SinglesFlow {
 
 impl SinglesFlow {
     const SINK: usize = 0;
-    const NEED: usize = 1 + TIERS;
+    const NEED: usize = 1 + RANKS;
 
     fn tier_node(tier: usize) -> usize {
         1 + tier
@@ -447,7 +631,7 @@ impl SinglesFlow {
         let mut arcs = Vec::new();
         for (k, &i) in singles.iter().enumerate() {
             let need = &problem.needs[i];
-            let tier = usize::from(need.tier).min(TIERS - 1);
+            let tier = usize::from(need.tier).min(RANKS - 1);
             graph.add(Self::tier_node(tier), Self::NEED + k, 1, 0);
             for &(source, km) in need.options.iter().filter(|(s, _)| usable(need, *s)) {
                 let to = match need.apart {

@@ -367,6 +367,7 @@ impl Scenario {
                         },
                         exclude: Vec::new(),
                         earlier: Default::default(),
+                        standing: Default::default(),
                     });
                 }
                 person += 1;

@@ -54,6 +54,7 @@ fn need(id: u128, person: u128, kind: NeedKind, age: AgeBand, group: Option<(u12
         },
         exclude: Vec::new(),
         earlier: Earlier::default(),
+        standing: Default::default(),
     }
 }
 

@@ -2,7 +2,9 @@
 //! every assignment of small random instances, keep-apart classes included.
 
 use proptest::prelude::*;
-use refer_matching::{party_combinations, solve_batch, Assignment, Need, Problem, Score, PARTY_SEARCH_LIMIT};
+use refer_matching::{
+    party_combinations, solve_batch, solve_batch_exact, solve_batch_within, Assignment, Need, Problem, Score,
+};
 
 fn brute_force(problem: &Problem) -> Score {
     fn go(problem: &Problem, i: usize, left: &mut Vec<u32>, current: &mut Assignment, best: &mut Option<Score>) {
@@ -76,14 +78,12 @@ proptest! {
     }
 
     #[test]
-    fn with_parties_the_batch_is_optimal_while_their_placements_can_be_searched(p in problem(4, 0)) {
+    fn with_parties_the_batch_is_the_true_optimum(p in problem(4, 0)) {
         let assignment = solve_batch(&p);
         prop_assert!(p.feasible(&assignment), "never split, never over capacity");
-        if party_combinations(&p) <= PARTY_SEARCH_LIMIT {
-            prop_assert_eq!(p.score(&assignment), brute_force(&p));
-        } else {
-            prop_assert!(p.score(&assignment) <= brute_force(&p));
-        }
+        // Enumerated up to the limit, branch and bound beyond: exact either way.
+        prop_assert!(party_combinations(&p) > 0);
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
     }
 
     #[test]
@@ -94,13 +94,62 @@ proptest! {
     }
 
     #[test]
-    fn keep_apart_parties_are_optimal_while_searched_and_always_kept_apart(p in problem(3, 2)) {
+    fn keep_apart_parties_are_optimal_and_always_kept_apart(p in problem(3, 2)) {
         let assignment = solve_batch(&p);
         prop_assert!(p.feasible(&assignment), "never split, never over capacity, never together");
-        if party_combinations(&p) <= PARTY_SEARCH_LIMIT {
-            prop_assert_eq!(p.score(&assignment), brute_force(&p));
-        } else {
-            prop_assert!(p.score(&assignment) <= brute_force(&p));
+        // Enumerated up to the limit, branch and bound beyond: exact either way.
+        prop_assert!(party_combinations(&p) > 0);
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
+    }
+}
+
+/// Problems with many parties, beyond the enumeration, small enough for
+/// brute force: the branch and bound must reach the true optimum.
+fn party_heavy(classes: u32) -> impl Strategy<Value = Problem> {
+    (2usize..5).prop_flat_map(move |sources| {
+        let need = (
+            0u8..6,
+            prop_oneof![1 => Just(1u32), 2 => 2u32..=3],
+            prop::collection::btree_map(0..sources, 0u32..60, 1..=sources),
+            0..=2 * classes,
+        )
+            .prop_map(move |(tier, units, options, class)| Need {
+                tier,
+                units,
+                options: options.into_iter().collect(),
+                apart: (class < classes).then_some(class),
+            });
+        (
+            prop::collection::vec(0u32..7, sources),
+            prop::collection::vec(need, 4..9),
+        )
+            .prop_map(|(capacity, needs)| Problem { capacity, needs })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn branch_and_bound_reaches_the_true_optimum_with_many_parties(p in party_heavy(0)) {
+        let (assignment, proven) = solve_batch_exact(&p);
+        prop_assert!(proven);
+        prop_assert!(p.feasible(&assignment), "never split, never over capacity");
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
+        // The bounded search (what the matcher runs) is never worse than
+        // the greedy placement it starts from, and exact when it finishes.
+        let (bounded, finished) = solve_batch_within(&p, 3);
+        prop_assert!(p.feasible(&bounded));
+        if finished {
+            prop_assert_eq!(p.score(&bounded), brute_force(&p));
         }
+    }
+
+    #[test]
+    fn branch_and_bound_keeps_parties_apart_and_optimal(p in party_heavy(2)) {
+        let (assignment, proven) = solve_batch_exact(&p);
+        prop_assert!(proven);
+        prop_assert!(p.feasible(&assignment), "never split, never over capacity, never together");
+        prop_assert_eq!(p.score(&assignment), brute_force(&p));
     }
 }

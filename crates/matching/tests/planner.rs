@@ -15,9 +15,9 @@ use refer_domain::provider::{ProviderEvent, ProviderProfile};
 use refer_domain::request::Cohesion;
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::Event;
-use refer_matching::planner::{hold_id, Decision};
+use refer_matching::planner::{hold_id, Decision, Policy};
 use refer_matching::scenario::Scenario;
-use refer_matching::Mode;
+use refer_matching::{Mode, Standing};
 use std::collections::{BTreeMap, BTreeSet};
 
 const BED: ServiceKind = ServiceKind::ShelterBed;
@@ -271,54 +271,70 @@ fn a_group_kept_together_joins_the_site_of_a_member_placed_before() {
     );
 }
 
+/// The sites and needs of `instance` as the events a planner folds.
+fn instance_events(instance: &refer_matching::Instance) -> Vec<(uuid::Uuid, Event)> {
+    let mut events = Vec::new();
+    for (i, p) in instance.providers.iter().enumerate() {
+        let profile = ProviderProfile {
+            org: OrgId::from_u128(1),
+            name: format!("site {i}"),
+            services: p.free.keys().copied().collect(),
+            eligibility: p.eligibility.clone(),
+            location: p.location.clone(),
+            hours: p.hours.clone(),
+        };
+        let capacity: Vec<(ServiceKind, u32)> = p.free.iter().map(|(s, n)| (*s, *n)).collect();
+        events.extend(provider(p.id, profile, &capacity));
+    }
+    for d in &instance.donations {
+        let offer = refer_domain::donation::DonationOffer {
+            org: OrgId::from_u128(3),
+            kind: d.kind,
+            quantity: d.free,
+            window: d.window,
+            location: d.location.clone(),
+            max_units_per_need: d.max_units_per_need,
+            eligibility: d.eligibility.clone(),
+        };
+        events.push((d.id.as_uuid(), Event::Donation(DonationEvent::Registered(offer))));
+    }
+    for n in &instance.needs {
+        let request = NeedRequest {
+            placement: n.placement,
+            group: n.group,
+            agency: AGENCY,
+            spec: n.spec.clone(),
+        };
+        events.push(requested(n.id, request));
+    }
+    events
+}
+
 /// The live planner and `refer solve` are one policy: an instance fed as
 /// events to the planner, and as data to `Instance::solve`, places every
-/// need at the same target.
+/// need at the same target. With nothing held back (arrival order), and
+/// with the policy that protects the urgent: there the file states what the
+/// planner derives, soon and routine needs held back and the forecast (the
+/// urgent needs seen, as many times as their rate says, one person each,
+/// from anywhere).
 #[test]
 fn the_planner_decides_as_refer_solve_on_the_same_instance() {
     let mut compared = 0;
+    let mut held = 0;
     for seed in 1..=8 {
+        // Several groups (so of several urgencies), capacity short.
         let scenario = Scenario {
             capacity_factor: 0.4,
+            group_size: if seed % 2 == 0 { 15 } else { 4 },
             ..Scenario::operation_night(seed)
         };
         let instance = scenario.instance();
+
+        // Arrival order: every need decided now.
         let solution = instance.solve(Mode::Batch);
-        let mut events = Vec::new();
-        for (i, p) in instance.providers.iter().enumerate() {
-            let profile = ProviderProfile {
-                org: OrgId::from_u128(1),
-                name: format!("site {i}"),
-                services: p.free.keys().copied().collect(),
-                eligibility: p.eligibility.clone(),
-                location: p.location.clone(),
-                hours: p.hours.clone(),
-            };
-            let capacity: Vec<(ServiceKind, u32)> = p.free.iter().map(|(s, n)| (*s, *n)).collect();
-            events.extend(provider(p.id, profile, &capacity));
-        }
-        for d in &instance.donations {
-            let offer = refer_domain::donation::DonationOffer {
-                org: OrgId::from_u128(3),
-                kind: d.kind,
-                quantity: d.free,
-                window: d.window,
-                location: d.location.clone(),
-                max_units_per_need: d.max_units_per_need,
-                eligibility: d.eligibility.clone(),
-            };
-            events.push((d.id.as_uuid(), Event::Donation(DonationEvent::Registered(offer))));
-        }
-        for n in &instance.needs {
-            let request = NeedRequest {
-                placement: n.placement,
-                group: n.group,
-                agency: AGENCY,
-                spec: n.spec.clone(),
-            };
-            events.push(requested(n.id, request));
-        }
-        let plan = given(events).at(instance.now).plan();
+        let mut planner = given(instance_events(&instance));
+        planner.state.policy = Policy::arrival_order();
+        let plan = planner.at(instance.now).plan();
         let planned = proposals(&plan);
         for placement in &solution.placements {
             assert_eq!(
@@ -331,8 +347,183 @@ fn the_planner_decides_as_refer_solve_on_the_same_instance() {
         }
         let waitlisted = plan.iter().filter(|d| matches!(d, Decision::Waitlist { .. })).count();
         assert_eq!(waitlisted + planned.len(), instance.needs.len(), "seed {seed}");
+
+        // Protecting the urgent: a scout (an urgent need nothing can take)
+        // seen 110 minutes before starts the matcher's observation.
+        let scout_at = instance.now.plus_secs(-110 * 60);
+        let mut scout = instance.needs[0].clone();
+        scout.id = NeedId::from_u128(0x7000);
+        scout.placement = PlacementId::from_u128(0x7001);
+        scout.group = None;
+        scout.spec.kind = NeedKind::Legal;
+        scout.spec.urgency = refer_domain::request::Urgency::Immediate;
+        scout.spec.profile.party_size = 1;
+        scout.spec.constraints.max_distance_km = Some(0);
+        scout.spec.constraints.origin.point = refer_domain::geo::GeoPoint::new(10.0, 10.0).expect("valid");
+        let sites = refer_matching::Instance {
+            needs: Vec::new(),
+            ..instance.clone()
+        };
+        let mut planner = given(instance_events(&sites));
+        planner.fold([requested(
+            scout.id,
+            NeedRequest {
+                placement: scout.placement,
+                group: None,
+                agency: AGENCY,
+                spec: scout.spec.clone(),
+            },
+        )]);
+        let first = planner.at(scout_at).plan();
+        assert_eq!(
+            first,
+            vec![Decision::Waitlist {
+                need: scout.id,
+                attempt: 0
+            }]
+        );
+        planner.carry_out_all(&first);
+        planner.fold(instance_events(&refer_matching::Instance {
+            providers: Vec::new(),
+            donations: Vec::new(),
+            ..instance.clone()
+        }));
+        let plan = planner.at(instance.now).plan();
+
+        // The same, as a file.
+        let policy = Policy::default();
+        let mut file = instance.clone();
+        for need in &mut file.needs {
+            if refer_matching::tier(&need.spec) >= 2 {
+                need.standing = Standing::HeldBack;
+            }
+        }
+        let mut urgent: Vec<&refer_matching::OpenNeed> = instance
+            .needs
+            .iter()
+            .filter(|n| refer_matching::tier(&n.spec) < 2)
+            .collect();
+        urgent.sort_by_key(|n| n.id);
+        let seen: Vec<&refer_matching::OpenNeed> = std::iter::once(&scout).chain(urgent).collect();
+        // The forecast is made only when a need is held back.
+        let held_back = file.needs.iter().any(|n| n.standing == Standing::HeldBack);
+        let copies = if held_back {
+            policy.forecast_copies(Some(scout_at), instance.now, seen.len())
+        } else {
+            0
+        };
+        let mut k = 0u128;
+        for _ in 0..copies {
+            for need in &seen {
+                for _ in 0..need.spec.profile.party_size.max(1) {
+                    let mut spec = need.spec.clone();
+                    spec.profile.party_size = 1;
+                    spec.constraints.max_distance_km = None;
+                    spec.constraints.avoid_regions.clear();
+                    file.needs.push(refer_matching::OpenNeed {
+                        id: NeedId::from_u128(0x9000_0000 + k),
+                        placement: PlacementId::from_u128(0x9000_0000 + k),
+                        group: None,
+                        spec,
+                        exclude: Vec::new(),
+                        earlier: Default::default(),
+                        standing: Standing::Forecast,
+                    });
+                    k += 1;
+                }
+            }
+        }
+        let solution = file.solve(Mode::Batch);
+        let planned = proposals(&plan);
+        for placement in solution.placements.iter().take(instance.needs.len()) {
+            assert_eq!(
+                planned.get(&placement.need).copied(),
+                placement.target,
+                "seed {seed}, protecting, need {:?}",
+                placement.need
+            );
+            compared += 1;
+        }
+        held += planner.state.held_back().len();
     }
-    assert!(compared > 100);
+    assert!(compared > 200);
+    assert!(held > 0, "the policy held some needs back");
+}
+
+/// Given scarce beds and urgent needs seen over the last hour, a routine
+/// need is held back (waitlisted, with when its wait ends) rather than take
+/// the bed the forecast keeps; an urgent need arriving meanwhile takes it;
+/// and when the wait ends, the routine need is decided like any other.
+#[test]
+fn a_routine_need_waits_a_bounded_time_while_urgent_needs_are_expected() {
+    let bed = |declared| Event::Provider(ProviderEvent::CapacitySet { service: BED, declared });
+    let mut planner = given(provider(pid(1), sample::shelter(OrgId::from_u128(1)), &[(BED, 2)]));
+    let start = NIGHT.plus_secs(-30 * 60);
+    // An urgent woman half an hour before: placed and accepted (one bed left).
+    let first_need = NeedId::from_u128(1);
+    planner.fold([requested(first_need, bed_need(101))]);
+    let first = planner.at(start).plan();
+    assert_eq!(proposals(&first).len(), 1);
+    planner.carry_out_all(&first);
+    assert!(planner.need_do(first_need, refer_domain::need::NeedCommand::Accept { by: at(1) }));
+    let confirm = planner.plan();
+    planner.carry_out_all(&confirm);
+    // A routine need now: the last bed is kept for the urgent expected.
+    let mut routine = bed_need(102);
+    routine.spec.urgency = refer_domain::request::Urgency::Routine;
+    let waiting = NeedId::from_u128(2);
+    planner.fold([requested(waiting, routine)]);
+    let plan = planner.at(NIGHT).plan();
+    assert_eq!(
+        plan,
+        vec![Decision::Waitlist {
+            need: waiting,
+            attempt: 0
+        }]
+    );
+    planner.carry_out_all(&plan);
+    let until = planner.state.held_back()[&waiting];
+    assert_eq!(
+        until,
+        NIGHT.plus_secs(Policy::default().hold_back(5)),
+        "a bounded wait, known"
+    );
+    assert!(!planner.state.waits_due(NIGHT.plus_secs(60)));
+    // An urgent need arrives: it takes the bed at once.
+    planner.fold([requested(NeedId::from_u128(3), bed_need(103))]);
+    let urgent = planner.at(NIGHT.plus_secs(120)).plan();
+    assert_eq!(proposals(&urgent), BTreeMap::from([(NeedId::from_u128(3), at(1))]));
+    planner.carry_out_all(&urgent);
+    // A bed is added: still kept for the urgent expected.
+    planner.fold([(pid(1).as_uuid(), bed(2))]);
+    let added = planner.at(NIGHT.plus_secs(180)).plan();
+    assert!(proposals(&added).is_empty(), "kept for the urgent: {added:?}");
+    planner.carry_out_all(&added);
+    // The wait ends: the timer notices, and the bed goes to the routine need.
+    assert!(planner.state.waits_due(until));
+    let later = planner.at(until).plan();
+    assert_eq!(proposals(&later), BTreeMap::from([(waiting, at(1))]));
+    assert!(planner.state.held_back().is_empty());
+}
+
+/// Nothing is held back where nothing urgent is expected: a routine need
+/// with no urgent need seen (after the first minutes) is decided at once.
+#[test]
+fn without_urgent_needs_expected_nothing_waits() {
+    let mut planner = given(provider(pid(1), sample::shelter(OrgId::from_u128(1)), &[(BED, 2)]));
+    let mut scout = bed_need(100);
+    scout.spec.urgency = refer_domain::request::Urgency::Soon;
+    scout.spec.constraints.max_distance_km = Some(0);
+    planner.fold([requested(NeedId::from_u128(9), scout)]);
+    let first = planner.at(NIGHT.plus_secs(-30 * 60)).plan();
+    planner.carry_out_all(&first);
+    let mut routine = bed_need(102);
+    routine.spec.urgency = refer_domain::request::Urgency::Routine;
+    planner.fold([requested(NeedId::from_u128(2), routine)]);
+    assert_eq!(
+        proposals(&planner.at(NIGHT).plan()),
+        BTreeMap::from([(NeedId::from_u128(2), at(1))])
+    );
 }
 
 /// One step of a random night: a kept-apart member arrives, the plan so far

@@ -879,8 +879,9 @@ async fn start(context: Context) -> anyhow::Result<Started> {
                     let now = clock.now();
                     let chores = state.housekeeping(now, ledger);
                     queue.extend(chores.into_iter().map(|a| (a, None)));
-                    // No commit marks the moment a site opens: the timer does.
-                    if state.note_openings(now) {
+                    // No commit marks the moment a site opens, or a wait
+                    // held back for the urgent ends: the timer does.
+                    if state.note_openings(now) || state.waits_due(now) {
                         let matched = state.match_needs(now, ledger);
                         queue.extend(matched.into_iter().map(|a| (a, None)));
                     }

@@ -3,13 +3,16 @@
 //! the engine's `assign`, the same policy `refer solve` runs.
 
 use super::fold::{pool, site_pool, InLine};
+use super::policy::MIN_SPAN_SECS;
 use super::{hold_id, Decision, Ledger, Projection};
-use crate::{assign, Earlier, Mode, Request};
-use refer_domain::ids::NeedId;
+use crate::{assign, Earlier, Mode, Request, Standing};
+use refer_domain::ids::{NeedId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::{hold_expiry, NeedStatus, Target};
+use refer_domain::request::NeedSpec;
 use refer_domain::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
 
 impl Projection {
     /// Notes the sites that opened since the last look (their hours began,
@@ -206,6 +209,113 @@ impl Projection {
         hold_expiry(now, window_end)
     }
 
+    /// How each queued need stands under the policy (`Policy`): held back
+    /// while its tier may wait and it waited less than that, else decided
+    /// now. Notes when each need was first seen, and keeps the forecast
+    /// (immediate needs first seen within the lookback) up to date.
+    fn stand(&mut self, queued: &[NeedId], now: Timestamp) -> Vec<Option<Standing>> {
+        let lookback = self.policy.lookback_secs;
+        let mut standings = Vec::with_capacity(queued.len());
+        for id in queued {
+            let Some(request) = self.needs.get(id).and_then(|n| n.request.as_ref()) else {
+                standings.push(Some(Standing::Now));
+                continue;
+            };
+            let tier = crate::tier(&request.spec);
+            let first = !self.seen.contains_key(id);
+            let since = *self.seen.entry(*id).or_insert(now);
+            self.observing_since.get_or_insert(now);
+            if first && tier < 2 && lookback > 0 {
+                self.recent.insert((since, *id));
+            }
+            let wait = self.policy.hold_back(tier);
+            let held = wait > 0 && now < since.plus_secs(wait);
+            if held && self.learning(now) {
+                // No arrival rate known yet: soon and routine needs wait
+                // until it is (`MIN_SPAN_SECS` after the first need seen).
+                standings.push(None);
+                continue;
+            }
+            standings.push(Some(if held { Standing::HeldBack } else { Standing::Now }));
+        }
+        let horizon = Timestamp(now.0.saturating_sub(lookback.saturating_mul(1000)));
+        while self.recent.first().is_some_and(|(at, _)| *at <= horizon) {
+            self.recent.pop_first();
+        }
+        standings
+    }
+
+    /// Whether a held-back need's wait ended, or the forecast shrank (the
+    /// urgent needs seen lately aged out of the lookback) while needs are
+    /// held back: either calls for another look at them. The matcher's
+    /// timer asks, as no commit marks these moments.
+    pub fn waits_due(&self, now: Timestamp) -> bool {
+        if self.held_back.is_empty() {
+            return false;
+        }
+        if self.learned_at.is_some_and(|at| at <= now) {
+            return true;
+        }
+        let horizon = Timestamp(now.0.saturating_sub(self.policy.lookback_secs.saturating_mul(1000)));
+        self.held_back.values().any(|until| *until <= now) || self.recent.first().is_some_and(|(at, _)| *at <= horizon)
+    }
+
+    /// Whether the matcher has not yet observed long enough to know an
+    /// arrival rate (it notes when it will, for `waits_due`).
+    fn learning(&mut self, now: Timestamp) -> bool {
+        let Some(since) = self.observing_since else { return true };
+        let learned = since.plus_secs(MIN_SPAN_SECS);
+        if now < learned {
+            self.learned_at = Some(learned);
+            return true;
+        }
+        false
+    }
+
+    /// The needs held back, with when each one's wait ends (what intake is
+    /// shown while they wait).
+    pub fn held_back(&self) -> &BTreeMap<NeedId, Timestamp> {
+        &self.held_back
+    }
+
+    /// The waitlisted needs held back that get another look now: every one
+    /// when the forecast shrank, else those whose wait ended (no longer
+    /// held back).
+    fn waits_ended(&mut self, now: Timestamp) -> Vec<NeedId> {
+        // Needs placed, cancelled or under way are no longer held back.
+        let needs = &self.needs;
+        self.held_back.retain(|id, _| {
+            needs
+                .get(id)
+                .is_some_and(|n| n.status == NeedStatus::Waitlisted || n.status == NeedStatus::Requested)
+        });
+        if !self.waits_due(now) {
+            return Vec::new();
+        }
+        if self.learned_at.is_some_and(|at| at <= now) {
+            self.learned_at = None;
+        }
+        let horizon = Timestamp(now.0.saturating_sub(self.policy.lookback_secs.saturating_mul(1000)));
+        while self.recent.first().is_some_and(|(at, _)| *at <= horizon) {
+            self.recent.pop_first();
+        }
+        let ended: Vec<NeedId> = self
+            .held_back
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ended {
+            self.held_back.remove(id);
+        }
+        let waiting = |id: &NeedId| self.needs.get(id).is_some_and(|n| n.status == NeedStatus::Waitlisted);
+        ended
+            .into_iter()
+            .chain(self.held_back.keys().copied())
+            .filter(waiting)
+            .collect()
+    }
+
     /// Matches the needs that wait, all together, with the matching engine:
     /// each to an eligible target with room, or the waitlist. Waitlisted needs
     /// are looked at again only when a target they could use gained room
@@ -216,7 +326,10 @@ impl Projection {
         self.compile_sites();
         self.note_openings(now);
         let mut everything = std::mem::take(&mut self.sweep_awaiting);
-        let revisit = self.revisit(now, ledger, &mut everything);
+        let mut revisit = self.revisit(now, ledger, &mut everything);
+        revisit.extend(self.waits_ended(now));
+        revisit.sort();
+        revisit.dedup();
         // Every awaiting need that is not in `unplanned` has a decision in
         // flight (each queued need is proposed or waitlisted), unless a
         // decision failed, which sets `capacity_changed`: then all of them.
@@ -226,13 +339,39 @@ impl Projection {
         if queued.is_empty() {
             return Vec::new();
         }
+        let standings = self.stand(&queued, now);
+        // The forecast's needs, each one person (a party's people counted
+        // apart: the reserve is of units, and no search over where
+        // forecast parties go is needed).
+        let forecast: Vec<NeedSpec> = if standings.contains(&Some(Standing::HeldBack)) {
+            let copies = self
+                .policy
+                .forecast_copies(self.observing_since, now, self.recent.len());
+            let one = self.recent.iter().filter_map(|(_, id)| {
+                let spec = &self.needs.get(id)?.request.as_ref()?.spec;
+                let mut person = spec.clone();
+                person.profile.party_size = 1;
+                // Expected again: someone like them, from anywhere (the
+                // reserve is of who may use a unit, not of where they were).
+                person.constraints.max_distance_km = None;
+                person.constraints.avoid_regions.clear();
+                Some(std::iter::repeat_n(person, usize::from(spec.profile.party_size.max(1))))
+            });
+            let one: Vec<NeedSpec> = one.flatten().collect();
+            (0..copies).flat_map(|_| one.iter().cloned()).collect()
+        } else {
+            Vec::new()
+        };
         let choices = {
-            let requests: Vec<Request> = queued
+            let mut requests: Vec<Request> = queued
                 .iter()
-                .map(|id| {
+                .zip(&standings)
+                .filter_map(|(id, standing)| Some((id, (*standing)?)))
+                .map(|(id, standing)| {
                     let need = &self.needs[id];
                     let request = need.request.as_ref().expect("queued needs are requested");
                     Request {
+                        standing,
                         spec: &request.spec,
                         person: request.placement,
                         group: request.group,
@@ -241,15 +380,41 @@ impl Projection {
                     }
                 })
                 .collect();
+            // The forecast (never placed for real: its choices are dropped below).
+            requests.extend(forecast.iter().enumerate().map(|(k, spec)| Request {
+                standing: Standing::Forecast,
+                spec,
+                person: PlacementId::from_uuid(Uuid::from_u128(u128::MAX - k as u128)),
+                group: None,
+                exclude: Vec::new(),
+                earlier: Earlier::default(),
+            }));
             let catalog = self.sites.as_ref().expect("compiled above");
             let free = |i: usize| self.free(site_pool(catalog.site(i)), ledger);
-            assign(catalog, &free, now, &requests, Mode::Batch)
+            let mut decided = assign(catalog, &free, now, &requests, Mode::Batch).into_iter();
+            // Back in line with `queued` (a need waiting to learn the rate
+            // was not in the batch).
+            let choices: Vec<crate::Choice> = standings
+                .iter()
+                .map(|s| s.and_then(|_| decided.next().flatten()))
+                .collect();
+            choices
         };
 
         let catalog = self.sites.as_ref().expect("compiled above");
         let mut decisions = Vec::new();
-        for (need_id, choice) in queued.into_iter().zip(choices) {
+        for ((need_id, choice), standing) in queued.into_iter().zip(choices).zip(standings) {
             let need = &self.needs[&need_id];
+            match (choice, standing) {
+                (None, None | Some(Standing::HeldBack)) => {
+                    let tier = crate::tier(&need.request.as_ref().expect("queued needs are requested").spec);
+                    let until = self.seen[&need_id].plus_secs(self.policy.hold_back(tier));
+                    self.held_back.insert(need_id, until);
+                }
+                _ => {
+                    self.held_back.remove(&need_id);
+                }
+            }
             let request = need.request.as_ref().expect("queued needs are requested");
             match choice {
                 Some((site, _)) => {

@@ -132,6 +132,26 @@ pub struct Projection {
     /// The regions whose aggregates this projection keeps (all by default).
     #[serde(skip)]
     partition: Partition,
+    /// The policy that protects the urgent.
+    #[serde(skip)]
+    pub policy: super::Policy,
+    /// When each need was first queued for matching (its wait starts then).
+    /// Not saved: after a restart a held-back need may wait its bound again.
+    #[serde(skip)]
+    pub(crate) seen: BTreeMap<NeedId, Timestamp>,
+    /// Immediate needs by when they were first seen, within the lookback:
+    /// the forecast.
+    #[serde(skip)]
+    pub(crate) recent: BTreeSet<(Timestamp, NeedId)>,
+    /// Needs held back for the urgent, and when their wait ends.
+    #[serde(skip)]
+    pub(crate) held_back: BTreeMap<NeedId, Timestamp>,
+    /// When this matcher first saw a need (arrival rates count from then).
+    #[serde(skip)]
+    pub(crate) observing_since: Option<Timestamp>,
+    /// When the first arrival rate will be known, while needs wait for it.
+    #[serde(skip)]
+    pub(crate) learned_at: Option<Timestamp>,
 }
 
 /// A registered provider's sites, one per service it offers.

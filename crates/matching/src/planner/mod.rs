@@ -24,8 +24,11 @@ mod fold;
 mod housekeeping;
 mod ledger;
 mod partition;
+mod policy;
 
 pub use decision::{hold_id, Decision};
+pub(crate) use fold::site_pool as site_pool_of;
 pub use fold::{Projection, Tally};
 pub use ledger::{Ledger, Pool};
 pub use partition::Partition;
+pub use policy::Policy;

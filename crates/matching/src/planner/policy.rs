@@ -1,0 +1,86 @@
+//! The policy that protects the urgent (docs/matching.md): a reserve of
+//! units for the urgent needs the night is expected to bring, sized from
+//! the urgent needs seen lately, and bounded waits for soon and routine
+//! needs while that reserve is short.
+//!
+//! Each plan, the immediate needs first seen in the last `lookback_secs`
+//! are the forecast: as many again, with the same profiles and places, are
+//! expected. They join the batch as `Standing::Forecast` (never placed for
+//! real): the needs decided now are placed first, as before, but among
+//! their best placements the one that leaves the most for the forecast is
+//! taken (an adult goes to the adults-only shelter and leaves the bed that
+//! takes minors). A soon or routine need first seen less than its tier's
+//! `hold_back_secs` ago is `Standing::HeldBack`: it ranks below the
+//! forecast, so it takes a unit only if the reserve can spare it, and
+//! otherwise waits (waitlisted, with the instant its wait ends) until its
+//! wait ends, a unit it could use is freed, or the forecast shrinks as the
+//! urgent arrivals thin out. Once its wait ended it is decided now, in its
+//! tier, like any other need. Every wait is bounded, and no need is held
+//! back at the end of the night: waits end while the night goes on.
+
+use crate::TIERS;
+use refer_domain::Timestamp;
+
+/// The shortest span an arrival rate is measured over (seconds): a burst
+/// in the first minutes does not make the night look endless.
+pub const MIN_SPAN_SECS: i64 = 15 * 60;
+
+/// The most forecast needs one plan adds (its cost bound).
+pub const MAX_FORECAST: usize = 512;
+
+/// The policy's settings. `Policy::default()` protects the urgent;
+/// `Policy::arrival_order()` is the planner before it (nothing held back,
+/// no forecast).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// How long a need of each tier (immediate juvenile first) may be held
+    /// back, in seconds, from when the matcher first saw it; 0: never.
+    pub hold_back_secs: [i64; TIERS],
+    /// The immediate needs first seen this long before a plan are its
+    /// forecast; 0: no forecast.
+    pub lookback_secs: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            hold_back_secs: [0, 0, 2 * 3600, 2 * 3600, 4 * 3600, 4 * 3600],
+            lookback_secs: 2 * 3600,
+        }
+    }
+}
+
+impl Policy {
+    /// Every need decided as it comes, no forecast: the planner before the
+    /// policy (the night replay's comparison).
+    pub fn arrival_order() -> Self {
+        Self {
+            hold_back_secs: [0; TIERS],
+            lookback_secs: 0,
+        }
+    }
+
+    /// How many times the urgent needs seen lately are expected again: the
+    /// rate they came at over the longest wait a need held back may have
+    /// left. The rate counts from when the matcher started observing (at
+    /// least `MIN_SPAN_SECS`, so a burst in its first minutes does not make
+    /// the night look endless, and no longer than the lookback); at most
+    /// `MAX_FORECAST` needs in all. Before the matcher has observed for
+    /// `MIN_SPAN_SECS` it knows no rate yet: with nothing seen, it keeps
+    /// one copy of whatever comes, and soon and routine needs that compete
+    /// with it wait.
+    pub fn forecast_copies(&self, observing_since: Option<Timestamp>, now: Timestamp, seen: usize) -> u32 {
+        let Some(since) = observing_since.filter(|_| seen > 0 && self.lookback_secs > 0) else {
+            return 0;
+        };
+        let span = ((now.0 - since.0) / 1000).clamp(MIN_SPAN_SECS, self.lookback_secs.max(MIN_SPAN_SECS));
+        let horizon = self.hold_back_secs.iter().copied().max().unwrap_or(0);
+        let copies = (horizon + span - 1) / span;
+        copies.clamp(1, (MAX_FORECAST / seen).max(1) as i64) as u32
+    }
+
+    /// How long a need of `tier` may be held back (seconds).
+    pub fn hold_back(&self, tier: u8) -> i64 {
+        self.hold_back_secs[usize::from(tier).min(TIERS - 1)]
+    }
+}
