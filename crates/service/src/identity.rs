@@ -24,8 +24,8 @@
 //!   one renewal period, which a holder stalled for a second would miss;
 //! * a clean stop deletes the claim; a process that finds its claim taken
 //!   by another (it was cut off from the bus past the ttl) stops serving;
-//! * between renewals the process counts its name as confirmed for two
-//!   thirds of the ttl after the last one, by its own clock (a
+//! * between renewals the process counts its name as confirmed for 5 s
+//!   after the last one was sent, by its own clock (a
 //!   [`Fence`], as the lease does): woken from a stall longer than that,
 //!   it answers calls UNAVAILABLE until a renewal says the name is still
 //!   its own, so it never serves a call under a name another process may
@@ -55,10 +55,11 @@ pub struct Claim {
     confirmed: Fence,
 }
 
-/// How long after a renewal the name counts as confirmed: a process that
-/// took it over waited a whole [`CLAIM_TTL`] of silence, so the holder's
-/// confirmation has closed by then.
-const CONFIRMED_FOR: Duration = Duration::from_secs(4);
+/// How long after a renewal was sent the name counts as confirmed: the
+/// entry it wrote lives a whole [`CLAIM_TTL`] after it landed, and no
+/// other process takes the name before it lapses, so the holder's
+/// confirmation closes first (by a second, for scheduling).
+const CONFIRMED_FOR: Duration = Duration::from_secs(5);
 
 /// The bucket name for a stream's instance claims.
 pub fn bucket_name(stream: &str) -> String {
