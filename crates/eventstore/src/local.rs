@@ -93,29 +93,31 @@ fn idempotency_key(aggregate: &AggregateRef, key: &IdempotencyKey) -> Vec<u8> {
 
 impl Inner {
     /// Puts every state and record not in sled yet into it, in one batch.
+    /// The lock is held until sled has the batch: a key taken out of memory
+    /// is readable in sled from then on, never in neither.
     fn write_out(&self) -> Result<(), StoreError> {
+        let mut recent = self.recent.lock().expect("snapshot lock");
+        let recent = &mut *recent;
+        if recent.unwritten.is_empty() && recent.keys.is_empty() {
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
-        {
-            let mut recent = self.recent.lock().expect("snapshot lock");
-            let recent = &mut *recent;
-            if recent.unwritten.is_empty() && recent.keys.is_empty() {
-                return Ok(());
-            }
-            for aggregate in recent.unwritten.drain() {
-                let held = &recent.states[&aggregate];
-                match (held.encode)(held.version, held.state.as_ref()) {
-                    Some(bytes) => batch.insert(snapshot_key(&aggregate), bytes),
-                    None => tracing::warn!(%aggregate, "a snapshot did not encode; it is rebuilt from the stream"),
-                }
-            }
-            for (key, at) in recent.keys.drain() {
-                batch.insert(key, &at.to_be_bytes());
-            }
-            if recent.states.len() > KEPT_DECODED {
-                recent.states.clear();
+        for aggregate in &recent.unwritten {
+            let held = &recent.states[aggregate];
+            match (held.encode)(held.version, held.state.as_ref()) {
+                Some(bytes) => batch.insert(snapshot_key(aggregate), bytes),
+                None => tracing::warn!(%aggregate, "a snapshot did not encode; it is rebuilt from the stream"),
             }
         }
+        for (key, at) in &recent.keys {
+            batch.insert(key.as_slice(), &at.to_be_bytes());
+        }
         self.aggregates.apply_batch(batch)?;
+        recent.unwritten.clear();
+        recent.keys.clear();
+        if recent.states.len() > KEPT_DECODED {
+            recent.states.clear();
+        }
         Ok(())
     }
 }
