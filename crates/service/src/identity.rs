@@ -104,11 +104,12 @@ impl Claim {
         let mut deadline: Option<Instant> = None;
         let mut seen: Option<u64> = None;
         loop {
+            let sent = Instant::now();
             match bucket.create(&key, token.clone()).await {
                 Ok(revision) => {
                     tracing::info!(claim = %key, "instance claimed");
                     let confirmed = Fence::closed();
-                    confirmed.hold_for(CONFIRMED_FOR);
+                    confirmed.hold_for(CONFIRMED_FOR.saturating_sub(sent.elapsed()));
                     return Ok(Self {
                         bucket,
                         key,
