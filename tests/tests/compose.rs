@@ -461,6 +461,22 @@ async fn a_holder_paused_past_its_claim_stops_when_it_wakes_under_a_name_taken_s
     );
 }
 
+/// A capacity process (not started) on a `cp -a` copy of the data
+/// directory `data`, under the same instance name.
+fn copy_of(setup: &TestSetup, data: &str) -> Proc {
+    let copy = setup.dir.path().join(format!("{data}-copy"));
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(setup.dir.path().join(data))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut clone = named(setup, &format!("{data}-clone"), "capacity");
+    clone.env.insert("REFER_DATA_DIR".into(), copy.display().to_string());
+    clone
+}
+
 #[tokio::test]
 async fn a_copy_of_a_holders_data_directory_started_under_its_name_is_refused() {
     let server = NatsServer::start().await.unwrap();
@@ -469,17 +485,8 @@ async fn a_copy_of_a_holders_data_directory_started_under_its_name_is_refused() 
     holder.spawn();
     holder.until_serving().await;
     // A restored or cloned volume: the holder's whole data directory,
-    // its claim's token included, under the same name.
-    let copy = setup.dir.path().join("capacity-copy");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(setup.dir.path().join("capacity-a"))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut clone = named(&setup, "capacity-clone", "capacity");
-    clone.env.insert("REFER_DATA_DIR".into(), copy.display().to_string());
+    // under the same name.
+    let mut clone = copy_of(&setup, "capacity-a");
     clone.spawn();
     let said = clone.until_refused().await;
     assert!(said.contains("in use by another running process"), "{said}");
@@ -496,19 +503,10 @@ async fn a_copy_started_while_its_holder_stalls_for_seconds_is_refused_and_the_h
     let mut holder = named(&setup, "capacity-a", "capacity");
     holder.spawn();
     holder.until_serving().await;
-    let copy = setup.dir.path().join("capacity-copy");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(setup.dir.path().join("capacity-a"))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let mut clone = copy_of(&setup, "capacity-a");
     // The copy starts while the holder stalls for 3 s (a busy VM, a long
     // pause): shorter than the claim's ttl, so the holder is alive.
     holder.signal("-STOP");
-    let mut clone = named(&setup, "capacity-clone", "capacity");
-    clone.env.insert("REFER_DATA_DIR".into(), copy.display().to_string());
     clone.spawn();
     tokio::time::sleep(Duration::from_secs(3)).await;
     holder.signal("-CONT");
