@@ -3,6 +3,7 @@
 //! credential tries what it must not do. What was refused is checked on the
 //! stream with the operator's credential, not only by the error seen.
 
+use futures::StreamExt;
 use refer_proto::common::v1 as pb;
 use refer_tests::*;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ async fn as_role(c: &Coalition, role: &str) -> (async_nats::Client, Arc<Mutex<Ve
     let seen = violations.clone();
     let client = async_nats::ConnectOptions::new()
         .nkey(c.setup.keys.seed(role))
-        .add_root_certificates(c.setup.keys.ca_file())
+        .add_root_certificates(c.setup.keys.nats_ca_file())
         .require_tls(true)
         .event_callback(move |event| {
             let seen = seen.clone();
@@ -29,6 +30,20 @@ async fn as_role(c: &Coalition, role: &str) -> (async_nats::Client, Arc<Mutex<Ve
         .await
         .unwrap();
     (client, violations)
+}
+
+/// Intake seals its contact under an idempotency key: the key bucket, and
+/// the bucket of idempotency bindings, then hold entries.
+async fn seal_a_contact(c: &Coalition) {
+    let set = refer_proto::intake::v1::SetHandoffContactRequest {
+        idempotency_key: "contact".into(),
+        contact: "night desk 555-0142".into(),
+    };
+    c.intake
+        .clone()
+        .set_handoff_contact(refer_service::testing::authed(INTAKE, set))
+        .await
+        .unwrap();
 }
 
 async fn last_sequence(c: &Coalition, stream: &str) -> u64 {
@@ -58,7 +73,7 @@ async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refu
     let c = Coalition::start(0, 0).await;
     let tls = || {
         async_nats::ConnectOptions::new()
-            .add_root_certificates(c.setup.keys.ca_file())
+            .add_root_certificates(c.setup.keys.nats_ca_file())
             .require_tls(true)
     };
     let anonymous = tls().connect(c.nats.url()).await;
@@ -78,13 +93,13 @@ async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refu
         ca_file: Some(ca_file),
         plaintext: false,
     };
-    let no_seed = bus(c.setup.dir.path().join("nowhere.nk"), c.setup.keys.ca_file());
+    let no_seed = bus(c.setup.dir.path().join("nowhere.nk"), c.setup.keys.nats_ca_file());
     let err = refer_service::runtime::connect(&no_seed).await.err().unwrap();
     assert!(err.to_string().contains("nats_nkey_file"), "{err}");
     // A client that trusts another CA does not take a forged bus for ours,
     // and one without TLS is not let in.
     let foreign = refer_testkit::NatsKeys::generate().unwrap();
-    let elsewhere = bus(c.setup.keys.seed_file("capacity"), foreign.ca_file());
+    let elsewhere = bus(c.setup.keys.seed_file("capacity"), foreign.nats_ca_file());
     let err = refer_service::runtime::connect(&elsewhere).await.err().unwrap();
     assert!(err.to_string().contains("refused"), "{err}");
     let plain = async_nats::ConnectOptions::new()
@@ -94,7 +109,7 @@ async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refu
     assert!(plain.is_err(), "plaintext is refused");
     let unsure = refer_service::runtime::Bus {
         ca_file: None,
-        ..bus(c.setup.keys.seed_file("capacity"), c.setup.keys.ca_file())
+        ..bus(c.setup.keys.seed_file("capacity"), c.setup.keys.nats_ca_file())
     };
     let err = refer_service::runtime::connect(&unsure).await.err().unwrap();
     assert!(
@@ -144,16 +159,7 @@ async fn each_service_may_write_only_its_own_events() {
 #[tokio::test]
 async fn no_service_may_delete_or_purge_a_stream_and_only_sealing_services_reach_the_keys() {
     let c = Coalition::start(1, 0).await;
-    // Something sealed, so the key bucket holds a key.
-    let set = refer_proto::intake::v1::SetHandoffContactRequest {
-        idempotency_key: "contact".into(),
-        contact: "night desk 555-0142".into(),
-    };
-    c.intake
-        .clone()
-        .set_handoff_contact(refer_service::testing::authed(INTAKE, set))
-        .await
-        .unwrap();
+    seal_a_contact(&c).await;
     let keys_before = last_sequence(&c, "KV_REFER_DATA_KEYS").await;
     assert!(keys_before > 0);
     for role in ["capacity", "donations", "intake", "matcher", "console"] {
@@ -191,4 +197,149 @@ async fn no_service_may_delete_or_purge_a_stream_and_only_sealing_services_reach
     let (operator, _) = as_role(&c, "operator").await;
     let info = try_request(&operator, "$JS.API.STREAM.INFO.REFER", "").await;
     assert!(info.is_some_and(|i| i.contains("\"config\"")));
+}
+
+#[tokio::test]
+async fn no_credential_may_wipe_a_bucket_with_a_rollup() {
+    let c = Coalition::start(1, 0).await;
+    seal_a_contact(&c).await;
+    // Each role against every bucket deploy/nats/auth.conf lets it write.
+    let cases = [
+        ("intake", "REFER_DATA_KEYS"),
+        ("capacity", "REFER_DATA_KEYS"),
+        ("donations", "REFER_KEYS"),
+        ("capacity", "REFER_INSTANCES"),
+        ("matcher", "REFER_LEASES"),
+        ("matcher", "REFER_INSTANCES"),
+    ];
+    for (role, bucket) in cases {
+        let (client, _) = as_role(&c, role).await;
+        let js = async_nats::jetstream::new(client);
+        let subject = format!("$KV.{bucket}.probe-{role}");
+        // The role may write the bucket (so what follows is refused for the
+        // rollup, not for the subject)...
+        js.publish(subject.clone(), "probe".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap_or_else(|e| panic!("{role} writes {bucket}: {e}"));
+        let before = entries(&c, bucket).await;
+        assert!(before > 1, "{bucket} holds the services' entries");
+        // ...but one entry with a rollup must not take the others with it.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Rollup", "all");
+        let rolled = match js.publish_with_headers(subject, headers, "wipe".into()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        assert!(rolled.is_err(), "{role} rolled {bucket} up");
+        assert_eq!(entries(&c, bucket).await, before, "{role} wiped {bucket}");
+    }
+}
+
+/// How many entries bucket `name` holds (the operator's view).
+async fn entries(c: &Coalition, name: &str) -> u64 {
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let mut stream = js.get_stream(format!("KV_{name}")).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// A fourth node that dials the cluster's routes with `cert` and `key`,
+/// trusting the bus's CA (public, as a CA is). No login for its own
+/// clients: whatever reaches it is the attacker's.
+struct Rogue {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Rogue {
+    fn start(cluster: &refer_testkit::NatsCluster, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let [port, route_port] = refer_testkit::free_ports::<2>().unwrap();
+        let routes: Vec<String> = (0..3).map(|i| cluster.node(i).route_url().unwrap()).collect();
+        let config = format!(
+            "listen: 127.0.0.1:{port}\nserver_name: rogue-{port}\nlog_file: \"{}\"\n\
+             cluster {{\n  name: {}\n  listen: 127.0.0.1:{route_port}\n  routes: [{}]\n  \
+             tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true, timeout: 2 }}\n}}\n",
+            dir.path().join("rogue.log").display(),
+            cluster.node(0).cluster_name().unwrap(),
+            routes.join(", "),
+            cert.display(),
+            key.display(),
+            cluster.access().keys.nats_ca_file().display(),
+        );
+        let path = dir.path().join("rogue.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new(refer_testkit::server_binary().unwrap())
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("rogue.log")).unwrap_or_default()
+    }
+
+    /// Whether a message the operator publishes on the cluster reaches the
+    /// rogue's own client within `wait`.
+    async fn hears_the_cluster(&self, cluster: &refer_testkit::NatsCluster, wait: Duration) -> bool {
+        let mut listener = None;
+        let started = std::time::Instant::now();
+        while listener.is_none() && started.elapsed() < Duration::from_secs(10) {
+            listener = async_nats::connect(&self.url).await.ok();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let listener = listener.expect("the rogue node listens");
+        let mut heard = listener.subscribe("refer.>").await.unwrap();
+        listener.flush().await.unwrap();
+        let operator = cluster.node(0).connect().await;
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            operator.publish("refer.probe.rogue", "hello".into()).await.unwrap();
+            operator.flush().await.unwrap();
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), heard.next()).await {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Rogue {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_certificate_cannot_join_the_bus_as_a_node() {
+    let cluster = refer_testkit::NatsCluster::start().await.unwrap();
+    let keys = cluster.access().keys;
+    // Control: the same rogue with a node's certificate joins and hears
+    // everything (a route is trusted with every subject), so the test can see a join.
+    let (cert, key) = keys.node_cert();
+    let node = Rogue::start(&cluster, &cert, &key);
+    assert!(
+        node.hears_the_cluster(&cluster, Duration::from_secs(15)).await,
+        "a node certificate joins the routes: {}",
+        node.log()
+    );
+    drop(node);
+    // A service's or console's certificate, though: refused at the route's handshake.
+    let (cert, key) = keys.service_cert();
+    let rogue = Rogue::start(&cluster, &cert, &key);
+    assert!(
+        !rogue.hears_the_cluster(&cluster, Duration::from_secs(6)).await,
+        "a service's certificate made its holder a node of the bus"
+    );
 }

@@ -215,7 +215,8 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
             let secret = secret.as_str().unwrap();
             let file = match secret {
                 "refer-kek" => setup.kek_file(),
-                "nats-ca" | "refer-tls-ca" => setup.keys.ca_file(),
+                "nats-ca" => setup.keys.nats_ca_file(),
+                "refer-tls-ca" => setup.keys.ca_file(),
                 "refer-tls-cert" => setup.keys.service_cert().0,
                 "refer-tls-key" => setup.keys.service_cert().1,
                 nkey => setup

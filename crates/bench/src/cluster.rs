@@ -105,7 +105,7 @@ impl Own {
         spawn(
             &self.bins,
             self.dir.path(),
-            (&bus.urls, &bus.keys.seed_file(SERVICES[i]), &bus.keys.ca_file()),
+            (&bus.urls, &bus.keys.seed_file(SERVICES[i]), &bus.keys.nats_ca_file()),
             (&cert, &key),
             [self.ports[i], self.ports[4 + i]],
             SERVICES[i],
@@ -288,7 +288,7 @@ impl Cluster {
             matcher: MatcherClient::new(own.reach(3).await?),
             nats_url: own.nats.url(),
             nats_nkey_file: Some(own.nats.access().keys.seed_file("operator")),
-            nats_ca_file: Some(own.nats.access().keys.ca_file()),
+            nats_ca_file: Some(own.nats.access().keys.nats_ca_file()),
             added_tokens: None,
             own: Some(own),
         })

@@ -75,8 +75,8 @@ struct Args {
     #[arg(long, default_value = "run/nkeys/operator.nk")]
     nats_nkey_file: PathBuf,
     /// With --connect: the CA of that NATS's certificates (`scripts/run`
-    /// writes run/tls/ca.pem).
-    #[arg(long, default_value = "run/tls/ca.pem")]
+    /// writes run/tls/nats-ca.pem).
+    #[arg(long, default_value = "run/tls/nats-ca.pem")]
     nats_ca_file: PathBuf,
     /// With --connect: the capacity, donations, intake and matcher services.
     #[arg(long, default_value = "https://127.0.0.1:50051")]

@@ -69,11 +69,13 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a throwaway certificate authority, a certificate for the bus's
-    /// nodes (`--names`: ca.pem, node.pem, node.key in `--dir`) and one for
-    /// the services and the console (`--service-names`: service.pem,
-    /// service.key): TLS for a local run or a test deployment
-    /// (`scripts/run`), never for production.
+    /// Make two throwaway certificate authorities: the bus's, with a
+    /// certificate for its nodes (`--names`: nats-ca.pem, node.pem, node.key
+    /// in `--dir`), and the services', with one for the services and the
+    /// console (`--service-names`: ca.pem, service.pem, service.key). Two,
+    /// because a node admits as a route any certificate its CA signed: a
+    /// service's must not make its holder a node. TLS for a local run or a
+    /// test deployment (`scripts/run`), never for production.
     DevCa {
         #[arg(long)]
         dir: PathBuf,
@@ -84,6 +86,11 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
         service_names: Vec<String>,
     },
+    /// Turn rollups off on every key-value bucket that still allows them
+    /// (made by an earlier version): with them on, any credential that may
+    /// write a bucket could wipe it whole. Needs the operator's credential;
+    /// services refuse such a bucket at start, naming this command.
+    HardenBuckets,
     MigrateSealed {
         /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
@@ -173,12 +180,14 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             names,
             service_names,
         } => {
-            let ca = refer_testkit::tls::DevCa::generate()?;
+            let nodes = refer_testkit::tls::DevCa::generate()?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let (cert, key) = ca.issue(&names)?;
+            let (cert, key) = nodes.issue(&names)?;
+            let ca = refer_testkit::tls::DevCa::generate()?;
             let service_names: Vec<&str> = service_names.iter().map(String::as_str).collect();
             let (service_cert, service_key) = ca.issue(&service_names)?;
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--dir {}: {e}", dir.display()))?;
+            std::fs::write(dir.join("nats-ca.pem"), nodes.pem())?;
             std::fs::write(dir.join("ca.pem"), ca.pem())?;
             std::fs::write(dir.join("node.pem"), cert)?;
             write_secret(&dir.join("node.key"), &key)?;
@@ -187,13 +196,20 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             record(
                 settings.json,
                 vec![
-                    ("ca", dir.join("ca.pem").display().to_string()),
+                    ("nats_ca", dir.join("nats-ca.pem").display().to_string()),
                     ("certificate", dir.join("node.pem").display().to_string()),
                     ("key", dir.join("node.key").display().to_string()),
+                    ("ca", dir.join("ca.pem").display().to_string()),
                     ("service_certificate", dir.join("service.pem").display().to_string()),
                     ("service_key", dir.join("service.key").display().to_string()),
                 ],
             );
+        }
+        Command::HardenBuckets => {
+            let client = settings.bus().await?;
+            let js = async_nats::jetstream::new(client);
+            let hardened = refer_service::buckets::harden_all(&js).await?;
+            record(settings.json, vec![("hardened", hardened.join(","))]);
         }
         Command::MigrateSealed { stream } => {
             let client = settings.bus().await?;

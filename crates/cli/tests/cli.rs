@@ -9,12 +9,25 @@ use std::time::{Duration, Instant};
 struct Cli {
     urls: [String; 4],
     nats: String,
-    /// The operator's credential on that bus, and its CA.
+    /// The operator's credential on that bus, and the bus's CA.
     nkey: std::path::PathBuf,
+    nats_ca: std::path::PathBuf,
+    /// The CA of the services' certificates.
     ca: std::path::PathBuf,
 }
 
 impl Cli {
+    /// The operator's command line against coalition `c`.
+    fn of(c: &Coalition) -> Self {
+        Self {
+            urls: c.urls(),
+            nats: c.nats.url(),
+            nkey: c.setup.keys.seed_file("operator"),
+            nats_ca: c.setup.keys.nats_ca_file(),
+            ca: c.setup.keys.ca_file(),
+        }
+    }
+
     fn run(&self, token: &str, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_refer"))
             .args(args)
@@ -25,7 +38,7 @@ impl Cli {
             .env("REFER_MATCHER_URL", &self.urls[3])
             .env("REFER_NATS_URL", &self.nats)
             .env("REFER_NATS_NKEY_FILE", &self.nkey)
-            .env("REFER_NATS_CA_FILE", &self.ca)
+            .env("REFER_NATS_CA_FILE", &self.nats_ca)
             .env("REFER_CA_FILE", &self.ca)
             .env("HOME", "/nonexistent")
             .output()
@@ -56,12 +69,7 @@ impl Cli {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_does_its_job_from_the_command_line() {
     let c = Coalition::start(1, 1).await;
-    let cli = Cli {
-        urls: c.urls(),
-        nats: c.nats.url(),
-        nkey: c.setup.keys.seed_file("operator"),
-        ca: c.setup.keys.ca_file(),
-    };
+    let cli = Cli::of(&c);
     let provider = provider_token(0);
     let business = business_token(0);
     let cli = std::sync::Arc::new(cli);
@@ -336,12 +344,7 @@ async fn each_role_does_its_job_from_the_command_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_say_what_went_wrong_and_what_to_do() {
     let c = Coalition::start(1, 0).await;
-    let cli = Cli {
-        urls: c.urls(),
-        nats: c.nats.url(),
-        nkey: c.setup.keys.seed_file("operator"),
-        ca: c.setup.keys.ca_file(),
-    };
+    let cli = Cli::of(&c);
     let cli = std::sync::Arc::new(cli);
     let fails = |token: &'static str, args: Vec<&'static str>| {
         let cli = cli.clone();
@@ -486,12 +489,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
         .unwrap();
     let fresh = c.setup.dir.path().join("new-kek.hex");
     std::fs::write(&fresh, "5a".repeat(32)).unwrap();
-    let cli = Cli {
-        urls: c.urls(),
-        nats: c.nats.url(),
-        nkey: c.setup.keys.seed_file("operator"),
-        ca: c.setup.keys.ca_file(),
-    };
+    let cli = Cli::of(&c);
     let old = c.setup.kek_file();
     let (new_path, old_path) = (fresh.display().to_string(), old.display().to_string());
     let rotated = tokio::task::spawn_blocking(move || {
@@ -535,4 +533,53 @@ async fn an_operator_rotates_the_key_encryption_key() {
         with(&old).await.open_text(&sealed, &purpose).await,
         Err(refer_sealed::SealError::UnknownKek { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
+    use async_nats::jetstream::kv;
+    use refer_service::buckets::{open, Storage};
+    let c = Coalition::start(0, 0).await;
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    // As an earlier version made its buckets: by async-nats, rollups allowed.
+    js.create_key_value(kv::Config {
+        bucket: "REFER_EARLIER".into(),
+        history: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let reopen = || {
+        open(
+            &js,
+            "REFER_EARLIER",
+            "an earlier bucket",
+            1,
+            Duration::from_secs(60),
+            Storage::File,
+        )
+    };
+    let refused = reopen()
+        .await
+        .expect_err("a bucket that allows rollups is refused")
+        .to_string();
+    assert!(refused.contains("refer admin harden-buckets"), "{refused}");
+
+    let cli = Cli::of(&c);
+    let out = cli.json("", &["admin", "harden-buckets"]);
+    let hardened: Vec<&str> = out["hardened"].as_str().unwrap().split(',').collect();
+    assert_eq!(hardened, ["REFER_EARLIER"], "this version's buckets need nothing");
+    let bucket = reopen().await.expect("opens once hardened");
+    bucket.put("kept", "v".into()).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "all");
+    let ack = js
+        .publish_with_headers("$KV.REFER_EARLIER.wipe", headers, "x".into())
+        .await
+        .unwrap();
+    assert!(ack.await.is_err(), "a rollup is refused now");
+    assert!(bucket.get("kept").await.unwrap().is_some());
+    // Run again, it finds nothing left to do.
+    let again = cli.json("", &["admin", "harden-buckets"]);
+    assert_eq!(again["hardened"], "");
 }

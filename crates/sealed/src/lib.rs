@@ -181,7 +181,8 @@ impl Vault {
                     max_messages_per_subject: HISTORY,
                     storage: stream::StorageType::File,
                     num_replicas: replicas.max(1),
-                    allow_rollup: true,
+                    // A rollup from any writer would wipe every key at once.
+                    allow_rollup: false,
                     deny_delete: false,
                     deny_purge: false,
                     // Reads go to the leader: a follower may not have a key
@@ -200,7 +201,23 @@ impl Vault {
                  it was not made by this version (docs/operations.md: moving the sealed keys)"
             )));
         }
-        let bucket = jetstream.get_key_value(name).await.map_err(unavailable)?;
+        if config.allow_rollup {
+            return Err(SealError::Unavailable(format!(
+                "bucket {name} allows rollups, so any credential that writes it could erase every key at once; \
+                 it was made by an earlier version: run `refer admin harden-buckets` with the operator's \
+                 credential (docs/operations.md, \"Upgrading\")"
+            )));
+        }
+        // From the stream in hand: looked up again at once, a bucket just
+        // made in a cluster may not be found yet.
+        let bucket = async_nats::jetstream::kv::Store {
+            name: name.to_owned(),
+            stream_name,
+            prefix: format!("$KV.{name}."),
+            put_prefix: None,
+            use_jetstream_prefix: false,
+            stream: stream.clone(),
+        };
         Ok(Self {
             bucket,
             stream,

@@ -1,8 +1,15 @@
 //! The JetStream key-value buckets Refer keeps beside its stream (leases,
-//! idempotency bindings, console sessions): each opened if it exists, else
-//! created, in one place.
+//! instance claims, idempotency bindings, console sessions): each opened if
+//! it exists, else created, in one place.
+//!
+//! A bucket is made here rather than by async-nats, which always allows
+//! rollups: any credential that may write a bucket could then publish one
+//! entry with `Nats-Rollup: all` and wipe every other (every lease, every
+//! claim), and no subject permission can forbid a header. So rollups are
+//! off (deletes write a marker, as `Store::delete` does), and a bucket
+//! that still allows them is refused, naming the operator's fix.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use std::time::Duration;
 
 /// Where a bucket keeps its entries.
@@ -18,19 +25,70 @@ pub async fn open(
     max_age: Duration,
     storage: Storage,
 ) -> anyhow::Result<kv::Store> {
-    match js.get_key_value(name).await {
-        Ok(bucket) => Ok(bucket),
+    let stream_name = format!("KV_{name}");
+    let made = match js.get_stream(&stream_name).await {
+        Ok(existing) => existing,
         Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.to_owned(),
-                description: description.to_owned(),
-                history: 1,
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                description: Some(description.to_owned()),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: 1,
                 max_age,
-                num_replicas: replicas,
                 storage,
+                num_replicas: replicas.max(1),
+                allow_rollup: false,
+                deny_delete: true,
+                deny_purge: false,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
                 ..Default::default()
             })
             .await
-            .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}")),
+            .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?,
+    };
+    refuse_rollups(name, &made.cached_info().config)?;
+    // From the stream in hand: looked up again at once, a bucket just made
+    // in a cluster may not be found yet.
+    Ok(kv::Store {
+        name: name.to_owned(),
+        stream_name,
+        prefix: format!("$KV.{name}."),
+        put_prefix: None,
+        use_jetstream_prefix: false,
+        stream: made,
+    })
+}
+
+/// Refuses bucket `name` if its stream allows rollups (made by async-nats
+/// or an earlier Refer): any writer could wipe it.
+pub fn refuse_rollups(name: &str, config: &stream::Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.allow_rollup,
+        "the key-value bucket {name} allows rollups, so any credential that writes it could wipe it whole; \
+         it was made by an earlier version: run `refer admin harden-buckets` with the operator's credential \
+         (docs/operations.md, \"Upgrading\")"
+    );
+    Ok(())
+}
+
+/// Turns rollups off on every key-value bucket of the account that still
+/// allows them (made by async-nats or an earlier Refer), with a credential
+/// that may update streams (the operator's). Returns the buckets changed.
+pub async fn harden_all(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let names: Vec<String> = js.stream_names().try_collect().await?;
+    let mut hardened = Vec::new();
+    for stream_name in names.iter().filter(|n| n.starts_with("KV_")) {
+        let mut stream = js.get_stream(stream_name).await?;
+        let mut config = stream.info().await?.config.clone();
+        if config.allow_rollup {
+            config.allow_rollup = false;
+            js.update_stream(&config)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot turn rollups off on {stream_name}: {e}"))?;
+            hardened.push(stream_name.trim_start_matches("KV_").to_owned());
+        }
     }
+    Ok(hardened)
 }

@@ -124,7 +124,7 @@ impl TestSetup {
         let bus = crate::runtime::Bus {
             url: self.nats_url.clone(),
             nkey_file: Some(self.keys.seed_file("operator")),
-            ca_file: Some(self.keys.ca_file()),
+            ca_file: Some(self.keys.nats_ca_file()),
             plaintext: false,
         };
         let client = crate::runtime::connect(&bus).await.expect("reach the test's NATS");
@@ -173,7 +173,7 @@ impl TestSetup {
              stream_replicas = {}\n",
             self.nats_url,
             self.keys.seed_file(role).display(),
-            self.keys.ca_file().display(),
+            self.keys.nats_ca_file().display(),
             data_dir.display(),
             self.tokens_file.display(),
             self.tick_ms,

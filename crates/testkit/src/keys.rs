@@ -14,9 +14,12 @@ pub const ROLES: [&str; 6] = ["capacity", "donations", "intake", "matcher", "con
 pub(crate) const AUTH_CONF: &str = include_str!("../../../deploy/nats/auth.conf");
 
 /// A fresh key pair for each role: the seeds in files (as secrets are
-/// mounted), the public keys for the server's environment; and a fresh
-/// certificate authority with one certificate for every node of the bus
-/// (127.0.0.1 and localhost, for clients and for the routes between nodes).
+/// mounted), the public keys for the server's environment; and two fresh
+/// certificate authorities, as deployed: the bus's, with one certificate for
+/// every node (127.0.0.1 and localhost, for clients and for the routes
+/// between nodes), and the services', for their listeners. Two, because a
+/// node admits a route from any certificate its CA signed: a service's
+/// certificate must not make its holder a node of the bus.
 #[derive(Clone)]
 pub struct NatsKeys {
     dir: Arc<TempDir>,
@@ -36,13 +39,17 @@ impl NatsKeys {
             std::fs::write(dir.path().join(format!("{role}.nk")), seed)?;
             public.insert(role, pair.public_key());
         }
+        let nodes = crate::tls::DevCa::generate().map_err(std::io::Error::other)?;
+        let (cert, key) = nodes
+            .issue(&["127.0.0.1", "localhost"])
+            .map_err(std::io::Error::other)?;
+        std::fs::write(dir.path().join("nats-ca.pem"), nodes.pem())?;
+        std::fs::write(dir.path().join("node.pem"), cert)?;
+        std::fs::write(dir.path().join("node.key"), key)?;
+        // The services' listeners (gRPC, metrics, the console) have their own CA.
         let tls = crate::tls::DevCa::generate().map_err(std::io::Error::other)?;
         let (cert, key) = tls.issue(&["127.0.0.1", "localhost"]).map_err(std::io::Error::other)?;
         std::fs::write(dir.path().join("ca.pem"), tls.pem())?;
-        std::fs::write(dir.path().join("node.pem"), cert)?;
-        std::fs::write(dir.path().join("node.key"), key)?;
-        // The services' listeners (gRPC, metrics, the console) have their own.
-        let (cert, key) = tls.issue(&["127.0.0.1", "localhost"]).map_err(std::io::Error::other)?;
         std::fs::write(dir.path().join("service.pem"), cert)?;
         std::fs::write(dir.path().join("service.key"), key)?;
         Ok(Self {
@@ -72,7 +79,14 @@ impl NatsKeys {
         self.dir.path().join(format!("{role}.nk"))
     }
 
-    /// The certificate authority every node's certificate is signed by.
+    /// The certificate authority every node's certificate is signed by:
+    /// what clients of the bus verify it against (`nats_ca_file`).
+    pub fn nats_ca_file(&self) -> PathBuf {
+        self.dir.path().join("nats-ca.pem")
+    }
+
+    /// The certificate authority of the services' and consoles' certificates
+    /// (`ca_file`): what their clients verify them against.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
@@ -83,7 +97,7 @@ impl NatsKeys {
     }
 
     /// The certificate and key the services' listeners serve (and clients
-    /// present for mutual TLS): the same CA as the bus's.
+    /// present for mutual TLS), signed by [`NatsKeys::ca`].
     pub fn service_cert(&self) -> (PathBuf, PathBuf) {
         (self.dir.path().join("service.pem"), self.dir.path().join("service.key"))
     }
@@ -93,7 +107,8 @@ impl NatsKeys {
         &self.store_key
     }
 
-    /// The CA itself, to issue more certificates (a rotation, an expired one).
+    /// The services' CA itself, to issue more certificates (a rotation, an
+    /// expired one).
     pub fn ca(&self) -> &crate::tls::DevCa {
         &self.ca
     }
@@ -127,7 +142,7 @@ impl BusAccess {
             .collect();
         async_nats::ConnectOptions::new()
             .nkey(self.keys.seed(role))
-            .add_root_certificates(self.keys.ca_file())
+            .add_root_certificates(self.keys.nats_ca_file())
             .require_tls(true)
             .retry_on_initial_connect()
             .reconnect_delay_callback(|attempt| std::time::Duration::from_millis((50 * attempt as u64).min(500)))

@@ -121,6 +121,17 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// As a node of a cluster, the cluster's name.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|(name, _, _)| name.as_str())
+    }
+
+    /// As a node of a cluster, where other nodes open routes to it.
+    pub fn route_url(&self) -> Option<String> {
+        let (_, port, _) = self.cluster.as_ref()?;
+        Some(format!("nats-route://127.0.0.1:{port}"))
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -180,7 +191,7 @@ impl NatsServer {
         };
         // TLS as deployed: clients verify the node; nodes verify each other.
         let (cert, key) = self.keys.node_cert();
-        let ca = self.keys.ca_file();
+        let ca = self.keys.nats_ca_file();
         let tls = |verify: bool| {
             format!(
                 "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: {verify}, timeout: 2 }}",
@@ -259,7 +270,7 @@ impl NatsServer {
     async fn jetstream_ready(&self) -> bool {
         let connect = async_nats::ConnectOptions::new()
             .nkey(self.keys.seed("operator"))
-            .add_root_certificates(self.keys.ca_file())
+            .add_root_certificates(self.keys.nats_ca_file())
             .require_tls(true)
             .connection_timeout(Duration::from_millis(500))
             .connect(self.url());

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 const TOKEN: &str = "operator-admin-token";
 
-/// The services' certificates verified against the test bus's CA (it signs both).
+/// The services' certificates verified against the test's services CA.
 fn tls(nats: &NatsServer) -> refer_service::tls::ClientTls {
     refer_service::tls::ClientTls {
         ca_file: Some(nats.access().keys.ca_file()),
@@ -35,7 +35,7 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
         .env("REFER_KEK_FILE", &kek)
         .env("REFER_NATS_URL", nats.url())
         .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
-        .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+        .env("REFER_NATS_CA_FILE", nats.access().keys.nats_ca_file())
         .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
         .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
         .env("REFER_DATA_DIR", dir.join("data"))
@@ -194,10 +194,10 @@ async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
         command
             .env("REFER_NATS_URL", nats.url())
             .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
-            .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+            .env("REFER_NATS_CA_FILE", nats.access().keys.nats_ca_file())
             .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
             .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
-            .env("REFER_NATS_CA_FILE", nats.access().keys.ca_file())
+            .env("REFER_NATS_CA_FILE", nats.access().keys.nats_ca_file())
             .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
             .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
             .env("REFER_DATA_DIR", dir.path().join("data"))

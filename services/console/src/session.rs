@@ -234,7 +234,8 @@ impl Sessions {
                 all.lock().expect("sessions lock").remove(id);
             }
             Store::Shared(bucket) => {
-                if let Err(err) = bucket.purge(bucket_key(id)).await {
+                // A delete marker (one value per key): the bucket refuses rollups.
+                if let Err(err) = bucket.delete(bucket_key(id)).await {
                     tracing::warn!(error = %err, "a session could not be ended");
                 }
             }

@@ -64,7 +64,7 @@ fn bus(nats: &refer_testkit::NatsServer) -> refer_service::runtime::Bus {
     refer_service::runtime::Bus {
         url: nats.url(),
         nkey_file: Some(keys.seed_file("console")),
-        ca_file: Some(keys.ca_file()),
+        ca_file: Some(keys.nats_ca_file()),
         plaintext: false,
     }
 }
@@ -81,7 +81,7 @@ fn config(c: &Coalition) -> Config {
         "REFER_MATCHER_URL" => Some(matcher.clone()),
         "REFER_SESSIONS_NATS_URL" => Some(nats.clone()),
         "REFER_SESSIONS_NATS_NKEY_FILE" => Some(seed.display().to_string()),
-        "REFER_SESSIONS_NATS_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
+        "REFER_SESSIONS_NATS_CA_FILE" => Some(c.setup.keys.nats_ca_file().display().to_string()),
         "REFER_CA_FILE" => Some(c.setup.keys.ca_file().display().to_string()),
         "REFER_TLS_CERT_FILE" => Some(c.setup.keys.service_cert().0.display().to_string()),
         "REFER_TLS_KEY_FILE" => Some(c.setup.keys.service_cert().1.display().to_string()),
