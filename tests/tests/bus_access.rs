@@ -343,3 +343,79 @@ async fn a_service_certificate_cannot_join_the_bus_as_a_node() {
         "a service's certificate made its holder a node of the bus"
     );
 }
+
+/// Provider 0 declares `units` shelter beds at `site` through `client`.
+async fn declare(
+    client: &refer_proto::capacity::v1::capacity_client::CapacityClient<tonic::transport::Channel>,
+    site: &str,
+    units: u32,
+) -> Result<(), tonic::Status> {
+    let set = refer_proto::capacity::v1::SetCapacityRequest {
+        idempotency_key: format!("declare-{units}"),
+        provider_id: site.to_owned(),
+        service: pb::ServiceKind::ShelterBed as i32,
+        declared: units,
+        expected_version: None,
+    };
+    let token = provider_token(0);
+    client
+        .clone()
+        .set_capacity(refer_service::testing::authed(&token, set))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_credential_is_rotated_without_downtime() {
+    let mut c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let old_seed = c.setup.keys.seed("capacity");
+    let next = nkeys::KeyPair::new_user();
+
+    // The operator lets the new key in beside the old one (docs/operations.md).
+    let beside = format!("{{ nkey: {}, permissions: $CAPACITY }}", next.public_key());
+    c.nats
+        .reload_auth(|conf| conf.replacen("users = [", &format!("users = [\n    {beside}"), 1))
+        .await
+        .unwrap();
+    let before = last_sequence(&c, "REFER").await;
+    declare(&c.capacity, &shelter, 3)
+        .await
+        .expect("the running replica still writes");
+    assert_eq!(last_sequence(&c, "REFER").await, before + 1);
+
+    // The secret is replaced and a replica started with it serves beside the old one...
+    std::fs::write(c.setup.keys.seed_file("capacity"), next.seed().unwrap()).unwrap();
+    let replica =
+        refer_service::testing::TestApp::spawn_named(refer_capacity::SERVICE, &c.setup, "capacity-next").await;
+    let through_replica = refer_proto::capacity::v1::capacity_client::CapacityClient::new(replica.channel());
+    declare(&through_replica, &shelter, 4)
+        .await
+        .expect("the new credential writes");
+    assert_eq!(last_sequence(&c, "REFER").await, before + 2);
+
+    // ...the old one stops, and the operator takes the old key out.
+    c.apps[0].stop().await;
+    let old_entry = "{ nkey: $REFER_NKEY_CAPACITY, permissions: $CAPACITY }";
+    c.nats
+        .reload_auth(|conf| {
+            assert!(
+                conf.contains(old_entry),
+                "auth.conf lists capacity's key as {old_entry}"
+            );
+            conf.replace(old_entry, "")
+        })
+        .await
+        .unwrap();
+    declare(&through_replica, &shelter, 5)
+        .await
+        .expect("the new credential's connection carries on");
+    assert_eq!(last_sequence(&c, "REFER").await, before + 3);
+    let refused = async_nats::ConnectOptions::new()
+        .nkey(old_seed)
+        .add_root_certificates(c.setup.keys.nats_ca_file())
+        .require_tls(true)
+        .connect(c.nats.url())
+        .await;
+    assert!(refused.is_err(), "the old credential is refused once taken out");
+}

@@ -170,6 +170,40 @@ impl NatsServer {
         self.launch().await
     }
 
+    /// Rewrites the server's copy of deploy/nats/auth.conf with `edit` and
+    /// reloads it as an operator would (`nats-server --signal reload`):
+    /// connections stay open; credentials the new file drops are refused
+    /// from then on. Returns once the server has taken it.
+    pub async fn reload_auth(&self, edit: impl FnOnce(&str) -> String) -> Result<(), TestkitError> {
+        let path = self.dir.path().join("auth.conf");
+        let edited = edit(&fs::read_to_string(&path)?);
+        fs::write(&path, edited)?;
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .ok_or_else(|| TestkitError::Io(std::io::Error::other("the server is not running")))?;
+        let before = self.log().matches("Reloaded server configuration").count();
+        let status = Command::new(&self.bin)
+            .arg("--signal")
+            .arg(format!("reload={pid}"))
+            .status()?;
+        if !status.success() {
+            return Err(TestkitError::Io(std::io::Error::other(format!("reload: {status}"))));
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.log().matches("Reloaded server configuration").count() == before {
+            if Instant::now() > deadline {
+                return Err(TestkitError::NotReady {
+                    timeout: READY_TIMEOUT,
+                    log: tail(&self.log(), 20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
     /// The server's log so far (for diagnosing a failed test).
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
