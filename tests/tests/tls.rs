@@ -294,3 +294,70 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_and_open_ones_car
     assert!(!contains(&log, "PRIVATE KEY"), "a private key in the log");
     assert_eq!(health(capacity.addr, Some(&c.setup.client_tls())).await, Ok(SERVING));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_ca_is_trusted_once_its_file_changes_without_a_restart() {
+    let nats = NatsServer::start().await.unwrap();
+    let setup = TestSetup::new(
+        nats.access(),
+        [(ADMIN, Role::Admin, AGENCY, "admin")],
+        refer_domain::sample::NIGHT,
+    )
+    .mutual_tls();
+    let app = TestApp::spawn(refer_capacity::SERVICE, &setup).await;
+    // The service's client CA file is the test CA's: clients verify the
+    // service against a copy, so only the service sees the edits below.
+    let theirs = foreign();
+    let server_ca = theirs._dir.path().join("server-ca.pem");
+    std::fs::copy(setup.keys.ca_file(), &server_ca).unwrap();
+    let with_ours = ClientTls {
+        ca_file: Some(server_ca),
+        ..setup.client_tls()
+    };
+    // A client whose certificate a new CA signed: not trusted yet.
+    let with_theirs = ClientTls {
+        ca_file: with_ours.ca_file.clone(),
+        ..Default::default()
+    }
+    .with_identity(theirs.cert.clone(), theirs.key.clone());
+    let refused = health(app.addr, Some(&with_theirs)).await;
+    assert!(refused.is_err(), "served a CA it was not given: {refused:?}");
+
+    // The operator adds the new CA beside the old one in the client CA file
+    // (a half-written file first: it must not stop anything).
+    let client_ca = setup.keys.ca_file();
+    let old = std::fs::read_to_string(&client_ca).unwrap();
+    std::fs::write(&client_ca, "-----BEGIN CERTIFICATE-----\nnot yet").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        health(app.addr, Some(&with_ours)).await,
+        Ok(SERVING),
+        "a broken file keeps the old CA"
+    );
+    let both = old.clone() + &std::fs::read_to_string(&theirs.ca).unwrap();
+    std::fs::write(&client_ca, both).unwrap();
+    let started = Instant::now();
+    while health(app.addr, Some(&with_theirs)).await != Ok(SERVING) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new client CA was never trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        health(app.addr, Some(&with_ours)).await,
+        Ok(SERVING),
+        "the old CA still counts"
+    );
+
+    // Taking a CA out stops trusting it, for new connections.
+    std::fs::write(&client_ca, std::fs::read_to_string(&theirs.ca).unwrap()).unwrap();
+    let started = Instant::now();
+    while health(app.addr, Some(&with_ours)).await == Ok(SERVING) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the removed client CA is still trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -6,7 +6,9 @@
 //!   them again when they change ([`Acceptor::keep_fresh`]): new connections
 //!   get the new certificate, open ones keep theirs, the listener never
 //!   closes. With a client CA it requires every client to present a
-//!   certificate that CA signed (mutual TLS). Without TLS it serves only
+//!   certificate that CA signed (mutual TLS); the CA file is read again
+//!   when it changes too, so a new client CA is trusted without a restart.
+//!   Without TLS it serves only
 //!   when told to (`tls_plaintext = true`), and says so loudly.
 //! * A **client** verifies the server against a configured CA (never the
 //!   system's store: a Refer deployment has its own CA), and may present a
@@ -212,12 +214,48 @@ impl Reloading {
 }
 
 /// A server's TLS: its configuration (the certificate resolved per
-/// connection from [`Reloading`]) and how to accept connections with it.
+/// connection from [`Reloading`]; the configuration itself replaced when
+/// the client CA changes) and how to accept connections with it.
 #[derive(Clone)]
 pub struct Acceptor {
-    acceptor: tokio_rustls::TlsAcceptor,
+    config: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     reloading: Arc<Reloading>,
-    mutual: bool,
+    client_ca: Option<Arc<ClientCa>>,
+    alpn: Vec<Vec<u8>>,
+}
+
+/// The CA file a server verifies client certificates against, and its
+/// bytes last loaded (or last refused), to notice a change.
+struct ClientCa {
+    file: PathBuf,
+    seen: std::sync::Mutex<Vec<u8>>,
+}
+
+/// A server configuration: certificates from `reloading`, clients verified
+/// against `client_ca` if any.
+fn server_config(
+    reloading: &Arc<Reloading>,
+    client_ca: Option<&Path>,
+    alpn: &[Vec<u8>],
+) -> anyhow::Result<rustls::ServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca, "tls_client_ca_file")?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| anyhow::anyhow!("tls_client_ca_file {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(reloading.clone());
+    config.alpn_protocols = alpn.to_vec();
+    Ok(config)
 }
 
 impl Acceptor {
@@ -232,23 +270,15 @@ impl Acceptor {
             current: RwLock::new(Arc::new(certified)),
             seen: std::sync::Mutex::new((std::fs::read(cert_file)?, std::fs::read(key_file)?)),
         });
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(rustls::ALL_VERSIONS)
-            .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-        let builder = match client_ca {
-            Some(ca) => {
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots(ca, "tls_client_ca_file")?),
-                    provider(),
-                )
-                .build()
-                .map_err(|e| anyhow::anyhow!("tls_client_ca_file {}: {e}", ca.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = server_config(&reloading, client_ca, &alpn)?;
+        let client_ca = match client_ca {
+            Some(file) => Some(Arc::new(ClientCa {
+                file: file.to_owned(),
+                seen: std::sync::Mutex::new(std::fs::read(file)?),
+            })),
+            None => None,
         };
-        let mut config = builder.with_cert_resolver(reloading.clone());
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         tracing::info!(
             cert_file = %cert_file.display(),
             sha256 = %fingerprint,
@@ -256,31 +286,56 @@ impl Acceptor {
             "TLS on"
         );
         Ok(Self {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(RwLock::new(Arc::new(config))),
             reloading,
-            mutual: client_ca.is_some(),
+            client_ca,
+            alpn,
         })
     }
 
     /// Whether clients must present a certificate.
     pub fn mutual(&self) -> bool {
-        self.mutual
+        self.client_ca.is_some()
     }
 
-    /// Looks at the certificate files every [`RELOAD_EVERY`] and serves
-    /// new ones from the next connection on (open connections keep theirs).
-    /// Runs until the task is aborted.
+    /// Looks at the certificate files and the client CA every
+    /// [`RELOAD_EVERY`] and serves new ones from the next connection on
+    /// (open connections keep theirs). Runs until the task is aborted.
     pub fn keep_fresh(&self) -> tokio::task::JoinHandle<()> {
-        let reloading = self.reloading.clone();
+        let this = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RELOAD_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let reloading = reloading.clone();
-                let _ = tokio::task::spawn_blocking(move || reloading.refresh()).await;
+                let this = this.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    this.reloading.refresh();
+                    this.refresh_client_ca();
+                })
+                .await;
             }
         })
+    }
+
+    /// Verifies client certificates against the client CA file as it is
+    /// now, if it changed. A file that does not load (half written, no
+    /// certificate) keeps the old CA and is tried again once it changes.
+    fn refresh_client_ca(&self) {
+        let Some(ca) = &self.client_ca else { return };
+        let now = std::fs::read(&ca.file).unwrap_or_default();
+        let mut seen = ca.seen.lock().expect("seen lock");
+        if *seen == now {
+            return;
+        }
+        *seen = now;
+        match server_config(&self.reloading, Some(&ca.file), &self.alpn) {
+            Ok(config) => {
+                *self.config.write().expect("config lock") = Arc::new(config);
+                tracing::info!(client_ca_file = %ca.file.display(), "client CA reloaded");
+            }
+            Err(e) => tracing::warn!(error = %e, "new client CA not loaded; the old one still verifies"),
+        }
     }
 
     /// The TLS connections arriving on `listener`: handshakes run
@@ -290,7 +345,7 @@ impl Acceptor {
     /// debug line and never reaches the service.
     pub fn incoming(&self, listener: TcpListener, nodelay: bool) -> Incoming {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let acceptor = self.acceptor.clone();
+        let config = self.config.clone();
         let local = listener.local_addr().ok();
         let task = tokio::spawn(async move {
             let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
@@ -310,7 +365,9 @@ impl Acceptor {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let acceptor = acceptor.clone();
+                // The configuration as it is now (a new client CA counts).
+                let current = config.read().expect("config lock").clone();
+                let acceptor = tokio_rustls::TlsAcceptor::from(current);
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
