@@ -12,7 +12,10 @@
 //! * [`ProposeAtDonation`]: a donation's units held and used, the need
 //!   proposed and accepted on the business's behalf;
 //! * [`Expire`]: a referral past its deadline expired, and its hold
-//!   released.
+//!   released;
+//! * [`RequestPlacements`]: people's files recorded and all their needs
+//!   requested, a group's all together, so the matcher meets the group
+//!   whole.
 //!
 //! [`OneCommand`] carries a command on a single aggregate the same way, so
 //! a decider (the matcher) writes through one path, with one set of checks.
@@ -24,8 +27,9 @@ use crate::aggregate::Aggregate;
 use crate::donation::{Donation, DonationCommand};
 use crate::error::DomainError;
 use crate::event::{AggregateKind, AggregateRef, Event, IdempotencyKey};
-use crate::ids::{DonationId, HoldId, NeedId, ProviderId};
-use crate::need::{DeclineReason, Need, NeedCommand, Proposal, Target};
+use crate::ids::{DonationId, HoldId, NeedId, PlacementId, ProviderId};
+use crate::need::{DeclineReason, Need, NeedCommand, NeedRequest, Proposal, Target};
+use crate::placement::{Placement, PlacementCommand, PlacementFile};
 use crate::provider::{HoldRequest, Provider, ProviderCommand, ReleaseReason};
 use crate::sealed::Sealed;
 use crate::time::Timestamp;
@@ -83,6 +87,12 @@ pub mod keys {
     pub fn accept(hold: HoldId) -> IdempotencyKey {
         derived("accept", hold)
     }
+
+    /// A need requested (its placement's file names it, under the
+    /// request's own key).
+    pub fn requested() -> IdempotencyKey {
+        IdempotencyKey::new("request").expect("a valid key")
+    }
 }
 
 /// The state of an aggregate an atomic decision reads.
@@ -91,6 +101,7 @@ pub enum State {
     Provider(Provider),
     Donation(Donation),
     Need(Need),
+    Placement(Placement),
 }
 
 /// An aggregate an atomic decision may read and change.
@@ -120,6 +131,18 @@ impl Touched for Donation {
     }
     fn into_state(self) -> State {
         State::Donation(self)
+    }
+}
+
+impl Touched for Placement {
+    fn read(state: &State) -> Option<&Self> {
+        match state {
+            State::Placement(p) => Some(p),
+            _ => None,
+        }
+    }
+    fn into_state(self) -> State {
+        State::Placement(self)
     }
 }
 
@@ -243,6 +266,13 @@ pub trait AtomicDecision: Sync {
 
     /// Decides every step at `now` on what it is given.
     fn decide(&self, given: &Given, now: Timestamp) -> Result<Decided, DomainError>;
+
+    /// Whether it makes new aggregates, so one the shell has no copy of is
+    /// most likely new: decided as such first, without a read (a guess
+    /// that is wrong costs a conflict and a read).
+    fn creates(&self) -> bool {
+        false
+    }
 }
 
 /// Decides `commands` in order on aggregate `id` as a step keyed `key`:
@@ -611,10 +641,88 @@ where
     }
 }
 
+/// One person's placement request: their file, recorded under the request's
+/// key, and each need the file names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonRequest {
+    pub placement: PlacementId,
+    pub key: IdempotencyKey,
+    pub file: PlacementFile,
+    /// The needs of `file`, each with what it asks for.
+    pub needs: Vec<(NeedId, NeedRequest)>,
+}
+
+/// People's placement requests, one person's or a whole group's, as one
+/// commit: every file recorded and every need requested, or nothing. So
+/// the matcher never meets part of a group (a group written one person at
+/// a time had members proposed before the last was requested). Carried
+/// out again (a client's retry), it writes nothing twice; a file recorded
+/// before stands, and its needs are the ones requested.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestPlacements {
+    pub people: Vec<PersonRequest>,
+}
+
+impl AtomicDecision for RequestPlacements {
+    fn reads(&self) -> Vec<(AggregateRef, Vec<IdempotencyKey>)> {
+        self.people
+            .iter()
+            .flat_map(|person| {
+                std::iter::once((
+                    reference::<Placement>(person.placement.as_uuid()),
+                    vec![person.key.clone()],
+                ))
+                .chain(
+                    person
+                        .needs
+                        .iter()
+                        .map(|(need, _)| (reference::<Need>(need.as_uuid()), vec![keys::requested()])),
+                )
+            })
+            .collect()
+    }
+
+    fn decide(&self, given: &Given, now: Timestamp) -> Result<Decided, DomainError> {
+        let mut steps = Vec::new();
+        for person in &self.people {
+            let named: Vec<NeedId> = person.needs.iter().map(|(need, _)| *need).collect();
+            let listed: Vec<NeedId> = person.file.needs.iter().map(|(need, _)| *need).collect();
+            if named != listed {
+                return Err(DomainError::invalid("needs", "must be the needs the file names"));
+            }
+            let recorded = step::<Placement>(
+                given,
+                person.placement.as_uuid(),
+                person.key.clone(),
+                &[PlacementCommand::Record(person.file.clone())],
+                now,
+            )?;
+            // Recorded before under this key: that file's needs are the ones.
+            let file = Placement::read(&recorded.state).and_then(|p| p.file.as_ref());
+            if file.is_some_and(|f| f.needs != person.file.needs) {
+                return Err(DomainError::invalid(
+                    "needs",
+                    "differ from those recorded under this idempotency key",
+                ));
+            }
+            steps.push(recorded);
+            for (need, request) in &person.needs {
+                let command = NeedCommand::Request(request.clone());
+                steps.push(step::<Need>(given, need.as_uuid(), keys::requested(), &[command], now)?);
+            }
+        }
+        Ok(Decided { steps, refused: vec![] })
+    }
+
+    fn creates(&self) -> bool {
+        true
+    }
+}
+
 /// Whether `kind` can be read by an atomic decision.
 pub fn touchable(kind: AggregateKind) -> bool {
     matches!(
         kind,
-        AggregateKind::Provider | AggregateKind::Donation | AggregateKind::Need
+        AggregateKind::Provider | AggregateKind::Donation | AggregateKind::Need | AggregateKind::Placement
     )
 }

@@ -1,4 +1,4 @@
-//! The domain's four atomic decisions, given / when / then: given the
+//! The domain's atomic decisions, given / when / then: given the
 //! aggregates as their histories fold them (and which steps were carried
 //! out before), when the decision is made, then the events of each.
 
@@ -440,4 +440,79 @@ fn expire_expires_the_need_and_releases_its_hold_together_once_the_deadline_pass
         panic!("a need step")
     };
     assert_eq!(after.status, NeedStatus::Expired);
+}
+
+/// Two people of one group, a shelter bed each, under one request key.
+fn two_people() -> refer_domain::decision::RequestPlacements {
+    use refer_domain::decision::PersonRequest;
+    use refer_domain::placement::PlacementFile;
+    let agency = OrgId::from_u128(7);
+    let people = (1..=2u128)
+        .map(|n| {
+            let placement = PlacementId::from_u128(300 + n);
+            let request = sample::shelter_need(agency, placement, None);
+            PersonRequest {
+                placement,
+                key: IdempotencyKey::new("group-1").unwrap(),
+                file: PlacementFile {
+                    agency,
+                    group: None,
+                    needs: vec![(need(n), request.spec.kind)],
+                    requested_at: NIGHT,
+                    case_reference: None,
+                },
+                needs: vec![(need(n), request)],
+            }
+        })
+        .collect();
+    refer_domain::decision::RequestPlacements { people }
+}
+
+#[test]
+fn request_placements_records_every_file_and_requests_every_need_in_one_decision() {
+    use refer_domain::placement::Placement;
+    let group = two_people();
+    let decided = group.decide(&Given::new(), NIGHT).unwrap();
+    assert_eq!(decided.steps.len(), 4, "two files and two needs");
+    for person in &group.people {
+        assert_eq!(events(&decided, of::<Placement>(person.placement.as_uuid())).len(), 1);
+        let need = person.needs[0].0;
+        assert_eq!(events(&decided, of::<Need>(need.as_uuid())).len(), 1);
+        assert_eq!(key_of(&decided, of::<Need>(need.as_uuid())), Some(keys::requested()));
+    }
+    assert!(group.creates(), "its aggregates are new: decided without a read");
+}
+
+#[test]
+fn request_placements_carried_out_again_writes_nothing_and_keeps_the_recorded_files() {
+    use refer_domain::placement::{Placement, PlacementEvent};
+    let group = two_people();
+    // The first person's file and need landed before (a retry).
+    let first = &group.people[0];
+    let given = Given::new()
+        .with::<Placement>(
+            first.placement.as_uuid(),
+            [PlacementEvent::Recorded(first.file.clone())],
+        )
+        .done_before(of::<Placement>(first.placement.as_uuid()), first.key.clone())
+        .with::<Need>(need(1).as_uuid(), [requested()])
+        .done_before(of::<Need>(need(1).as_uuid()), keys::requested());
+    let decided = group.decide(&given, NIGHT).unwrap();
+    assert!(events(&decided, of::<Placement>(first.placement.as_uuid())).is_empty());
+    assert!(events(&decided, of::<Need>(need(1).as_uuid())).is_empty());
+    assert_eq!(
+        events(&decided, of::<Need>(need(2).as_uuid())).len(),
+        1,
+        "the rest goes ahead"
+    );
+
+    // A file recorded under the key names other needs: refused, nothing written.
+    let mut other = group.clone();
+    other.people[0].file.needs = vec![(need(9), first.file.needs[0].1)];
+    other.people[0].needs[0].0 = need(9);
+    let refused = other.decide(&given, NIGHT).unwrap_err();
+    assert!(
+        matches!(refused, DomainError::Invalid { ref field, .. } if field == "needs"),
+        "{refused:?}"
+    );
 }

@@ -13,6 +13,7 @@ use refer_domain::decision::{AtomicDecision, Decided, Given, State, Touched};
 use refer_domain::donation::Donation;
 use refer_domain::ids::EventId;
 use refer_domain::need::Need;
+use refer_domain::placement::Placement;
 use refer_domain::provider::Provider;
 use refer_domain::{AggregateKind, AggregateRef, CommandMeta, DomainError, Envelope, IdempotencyKey, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,9 +91,9 @@ impl EventStore {
     /// `check` runs before every try's commit, after the try's reads.
     ///
     /// The first try is speculative where it can be, as `execute`'s is: an
-    /// aggregate this store wrote before is decided on its local snapshot
-    /// (a stale one makes the commit conflict, and the retry reads the
-    /// stream); a first decision that refuses anything, leaves a step with
+    /// aggregate this store wrote before is decided on its local snapshot,
+    /// and one a decision that `creates` names without one as new (a stale
+    /// guess makes the commit conflict, and the retry reads the stream); a first decision that refuses anything, leaves a step with
     /// nothing to write or meets a key is made again on the stream at once.
     /// A lost race (`Conflict`) or a batch part of which landed before
     /// (`Duplicate`) is tried again, up to `COMMIT_ATTEMPTS` times.
@@ -107,10 +108,10 @@ impl EventStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (mut given, mut read, seen) = self.given(&reads, attempt == 1).await?;
+            let (mut given, mut read, seen) = self.given(&reads, attempt == 1, decision.creates()).await?;
             let mut decided = decision.decide(&given, now);
             if attempt == 1 && (seen || !trusted(&decided)) {
-                (given, read, _) = self.given(&reads, false).await?;
+                (given, read, _) = self.given(&reads, false, false).await?;
                 decided = decision.decide(&given, now);
             }
             let decided = decided?;
@@ -157,6 +158,7 @@ impl EventStore {
         &self,
         reads: &[(AggregateRef, Vec<IdempotencyKey>)],
         speculative: bool,
+        creates: bool,
     ) -> Result<(Given, Read, bool), StoreError> {
         let mut given = Given::new();
         let mut read = Read::new();
@@ -166,9 +168,13 @@ impl EventStore {
                 continue;
             }
             let (state, loaded_version, loaded_keys, applied) = match aggregate.kind {
-                AggregateKind::Provider => self.read_one::<Provider>(aggregate, keys, speculative).await?,
-                AggregateKind::Donation => self.read_one::<Donation>(aggregate, keys, speculative).await?,
-                AggregateKind::Need => self.read_one::<Need>(aggregate, keys, speculative).await?,
+                AggregateKind::Provider => self.read_one::<Provider>(aggregate, keys, speculative, creates).await?,
+                AggregateKind::Donation => self.read_one::<Donation>(aggregate, keys, speculative, creates).await?,
+                AggregateKind::Need => self.read_one::<Need>(aggregate, keys, speculative, creates).await?,
+                AggregateKind::Placement => {
+                    self.read_one::<Placement>(aggregate, keys, speculative, creates)
+                        .await?
+                }
                 kind => {
                     return Err(StoreError::Setup(format!(
                         "a decision cannot read a {} aggregate",
@@ -192,9 +198,13 @@ impl EventStore {
         aggregate: &AggregateRef,
         keys: &[IdempotencyKey],
         speculative: bool,
+        creates: bool,
     ) -> Result<(State, u64, BTreeSet<(IdempotencyKey, u64)>, Vec<IdempotencyKey>), StoreError> {
+        // Speculative: the local snapshot; with none, a new aggregate when
+        // the decision makes new ones (one that exists after all makes the
+        // commit conflict, and the next try reads the stream).
         let cached = if speculative {
-            Some(self.cached::<A>(aggregate)?).filter(|c| c.version > 0)
+            Some(self.cached::<A>(aggregate)?).filter(|c| c.version > 0 || creates)
         } else {
             None
         };
@@ -234,6 +244,7 @@ impl EventStore {
                         State::Provider(s) => self.local().record(&step.aggregate, seq, s, &keys)?,
                         State::Donation(s) => self.local().record(&step.aggregate, seq, s, &keys)?,
                         State::Need(s) => self.local().record(&step.aggregate, seq, s, &keys)?,
+                        State::Placement(s) => self.local().record(&step.aggregate, seq, s, &keys)?,
                     }
                     Landed {
                         aggregate: step.aggregate,

@@ -3,13 +3,15 @@
 use crate::board::{Files, NeedView};
 use crate::views::{cohesion, cohesion_pb, group_id, need_status_pb, person, update_pb, Person};
 use crate::IntakeService;
+use refer_domain::decision::{PersonRequest, RequestPlacements};
 use refer_domain::donation::Donation;
-use refer_domain::ids::{DonationId, GroupId, OrgId, PlacementId, ProviderId};
-use refer_domain::need::{GroupMembership, Need, NeedCommand, NeedRequest, Target};
-use refer_domain::placement::{Placement, PlacementCommand, PlacementFile, SealedPart};
+use refer_domain::ids::{DonationId, OrgId, PlacementId, ProviderId};
+use refer_domain::need::{GroupMembership, NeedRequest, Target};
+use refer_domain::placement::{Placement, PlacementFile, SealedPart};
 use refer_domain::request::{PlacementRequest, MAX_GROUP_SIZE};
 use refer_domain::standing::{Owner, Standing};
-use refer_domain::{CommandMeta, IdempotencyKey};
+use refer_domain::CommandMeta;
+use refer_eventstore::{always, Outcome, StoreError};
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
 use refer_service::reads::{About, ItemKind, Trail};
@@ -22,92 +24,114 @@ use tonic::{Request, Response, Status};
 type Donations = std::collections::BTreeMap<DonationId, Option<pb::Handoff>>;
 
 impl IntakeService {
-    /// Records the person's file (the case reference sealed) under the
-    /// request's key. A retry, even after intake lost its data, finds the
-    /// file recorded (the ids come from the key) and gets it back: its needs,
-    /// not the retry's, are the ones requested. `true`: recorded now, from
-    /// this very request.
-    async fn record(
+    /// Records each person's file (the case reference sealed) under the
+    /// request's key and requests every need it names, all in one commit
+    /// (`RequestPlacements`): a group's people reach the matcher together.
+    /// A retry, even after intake lost its data, finds the files recorded
+    /// (the ids come from the key) and gets them back: their needs, not the
+    /// retry's, are the ones requested. Returns each person's placement with
+    /// whether it was recorded now, from this very request, and the
+    /// position of the commit.
+    async fn request_people(
         &self,
         meta: &CommandMeta,
         agency: OrgId,
-        person: &Person,
-        group: Option<GroupId>,
-    ) -> Result<(Placement, bool), Status> {
-        let placement = person.request.placement;
-        let case_reference = match person.case_reference.as_str() {
-            "" => None,
-            case => Some(sealing::seal(&self.vault, "case", case, &purpose::case_reference(placement)).await?),
-        };
-        let file = PlacementFile {
-            agency,
-            group,
-            needs: person.request.needs.clone(),
-            requested_at: meta.occurred_at,
-            case_reference: case_reference.clone(),
+        people: &[Person],
+        group: Option<GroupMembership>,
+    ) -> Result<(Vec<(Placement, bool)>, u64), Status> {
+        let key = meta.idempotency_key.clone().expect("a placement request has a key");
+        let mut sealed = Vec::with_capacity(people.len());
+        for person in people {
+            sealed.push(match person.case_reference.as_str() {
+                "" => None,
+                case => {
+                    let purpose = purpose::case_reference(person.request.placement);
+                    Some(sealing::seal(&self.vault, "case", case, &purpose).await?)
+                }
+            });
+        }
+        let decision = RequestPlacements {
+            people: people
+                .iter()
+                .zip(&sealed)
+                .map(|(person, case_reference)| {
+                    let placement = person.request.placement;
+                    let file = PlacementFile {
+                        agency,
+                        group: group.map(|g| g.group),
+                        needs: person.request.needs.clone(),
+                        requested_at: meta.occurred_at,
+                        case_reference: case_reference.clone(),
+                    };
+                    let needs = file
+                        .needs
+                        .iter()
+                        .map(|(need, kind)| {
+                            let spec = refer_domain::request::NeedSpec {
+                                kind: *kind,
+                                urgency: person.request.urgency,
+                                profile: person.request.profile.clone(),
+                                constraints: person.request.constraints.clone(),
+                                units_per_person: 1,
+                            };
+                            let request = NeedRequest {
+                                placement,
+                                group,
+                                agency,
+                                spec,
+                            };
+                            (*need, request)
+                        })
+                        .collect();
+                    PersonRequest {
+                        placement,
+                        key: key.clone(),
+                        file,
+                        needs,
+                    }
+                })
+                .collect(),
         };
         let done = self
             .store
-            .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), meta, None)
+            .decide(&decision, meta.occurred_at, &|_| meta.clone(), &always)
             .await;
-        if let (true, Some(case)) = (sealing::unwritten(&done), &case_reference) {
-            // A retry: the first attempt's sealed reference stands.
-            sealing::erase(&self.vault, [case.item.as_str()]).await?;
-        }
-        let done = done.map_err(store_status)?;
-        // The store reads the file back from a copy of the stream that has
-        // the write; should one ever lack it, the caller retries.
-        let file =
-            done.state.file.as_ref().ok_or_else(|| {
+        // Case references sealed for nothing: a retry's (the first
+        // attempt's stand), or a request refused.
+        let unwritten: Vec<&str> = match &done {
+            Ok(committed) => people
+                .iter()
+                .zip(&sealed)
+                .filter(|(person, _)| {
+                    committed
+                        .executed::<Placement>(person.request.placement.as_uuid())
+                        .is_some_and(|e| e.outcome != Outcome::Applied)
+                })
+                .filter_map(|(_, case)| case.as_ref().map(|c| c.item.as_str()))
+                .collect(),
+            Err(StoreError::Domain(_)) => sealed.iter().flatten().map(|c| c.item.as_str()).collect(),
+            Err(_) => vec![],
+        };
+        sealing::erase(&self.vault, unwritten).await?;
+        let committed = done.map_err(store_status)?;
+        let position = committed.parts.iter().map(|p| p.version).max().unwrap_or(0);
+        let mut placements = Vec::with_capacity(people.len());
+        for person in people {
+            let done = committed
+                .executed::<Placement>(person.request.placement.as_uuid())
+                .expect("every person's file is a step of the decision");
+            // The store reads a file recorded before from a copy of the
+            // stream that has the write; should one ever lack it, the
+            // caller retries.
+            let file = done.state.file.as_ref().ok_or_else(|| {
                 Status::unavailable("the placement's file is not readable yet; retry with the same key")
             })?;
-        if file.agency != agency {
-            return Err(Status::internal("a placement id collided with another agency's"));
-        }
-        let fresh = done.outcome == refer_eventstore::Outcome::Applied;
-        Ok((done.state, fresh))
-    }
-
-    /// Appends the `Requested` event of every need of the file (a retry
-    /// finds them applied already: the key is per need). Returns the
-    /// position of the last.
-    async fn request_needs(
-        &self,
-        meta: &CommandMeta,
-        placement: PlacementId,
-        file: &PlacementFile,
-        person: &Person,
-        group: Option<GroupMembership>,
-    ) -> Result<u64, Status> {
-        let meta = CommandMeta {
-            idempotency_key: Some(IdempotencyKey::new("request").expect("valid")),
-            ..meta.clone()
-        };
-        // A person's needs are aggregates of their own: appended together,
-        // they share the server's fsyncs instead of waiting one by one.
-        let appends = file.needs.iter().map(|(need, kind)| {
-            let request = NeedRequest {
-                placement,
-                group,
-                agency: file.agency,
-                spec: refer_domain::request::NeedSpec {
-                    kind: *kind,
-                    urgency: person.request.urgency,
-                    profile: person.request.profile.clone(),
-                    constraints: person.request.constraints.clone(),
-                    units_per_person: 1,
-                },
-            };
-            let meta = &meta;
-            async move {
-                self.store
-                    .execute::<Need>(need.as_uuid(), &NeedCommand::Request(request), meta, None)
-                    .await
-                    .map_err(store_status)
+            if file.agency != agency {
+                return Err(Status::internal("a placement id collided with another agency's"));
             }
-        });
-        let done = futures::future::try_join_all(appends).await?;
-        Ok(done.iter().map(|d| d.version).max().unwrap_or(0))
+            placements.push((done.state, done.outcome == Outcome::Applied));
+        }
+        Ok((placements, position))
     }
 
     /// The hand-off a business registered for `donation`, if any, opened
@@ -325,10 +349,11 @@ pub async fn request_one(
     let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
     service.keys.bind(&who, &key, r).await?;
     let meta = service.meta(&request, key.clone());
-    let (recorded, fresh) = service.record(&meta, who.org, &person, None).await?;
     let placement = person.request.placement;
-    let file = recorded.file.as_ref().expect("recorded");
-    let position = service.request_needs(&meta, placement, file, &person, None).await?;
+    let (mut recorded, position) = service
+        .request_people(&meta, who.org, std::slice::from_ref(&person), None)
+        .await?;
+    let (recorded, fresh) = recorded.pop().expect("one person, one placement");
     service.board.read_your_write(position).await;
     let mut trail = Trail::new(&who);
     let view = service
@@ -370,17 +395,9 @@ pub async fn request_group(
         cohesion,
         people: people.len() as u16,
     };
-    let mut files = Vec::with_capacity(people.len());
-    let mut position = 0;
-    for person in &people {
-        let (recorded, fresh) = service.record(&meta, who.org, person, Some(group)).await?;
-        let file = recorded.file.as_ref().expect("recorded");
-        let last = service
-            .request_needs(&meta, person.request.placement, file, person, Some(membership))
-            .await?;
-        position = position.max(last);
-        files.push((recorded, fresh));
-    }
+    let (files, position) = service
+        .request_people(&meta, who.org, &people, Some(membership))
+        .await?;
     service.board.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
     let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));

@@ -266,6 +266,20 @@ async fn a_group_is_requested_whole_and_listed_by_page() {
         .into_inner();
     assert_eq!(g.people.len(), 15);
     assert!(g.people.iter().all(|p| p.group_id == g.group_id && p.needs.len() == 2));
+    // One commit for the whole group: every file and every need written in
+    // one atomic batch, so the matcher never meets part of the group.
+    let stream = w.store.jetstream().get_stream("REFER").await.unwrap();
+    let mut batches = std::collections::BTreeSet::new();
+    for placement in &g.people {
+        let subjects = std::iter::once(format!("refer.placement.{}", placement.placement_id))
+            .chain(placement.needs.iter().map(|n| format!("refer.need.{}", n.need_id)));
+        for subject in subjects {
+            let written = stream.get_last_raw_message_by_subject(&subject).await.unwrap();
+            let batch = written.headers.get("Nats-Batch-Id").map(|v| v.to_string());
+            batches.insert(batch.unwrap_or_else(|| panic!("{subject} was written outside any batch")));
+        }
+    }
+    assert_eq!(batches.len(), 1, "the group was written in {} commits", batches.len());
     let retry = w
         .client
         .request_group(authed(OFFICER, group))
