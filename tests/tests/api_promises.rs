@@ -822,3 +822,40 @@ async fn a_read_model_entry_that_cannot_be_decoded_is_counted_and_rebuilt() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn made_up_paths_from_anyone_add_no_metric_series() {
+    let c = Coalition::start(0, 0).await;
+    let capacity = &c.apps[0];
+    let before = capacity.metrics().await.len();
+    // Calls with no token to paths no service serves, as a stranger could send.
+    let mut grpc = tonic::client::Grpc::new(capacity.channel());
+    for i in 0..200 {
+        grpc.ready().await.unwrap();
+        let path = format!("/refer.capacity.v1.Capacity/MadeUp{i}");
+        let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+        let codec = tonic_prost::ProstCodec::<
+            tonic_health::pb::HealthCheckRequest,
+            tonic_health::pb::HealthCheckResponse,
+        >::default();
+        let asked = grpc
+            .unary(
+                Request::new(tonic_health::pb::HealthCheckRequest::default()),
+                path,
+                codec,
+            )
+            .await;
+        assert!(asked.is_err(), "a made-up path is refused");
+    }
+    let metrics = capacity.metrics().await;
+    assert!(!metrics.contains("MadeUp"), "a series per made-up path");
+    assert!(
+        metrics.contains("method=\"unknown\""),
+        "made-up paths are counted, as one"
+    );
+    assert!(
+        metrics.len() < before + 4096,
+        "the metrics grew by {} bytes",
+        metrics.len() - before
+    );
+}

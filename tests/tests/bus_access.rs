@@ -419,3 +419,43 @@ async fn a_services_credential_is_rotated_without_downtime() {
         .await;
     assert!(refused.is_err(), "the old credential is refused once taken out");
 }
+
+#[tokio::test]
+async fn no_service_may_take_or_drop_another_services_instance_name() {
+    let c = Coalition::start(0, 0).await;
+    let roles = ["capacity", "donations", "intake", "matcher"];
+    let operator = async_nats::jetstream::new(c.nats.connect().await);
+    let names = operator.get_key_value("REFER_INSTANCES").await.unwrap();
+    for role in roles {
+        let (client, _) = as_role(&c, role).await;
+        let js = async_nats::jetstream::new(client);
+        for other in roles {
+            let entry = format!("{other}.probe-{role}");
+            let written = match js.publish(format!("$KV.REFER_INSTANCES.{entry}"), "taken".into()).await {
+                Ok(ack) => tokio::time::timeout(Duration::from_millis(500), ack)
+                    .await
+                    .is_ok_and(|acked| acked.is_ok()),
+                Err(_) => false,
+            };
+            // What the bucket holds, as the operator reads it.
+            let found = names.get(&entry).await.unwrap().is_some();
+            if other == role {
+                assert!(written && found, "{role} claims its own names");
+            } else {
+                assert!(!written && !found, "{role} wrote {other}'s instance names");
+            }
+        }
+    }
+    // Every service still serves under its name.
+    for app in &c.apps {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+        let asked = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        let status = health.check(asked).await.unwrap().into_inner().status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{}",
+            app.url()
+        );
+    }
+}

@@ -14,6 +14,65 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// The metadata key a client may set to tie its requests together in logs.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
+/// The fields of `google.protobuf.FileDescriptorSet` that name methods:
+/// enough to list every method Refer's protos define.
+mod descriptor {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Set {
+        #[prost(message, repeated, tag = "1")]
+        pub file: Vec<File>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct File {
+        #[prost(string, optional, tag = "2")]
+        pub package: Option<String>,
+        #[prost(message, repeated, tag = "6")]
+        pub service: Vec<Service>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Service {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(message, repeated, tag = "2")]
+        pub method: Vec<Method>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Method {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+    }
+}
+
+/// Whether `path` is a method some service serves: one of Refer's protos,
+/// health or reflection.
+fn served(path: &str) -> bool {
+    static PATHS: std::sync::OnceLock<std::collections::BTreeSet<String>> = std::sync::OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        let set = <descriptor::Set as prost::Message>::decode(refer_proto::FILE_DESCRIPTOR_SET)
+            .expect("the protos' own descriptor set decodes");
+        set.file
+            .iter()
+            .flat_map(|file| {
+                let package = file.package.clone().unwrap_or_default();
+                file.service.iter().flat_map(move |service| {
+                    let name = format!("{package}.{}", service.name.clone().unwrap_or_default());
+                    service
+                        .method
+                        .iter()
+                        .map(move |m| format!("/{name}/{}", m.name.clone().unwrap_or_default()))
+                })
+            })
+            .collect()
+    });
+    const STANDARD: [&str; 4] = [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    paths.contains(path) || STANDARD.contains(&path)
+}
+
 /// Gives each RPC a correlation id (the client's `x-correlation-id` when it
 /// is a UUID, else a fresh one, written back into the request so the events
 /// it causes carry the same id), a tracing span with the method and that id,
@@ -79,6 +138,10 @@ where
                         .to_owned(),
                     Err(_) => "transport".to_owned(),
                 };
+                // A path no service serves is counted as one: any caller,
+                // signed in or not, may send any path, and a series per
+                // path would grow without bound.
+                let method = if served(&method) { method } else { "unknown".to_owned() };
                 refer_metrics::count(
                     "refer_rpc_requests_total",
                     "RPCs served, by method and gRPC status code.",
@@ -244,5 +307,18 @@ pub fn command_meta<T>(
         correlation_id: correlation_id(request.metadata()),
         causation_id: None,
         idempotency_key: Some(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_protos_methods_are_served_and_made_up_paths_are_not() {
+        assert!(super::served("/refer.capacity.v1.Capacity/GetProvider"));
+        assert!(super::served("/refer.intake.v1.Intake/RequestGroup"));
+        assert!(super::served("/grpc.health.v1.Health/Check"));
+        assert!(!super::served("/refer.capacity.v1.Capacity/Made-Up-1"));
+        assert!(!super::served("/grpc.health.v1.Health/Made-Up-2"));
+        assert!(!super::served("/x/y"));
     }
 }
