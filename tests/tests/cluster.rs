@@ -74,7 +74,11 @@ impl Proc {
     fn spawn(&mut self, setup: &TestSetup) {
         let (mut command, port, _) = setup.process(env!("CARGO_BIN_EXE_refer-node"), self.service, &self.instance);
         let log = std::fs::File::create(setup.dir.path().join(format!("{}.log", self.instance))).unwrap();
-        command.arg(self.service).stderr(log).env("RUST_LOG", "warn");
+        command
+            .arg(self.service)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env("RUST_LOG", "info,h2=warn,hyper=warn,tower=warn,async_nats=warn");
         if self.service == "matcher" {
             command.env(refer_matcher::failpoint::PAUSE_MID_RETRY, pause_mid_retry(setup));
         }
@@ -508,6 +512,21 @@ impl World {
         }
     }
 
+    /// The end of every service process's log (info and above, calls
+    /// left out), for a failure's message.
+    fn service_logs(&self) -> String {
+        let mut logs = String::new();
+        for name in self.procs.keys() {
+            let log = std::fs::read_to_string(self.setup.dir.path().join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("rpc{")).rev().take(25).collect();
+            logs += &format!(
+                "--- {name} ---\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        logs
+    }
+
     /// Placements acknowledged so far.
     fn placed(&self) -> usize {
         self.acked.lock().unwrap().placements.len()
@@ -543,7 +562,12 @@ impl World {
                     return started.elapsed();
                 }
             }
-            assert!(started.elapsed() < GIVE_UP, "no need decided for {GIVE_UP:?}");
+            assert!(
+                started.elapsed() < GIVE_UP,
+                "no need decided for {GIVE_UP:?} ({} placements acknowledged, {from} before; the first need after: {need:?})\n{}",
+                self.placed(),
+                self.service_logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -645,7 +669,8 @@ impl World {
             }
             assert!(
                 started.elapsed() < GIVE_UP,
-                "needs never decided (lost by the matcher): {open:?}\n{}",
+                "needs never decided (lost by the matcher): {open:?}\n{}\n{}",
+                self.service_logs(),
                 self.cluster.logs()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -538,6 +538,9 @@ impl AtomicDecision for ProposeAtProviders {
     fn decide(&self, given: &Given, now: Timestamp) -> Result<Decided, DomainError> {
         let mut decided = Decided::default();
         let mut needs = Vec::new();
+        // A proposal given twice is made once: two commits of one need in
+        // one batch would refuse the whole batch, every time it is tried.
+        let mut seen = BTreeSet::new();
         for (provider, members) in self.providers() {
             let at = reference::<Provider>(provider.as_uuid());
             let mut state = given.state::<Provider>(provider.as_uuid());
@@ -545,6 +548,9 @@ impl AtomicDecision for ProposeAtProviders {
             let mut placed = Vec::new();
             for i in members {
                 let AtProvider { hold: request, .. } = &self.proposals[i];
+                if !seen.insert(request.hold) {
+                    continue;
+                }
                 let need = reference::<Need>(request.need.as_uuid());
                 let proposed = keys::propose(request.hold);
                 if given.done(&need, &proposed) {

@@ -516,3 +516,28 @@ fn request_placements_carried_out_again_writes_nothing_and_keeps_the_recorded_fi
         "{refused:?}"
     );
 }
+
+#[test]
+fn propose_at_providers_given_one_proposal_twice_makes_it_once() {
+    // Planned twice (a failed decision planned again while its twin
+    // waited): two commits of one need would refuse the whole batch.
+    let given = Given::new()
+        .with::<Provider>(SITE.as_uuid(), site(2))
+        .with::<Need>(need(1).as_uuid(), [requested()])
+        .with::<Need>(need(2).as_uuid(), [requested()]);
+    let twice = ProposeAtProviders {
+        proposals: vec![request_at_site(1), request_at_site(2), request_at_site(1)],
+    };
+    let decided = twice.decide(&given, NIGHT).unwrap();
+    assert!(decided.refused.is_empty(), "{:?}", decided.refused);
+    let mut aggregates: Vec<AggregateRef> = decided.steps.iter().map(|s| s.aggregate).collect();
+    let steps = aggregates.len();
+    aggregates.sort();
+    aggregates.dedup();
+    assert_eq!(aggregates.len(), steps, "one step per aggregate");
+    assert_eq!(
+        events(&decided, of::<Provider>(SITE.as_uuid())),
+        [Event::Provider(held(1)), Event::Provider(held(2))]
+    );
+    assert_eq!(events(&decided, of::<Need>(need(1).as_uuid())).len(), 1);
+}
