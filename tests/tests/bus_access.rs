@@ -215,7 +215,8 @@ async fn no_credential_may_wipe_a_bucket_with_a_rollup() {
     for (role, bucket) in cases {
         let (client, _) = as_role(&c, role).await;
         let js = async_nats::jetstream::new(client);
-        let subject = format!("$KV.{bucket}.probe-{role}");
+        // Under the role's own service name: instance names are per service.
+        let subject = format!("$KV.{bucket}.{role}.probe");
         // The role may write the bucket (so what follows is refused for the
         // rollup, not for the subject)...
         js.publish(subject.clone(), "probe".into())
