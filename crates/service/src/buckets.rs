@@ -26,26 +26,38 @@ pub async fn open(
     storage: Storage,
 ) -> anyhow::Result<kv::Store> {
     let stream_name = format!("KV_{name}");
-    let made = match js.get_stream(&stream_name).await {
-        Ok(existing) => existing,
-        Err(_) => js
-            .get_or_create_stream(stream::Config {
-                name: stream_name.clone(),
-                description: Some(description.to_owned()),
-                subjects: vec![format!("$KV.{name}.>")],
-                max_messages_per_subject: 1,
-                max_age,
-                storage,
-                num_replicas: replicas.max(1),
-                allow_rollup: false,
-                deny_delete: true,
-                deny_purge: false,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?,
+    let config = stream::Config {
+        name: stream_name.clone(),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage,
+        num_replicas: replicas.max(1),
+        allow_rollup: false,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    // A cluster busy starting (every service making its buckets at once,
+    // an election) may let a request time out: tried again, for as long as
+    // a service waits for its stream at start.
+    let started = std::time::Instant::now();
+    let made = loop {
+        let made = match js.get_stream(&stream_name).await {
+            Ok(existing) => Ok(existing),
+            Err(_) => js.get_or_create_stream(config.clone()).await,
+        };
+        match made {
+            Ok(made) => break made,
+            Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE => {
+                tracing::warn!(error = %e, bucket = name, "key-value bucket not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => anyhow::bail!("cannot create the key-value bucket {name}: {e}"),
+        }
     };
     refuse_rollups(name, &made.cached_info().config)?;
     // From the stream in hand: looked up again at once, a bucket just made
