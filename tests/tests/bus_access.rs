@@ -251,7 +251,7 @@ async fn entries(c: &Coalition, name: &str) -> u64 {
 struct Rogue {
     child: std::process::Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Rogue {
@@ -282,12 +282,12 @@ impl Rogue {
         Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
+            dir,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("rogue.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("rogue.log")).unwrap_or_default()
     }
 
     /// Whether a message the operator publishes on the cluster reaches the

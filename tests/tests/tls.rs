@@ -57,7 +57,7 @@ async fn plain_http(addr: SocketAddr) -> String {
 
 /// A CA of someone else's, and a certificate it issued for this machine.
 struct Foreign {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -71,7 +71,7 @@ fn foreign() -> Foreign {
         ca: dir.path().join("ca.pem"),
         cert: dir.path().join("cert.pem"),
         key: dir.path().join("cert.key"),
-        _dir: dir,
+        dir,
     };
     std::fs::write(&paths.ca, ca.pem()).unwrap();
     std::fs::write(&paths.cert, cert).unwrap();
@@ -129,8 +129,9 @@ async fn every_service_refuses_plaintext_and_serves_only_clients_that_verify_it(
     }
 }
 
-#[tokio::test]
-async fn with_mutual_tls_a_service_refuses_clients_without_a_certificate_of_its_ca() {
+/// A capacity service that requires client certificates of the test CA
+/// (its bus kept alive with it).
+async fn capacity_with_mutual_tls() -> (NatsServer, TestSetup, TestApp) {
     let nats = NatsServer::start().await.unwrap();
     let setup = TestSetup::new(
         nats.access(),
@@ -139,6 +140,12 @@ async fn with_mutual_tls_a_service_refuses_clients_without_a_certificate_of_its_
     )
     .mutual_tls();
     let app = TestApp::spawn(refer_capacity::SERVICE, &setup).await;
+    (nats, setup, app)
+}
+
+#[tokio::test]
+async fn with_mutual_tls_a_service_refuses_clients_without_a_certificate_of_its_ca() {
+    let (_nats, setup, app) = capacity_with_mutual_tls().await;
     let with_ours = setup.client_tls();
     assert!(with_ours.cert_file.is_some(), "the test client presents a certificate");
     assert_eq!(health(app.addr, Some(&with_ours)).await, Ok(SERVING));
@@ -297,18 +304,11 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_and_open_ones_car
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_client_ca_is_trusted_once_its_file_changes_without_a_restart() {
-    let nats = NatsServer::start().await.unwrap();
-    let setup = TestSetup::new(
-        nats.access(),
-        [(ADMIN, Role::Admin, AGENCY, "admin")],
-        refer_domain::sample::NIGHT,
-    )
-    .mutual_tls();
-    let app = TestApp::spawn(refer_capacity::SERVICE, &setup).await;
+    let (_nats, setup, app) = capacity_with_mutual_tls().await;
     // The service's client CA file is the test CA's: clients verify the
     // service against a copy, so only the service sees the edits below.
     let theirs = foreign();
-    let server_ca = theirs._dir.path().join("server-ca.pem");
+    let server_ca = theirs.dir.path().join("server-ca.pem");
     std::fs::copy(setup.keys.ca_file(), &server_ca).unwrap();
     let with_ours = ClientTls {
         ca_file: Some(server_ca),
