@@ -88,6 +88,29 @@ pub const START_PATIENCE: Duration = Duration::from_secs(30);
 /// The request timeout of every JetStream call.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a direct get may take before the stream leader is asked
+/// instead (see `EventStore::get`); answered, it takes a millisecond or so.
+const DIRECT_TRY: Duration = Duration::from_secs(1);
+
+/// A message get of one subject's commits.
+#[derive(Clone, Copy)]
+enum Get<'a> {
+    /// The last message on the subject.
+    Last(&'a str),
+    /// The first message on the subject at or after the sequence.
+    Next(&'a str, u64),
+}
+
+impl Get<'_> {
+    /// The request as JetStream's message get reads it.
+    fn request(self) -> serde_json::Value {
+        match self {
+            Get::Last(subject) => serde_json::json!({ "last_by_subj": subject }),
+            Get::Next(subject, seq) => serde_json::json!({ "next_by_subj": subject, "seq": seq }),
+        }
+    }
+}
+
 /// The event store: JetStream as the source of truth, sled for what can be rebuilt.
 #[derive(Clone)]
 pub struct EventStore {
@@ -218,8 +241,8 @@ impl EventStore {
     /// The aggregate's current version (0 if it has no events).
     pub async fn version(&self, aggregate: &AggregateRef) -> Result<u64, StoreError> {
         self.reachable()?;
-        let request = serde_json::json!({ "last_by_subj": self.settings.subject(aggregate) });
-        Ok(self.direct_get(request).await?.map_or(0, |(seq, _)| seq))
+        let subject = self.settings.subject(aggregate);
+        Ok(self.get(Get::Last(&subject)).await?.map_or(0, |(seq, _)| seq))
     }
 
     /// The aggregate's commits after version `after`, in order.
@@ -229,8 +252,7 @@ impl EventStore {
         let mut out = Vec::new();
         let mut next = after + 1;
         loop {
-            let request = serde_json::json!({ "next_by_subj": subject, "seq": next });
-            let Some((seq, payload)) = self.direct_get(request).await? else {
+            let Some((seq, payload)) = self.get(Get::Next(&subject, next)).await? else {
                 return Ok(out);
             };
             let events = decode_commit(&payload).map_err(|source| StoreError::Corrupt { seq, source })?;
@@ -293,44 +315,63 @@ impl EventStore {
         }
     }
 
-    /// One direct get (`request`: JetStream's message get request), which
-    /// any copy of the stream may answer, a follower a moment behind too;
-    /// `None` when no message matches. Not answered (an election): tried
-    /// again for `RIDE_OUT`.
-    async fn direct_get(&self, request: serde_json::Value) -> Result<Option<(u64, Bytes)>, StoreError> {
+    /// One message get: a direct get first, which any copy of the stream
+    /// may answer (a follower a moment behind too), then, if that is not
+    /// answered within `DIRECT_TRY`, the stream leader's message get,
+    /// alternating until one answers; `None` when no message matches. Both
+    /// are needed: a direct get is served by whichever copy the bus picks,
+    /// and a stalled node (SIGSTOP, a frozen VM) keeps its place among them
+    /// until its peers drop it, which takes minutes, swallowing the gets
+    /// sent its way; the leader's get waits out an election. Not answered
+    /// either way: tried again for `RIDE_OUT`.
+    async fn get(&self, get: Get<'_>) -> Result<Option<(u64, Bytes)>, StoreError> {
         let subject = format!("$JS.API.DIRECT.GET.{}", self.settings.name);
-        let body = Bytes::from(serde_json::to_vec(&request).expect("a request encodes"));
+        let body = Bytes::from(serde_json::to_vec(&get.request()).expect("a request encodes"));
         let client = self.js.client();
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone()));
-            let failed = match asked.await {
-                Ok(Ok(msg)) => match msg.status.map(|s| s.as_u16()) {
-                    None | Some(200) => {
-                        let seq = msg
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get("Nats-Sequence"))
-                            .and_then(|v| v.as_str().parse::<u64>().ok())
-                            .ok_or_else(|| {
-                                StoreError::Unavailable("a direct get answer without its sequence".into())
-                            })?;
-                        return Ok(Some((seq, msg.payload)));
-                    }
-                    Some(404) => return Ok(None),
-                    Some(code) => format!("direct get answered {code} {}", msg.description.unwrap_or_default()),
-                },
-                Ok(Err(err)) => format!("direct get: {err}"),
-                Err(_) => "direct get: timed out".to_owned(),
+            let failed = if attempt % 2 == 1 {
+                let asked = tokio::time::timeout(DIRECT_TRY, client.request(subject.clone(), body.clone()));
+                match asked.await {
+                    Ok(Ok(msg)) => match msg.status.map(|s| s.as_u16()) {
+                        None | Some(200) => {
+                            let seq = msg
+                                .headers
+                                .as_ref()
+                                .and_then(|h| h.get("Nats-Sequence"))
+                                .and_then(|v| v.as_str().parse::<u64>().ok())
+                                .ok_or_else(|| {
+                                    StoreError::Unavailable("a direct get answer without its sequence".into())
+                                })?;
+                            return Ok(Some((seq, msg.payload)));
+                        }
+                        Some(404) => return Ok(None),
+                        Some(code) => format!("direct get answered {code} {}", msg.description.unwrap_or_default()),
+                    },
+                    Ok(Err(err)) => format!("direct get: {err}"),
+                    Err(_) => "direct get: timed out".to_owned(),
+                }
+            } else {
+                let asked = match get {
+                    Get::Last(subject) => self.stream.raw_message_builder().last_by_subject(subject),
+                    Get::Next(subject, seq) => self.stream.raw_message_builder().sequence(seq).next_by_subject(subject),
+                };
+                match asked.send().await {
+                    Ok(msg) => return Ok(Some((msg.sequence, msg.payload))),
+                    Err(err) if err.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(None),
+                    Err(err) => format!("message get: {err}"),
+                }
             };
             if started.elapsed() >= RIDE_OUT {
                 return Err(StoreError::Unavailable(failed));
             }
             self.reachable()?;
             tracing::debug!(attempt, failed, "read not answered; trying again");
-            pause().await;
+            if attempt % 2 == 0 {
+                pause().await;
+            }
         }
     }
 

@@ -32,6 +32,15 @@ use refer_domain::decode_commit;
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// How long one pull request stands at the server before it is renewed,
+/// and how often the server says it is alive while it has nothing to
+/// send. A pull request lives only in the consumer's leader: when that
+/// node stalls or dies, the request is gone with it and the new leader
+/// knows nothing of it. Two heartbeats missed end the pull and the
+/// consumer is started again from the checkpoint (without heartbeats the
+/// pull would wait out its expiry, 30 s by default, delivering nothing).
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 /// What the projection in the tree keeps (see [`Subscriber::open_defined`]).
 const DEFINITION_KEY: &[u8] = b"\0definition";
 
@@ -62,6 +71,9 @@ pub struct Subscriber {
     /// is started again from the checkpoint (see `receive`).
     messages: Option<pull::Stream>,
     pull_lost: bool,
+    /// The consumer's delivery sequence of the last message received from
+    /// it (0: none since it was started): see `in_order`.
+    delivered: u64,
     tree: sled::Tree,
     checkpoint: u64,
 }
@@ -90,6 +102,7 @@ impl Subscriber {
             consumer,
             messages: None,
             pull_lost: false,
+            delivered: 0,
             tree,
             checkpoint,
         })
@@ -220,11 +233,14 @@ impl Subscriber {
             if self.pull_lost {
                 self.consumer = start_consumer(&self.stream, &self.name, &self.filters, self.checkpoint).await?;
                 self.pull_lost = false;
+                self.delivered = 0;
             }
             let pull = self
                 .consumer
                 .stream()
                 .max_messages_per_batch(max.max(1))
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
                 .messages()
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -237,7 +253,15 @@ impl Subscriber {
         };
         loop {
             match next {
-                Some(Ok(msg)) => received.push(msg),
+                Some(Ok(msg)) if in_order(&mut self.delivered, &self.name, self.checkpoint, &msg) => received.push(msg),
+                // A delivery went missing (see `in_order`): what arrived
+                // before it is kept; the consumer starts again after the
+                // checkpoint next time, so nothing behind the gap is skipped.
+                Some(Ok(_)) => {
+                    self.messages = None;
+                    self.pull_lost = true;
+                    break;
+                }
                 // The pull failed or ended: open a new one next time, and
                 // keep what arrived before it (those acks are still owed).
                 end => {
@@ -276,6 +300,35 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Whether `msg` is the delivery that follows the last one received.
+/// The server numbers every delivery of a consumer, redeliveries too.
+/// A number skipped is a delivery that never arrived: when the node
+/// leading the consumer stalls or dies, a batch it sent may be lost
+/// with the connection, and the server redelivers it only after the
+/// ack wait, behind later commits, where it would be taken for a
+/// redelivery at or below the checkpoint and skipped for good.
+fn in_order(delivered: &mut u64, name: &str, checkpoint: u64, msg: &Message) -> bool {
+    let Ok(info) = msg.info() else { return false };
+    if info.consumer_sequence != *delivered + 1 {
+        tracing::warn!(
+            consumer = name,
+            expected = *delivered + 1,
+            got = info.consumer_sequence,
+            checkpoint = checkpoint,
+            "a delivery went missing; starting the consumer again after the checkpoint"
+        );
+        refer_metrics::count(
+            "refer_consumer_restarts_total",
+            "Consumers started again after their checkpoint because a delivery went missing.",
+            &[("consumer", name)],
+            1.0,
+        );
+        return false;
+    }
+    *delivered = info.consumer_sequence;
+    true
 }
 
 /// Creates the durable consumer `name` delivering after `checkpoint`,

@@ -408,6 +408,44 @@ async fn a_restarted_subscriber_is_not_starved_by_the_pull_of_the_process_it_rep
 }
 
 #[tokio::test]
+async fn a_delivery_that_never_arrived_is_read_again_not_skipped() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 1).await; // 2 commits
+    let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
+    let mut beds = FreeBeds::restore(subscriber.tree());
+
+    // The first commit is delivered, but never reaches the subscriber: a
+    // pull of its own consumer takes it and never acks, as a batch lost
+    // with a stalled node's connection would (the server redelivers it only
+    // after the 30 s ack wait, behind the second one).
+    let stream = store.jetstream().get_stream("REFER").await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("beds").await.unwrap();
+    use futures::StreamExt;
+    let mut lost = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let taken = lost.next().await.expect("a delivery").unwrap();
+    assert_eq!(taken.info().unwrap().stream_sequence, 1);
+
+    // The subscriber gets the second commit next: it must notice the gap
+    // and read the first again, well before the ack wait.
+    let start = std::time::Instant::now();
+    while beds.commits < 2 && start.elapsed() < Duration::from_secs(10) {
+        subscriber
+            .poll(&mut beds, 100, Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        beds.view(),
+        (BTreeMap::from([(id, 1)]), 2),
+        "both commits applied, in order, once each"
+    );
+    assert_eq!(subscriber.checkpoint(), 2);
+}
+
+#[tokio::test]
 async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
     let server = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -164,6 +164,24 @@ impl NatsServer {
         self.stop();
     }
 
+    /// Suspends the server (SIGSTOP), as a frozen VM or a long stall
+    /// would: its sockets stay open and silent, which clients and peers
+    /// notice only by missed heartbeats. `resume` wakes it; a paused
+    /// server is woken before it is dropped.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Wakes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Some(child) = &self.child else { return };
+        let _ = Command::new("kill").args([signal, &child.id().to_string()]).status();
+    }
+
     /// Starts the server again on the same port with the same store.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
         self.stop();
@@ -319,6 +337,7 @@ impl NatsServer {
     }
 
     fn stop(&mut self) {
+        self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -445,6 +464,16 @@ impl NatsCluster {
     /// SIGKILL of node `i`, as a crash would.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].kill();
+    }
+
+    /// SIGSTOP of node `i` (see [`NatsServer::pause`]).
+    pub fn pause(&self, i: usize) {
+        self.nodes[i].pause();
+    }
+
+    /// SIGCONT of node `i`.
+    pub fn resume(&self, i: usize) {
+        self.nodes[i].resume();
     }
 
     /// Starts node `i` again with its store, and waits until it answers.
