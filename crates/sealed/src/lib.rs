@@ -201,13 +201,7 @@ impl Vault {
                  it was not made by this version (docs/operations.md: moving the sealed keys)"
             )));
         }
-        if config.allow_rollup {
-            return Err(SealError::Unavailable(format!(
-                "bucket {name} allows rollups, so any credential that writes it could erase every key at once; \
-                 it was made by an earlier version: run `refer admin harden-buckets` with the operator's \
-                 credential (docs/operations.md, \"Upgrading\")"
-            )));
-        }
+        refuse_rollups(name, config).map_err(SealError::Unavailable)?;
         // From the stream in hand: looked up again at once, a bucket just
         // made in a cluster may not be found yet.
         let bucket = async_nats::jetstream::kv::Store {
@@ -499,4 +493,20 @@ pub async fn migrate(jetstream: &async_nats::jetstream::Context, stream: &str) -
         .await
         .map_err(unavailable)?;
     Ok(moved)
+}
+
+/// Refuses key-value bucket `name` if its stream allows rollups (made by
+/// async-nats or an earlier Refer): one `Nats-Rollup: all` from any
+/// credential that may write it would wipe it whole, and no subject
+/// permission can forbid a header. Every bucket Refer opens is checked
+/// here, the sealed keys' and the service shell's alike.
+pub fn refuse_rollups(name: &str, config: &async_nats::jetstream::stream::Config) -> Result<(), String> {
+    if config.allow_rollup {
+        return Err(format!(
+            "the key-value bucket {name} allows rollups, so any credential that writes it could wipe it whole; \
+             it was made by an earlier version: run `refer admin harden-buckets` with the operator's credential \
+             (docs/operations.md, \"Upgrading\")"
+        ));
+    }
+    Ok(())
 }

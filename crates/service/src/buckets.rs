@@ -72,16 +72,10 @@ pub async fn open(
     })
 }
 
-/// Refuses bucket `name` if its stream allows rollups (made by async-nats
-/// or an earlier Refer): any writer could wipe it.
+/// Refuses bucket `name` if its stream allows rollups (the rule lives
+/// with the sealed keys' bucket, the lowest crate that opens buckets).
 pub fn refuse_rollups(name: &str, config: &stream::Config) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !config.allow_rollup,
-        "the key-value bucket {name} allows rollups, so any credential that writes it could wipe it whole; \
-         it was made by an earlier version: run `refer admin harden-buckets` with the operator's credential \
-         (docs/operations.md, \"Upgrading\")"
-    );
-    Ok(())
+    refer_sealed::refuse_rollups(name, config).map_err(anyhow::Error::msg)
 }
 
 /// Turns rollups off on every key-value bucket of the account that still

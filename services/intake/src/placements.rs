@@ -40,15 +40,27 @@ impl IntakeService {
         group: Option<GroupMembership>,
     ) -> Result<(Vec<(Placement, bool)>, u64), Status> {
         let key = meta.idempotency_key.clone().expect("a placement request has a key");
-        let mut sealed = Vec::with_capacity(people.len());
+        let mut sealed: Vec<Option<refer_domain::sealed::Sealed>> = Vec::with_capacity(people.len());
         for person in people {
-            sealed.push(match person.case_reference.as_str() {
+            let case = match person.case_reference.as_str() {
                 "" => None,
                 case => {
                     let purpose = purpose::case_reference(person.request.placement);
-                    Some(sealing::seal(&self.vault, "case", case, &purpose).await?)
+                    match sealing::seal(&self.vault, "case", case, &purpose).await {
+                        Ok(case) => Some(case),
+                        Err(status) => {
+                            // Nothing is written: the keys sealed for the
+                            // people before wrap nothing stored. Erased at
+                            // once; if the bus refuses that too, they stay
+                            // unused (nothing they could open exists).
+                            let earlier: Vec<&str> = sealed.iter().flatten().map(|c| c.item.as_str()).collect();
+                            let _ = sealing::erase(&self.vault, earlier).await;
+                            return Err(status);
+                        }
+                    }
                 }
-            });
+            };
+            sealed.push(case);
         }
         let decision = RequestPlacements {
             people: people
