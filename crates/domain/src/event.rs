@@ -204,6 +204,17 @@ pub enum CodecError {
     MixedAggregates,
 }
 
+impl CodecError {
+    /// Whether the commit was written by a newer version of Refer: a reader
+    /// must stop there until it is upgraded (skipping it would lose a real
+    /// event). Any other error means bytes that are no commit Refer wrote
+    /// (a credential holder's garbage on its own subjects, a bug): readers
+    /// quarantine those and go on.
+    pub fn from_newer_writer(&self) -> bool {
+        matches!(self, CodecError::NewerSchema(_))
+    }
+}
+
 fn check(events: &[Envelope]) -> Result<(), CodecError> {
     let first = events.first().ok_or(CodecError::Empty)?;
     if events.len() > MAX_EVENTS_PER_COMMIT {
@@ -233,6 +244,29 @@ fn check(events: &[Envelope]) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// The schema version a commit that does not decode says it was written
+/// at, when that is newer than this reader's. A new event variant cannot
+/// be decoded by an older reader (postcard meets an enum tag it does not
+/// know), but the fields before it in the first envelope still read: a
+/// newer writer's commit is then told apart from bytes that are no commit
+/// at all (which readers quarantine, `CodecError::from_newer_writer`).
+fn newer_writer(bytes: &[u8]) -> Option<u16> {
+    #[derive(Deserialize)]
+    struct Head {
+        _event_id: EventId,
+        _aggregate: AggregateRef,
+        _event_type: String,
+        schema_version: u16,
+    }
+    let (tag, rest) = postcard::take_from_bytes::<u32>(bytes).ok()?;
+    let (count, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    if tag != 0 || count == 0 {
+        return None;
+    }
+    let (head, _) = postcard::take_from_bytes::<Head>(rest).ok()?;
+    (head.schema_version > SCHEMA_VERSION).then_some(head.schema_version)
+}
+
 /// Encodes the events of one command. Fails on the same rules decoding checks,
 /// so nothing is written that could not be read back.
 pub fn encode_commit(events: &[Envelope]) -> Result<Vec<u8>, CodecError> {
@@ -254,8 +288,10 @@ pub fn decode_commit(bytes: &[u8]) -> Result<Vec<Envelope>, CodecError> {
     if bytes.len() > MAX_COMMIT_BYTES {
         return Err(CodecError::TooLarge(bytes.len()));
     }
-    let (wire, rest): (WireCommit, _) =
-        postcard::take_from_bytes(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let (wire, rest): (WireCommit, _) = postcard::take_from_bytes(bytes).map_err(|e| match newer_writer(bytes) {
+        Some(version) => CodecError::NewerSchema(version),
+        None => CodecError::Malformed(e.to_string()),
+    })?;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes(rest.len()));
     }

@@ -187,3 +187,54 @@ fn idempotency_keys_are_validated() {
     assert!(IdempotencyKey::new("has space").is_err());
     assert!(IdempotencyKey::new("x".repeat(65)).is_err());
 }
+
+/// A commit as a newer Refer writes it: an envelope whose event is a
+/// variant this reader does not know (tag 200), at `schema_version`.
+fn from_a_newer_writer(schema_version: u16) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Later {
+        event_id: EventId,
+        aggregate: AggregateRef,
+        event_type: String,
+        schema_version: u16,
+        occurred_at: refer_domain::Timestamp,
+        correlation_id: CorrelationId,
+        causation_id: Option<EventId>,
+        idempotency_key: Option<IdempotencyKey>,
+        event_tag: u32,
+        event_payload: String,
+    }
+    #[derive(serde::Serialize)]
+    enum Wire {
+        V1(Vec<Later>),
+    }
+    let later = Later {
+        event_id: EventId::from_u128(7),
+        aggregate: provider_ref(1),
+        event_type: "provider.moved".into(),
+        schema_version,
+        occurred_at: NIGHT,
+        correlation_id: CorrelationId::from_u128(8),
+        causation_id: None,
+        idempotency_key: None,
+        event_tag: 200,
+        event_payload: "a shape this reader has never seen".into(),
+    };
+    postcard::to_stdvec(&Wire::V1(vec![later])).unwrap()
+}
+
+#[test]
+fn a_newer_writers_event_is_told_apart_from_bytes_that_are_no_commit() {
+    // Given a commit whose event variant this reader does not know,
+    // when it says it was written at a newer schema version, then the
+    // reader must stop there (skipping it would lose a real event) ...
+    let newer = decode_commit(&from_a_newer_writer(SCHEMA_VERSION + 1)).unwrap_err();
+    assert_eq!(newer, CodecError::NewerSchema(SCHEMA_VERSION + 1));
+    assert!(newer.from_newer_writer());
+    // ... and when it claims this reader's version, it is no commit Refer
+    // wrote: quarantined, like any other garbage.
+    let garbage = decode_commit(&from_a_newer_writer(SCHEMA_VERSION)).unwrap_err();
+    assert!(matches!(garbage, CodecError::Malformed(_)), "{garbage:?}");
+    assert!(!garbage.from_newer_writer());
+    assert!(!decode_commit(b"\x00\x05garbage").unwrap_err().from_newer_writer());
+}

@@ -10,6 +10,7 @@ mod durable;
 mod error;
 mod group;
 mod local;
+mod quarantine;
 mod store;
 mod stream;
 mod subscriber;
@@ -23,3 +24,5 @@ pub use local::{LocalState, SNAPSHOT_FORMAT};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT, START_PATIENCE};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};
+
+pub(crate) use quarantine::readable;

@@ -28,7 +28,6 @@ use crate::store::{EventStore, Recorded};
 use async_nats::jetstream::consumer::{pull, AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::Message;
 use futures::{FutureExt, StreamExt};
-use refer_domain::decode_commit;
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
@@ -176,6 +175,7 @@ impl Subscriber {
                 last.pending as f64,
             );
         }
+        let mut stopped = None;
         for msg in &received {
             let seq = msg
                 .info()
@@ -184,12 +184,25 @@ impl Subscriber {
             if seq <= checkpoint {
                 continue;
             }
-            let events = decode_commit(&msg.payload).map_err(|source| StoreError::Corrupt { seq, source })?;
-            projection.apply(&Recorded { seq, events });
+            match crate::readable(seq, &msg.payload) {
+                Ok(Some(events)) => {
+                    projection.apply(&Recorded { seq, events });
+                    applied += 1;
+                }
+                Ok(None) => {} // quarantined: passed over, like every reader
+                Err(err) => {
+                    // A newer writer's commit: stop right before it, with
+                    // what came before persisted; the consumer starts again
+                    // there, so nothing delivered after it is lost.
+                    self.messages = None;
+                    self.pull_lost = true;
+                    stopped = Some(err);
+                    break;
+                }
+            }
             checkpoint = seq;
-            applied += 1;
         }
-        if applied > 0 {
+        if checkpoint != self.checkpoint {
             refer_metrics::count(
                 "refer_events_consumed_total",
                 "Commits applied by a consumer to its projection.",
@@ -201,6 +214,9 @@ impl Subscriber {
             writes.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
             self.tree.apply_batch(writes)?;
             self.checkpoint = checkpoint;
+        }
+        if let Some(err) = stopped {
+            return Err(err);
         }
         for msg in &received {
             msg.ack().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -446,6 +446,55 @@ async fn a_delivery_that_never_arrived_is_read_again_not_skipped() {
 }
 
 #[tokio::test]
+async fn a_message_that_is_no_commit_is_passed_over_by_every_reader_and_nothing_around_it_is_lost() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 1).await; // commits 1 and 2
+                                   // Bytes that are no commit, on the provider's own subject (a credential
+                                   // that may write there could), between commits.
+    let subject = format!("refer.provider.{}", id.simple());
+    store
+        .jetstream()
+        .publish(subject, bytes::Bytes::from_static(b"\x07 not a commit"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // The aggregate still takes commands (its version counts the message).
+    for _ in 0..2 {
+        store
+            .execute::<Provider>(id, &adjust(1), &meta(None), None)
+            .await
+            .unwrap();
+    }
+    let loaded = store.load::<Provider>(id).await.unwrap();
+    assert_eq!(loaded.version, 5);
+
+    // A projection built from nothing, in one batch, passes over it and
+    // applies every commit around it once.
+    let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
+    let mut beds = FreeBeds::restore(subscriber.tree());
+    let start = std::time::Instant::now();
+    while subscriber.checkpoint() < 5 && start.elapsed() < Duration::from_secs(10) {
+        subscriber
+            .poll(&mut beds, 100, Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        beds.view(),
+        (BTreeMap::from([(id, 3)]), 4),
+        "four commits, one bed and two added"
+    );
+    assert_eq!(subscriber.checkpoint(), 5);
+    // A replay reads the same.
+    let all = store.read_all(0, 5).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.events.len()).collect::<Vec<_>>(), [1, 1, 0, 1, 1]);
+}
+
+#[tokio::test]
 async fn deleting_the_sled_directory_rebuilds_the_same_state_from_the_stream() {
     let server = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
