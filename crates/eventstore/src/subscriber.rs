@@ -19,9 +19,8 @@
 //! A flush per batch would buy nothing that the restart at the checkpoint
 //! does not already give, and with a standing pull a batch is often a single
 //! commit: one more fsync per commit and service on the disk the server
-//! syncs to. (`refer-bench` measured no throughput change from dropping it:
-//! W2 capacity updates 910/s with, 894/s without; the matcher's CPU was the
-//! limit then.)
+//! syncs to; `refer-bench` measured no throughput change from dropping it
+//! (docs/benchmarks.md).
 
 use crate::error::StoreError;
 use crate::store::{EventStore, Recorded};

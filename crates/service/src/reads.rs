@@ -99,8 +99,8 @@ pub struct Trail {
 
 /// The views of a page's entries, built side by side, and the trail of
 /// every sealed item they opened. Each opening is a read from the key
-/// bucket's leader: one after another, a page of 40 placements took 128 ms
-/// (docs/benchmarks.md). `view` builds one entry's view on its own trail.
+/// bucket's leader, too slow one after another (docs/benchmarks.md).
+/// `view` builds one entry's view on its own trail.
 pub async fn open_page<T, V, F, Fut>(
     who: &Principal,
     entries: impl IntoIterator<Item = T>,

@@ -784,11 +784,10 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let fence = lease.fence();
     let leasing = tokio::spawn(keep_lease(lease, context.shutdown.clone()));
     // Every subject: the projection leaves out what is not its own (other
-    // regions, placements' files, standing hand-offs). A consumer filtered
-    // to the three subjects it folds made a cold start 11 times slower
-    // (37 s against 3.3 s for 74,000 messages, refer-bench; intake's two
-    // filters, which skip most messages, cost nothing comparable). A projection
-    // saved for other regions is rebuilt, never restored.
+    // regions, placements' files, standing hand-offs): a consumer filtered
+    // to the three subjects it folds made a cold start an order of magnitude
+    // slower (docs/benchmarks.md). A projection saved for other regions is
+    // rebuilt, never restored.
     let consumer = match partition.name() {
         None => context.consumer(CONSUMER),
         // `_` is in no partition or instance name: `matcher_north-m_1` and
