@@ -13,6 +13,7 @@ pub mod eligibility;
 pub mod error;
 pub mod event;
 pub mod geo;
+pub mod hold;
 pub mod ids;
 pub mod kinds;
 pub mod need;

@@ -15,8 +15,7 @@ use crate::time::{Hours, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// No single service declares more units than this.
-pub const MAX_UNITS: u32 = 100_000;
+pub use crate::hold::{ReleaseReason, MAX_UNITS};
 
 /// What a provider registers once (and may later amend through new events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,16 +44,6 @@ impl ProviderProfile {
         self.location.validate("location")?;
         self.hours.validate("hours")
     }
-}
-
-/// Why a hold ends without the person being placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReleaseReason {
-    Declined,
-    Expired,
-    Cancelled,
-    /// The donation was withdrawn (donations only).
-    Withdrawn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
