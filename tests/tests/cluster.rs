@@ -1053,8 +1053,35 @@ async fn the_stream_leader_node_paused_loses_nothing_and_every_replica_sees_ever
     let healed = w.healed().await;
     println!("the woken node was current {healed:?} after SIGCONT");
     w.until_placed(4).await;
+
+    // A new intake replica started from nothing just as the stream's
+    // leader stalls again: it starts during the elections, waits for them
+    // instead of exiting, and then serves everything.
+    let node = w.stream_leader().await;
+    w.cluster.pause(node);
+    w.procs.insert("intake-c", Proc::start(&w.setup, "intake", "intake-c"));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    w.cluster.resume(node);
+    w.healed().await;
+    w.until_placed(4).await;
     w.stop_load().await;
     let agreed = w.replicas_agree().await;
+    let started = Instant::now();
+    loop {
+        let (a, c) = (
+            placements(&w.procs["intake-a"]).await,
+            placements(&w.procs["intake-c"]).await,
+        );
+        if c.is_some() && a == c {
+            break;
+        }
+        assert!(
+            started.elapsed() < GIVE_UP,
+            "intake-c, started during a stall, never listed what intake-a does\n{}",
+            w.service_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!("every replica answered the same, with every placement, {agreed:?} after the load stopped");
     w.finish().await;
 }

@@ -518,3 +518,40 @@ async fn a_copy_started_while_its_holder_stalls_for_seconds_is_refused_and_the_h
         "the holder keeps its name and serves on"
     );
 }
+
+/// `scripts/check-compose --static` on `compose` (a compose file's text),
+/// with every variable it could interpolate unset: its success and output.
+fn check_compose_static(compose: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compose.yaml");
+    std::fs::write(&file, compose).unwrap();
+    let out = std::process::Command::new(root().join("scripts/check-compose"))
+        .arg("--static")
+        .env("REFER_COMPOSE_FILE", &file)
+        .env_remove("CAPACITY_2_INSTANCE")
+        .output()
+        .expect("run scripts/check-compose");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_compose_refuses_two_replicas_whose_names_only_look_different() {
+    let compose = std::fs::read_to_string(root().join("compose.yaml")).unwrap();
+    let (passes, out) = check_compose_static(&compose);
+    assert!(passes, "compose.yaml as it is passes: {out}");
+    // Given capacity-2's name written so that compose resolves it to the
+    // first replica's when the variable is unset ...
+    let doctored = compose.replace(
+        "REFER_INSTANCE: capacity-2",
+        "REFER_INSTANCE: \"${CAPACITY_2_INSTANCE:-capacity}\"",
+    );
+    assert_ne!(doctored, compose, "compose.yaml names capacity-2");
+    // ... the check refuses it, naming both.
+    let (passes, out) = check_compose_static(&doctored);
+    assert!(!passes, "two replicas resolving to one name passed: {out}");
+    assert!(
+        out.contains("capacity-2 and capacity both run refer-capacity as instance 'capacity'"),
+        "{out}"
+    );
+}

@@ -86,13 +86,30 @@ impl Subscriber {
             .get(CHECKPOINT_KEY)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0);
-        let stream = store
-            .jetstream()
-            .get_stream(&store.settings().name)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let filters = filters.to_vec();
-        let consumer = start_consumer(&stream, name, &filters, checkpoint).await?;
+        // A start while the bus elects (a node stalled or dead: the
+        // consumer's own group may have lost its leader) waits for it, as
+        // opening the store does, instead of exiting.
+        let started = std::time::Instant::now();
+        let (stream, consumer) = loop {
+            let opened = async {
+                let stream = store
+                    .jetstream()
+                    .get_stream(&store.settings().name)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let consumer = start_consumer(&stream, name, &filters, checkpoint).await?;
+                Ok::<_, StoreError>((stream, consumer))
+            };
+            match opened.await {
+                Ok(opened) => break opened,
+                Err(StoreError::Unavailable(why)) if started.elapsed() < crate::START_PATIENCE => {
+                    tracing::warn!(consumer = name, error = %why, "consumer not started yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         Ok(Self {
             name: name.to_owned(),
             filters,
