@@ -143,6 +143,24 @@ pub enum NeedEvent {
 }
 
 impl NeedEvent {
+    /// The status a need has right after this event (`None`: it leaves the
+    /// status as it was). The one place the rule lives: the aggregate and
+    /// every read model that shows a need's status derive it here.
+    pub fn status_after(&self) -> Option<NeedStatus> {
+        use NeedStatus as S;
+        Some(match self {
+            Self::Requested(_) => S::Requested,
+            Self::Proposed(_) => S::Proposed,
+            Self::Accepted(_) => S::Accepted,
+            Self::Declined { .. } => S::Declined,
+            Self::Expired(_) => S::Expired,
+            Self::Waitlisted => S::Waitlisted,
+            Self::Cancelled { .. } => S::Cancelled,
+            Self::Fulfilled => S::Fulfilled,
+            Self::HandedOff(_) => return None,
+        })
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Requested(_) => "need.requested",
@@ -273,35 +291,21 @@ impl Aggregate for Need {
 
     fn evolve(mut self, event: &NeedEvent) -> Self {
         use NeedEvent as E;
-        use NeedStatus as S;
+        if let Some(status) = event.status_after() {
+            self.status = status;
+        }
         match event {
-            E::Requested(request) => {
-                self.request = Some(request.clone());
-                self.status = S::Requested;
-            }
+            E::Requested(request) => self.request = Some(request.clone()),
             E::Proposed(proposal) => {
-                self.status = S::Proposed;
                 self.proposal = Some(*proposal);
                 self.proposals_made += 1;
             }
-            E::Accepted(_) => self.status = S::Accepted,
-            E::Declined { proposal, .. } => {
-                self.status = S::Declined;
+            E::Declined { proposal, .. } | E::Expired(proposal) => {
                 self.excluded.insert(proposal.target);
                 self.proposal = None;
             }
-            E::Expired(proposal) => {
-                self.status = S::Expired;
-                self.excluded.insert(proposal.target);
-                self.proposal = None;
-            }
-            E::Waitlisted => self.status = S::Waitlisted,
-            E::Cancelled { .. } => {
-                self.status = S::Cancelled;
-                self.proposal = None;
-            }
-            E::Fulfilled => self.status = S::Fulfilled,
-            E::HandedOff(_) => {}
+            E::Cancelled { .. } => self.proposal = None,
+            E::Accepted(_) | E::Waitlisted | E::Fulfilled | E::HandedOff(_) => {}
         }
         self
     }

@@ -126,26 +126,17 @@ impl Model for Files {
             view.position = commit.seq;
             if let NeedEvent::HandedOff(handoff) = event {
                 view.handoff = Some(handoff.clone());
-            } else {
-                view.deadline = None;
-                view.status = match event {
-                    NeedEvent::Requested(_) => NeedStatus::Requested,
-                    NeedEvent::Proposed(p) => {
-                        view.deadline = Some(p.deadline);
-                        NeedStatus::Proposed
-                    }
-                    NeedEvent::Accepted(p) => {
-                        view.placed_with = Some(p.target);
-                        NeedStatus::Accepted
-                    }
-                    NeedEvent::Declined { .. } => NeedStatus::Declined,
-                    NeedEvent::Expired(_) => NeedStatus::Expired,
-                    NeedEvent::Waitlisted => NeedStatus::Waitlisted,
-                    NeedEvent::Cancelled { .. } => NeedStatus::Cancelled,
-                    NeedEvent::Fulfilled => NeedStatus::Fulfilled,
-                    NeedEvent::HandedOff(_) => unreachable!("handled above"),
+            }
+            if let Some(status) = event.status_after() {
+                view.status = status;
+                view.deadline = match event {
+                    NeedEvent::Proposed(p) => Some(p.deadline),
+                    _ => None,
                 };
-                if view.status.is_final() {
+                if let NeedEvent::Accepted(p) = event {
+                    view.placed_with = Some(p.target);
+                }
+                if status.is_final() {
                     view.final_at = Some(envelope.occurred_at);
                 }
             }
