@@ -93,6 +93,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// instead (see `EventStore::get`); answered, it takes a millisecond or so.
 const DIRECT_TRY: Duration = Duration::from_secs(1);
 
+/// How long reads ask the stream leader first after a direct get went
+/// unanswered, before direct gets are tried again.
+const DIRECT_REST: Duration = Duration::from_secs(10);
+
 /// A message get of one subject's commits.
 #[derive(Clone, Copy)]
 enum Get<'a> {
@@ -120,6 +124,8 @@ pub struct EventStore {
     settings: StreamSettings,
     local: LocalState,
     group: GroupCommit,
+    /// Direct gets are not tried before this instant (see `EventStore::get`).
+    direct_resumes: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl EventStore {
@@ -139,6 +145,7 @@ impl EventStore {
             }
         };
         Ok(Self {
+            direct_resumes: Default::default(),
             group: GroupCommit::start(js.clone()),
             js,
             stream,
@@ -325,14 +332,22 @@ impl EventStore {
     /// are needed: a direct get is served by whichever copy the bus picks,
     /// and a stalled node (SIGSTOP, a frozen VM) keeps its place among them
     /// until its peers drop it, which takes minutes, swallowing the gets
-    /// sent its way; the leader's get waits out an election. Not answered
-    /// either way: tried again for `RIDE_OUT`.
+    /// sent its way; the leader's get waits out an election. After a direct
+    /// get went unanswered, reads go to the leader first for `DIRECT_REST`
+    /// (a stalled node keeps swallowing direct gets for minutes, and each
+    /// would cost `DIRECT_TRY`). Not answered either way: tried again for
+    /// `RIDE_OUT`.
     async fn get(&self, get: Get<'_>) -> Result<Option<(u64, Bytes)>, StoreError> {
         let subject = format!("$JS.API.DIRECT.GET.{}", self.settings.name);
         let body = Bytes::from(serde_json::to_vec(&get.request()).expect("a request encodes"));
         let client = self.js.client();
         let started = Instant::now();
-        let mut attempt = 0;
+        let resting = self
+            .direct_resumes
+            .lock()
+            .expect("direct resumes")
+            .is_some_and(|until| started < until);
+        let mut attempt = usize::from(resting);
         loop {
             attempt += 1;
             let failed = if attempt % 2 == 1 {
@@ -354,7 +369,10 @@ impl EventStore {
                         Some(code) => format!("direct get answered {code} {}", msg.description.unwrap_or_default()),
                     },
                     Ok(Err(err)) => format!("direct get: {err}"),
-                    Err(_) => "direct get: timed out".to_owned(),
+                    Err(_) => {
+                        *self.direct_resumes.lock().expect("direct resumes") = Some(Instant::now() + DIRECT_REST);
+                        "direct get: timed out".to_owned()
+                    }
                 }
             } else {
                 let asked = match get {

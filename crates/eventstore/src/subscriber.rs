@@ -103,7 +103,10 @@ impl Subscriber {
             };
             match opened.await {
                 Ok(opened) => break opened,
-                Err(StoreError::Unavailable(why)) if started.elapsed() < crate::START_PATIENCE => {
+                // A refusal (the credential may not) is no election: said at once.
+                Err(StoreError::Unavailable(why))
+                    if started.elapsed() < crate::START_PATIENCE && !why.to_lowercase().contains("permission") =>
+                {
                     tracing::warn!(consumer = name, error = %why, "consumer not started yet; trying again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
