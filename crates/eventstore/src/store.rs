@@ -290,38 +290,30 @@ impl EventStore {
     /// stream's leader answers it (a message get, which only the leader
     /// answers, where a direct get may reach a follower a moment behind).
     async fn leader_last_on(&self, filter: &str) -> Result<u64, StoreError> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            message: Option<Found>,
-            error: Option<serde_json::Value>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Found {
-            seq: u64,
-        }
-        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.settings.name);
-        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "last_by_subj": filter })).expect("encodes"));
-        let client = self.js.client();
         let started = Instant::now();
         loop {
-            let asked = tokio::time::timeout(REQUEST_TIMEOUT, client.request(subject.clone(), body.clone())).await;
-            let failed = match asked {
-                Ok(Ok(msg)) => match serde_json::from_slice::<Answer>(&msg.payload) {
-                    Ok(Answer {
-                        message: Some(found), ..
-                    }) => return Ok(found.seq),
-                    Ok(Answer { error: Some(error), .. }) if error["code"] == 404 => return Ok(0),
-                    Ok(_) => format!("message get answered {}", String::from_utf8_lossy(&msg.payload)),
-                    Err(err) => format!("message get: {err}"),
-                },
-                Ok(Err(err)) => format!("message get: {err}"),
-                Err(_) => "message get: timed out".to_owned(),
-            };
-            if started.elapsed() >= RIDE_OUT {
-                return Err(StoreError::Unavailable(failed));
+            match self.leader_get(Get::Last(filter)).await {
+                Ok(found) => return Ok(found.map_or(0, |(seq, _)| seq)),
+                Err(failed) if started.elapsed() >= RIDE_OUT => return Err(StoreError::Unavailable(failed)),
+                Err(_) => {}
             }
             self.reachable()?;
             pause().await;
+        }
+    }
+
+    /// One message get asked of the stream's leader (which only it
+    /// answers); `None` when no message matches, `Err` with why when
+    /// it was not answered.
+    async fn leader_get(&self, get: Get<'_>) -> Result<Option<(u64, Bytes)>, String> {
+        let asked = match get {
+            Get::Last(subject) => self.stream.raw_message_builder().last_by_subject(subject),
+            Get::Next(subject, seq) => self.stream.raw_message_builder().sequence(seq).next_by_subject(subject),
+        };
+        match asked.send().await {
+            Ok(msg) => Ok(Some((msg.sequence, msg.payload))),
+            Err(err) if err.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(format!("message get: {err}")),
         }
     }
 
@@ -375,14 +367,9 @@ impl EventStore {
                     }
                 }
             } else {
-                let asked = match get {
-                    Get::Last(subject) => self.stream.raw_message_builder().last_by_subject(subject),
-                    Get::Next(subject, seq) => self.stream.raw_message_builder().sequence(seq).next_by_subject(subject),
-                };
-                match asked.send().await {
-                    Ok(msg) => return Ok(Some((msg.sequence, msg.payload))),
-                    Err(err) if err.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(None),
-                    Err(err) => format!("message get: {err}"),
+                match self.leader_get(get).await {
+                    Ok(found) => return Ok(found),
+                    Err(failed) => failed,
                 }
             };
             if started.elapsed() >= RIDE_OUT {
