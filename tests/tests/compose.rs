@@ -519,16 +519,17 @@ async fn a_copy_started_while_its_holder_stalls_for_seconds_is_refused_and_the_h
     );
 }
 
-/// `scripts/check-compose --static` on `compose` (a compose file's text),
-/// with every variable it could interpolate unset: its success and output.
-fn check_compose_static(compose: &str) -> (bool, String) {
+/// `scripts/check-compose --static` on a project folder holding `files`
+/// (name, text; `compose.yaml` among them): its success and output.
+fn check_compose_static(files: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("compose.yaml");
-    std::fs::write(&file, compose).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
     let out = std::process::Command::new(root().join("scripts/check-compose"))
         .arg("--static")
-        .env("REFER_COMPOSE_FILE", &file)
-        .env_remove("CAPACITY_2_INSTANCE")
+        .env("REFER_COMPOSE_FILE", dir.path().join("compose.yaml"))
+        .env_remove("COMPOSE_FILE")
         .output()
         .expect("run scripts/check-compose");
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -536,22 +537,101 @@ fn check_compose_static(compose: &str) -> (bool, String) {
 }
 
 #[test]
-fn check_compose_refuses_two_replicas_whose_names_only_look_different() {
+fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
     let compose = std::fs::read_to_string(root().join("compose.yaml")).unwrap();
-    let (passes, out) = check_compose_static(&compose);
+    let (passes, out) = check_compose_static(&[("compose.yaml", &compose)]);
     assert!(passes, "compose.yaml as it is passes: {out}");
-    // Given capacity-2's name written so that compose resolves it to the
-    // first replica's when the variable is unset ...
-    let doctored = compose.replace(
-        "REFER_INSTANCE: capacity-2",
-        "REFER_INSTANCE: \"${CAPACITY_2_INSTANCE:-capacity}\"",
-    );
-    assert_ne!(doctored, compose, "compose.yaml names capacity-2");
-    // ... the check refuses it, naming both.
-    let (passes, out) = check_compose_static(&doctored);
-    assert!(!passes, "two replicas resolving to one name passed: {out}");
-    assert!(
-        out.contains("capacity-2 and capacity both run refer-capacity as instance 'capacity'"),
-        "{out}"
-    );
+    let edit = |from: &str, to: &str| {
+        let doctored = compose.replacen(from, to, 1);
+        assert_ne!(doctored, compose, "compose.yaml holds {from:?}");
+        doctored
+    };
+    let capacity_2 = "REFER_INSTANCE: capacity-2\n";
+    let override_file = "services:\n  capacity-2:\n    environment:\n      - REFER_INSTANCE=capacity\n";
+    // Given capacity-2 written so that compose would run it as the first
+    // replica, or a service run as several containers under one name ...
+    // (the attack, the project's files, what the check must say)
+    type Attack<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let attacks: Vec<Attack> = vec![
+        (
+            "a default compose resolves when the variable is unset",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: \"${CAPACITY_2:-capacity}\"\n"),
+            )],
+            "REFER_INSTANCE is '${CAPACITY_2:-capacity}'",
+        ),
+        (
+            "nested defaults",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: \"${A:-${B:-capacity}}\"\n"),
+            )],
+            "REFER_INSTANCE is '${A:-${B:-capacity}}'",
+        ),
+        (
+            "YAML booleans that read alike",
+            vec![("compose.yaml", edit(capacity_2, "REFER_INSTANCE: on\n"))],
+            "capacity-2: REFER_INSTANCE is True",
+        ),
+        (
+            "two containers of one service",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    scale: 2\n"),
+            )],
+            "capacity-2: scale is 2",
+        ),
+        (
+            "swarm replicas",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    deploy: {replicas: 2}\n"),
+            )],
+            "capacity-2: deploy.replicas is 2",
+        ),
+        (
+            "an override file beside it",
+            vec![
+                ("compose.yaml", compose.clone()),
+                ("compose.override.yaml", override_file.into()),
+            ],
+            "capacity-2 and capacity both run as instance 'capacity'",
+        ),
+        (
+            "files named by COMPOSE_FILE in .env",
+            vec![
+                ("compose.yaml", compose.clone()),
+                ("more.yaml", override_file.into()),
+                (".env", "export COMPOSE_FILE='compose.yaml:more.yaml' # both\n".into()),
+            ],
+            "capacity-2 and capacity both run as instance 'capacity'",
+        ),
+        (
+            "extends without a name of its own",
+            vec![(
+                "compose.yaml",
+                edit(&format!("      {capacity_2}"), "").replacen("  capacity-2:\n", "  capacity-2:\n    extends: capacity\n", 1),
+            )],
+            "capacity-2 and capacity both run as instance 'capacity'",
+        ),
+        (
+            "an entrypoint that sets the name",
+            vec![(
+                "compose.yaml",
+                edit(
+                    capacity_2,
+                    "REFER_INSTANCE: capacity-2\n    entrypoint: [env, REFER_INSTANCE=capacity]\n",
+                ),
+            )],
+            "capacity-2: sets an entrypoint",
+        ),
+    ];
+    for (attack, files, said) in attacks {
+        let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let (passes, out) = check_compose_static(&files);
+        // ... the check refuses it, saying why.
+        assert!(!passes, "{attack}: passed: {out}");
+        assert!(out.contains(said), "{attack}: expected {said:?} in {out}");
+    }
 }

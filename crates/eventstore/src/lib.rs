@@ -10,6 +10,7 @@ mod durable;
 mod error;
 mod group;
 mod local;
+mod patience;
 mod quarantine;
 mod store;
 mod stream;
@@ -21,7 +22,8 @@ pub use decision::{always, Committed, Landed, Precondition};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};
-pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT, START_PATIENCE};
+pub use patience::{patiently, START_PATIENCE};
+pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};
 

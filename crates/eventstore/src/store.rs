@@ -83,9 +83,6 @@ const MAX_ATTEMPTS: u32 = 64;
 /// this long, plus at most one request timeout (5 s) for the last try.
 pub const RIDE_OUT: Duration = Duration::from_secs(5);
 
-/// How long opening the store waits for the stream to be created or found.
-pub const START_PATIENCE: Duration = Duration::from_secs(30);
-
 /// The request timeout of every JetStream call.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,16 +131,13 @@ impl EventStore {
         let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client);
         // Services started together on a new cluster create the stream at
         // once, while its nodes may still elect: try again for a while.
-        let started = Instant::now();
-        let stream = loop {
-            match settings.ensure(&js).await {
-                Err(StoreError::Unavailable(why)) if started.elapsed() < START_PATIENCE => {
-                    tracing::warn!(why, "stream not ready; trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                other => break other?,
-            }
-        };
+        let stream = crate::patiently(
+            "stream",
+            || settings.ensure(&js),
+            |e| matches!(e, StoreError::Unavailable(_)),
+            || StoreError::Unavailable(format!("stream {} unanswered at start", settings.name)),
+        )
+        .await?;
         Ok(Self {
             direct_resumes: Default::default(),
             group: GroupCommit::start(js.clone()),

@@ -90,9 +90,9 @@ impl Subscriber {
         // A start while the bus elects (a node stalled or dead: the
         // consumer's own group may have lost its leader) waits for it, as
         // opening the store does, instead of exiting.
-        let started = std::time::Instant::now();
-        let (stream, consumer) = loop {
-            let opened = async {
+        let (stream, consumer) = crate::patiently(
+            &format!("consumer {name}"),
+            || async {
                 let stream = store
                     .jetstream()
                     .get_stream(&store.settings().name)
@@ -100,19 +100,12 @@ impl Subscriber {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 let consumer = start_consumer(&stream, name, &filters, checkpoint).await?;
                 Ok::<_, StoreError>((stream, consumer))
-            };
-            match opened.await {
-                Ok(opened) => break opened,
-                // A refusal (the credential may not) is no election: said at once.
-                Err(StoreError::Unavailable(why))
-                    if started.elapsed() < crate::START_PATIENCE && !why.to_lowercase().contains("permission") =>
-                {
-                    tracing::warn!(consumer = name, error = %why, "consumer not started yet; trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(err) => return Err(err),
-            }
-        };
+            },
+            // A refusal (the credential may not) is no election: said at once.
+            |e| matches!(e, StoreError::Unavailable(why) if !why.to_lowercase().contains("permission")),
+            || StoreError::Unavailable(format!("consumer {name} unanswered at start")),
+        )
+        .await?;
         Ok(Self {
             name: name.to_owned(),
             filters,

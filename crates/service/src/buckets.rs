@@ -44,21 +44,19 @@ pub async fn open(
     // A cluster busy starting (every service making its buckets at once,
     // an election) may let a request time out: tried again, for as long as
     // a service waits for its stream at start.
-    let started = std::time::Instant::now();
-    let made = loop {
-        let made = match js.get_stream(&stream_name).await {
-            Ok(existing) => Ok(existing),
-            Err(_) => js.get_or_create_stream(config.clone()).await,
-        };
-        match made {
-            Ok(made) => break made,
-            Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE => {
-                tracing::warn!(error = %e, bucket = name, "key-value bucket not ready; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    let made = refer_eventstore::patiently(
+        &format!("key-value bucket {name}"),
+        || async {
+            match js.get_stream(&stream_name).await {
+                Ok(existing) => Ok(existing),
+                Err(_) => js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()),
             }
-            Err(e) => anyhow::bail!("cannot create the key-value bucket {name}: {e}"),
-        }
-    };
+        },
+        |_| true,
+        || "unanswered at start".to_string(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?;
     refuse_rollups(name, &made.cached_info().config)?;
     // From the stream in hand: looked up again at once, a bucket just made
     // in a cluster may not be found yet.

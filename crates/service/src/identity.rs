@@ -43,9 +43,6 @@ use crate::lease::Fence;
 /// long before it starts; a live holder renews every third of it.
 pub const CLAIM_TTL: Duration = Duration::from_secs(6);
 
-/// How long a process starting waits for the bucket to answer at all.
-const START_PATIENCE: Duration = Duration::from_secs(30);
-
 /// This process's claim on its identity.
 pub struct Claim {
     bucket: kv::Store,
@@ -100,12 +97,23 @@ impl Claim {
                  own data directory (docs/operations.md)"
             )
         };
-        let patience = Instant::now() + START_PATIENCE;
+        // Waiting for the bus is bounded as every step of a start is
+        // (refer_eventstore::patiently), each request included; waiting
+        // for a held claim to lapse, by `deadline`.
+        let patience = Instant::now() + refer_eventstore::START_PATIENCE;
         let mut deadline: Option<Instant> = None;
         let mut seen: Option<u64> = None;
+        let bounded = |deadline: Option<Instant>| {
+            let until = deadline.map_or(patience, |d| d.max(patience));
+            until.saturating_duration_since(Instant::now())
+        };
+        let unanswered = || anyhow::anyhow!("cannot claim the instance name {key} in {name}: unanswered at start");
         loop {
             let sent = Instant::now();
-            match bucket.create(&key, token.clone()).await {
+            let created = tokio::time::timeout(bounded(deadline), bucket.create(&key, token.clone()))
+                .await
+                .map_err(|_| unanswered())?;
+            match created {
                 Ok(revision) => {
                     tracing::info!(claim = %key, "instance claimed");
                     let confirmed = Fence::closed();
@@ -130,7 +138,10 @@ impl Claim {
                 }
                 Err(_) => {}
             }
-            let entry = match bucket.entry(&key).await {
+            let read = tokio::time::timeout(bounded(deadline), bucket.entry(&key))
+                .await
+                .map_err(|_| unanswered())?;
+            let entry = match read {
                 Ok(entry) => entry,
                 Err(err) => {
                     anyhow::ensure!(

@@ -103,17 +103,13 @@ impl<M: Model> ReadModel<M> {
         // this replica must find once it says it is caught up. A start
         // during an election (a node stalled or dead) waits for it, for as
         // long as opening the store does, instead of exiting.
-        let started = std::time::Instant::now();
-        let target = loop {
-            match store.last_sequence_on(filters).await {
-                Ok(target) => break target,
-                Err(StoreError::Unavailable(why)) if started.elapsed() < refer_eventstore::START_PATIENCE => {
-                    tracing::warn!(model = name, error = %why, "the stream's end not known yet; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                Err(err) => return Err(err),
-            }
-        };
+        let target = refer_eventstore::patiently(
+            &format!("the stream's end for {name}"),
+            || store.last_sequence_on(filters),
+            |e| matches!(e, StoreError::Unavailable(_)),
+            || StoreError::Unavailable(format!("the stream's end for {name} unanswered at start")),
+        )
+        .await?;
         let subscriber = Subscriber::open(store, name, filters).await?;
         let (mut model, undecodable) = Self::restore(name, subscriber.tree());
         model.target = target;

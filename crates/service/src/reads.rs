@@ -191,17 +191,14 @@ impl ReadLog {
         };
         // Started with the domain stream on a new cluster, whose nodes may
         // still elect: try again for as long as the event store does.
-        let started = std::time::Instant::now();
-        let stream = loop {
-            match js.get_or_create_stream(config.clone()).await {
-                Ok(stream) => break stream,
-                Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE => {
-                    tracing::warn!(error = %e, "read log stream not ready; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(StoreError::Setup(format!("stream {name}: {e}"))),
-            }
-        };
+        let stream = refer_eventstore::patiently(
+            "read log stream",
+            || async { js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()) },
+            |_| true,
+            || "unanswered at start".to_string(),
+        )
+        .await
+        .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
         Ok(Self {

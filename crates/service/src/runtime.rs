@@ -528,25 +528,20 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
 
 /// Opens something a service needs at start (a bucket made at the same
 /// moment by every service on a new cluster, whose nodes may still elect):
-/// tries again for as long as the event store waits for its stream, then
-/// gives the last error. A refusal for good (a bad setting) fails the same
-/// way, only later.
+/// tries again as every step of a start does (`refer_eventstore::patiently`).
+/// A refusal for good (a bad setting) is said at once.
 async fn patiently<T, E, Fut>(what: &str, open: impl Fn() -> Fut) -> anyhow::Result<T>
 where
     Fut: std::future::Future<Output = Result<T, E>>,
     E: Into<anyhow::Error> + std::fmt::Display,
 {
-    let started = std::time::Instant::now();
-    loop {
-        match open().await {
-            Ok(opened) => return Ok(opened),
-            Err(e) if started.elapsed() < refer_eventstore::START_PATIENCE && !refused_for_good(&e.to_string()) => {
-                tracing::warn!(error = %e, "{what} not ready; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let opened = refer_eventstore::patiently(
+        what,
+        || async { open().await.map_err(Into::into) },
+        |e| !refused_for_good(&e.to_string()),
+        || anyhow::anyhow!("{what} unanswered at start"),
+    );
+    opened.await
 }
 
 /// Errors no wait will mend: say them at once.
