@@ -211,6 +211,21 @@ pub fn person(case: &str, needs: &[pb::NeedKind]) -> intake::PersonRequest {
     }
 }
 
+/// Intake requests a placement for `person` under `key` (never made of
+/// the case reference: keys travel on the bus).
+pub async fn request_person(c: &Coalition, key: &str, person: intake::PersonRequest) -> intake::Placement {
+    let request = intake::RequestPlacementRequest {
+        idempotency_key: key.into(),
+        person: Some(person),
+    };
+    c.intake
+        .clone()
+        .request_placement(authed(INTAKE, request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 pub fn site_spec(services: &[pb::ServiceKind]) -> cap::ProviderSpec {
     let s = sample::shelter(OrgId::from_u128(0));
     cap::ProviderSpec {

@@ -611,7 +611,11 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "extends without a name of its own",
             vec![(
                 "compose.yaml",
-                edit(&format!("      {capacity_2}"), "").replacen("  capacity-2:\n", "  capacity-2:\n    extends: capacity\n", 1),
+                edit(&format!("      {capacity_2}"), "").replacen(
+                    "  capacity-2:\n",
+                    "  capacity-2:\n    extends: capacity\n",
+                    1,
+                ),
             )],
             "capacity-2 and capacity both run as instance 'capacity'",
         ),

@@ -50,16 +50,7 @@ async fn request(c: &Coalition, case: &str, needs: &[pb::NeedKind]) -> intake::P
     let key = case
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let request = intake::RequestPlacementRequest {
-        idempotency_key: format!("req-{key:x}"),
-        person: Some(person(case, needs)),
-    };
-    c.intake
-        .clone()
-        .request_placement(authed(INTAKE, request))
-        .await
-        .unwrap()
-        .into_inner()
+    request_person(c, &format!("req-{key:x}"), person(case, needs)).await
 }
 
 /// The referrals of `site` (for provider `i`) once `count` are pending.

@@ -189,7 +189,14 @@ fn detail(n: &pb::NeedUpdate) -> String {
             kinds.push(args::service_name(w.service));
         }
         kinds.extend(w.resources.iter().map(|r| args::resource_name(*r)));
-        return format!("waits for {} near {}", kinds.join(" or "), w.region);
+        let waits = format!("waits for {} near {}", kinds.join(" or "), w.region);
+        return match w.held_until_ms {
+            0 => waits,
+            until => format!(
+                "{waits}, held for more urgent needs until {} at the latest",
+                crate::output::time(until)
+            ),
+        };
     }
     if n.deadline_ms != 0 {
         return format!("answer due {}", crate::output::time(n.deadline_ms));

@@ -7,6 +7,12 @@
 //!    └──────────► waitlisted ◄───────┘
 //! any open state ─► cancelled          (cancelled and fulfilled are final)
 //! ```
+//!
+//! A need is waitlisted for one of two reasons: no unit it could use is
+//! free (`Waitlisted`), or it is a soon or routine need held back, for a
+//! bounded time, while scarce units are kept for more urgent needs the
+//! night is expected to bring (`HeldBack`, with the instant its wait ends:
+//! docs/matching.md, "Over a night"). Intake is shown which, and until when.
 
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
@@ -119,6 +125,19 @@ pub enum NeedCommand {
     /// The accepting provider's hand-off, sealed for the agency; given in
     /// the acceptance's own commit.
     HandOff(Sealed),
+    /// Waitlisted while units it could use are kept for more urgent needs,
+    /// until `until` at the latest.
+    HoldBack {
+        until: Timestamp,
+    },
+}
+
+impl NeedCommand {
+    /// The waitlisting the matcher decides: held back until an instant, or
+    /// waiting for a unit.
+    pub fn waitlist(held_until: Option<Timestamp>) -> Self {
+        held_until.map_or(Self::Waitlist, |until| Self::HoldBack { until })
+    }
 }
 
 /// Append-only: never reorder or remove variants (see docs/architecture.md).
@@ -140,6 +159,11 @@ pub enum NeedEvent {
     Fulfilled,
     /// Where and how to bring the person, sealed for the requesting agency.
     HandedOff(Sealed),
+    /// Waitlisted while units it could use are kept for more urgent needs:
+    /// it is matched like any other need at `until` at the latest.
+    HeldBack {
+        until: Timestamp,
+    },
 }
 
 impl NeedEvent {
@@ -154,7 +178,7 @@ impl NeedEvent {
             Self::Accepted(_) => S::Accepted,
             Self::Declined { .. } => S::Declined,
             Self::Expired(_) => S::Expired,
-            Self::Waitlisted => S::Waitlisted,
+            Self::Waitlisted | Self::HeldBack { .. } => S::Waitlisted,
             Self::Cancelled { .. } => S::Cancelled,
             Self::Fulfilled => S::Fulfilled,
             Self::HandedOff(_) => return None,
@@ -172,6 +196,7 @@ impl NeedEvent {
             Self::Cancelled { .. } => "need.cancelled",
             Self::Fulfilled => "need.fulfilled",
             Self::HandedOff(_) => "need.handed_off",
+            Self::HeldBack { .. } => "need.held_back",
         }
     }
 }
@@ -185,9 +210,21 @@ pub struct Need {
     /// Targets that declined or let the hold expire: never proposed again.
     pub excluded: BTreeSet<Target>,
     pub proposals_made: u32,
+    /// While waitlisted and held back: when its wait ends.
+    pub held_until: Option<Timestamp>,
+    /// How many times it was waitlisted (or held back): with
+    /// `proposals_made`, tells each waitlisting from earlier ones.
+    pub waitlistings: u32,
 }
 
 impl Need {
+    /// Tells each step of the need from the others: its status, and how
+    /// many proposals and waitlistings it went through (a need waitlisted
+    /// again, say held back and then not, keeps its status).
+    pub fn step(&self) -> (NeedStatus, u32) {
+        (self.status, self.proposals_made + self.waitlistings)
+    }
+
     fn transition(&self, action: &'static str, allowed: bool) -> Result<(), DomainError> {
         if self.status == NeedStatus::New {
             return Err(DomainError::NotRegistered);
@@ -267,9 +304,20 @@ impl Aggregate for Need {
                 E::Expired(proposal)
             }
             C::Waitlist => {
-                let allowed = matches!(self.status, S::Requested | S::Declined | S::Expired);
+                // A need held back is waitlisted again when its wait ends.
+                let allowed = matches!(self.status, S::Requested | S::Declined | S::Expired)
+                    || (self.status == S::Waitlisted && self.held_until.is_some());
                 self.transition("waitlist", allowed)?;
                 E::Waitlisted
+            }
+            C::HoldBack { until } => {
+                let allowed = matches!(self.status, S::Requested | S::Declined | S::Expired)
+                    || (self.status == S::Waitlisted && self.held_until != Some(*until));
+                self.transition("hold back", allowed)?;
+                if *until <= now {
+                    return Err(DomainError::invalid("until", "must be in the future"));
+                }
+                E::HeldBack { until: *until }
             }
             C::Cancel => {
                 self.transition("cancel", !self.status.is_final())?;
@@ -293,6 +341,7 @@ impl Aggregate for Need {
         use NeedEvent as E;
         if let Some(status) = event.status_after() {
             self.status = status;
+            self.held_until = None;
         }
         match event {
             E::Requested(request) => self.request = Some(request.clone()),
@@ -305,7 +354,12 @@ impl Aggregate for Need {
                 self.proposal = None;
             }
             E::Cancelled { .. } => self.proposal = None,
-            E::Accepted(_) | E::Waitlisted | E::Fulfilled | E::HandedOff(_) => {}
+            E::Waitlisted => self.waitlistings += 1,
+            E::HeldBack { until } => {
+                self.held_until = Some(*until);
+                self.waitlistings += 1;
+            }
+            E::Accepted(_) | E::Fulfilled | E::HandedOff(_) => {}
         }
         self
     }

@@ -208,6 +208,7 @@ fn need_command() -> impl Strategy<Value = NeedCommand> {
         2 => (target(), decline).prop_map(|(by, reason)| NeedCommand::Decline { by, reason }),
         2 => Just(NeedCommand::Expire),
         1 => Just(NeedCommand::Waitlist),
+        1 => (-2i64..240).prop_map(|minutes| NeedCommand::HoldBack { until: Timestamp(minutes) }),
         1 => Just(NeedCommand::Cancel),
         1 => Just(NeedCommand::Fulfil),
     ]
@@ -219,7 +220,8 @@ fn allowed(from: NeedStatus, to: NeedStatus) -> bool {
     match from {
         New => to == Requested,
         Requested | Declined | Expired => matches!(to, Proposed | Waitlisted | Cancelled),
-        Waitlisted => matches!(to, Proposed | Cancelled),
+        // Waitlisted again: held back, or no longer (`Need::held_until`).
+        Waitlisted => matches!(to, Proposed | Waitlisted | Cancelled),
         Proposed => matches!(to, Accepted | Declined | Expired | Cancelled),
         Accepted => matches!(to, Fulfilled | Cancelled),
         Cancelled | Fulfilled => false,
@@ -241,6 +243,7 @@ proptest! {
             now = now.plus_secs(dt);
             let command = match command {
                 NeedCommand::Propose(p) => NeedCommand::Propose(Proposal { deadline: now.plus_secs(p.deadline.0 * 60), ..p }),
+                NeedCommand::HoldBack { until } => NeedCommand::HoldBack { until: now.plus_secs(until.0 * 60) },
                 other => other,
             };
             let before = state.clone();
@@ -265,6 +268,13 @@ proptest! {
             }
             prop_assert_eq!(state.proposal.is_some(), matches!(state.status, NeedStatus::Proposed | NeedStatus::Accepted | NeedStatus::Fulfilled));
             prop_assert!(before.excluded.is_subset(&state.excluded), "exclusions are never forgotten");
+            // A wait's end is kept exactly while held back, and only then,
+            // and it is in the future; every change is a step of its own (a
+            // waitlisting again included), which the matcher tells apart.
+            let held = events.iter().find_map(|e| match e { NeedEvent::HeldBack { until } => Some(*until), _ => None });
+            prop_assert_eq!(state.held_until, held);
+            prop_assert!(held.is_none_or(|until| until > now), "held back until a past instant");
+            prop_assert!(state.step() != before.step(), "a change that keeps the need's step: {:?}", command);
         }
     }
 }

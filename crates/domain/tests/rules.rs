@@ -380,3 +380,42 @@ fn a_need_request_names_its_invalid_field() {
         .when(&NeedCommand::Request(request), NIGHT)
         .then_invalid("spec.profile.party_size");
 }
+
+#[test]
+fn a_need_held_back_keeps_when_its_wait_ends_and_is_waitlisted_plainly_after() {
+    let until = NIGHT.plus_secs(2 * 3600);
+    // Given a requested need, when the matcher holds it back for the urgent,
+    // then it is waitlisted with the instant its wait ends.
+    let held = given::<Need>(requested())
+        .when(&NeedCommand::waitlist(Some(until)), NIGHT)
+        .then_expect([NeedEvent::HeldBack { until }]);
+    assert_eq!((held.status, held.held_until), (NeedStatus::Waitlisted, Some(until)));
+    let mut history = requested();
+    history.push(NeedEvent::HeldBack { until });
+    // The same wait again is no change; a wait ending in the past, no wait.
+    given::<Need>(history.clone())
+        .when(&NeedCommand::HoldBack { until }, NIGHT)
+        .then_error(DomainError::InvalidTransition {
+            from: NeedStatus::Waitlisted,
+            action: "hold back",
+        });
+    given::<Need>(requested())
+        .when(&NeedCommand::HoldBack { until: NIGHT }, NIGHT)
+        .then_invalid("until");
+    // When its wait ends with nothing free, it waits plainly for a unit:
+    // a step of its own, and no longer held.
+    let waiting = given::<Need>(history)
+        .when(&NeedCommand::waitlist(None), until)
+        .then_expect([NeedEvent::Waitlisted]);
+    assert_eq!((waiting.status, waiting.held_until), (NeedStatus::Waitlisted, None));
+    assert_ne!(waiting.step(), held.step());
+    // A plainly waitlisted need is not waitlisted again.
+    let mut plain = requested();
+    plain.push(NeedEvent::Waitlisted);
+    given::<Need>(plain)
+        .when(&NeedCommand::Waitlist, NIGHT)
+        .then_error(DomainError::InvalidTransition {
+            from: NeedStatus::Waitlisted,
+            action: "waitlist",
+        });
+}

@@ -84,7 +84,7 @@ fn main() {
             hind.add(&h, &h);
             live.add(&l, &h);
             before.add(&b, &h);
-            grouped.add(&night.live_with(Policy::default(), true), &h);
+            grouped.add(&night.live_with(Policy::default(), false), &h);
             greedy.add(&g, &h);
             needs += u64::from(h.needs_by_tier.iter().sum::<u32>());
             let (a, e) = night.beds();
@@ -96,7 +96,7 @@ fn main() {
         let h_imm = (hind.placed[0] + hind.placed[1]) as f64;
         for (name, s) in [
             ("live, protecting the urgent", &live),
-            ("same, a group in one commit", &grouped),
+            ("same, a group one person per commit", &grouped),
             ("live, arrival order (before)", &before),
             ("greedy by arrival", &greedy),
             ("hindsight", &hind),

@@ -470,15 +470,15 @@ impl Night {
         out
     }
 
-    /// The night through the matcher's real planner, under `policy`, a
-    /// group written one person per commit (as intake does today).
+    /// The night through the matcher's real planner, under `policy`, each
+    /// incident's needs in one commit (as intake writes a group).
     pub fn live(&self, policy: Policy) -> Outcome {
-        self.live_with(policy, false)
+        self.live_with(policy, true)
     }
 
     /// The same, with each incident's needs in one commit when
-    /// `group_commit` (a group decided as one batch: issue #28's item 3,
-    /// measured here before intake does it).
+    /// `group_commit`, else one person per commit (as intake wrote a group
+    /// before: compared in the bench).
     pub fn live_with(&self, policy: Policy, group_commit: bool) -> Outcome {
         let mut live = Live::new(self);
         live.state.policy = policy;
@@ -849,7 +849,7 @@ impl<'a> Live<'a> {
             Decision::AcceptDonation { need, target, hold } => {
                 self.need_do(need, NeedCommand::Accept { by: target }) && self.settle(target, hold, None)
             }
-            Decision::Waitlist { need, .. } => self.need_do(need, NeedCommand::Waitlist),
+            Decision::Waitlist { need, held_until, .. } => self.need_do(need, NeedCommand::waitlist(held_until)),
             Decision::Expire { need, target, hold } => {
                 self.need_do(need, NeedCommand::Expire) && self.settle(target, hold, Some(ReleaseReason::Expired))
             }

@@ -131,7 +131,11 @@ fn a_need_whose_only_fitting_site_lies_in_another_partition_waits_in_its_own() {
     // the north's sites are not the south's to offer.
     let plan = given_in(south(), events.clone()).at(NIGHT).plan();
     assert!(
-        plan.contains(&Decision::Waitlist { need, attempt: 0 }),
+        plan.contains(&Decision::Waitlist {
+            need,
+            attempt: 0,
+            held_until: None
+        }),
         "waitlisted in the south: {plan:?}"
     );
     assert!(!proposals(&plan).contains_key(&need));

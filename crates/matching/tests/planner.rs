@@ -73,7 +73,8 @@ fn a_bed_and_a_counseling_slot_at_one_site_are_counted_apart() {
         planner.plan(),
         vec![Decision::Waitlist {
             need: NeedId::from_u128(12),
-            attempt: 0
+            attempt: 0,
+            held_until: None,
         }]
     );
 }
@@ -138,7 +139,14 @@ fn a_need_waitlisted_overnight_is_proposed_when_the_site_opens() {
     let mut planner = given(provider(pid(1), profile, &[(BED, 1)]));
     planner.fold([requested(need, bed_need(8))]);
     let waitlisted = planner.at(NIGHT).plan();
-    assert_eq!(waitlisted, vec![Decision::Waitlist { need, attempt: 0 }]);
+    assert_eq!(
+        waitlisted,
+        vec![Decision::Waitlist {
+            need,
+            attempt: 0,
+            held_until: None
+        }]
+    );
     planner.carry_out_all(&waitlisted);
 
     assert!(
@@ -379,7 +387,8 @@ fn the_planner_decides_as_refer_solve_on_the_same_instance() {
             first,
             vec![Decision::Waitlist {
                 need: scout.id,
-                attempt: 0
+                attempt: 0,
+                held_until: None,
             }]
         );
         planner.carry_out_all(&first);
@@ -474,21 +483,24 @@ fn a_routine_need_waits_a_bounded_time_while_urgent_needs_are_expected() {
     let waiting = NeedId::from_u128(2);
     planner.fold([requested(waiting, routine)]);
     let plan = planner.at(NIGHT).plan();
+    let until = NIGHT.plus_secs(Policy::default().hold_back(5));
     assert_eq!(
         plan,
         vec![Decision::Waitlist {
             need: waiting,
-            attempt: 0
-        }]
+            attempt: 0,
+            held_until: Some(until),
+        }],
+        "a bounded wait, known, and said on the stream"
     );
     planner.carry_out_all(&plan);
-    let until = planner.state.held_back()[&waiting];
-    assert_eq!(
-        until,
-        NIGHT.plus_secs(Policy::default().hold_back(5)),
-        "a bounded wait, known"
-    );
+    assert_eq!(planner.state.held_back()[&waiting], until);
     assert!(!planner.state.waits_due(NIGHT.plus_secs(60)));
+    // A restart keeps the wait as recorded: nothing decided again, the
+    // same end (not a new bound from the restart).
+    planner.restart();
+    assert_eq!(planner.at(NIGHT.plus_secs(60)).plan(), vec![]);
+    assert_eq!(planner.state.held_back()[&waiting], until);
     // An urgent need arrives: it takes the bed at once.
     planner.fold([requested(NeedId::from_u128(3), bed_need(103))]);
     let urgent = planner.at(NIGHT.plus_secs(120)).plan();

@@ -119,6 +119,7 @@ texts! {
     StatusFulfilled => "Done", "Completado";
     AnswerDue => "answer due", "respuesta antes de";
     WaitsNear => "waits for capacity near", "espera capacidad cerca de";
+    HeldForUrgent => "beds kept for more urgent cases; matched at the latest at", "camas reservadas para casos más urgentes; se asigna a más tardar a las";
     BringTo => "Bring them to", "Llévelos a";
     HandoffErased => "Hand-off erased", "Entrega borrada";
     Cancel => "Cancel", "Cancelar";

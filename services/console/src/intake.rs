@@ -83,7 +83,15 @@ fn detail(n: &ik::NeedUpdate, lang: Lang) -> String {
         }
     }
     if let Some(w) = &n.waiting_for {
-        return format!("{} {}", T::WaitsNear.get(lang), esc(&w.region));
+        let waits = format!("{} {}", T::WaitsNear.get(lang), esc(&w.region));
+        return match w.held_until_ms {
+            0 => waits,
+            ms => format!(
+                "{waits}: {} <time data-deadline=\"{ms}\">{}</time>",
+                T::HeldForUrgent.get(lang),
+                time(ms)
+            ),
+        };
     }
     if n.deadline_ms != 0 {
         return format!(

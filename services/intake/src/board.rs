@@ -34,6 +34,8 @@ pub struct NeedView {
     /// When the need became final (cancelled or fulfilled).
     pub final_at: Option<Timestamp>,
     pub position: u64,
+    /// While waitlisted and held back for the urgent: when its wait ends.
+    pub held_until: Option<Timestamp>,
 }
 
 impl refer_service::watch::Positioned for NeedView {
@@ -117,6 +119,7 @@ impl Model for Files {
                         handoff: None,
                         final_at: None,
                         position: commit.seq,
+                        held_until: None,
                     },
                 );
             }
@@ -131,6 +134,10 @@ impl Model for Files {
                 view.status = status;
                 view.deadline = match event {
                     NeedEvent::Proposed(p) => Some(p.deadline),
+                    _ => None,
+                };
+                view.held_until = match event {
+                    NeedEvent::HeldBack { until } => Some(*until),
                     _ => None,
                 };
                 if let NeedEvent::Accepted(p) = event {

@@ -68,5 +68,6 @@ async fn command<T: prost::Message>(
         handoff,
         final_at: None,
         position: done.version,
+        held_until: done.state.held_until,
     }))
 }

@@ -36,6 +36,11 @@ pub fn update_pb(view: &NeedView) -> pb::NeedUpdate {
             service: view.kind.provider_service().map_or(0, cv::service_kind_pb),
             resources: view.kind.resources().map(cv::resource_kind_pb).collect(),
             region: view.region.as_str().to_owned(),
+            reason: match view.held_until {
+                Some(_) => pb::WaitReason::HeldForUrgent,
+                None => pb::WaitReason::NoCapacity,
+            } as i32,
+            held_until_ms: view.held_until.map_or(0, |t| t.millis()),
         }),
         // Opened by the placement's views; a watch says only that it came.
         handoff: view.handoff.as_ref().map(|_| pb::Handoff {

@@ -489,10 +489,17 @@ impl Executor {
                 };
                 self.decide(&accepted, 0, &meta).await.map(|_| ())
             }
-            Decision::Waitlist { need, attempt } => {
+            Decision::Waitlist {
+                need,
+                attempt,
+                held_until,
+            } => {
                 let meta = self.meta(Some(need), cause);
-                let key = IdempotencyKey::new(format!("waitlist-{attempt}")).expect("derived keys are valid");
-                self.one::<Need>(need.as_uuid(), NeedCommand::Waitlist, key, meta).await
+                // `attempt` counts proposals and waitlistings (`Need::step`),
+                // so each waitlisting has a key of its own.
+                let key = IdempotencyKey::new(format!("wait-{attempt}")).expect("derived keys are valid");
+                self.one::<Need>(need.as_uuid(), NeedCommand::waitlist(held_until), key, meta)
+                    .await
             }
             Decision::Expire { need, target, hold } => {
                 // The need expires and its hold is released, together.
@@ -794,12 +801,15 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         // `matcher_north_m-1` are two consumers (with `-` they were one).
         Some(name) => format!("{CONSUMER}_{name}_{}", context.config.instance),
     };
-    let definition = match partition.regions() {
+    let regions = match partition.regions() {
         None => "every region".to_owned(),
         Some(regions) => regions.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","),
     };
+    // The tree keeps the domain's states, so their shape is part of its
+    // definition: a new shape rebuilds it, as other regions do.
+    let definition = format!("{regions}; states {}", refer_eventstore::SNAPSHOT_FORMAT);
     let mut subscriber = Subscriber::open_defined(&store, &consumer, &[], definition.as_bytes()).await?;
-    tracing::info!(partition = partition.name().unwrap_or("every region"), regions = %definition, "matching");
+    tracing::info!(partition = partition.name().unwrap_or("every region"), %regions, "matching");
     let core = Arc::new(Mutex::new(Core::restore(subscriber.tree(), partition.clone())));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
     let executor = Executor {

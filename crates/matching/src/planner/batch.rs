@@ -222,13 +222,14 @@ impl Projection {
                 continue;
             };
             let tier = crate::tier(&request.spec);
+            let wait = self.policy.hold_back(tier);
             let first = !self.seen.contains_key(id);
-            let since = *self.seen.entry(*id).or_insert(now);
+            let recorded = self.needs[id].held_until.map(|until| until.plus_secs(-wait));
+            let since = *self.seen.entry(*id).or_insert(recorded.unwrap_or(now));
             self.observing_since.get_or_insert(now);
             if first && tier < 2 && lookback > 0 {
                 self.recent.insert((since, *id));
             }
-            let wait = self.policy.hold_back(tier);
             let held = wait > 0 && now < since.plus_secs(wait);
             if held && self.learning(now) {
                 // No arrival rate known yet: soon and routine needs wait
@@ -423,7 +424,7 @@ impl Projection {
                     let hold = hold_id(need_id, need.proposals_made + 1);
                     let units = request.spec.units();
                     ledger.plan_hold(hold, pool, need_id, units);
-                    ledger.needs.insert(need_id, need.status);
+                    ledger.needs.insert(need_id, need.step());
                     decisions.push(Decision::Propose {
                         need: need_id,
                         target,
@@ -433,14 +434,20 @@ impl Projection {
                         expires_at: self.expiry(target, now),
                     });
                 }
-                None if need.status != NeedStatus::Waitlisted => {
-                    ledger.needs.insert(need_id, need.status);
-                    decisions.push(Decision::Waitlist {
-                        need: need_id,
-                        attempt: need.proposals_made,
-                    });
+                None => {
+                    // Waitlisted, or held back until an instant: said on
+                    // the stream when either changes, so intake sees why
+                    // and until when (and a restart keeps the wait).
+                    let held_until = self.held_back.get(&need_id).copied();
+                    if need.status != NeedStatus::Waitlisted || need.held_until != held_until {
+                        ledger.needs.insert(need_id, need.step());
+                        decisions.push(Decision::Waitlist {
+                            need: need_id,
+                            attempt: need.step().1,
+                            held_until,
+                        });
+                    }
                 }
-                None => {}
             }
         }
         decisions

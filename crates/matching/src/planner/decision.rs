@@ -34,8 +34,14 @@ pub enum Decision {
         hold: HoldId,
         deadline: Timestamp,
     },
-    /// Nothing fits now. `attempt` tells this waitlisting from earlier ones.
-    Waitlist { need: NeedId, attempt: u32 },
+    /// Nothing fits now, or the need is held back until `held_until`
+    /// (`NeedCommand::waitlist`). `attempt` (`Need::step`) tells this
+    /// waitlisting from earlier ones.
+    Waitlist {
+        need: NeedId,
+        attempt: u32,
+        held_until: Option<Timestamp>,
+    },
     /// The deadline passed without an answer: the need expires, and its
     /// hold at `target` is released.
     Expire { need: NeedId, target: Target, hold: HoldId },

@@ -136,7 +136,8 @@ pub struct Projection {
     #[serde(skip)]
     pub policy: super::Policy,
     /// When each need was first queued for matching (its wait starts then).
-    /// Not saved: after a restart a held-back need may wait its bound again.
+    /// After a restart, a need held back counts from when its recorded wait
+    /// began (`Need::held_until` less its bound), others from the restart.
     #[serde(skip)]
     pub(crate) seen: BTreeMap<NeedId, Timestamp>,
     /// Immediate needs by when they were first seen, within the lookback:
@@ -383,6 +384,10 @@ impl Projection {
         }
         if status == Some(NeedStatus::Waitlisted) {
             self.waitlisted.insert(need);
+            // A wait recorded on the stream is kept, also after a restart.
+            if let Some(until) = self.needs.get(&need).and_then(|n| n.held_until) {
+                self.held_back.insert(need, until);
+            }
         } else {
             self.waitlisted.remove(&need);
             self.queries.remove(&need);
@@ -496,7 +501,7 @@ impl Projection {
     pub fn settle_touched(&mut self, ledger: &mut Ledger) {
         for need_id in std::mem::take(&mut self.just_touched) {
             let Some(need) = self.needs.get(&need_id) else { continue };
-            if ledger.needs.get(&need_id).is_some_and(|status| *status != need.status) {
+            if ledger.needs.get(&need_id).is_some_and(|step| *step != need.step()) {
                 ledger.needs.remove(&need_id);
             }
             for attempt in 1..=need.proposals_made + 1 {

@@ -61,7 +61,7 @@ impl Projection {
                     let Some(deadline) = self.hold_expiry(target, hold) else {
                         continue;
                     };
-                    ledger.needs.insert(need_id, status);
+                    ledger.needs.insert(need_id, need.step());
                     decisions.push(Decision::CompleteProposal {
                         need: need_id,
                         target,
@@ -92,7 +92,7 @@ impl Projection {
             }
             match proposal.target {
                 Target::Provider(_) if proposal.deadline <= now => {
-                    ledger.needs.insert(*id, NeedStatus::Proposed);
+                    ledger.needs.insert(*id, need.step());
                     decisions.push(Decision::Expire {
                         need: *id,
                         target: proposal.target,
@@ -100,7 +100,7 @@ impl Projection {
                     });
                 }
                 Target::Donation(_) => {
-                    ledger.needs.insert(*id, NeedStatus::Proposed);
+                    ledger.needs.insert(*id, need.step());
                     decisions.push(Decision::AcceptDonation {
                         need: *id,
                         target: proposal.target,

@@ -18,8 +18,9 @@ pub struct Ledger {
     /// What those holds speak for, per pool (kept as they come and go, so a
     /// plan need not add them up).
     pub(crate) spoken: BTreeMap<Pool, u32>,
-    /// Needs with a decision under way, and their status when it was made.
-    pub(crate) needs: BTreeMap<NeedId, NeedStatus>,
+    /// Needs with a decision under way, and their step (`Need::step`)
+    /// when it was made: the decision is seen once the step changed.
+    pub(crate) needs: BTreeMap<NeedId, (NeedStatus, u32)>,
     /// Holds being confirmed or released.
     pub(crate) settling: BTreeMap<HoldId, Target>,
 }

@@ -193,7 +193,7 @@ impl Planner {
             Decision::AcceptDonation { need, target, hold } => {
                 self.need_do(need, NeedCommand::Accept { by: target }) && self.settle(target, hold, None)
             }
-            Decision::Waitlist { need, .. } => self.need_do(need, NeedCommand::Waitlist),
+            Decision::Waitlist { need, held_until, .. } => self.need_do(need, NeedCommand::waitlist(held_until)),
             Decision::Expire { need, target, hold } => {
                 self.need_do(need, NeedCommand::Expire) && self.settle(target, hold, Some(ReleaseReason::Expired))
             }
