@@ -548,8 +548,10 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
     };
     let capacity_2 = "REFER_INSTANCE: capacity-2\n";
     let override_file = "services:\n  capacity-2:\n    environment:\n      - REFER_INSTANCE=capacity\n";
+    let data_2 = "      - capacity-2:/data\n";
     // Given capacity-2 written so that compose would run it as the first
-    // replica, or a service run as several containers under one name ...
+    // replica or on its data, a service run as several containers, or a
+    // project compose would read beyond the file ...
     // (the attack, the project's files, what the check must say)
     type Attack<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
     let attacks: Vec<Attack> = vec![
@@ -570,9 +572,14 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "REFER_INSTANCE is '${A:-${B:-capacity}}'",
         ),
         (
-            "YAML booleans that read alike",
+            "a YAML boolean",
             vec![("compose.yaml", edit(capacity_2, "REFER_INSTANCE: on\n"))],
             "capacity-2: REFER_INSTANCE is True",
+        ),
+        (
+            "a number only compose's YAML reads as one",
+            vec![("compose.yaml", edit(capacity_2, "REFER_INSTANCE: 0o17\n"))],
+            "capacity-2: REFER_INSTANCE is '0o17'",
         ),
         (
             "two containers of one service",
@@ -594,30 +601,37 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "an override file beside it",
             vec![
                 ("compose.yaml", compose.clone()),
-                ("compose.override.yaml", override_file.into()),
+                ("compose.override.yml", override_file.into()),
             ],
-            "capacity-2 and capacity both run as instance 'capacity'",
+            "compose.override.yml lies beside compose.yaml",
         ),
         (
             "files named by COMPOSE_FILE in .env",
             vec![
                 ("compose.yaml", compose.clone()),
                 ("more.yaml", override_file.into()),
-                (".env", "export COMPOSE_FILE='compose.yaml:more.yaml' # both\n".into()),
+                (".env", "COMPOSE_FILE=compose.yaml:more.yaml\n".into()),
             ],
-            "capacity-2 and capacity both run as instance 'capacity'",
+            "COMPOSE_FILE is set",
         ),
         (
-            "extends without a name of its own",
+            "an included file",
+            vec![
+                (
+                    "compose.yaml",
+                    edit("name: refer\n", "name: refer\ninclude: [more.yaml]\n"),
+                ),
+                ("more.yaml", override_file.into()),
+            ],
+            "include: compose would add services",
+        ),
+        (
+            "extends",
             vec![(
                 "compose.yaml",
-                edit(&format!("      {capacity_2}"), "").replacen(
-                    "  capacity-2:\n",
-                    "  capacity-2:\n    extends: capacity\n",
-                    1,
-                ),
+                edit("  capacity-2:\n", "  capacity-2:\n    extends: capacity\n"),
             )],
-            "capacity-2 and capacity both run as instance 'capacity'",
+            "capacity-2: sets extends",
         ),
         (
             "an entrypoint that sets the name",
@@ -628,7 +642,33 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
                     "REFER_INSTANCE: capacity-2\n    entrypoint: [env, REFER_INSTANCE=capacity]\n",
                 ),
             )],
-            "capacity-2: sets an entrypoint",
+            "capacity-2: sets entrypoint",
+        ),
+        (
+            "the first replica's volume, spelt with a slash",
+            vec![("compose.yaml", edit(data_2, "      - capacity:/data/\n"))],
+            "capacity and capacity-2 share the Docker volume refer_capacity",
+        ),
+        (
+            "one host folder for both",
+            vec![("compose.yaml", edit(data_2, "      - ./deploy:/data\n"))],
+            "capacity-2: keeps its data on [('./deploy', 'bind')]",
+        ),
+        (
+            "the first replica's volumes",
+            vec![("compose.yaml", edit(data_2, "    volumes_from: [capacity]\n"))],
+            "capacity-2: sets volumes_from",
+        ),
+        (
+            "a data directory spelt otherwise",
+            vec![(
+                "compose.yaml",
+                edit(
+                    capacity_2,
+                    "REFER_INSTANCE: capacity-2\n      REFER_DATA_DIR: /data/.\n",
+                ),
+            )],
+            "capacity-2: REFER_DATA_DIR must be /data",
         ),
     ];
     for (attack, files, said) in attacks {

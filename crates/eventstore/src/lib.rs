@@ -22,7 +22,7 @@ pub use decision::{always, Committed, Landed, Precondition};
 pub use durable::{GroupFlush, Ticket};
 pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};
-pub use patience::{patiently, START_PATIENCE};
+pub use patience::{patiently, unanswered, START_PATIENCE};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
 pub use stream::StreamSettings;
 pub use subscriber::{Projection, Subscriber};

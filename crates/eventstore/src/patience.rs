@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 /// How long each step of a start waits for the bus.
 pub const START_PATIENCE: Duration = Duration::from_secs(30);
 
+/// What a step that ran out of patience says: what went unanswered, and
+/// the likely cause an operator can look at.
+pub fn unanswered(what: &str) -> String {
+    format!(
+        "{what}: the event bus gave no answer within {}s of trying (a NATS node stalled or \
+         dead, or the cluster without a quorum?)",
+        START_PATIENCE.as_secs()
+    )
+}
+
 /// How long between tries.
 const PAUSE: Duration = Duration::from_millis(500);
 

@@ -135,7 +135,7 @@ impl EventStore {
             "stream",
             || settings.ensure(&js),
             |e| matches!(e, StoreError::Unavailable(_)),
-            || StoreError::Unavailable(format!("stream {} unanswered at start", settings.name)),
+            || StoreError::Unavailable(crate::unanswered(&format!("stream {}", settings.name))),
         )
         .await?;
         Ok(Self {

@@ -103,7 +103,7 @@ impl Subscriber {
             },
             // A refusal (the credential may not) is no election: said at once.
             |e| matches!(e, StoreError::Unavailable(why) if !why.to_lowercase().contains("permission")),
-            || StoreError::Unavailable(format!("consumer {name} unanswered at start")),
+            || StoreError::Unavailable(crate::unanswered(&format!("consumer {name}"))),
         )
         .await?;
         Ok(Self {

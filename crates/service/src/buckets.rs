@@ -53,7 +53,7 @@ pub async fn open(
             }
         },
         |_| true,
-        || "unanswered at start".to_string(),
+        || refer_eventstore::unanswered("the bucket's stream"),
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?;

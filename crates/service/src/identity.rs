@@ -107,7 +107,11 @@ impl Claim {
             let until = deadline.map_or(patience, |d| d.max(patience));
             until.saturating_duration_since(Instant::now())
         };
-        let unanswered = || anyhow::anyhow!("cannot claim the instance name {key} in {name}: unanswered at start");
+        let unanswered = || {
+            anyhow::anyhow!(refer_eventstore::unanswered(&format!(
+                "cannot claim the instance name {key} in {name}"
+            )))
+        };
         loop {
             let sent = Instant::now();
             let created = tokio::time::timeout(bounded(deadline), bucket.create(&key, token.clone()))

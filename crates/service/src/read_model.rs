@@ -107,7 +107,7 @@ impl<M: Model> ReadModel<M> {
             &format!("the stream's end for {name}"),
             || store.last_sequence_on(filters),
             |e| matches!(e, StoreError::Unavailable(_)),
-            || StoreError::Unavailable(format!("the stream's end for {name} unanswered at start")),
+            || StoreError::Unavailable(refer_eventstore::unanswered(&format!("the stream's end for {name}"))),
         )
         .await?;
         let subscriber = Subscriber::open(store, name, filters).await?;

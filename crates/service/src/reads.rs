@@ -195,7 +195,7 @@ impl ReadLog {
             "read log stream",
             || async { js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()) },
             |_| true,
-            || "unanswered at start".to_string(),
+            || refer_eventstore::unanswered("read log stream"),
         )
         .await
         .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;

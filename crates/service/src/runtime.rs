@@ -539,7 +539,7 @@ where
         what,
         || async { open().await.map_err(Into::into) },
         |e| !refused_for_good(&e.to_string()),
-        || anyhow::anyhow!("{what} unanswered at start"),
+        || anyhow::anyhow!(refer_eventstore::unanswered(what)),
     );
     opened.await
 }
