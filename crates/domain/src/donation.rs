@@ -2,46 +2,14 @@
 //! inside a time window.
 
 use crate::aggregate::Aggregate;
-use crate::eligibility::Eligibility;
 use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
-use crate::geo::Location;
-use crate::hold::{ReleaseReason, MAX_UNITS};
-use crate::ids::{HoldId, NeedId, OrgId};
-use crate::kinds::ResourceKind;
-use crate::time::{TimeWindow, Timestamp};
+pub use crate::events::donation::{DonationEvent, DonationOffer};
+use crate::hold::ReleaseReason;
+use crate::ids::{HoldId, NeedId};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DonationOffer {
-    /// The business that donates; only its users see or change it.
-    pub org: OrgId,
-    pub kind: ResourceKind,
-    pub quantity: u32,
-    pub window: TimeWindow,
-    pub location: Location,
-    /// At most this many units for one need (for example at most 3 nights).
-    pub max_units_per_need: Option<u32>,
-    pub eligibility: Eligibility,
-}
-
-impl DonationOffer {
-    pub fn validate(&self) -> Result<(), DomainError> {
-        if self.quantity == 0 || self.quantity > MAX_UNITS {
-            return Err(DomainError::invalid("quantity", format!("must be 1 to {MAX_UNITS}")));
-        }
-        self.window.validate("window")?;
-        self.location.validate("location")?;
-        if self.max_units_per_need == Some(0) {
-            return Err(DomainError::invalid(
-                "max_units_per_need",
-                "must be at least 1 when set",
-            ));
-        }
-        self.eligibility.validate("eligibility")
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DonationCommand {
@@ -62,38 +30,6 @@ pub enum DonationCommand {
     ConfirmHold {
         hold: HoldId,
     },
-}
-
-/// Append-only: never reorder or remove variants (see docs/architecture.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DonationEvent {
-    Registered(DonationOffer),
-    Withdrawn,
-    HoldPlaced {
-        hold: HoldId,
-        need: NeedId,
-        units: u32,
-        expires_at: Timestamp,
-    },
-    HoldReleased {
-        hold: HoldId,
-        reason: ReleaseReason,
-    },
-    HoldConfirmed {
-        hold: HoldId,
-    },
-}
-
-impl DonationEvent {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Registered(_) => "donation.registered",
-            Self::Withdrawn => "donation.withdrawn",
-            Self::HoldPlaced { .. } => "donation.hold_placed",
-            Self::HoldReleased { .. } => "donation.hold_released",
-            Self::HoldConfirmed { .. } => "donation.hold_confirmed",
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
 //! Typed domain errors. Each says which kind of failure it is, so the service
 //! shell maps it to the right gRPC status without parsing messages.
 
+use crate::events::need::NeedStatus;
 use crate::kinds::ServiceKind;
-use crate::need::NeedStatus;
 use thiserror::Error;
 
 /// How a caller should treat an error (and which gRPC status it becomes).

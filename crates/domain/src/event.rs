@@ -6,13 +6,13 @@
 //! changed event shape becomes a new variant, and a new envelope layout becomes
 //! a new `WireCommit` variant that decoding upcasts to the current `Envelope`.
 
-use crate::donation::DonationEvent;
 use crate::error::DomainError;
+use crate::events::donation::DonationEvent;
+use crate::events::need::NeedEvent;
+use crate::events::placement::PlacementEvent;
+use crate::events::provider::ProviderEvent;
+use crate::events::standing::StandingEvent;
 use crate::ids::{CorrelationId, EventId};
-use crate::need::NeedEvent;
-use crate::placement::PlacementEvent;
-use crate::provider::ProviderEvent;
-use crate::standing::StandingEvent;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -12,6 +12,7 @@ pub mod donation;
 pub mod eligibility;
 pub mod error;
 pub mod event;
+pub mod events;
 pub mod geo;
 pub mod hold;
 pub mod ids;

@@ -7,8 +7,8 @@
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
-use crate::ids::{GroupId, NeedId, OrgId};
-use crate::kinds::NeedKind;
+pub use crate::events::placement::{Consent, ErasureReason, PlacementEvent, PlacementFile, SealedPart};
+use crate::ids::NeedId;
 use crate::sealed::Sealed;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -18,47 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const DEFAULT_LONGEST_CONSENT_MS: i64 = 72 * 3600 * 1000;
 /// The longest description of what a consent shares ("first name").
 pub const MAX_CONSENT_SHARES: usize = 80;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacementFile {
-    pub agency: OrgId,
-    pub group: Option<GroupId>,
-    pub needs: Vec<(NeedId, NeedKind)>,
-    pub requested_at: Timestamp,
-    /// The agency's own reference, sealed for the agency; `None` once erased.
-    pub case_reference: Option<Sealed>,
-}
-
-/// The person's informed consent to share one note with the provider that
-/// accepts one need: what is shared, with whom (that provider only), until when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Consent {
-    /// What is shared, in words ("first name to ask for at the door").
-    pub shares: String,
-    pub given_at: Timestamp,
-    pub until: Timestamp,
-}
-
-/// A sealed piece of a placement, as erasures name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum SealedPart {
-    CaseReference,
-    /// The consented note for the provider accepting this need.
-    Note(NeedId),
-    /// The hand-off the accepting provider gave for this need.
-    Handoff(NeedId),
-}
-
-/// Why an erasure happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ErasureReason {
-    /// `ForgetPlacement`, by the agency or an admin.
-    Requested,
-    /// The need (or every need) was final for the retention period.
-    Retention,
-    ConsentRevoked,
-    ConsentExpired,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlacementCommand {
@@ -75,31 +34,6 @@ pub enum PlacementCommand {
         parts: Vec<SealedPart>,
         reason: ErasureReason,
     },
-}
-
-/// Append-only: never reorder or remove variants.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PlacementEvent {
-    Recorded(PlacementFile),
-    NoteShared {
-        need: NeedId,
-        consent: Consent,
-        note: Sealed,
-    },
-    Erased {
-        parts: Vec<SealedPart>,
-        reason: ErasureReason,
-    },
-}
-
-impl PlacementEvent {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Recorded(_) => "placement.recorded",
-            Self::NoteShared { .. } => "placement.note_shared",
-            Self::Erased { .. } => "placement.erased",
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

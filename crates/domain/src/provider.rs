@@ -5,46 +5,16 @@
 //! The matcher may only hold what is free: `declared - held`.
 
 use crate::aggregate::Aggregate;
-use crate::eligibility::Eligibility;
 use crate::error::DomainError;
 use crate::event::{AggregateKind, Event};
-use crate::geo::Location;
-use crate::ids::{HoldId, NeedId, OrgId};
+pub use crate::events::provider::{ProviderEvent, ProviderProfile};
+use crate::ids::{HoldId, NeedId};
 use crate::kinds::ServiceKind;
-use crate::time::{Hours, Timestamp};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub use crate::hold::{ReleaseReason, MAX_UNITS};
-
-/// What a provider registers once (and may later amend through new events).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderProfile {
-    /// The partner organisation that runs the site; only its users manage it.
-    pub org: OrgId,
-    /// A display name chosen by the partner (the site's public or code name).
-    pub name: String,
-    pub services: BTreeSet<ServiceKind>,
-    pub eligibility: Eligibility,
-    /// Confidential: coarse, and shown only to the matcher, never to intake.
-    pub location: Location,
-    pub hours: Hours,
-}
-
-impl ProviderProfile {
-    pub fn validate(&self) -> Result<(), DomainError> {
-        let name_len = self.name.chars().count();
-        if name_len == 0 || name_len > 120 || self.name.chars().any(char::is_control) {
-            return Err(DomainError::invalid("name", "must be 1 to 120 printable characters"));
-        }
-        if self.services.is_empty() {
-            return Err(DomainError::invalid("services", "must offer at least one service"));
-        }
-        self.eligibility.validate("eligibility")?;
-        self.location.validate("location")?;
-        self.hours.validate("hours")
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderCommand {
@@ -90,51 +60,6 @@ pub struct HoldRequest {
     pub service: ServiceKind,
     pub units: u32,
     pub expires_at: Timestamp,
-}
-
-/// Append-only: never reorder or remove variants (see docs/architecture.md).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ProviderEvent {
-    Registered(Box<ProviderProfile>),
-    CapacitySet {
-        service: ServiceKind,
-        declared: u32,
-    },
-    CapacityAdjusted {
-        service: ServiceKind,
-        delta: i32,
-    },
-    Suspended,
-    Resumed,
-    HoldPlaced {
-        hold: HoldId,
-        need: NeedId,
-        service: ServiceKind,
-        units: u32,
-        expires_at: Timestamp,
-    },
-    HoldReleased {
-        hold: HoldId,
-        reason: ReleaseReason,
-    },
-    HoldConfirmed {
-        hold: HoldId,
-    },
-}
-
-impl ProviderEvent {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Registered(_) => "provider.registered",
-            Self::CapacitySet { .. } => "provider.capacity_set",
-            Self::CapacityAdjusted { .. } => "provider.capacity_adjusted",
-            Self::Suspended => "provider.suspended",
-            Self::Resumed => "provider.resumed",
-            Self::HoldPlaced { .. } => "provider.hold_placed",
-            Self::HoldReleased { .. } => "provider.hold_released",
-            Self::HoldConfirmed { .. } => "provider.hold_confirmed",
-        }
-    }
 }
 
 /// Units of one service.
