@@ -647,7 +647,7 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
         (
             "the first replica's volume, spelt with a slash",
             vec![("compose.yaml", edit(data_2, "      - capacity:/data/\n"))],
-            "capacity and capacity-2 share the Docker volume refer_capacity",
+            "capacity and capacity-2 share the Docker volume capacity",
         ),
         (
             "one host folder for both",
@@ -658,6 +658,49 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "the first replica's volumes",
             vec![("compose.yaml", edit(data_2, "    volumes_from: [capacity]\n"))],
             "capacity-2: sets volumes_from",
+        ),
+        (
+            "a volume bound to another's folder",
+            vec![(
+                "compose.yaml",
+                edit("\nvolumes:\n", "\nvolumes:\n  shared:\n    driver_opts: {type: none, o: bind, device: /srv/x}\n"),
+            )],
+            "volume shared: declares ['driver_opts']",
+        ),
+        (
+            "the first replica's volume as an external one",
+            vec![(
+                "compose.yaml",
+                edit(data_2, "      - refer_capacity:/data\n")
+                    .replacen("\nvolumes:\n", "\nvolumes:\n  refer_capacity: {external: true}\n", 1),
+            )],
+            "volume refer_capacity: declares ['external']",
+        ),
+        (
+            "a second process in a hook",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    post_start: [{command: [refer-capacity]}]\n"),
+            )],
+            "capacity-2: sets post_start",
+        ),
+        (
+            "a second process as a healthcheck",
+            vec![(
+                "compose.yaml",
+                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    healthcheck: {test: [CMD, refer-capacity]}\n"),
+            )],
+            "capacity-2: sets healthcheck",
+        ),
+        (
+            "arguments after the binary",
+            vec![("compose.yaml", edit("command: [\"refer-capacity\"]", "command: [\"refer-capacity\", \"--x\"]"))],
+            "capacity: command must be one binary",
+        ),
+        (
+            "a Refer service named like a NATS node",
+            vec![("compose.yaml", edit("  nats-3:\n    <<: *nats\n", "  nats-3:\n    <<: *nats\n    build: .\n"))],
+            "nats-3: a NATS node runs the nats image",
         ),
         (
             "a data directory spelt otherwise",
