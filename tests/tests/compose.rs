@@ -663,7 +663,10 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "a volume bound to another's folder",
             vec![(
                 "compose.yaml",
-                edit("\nvolumes:\n", "\nvolumes:\n  shared:\n    driver_opts: {type: none, o: bind, device: /srv/x}\n"),
+                edit(
+                    "\nvolumes:\n",
+                    "\nvolumes:\n  shared:\n    driver_opts: {type: none, o: bind, device: /srv/x}\n",
+                ),
             )],
             "volume shared: declares ['driver_opts']",
         ),
@@ -671,8 +674,11 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "the first replica's volume as an external one",
             vec![(
                 "compose.yaml",
-                edit(data_2, "      - refer_capacity:/data\n")
-                    .replacen("\nvolumes:\n", "\nvolumes:\n  refer_capacity: {external: true}\n", 1),
+                edit(data_2, "      - refer_capacity:/data\n").replacen(
+                    "\nvolumes:\n",
+                    "\nvolumes:\n  refer_capacity: {external: true}\n",
+                    1,
+                ),
             )],
             "volume refer_capacity: declares ['external']",
         ),
@@ -680,7 +686,10 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "a second process in a hook",
             vec![(
                 "compose.yaml",
-                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    post_start: [{command: [refer-capacity]}]\n"),
+                edit(
+                    capacity_2,
+                    "REFER_INSTANCE: capacity-2\n    post_start: [{command: [refer-capacity]}]\n",
+                ),
             )],
             "capacity-2: sets post_start",
         ),
@@ -688,18 +697,30 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
             "a second process as a healthcheck",
             vec![(
                 "compose.yaml",
-                edit(capacity_2, "REFER_INSTANCE: capacity-2\n    healthcheck: {test: [CMD, refer-capacity]}\n"),
+                edit(
+                    capacity_2,
+                    "REFER_INSTANCE: capacity-2\n    healthcheck: {test: [CMD, refer-capacity]}\n",
+                ),
             )],
             "capacity-2: sets healthcheck",
         ),
         (
             "arguments after the binary",
-            vec![("compose.yaml", edit("command: [\"refer-capacity\"]", "command: [\"refer-capacity\", \"--x\"]"))],
+            vec![(
+                "compose.yaml",
+                edit(
+                    "command: [\"refer-capacity\"]",
+                    "command: [\"refer-capacity\", \"--x\"]",
+                ),
+            )],
             "capacity: command must be one binary",
         ),
         (
             "a Refer service named like a NATS node",
-            vec![("compose.yaml", edit("  nats-3:\n    <<: *nats\n", "  nats-3:\n    <<: *nats\n    build: .\n"))],
+            vec![(
+                "compose.yaml",
+                edit("  nats-3:\n    <<: *nats\n", "  nats-3:\n    <<: *nats\n    build: .\n"),
+            )],
             "nats-3: a NATS node runs the nats image",
         ),
         (
