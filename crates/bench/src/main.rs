@@ -797,9 +797,9 @@ async fn main() -> anyhow::Result<()> {
     let (raw_messages, raw_time) = baseline::ordered_replay(&js, "REFER").await?;
     let started = Instant::now();
     let commits = store.read_all(0, last).await?;
-    let mut core = refer_matcher::Core::default();
+    let mut core = refer_matching::planner::Planner::default();
     for commit in &commits {
-        core.fold(commit);
+        core.fold(commit.seq, &commit.events);
     }
     let rebuild = started.elapsed();
     let started = Instant::now();

@@ -1,28 +1,36 @@
-//! The planner's driver: the projection folded commit by commit, the
-//! plans it makes, and a replay of a whole stream.
+//! The matcher's core: the library's `Planner` (the pure driver:
+//! `refer_matching::planner::Planner`), restored from and saved to sled,
+//! with the acceptance clock and the workload gauges the status reports.
 
 use crate::acceptance;
 use crate::Decisions;
-use refer_domain::ids::{EventId, NeedId};
+use refer_domain::ids::NeedId;
 use refer_domain::need::{Need, NeedStatus};
-use refer_domain::{AggregateKind, Event, Timestamp};
+use refer_domain::Event;
 use refer_eventstore::Recorded;
-use refer_matching::planner::{Decision, Ledger, Partition, Projection as State};
-use std::collections::{BTreeMap, BTreeSet};
+use refer_matching::planner::{Partition, Planner, Projection as State};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// The core, the decisions waiting to be carried out, and what to persist.
+/// The planner, and how long needs wait from request to acceptance (for
+/// the status). It reads as its planner (`Deref`).
 #[derive(Default)]
 pub struct Core {
-    pub state: State,
-    pub ledger: Ledger,
-    pub(crate) queue: Vec<(Decision, Option<EventId>)>,
-    pub(crate) dirty: BTreeSet<(AggregateKind, Uuid)>,
-    /// The time of the last event folded in since the last plan (plan at
-    /// that time), and the event.
-    pub(crate) unplanned: Option<(Timestamp, Option<EventId>)>,
-    /// How long needs wait from request to acceptance (for the status).
+    pub planner: Planner,
     pub acceptance: acceptance::AcceptanceClock,
+}
+
+impl std::ops::Deref for Core {
+    type Target = Planner;
+    fn deref(&self) -> &Planner {
+        &self.planner
+    }
+}
+
+impl std::ops::DerefMut for Core {
+    fn deref_mut(&mut self) -> &mut Planner {
+        &mut self.planner
+    }
 }
 
 impl Core {
@@ -60,8 +68,8 @@ impl Core {
             }
         }
         Core {
-            state: State::restored(providers, donations, needs, partition),
-            ..Core::default()
+            planner: Planner::restored(State::restored(providers, donations, needs, partition)),
+            acceptance: Default::default(),
         }
     }
 
@@ -90,83 +98,21 @@ impl Core {
     }
 
     /// Folds a commit in and plans what follows from it (at the commit's time).
-    pub fn apply(&mut self, commit: &Recorded) {
-        self.fold(commit);
-        self.plan_folded();
-    }
-
-    /// Folds a commit in without planning: a cold start folds its backlog,
-    /// then plans once, instead of planning at every commit (quadratic).
-    /// Events of another partition's aggregates are left out.
-    pub fn fold(&mut self, commit: &Recorded) {
-        let mut last = None;
+    /// Folds one commit (planning waits for `plan_folded`), and notes when
+    /// each need was requested and accepted.
+    pub fn fold_commit(&mut self, commit: &Recorded) {
+        self.planner.fold(commit.seq, &commit.events);
         for envelope in &commit.events {
-            let Some(kind) = self.state.apply(commit.seq, envelope.aggregate.id, &envelope.event) else {
-                continue;
-            };
-            self.dirty.insert((kind, envelope.aggregate.id));
             if let Event::Need(event) = &envelope.event {
                 self.acceptance.fold(envelope.aggregate.id, event, envelope.occurred_at);
             }
-            last = Some(envelope);
-        }
-        self.state.settle_touched(&mut self.ledger);
-        if let Some(last) = last {
-            self.unplanned = Some((last.occurred_at, Some(last.event_id)));
         }
     }
 
-    /// Hands every planned decision to the executor.
+    /// Hands the decisions planned so far to the executor.
     pub(crate) fn send(&mut self, decisions: &Decisions) {
-        for decision in self.queue.drain(..) {
-            // Only fails once the executor stopped, at shutdown.
+        for decision in self.planner.take_planned() {
             let _ = decisions.send(decision);
         }
     }
-
-    /// Actions planned and not yet carried out.
-    pub fn planned(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Plans what follows from everything folded since the last plan, at the
-    /// time of the last folded event.
-    pub fn plan_folded(&mut self) {
-        let Some((at, cause)) = self.unplanned.take() else {
-            return;
-        };
-        let actions = self.state.plan(at, &mut self.ledger);
-        self.queue.extend(actions.into_iter().map(|a| (a, cause)));
-    }
-
-    /// Makes sure the first plan after a start happens, at `now` if the
-    /// backlog was empty. Decisions planned before a stop and not carried
-    /// out live on only in the state: when the checkpoint was already at the
-    /// end of the stream, no commit would call for them again.
-    pub fn resume(&mut self, now: Timestamp) {
-        self.unplanned.get_or_insert((now, None));
-    }
-}
-
-/// Runs the core over a recorded stream from scratch and returns the
-/// matching decisions it makes (proposals and waitlistings), in order. The
-/// live matcher plans every commit the same way, so these equal the
-/// `need.proposed` and `need.waitlisted` events it wrote, need by need (it
-/// carries out decisions about different needs together, so between needs
-/// they may land in another order), except after a restart (a matcher
-/// catching up plans once at the end of its backlog) and when a site opens
-/// (the live matcher's timer notices it; a replay, at the next commit).
-pub fn replay(commits: &[Recorded]) -> Vec<Decision> {
-    let mut core = Core::default();
-    let mut decisions = Vec::new();
-    for commit in commits {
-        core.apply(commit);
-        decisions.extend(
-            core.queue
-                .drain(..)
-                .map(|(a, _)| a)
-                .filter(|a| matches!(a, Decision::Propose { .. } | Decision::Waitlist { .. })),
-        );
-    }
-    decisions
 }

@@ -18,7 +18,7 @@ pub(crate) struct Feed {
     pub(crate) core: Arc<Mutex<Core>>,
     /// Catching up on the backlog at start: fold only, plan once at the end.
     /// Live, every commit is planned at its own time, so the decisions are a
-    /// function of the stream (`replay` makes the same ones).
+    /// function of the stream (`Planner::replay` makes the same ones).
     pub(crate) catching_up: bool,
     pub(crate) decisions: Decisions,
     /// Whether this matcher holds the lease: a standby folds every commit
@@ -30,9 +30,10 @@ impl refer_eventstore::Projection for Feed {
     fn apply(&mut self, commit: &Recorded) {
         let mut core = self.core.lock().expect("core lock");
         if self.catching_up || !self.lease.held() {
-            core.fold(commit);
+            core.fold_commit(commit);
         } else {
-            core.apply(commit);
+            core.fold_commit(commit);
+            core.plan_folded();
             // Carried out at once, before the batch's checkpoint is on disk:
             // after a crash the same decisions are planned again with the
             // same derived keys, and land once.
@@ -42,7 +43,7 @@ impl refer_eventstore::Projection for Feed {
 
     fn persist(&mut self, batch: &mut sled::Batch) {
         let mut core = self.core.lock().expect("core lock");
-        for (kind, id) in std::mem::take(&mut core.dirty) {
+        for (kind, id) in core.take_changed() {
             let (tag, bytes) = match kind {
                 AggregateKind::Provider => (
                     b'p',
@@ -149,7 +150,7 @@ mod tests {
         core.resume(NIGHT);
         core.plan_folded();
         let proposed: Vec<NeedId> = core
-            .queue
+            .take_planned()
             .iter()
             .filter_map(|(decision, _)| match decision {
                 Decision::Propose { need, .. } => Some(*need),

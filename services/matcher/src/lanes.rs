@@ -2,7 +2,7 @@
 //! proposals to a provider together, and what a failed decision does.
 
 use crate::executor::Executor;
-use crate::{Core, Decisions};
+use crate::Decisions;
 use refer_domain::ids::EventId;
 use refer_domain::need::Target;
 use refer_eventstore::StoreError;
@@ -40,24 +40,14 @@ impl Executor {
         let Err(err) = outcome else { return };
         tracing::info!(?decision, error = %err, "decision not carried out; it will be planned again");
         let mut core = self.core.lock().expect("core lock");
-        match decision {
-            Decision::Propose { need, hold, .. } | Decision::CompleteProposal { need, hold, .. } => {
-                core.ledger.abandon(need, Some(hold))
-            }
-            Decision::Waitlist { need, .. } | Decision::Expire { need, .. } | Decision::AcceptDonation { need, .. } => {
-                core.ledger.abandon(need, None)
-            }
-            Decision::Confirm { hold, .. } | Decision::Release { hold, .. } => core.ledger.abandon_settling(hold),
-        }
-        let Core { state, ledger, .. } = &mut *core;
-        state.capacity_changed = true;
+        core.failed(&decision);
         if !self.lease.held() {
             // Refused by the fence: the next holder plans it again, and so
             // does this matcher should it take the lease back (its ledger
             // no longer holds the decision).
             return;
         }
-        for again in state.match_needs(self.clock.now(), ledger) {
+        for again in core.match_now(self.clock.now()) {
             let _ = decisions.send((again, None));
         }
     }

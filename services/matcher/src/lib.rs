@@ -19,13 +19,13 @@ mod feed;
 mod lanes;
 mod status;
 
-pub use driver::{replay, Core};
+pub use driver::Core;
 use executor::Executor;
 use feed::{Decisions, Feed};
 pub use status::MatcherService;
 
 use refer_eventstore::Subscriber;
-use refer_matching::planner::{Ledger, Partition};
+use refer_matching::planner::Partition;
 use refer_proto::matcher::v1::matcher_server::MatcherServer;
 use refer_service::lease::Lease;
 use refer_service::runtime::{Context, ServiceSpec, Started};
@@ -171,19 +171,13 @@ async fn start(context: Context) -> anyhow::Result<Started> {
             // everything, as after a restart. Losing it: drop what is planned.
             match (leading, fence.held()) {
                 (false, true) => {
-                    let mut guard = core.lock().expect("core lock");
-                    // Decisions of an earlier term were carried out, or
-                    // refused by the fence: plan everything afresh (the
-                    // same decisions derive the same keys, and land once).
-                    guard.ledger = Ledger::default();
-                    guard.state.capacity_changed = true;
-                    guard.resume(clock.now());
+                    core.lock().expect("core lock").lead(clock.now());
                     swept = None;
                     leading = true;
                     tracing::info!("this matcher decides");
                 }
                 (true, false) => {
-                    core.lock().expect("core lock").queue.clear();
+                    core.lock().expect("core lock").stand_by();
                     leading = false;
                     tracing::warn!("this matcher stands by");
                 }
@@ -199,18 +193,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
                 guard.plan_folded();
                 if swept.is_none_or(|at| at.elapsed() >= tick) {
                     swept = Some(std::time::Instant::now());
-                    let Core {
-                        state, ledger, queue, ..
-                    } = &mut *guard;
-                    let now = clock.now();
-                    let chores = state.housekeeping(now, ledger);
-                    queue.extend(chores.into_iter().map(|a| (a, None)));
-                    // No commit marks the moment a site opens, or a wait
-                    // held back for the urgent ends: the timer does.
-                    if state.note_openings(now) || state.waits_due(now) {
-                        let matched = state.match_needs(now, ledger);
-                        queue.extend(matched.into_iter().map(|a| (a, None)));
-                    }
+                    guard.tick(clock.now());
                 }
                 guard.send(&decisions);
             }

@@ -226,7 +226,7 @@ async fn the_closed_loop_runs_by_itself() {
     let last = w.store.last_sequence().await.unwrap();
     let commits = w.store.read_all(0, last).await.unwrap();
     let mut replayed: BTreeMap<NeedId, Vec<Option<Target>>> = BTreeMap::new();
-    for action in refer_matcher::replay(&commits) {
+    for action in refer_matching::planner::Planner::replay(commits.iter().map(|c| (c.seq, &c.events[..]))) {
         match action {
             Decision::Propose { need, target, .. } => replayed.entry(need).or_default().push(Some(target)),
             Decision::Waitlist { need, .. } => replayed.entry(need).or_default().push(None),

@@ -9,6 +9,8 @@
 //!   `refer solve` runs: beds first, bundles measured from the bed, priority
 //!   tiers, keep-together, keep-apart as a constraint);
 //! - `ledger`: decisions planned and not yet seen on the stream;
+//! - `driver`: the `Planner` that folds commits, plans, and replays, and
+//!   what a failed decision does to the plan;
 //! - `decision`: what is decided, with everything needed to carry it out;
 //! - `partition`: which regions' providers, donations and needs a matcher
 //!   keeps, when matching is split by region.
@@ -20,6 +22,7 @@
 
 mod batch;
 mod decision;
+mod driver;
 mod fold;
 mod housekeeping;
 mod ledger;
@@ -27,6 +30,7 @@ mod partition;
 mod policy;
 
 pub use decision::{hold_id, Decision};
+pub use driver::Planner;
 pub(crate) use fold::site_pool as site_pool_of;
 pub use fold::{Projection, Tally};
 pub use ledger::{Ledger, Pool};
