@@ -12,14 +12,29 @@ use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{Need, NeedCommand, NeedEvent, NeedRequest, Proposal, Target};
 use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ProviderEvent, ProviderProfile, ReleaseReason};
 use refer_domain::{Aggregate, Event, Timestamp};
-use refer_matching::planner::{Decision, Ledger, Partition, Projection};
+use refer_matching::planner::{Decision, Partition, Projection};
 use uuid::Uuid;
 
+/// The library's planner (`refer_matching::planner::Planner`, which the
+/// matcher runs), with a clock and a sequence of its own; it reads as the
+/// library's (`Deref`: `planner.state`, `planner.ledger`).
 pub struct Planner {
-    pub state: Projection,
-    pub ledger: Ledger,
+    pub inner: refer_matching::planner::Planner,
     seq: u64,
     now: Timestamp,
+}
+
+impl std::ops::Deref for Planner {
+    type Target = refer_matching::planner::Planner;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Planner {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 /// Starts from the state that `events` (aggregate id, event) fold into.
@@ -30,8 +45,7 @@ pub fn given(events: impl IntoIterator<Item = (Uuid, Event)>) -> Planner {
 /// The same, for the matcher of `partition`: what lies elsewhere is left out.
 pub fn given_in(partition: Partition, events: impl IntoIterator<Item = (Uuid, Event)>) -> Planner {
     let mut planner = Planner {
-        state: Projection::of(partition),
-        ledger: Ledger::default(),
+        inner: refer_matching::planner::Planner::of(partition),
         seq: 0,
         now: Timestamp(0),
     };
@@ -67,8 +81,8 @@ impl Planner {
     pub fn fold(&mut self, events: impl IntoIterator<Item = (Uuid, Event)>) -> &mut Self {
         for (id, event) in events {
             self.seq += 1;
-            self.state.apply(self.seq, id, &event);
-            self.state.settle_touched(&mut self.ledger);
+            self.inner.state.apply(self.seq, id, &event);
+            self.inner.state.settle_touched(&mut self.inner.ledger);
         }
         self
     }
@@ -80,31 +94,31 @@ impl Planner {
 
     /// Plans what follows from everything folded, at the current time.
     pub fn plan(&mut self) -> Vec<Decision> {
-        self.state.plan(self.now, &mut self.ledger)
+        self.inner.state.plan(self.now, &mut self.inner.ledger)
     }
 
     /// The timer's housekeeping, at the current time.
     pub fn housekeeping(&mut self) -> Vec<Decision> {
-        self.state.housekeeping(self.now, &mut self.ledger)
+        self.inner.state.housekeeping(self.now, &mut self.inner.ledger)
     }
 
     /// A restart: the ledger is lost, the state restored from what was saved.
     pub fn restart(&mut self) -> &mut Self {
-        let partition = self.state.partition().clone();
-        let saved = std::mem::take(&mut self.state);
+        let partition = self.inner.state.partition().clone();
+        let saved = std::mem::take(&mut self.inner.state);
         let needs = saved
             .needs
             .into_iter()
             .map(|(id, need)| (id, (need, saved.arrival[&id])))
             .collect();
-        self.state = Projection::restored(saved.providers, saved.donations, needs, partition);
-        self.ledger = Ledger::default();
+        let restored = Projection::restored(saved.providers, saved.donations, needs, partition);
+        self.inner = refer_matching::planner::Planner::restored(restored);
         self
     }
 
     /// Runs a command on a provider; false if it refuses it.
     fn provider_do(&mut self, id: ProviderId, command: ProviderCommand) -> bool {
-        let state = self.state.providers.get(&id).cloned().unwrap_or_default();
+        let state = self.inner.state.providers.get(&id).cloned().unwrap_or_default();
         let Ok(events) = state.decide(&command, self.now) else {
             return false;
         };
@@ -114,7 +128,7 @@ impl Planner {
 
     /// Runs a command on a donation; false if it refuses it.
     fn donation_do(&mut self, id: refer_domain::ids::DonationId, command: DonationCommand) -> bool {
-        let state = self.state.donations.get(&id).cloned().unwrap_or_default();
+        let state = self.inner.state.donations.get(&id).cloned().unwrap_or_default();
         let Ok(events) = state.decide(&command, self.now) else {
             return false;
         };
@@ -124,7 +138,7 @@ impl Planner {
 
     /// Runs a command on a need; false if the need refuses it.
     pub fn need_do(&mut self, id: NeedId, command: NeedCommand) -> bool {
-        let state = self.state.needs.get(&id).cloned().unwrap_or_default();
+        let state = self.inner.state.needs.get(&id).cloned().unwrap_or_default();
         match state.decide(&command, self.now) {
             Ok(events) => {
                 self.fold(events.into_iter().map(|e| (id.as_uuid(), Need::wrap(e))));
@@ -208,16 +222,7 @@ impl Planner {
     /// What the executor does with a decision that failed: forgets it, so
     /// its need is planned again, and gives the waitlist another look.
     pub fn forget(&mut self, decision: &Decision) {
-        {
-            match *decision {
-                Decision::Propose { need, hold, .. } | Decision::CompleteProposal { need, hold, .. } => {
-                    self.ledger.abandon(need, Some(hold))
-                }
-                Decision::Confirm { hold, .. } | Decision::Release { hold, .. } => self.ledger.abandon_settling(hold),
-                _ => self.ledger.abandon(decision.need().expect("about a need"), None),
-            }
-            self.state.capacity_changed = true;
-        }
+        self.inner.failed(decision);
     }
 
     pub fn carry_out_all(&mut self, decisions: &[Decision]) {
