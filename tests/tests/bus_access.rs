@@ -16,6 +16,7 @@ async fn as_role(c: &Coalition, role: &str) -> (async_nats::Client, Arc<Mutex<Ve
     let seen = violations.clone();
     let client = async_nats::ConnectOptions::new()
         .nkey(c.setup.keys.seed(role))
+        .custom_inbox_prefix(refer_service::runtime::inbox_of(role))
         .add_root_certificates(c.setup.keys.nats_ca_file())
         .require_tls(true)
         .event_callback(move |event| {
@@ -92,6 +93,7 @@ async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refu
         nkey_file: Some(nkey_file),
         ca_file: Some(ca_file),
         plaintext: false,
+        inbox: refer_service::runtime::inbox_of("capacity"),
     };
     let no_seed = bus(c.setup.dir.path().join("nowhere.nk"), c.setup.keys.nats_ca_file());
     let err = refer_service::runtime::connect(&no_seed).await.err().unwrap();
@@ -116,6 +118,45 @@ async fn a_client_without_a_credential_with_a_made_up_one_or_without_tls_is_refu
         err.to_string().contains("nats_ca_file"),
         "no TLS is a setting, never a default: {err}"
     );
+}
+
+/// What a subscription to `subject` with `role`'s credential receives
+/// while intake seals a contact (its reads of the sealed-key bucket, and
+/// every service's deliveries, travel to reply inboxes), and the
+/// violations the server reported.
+async fn overheard(c: &Coalition, role: &str, subject: &str) -> (Vec<String>, Vec<String>) {
+    let (client, violations) = as_role(c, role).await;
+    let mut sub = client.subscribe(subject.to_owned()).await.unwrap();
+    client.flush().await.unwrap();
+    seal_a_contact(c).await;
+    let mut heard = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, sub.next()).await {
+        heard.push(message.subject.to_string());
+    }
+    let violations = violations.lock().unwrap().clone();
+    (heard, violations)
+}
+
+#[tokio::test]
+async fn no_credential_but_the_operators_overhears_another_process_replies() {
+    let c = Coalition::start(0, 0).await;
+    // The operator hears intake's replies (so they do flow there) ...
+    let (heard, _) = overheard(&c, "operator", "_INBOX_intake.>").await;
+    assert!(!heard.is_empty(), "intake's replies travel to its inboxes");
+    // ... no other credential does, on any inbox but its own.
+    for role in ["console", "matcher", "capacity", "donations"] {
+        for subject in ["_INBOX.>", "_INBOX_intake.>"] {
+            let (heard, violations) = overheard(&c, role, subject).await;
+            assert!(heard.is_empty(), "{role} overheard {subject}: {heard:?}");
+            assert!(
+                violations
+                    .iter()
+                    .any(|v| v.to_lowercase().contains("permissions violation")),
+                "{role} subscribing to {subject} is refused: {violations:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -345,6 +345,8 @@ impl Cluster {
             nkey_file: self.nats_nkey_file.clone(),
             ca_file: self.nats_ca_file.clone(),
             plaintext: self.nats_ca_file.is_none(),
+            // The bench reads and replays with the operator's credential.
+            inbox: refer_service::runtime::inbox_of("operator"),
         })
         .await
     }

@@ -106,7 +106,9 @@ impl Settings {
     /// failing at once when NATS is not there or refuses it (a command
     /// line waits for nobody).
     pub async fn bus(&self) -> anyhow::Result<async_nats::Client> {
-        let mut options = async_nats::ConnectOptions::new().connection_timeout(std::time::Duration::from_secs(2));
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(std::time::Duration::from_secs(2))
+            .custom_inbox_prefix(refer_service::runtime::inbox_of("operator"));
         if let Some(path) = &self.nats_nkey_file {
             options = options.nkey(refer_service::runtime::read_nkey_seed(path)?);
         }

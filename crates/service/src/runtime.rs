@@ -43,6 +43,9 @@ use tokio::sync::watch;
 /// | `partition_regions` | `REFER_PARTITION_REGIONS` | required with `partition` (comma-separated in the environment) |
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The kind of service (capacity, donations, intake, matcher): its
+    /// credential's role on the bus, and so its reply inboxes.
+    pub service: String,
     pub nats_url: String,
     /// The file holding this process's nkey seed (deploy/nats/auth.conf).
     pub nats_nkey_file: Option<PathBuf>,
@@ -105,6 +108,7 @@ impl Config {
             nkey_file: self.nats_nkey_file.clone(),
             ca_file: self.nats_ca_file.clone(),
             plaintext: self.nats_plaintext,
+            inbox: inbox_of(&self.service),
         }
     }
 
@@ -255,6 +259,7 @@ impl Config {
             }
         };
         Ok(Self {
+            service: service.to_owned(),
             instance,
             partition,
             kek_file: pick("REFER_KEK_FILE", "kek_file", f.kek_file).map(|(v, _)| PathBuf::from(v)),
@@ -365,6 +370,18 @@ pub struct Bus {
     pub ca_file: Option<PathBuf>,
     /// No TLS: local development only.
     pub plaintext: bool,
+    /// The prefix of this process's reply inboxes (`inbox_of` its role):
+    /// each credential may subscribe to its own role's inboxes only
+    /// (deploy/nats/auth.conf), so no process reads the replies and
+    /// deliveries of another, the sealed keys a sealing service reads
+    /// among them.
+    pub inbox: String,
+}
+
+/// The reply-inbox prefix of a process with `role`'s credential
+/// (`capacity`, `console`, `operator`, ...).
+pub fn inbox_of(role: &str) -> String {
+    format!("_INBOX_{role}")
 }
 
 /// A client of the bus (a node down at start does not matter, and the
@@ -406,7 +423,8 @@ pub async fn connect(bus: &Bus) -> anyhow::Result<async_nats::Client> {
         // within about 6 s, before a lease or a consumer gives up on it.
         let mut options = async_nats::ConnectOptions::new()
             .reconnect_delay_callback(reconnect_delay)
-            .ping_interval(PING_INTERVAL);
+            .ping_interval(PING_INTERVAL)
+            .custom_inbox_prefix(bus.inbox.clone());
         if let Some(seed) = &seed {
             options = options.nkey(seed.clone());
         }

@@ -126,6 +126,7 @@ impl TestSetup {
             nkey_file: Some(self.keys.seed_file("operator")),
             ca_file: Some(self.keys.nats_ca_file()),
             plaintext: false,
+            inbox: crate::runtime::inbox_of("operator"),
         };
         let client = crate::runtime::connect(&bus).await.expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");

@@ -142,6 +142,7 @@ impl BusAccess {
             .collect();
         async_nats::ConnectOptions::new()
             .nkey(self.keys.seed(role))
+            .custom_inbox_prefix(format!("_INBOX_{role}"))
             .add_root_certificates(self.keys.nats_ca_file())
             .require_tls(true)
             .retry_on_initial_connect()

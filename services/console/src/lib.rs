@@ -447,6 +447,7 @@ pub async fn launch(config: &Config) -> anyhow::Result<Running> {
                 nkey_file: config.sessions_nats_nkey_file.clone(),
                 ca_file: config.sessions_nats_ca_file.clone(),
                 plaintext: config.sessions_nats_plaintext,
+                inbox: refer_service::runtime::inbox_of("console"),
             };
             Sessions::shared(&bus, config.sessions_replicas, config.idle).await?
         }

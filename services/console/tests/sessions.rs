@@ -66,6 +66,7 @@ fn bus(nats: &refer_testkit::NatsServer) -> refer_service::runtime::Bus {
         nkey_file: Some(keys.seed_file("console")),
         ca_file: Some(keys.nats_ca_file()),
         plaintext: false,
+        inbox: refer_service::runtime::inbox_of("console"),
     }
 }
 
