@@ -8,9 +8,9 @@ use crate::i18n::{Lang, T};
 use crate::intake::need_name;
 use crate::session::Session;
 use crate::{check_csrf, field, form, html as respond, Console};
+use crate::{As, ForAdmin};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -190,18 +190,11 @@ async fn render(c: &Console, s: &Session, message: &str) -> Response {
     respond(page(s.lang, T::Coalition.get(s.lang), Some(s), &body)).into_response()
 }
 
-async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response {
-    match c.signed_in(&headers, Role::Admin).await {
-        Ok(s) => render(&c, &s, "").await,
-        Err(r) => r,
-    }
+async fn overview(State(c): State<Console>, As(s, _): As<ForAdmin>) -> Response {
+    render(&c, &s, "").await
 }
 
-async fn add_partner(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Admin).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Bytes) -> Response {
     let f = form(&body);
     if let Err(refusal) = check_csrf(&s, &f) {
         return refusal;

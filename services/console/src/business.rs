@@ -8,9 +8,9 @@ use crate::i18n::{Lang, T};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
 use crate::{check_csrf, form, html as respond, Console, Filled};
+use crate::{As, ForBusiness};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,7 +18,6 @@ use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1 as don;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_service::auth::authed;
-use refer_service::Role;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
@@ -130,11 +129,7 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
     out
 }
 
-async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Business).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn list(State(c): State<Console>, As(s, _): As<ForBusiness>, RawQuery(query): RawQuery) -> Response {
     let mut body = String::new();
     if query.as_deref() == Some("saved=1") {
         body += &notice(T::Saved.get(s.lang));
@@ -225,20 +220,12 @@ fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
     out
 }
 
-async fn new_form(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Business).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn new_form(As(s, _): As<ForBusiness>) -> Response {
     let body = new_form_html(&s, &Filled(vec![]), "");
     respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body)).into_response()
 }
 
-async fn register(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Business).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Bytes) -> Response {
     let f = Filled(form(&body));
     if let Err(refusal) = check_csrf(&s, &f.0) {
         return refusal;
@@ -311,14 +298,10 @@ async fn register(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> 
 
 async fn action(
     State(c): State<Console>,
-    headers: HeaderMap,
+    As(s, _): As<ForBusiness>,
     Path((donation, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Business).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let f = form(&body);
     if let Err(refusal) = check_csrf(&s, &f) {
         return refusal;

@@ -6,9 +6,9 @@ use crate::i18n::{Lang, T};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
 use crate::{check_csrf, form, html as respond, Console, Filled};
+use crate::{As, ForIntake};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,6 @@ use futures::StreamExt;
 use refer_proto::common::v1 as pb;
 use refer_proto::intake::v1 as ik;
 use refer_service::auth::authed;
-use refer_service::Role;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
@@ -176,11 +175,7 @@ async fn latest(c: &Console, s: &Session) -> Result<Vec<ik::Placement>, tonic::S
         .placements)
 }
 
-async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn list(State(c): State<Console>, As(s, _): As<ForIntake>, RawQuery(query): RawQuery) -> Response {
     let mut body = String::new();
     if query.as_deref() == Some("requested=1") {
         body += &notice(T::Requested.get(s.lang));
@@ -201,11 +196,7 @@ async fn list(State(c): State<Console>, headers: HeaderMap, RawQuery(query): Raw
     respond(page(s.lang, T::Placements.get(s.lang), Some(&s), &body)).into_response()
 }
 
-async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn fragment(State(c): State<Console>, As(s, _): As<ForIntake>) -> Response {
     match latest(&c, &s).await {
         Ok(placements) => respond(placements_html(&s, &placements)).into_response(),
         Err(status) => respond(problem(s.lang, "intake", &status)).into_response(),
@@ -214,11 +205,7 @@ async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
 
 /// Server-sent events: one `change` per need change of the listed
 /// placements (the page then fetches its fragment again).
-async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn events(State(c): State<Console>, As(s, _): As<ForIntake>) -> Response {
     let placements = latest(&c, &s).await.unwrap_or_default();
     let mut watches = Vec::new();
     for p in placements {
@@ -377,11 +364,7 @@ fn new_form_html(s: &Session, people: usize, f: &Filled, message: &str) -> Strin
     out
 }
 
-async fn new_form(State(c): State<Console>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn new_form(As(s, _): As<ForIntake>, RawQuery(query): RawQuery) -> Response {
     let filled = Filled(vec![]);
     let people = people_count(query.as_deref(), &filled);
     let body = new_form_html(&s, people, &filled, "");
@@ -437,11 +420,7 @@ fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
     }
 }
 
-async fn request(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes) -> Response {
     let f = Filled(form(&body));
     if let Err(refusal) = check_csrf(&s, &f.0) {
         return refusal;
@@ -486,14 +465,10 @@ async fn request(State(c): State<Console>, headers: HeaderMap, body: Bytes) -> R
 
 async fn need_action(
     State(c): State<Console>,
-    headers: HeaderMap,
+    As(s, _): As<ForIntake>,
     Path((need, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Intake).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if let Err(refusal) = check_csrf(&s, &form(&body)) {
         return refusal;
     }

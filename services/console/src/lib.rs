@@ -113,6 +113,34 @@ impl Console {
     }
 }
 
+/// A role a page is for (`As<R>`).
+pub(crate) trait PageRole: Send + Sync {
+    const ROLE: Role;
+}
+macro_rules! page_roles {
+    ($($name:ident => $role:expr),* $(,)?) => {$(
+        pub(crate) struct $name;
+        impl PageRole for $name {
+            const ROLE: Role = $role;
+        }
+    )*};
+}
+page_roles!(ForIntake => Role::Intake, ForProvider => Role::Provider, ForBusiness => Role::Business, ForAdmin => Role::Admin);
+
+/// A request signed in as role `R`: the handler gets the session, and any
+/// other caller is sent to sign in or refused before it runs (the one
+/// place every page checks who is calling).
+pub(crate) struct As<R: PageRole>(pub Session, std::marker::PhantomData<R>);
+
+impl<R: PageRole> axum::extract::FromRequestParts<Console> for As<R> {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, c: &Console) -> Result<Self, Response> {
+        c.signed_in(&parts.headers, R::ROLE)
+            .await
+            .map(|s| As(s, std::marker::PhantomData))
+    }
+}
+
 /// The language of a visitor not signed in: their `refer_lang` cookie.
 fn visitor_lang(headers: &HeaderMap) -> Lang {
     headers

@@ -7,9 +7,9 @@ use crate::html::{csrf, esc, page, problem, time};
 use crate::i18n::{Lang, T};
 use crate::session::{random_id, Session};
 use crate::{check_csrf, field, form, html as respond, Console};
+use crate::{As, ForProvider};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,6 @@ use futures::StreamExt;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::common::v1 as pb;
 use refer_service::auth::authed;
-use refer_service::Role;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
@@ -230,11 +229,7 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
     out
 }
 
-async fn sites(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn sites(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
     let inner = match load(&c, &s).await {
         Ok(sites) => sites_html(&s, &sites),
         Err(status) => problem(s.lang, "capacity", &status),
@@ -245,11 +240,7 @@ async fn sites(State(c): State<Console>, headers: HeaderMap) -> Response {
     respond(page(s.lang, T::Sites.get(s.lang), Some(&s), &body)).into_response()
 }
 
-async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn fragment(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
     match load(&c, &s).await {
         Ok(sites) => respond(sites_html(&s, &sites)).into_response(),
         Err(status) => respond(problem(s.lang, "capacity", &status)).into_response(),
@@ -257,11 +248,7 @@ async fn fragment(State(c): State<Console>, headers: HeaderMap) -> Response {
 }
 
 /// Server-sent events: one `change` per referral change at the caller's sites.
-async fn events(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn events(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
     let sites = load(&c, &s).await.unwrap_or_default();
     let mut watches = Vec::new();
     for (site, referrals) in sites {
@@ -291,11 +278,12 @@ fn after(s: &Session, done: Result<(), tonic::Status>) -> Response {
     }
 }
 
-async fn capacity(State(c): State<Console>, headers: HeaderMap, Path(site): Path<String>, body: Bytes) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn capacity(
+    State(c): State<Console>,
+    As(s, _): As<ForProvider>,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Response {
     let f = form(&body);
     if let Err(refusal) = check_csrf(&s, &f) {
         return refusal;
@@ -330,14 +318,10 @@ async fn capacity(State(c): State<Console>, headers: HeaderMap, Path(site): Path
 
 async fn site_action(
     State(c): State<Console>,
-    headers: HeaderMap,
+    As(s, _): As<ForProvider>,
     Path((site, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if let Err(refusal) = check_csrf(&s, &form(&body)) {
         return refusal;
     }
@@ -371,14 +355,10 @@ async fn site_action(
 
 async fn answer(
     State(c): State<Console>,
-    headers: HeaderMap,
+    As(s, _): As<ForProvider>,
     Path((site, referral, answer)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let s = match c.signed_in(&headers, Role::Provider).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let f = form(&body);
     if let Err(refusal) = check_csrf(&s, &f) {
         return refusal;
