@@ -587,6 +587,7 @@ pub struct Context {
     tokens: crate::TokenBook,
     ready: Readiness,
     named: crate::lease::Fence,
+    callers: Callers,
 }
 
 type ReadyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -669,6 +670,37 @@ impl Context {
         .await
     }
 
+    /// What the service hands back to the shell: its generated gRPC server,
+    /// which the shell caps in size and guards with authentication and the
+    /// roles of the service's spec (`ServiceSpec::callers`), and its
+    /// background tasks. No service wires either itself.
+    pub fn serve<S>(&self, server: S, tasks: Vec<tokio::task::JoinHandle<()>>) -> Started
+    where
+        S: GrpcServer,
+        S: tower::Service<
+                tonic::codegen::http::Request<tonic::body::Body>,
+                Response = tonic::codegen::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let callers = self.callers;
+        let guarded = crate::auth::MethodRoles::new(
+            server.capped(crate::server::MAX_REQUEST_BYTES),
+            callers.by_default,
+            callers.methods,
+        );
+        Started {
+            routes: tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+                guarded,
+                self.authenticate(callers.roles),
+            )),
+            tasks,
+        }
+    }
+
     /// The interceptor that authenticates every call before it is decoded
     /// and admits only `roles`.
     pub fn authenticate(&self, roles: &'static [crate::Role]) -> crate::auth::Authenticate {
@@ -696,8 +728,56 @@ pub struct ServiceSpec {
     pub grpc_name: &'static str,
     /// Default port; metrics listen on this port + 1000.
     pub default_port: u16,
+    /// Who may call it (`Context::serve` applies it).
+    pub callers: Callers,
     pub start: fn(Context) -> StartFuture,
 }
+
+/// Who may call a service: the roles authenticated at all, and per method
+/// (checked before the body is read) who may call it, `by_default` for
+/// the methods not listed.
+#[derive(Clone, Copy)]
+pub struct Callers {
+    pub roles: &'static [crate::Role],
+    pub by_default: &'static [crate::Role],
+    pub methods: &'static [(&'static str, &'static [crate::Role])],
+}
+
+impl Callers {
+    /// Every method open to `roles`.
+    pub const fn all(roles: &'static [crate::Role]) -> Self {
+        Self {
+            roles,
+            by_default: roles,
+            methods: &[],
+        }
+    }
+}
+
+/// A generated gRPC server, as the shell caps its request size.
+pub trait GrpcServer: tonic::server::NamedService + Clone {
+    fn capped(self, bytes: usize) -> Self;
+}
+
+macro_rules! grpc_servers {
+    ($($server:ident < $trait:path >),* $(,)?) => {$(
+        impl<T: $trait> GrpcServer for $server<T> {
+            fn capped(self, bytes: usize) -> Self {
+                self.max_decoding_message_size(bytes)
+            }
+        }
+    )*};
+}
+use refer_proto::capacity::v1::capacity_server::{Capacity, CapacityServer};
+use refer_proto::donations::v1::donations_server::{Donations, DonationsServer};
+use refer_proto::intake::v1::intake_server::{Intake, IntakeServer};
+use refer_proto::matcher::v1::matcher_server::{Matcher, MatcherServer};
+grpc_servers!(
+    CapacityServer<Capacity>,
+    DonationsServer<Donations>,
+    IntakeServer<Intake>,
+    MatcherServer<Matcher>
+);
 
 /// A service serving: where it listens, and how to stop it.
 pub struct Running {
@@ -803,6 +883,7 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
         tokens,
         ready: readiness.clone(),
         named,
+        callers: spec.callers,
     };
     let Started { routes, tasks } = match (spec.start)(context).await {
         Ok(started) => started,

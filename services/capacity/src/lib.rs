@@ -17,7 +17,6 @@ use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
 use refer_service::{Role, SharedClock};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name (for health checks).
@@ -34,6 +33,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     name: "capacity",
     grpc_name: SERVICE_NAME,
     default_port: 50051,
+    callers: refer_service::runtime::Callers::all(ROLES),
     start: |context| Box::pin(start(context)),
 };
 
@@ -62,11 +62,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         vault,
         reads: context.read_log().await?,
     };
-    let server = CapacityServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
-    Ok(Started {
-        routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
-        tasks: vec![task],
-    })
+    Ok(context.serve(CapacityServer::new(service), vec![task]))
 }
 
 impl CapacityService {

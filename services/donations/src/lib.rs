@@ -18,7 +18,6 @@ use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
 use refer_service::{caller, page, store_status, Principal, Role, SharedClock};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use views::{donation_view, offer};
@@ -35,6 +34,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     name: "donations",
     grpc_name: SERVICE_NAME,
     default_port: 50052,
+    callers: refer_service::runtime::Callers::all(ROLES),
     start: |context| Box::pin(start(context)),
 };
 
@@ -66,11 +66,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         vault,
         reads: context.read_log().await?,
     };
-    let server = DonationsServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
-    Ok(Started {
-        routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
-        tasks: vec![task],
-    })
+    Ok(context.serve(DonationsServer::new(service), vec![task]))
 }
 
 type Watch = WatchStream<pb::Donation>;

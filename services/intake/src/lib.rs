@@ -23,7 +23,6 @@ use refer_domain::{CommandMeta, IdempotencyKey};
 use refer_eventstore::EventStore;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_server::{Intake, IntakeServer};
-use refer_service::auth::MethodRoles;
 use refer_service::convert::id;
 use refer_service::idempotency::KeyBook;
 use refer_service::read_model::ReadModel;
@@ -32,7 +31,6 @@ use refer_service::watch::WatchStream;
 use refer_service::{Principal, Role, SharedClock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name (for health checks).
@@ -55,6 +53,11 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     name: "intake",
     grpc_name: SERVICE_NAME,
     default_port: 50053,
+    callers: refer_service::runtime::Callers {
+        roles: ROLES,
+        by_default: STAFF,
+        methods: METHOD_ROLES,
+    },
     start: |context| Box::pin(start(context)),
 };
 
@@ -111,14 +114,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         context.config.tick,
         context.shutdown.clone(),
     ));
-    let server = IntakeServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
-    Ok(Started {
-        routes: tonic::service::Routes::new(InterceptedService::new(
-            MethodRoles::new(server, STAFF, METHOD_ROLES),
-            context.authenticate(ROLES),
-        )),
-        tasks: vec![projection, sweeper],
-    })
+    Ok(context.serve(IntakeServer::new(service), vec![projection, sweeper]))
 }
 
 impl IntakeService {

@@ -33,7 +33,6 @@ use refer_service::Role;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::service::interceptor::InterceptedService;
 
 /// The gRPC service name (for health checks).
 pub const SERVICE_NAME: &str = "refer.matcher.v1.Matcher";
@@ -51,6 +50,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     name: "matcher",
     grpc_name: SERVICE_NAME,
     default_port: 50054,
+    callers: refer_service::runtime::Callers::all(ROLES),
     start: |context| Box::pin(start(context)),
 };
 
@@ -222,9 +222,5 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         checkpoint,
         lease: status_lease,
     };
-    let server = MatcherServer::new(service).max_decoding_message_size(refer_service::server::MAX_REQUEST_BYTES);
-    Ok(Started {
-        routes: tonic::service::Routes::new(InterceptedService::new(server, context.authenticate(ROLES))),
-        tasks: vec![task, leasing],
-    })
+    Ok(context.serve(MatcherServer::new(service), vec![task, leasing]))
 }
