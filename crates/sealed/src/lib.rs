@@ -201,7 +201,7 @@ impl Vault {
                  it was not made by this version (docs/operations.md: moving the sealed keys)"
             )));
         }
-        refuse_rollups(name, config).map_err(SealError::Unavailable)?;
+        refuse_unsafe_bucket(name, config).map_err(SealError::Unavailable)?;
         // From the stream in hand: looked up again at once, a bucket just
         // made in a cluster may not be found yet.
         let bucket = async_nats::jetstream::kv::Store {
@@ -498,14 +498,33 @@ pub async fn migrate(jetstream: &async_nats::jetstream::Context, stream: &str) -
 /// Refuses key-value bucket `name` if its stream allows rollups (made by
 /// async-nats or an earlier Refer): one `Nats-Rollup: all` from any
 /// credential that may write it would wipe it whole, and no subject
-/// permission can forbid a header. Every bucket Refer opens is checked
-/// here, the sealed keys' and the service shell's alike.
-pub fn refuse_rollups(name: &str, config: &async_nats::jetstream::stream::Config) -> Result<(), String> {
+/// permission can forbid a header. Refuses it too if its stream is not
+/// the bucket's alone (other subjects, a mirror, sources, a republish).
+/// Every bucket Refer opens is checked here, the sealed keys', the
+/// service shell's and the console's alike.
+pub fn refuse_unsafe_bucket(name: &str, config: &async_nats::jetstream::stream::Config) -> Result<(), String> {
     if config.allow_rollup {
         return Err(format!(
             "the key-value bucket {name} allows rollups, so any credential that writes it could wipe it whole; \
              it was made by an earlier version: run `refer admin harden-buckets` with the operator's credential \
              (docs/operations.md, \"Upgrading\")"
+        ));
+    }
+    // A credential that may create the bucket could have made its stream
+    // before this process did, with more subjects (another process's
+    // inboxes), a mirror or sources of another bucket, or a republish:
+    // such a stream is no bucket of ours.
+    let own = vec![format!("$KV.{name}.>")];
+    if config.subjects != own
+        || config.mirror.is_some()
+        || !config.sources.as_ref().is_none_or(|s| s.is_empty())
+        || config.republish.is_some()
+    {
+        return Err(format!(
+            "the key-value bucket {name} is not as Refer makes it (subjects {:?}, a mirror, sources or a \
+             republish): something else made its stream, and it may capture other traffic. Delete the stream \
+             KV_{name} with the operator's credential and start again (docs/operations.md, \"Credentials\")",
+            config.subjects
         ));
     }
     Ok(())

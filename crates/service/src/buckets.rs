@@ -57,7 +57,7 @@ pub async fn open(
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?;
-    refuse_rollups(name, &made.cached_info().config)?;
+    refuse_unsafe_bucket(name, &made.cached_info().config)?;
     // From the stream in hand: looked up again at once, a bucket just made
     // in a cluster may not be found yet.
     Ok(kv::Store {
@@ -70,10 +70,11 @@ pub async fn open(
     })
 }
 
-/// Refuses bucket `name` if its stream allows rollups (the rule lives
+/// Refuses bucket `name` if its stream allows rollups or is not the
+/// bucket's alone (the rule lives
 /// with the sealed keys' bucket, the lowest crate that opens buckets).
-pub fn refuse_rollups(name: &str, config: &stream::Config) -> anyhow::Result<()> {
-    refer_sealed::refuse_rollups(name, config).map_err(anyhow::Error::msg)
+pub fn refuse_unsafe_bucket(name: &str, config: &stream::Config) -> anyhow::Result<()> {
+    refer_sealed::refuse_unsafe_bucket(name, config).map_err(anyhow::Error::msg)
 }
 
 /// Turns rollups off on every key-value bucket of the account that still

@@ -233,6 +233,21 @@ pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventst
     }
 }
 
+/// The last step of "seal, commit, erase if nothing was written": erases
+/// `sealed` (an item sealed for the command whose `result` this is) when
+/// the result proves it was not written (`unwritten`), and keeps it after
+/// any other outcome.
+pub async fn erase_if_unwritten<A>(
+    vault: &Vault,
+    sealed: Option<&Sealed>,
+    result: &Result<refer_eventstore::Executed<A>, refer_eventstore::StoreError>,
+) -> Result<(), Status> {
+    match sealed {
+        Some(sealed) if unwritten(result) => erase(vault, [sealed.item.as_str()]).await,
+        _ => Ok(()),
+    }
+}
+
 /// Sets a standing hand-off (an agency's contact, a site's default, a
 /// donation's instructions) to `text`, sealed for `purpose`. The key erased
 /// is the one the committed event says it replaced (`standing.replaced`),

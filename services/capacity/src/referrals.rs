@@ -345,10 +345,8 @@ async fn answer<T: prost::Message>(
                 .executed::<Need>(need.as_uuid())
                 .expect("an answer touches its need")
         });
-    if let (true, Some(sealed)) = (sealing::unwritten(&answered), &sealed) {
-        // A retry, or a refusal: this hand-off was never recorded.
-        sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
-    }
+    // A retry, or a refusal: this hand-off was never recorded.
+    sealing::erase_if_unwritten(&service.vault, sealed.as_ref(), &answered).await?;
     let answered: Executed<Need> = match answered {
         Ok(done) => done,
         Err(StoreError::Domain(DomainError::InvalidTransition { from, .. })) => {

@@ -165,3 +165,24 @@ async fn a_shared_session_ends_when_idle() {
     assert!(b.get(&s.id).await.is_none(), "idle too long");
     assert!(a.get(&s.id).await.is_none());
 }
+
+/// A credential that may create the sessions bucket could make its stream
+/// first, capturing other processes' inboxes: the console refuses such a
+/// bucket, naming it, rather than keep it running.
+#[tokio::test]
+async fn a_sessions_bucket_made_to_capture_other_traffic_is_refused() {
+    let nats = refer_testkit::NatsServer::start().await.unwrap();
+    let attacker = nats.access().connect_as("console").await.unwrap();
+    let js = async_nats::jetstream::new(attacker);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: format!("KV_{BUCKET}"),
+        subjects: vec![format!("$KV.{BUCKET}.>"), "_INBOX_intake.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("the console's credential may create its bucket's stream");
+    let idle = std::time::Duration::from_secs(60);
+    let refused = refer_console::session::Sessions::shared(&bus(&nats), 1, idle).await;
+    let err = refused.err().expect("a bucket that captures other traffic is refused");
+    assert!(err.to_string().contains("is not as Refer makes it"), "{err}");
+}

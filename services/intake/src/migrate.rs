@@ -66,13 +66,9 @@ pub async fn sled_records(service: &IntakeService) -> anyhow::Result<usize> {
             .store
             .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), &meta, None)
             .await;
-        if let (true, Some(case)) = (sealing::unwritten(&done), &case_reference) {
-            service
-                .vault
-                .erase(&case.item)
-                .await
-                .map_err(|e| anyhow::anyhow!("erasing a stray key: {e}"))?;
-        }
+        sealing::erase_if_unwritten(&service.vault, case_reference.as_ref(), &done)
+            .await
+            .map_err(|e| anyhow::anyhow!("erasing a stray key: {}", e.message()))?;
         match done {
             Ok(_) | Err(refer_eventstore::StoreError::Domain(refer_domain::DomainError::AlreadyRegistered)) => {
                 moved += 1

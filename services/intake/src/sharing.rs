@@ -121,9 +121,7 @@ pub async fn share_note(
         .store
         .execute::<Placement>(placement.as_uuid(), &command, &meta, None)
         .await;
-    if sealing::unwritten(&done) {
-        sealing::erase(&service.vault, [sealed.item.as_str()]).await?;
-    }
+    sealing::erase_if_unwritten(&service.vault, Some(&sealed), &done).await?;
     let done = done.map_err(store_status)?;
     Ok(Response::new(
         service.placement_view(&who, placement, Some(done.state)).await?,
