@@ -75,6 +75,8 @@ impl StreamSettings {
     /// the stream at once) is `Unavailable`; a stream set up otherwise is
     /// `Setup`.
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
+        // (Its subjects are checked exactly below: a credential that may
+        // create the stream could have made it first, capturing more.)
         let mut stream = js
             .get_or_create_stream(self.config())
             .await
@@ -83,14 +85,7 @@ impl StreamSettings {
             .info()
             .await
             .map_err(|e| StoreError::Unavailable(format!("stream {}: {e}", self.name)))?;
-        if !info.config.subjects.contains(&self.all_subjects()) {
-            return Err(StoreError::Setup(format!(
-                "stream {} exists with subjects {:?}, not {}",
-                self.name,
-                info.config.subjects,
-                self.all_subjects()
-            )));
-        }
+        refuse_foreign_stream(&info.config, &[self.all_subjects()]).map_err(StoreError::Setup)?;
         if !info.config.allow_direct {
             return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
         }
@@ -104,4 +99,23 @@ impl StreamSettings {
         }
         Ok(stream)
     }
+}
+
+/// Refuses a stream Refer opens (the domain stream, the read log, a
+/// key-value bucket's) unless it is as Refer makes it: exactly `subjects`,
+/// no mirror, no sources, no republish. A credential that may create the
+/// stream could have made it before any process did, with more subjects
+/// (another process's reply inboxes) or as a copy of another stream; such
+/// a stream is named, and not used.
+pub fn refuse_foreign_stream(config: &stream::Config, subjects: &[String]) -> Result<(), String> {
+    let copies = config.mirror.is_some() || config.sources.as_ref().is_some_and(|s| !s.is_empty());
+    if config.subjects != subjects || copies || config.republish.is_some() {
+        return Err(format!(
+            "the stream {} is not as Refer makes it (subjects {:?} where {:?}, or a mirror, sources or a \
+             republish): something else made it, and it may capture other traffic. Delete it with the \
+             operator's credential and start again (docs/operations.md, \"Credentials\")",
+            config.name, config.subjects, subjects
+        ));
+    }
+    Ok(())
 }

@@ -733,6 +733,42 @@ async fn a_stream_made_before_atomic_commits_is_given_them() {
     store.commit_atomic(&[&pa, &pb]).await.unwrap();
 }
 
+/// A credential that may create the stream could make it first, capturing
+/// more than Refer's subjects (another process's reply inboxes) or copying
+/// another stream: such a stream is refused, named, and nothing is written.
+#[tokio::test]
+async fn a_stream_made_first_to_capture_other_traffic_is_refused() {
+    let settings = StreamSettings::default();
+    let traps = [
+        (vec![settings.all_subjects(), "_INBOX_intake.>".to_owned()], None),
+        (vec![settings.all_subjects()], Some("_INBOX_intake.>")),
+    ];
+    for (subjects, republished) in traps {
+        let server = NatsServer::start().await.unwrap();
+        let js = async_nats::jetstream::new(server.connect().await);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: settings.name.clone(),
+            subjects,
+            allow_direct: true,
+            republish: republished.map(|to| async_nats::jetstream::stream::Republish {
+                source: ">".to_owned(),
+                destination: to.to_owned(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let err = EventStore::open(server.connect().await, settings.clone(), db)
+            .await
+            .err()
+            .expect("a stream made by something else is refused");
+        assert!(matches!(err, StoreError::Setup(_)), "{err}");
+        assert!(err.to_string().contains("is not as Refer makes it"), "{err}");
+    }
+}
 /// Concurrent commands on many aggregates share atomic batches (group
 /// commit). Two stores write the same aggregates, so each decides on
 /// snapshots the other made stale and its appends conflict inside batches:

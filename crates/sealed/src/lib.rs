@@ -510,22 +510,5 @@ pub fn refuse_unsafe_bucket(name: &str, config: &async_nats::jetstream::stream::
              (docs/operations.md, \"Upgrading\")"
         ));
     }
-    // A credential that may create the bucket could have made its stream
-    // before this process did, with more subjects (another process's
-    // inboxes), a mirror or sources of another bucket, or a republish:
-    // such a stream is no bucket of ours.
-    let own = vec![format!("$KV.{name}.>")];
-    if config.subjects != own
-        || config.mirror.is_some()
-        || !config.sources.as_ref().is_none_or(|s| s.is_empty())
-        || config.republish.is_some()
-    {
-        return Err(format!(
-            "the key-value bucket {name} is not as Refer makes it (subjects {:?}, a mirror, sources or a \
-             republish): something else made its stream, and it may capture other traffic. Delete the stream \
-             KV_{name} with the operator's credential and start again (docs/operations.md, \"Credentials\")",
-            config.subjects
-        ));
-    }
-    Ok(())
+    refer_eventstore::refuse_foreign_stream(config, &[format!("$KV.{name}.>")])
 }

@@ -199,6 +199,8 @@ impl ReadLog {
         )
         .await
         .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;
+        refer_eventstore::refuse_foreign_stream(&stream.cached_info().config, &[format!("{prefix}.>")])
+            .map_err(StoreError::Setup)?;
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
         Ok(Self {
