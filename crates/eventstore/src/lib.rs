@@ -25,6 +25,6 @@ pub use local::{LocalState, SNAPSHOT_FORMAT};
 pub use patience::{patiently, unanswered, START_PATIENCE};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
 pub use stream::{refuse_foreign_stream, StreamSettings};
-pub use subscriber::{Projection, Subscriber};
+pub use subscriber::{Projection, Subscriber, PERSIST_EVERY};
 
 pub(crate) use quarantine::readable;

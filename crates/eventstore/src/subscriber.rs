@@ -1,26 +1,29 @@
 //! A durable, explicitly acknowledged consumer that feeds a projection and
 //! keeps its checkpoint in sled.
 //!
-//! Order of work for each batch: apply every commit to the projection, write
-//! the projection's changes and the new checkpoint in one atomic sled batch,
-//! then acknowledge the messages. The batch is not flushed to disk at once:
-//! sled writes it out within half a second, and the stream, not the server's
-//! consumer position, is the source of truth. On start the consumer always
-//! resumes right after the checkpoint found on disk (see `start_consumer`). So:
-//! - a crash loses at most the last half second of *progress*, never an
-//!   event: the projection on disk and its checkpoint agree, and what came
-//!   after is read from the stream again;
+//! Order of work for each batch: apply every commit to the projection, then
+//! acknowledge the messages. What the projection changed is written to sled
+//! with the new checkpoint, in one atomic batch, at most every
+//! [`PERSIST_EVERY`] (and whenever the consumer has nothing to read, and at a
+//! graceful stop): a sled batch costs two or three disk syncs however small
+//! it is (sled rolls its log buffer before and after every batch), so a
+//! batch per commit made a placement request wait on about four syncs in
+//! each service it passed through (docs/benchmarks.md, issue #22). The
+//! stream, not the server's consumer position, is the source of truth; on
+//! start the consumer always resumes right after the checkpoint found on
+//! disk (see `start_consumer`). So:
+//! - a crash loses at most the last [`PERSIST_EVERY`] of *progress*, never
+//!   an event: the projection on disk and its checkpoint agree, and what
+//!   came after is read from the stream again;
 //! - a message delivered again at or below the checkpoint (an ack lost, a
 //!   slow batch past the ack wait) is acknowledged and skipped: nothing is
 //!   applied twice;
 //! - a lost sled directory has checkpoint 0: the consumer is recreated from
 //!   the start of the stream and the projection is rebuilt.
 //!
-//! A flush per batch would buy nothing that the restart at the checkpoint
-//! does not already give, and with a standing pull a batch is often a single
-//! commit: one more fsync per commit and service on the disk the server
-//! syncs to; `refer-bench` measured no throughput change from dropping it
-//! (docs/benchmarks.md).
+//! Nor is the batch flushed: sled writes it out within half a second, and a
+//! flush would buy nothing that the restart at the checkpoint does not
+//! already give.
 
 use crate::error::StoreError;
 use crate::store::{EventStore, Recorded};
@@ -30,6 +33,10 @@ use futures::{FutureExt, StreamExt};
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// How long applied progress may wait in memory before it is written to
+/// sled (see the module's comment): what a crash makes the next start read
+/// again, against one sled batch per commit.
+pub const PERSIST_EVERY: Duration = Duration::from_millis(250);
 /// How long one pull request stands at the server before it is renewed,
 /// and how often the server says it is alive while it has nothing to
 /// send. A pull request lives only in the consumer's leader: when that
@@ -73,7 +80,11 @@ pub struct Subscriber {
     /// it (0: none since it was started): see `in_order`.
     delivered: u64,
     tree: sled::Tree,
+    /// The stream sequence of the last commit applied.
     checkpoint: u64,
+    /// The checkpoint on disk, and when it was last written.
+    persisted: u64,
+    persisted_at: std::time::Instant,
 }
 
 impl Subscriber {
@@ -116,6 +127,8 @@ impl Subscriber {
             delivered: 0,
             tree,
             checkpoint,
+            persisted: checkpoint,
+            persisted_at: std::time::Instant::now(),
         })
     }
 
@@ -151,9 +164,33 @@ impl Subscriber {
         &self.tree
     }
 
-    /// The stream sequence of the last commit applied and persisted.
+    /// The stream sequence of the last commit applied (on disk within
+    /// [`PERSIST_EVERY`]; see [`Subscriber::persisted`]).
     pub fn checkpoint(&self) -> u64 {
         self.checkpoint
+    }
+
+    /// The stream sequence of the last commit whose effect is in the tree:
+    /// where the next start resumes.
+    pub fn persisted(&self) -> u64 {
+        self.persisted
+    }
+
+    /// Writes what the projection changed since the last write, with the
+    /// checkpoint, in one atomic sled batch (nothing when nothing changed).
+    /// Called by `poll` on its cadence; call it at a graceful stop so the
+    /// next start has nothing to read again.
+    pub fn persist(&mut self, projection: &mut impl Projection) -> Result<(), StoreError> {
+        self.persisted_at = std::time::Instant::now();
+        if self.checkpoint == self.persisted {
+            return Ok(());
+        }
+        let mut writes = sled::Batch::default();
+        projection.persist(&mut writes);
+        writes.insert(CHECKPOINT_KEY, &self.checkpoint.to_be_bytes());
+        self.tree.apply_batch(writes)?;
+        self.persisted = self.checkpoint;
+        Ok(())
     }
 
     /// Messages the server still has for this consumer.
@@ -167,8 +204,10 @@ impl Subscriber {
     }
 
     /// Takes up to `max` commits (waiting at most `wait` for the first),
-    /// applies them, persists, and acknowledges. Returns how many commits were
-    /// applied; redeliveries of already applied commits are acked and skipped.
+    /// applies them and acknowledges them; persists when [`PERSIST_EVERY`]
+    /// has passed since the last write or nothing came. Returns how many
+    /// commits were applied; redeliveries of already applied commits are
+    /// acked and skipped.
     pub async fn poll(
         &mut self,
         projection: &mut impl Projection,
@@ -221,11 +260,10 @@ impl Subscriber {
                 &[("consumer", &self.name)],
                 applied as f64,
             );
-            let mut writes = sled::Batch::default();
-            projection.persist(&mut writes);
-            writes.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
-            self.tree.apply_batch(writes)?;
             self.checkpoint = checkpoint;
+        }
+        if stopped.is_some() || received.is_empty() || self.persisted_at.elapsed() >= PERSIST_EVERY {
+            self.persist(projection)?;
         }
         if let Some(err) = stopped {
             return Err(err);
@@ -324,6 +362,7 @@ impl Subscriber {
         loop {
             total += self.poll(projection, 1000, Duration::from_millis(200)).await?;
             if self.pending().await? == 0 {
+                self.persist(projection)?;
                 return Ok(total);
             }
         }

@@ -319,6 +319,7 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
     for id in &ids {
         register(&store, *id, 1).await; // 2 commits each
     }
+    let persisted;
     {
         let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
         let mut beds = FreeBeds::restore(subscriber.tree());
@@ -331,7 +332,11 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
                 .unwrap();
         }
         assert_eq!(subscriber.checkpoint(), 4);
-    } // the process "stops" here, partway through the stream
+        // The process crashes here, partway through the stream: what it
+        // applied since its last write to sled is read again, nothing more.
+        persisted = subscriber.persisted();
+        assert!(persisted <= 4);
+    }
     for id in &ids {
         store
             .execute::<Provider>(*id, &adjust(2), &meta(None), None)
@@ -340,7 +345,8 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
     }
     let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
     let mut beds = FreeBeds::restore(subscriber.tree());
-    assert_eq!(beds.commits, 4, "restored from the checkpointed tree");
+    assert_eq!(beds.commits, persisted, "restored from the checkpointed tree");
+    assert_eq!(subscriber.checkpoint(), persisted, "the tree and its checkpoint agree");
     subscriber.catch_up(&mut beds).await.unwrap();
     assert_eq!(beds.commits, 15, "every commit applied exactly once");
     assert!(ids.iter().all(|id| beds.free[id] == 3));
@@ -366,6 +372,48 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
         beds.view(),
         "disk matches memory"
     );
+}
+
+/// Progress is written to sled on a cadence, not per commit (a sled batch
+/// costs disk syncs): once the consumer has nothing to read, and at a
+/// graceful stop, everything applied is on disk, and a start after either
+/// reads nothing again.
+#[tokio::test]
+async fn progress_is_on_disk_once_the_consumer_is_idle_and_after_a_graceful_stop() {
+    let server = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&server, dir.path(), StreamSettings::default()).await;
+    let id = Uuid::new_v4();
+    register(&store, id, 1).await; // 2 commits
+    let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
+    let mut beds = FreeBeds::restore(subscriber.tree());
+    while subscriber.checkpoint() < 2 {
+        subscriber.poll(&mut beds, 1, Duration::from_secs(1)).await.unwrap();
+    }
+    // Nothing more to read: the poll that finds nothing writes what was applied.
+    assert_eq!(
+        subscriber.poll(&mut beds, 10, Duration::from_millis(50)).await.unwrap(),
+        0
+    );
+    assert_eq!(subscriber.persisted(), 2);
+    assert_eq!(
+        FreeBeds::restore(subscriber.tree()).view(),
+        beds.view(),
+        "disk matches memory"
+    );
+
+    store
+        .execute::<Provider>(id, &adjust(1), &meta(None), None)
+        .await
+        .unwrap();
+    while subscriber.checkpoint() < 3 {
+        subscriber.poll(&mut beds, 1, Duration::from_secs(1)).await.unwrap();
+    }
+    subscriber.persist(&mut beds).unwrap(); // a graceful stop
+    drop(subscriber);
+    let subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
+    assert_eq!(subscriber.checkpoint(), 3, "resumes after every applied commit");
+    assert_eq!(FreeBeds::restore(subscriber.tree()).view(), beds.view());
 }
 
 #[tokio::test]

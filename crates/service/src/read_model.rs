@@ -249,6 +249,12 @@ impl<M: Model> Projection for Feed<M> {
         state.apply(commit, &mut self.changes);
         drop(state);
         self.model.position.send_replace(commit.seq);
+        // Watchers hear of a change as soon as the model shows it: the
+        // commit is durable in the stream, whenever the model's copy on disk
+        // catches up. A replay after a crash may repeat it (same position).
+        for change in self.changes.announced.drain(..) {
+            let _ = self.model.changes.send(change);
+        }
     }
 
     fn persist(&mut self, batch: &mut sled::Batch) {
@@ -257,11 +263,6 @@ impl<M: Model> Projection for Feed<M> {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
             }
-        }
-        // Watchers hear of a change once it is in the batch written with the
-        // checkpoint; a replay after a crash may repeat it (same position).
-        for change in self.changes.announced.drain(..) {
-            let _ = self.model.changes.send(change);
         }
     }
 }

@@ -541,6 +541,10 @@ pub fn spawn_projection<P: Projection + Send + 'static>(
                 }
             }
         }
+        // What was applied since the last write: the next start need not read it again.
+        if let Err(err) = subscriber.persist(&mut projection) {
+            tracing::warn!(error = %err, "projection not written at stop; the next start reads it again");
+        }
     })
 }
 

@@ -216,6 +216,10 @@ async fn start(context: Context) -> anyhow::Result<Started> {
             }
             position.store(subscriber.checkpoint(), std::sync::atomic::Ordering::Relaxed);
         }
+        // What was folded since the last write: the next start need not fold it again.
+        if let Err(err) = subscriber.persist(&mut feed) {
+            tracing::warn!(error = %err, "states not written at stop; the next start folds them again");
+        }
     });
     let service = MatcherService {
         core: status_core,
