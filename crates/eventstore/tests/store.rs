@@ -387,9 +387,11 @@ async fn progress_is_on_disk_once_the_consumer_is_idle_and_after_a_graceful_stop
     register(&store, id, 1).await; // 2 commits
     let mut subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
     let mut beds = FreeBeds::restore(subscriber.tree());
-    while subscriber.checkpoint() < 2 {
+    let start = std::time::Instant::now();
+    while subscriber.checkpoint() < 2 && start.elapsed() < Duration::from_secs(10) {
         subscriber.poll(&mut beds, 1, Duration::from_secs(1)).await.unwrap();
     }
+    assert_eq!(subscriber.checkpoint(), 2);
     // Nothing more to read: the poll that finds nothing writes what was applied.
     assert_eq!(
         subscriber.poll(&mut beds, 10, Duration::from_millis(50)).await.unwrap(),
@@ -406,9 +408,11 @@ async fn progress_is_on_disk_once_the_consumer_is_idle_and_after_a_graceful_stop
         .execute::<Provider>(id, &adjust(1), &meta(None), None)
         .await
         .unwrap();
-    while subscriber.checkpoint() < 3 {
+    let start = std::time::Instant::now();
+    while subscriber.checkpoint() < 3 && start.elapsed() < Duration::from_secs(10) {
         subscriber.poll(&mut beds, 1, Duration::from_secs(1)).await.unwrap();
     }
+    assert_eq!(subscriber.checkpoint(), 3);
     subscriber.persist(&mut beds).unwrap(); // a graceful stop
     drop(subscriber);
     let subscriber = Subscriber::open(&store, "beds", &[]).await.unwrap();
