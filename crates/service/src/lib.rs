@@ -8,6 +8,7 @@ pub mod auth;
 pub mod buckets;
 pub mod clock;
 pub mod convert;
+pub mod handler;
 pub mod idempotency;
 pub mod identity;
 pub mod lease;

@@ -653,6 +653,19 @@ impl Context {
         Ok(vault)
     }
 
+    /// What a sealing service's handlers share (`crate::handler::Shell`):
+    /// the store, the clock, the idempotency records, the sealed-data store
+    /// and its read log.
+    pub async fn shell(&self) -> anyhow::Result<crate::handler::Shell> {
+        Ok(crate::handler::Shell {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            keys: self.key_book().await?,
+            vault: self.vault().await?,
+            reads: self.read_log().await?,
+        })
+    }
+
     /// The read log of sealed items (`<stream>_READS`, replicated like the
     /// stream; `crate::reads`).
     pub async fn read_log(&self) -> anyhow::Result<crate::reads::ReadLog> {

@@ -257,14 +257,14 @@ pub async fn erase_if_unwritten<A>(
 /// retried request (same key) leaves no stray key, and erases what its
 /// first attempt's commit replaced, in case that attempt stopped before.
 pub async fn set_standing(
-    store: &refer_eventstore::EventStore,
-    vault: &Vault,
+    shell: &crate::handler::Shell,
     owner: refer_domain::standing::Owner,
     text: &str,
     purpose: &str,
     meta: &refer_domain::CommandMeta,
 ) -> Result<(), Status> {
     use refer_domain::standing::{Standing, StandingCommand};
+    let (store, vault) = (&shell.store, &shell.vault);
     let sealed = seal(vault, "standing", text, purpose).await?;
     let command = StandingCommand::Set {
         owner,

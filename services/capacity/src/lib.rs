@@ -8,15 +8,13 @@ mod sites;
 pub mod views;
 
 use board::Referrals;
-use refer_domain::{CommandMeta, IdempotencyKey};
-use refer_eventstore::EventStore;
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_server::{Capacity, CapacityServer};
-use refer_service::idempotency::KeyBook;
+use refer_service::handler::Shell;
 use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
-use refer_service::{Role, SharedClock};
+use refer_service::Role;
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name (for health checks).
@@ -39,36 +37,19 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 #[derive(Clone)]
 pub struct CapacityService {
-    store: EventStore,
-    clock: SharedClock,
+    shell: Shell,
     board: ReadModel<Referrals>,
-    keys: KeyBook,
-    vault: refer_sealed::Vault,
-    reads: refer_service::reads::ReadLog,
 }
 
 /// Opens the referral board, keeps it current, and serves the handlers
 /// behind authentication, with the request size capped.
 async fn start(context: Context) -> anyhow::Result<Started> {
-    let vault = context.vault().await?;
+    let shell = context.shell().await?;
     let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[]).await?;
     context.ready_when(board.caught_up());
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
-    let service = CapacityService {
-        store: context.store.clone(),
-        clock: context.clock.clone(),
-        board,
-        keys: context.key_book().await?,
-        vault,
-        reads: context.read_log().await?,
-    };
+    let service = CapacityService { shell, board };
     Ok(context.serve(CapacityServer::new(service), vec![task]))
-}
-
-impl CapacityService {
-    fn meta<T>(&self, request: &Request<T>, key: IdempotencyKey) -> CommandMeta {
-        refer_service::server::command_meta(request, self.clock.as_ref(), key)
-    }
 }
 
 type Watch = WatchStream<pb::Referral>;
@@ -160,8 +141,6 @@ impl Capacity for CapacityService {
         &self,
         request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
     ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
-        let who = refer_service::caller(&request)?;
-        let r = request.get_ref();
-        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
+        self.shell.list_sealed_reads(request).await
     }
 }

@@ -11,7 +11,7 @@ use refer_domain::standing::{Owner, Standing};
 use refer_domain::DomainError;
 use refer_eventstore::{always, Executed, Outcome, StoreError};
 use refer_proto::capacity::v1 as pb;
-use refer_service::convert::{self as cv, id};
+use refer_service::convert::id;
 use refer_service::reads::{About, ItemKind, Trail};
 use refer_service::sealing::{self, purpose, HandoffText, Opened};
 use refer_service::watch::WatchStream;
@@ -43,7 +43,7 @@ pub async fn list(
     })
     .await?;
     // One record for every sealed item the page opened, before it leaves.
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(pb::ListReferralsResponse {
         referrals: views,
         next_page_token,
@@ -105,7 +105,7 @@ pub async fn get(
         .ok_or_else(|| Status::not_found("no such referral at this provider"))?;
     let mut trail = Trail::new(&who);
     let view = full_view(service, &referral, None, site_org(&site), &mut trail).await?;
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(view))
 }
 
@@ -169,23 +169,29 @@ async fn full_view_with(
                     of: agency.as_uuid(),
                     owner: agency,
                 };
-                let opened = sealing::open(&service.vault, &contact, &purpose::agency_contact(agency), trail, about)
-                    .await?
-                    .text()
-                    .unwrap_or_default();
+                let opened = sealing::open(
+                    &service.shell.vault,
+                    &contact,
+                    &purpose::agency_contact(agency),
+                    trail,
+                    about,
+                )
+                .await?
+                .text()
+                .unwrap_or_default();
                 contacts.insert(agency, opened.clone());
                 opened
             }
         };
     }
-    let now = service.clock.now();
+    let now = service.shell.clock.now();
     if let (Some(agency), Some((consent, note))) = (agency, note.filter(|(consent, _)| consent.until > now)) {
         let about = About {
             kind: ItemKind::Note,
             of: need.as_uuid(),
             owner: agency,
         };
-        shared.note = sealing::open(&service.vault, &note, &purpose::note(need), trail, about)
+        shared.note = sealing::open(&service.shell.vault, &note, &purpose::note(need), trail, about)
             .await?
             .text()
             .unwrap_or_default();
@@ -194,7 +200,7 @@ async fn full_view_with(
         }
     }
     if let Some(handoff) = handoff {
-        if let Opened::Text(given) = sealing::open_handoff(&service.vault, need, owner, &handoff, trail).await? {
+        if let Opened::Text(given) = sealing::open_handoff(&service.shell.vault, need, owner, &handoff, trail).await? {
             shared.instructions = given.instructions;
         }
     }
@@ -215,11 +221,7 @@ impl CapacityService {
         Ok(match given {
             Some(text) => text.to_owned(),
             None => {
-                let standing = self
-                    .store
-                    .load::<Standing>(Owner::Site(site).id())
-                    .await
-                    .map_err(store_status)?;
+                let standing = self.shell.load::<Standing>(Owner::Site(site).id()).await?;
                 let about = About {
                     kind: ItemKind::SiteHandoff,
                     of: site.as_uuid(),
@@ -229,7 +231,8 @@ impl CapacityService {
                     // Copied into the hand-off, also on an admin's acceptance
                     // (who is not shown it).
                     Some(sealed) => {
-                        sealing::open_to_copy(&self.vault, sealed, &purpose::site_default(site), trail, about).await?
+                        sealing::open_to_copy(&self.shell.vault, sealed, &purpose::site_default(site), trail, about)
+                            .await?
                     }
                     None => Opened::Erased,
                 };
@@ -280,13 +283,13 @@ async fn answer<T: prost::Message>(
     key: &str,
     decision: Answer,
 ) -> Result<pb::Referral, Status> {
-    let who = caller(request)?;
-    let key = cv::idempotency_key(key)?;
-    let (pid, state, _) = service.owned(&who, provider).await?;
+    let call = service.shell.command(request, key)?;
+    let who = &call.who;
+    let (pid, state, _) = service.owned(who, provider).await?;
     let hold = HoldId::from_uuid(id(referral, "referral_id")?);
     let site = ProviderId::from_uuid(pid);
     let owner = site_org(&state);
-    let mut trail = Trail::new(&who);
+    let mut trail = Trail::new(who);
     // Checked before the key is bound: a refusal here leaves the key unused.
     let instructions = match &decision {
         Answer::Accept { handoff } => Some(
@@ -296,7 +299,8 @@ async fn answer<T: prost::Message>(
         ),
         Answer::Decline(_) => None,
     };
-    service.keys.bind(&who, &key, request.get_ref()).await?;
+    let meta = call.bind().await?;
+    let key = call.key().clone();
     let known = service.board.read().referrals.get(&hold).cloned();
     // The hold names the need while pending; afterwards the board still
     // knows it, so a retried answer finds its idempotency record.
@@ -306,7 +310,6 @@ async fn answer<T: prost::Message>(
         _ => return Err(Status::not_found("no such referral at this provider")),
     };
     let by = Target::Provider(site);
-    let meta = service.meta(request, key.clone());
     let (answer, status, sealed) = match (decision, instructions) {
         (Answer::Accept { .. }, Some(instructions)) => {
             // Sealed for the agency with the site's display name, before the
@@ -315,7 +318,7 @@ async fn answer<T: prost::Message>(
                 site_name: state.profile.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                 instructions,
             };
-            let sealed = sealing::seal_handoff(&service.vault, need, &handoff).await?;
+            let sealed = sealing::seal_handoff(&service.shell.vault, need, &handoff).await?;
             (
                 decision::Answer::Accept {
                     handoff: Some(sealed.clone()),
@@ -336,7 +339,7 @@ async fn answer<T: prost::Message>(
         answer,
         key,
     };
-    let store = &service.store;
+    let store = &service.shell.store;
     let answered = store
         .decide(&answering, meta.occurred_at, &|_| meta.clone(), &always)
         .await
@@ -346,7 +349,7 @@ async fn answer<T: prost::Message>(
                 .expect("an answer touches its need")
         });
     // A retry, or a refusal: this hand-off was never recorded.
-    sealing::erase_if_unwritten(&service.vault, sealed.as_ref(), &answered).await?;
+    sealing::erase_if_unwritten(&service.shell.vault, sealed.as_ref(), &answered).await?;
     let answered: Executed<Need> = match answered {
         Ok(done) => done,
         Err(StoreError::Domain(DomainError::InvalidTransition { from, .. })) => {
@@ -378,6 +381,6 @@ async fn answer<T: prost::Message>(
     // The board may not have folded the hand-off in yet.
     let fresh = sealed.filter(|_| answered.outcome == Outcome::Applied);
     let view = full_view(service, &view, fresh.as_ref(), owner, &mut trail).await?;
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(view)
 }

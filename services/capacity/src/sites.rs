@@ -8,7 +8,7 @@ use refer_domain::standing::Owner;
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
 use refer_service::sealing;
-use refer_service::{caller, invalid, page, store_status, Principal};
+use refer_service::{caller, invalid, page, Principal};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ impl CapacityService {
     /// another organisation, in the same words.
     pub(crate) async fn owned(&self, who: &Principal, provider: &str) -> Result<(Uuid, Provider, u64), Status> {
         let id = id(provider, "provider_id")?;
-        let loaded = self.store.load::<Provider>(id).await.map_err(store_status)?;
+        let loaded = self.shell.load::<Provider>(id).await?;
         who.sees(loaded.state.profile.as_ref().map(|p| p.org), "provider")?;
         Ok((id, loaded.state, loaded.version))
     }
@@ -31,15 +31,10 @@ impl CapacityService {
         command: ProviderCommand,
         expected: Option<u64>,
     ) -> Result<Response<pb::Provider>, Status> {
-        let who = caller(request)?;
-        let key = cv::idempotency_key(key)?;
-        let (id, _, _) = self.owned(&who, provider).await?;
-        self.keys.bind(&who, &key, request.get_ref()).await?;
-        let done = self
-            .store
-            .execute::<Provider>(id, &command, &self.meta(request, key), expected)
-            .await
-            .map_err(store_status)?;
+        let call = self.shell.command(request, key)?;
+        let (id, _, _) = self.owned(&call.who, provider).await?;
+        let meta = call.bind().await?;
+        let done = self.shell.execute::<Provider>(id, &command, &meta, expected).await?;
         Ok(Response::new(provider_view(id, &done.state, done.version)))
     }
 }
@@ -48,25 +43,19 @@ pub async fn register(
     service: &CapacityService,
     request: Request<pb::RegisterProviderRequest>,
 ) -> Result<Response<pb::Provider>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
     let provider = id(&r.provider_id, "provider_id")?;
-    let profile = profile(&who, r.spec.as_ref())?;
-    service.keys.bind(&who, &key, r).await?;
+    let profile = profile(&call.who, r.spec.as_ref())?;
+    let meta = call.bind().await?;
+    let register = ProviderCommand::Register(Box::new(profile));
     let done = service
-        .store
-        .execute::<Provider>(
-            provider,
-            &ProviderCommand::Register(Box::new(profile)),
-            &service.meta(&request, key),
-            None,
-        )
-        .await
-        .map_err(store_status)?;
+        .shell
+        .execute::<Provider>(provider, &register, &meta, None)
+        .await?;
     // A retried registration answers with the stored site: still only to its owner.
     match &done.state.profile {
-        Some(p) if who.acts_for(p.org) => Ok(Response::new(provider_view(provider, &done.state, done.version))),
+        Some(p) if call.who.acts_for(p.org) => Ok(Response::new(provider_view(provider, &done.state, done.version))),
         _ => Err(Status::already_exists("provider_id is taken")),
     }
 }
@@ -92,11 +81,7 @@ pub async fn list(
     let (ids, next_page_token) = page::cut(ids, size, |p| *p);
     let mut providers = Vec::new();
     for p in ids {
-        let loaded = service
-            .store
-            .load::<Provider>(p.as_uuid())
-            .await
-            .map_err(store_status)?;
+        let loaded = service.shell.load::<Provider>(p.as_uuid()).await?;
         providers.push(provider_view(p.as_uuid(), &loaded.state, loaded.version));
     }
     Ok(Response::new(pb::ListProvidersResponse {
@@ -186,22 +171,15 @@ pub async fn set_handoff(
     service: &CapacityService,
     request: Request<pb::SetSiteHandoffRequest>,
 ) -> Result<Response<pb::SiteHandoff>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
-    let (id, _, _) = service.owned(&who, &r.provider_id).await?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let (id, _, _) = service.owned(&call.who, &r.provider_id).await?;
     let instructions = sealing::text(&r.instructions, "instructions")?;
-    service.keys.bind(&who, &key, r).await?;
+    let meta = call.bind().await?;
     let site = ProviderId::from_uuid(id);
-    sealing::set_standing(
-        &service.store,
-        &service.vault,
-        Owner::Site(site),
-        &instructions,
-        &sealing::purpose::site_default(site),
-        &service.meta(&request, key),
-    )
-    .await?;
+    let purpose = sealing::purpose::site_default(site);
+    sealing::set_standing(&service.shell, Owner::Site(site), &instructions, &purpose, &meta).await?;
+    let who = call.who;
     Ok(Response::new(pb::SiteHandoff {
         provider_id: cv::id_pb(id),
         // An admin may set it, never be shown it.

@@ -3,13 +3,13 @@
 
 use crate::html::{self, checkboxes, csrf, esc, notice, page, problem, select, time};
 use crate::i18n::{Lang, T};
+use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
 use crate::{check_csrf, form, html as respond, Console, Filled};
 use crate::{As, ForIntake};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,9 +21,7 @@ use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
     Router::new()
-        .route("/intake", get(list))
-        .route("/intake/fragment", get(fragment))
-        .route("/intake/events", get(events))
+        .merge(live::routes::<Placements>())
         .route("/intake/new", get(new_form).post(request))
         .route("/intake/needs/{need}/{action}", post(need_action))
 }
@@ -175,56 +173,51 @@ async fn latest(c: &Console, s: &Session) -> Result<Vec<ik::Placement>, tonic::S
         .placements)
 }
 
-async fn list(State(c): State<Console>, As(s, _): As<ForIntake>, RawQuery(query): RawQuery) -> Response {
-    let mut body = String::new();
-    if query.as_deref() == Some("requested=1") {
-        body += &notice(T::Requested.get(s.lang));
-    }
-    let _ = write!(
-        body,
-        "<p><a class=\"button\" href=\"/intake/new\">{}</a></p>",
-        T::NewPlacement.get(s.lang)
-    );
-    let inner = match latest(&c, &s).await {
-        Ok(placements) => placements_html(&s, &placements),
-        Err(status) => problem(s.lang, "intake", &status),
-    };
-    let _ = write!(
-        body,
-        "<section id=\"live\" aria-live=\"polite\" data-live=\"/intake/events\" data-fragment=\"/intake/fragment\">{inner}</section>"
-    );
-    respond(page(s.lang, T::Placements.get(s.lang), Some(&s), &body)).into_response()
-}
+/// The agency's placements, each need's status live.
+pub(crate) struct Placements;
 
-async fn fragment(State(c): State<Console>, As(s, _): As<ForIntake>) -> Response {
-    match latest(&c, &s).await {
-        Ok(placements) => respond(placements_html(&s, &placements)).into_response(),
-        Err(status) => respond(problem(s.lang, "intake", &status)).into_response(),
-    }
-}
+impl Live for Placements {
+    type Role = ForIntake;
+    type Data = Vec<ik::Placement>;
+    const PATH: &'static str = "/intake";
+    const SERVICE: &'static str = "intake";
+    const TITLE: T = T::Placements;
 
-/// Server-sent events: one `change` per need change of the listed
-/// placements (the page then fetches its fragment again).
-async fn events(State(c): State<Console>, As(s, _): As<ForIntake>) -> Response {
-    let placements = latest(&c, &s).await.unwrap_or_default();
-    let mut watches = Vec::new();
-    for p in placements {
-        let watch = ik::WatchPlacementRequest {
-            placement_id: p.placement_id,
-            after_position: p.needs.iter().map(|n| n.position).max().unwrap_or(0),
-        };
-        if let Ok(stream) = c.intake_client().watch_placement(authed(&s.token, watch)).await {
-            watches.push(stream.into_inner().boxed());
+    async fn load(c: &Console, s: &Session) -> Result<Self::Data, tonic::Status> {
+        latest(c, s).await
+    }
+
+    fn show(s: &Session, placements: &Self::Data) -> String {
+        placements_html(s, placements)
+    }
+
+    /// One change per need change of the listed placements.
+    async fn watch(c: &Console, s: &Session, placements: Self::Data) -> Changes {
+        let mut watches: Changes = Vec::new();
+        for p in placements {
+            let watch = ik::WatchPlacementRequest {
+                placement_id: p.placement_id,
+                after_position: p.needs.iter().map(|n| n.position).max().unwrap_or(0),
+            };
+            if let Ok(stream) = c.intake_client().watch_placement(authed(&s.token, watch)).await {
+                watches.push(stream.into_inner().map(|u| u.map(|u| u.need_id)).boxed());
+            }
         }
+        watches
     }
-    let changes = futures::stream::select_all(watches).map(|update| {
-        Ok::<_, std::convert::Infallible>(
-            Event::default()
-                .event("change")
-                .data(update.map_or_else(|_| "lost".to_owned(), |u| u.need_id)),
-        )
-    });
-    Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
+
+    fn head(s: &Session, query: Option<&str>) -> String {
+        let mut head = String::new();
+        if query == Some("requested=1") {
+            head += &notice(T::Requested.get(s.lang));
+        }
+        let _ = write!(
+            head,
+            "<p><a class=\"button\" href=\"/intake/new\">{}</a></p>",
+            T::NewPlacement.get(s.lang)
+        );
+        head
+    }
 }
 
 fn people_count(query: Option<&str>, filled: &Filled) -> usize {
@@ -469,40 +462,33 @@ async fn need_action(
     Path((need, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = check_csrf(&s, &form(&body)) {
-        return refusal;
-    }
     // One key per need and action: a double tap acts once.
     let key = format!("console-{action}-{}", need.chars().take(40).collect::<String>());
     let mut client = c.intake_client();
-    let done = match action.as_str() {
-        "cancel" => client
-            .cancel_need(authed(
-                &s.token,
-                ik::CancelNeedRequest {
-                    idempotency_key: key,
-                    need_id: need,
-                },
-            ))
-            .await
-            .map(|_| ()),
-        "fulfil" => client
-            .fulfil_need(authed(
-                &s.token,
-                ik::FulfilNeedRequest {
-                    idempotency_key: key,
-                    need_id: need,
-                },
-            ))
-            .await
-            .map(|_| ()),
-        _ => return crate::refused(s.lang, Some(&s)),
+    let act = async {
+        Some(match action.as_str() {
+            "cancel" => client
+                .cancel_need(authed(
+                    &s.token,
+                    ik::CancelNeedRequest {
+                        idempotency_key: key,
+                        need_id: need,
+                    },
+                ))
+                .await
+                .map(|_| ()),
+            "fulfil" => client
+                .fulfil_need(authed(
+                    &s.token,
+                    ik::FulfilNeedRequest {
+                        idempotency_key: key,
+                        need_id: need,
+                    },
+                ))
+                .await
+                .map(|_| ()),
+            _ => return None,
+        })
     };
-    match done {
-        Ok(()) => Redirect::to("/intake").into_response(),
-        Err(status) => {
-            let body = problem(s.lang, "intake", &status);
-            respond(page(s.lang, T::Placements.get(s.lang), Some(&s), &body)).into_response()
-        }
-    }
+    live::action::<Placements, _>(&s, &form(&body), act).await
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod html;
 pub mod i18n;
 mod intake;
+mod live;
 mod places;
 mod provider;
 pub mod session;

@@ -3,16 +3,16 @@
 //! and decline (with a coded reason), suspend and resume; what the agency
 //! shared once accepted.
 
-use crate::html::{csrf, esc, page, problem, time};
+use crate::html::{csrf, esc, time};
 use crate::i18n::{Lang, T};
+use crate::live::{self, Changes, Live};
 use crate::session::{random_id, Session};
-use crate::{check_csrf, field, form, html as respond, Console};
+use crate::{field, form, Console};
 use crate::{As, ForProvider};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::response::Response;
+use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
 use refer_proto::capacity::v1 as cap;
@@ -22,9 +22,7 @@ use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
     Router::new()
-        .route("/provider", get(sites))
-        .route("/provider/fragment", get(fragment))
-        .route("/provider/events", get(events))
+        .merge(live::routes::<Sites>())
         .route("/provider/sites/{site}/capacity", post(capacity))
         .route("/provider/sites/{site}/{action}", post(site_action))
         .route("/provider/sites/{site}/referrals/{referral}/{answer}", post(answer))
@@ -229,52 +227,37 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
     out
 }
 
-async fn sites(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
-    let inner = match load(&c, &s).await {
-        Ok(sites) => sites_html(&s, &sites),
-        Err(status) => problem(s.lang, "capacity", &status),
-    };
-    let body = format!(
-        "<section id=\"live\" aria-live=\"polite\" data-live=\"/provider/events\" data-fragment=\"/provider/fragment\">{inner}</section>"
-    );
-    respond(page(s.lang, T::Sites.get(s.lang), Some(&s), &body)).into_response()
-}
+/// The caller's sites and their referrals, live.
+pub(crate) struct Sites;
 
-async fn fragment(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
-    match load(&c, &s).await {
-        Ok(sites) => respond(sites_html(&s, &sites)).into_response(),
-        Err(status) => respond(problem(s.lang, "capacity", &status)).into_response(),
+impl Live for Sites {
+    type Role = ForProvider;
+    type Data = Vec<(cap::Provider, Vec<cap::Referral>)>;
+    const PATH: &'static str = "/provider";
+    const SERVICE: &'static str = "capacity";
+    const TITLE: T = T::Sites;
+
+    async fn load(c: &Console, s: &Session) -> Result<Self::Data, tonic::Status> {
+        load(c, s).await
     }
-}
 
-/// Server-sent events: one `change` per referral change at the caller's sites.
-async fn events(State(c): State<Console>, As(s, _): As<ForProvider>) -> Response {
-    let sites = load(&c, &s).await.unwrap_or_default();
-    let mut watches = Vec::new();
-    for (site, referrals) in sites {
-        let watch = cap::WatchReferralsRequest {
-            provider_id: site.provider_id,
-            after_position: referrals.iter().map(|r| r.position).max().unwrap_or(0),
-        };
-        if let Ok(stream) = c.capacity_client().watch_referrals(authed(&s.token, watch)).await {
-            watches.push(stream.into_inner().boxed());
-        }
+    fn show(s: &Session, sites: &Self::Data) -> String {
+        sites_html(s, sites)
     }
-    let changes = futures::stream::select_all(watches).map(|r| {
-        let id = r.map_or_else(|_| "lost".to_owned(), |r| r.referral_id);
-        Ok::<_, std::convert::Infallible>(Event::default().event("change").data(id))
-    });
-    Sse::new(changes).keep_alive(KeepAlive::default()).into_response()
-}
 
-/// After a change: back to the page, or the service's answer in words.
-fn after(s: &Session, done: Result<(), tonic::Status>) -> Response {
-    match done {
-        Ok(()) => Redirect::to("/provider").into_response(),
-        Err(status) => {
-            let body = problem(s.lang, "capacity", &status);
-            respond(page(s.lang, T::Sites.get(s.lang), Some(s), &body)).into_response()
+    /// One change per referral change at the caller's sites.
+    async fn watch(c: &Console, s: &Session, sites: Self::Data) -> Changes {
+        let mut watches: Changes = Vec::new();
+        for (site, referrals) in sites {
+            let watch = cap::WatchReferralsRequest {
+                provider_id: site.provider_id,
+                after_position: referrals.iter().map(|r| r.position).max().unwrap_or(0),
+            };
+            if let Ok(stream) = c.capacity_client().watch_referrals(authed(&s.token, watch)).await {
+                watches.push(stream.into_inner().map(|r| r.map(|r| r.referral_id)).boxed());
+            }
         }
+        watches
     }
 }
 
@@ -285,35 +268,36 @@ async fn capacity(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(refusal) = check_csrf(&s, &f) {
-        return refusal;
-    }
     let service: i32 = field(&f, "service").parse().unwrap_or(0);
     let key = random_id()[..32].to_owned();
     let mut client = c.capacity_client();
-    let done = match (field(&f, "delta").parse::<i32>(), field(&f, "set").parse::<u32>()) {
-        (Ok(delta), _) => {
-            let r = cap::AdjustCapacityRequest {
-                idempotency_key: key,
-                provider_id: site,
-                service,
-                delta,
-            };
-            client.adjust_capacity(authed(&s.token, r)).await.map(|_| ())
-        }
-        (_, Ok(declared)) => {
-            let r = cap::SetCapacityRequest {
-                idempotency_key: key,
-                provider_id: site,
-                service,
-                declared,
-                expected_version: None,
-            };
-            client.set_capacity(authed(&s.token, r)).await.map(|_| ())
-        }
-        _ => Err(tonic::Status::invalid_argument("invalid declared: a number of units")),
+    let act = async {
+        Some(
+            match (field(&f, "delta").parse::<i32>(), field(&f, "set").parse::<u32>()) {
+                (Ok(delta), _) => {
+                    let r = cap::AdjustCapacityRequest {
+                        idempotency_key: key,
+                        provider_id: site,
+                        service,
+                        delta,
+                    };
+                    client.adjust_capacity(authed(&s.token, r)).await.map(|_| ())
+                }
+                (_, Ok(declared)) => {
+                    let r = cap::SetCapacityRequest {
+                        idempotency_key: key,
+                        provider_id: site,
+                        service,
+                        declared,
+                        expected_version: None,
+                    };
+                    client.set_capacity(authed(&s.token, r)).await.map(|_| ())
+                }
+                _ => Err(tonic::Status::invalid_argument("invalid declared: a number of units")),
+            },
+        )
     };
-    after(&s, done)
+    live::action::<Sites, _>(&s, &f, act).await
 }
 
 async fn site_action(
@@ -322,35 +306,34 @@ async fn site_action(
     Path((site, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = check_csrf(&s, &form(&body)) {
-        return refusal;
-    }
     let key = random_id()[..32].to_owned();
     let mut client = c.capacity_client();
-    let done = match action.as_str() {
-        "suspend" => client
-            .suspend_provider(authed(
-                &s.token,
-                cap::SuspendProviderRequest {
-                    idempotency_key: key,
-                    provider_id: site,
-                },
-            ))
-            .await
-            .map(|_| ()),
-        "resume" => client
-            .resume_provider(authed(
-                &s.token,
-                cap::ResumeProviderRequest {
-                    idempotency_key: key,
-                    provider_id: site,
-                },
-            ))
-            .await
-            .map(|_| ()),
-        _ => return crate::refused(s.lang, Some(&s)),
+    let act = async {
+        Some(match action.as_str() {
+            "suspend" => client
+                .suspend_provider(authed(
+                    &s.token,
+                    cap::SuspendProviderRequest {
+                        idempotency_key: key,
+                        provider_id: site,
+                    },
+                ))
+                .await
+                .map(|_| ()),
+            "resume" => client
+                .resume_provider(authed(
+                    &s.token,
+                    cap::ResumeProviderRequest {
+                        idempotency_key: key,
+                        provider_id: site,
+                    },
+                ))
+                .await
+                .map(|_| ()),
+            _ => return None,
+        })
     };
-    after(&s, done)
+    live::action::<Sites, _>(&s, &form(&body), act).await
 }
 
 async fn answer(
@@ -360,38 +343,37 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(refusal) = check_csrf(&s, &f) {
-        return refusal;
-    }
     // One key per referral and answer: a double tap answers once.
     let key = format!("console-{answer}-{}", referral.chars().take(40).collect::<String>());
     let mut client = c.capacity_client();
-    let done = match answer.as_str() {
-        "accept" => {
-            let r = cap::AcceptReferralRequest {
-                idempotency_key: key,
-                provider_id: site,
-                referral_id: referral,
-                handoff: field(&f, "handoff").trim().to_owned(),
-            };
-            client.accept_referral(authed(&s.token, r)).await.map(|_| ())
-        }
-        "decline" => {
-            let reason = match field(&f, "reason") {
-                "no_capacity" => cap::DeclineReason::NoCapacity,
-                "not_eligible" => cap::DeclineReason::NotEligible,
-                "safety_concern" => cap::DeclineReason::SafetyConcern,
-                _ => cap::DeclineReason::Other,
-            };
-            let r = cap::DeclineReferralRequest {
-                idempotency_key: key,
-                provider_id: site,
-                referral_id: referral,
-                reason: reason as i32,
-            };
-            client.decline_referral(authed(&s.token, r)).await.map(|_| ())
-        }
-        _ => return crate::refused(s.lang, Some(&s)),
+    let act = async {
+        Some(match answer.as_str() {
+            "accept" => {
+                let r = cap::AcceptReferralRequest {
+                    idempotency_key: key,
+                    provider_id: site,
+                    referral_id: referral,
+                    handoff: field(&f, "handoff").trim().to_owned(),
+                };
+                client.accept_referral(authed(&s.token, r)).await.map(|_| ())
+            }
+            "decline" => {
+                let reason = match field(&f, "reason") {
+                    "no_capacity" => cap::DeclineReason::NoCapacity,
+                    "not_eligible" => cap::DeclineReason::NotEligible,
+                    "safety_concern" => cap::DeclineReason::SafetyConcern,
+                    _ => cap::DeclineReason::Other,
+                };
+                let r = cap::DeclineReferralRequest {
+                    idempotency_key: key,
+                    provider_id: site,
+                    referral_id: referral,
+                    reason: reason as i32,
+                };
+                client.decline_referral(authed(&s.token, r)).await.map(|_| ())
+            }
+            _ => return None,
+        })
     };
-    after(&s, done)
+    live::action::<Sites, _>(&s, &form(&body), act).await
 }

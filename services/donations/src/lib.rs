@@ -9,15 +9,14 @@ pub mod views;
 use board::{Donations as Board, Entry};
 use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::ids::DonationId;
-use refer_eventstore::EventStore;
 use refer_proto::donations::v1 as pb;
 use refer_proto::donations::v1::donations_server::{Donations, DonationsServer};
-use refer_service::convert::{self as cv, id};
-use refer_service::idempotency::KeyBook;
+use refer_service::convert::id;
+use refer_service::handler::Shell;
 use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
-use refer_service::{caller, page, store_status, Principal, Role, SharedClock};
+use refer_service::{caller, page, sealing, Principal, Role};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use views::{donation_view, offer};
@@ -40,17 +39,13 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 #[derive(Clone)]
 pub struct DonationsService {
-    store: EventStore,
-    clock: SharedClock,
+    shell: Shell,
     board: ReadModel<Board>,
-    keys: KeyBook,
-    vault: refer_sealed::Vault,
-    reads: refer_service::reads::ReadLog,
 }
 
 /// Opens the board, keeps it current, serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
-    let vault = context.vault().await?;
+    let shell = context.shell().await?;
     let filter = context
         .store
         .settings()
@@ -58,14 +53,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let (board, subscriber) = ReadModel::open(&context.store, &context.consumer(CONSUMER), &[filter]).await?;
     context.ready_when(board.caught_up());
     let task = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
-    let service = DonationsService {
-        store: context.store.clone(),
-        clock: context.clock.clone(),
-        board,
-        keys: context.key_book().await?,
-        vault,
-        reads: context.read_log().await?,
-    };
+    let service = DonationsService { shell, board };
     Ok(context.serve(DonationsServer::new(service), vec![task]))
 }
 
@@ -80,7 +68,7 @@ impl DonationsService {
     /// business's, in the same words.
     async fn owned(&self, who: &Principal, donation: &str) -> Result<(Uuid, Donation, u64), Status> {
         let id = id(donation, "donation_id")?;
-        let loaded = self.store.load::<Donation>(id).await.map_err(store_status)?;
+        let loaded = self.shell.load::<Donation>(id).await?;
         who.sees(loaded.state.offer.as_ref().map(|o| o.org), "donation")?;
         Ok((id, loaded.state, loaded.version))
     }
@@ -102,22 +90,16 @@ impl Donations for DonationsService {
         &self,
         request: Request<pb::SetDonationHandoffRequest>,
     ) -> Result<Response<pb::DonationHandoff>, Status> {
-        let who = caller(&request)?;
         let r = request.get_ref();
-        let key = cv::idempotency_key(&r.idempotency_key)?;
-        let (id, _, _) = self.owned(&who, &r.donation_id).await?;
-        let instructions = refer_service::sealing::text(&r.instructions, "instructions")?;
-        self.keys.bind(&who, &key, r).await?;
+        let call = self.shell.command(&request, &r.idempotency_key)?;
+        let (id, _, _) = self.owned(&call.who, &r.donation_id).await?;
+        let instructions = sealing::text(&r.instructions, "instructions")?;
+        let meta = call.bind().await?;
         let donation = DonationId::from_uuid(id);
-        refer_service::sealing::set_standing(
-            &self.store,
-            &self.vault,
-            refer_domain::standing::Owner::Donation(donation),
-            &instructions,
-            &refer_service::sealing::purpose::donation(donation),
-            &refer_service::server::command_meta(&request, self.clock.as_ref(), key),
-        )
-        .await?;
+        let owner = refer_domain::standing::Owner::Donation(donation);
+        let purpose = sealing::purpose::donation(donation);
+        sealing::set_standing(&self.shell, owner, &instructions, &purpose, &meta).await?;
+        let who = call.who;
         Ok(Response::new(pb::DonationHandoff {
             donation_id: refer_service::convert::id_pb(id),
             // An admin may set it, never be shown it.
@@ -133,27 +115,21 @@ impl Donations for DonationsService {
         &self,
         request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
     ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
-        let who = caller(&request)?;
-        let r = request.get_ref();
-        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
+        self.shell.list_sealed_reads(request).await
     }
 
     async fn register_donation(
         &self,
         request: Request<pb::RegisterDonationRequest>,
     ) -> Result<Response<pb::Donation>, Status> {
-        let who = caller(&request)?;
         let r = request.get_ref();
-        let key = cv::idempotency_key(&r.idempotency_key)?;
+        let call = self.shell.command(&request, &r.idempotency_key)?;
+        let who = &call.who;
         let donation = id(&r.donation_id, "donation_id")?;
-        let offer = offer(&who, r.spec.as_ref())?;
-        self.keys.bind(&who, &key, r).await?;
-        let meta = refer_service::server::command_meta(&request, self.clock.as_ref(), key);
-        let done = self
-            .store
-            .execute::<Donation>(donation, &DonationCommand::Register(offer), &meta, None)
-            .await
-            .map_err(store_status)?;
+        let offer = offer(who, r.spec.as_ref())?;
+        let meta = call.bind().await?;
+        let register = DonationCommand::Register(offer);
+        let done = self.shell.execute::<Donation>(donation, &register, &meta, None).await?;
         // The business's next list shows the donation.
         self.board.read_your_write(done.version).await;
         match &done.state.offer {
@@ -166,17 +142,12 @@ impl Donations for DonationsService {
         &self,
         request: Request<pb::WithdrawDonationRequest>,
     ) -> Result<Response<pb::Donation>, Status> {
-        let who = caller(&request)?;
         let r = request.get_ref();
-        let key = cv::idempotency_key(&r.idempotency_key)?;
-        let (donation, _, _) = self.owned(&who, &r.donation_id).await?;
-        self.keys.bind(&who, &key, r).await?;
-        let meta = refer_service::server::command_meta(&request, self.clock.as_ref(), key);
-        let done = self
-            .store
-            .execute::<Donation>(donation, &DonationCommand::Withdraw, &meta, None)
-            .await
-            .map_err(store_status)?;
+        let call = self.shell.command(&request, &r.idempotency_key)?;
+        let (donation, _, _) = self.owned(&call.who, &r.donation_id).await?;
+        let meta = call.bind().await?;
+        let withdraw = DonationCommand::Withdraw;
+        let done = self.shell.execute::<Donation>(donation, &withdraw, &meta, None).await?;
         self.board.read_your_write(done.version).await;
         Ok(Response::new(self.view(donation, &done.state, done.version)))
     }

@@ -19,16 +19,14 @@ pub mod views;
 use board::Files;
 use refer_domain::ids::{OrgId, PlacementId, ProviderId};
 use refer_domain::placement::Placement;
-use refer_domain::{CommandMeta, IdempotencyKey};
-use refer_eventstore::EventStore;
 use refer_proto::intake::v1 as pb;
 use refer_proto::intake::v1::intake_server::{Intake, IntakeServer};
 use refer_service::convert::id;
-use refer_service::idempotency::KeyBook;
+use refer_service::handler::Shell;
 use refer_service::read_model::ReadModel;
 use refer_service::runtime::{Context, ServiceSpec, Started};
 use refer_service::watch::WatchStream;
-use refer_service::{Principal, Role, SharedClock};
+use refer_service::{Principal, Role};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
@@ -63,12 +61,8 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 #[derive(Clone)]
 pub struct IntakeService {
-    store: EventStore,
-    clock: SharedClock,
+    shell: Shell,
     board: ReadModel<Files>,
-    keys: KeyBook,
-    vault: refer_sealed::Vault,
-    reads: refer_service::reads::ReadLog,
     /// Each site's organisation (whose its hand-offs are), as read once.
     site_orgs: Arc<Mutex<BTreeMap<ProviderId, OrgId>>>,
     /// Hand-offs given after their placement was forgotten whose keys this
@@ -85,8 +79,7 @@ pub struct IntakeService {
 /// erasure, and serves the handlers behind authentication.
 async fn start(context: Context) -> anyhow::Result<Started> {
     let store = context.store.clone();
-    let vault = context.vault().await?;
-    let keys = context.key_book().await?;
+    let shell = context.shell().await?;
     let stream = store.settings();
     let filters = [
         stream.subjects_of(refer_domain::AggregateKind::Need),
@@ -97,12 +90,8 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let projection = refer_service::runtime::spawn_projection(subscriber, board.projection(), context.shutdown.clone());
     let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let service = IntakeService {
-        store,
-        clock: context.clock.clone(),
+        shell,
         board,
-        keys,
-        vault,
-        reads: context.read_log().await?,
         site_orgs: Default::default(),
         erased_late: Default::default(),
         retention_ms: millis(context.config.retention),
@@ -118,10 +107,6 @@ async fn start(context: Context) -> anyhow::Result<Started> {
 }
 
 impl IntakeService {
-    fn meta<T>(&self, request: &Request<T>, key: IdempotencyKey) -> CommandMeta {
-        refer_service::server::command_meta(request, self.clock.as_ref(), key)
-    }
-
     /// The caller's placement: NOT_FOUND if unknown or another agency's, in
     /// the same words, so the answer does not confirm that the id exists.
     /// (The files first; the stream when they have not folded it in yet.)
@@ -131,8 +116,8 @@ impl IntakeService {
         let found = match known {
             Some(found) => Some(found),
             None => {
-                let loaded = self.store.load::<Placement>(id.as_uuid()).await;
-                Some(loaded.map_err(refer_service::store_status)?.state).filter(|p| p.file.is_some())
+                let loaded = self.shell.load::<Placement>(id.as_uuid()).await?;
+                Some(loaded.state).filter(|p| p.file.is_some())
             }
         };
         who.sees(
@@ -219,8 +204,6 @@ impl Intake for IntakeService {
         &self,
         request: Request<refer_proto::common::v1::ListSealedReadsRequest>,
     ) -> Result<Response<refer_proto::common::v1::ListSealedReadsResponse>, Status> {
-        let who = refer_service::caller(&request)?;
-        let r = request.get_ref();
-        Ok(Response::new(self.reads.list(&who, r.page_size, &r.page_token).await?))
+        self.shell.list_sealed_reads(request).await
     }
 }

@@ -28,7 +28,7 @@ pub struct LegacyRecord {
 
 /// Moves every legacy record into a sealed placement file; returns how many.
 pub async fn sled_records(service: &IntakeService) -> anyhow::Result<usize> {
-    let db = service.store.local().db();
+    let db = service.shell.store.local().db();
     if !db.tree_names().iter().any(|name| name.as_ref() == TREE.as_bytes()) {
         return Ok(0);
     }
@@ -44,7 +44,7 @@ pub async fn sled_records(service: &IntakeService) -> anyhow::Result<usize> {
         let case_reference = match record.case_reference.as_str() {
             "" => None,
             case => Some(
-                sealing::seal(&service.vault, "case", case, &purpose::case_reference(placement))
+                sealing::seal(&service.shell.vault, "case", case, &purpose::case_reference(placement))
                     .await
                     .map_err(|e| anyhow::anyhow!("sealing a migrated case reference: {}", e.message()))?,
             ),
@@ -57,16 +57,17 @@ pub async fn sled_records(service: &IntakeService) -> anyhow::Result<usize> {
             case_reference: case_reference.clone(),
         };
         let meta = CommandMeta {
-            occurred_at: service.clock.now(),
+            occurred_at: service.shell.clock.now(),
             correlation_id: refer_domain::ids::CorrelationId::from_uuid(uuid::Uuid::new_v4()),
             causation_id: None,
             idempotency_key: Some(IdempotencyKey::new("migrated").expect("valid")),
         };
         let done = service
+            .shell
             .store
             .execute::<Placement>(placement.as_uuid(), &PlacementCommand::Record(file), &meta, None)
             .await;
-        sealing::erase_if_unwritten(&service.vault, case_reference.as_ref(), &done)
+        sealing::erase_if_unwritten(&service.shell.vault, case_reference.as_ref(), &done)
             .await
             .map_err(|e| anyhow::anyhow!("erasing a stray key: {}", e.message()))?;
         match done {

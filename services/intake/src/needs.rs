@@ -6,8 +6,7 @@ use crate::IntakeService;
 use refer_domain::ids::NeedId;
 use refer_domain::need::{Need, NeedCommand, NeedStatus};
 use refer_proto::intake::v1 as pb;
-use refer_service::convert::{self as cv, id};
-use refer_service::{caller, store_status};
+use refer_service::convert::id;
 use tonic::{Request, Response, Status};
 
 pub async fn cancel(
@@ -36,19 +35,13 @@ async fn command<T: prost::Message>(
     key: &str,
     command: NeedCommand,
 ) -> Result<pb::NeedUpdate, Status> {
-    let who = caller(request)?;
-    let key = cv::idempotency_key(key)?;
+    let call = service.shell.command(request, key)?;
     let need = id(need, "need_id")?;
-    let loaded = service.store.load::<Need>(need).await.map_err(store_status)?;
+    let loaded = service.shell.load::<Need>(need).await?;
     // Another agency's need answers as an unknown one does.
-    who.sees(loaded.state.request.as_ref().map(|r| r.agency), "need")?;
-    service.keys.bind(&who, &key, request.get_ref()).await?;
-    let meta = service.meta(request, key);
-    let done = service
-        .store
-        .execute::<Need>(need, &command, &meta, None)
-        .await
-        .map_err(store_status)?;
+    call.who.sees(loaded.state.request.as_ref().map(|r| r.agency), "need")?;
+    let meta = call.bind().await?;
+    let done = service.shell.execute::<Need>(need, &command, &meta, None).await?;
     let request = done
         .state
         .request

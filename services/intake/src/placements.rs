@@ -46,7 +46,7 @@ impl IntakeService {
                 "" => None,
                 case => {
                     let purpose = purpose::case_reference(person.request.placement);
-                    match sealing::seal(&self.vault, "case", case, &purpose).await {
+                    match sealing::seal(&self.shell.vault, "case", case, &purpose).await {
                         Ok(case) => Some(case),
                         Err(status) => {
                             // Nothing is written: the keys sealed for the
@@ -54,7 +54,7 @@ impl IntakeService {
                             // once; if the bus refuses that too, they stay
                             // unused (nothing they could open exists).
                             let earlier: Vec<&str> = sealed.iter().flatten().map(|c| c.item.as_str()).collect();
-                            let _ = sealing::erase(&self.vault, earlier).await;
+                            let _ = sealing::erase(&self.shell.vault, earlier).await;
                             return Err(status);
                         }
                     }
@@ -105,6 +105,7 @@ impl IntakeService {
                 .collect(),
         };
         let done = self
+            .shell
             .store
             .decide(&decision, meta.occurred_at, &|_| meta.clone(), &always)
             .await;
@@ -124,7 +125,7 @@ impl IntakeService {
             Err(StoreError::Domain(_)) => sealed.iter().flatten().map(|c| c.item.as_str()).collect(),
             Err(_) => vec![],
         };
-        sealing::erase(&self.vault, unwritten).await?;
+        sealing::erase(&self.shell.vault, unwritten).await?;
         let committed = done.map_err(store_status)?;
         let position = committed.parts.iter().map(|p| p.version).max().unwrap_or(0);
         let mut placements = Vec::with_capacity(people.len());
@@ -150,6 +151,7 @@ impl IntakeService {
     /// for the reader of `trail`.
     async fn donation_handoff(&self, donation: DonationId, trail: &mut Trail) -> Result<Option<pb::Handoff>, Status> {
         let standing = self
+            .shell
             .store
             .load::<Standing>(Owner::Donation(donation).id())
             .await
@@ -158,6 +160,7 @@ impl IntakeService {
             return Ok(None);
         };
         let offer = self
+            .shell
             .store
             .load::<Donation>(donation.as_uuid())
             .await
@@ -171,7 +174,7 @@ impl IntakeService {
             owner: offer.as_ref().map_or(OrgId::from_u128(0), |o| o.org),
         };
         Ok(Some(
-            match sealing::open(&self.vault, &sealed, &purpose::donation(donation), trail, about).await? {
+            match sealing::open(&self.shell.vault, &sealed, &purpose::donation(donation), trail, about).await? {
                 Opened::Text(instructions) => pb::Handoff {
                     given: true,
                     site_name: site_name.to_owned(),
@@ -197,6 +200,7 @@ impl IntakeService {
             return Ok(*org);
         }
         let loaded = self
+            .shell
             .store
             .load::<refer_domain::provider::Provider>(site.as_uuid())
             .await
@@ -217,7 +221,7 @@ impl IntakeService {
         let view = self
             .placement_view_with(id, known, None, &mut Donations::new(), &mut trail)
             .await?;
-        self.reads.record(trail, self.clock.now()).await?;
+        self.shell.reads.record(trail, self.shell.clock.now()).await?;
         Ok(view)
     }
 
@@ -272,7 +276,7 @@ impl IntakeService {
                 of: id.as_uuid(),
                 owner: agency,
             };
-            let opened = sealing::open(&self.vault, sealed, &purpose::case_reference(id), trail, about).await?;
+            let opened = sealing::open(&self.shell.vault, sealed, &purpose::case_reference(id), trail, about).await?;
             view.case_reference = opened.text().unwrap_or_default();
         }
         for ((need, kind), seen) in file.needs.iter().zip(needs) {
@@ -317,7 +321,7 @@ impl IntakeService {
                     Some(Target::Provider(site)) => self.site_org(site).await?,
                     _ => OrgId::from_u128(0),
                 };
-                match sealing::open_handoff(&self.vault, *need, owner, &sealed, trail).await? {
+                match sealing::open_handoff(&self.shell.vault, *need, owner, &sealed, trail).await? {
                     Opened::Text(given) => {
                         handoff.site_name = given.site_name;
                         handoff.instructions = given.instructions;
@@ -334,7 +338,9 @@ impl IntakeService {
                 of: need.as_uuid(),
                 owner: agency,
             };
-            if let Opened::Text(text) = sealing::open(&self.vault, note, &purpose::note(*need), trail, about).await? {
+            if let Opened::Text(text) =
+                sealing::open(&self.shell.vault, note, &purpose::note(*need), trail, about).await?
+            {
                 view.notes.push(pb::Note {
                     need_id: id_pb(need.as_uuid()),
                     consent: Some(crate::views::consent_pb(consent)),
@@ -355,19 +361,18 @@ pub async fn request_one(
     service: &IntakeService,
     request: Request<pb::RequestPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
-    let person = person(r.person.as_ref(), "person", who.org, &key, 0)?;
-    service.keys.bind(&who, &key, r).await?;
-    let meta = service.meta(&request, key.clone());
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let who = &call.who;
+    let person = person(r.person.as_ref(), "person", who.org, call.key(), 0)?;
+    let meta = call.bind().await?;
     let placement = person.request.placement;
     let (mut recorded, position) = service
         .request_people(&meta, who.org, std::slice::from_ref(&person), None)
         .await?;
     let (recorded, fresh) = recorded.pop().expect("one person, one placement");
     service.board.read_your_write(position).await;
-    let mut trail = Trail::new(&who);
+    let mut trail = Trail::new(who);
     let view = service
         .placement_view_with(
             placement,
@@ -377,7 +382,7 @@ pub async fn request_one(
             &mut trail,
         )
         .await?;
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(view))
 }
 
@@ -385,9 +390,9 @@ pub async fn request_group(
     service: &IntakeService,
     request: Request<pb::RequestGroupRequest>,
 ) -> Result<Response<pb::Group>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let (who, key) = (&call.who, call.key());
     if r.people.is_empty() || r.people.len() > MAX_GROUP_SIZE {
         return Err(invalid("people", format!("must hold 1 to {MAX_GROUP_SIZE} people")));
     }
@@ -396,12 +401,11 @@ pub async fn request_group(
         .people
         .iter()
         .enumerate()
-        .map(|(i, p)| person(Some(p), &format!("people[{i}]"), who.org, &key, i))
+        .map(|(i, p)| person(Some(p), &format!("people[{i}]"), who.org, key, i))
         .collect::<Result<_, _>>()?;
     PlacementRequest::one_origin(people.iter().map(|p| &p.request), "people").map_err(|e| cv::domain_invalid("", e))?;
-    service.keys.bind(&who, &key, r).await?;
-    let meta = service.meta(&request, key.clone());
-    let group = group_id(who.org, &key);
+    let meta = call.bind().await?;
+    let group = group_id(who.org, key);
     let membership = GroupMembership {
         group,
         cohesion,
@@ -412,7 +416,7 @@ pub async fn request_group(
         .await?;
     service.board.read_your_write(position).await;
     let mut views = Vec::with_capacity(people.len());
-    let (mut donations, mut trail) = (Donations::new(), Trail::new(&who));
+    let (mut donations, mut trail) = (Donations::new(), Trail::new(who));
     for (person, (recorded, fresh)) in people.iter().zip(files) {
         let placement = person.request.placement;
         views.push(
@@ -427,7 +431,7 @@ pub async fn request_group(
                 .await?,
         );
     }
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(pb::Group {
         group_id: id_pb(group.as_uuid()),
         cohesion: cohesion_pb(cohesion),
@@ -473,7 +477,7 @@ pub async fn list(
     })
     .await?;
     // One record for every sealed item the page opened, before it leaves.
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(pb::ListPlacementsResponse {
         placements,
         next_page_token,

@@ -22,20 +22,13 @@ pub async fn set_contact(
     service: &IntakeService,
     request: Request<pb::SetHandoffContactRequest>,
 ) -> Result<Response<pb::HandoffContact>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
     let contact = sealing::text(&r.contact, "contact")?;
-    service.keys.bind(&who, &key, r).await?;
-    sealing::set_standing(
-        &service.store,
-        &service.vault,
-        Owner::Agency(who.org),
-        &contact,
-        &purpose::agency_contact(who.org),
-        &service.meta(&request, key),
-    )
-    .await?;
+    let meta = call.bind().await?;
+    let agency = call.who.org;
+    let purpose = purpose::agency_contact(agency);
+    sealing::set_standing(&service.shell, Owner::Agency(agency), &contact, &purpose, &meta).await?;
     Ok(Response::new(pb::HandoffContact { contact }))
 }
 
@@ -45,7 +38,7 @@ pub async fn get_contact(
 ) -> Result<Response<pb::HandoffContact>, Status> {
     let who = caller(&request)?;
     let owner = Owner::Agency(who.org);
-    let standing = service.store.load::<Standing>(owner.id()).await.map_err(store_status)?;
+    let standing = service.shell.load::<Standing>(owner.id()).await?;
     let mut trail = Trail::new(&who);
     let about = About {
         kind: ItemKind::AgencyContact,
@@ -54,7 +47,7 @@ pub async fn get_contact(
     };
     let contact = match &standing.state.text {
         Some(sealed) => sealing::open(
-            &service.vault,
+            &service.shell.vault,
             sealed,
             &purpose::agency_contact(who.org),
             &mut trail,
@@ -65,7 +58,7 @@ pub async fn get_contact(
         .unwrap_or_default(),
         None => String::new(),
     };
-    service.reads.record(trail, service.clock.now()).await?;
+    service.shell.reads.record(trail, service.shell.clock.now()).await?;
     Ok(Response::new(pb::HandoffContact { contact }))
 }
 
@@ -92,10 +85,10 @@ pub async fn share_note(
     service: &IntakeService,
     request: Request<pb::ShareNoteRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
-    let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let who = &call.who;
+    let (placement, _, need) = owned_need(service, who, &r.placement_id, &r.need_id).await?;
     let note = sealing::text(&r.note, "note")?;
     let consent = r.consent.as_ref().ok_or_else(|| {
         Status::failed_precondition(
@@ -105,26 +98,26 @@ pub async fn share_note(
     })?;
     let consent = Consent {
         shares: consent.shares.clone(),
-        given_at: service.clock.now(),
+        given_at: service.shell.clock.now(),
         until: cv::timestamp(consent.until_ms, "consent.until_ms")?,
     };
-    service.keys.bind(&who, &key, r).await?;
-    let sealed = sealing::seal(&service.vault, "note", &note, &purpose::note(need)).await?;
+    let meta = call.bind().await?;
+    let sealed = sealing::seal(&service.shell.vault, "note", &note, &purpose::note(need)).await?;
     let command = PlacementCommand::ShareNote {
         need,
         consent,
         note: sealed.clone(),
         longest_ms: service.longest_consent_ms,
     };
-    let meta = service.meta(&request, key);
     let done = service
+        .shell
         .store
         .execute::<Placement>(placement.as_uuid(), &command, &meta, None)
         .await;
-    sealing::erase_if_unwritten(&service.vault, Some(&sealed), &done).await?;
+    sealing::erase_if_unwritten(&service.shell.vault, Some(&sealed), &done).await?;
     let done = done.map_err(store_status)?;
     Ok(Response::new(
-        service.placement_view(&who, placement, Some(done.state)).await?,
+        service.placement_view(who, placement, Some(done.state)).await?,
     ))
 }
 
@@ -132,12 +125,10 @@ pub async fn revoke_note(
     service: &IntakeService,
     request: Request<pb::RevokeNoteRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
-    let (placement, _, need) = owned_need(service, &who, &r.placement_id, &r.need_id).await?;
-    service.keys.bind(&who, &key, r).await?;
-    let meta = service.meta(&request, key);
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let (placement, _, need) = owned_need(service, &call.who, &r.placement_id, &r.need_id).await?;
+    let meta = call.bind().await?;
     let state = service
         .erase(
             placement,
@@ -147,7 +138,7 @@ pub async fn revoke_note(
         )
         .await?;
     Ok(Response::new(
-        service.placement_view(&who, placement, Some(state)).await?,
+        service.placement_view(&call.who, placement, Some(state)).await?,
     ))
 }
 
@@ -156,11 +147,10 @@ pub async fn forget(
     service: &IntakeService,
     request: Request<pb::ForgetPlacementRequest>,
 ) -> Result<Response<pb::Placement>, Status> {
-    let who = caller(&request)?;
     let r = request.get_ref();
-    let key = cv::idempotency_key(&r.idempotency_key)?;
-    let (placement, found) = service.owned_placement(&who, &r.placement_id).await?;
-    service.keys.bind(&who, &key, r).await?;
+    let call = service.shell.command(&request, &r.idempotency_key)?;
+    let (placement, found) = service.owned_placement(&call.who, &r.placement_id).await?;
+    let meta = call.bind().await?;
     let file = found
         .file
         .as_ref()
@@ -170,12 +160,11 @@ pub async fn forget(
         parts.push(SealedPart::Note(*need));
         parts.push(SealedPart::Handoff(*need));
     }
-    let meta = service.meta(&request, key);
     let state = service
         .erase(placement, &parts, ErasureReason::Requested, &meta)
         .await?;
     Ok(Response::new(
-        service.placement_view(&who, placement, Some(state)).await?,
+        service.placement_view(&call.who, placement, Some(state)).await?,
     ))
 }
 
@@ -191,6 +180,7 @@ impl IntakeService {
         meta: &CommandMeta,
     ) -> Result<Placement, Status> {
         let state = self
+            .shell
             .store
             .load::<Placement>(placement.as_uuid())
             .await
@@ -204,7 +194,7 @@ impl IntakeService {
                     kind: refer_domain::AggregateKind::Need,
                     id: need.as_uuid(),
                 };
-                let history = self.store.history(&subject, 0).await.map_err(store_status)?;
+                let history = self.shell.store.history(&subject, 0).await.map_err(store_status)?;
                 let given = history.iter().flat_map(|c| &c.events).find_map(|e| match &e.event {
                     refer_domain::Event::Need(refer_domain::need::NeedEvent::HandedOff(h)) => Some(h.item.clone()),
                     _ => None,
@@ -239,12 +229,13 @@ impl IntakeService {
                 None => {}
             }
         }
-        sealing::erase(&self.vault, items.iter().map(String::as_str)).await?;
+        sealing::erase(&self.shell.vault, items.iter().map(String::as_str)).await?;
         if erased.is_empty() {
             return Ok(state);
         }
         let command = PlacementCommand::Erase { parts: erased, reason };
         let done = self
+            .shell
             .store
             .execute::<Placement>(placement.as_uuid(), &command, meta, None)
             .await
@@ -256,7 +247,7 @@ impl IntakeService {
     /// Erases whatever is due now in every placement (consents ended,
     /// retention passed); returns how many placements it touched.
     pub(crate) async fn sweep_once(&self) -> Result<usize, Status> {
-        let now = self.clock.now();
+        let now = self.shell.clock.now();
         let due: Vec<(PlacementId, ErasureReason, Vec<SealedPart>)> = {
             let files = self.board.read();
             let mut due = Vec::new();
@@ -310,7 +301,7 @@ impl IntakeService {
                 .collect()
         };
         for item in late {
-            sealing::erase(&self.vault, [item.as_str()]).await?;
+            sealing::erase(&self.shell.vault, [item.as_str()]).await?;
             tracing::info!("a hand-off given after its placement was forgotten was erased");
             self.erased_late.lock().expect("erased late").insert(item);
         }
