@@ -2,7 +2,7 @@
 //! replaced hand-off leaves one live item however many replace it at once;
 //! hand-off ids are answered canonically; text from a browser's textarea
 //! (CRLF) is accepted; a hand-off given after `ForgetPlacement` never
-//! reaches the agency.
+//! reaches the agency; a retried placement request leaves no stray key.
 
 use refer_domain::sample;
 use refer_proto::capacity::v1 as cap;
@@ -792,4 +792,55 @@ async fn a_hand_off_given_after_forget_placement_is_erased_for_good() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A retried request seals its people's case references again before it
+/// learns that the first attempt recorded them: those keys wrap nothing
+/// stored and must not outlive the answer (docs/privacy.md: no key
+/// without the item it seals).
+#[tokio::test]
+async fn a_retried_placement_request_leaves_no_key_but_its_first_attempts() {
+    let c = Coalition::start(0, 0).await;
+    let group = intake::RequestGroupRequest {
+        idempotency_key: "night-group-1".into(),
+        cohesion: intake::Cohesion::KeepTogether as i32,
+        people: vec![
+            person("CASE-ONE", &[pb::NeedKind::Shelter]),
+            person("CASE-TWO", &[pb::NeedKind::Shelter]),
+        ],
+    };
+    let first = c
+        .intake
+        .clone()
+        .request_group(authed(INTAKE, group.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(live_items(&c, "case").await.len(), 2);
+    for _ in 0..3 {
+        let again = c
+            .intake
+            .clone()
+            .request_group(authed(INTAKE, group.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.group_id, first.group_id);
+    }
+    let one = intake::RequestPlacementRequest {
+        idempotency_key: "night-person-1".into(),
+        person: Some(person("CASE-THREE", &[pb::NeedKind::Shelter])),
+    };
+    for _ in 0..2 {
+        c.intake
+            .clone()
+            .request_placement(authed(INTAKE, one.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        live_items(&c, "case").await.len(),
+        3,
+        "each person's case reference is sealed once; a retry's keys are erased"
+    );
 }

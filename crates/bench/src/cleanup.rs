@@ -5,10 +5,10 @@
 //! bench's organisations).
 
 use crate::cluster::{self, Cluster, PROVIDER_ORGS};
+use refer_client::tokens::authed;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::donations::v1 as don;
 use refer_proto::intake::v1 as intake;
-use refer_service::auth::authed;
 
 /// What was taken out of service: providers, donations, needs.
 pub struct Cleaned {

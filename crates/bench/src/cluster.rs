@@ -6,12 +6,12 @@
 //! again at the end, and gives everything it creates ids of its own.
 
 use anyhow::{bail, Context};
+use refer_client::tokens::hash_token;
 use refer_domain::ids::OrgId;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
-use refer_service::auth::hash_token;
 use refer_testkit::{NatsServer, ServerOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -116,7 +116,7 @@ impl Own {
     /// or it does not listen within 60 s, says so with the end of its log.
     async fn reach(&mut self, i: usize) -> anyhow::Result<Channel> {
         let url = format!("https://127.0.0.1:{}", self.ports[i]);
-        let tls = refer_service::tls::ClientTls {
+        let tls = refer_client::tls::ClientTls {
             ca_file: Some(self.nats.access().keys.ca_file()),
             ..Default::default()
         };
@@ -151,7 +151,7 @@ pub struct Endpoints {
     /// capacity, donations, intake, matcher
     pub services: [String; 4],
     /// How the services' certificates are verified.
-    pub tls: refer_service::tls::ClientTls,
+    pub tls: refer_client::tls::ClientTls,
     pub tokens_file: PathBuf,
 }
 
@@ -223,7 +223,7 @@ fn spawn(
 /// or less if `exited` reports the process behind it gone.
 async fn connect_to(
     url: String,
-    tls: &refer_service::tls::ClientTls,
+    tls: &refer_client::tls::ClientTls,
     mut exited: impl FnMut() -> std::io::Result<Option<std::process::ExitStatus>>,
 ) -> anyhow::Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -340,13 +340,13 @@ impl Cluster {
     }
 
     pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
-        refer_service::runtime::connect(&refer_service::runtime::Bus {
+        refer_client::bus::connect(&refer_client::bus::Bus {
             url: self.nats_url.clone(),
             nkey_file: self.nats_nkey_file.clone(),
             ca_file: self.nats_ca_file.clone(),
             plaintext: self.nats_ca_file.is_none(),
             // The bench reads and replays with the operator's credential.
-            inbox: refer_service::runtime::inbox_of("operator"),
+            inbox: refer_client::bus::inbox_of("operator"),
         })
         .await
     }

@@ -5,6 +5,8 @@
 use crate::cluster::{provider_org, provider_token, PROVIDER_ORGS};
 use crate::stats::Timeline;
 use futures::stream::{self, StreamExt};
+use refer_client::tokens::authed;
+use refer_client::wire as cv;
 use refer_domain::ids::{NeedId, ProviderId};
 use refer_domain::request::NeedSpec;
 use refer_matching::{DonatedResource, Instance, ProviderSite};
@@ -12,8 +14,6 @@ use refer_proto::capacity::v1 as cap;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::donations::v1 as don;
 use refer_proto::intake::v1 as intake;
-use refer_service::auth::authed;
-use refer_service::convert as cv;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -28,6 +28,7 @@ use anyhow::Context;
 use clap::Parser;
 use cluster::{Cluster, Endpoints};
 use load::{first_referral, register_provider, run, set_capacity, site_org, watch, Outcome};
+use refer_client::tokens::authed;
 use refer_domain::eligibility::{Eligibility, ServiceArea};
 use refer_domain::geo::{GeoPoint, Location, RegionCode};
 use refer_domain::ids::ProviderId;
@@ -40,7 +41,6 @@ use refer_matching::ProviderSite;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::intake::v1 as intake;
 use refer_proto::matcher::v1 as matcher;
-use refer_service::auth::authed;
 use stats::Latencies;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -381,7 +381,7 @@ async fn main() -> anyhow::Result<()> {
                 args.matcher.clone(),
             ],
             tokens_file: args.tokens_file.clone(),
-            tls: refer_service::tls::ClientTls {
+            tls: refer_client::tls::ClientTls {
                 ca_file: Some(args.ca_file.clone()),
                 ..Default::default()
             },

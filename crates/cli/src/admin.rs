@@ -112,12 +112,12 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             };
             let role_name = format!("{role:?}").to_lowercase();
             let served = match role {
-                Role::Intake => refer_service::Role::Intake,
-                Role::Provider => refer_service::Role::Provider,
-                Role::Business => refer_service::Role::Business,
-                Role::Admin => refer_service::Role::Admin,
+                Role::Intake => refer_client::Role::Intake,
+                Role::Provider => refer_client::Role::Provider,
+                Role::Business => refer_client::Role::Business,
+                Role::Admin => refer_client::Role::Admin,
             };
-            let token = refer_service::auth::add_partner(&tokens_file, &name, served, org)
+            let token = refer_client::tokens::add_partner(&tokens_file, &name, served, org)
                 .map_err(|e| anyhow::anyhow!("{}", e.replace("name:", "--name:")))?;
             record(
                 settings.json,
@@ -130,7 +130,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Tokens { tokens_file } => {
-            let partners = refer_service::auth::partners(&tokens_file).map_err(|e| anyhow::anyhow!(e))?;
+            let partners = refer_client::tokens::partners(&tokens_file).map_err(|e| anyhow::anyhow!(e))?;
             table(
                 settings.json,
                 &["name", "role", "org"],
@@ -208,7 +208,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::HardenBuckets => {
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
-            let hardened = refer_service::buckets::harden_all(&js).await?;
+            let hardened = refer_client::buckets::harden_all(&js).await?;
             record(settings.json, vec![("hardened", hardened.join(","))]);
         }
         Command::MigrateSealed { stream } => {

@@ -36,7 +36,7 @@ pub struct Settings {
     pub nats_ca_file: Option<PathBuf>,
     /// How the services' certificates are verified (`ca_file`), and this
     /// client's own for mutual TLS.
-    pub tls: refer_service::tls::ClientTls,
+    pub tls: refer_client::tls::ClientTls,
     pub json: bool,
 }
 
@@ -93,7 +93,7 @@ impl Settings {
             nats: o.nats.or(file.nats).unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
             nats_nkey_file: o.nats_nkey_file.or(file.nats_nkey_file),
             nats_ca_file: o.nats_ca_file.or(file.nats_ca_file),
-            tls: refer_service::tls::ClientTls {
+            tls: refer_client::tls::ClientTls {
                 ca_file: o.ca_file.or(file.ca_file),
                 cert_file: o.client_cert_file.or(file.client_cert_file),
                 key_file: o.client_key_file.or(file.client_key_file),
@@ -108,9 +108,9 @@ impl Settings {
     pub async fn bus(&self) -> anyhow::Result<async_nats::Client> {
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(std::time::Duration::from_secs(2))
-            .custom_inbox_prefix(refer_service::runtime::inbox_of("operator"));
+            .custom_inbox_prefix(refer_client::bus::inbox_of("operator"));
         if let Some(path) = &self.nats_nkey_file {
-            options = options.nkey(refer_service::runtime::read_nkey_seed(path)?);
+            options = options.nkey(refer_client::bus::read_nkey_seed(path)?);
         }
         if let Some(ca) = &self.nats_ca_file {
             options = options.add_root_certificates(ca.clone()).require_tls(true);

@@ -18,8 +18,9 @@
 //! validation answers an unauthenticated caller. Handlers read the caller
 //! with [`caller`].
 
+pub use refer_client::tokens::{add_partner, authed, hash_token, partners, Partner, Role};
 use refer_domain::ids::OrgId;
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,19 +29,6 @@ use std::time::Duration;
 use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Intake staff of an agency (police, advocates).
-    Intake,
-    /// A provider partner (shelter, clinic, counselor, legal aid).
-    Provider,
-    /// A business donating resources.
-    Business,
-    /// A coalition administrator who registers partners.
-    Admin,
-}
 
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,30 +199,6 @@ pub fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
         .ok_or_else(|| Status::internal("the service is served without authentication"))
 }
 
-/// Wraps `message` in a request carrying `Bearer <token>` (clients: the
-/// CLI, the benchmark, tests).
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
-    request
-}
-
-#[derive(Deserialize)]
-struct TokenFile {
-    #[serde(default)]
-    token: Vec<TokenEntry>,
-}
-
-#[derive(Deserialize)]
-struct TokenEntry {
-    name: String,
-    role: Role,
-    org: String,
-    sha256: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TokenBookError {
     #[error("cannot read token file {path}: {source}")]
@@ -252,79 +216,6 @@ pub struct TokenBook {
     by_hash: Arc<RwLock<Arc<Book>>>,
 }
 
-/// The hex SHA-256 of a token, as stored in the token file.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-impl Role {
-    /// As the token file spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Intake => "intake",
-            Self::Provider => "provider",
-            Self::Business => "business",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-/// A partner as the token file names it (never the token).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Partner {
-    pub name: String,
-    pub role: Role,
-    pub org: String,
-}
-
-/// Every partner of the token file at `path`.
-pub fn partners(path: &Path) -> Result<Vec<Partner>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: TokenFile =
-        toml::from_str(&text).map_err(|e| format!("{} is not a valid token file: {e}", path.display()))?;
-    Ok(file
-        .token
-        .into_iter()
-        .map(|e| Partner {
-            name: e.name,
-            role: e.role,
-            org: e.org,
-        })
-        .collect())
-}
-
-/// Adds a partner to the token file at `path`: a new random token (244
-/// bits), of which only the SHA-256 is stored. Returns the token, to be
-/// shown once. Running services pick it up within seconds (`watch_file`).
-pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
-    use std::io::Write;
-    let name = name.trim();
-    if name.is_empty()
-        || name.len() > 100
-        || name.contains('"')
-        || name.contains('\\')
-        || name.chars().any(char::is_control)
-    {
-        return Err("name: 1-100 characters, no quotes, backslashes or control characters".into());
-    }
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    let entry = format!(
-        "\n[[token]]\nname = \"{name}\"\nrole = \"{}\"\norg = \"{}\"\nsha256 = \"{}\"\n",
-        role.name(),
-        org,
-        hash_token(&token)
-    );
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    file.write_all(entry.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    TokenBook::load(path).map_err(|e| format!("the token file is now invalid: {e}"))?;
-    Ok(token)
-}
-
 impl TokenBook {
     pub fn load(path: &Path) -> Result<Self, TokenBookError> {
         let text = std::fs::read_to_string(path).map_err(|source| TokenBookError::Read {
@@ -335,26 +226,18 @@ impl TokenBook {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, TokenBookError> {
-        let file: TokenFile = toml::from_str(text).map_err(|e| TokenBookError::Parse(e.to_string()))?;
-        let mut by_hash = HashMap::new();
-        for (i, entry) in file.token.into_iter().enumerate() {
-            let org = entry
-                .org
-                .parse()
-                .map_err(|_| TokenBookError::Parse(format!("token[{i}].org is not a UUID: {:?}", entry.org)))?;
-            let hash: [u8; 32] = hex::decode(&entry.sha256)
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| TokenBookError::Parse(format!("token[{i}].sha256 is not 64 hex digits")))?;
-            let principal = Principal {
-                name: entry.name,
-                role: entry.role,
-                org,
-            };
-            if by_hash.insert(hash, principal).is_some() {
-                return Err(TokenBookError::Parse(format!("token[{i}] repeats a hash")));
-            }
-        }
+        let by_hash = refer_client::tokens::parse(text)
+            .map_err(TokenBookError::Parse)?
+            .into_iter()
+            .map(|entry| {
+                let principal = Principal {
+                    name: entry.name,
+                    role: entry.role,
+                    org: entry.org,
+                };
+                (entry.sha256, principal)
+            })
+            .collect();
         Ok(Self::with(by_hash))
     }
 

@@ -5,9 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod buckets;
 pub mod clock;
-pub mod convert;
 pub mod handler;
 pub mod idempotency;
 pub mod identity;
@@ -21,9 +19,10 @@ pub mod server;
 pub mod status;
 #[cfg(feature = "test-support")]
 pub mod testing;
-pub mod tls;
 pub mod watch;
 
 pub use auth::{caller, Principal, Role, TokenBook};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use refer_client::wire as convert;
+pub use refer_client::{buckets, enum_map, tls};
 pub use status::{domain_status, invalid, store_status};

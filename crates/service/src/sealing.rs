@@ -226,8 +226,13 @@ pub async fn open_handoff(
 /// again; after any other error (the bus went away, the ack was lost) it may
 /// have landed, and its key must stay.
 pub fn unwritten<A>(result: &Result<refer_eventstore::Executed<A>, refer_eventstore::StoreError>) -> bool {
-    match result {
-        Ok(done) => done.outcome != refer_eventstore::Outcome::Applied,
+    unwritten_by(result.as_ref().map(|done| done.outcome))
+}
+
+/// The rule of [`unwritten`], on a commit's outcome or its error.
+fn unwritten_by(outcome: Result<refer_eventstore::Outcome, &refer_eventstore::StoreError>) -> bool {
+    match outcome {
+        Ok(outcome) => outcome != refer_eventstore::Outcome::Applied,
         Err(refer_eventstore::StoreError::Domain(_)) => true,
         Err(_) => false,
     }
@@ -246,6 +251,28 @@ pub async fn erase_if_unwritten<A>(
         Some(sealed) if unwritten(result) => erase(vault, [sealed.item.as_str()]).await,
         _ => Ok(()),
     }
+}
+
+/// [`erase_if_unwritten`] for a decision over several aggregates: each
+/// item in `sealed`, sealed for the aggregate of kind `A` with the id it is
+/// paired with, is erased when that aggregate's part of `result` proves it
+/// was not written (a part the decision does not name keeps its key).
+pub async fn erase_unwritten_parts<'a, A: refer_domain::decision::Touched>(
+    vault: &Vault,
+    sealed: impl IntoIterator<Item = (uuid::Uuid, &'a Sealed)>,
+    result: &Result<refer_eventstore::Committed, refer_eventstore::StoreError>,
+) -> Result<(), Status> {
+    let unwritten: Vec<&str> = sealed
+        .into_iter()
+        .filter(|(id, _)| match result {
+            Ok(committed) => committed
+                .executed::<A>(*id)
+                .is_some_and(|part| unwritten_by(Ok(part.outcome))),
+            Err(err) => unwritten_by(Err(err)),
+        })
+        .map(|(_, item)| item.item.as_str())
+        .collect();
+    erase(vault, unwritten).await
 }
 
 /// Sets a standing hand-off (an agency's contact, a site's default, a

@@ -279,21 +279,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Logs as text (or JSON lines), filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Closing each RPC's span logs it once, with its method, correlation id and time.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
+pub use refer_client::init_tracing;
 
 /// The metadata of a command a user sent: now, the request's correlation id,
 /// its idempotency key, caused by no earlier event.

@@ -1,19 +1,10 @@
 //! Typed errors to gRPC statuses. Messages say what went wrong and, for bad
 //! input, which field; they never carry identity (there is none to carry).
 
-use refer_domain::{DomainError, ErrorKind};
 use refer_eventstore::StoreError;
 use tonic::Status;
 
-pub fn domain_status(err: &DomainError) -> Status {
-    let message = err.to_string();
-    match err.kind() {
-        ErrorKind::InvalidArgument => Status::invalid_argument(message),
-        ErrorKind::FailedPrecondition => Status::failed_precondition(message),
-        ErrorKind::NotFound => Status::not_found(message),
-        ErrorKind::AlreadyExists => Status::already_exists(message),
-    }
-}
+pub use refer_client::wire::{domain_status, invalid};
 
 pub fn store_status(err: StoreError) -> Status {
     match &err {
@@ -30,15 +21,10 @@ pub fn store_status(err: StoreError) -> Status {
     }
 }
 
-/// INVALID_ARGUMENT naming `field`.
-pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("invalid {field}: {reason}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use refer_domain::{AggregateKind, AggregateRef};
+    use refer_domain::{AggregateKind, AggregateRef, DomainError};
     use tonic::Code;
 
     #[test]

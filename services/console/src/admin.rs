@@ -14,10 +14,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use refer_client::tokens::authed;
+use refer_client::Role;
 use refer_proto::matcher::v1 as m;
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
-use refer_service::auth::authed;
-use refer_service::Role;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
@@ -133,7 +133,7 @@ fn partners_html(c: &Console, s: &Session) -> String {
     let Some(path) = &c.tokens_file else {
         return out + &format!("<p>{}</p>", l(T::NoTokenFile));
     };
-    match refer_service::auth::partners(path) {
+    match refer_client::tokens::partners(path) {
         Ok(partners) => {
             let _ = write!(
                 out,
@@ -212,7 +212,7 @@ async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Byt
         "" => Ok(uuid::Uuid::new_v4()),
         text => uuid::Uuid::parse_str(text).map_err(|_| "org: not a UUID".to_owned()),
     };
-    let made = org.and_then(|org| refer_service::auth::add_partner(path, field(&f, "name"), role, org));
+    let made = org.and_then(|org| refer_client::tokens::add_partner(path, field(&f, "name"), role, org));
     let message = match made {
         Ok(token) => {
             tracing::info!(role = ?role, "partner added");

@@ -14,10 +14,10 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use refer_client::tokens::authed;
 use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1 as don;
 use refer_proto::donations::v1::donations_client::DonationsClient;
-use refer_service::auth::authed;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {

@@ -34,10 +34,10 @@ use std::time::Duration;
 pub struct Config {
     pub listen: SocketAddr,
     /// TLS on the console's own listener.
-    pub tls: refer_service::tls::ServerTls,
+    pub tls: refer_client::tls::ServerTls,
     /// How the services' certificates are verified, and the console's own
     /// certificate for services that require mutual TLS.
-    pub services_tls: refer_service::tls::ClientTls,
+    pub services_tls: refer_client::tls::ClientTls,
     pub capacity_url: String,
     pub donations_url: String,
     pub intake_url: String,
@@ -149,13 +149,13 @@ impl Config {
             }
         };
         let path = |var: &str, key: &str, value: Option<String>| pick(var, key, value).map(|(v, _)| v.into());
-        let tls = refer_service::tls::ServerTls {
+        let tls = refer_client::tls::ServerTls {
             cert_file: path("REFER_TLS_CERT_FILE", "tls_cert_file", f.tls_cert_file),
             key_file: path("REFER_TLS_KEY_FILE", "tls_key_file", f.tls_key_file),
             client_ca_file: path("REFER_TLS_CLIENT_CA_FILE", "tls_client_ca_file", f.tls_client_ca_file),
             plaintext: flag("REFER_TLS_PLAINTEXT", "tls_plaintext", f.tls_plaintext)?,
         };
-        let services_tls = refer_service::tls::ClientTls {
+        let services_tls = refer_client::tls::ClientTls {
             ca_file: path("REFER_CA_FILE", "ca_file", f.ca_file),
             cert_file: path("REFER_CLIENT_CERT_FILE", "client_cert_file", f.client_cert_file),
             key_file: path("REFER_CLIENT_KEY_FILE", "client_key_file", f.client_key_file),
@@ -186,7 +186,7 @@ impl Config {
                 Some(text)
             }
         };
-        let sessions_replicas = refer_service::runtime::replicas(pick(
+        let sessions_replicas = refer_client::bus::replicas(pick(
             "REFER_SESSIONS_REPLICAS",
             "sessions_replicas",
             f.sessions_replicas.map(|r| r.to_string()),

@@ -4,7 +4,7 @@
 
 use crate::i18n::{Lang, T};
 use crate::session::Session;
-use refer_service::Role;
+use refer_client::Role;
 use std::fmt::Write;
 
 /// Escapes text for HTML content and attribute values.

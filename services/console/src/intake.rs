@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
+use refer_client::tokens::authed;
 use refer_proto::common::v1 as pb;
 use refer_proto::intake::v1 as ik;
-use refer_service::auth::authed;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {

@@ -28,11 +28,11 @@ use axum::Router;
 use config::Config;
 use html::{alert, page};
 use i18n::{Lang, T};
+use refer_client::Role;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::donations::v1::donations_client::DonationsClient;
 use refer_proto::intake::v1::intake_client::IntakeClient;
 use refer_proto::matcher::v1::matcher_client::MatcherClient;
-use refer_service::Role;
 use session::{Session, Sessions, COOKIE};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,8 +53,8 @@ pub struct Console {
 
 /// A channel to a service: `urls` may list several replicas,
 /// comma-separated; calls then go to the ones that answer. `https://`
-/// addresses are verified against `ca_file` (refer_service::tls).
-fn channel(urls: &str, tls: &refer_service::tls::ClientTls) -> anyhow::Result<Channel> {
+/// addresses are verified against `ca_file` (refer_client::tls).
+fn channel(urls: &str, tls: &refer_client::tls::ClientTls) -> anyhow::Result<Channel> {
     let endpoints = urls
         .split(',')
         .map(str::trim)
@@ -271,8 +271,8 @@ async fn sign_in_page(headers: HeaderMap) -> Response {
 /// its roles): `None` when none knows it. A service that does not answer is
 /// skipped; if no other knows the token, that service is named.
 async fn role_of(c: &Console, token: &str) -> Result<Option<Role>, (&'static str, tonic::Status)> {
+    use refer_client::tokens::authed;
     use refer_proto::{capacity::v1 as cap, donations::v1 as don, intake::v1 as ik, matcher::v1 as m};
-    use refer_service::auth::authed;
     let mut down = None;
     let mut judge = |r: Result<(), tonic::Status>, service: &'static str| match r {
         Ok(()) => true,
@@ -442,10 +442,10 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 }
 
 /// The console's TLS connections, as axum takes them.
-struct TlsListener(refer_service::tls::Incoming);
+struct TlsListener(refer_client::tls::Incoming);
 
 impl axum::serve::Listener for TlsListener {
-    type Io = refer_service::tls::TlsConnection;
+    type Io = refer_client::tls::TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -471,12 +471,12 @@ pub async fn launch(config: &Config) -> anyhow::Result<Running> {
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),
         Some(url) => {
-            let bus = refer_service::runtime::Bus {
+            let bus = refer_client::bus::Bus {
                 url: url.clone(),
                 nkey_file: config.sessions_nats_nkey_file.clone(),
                 ca_file: config.sessions_nats_ca_file.clone(),
                 plaintext: config.sessions_nats_plaintext,
-                inbox: refer_service::runtime::inbox_of("console"),
+                inbox: refer_client::bus::inbox_of("console"),
             };
             Sessions::shared(&bus, config.sessions_replicas, config.idle).await?
         }
@@ -492,11 +492,11 @@ pub async fn launch(config: &Config) -> anyhow::Result<Running> {
         let _ = stopped.await;
     };
     let (server, scheme) = match listening {
-        refer_service::tls::Listening::Plaintext => (
+        refer_client::tls::Listening::Plaintext => (
             tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }),
             "http",
         ),
-        refer_service::tls::Listening::Tls(acceptor) => {
+        refer_client::tls::Listening::Tls(acceptor) => {
             let reload = acceptor.keep_fresh();
             let incoming = TlsListener(acceptor.incoming(listener, true));
             (

@@ -15,9 +15,9 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use futures::StreamExt;
+use refer_client::tokens::authed;
 use refer_proto::capacity::v1 as cap;
 use refer_proto::common::v1 as pb;
-use refer_service::auth::authed;
 use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {

@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 use async_nats::jetstream::kv;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use refer_service::Role;
+use refer_client::Role;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -148,14 +148,14 @@ impl Sessions {
     /// Sessions shared by every console replica on the bus at `nats_url`
     /// (comma-separated for a cluster), in the bucket [`BUCKET`] with
     /// `replicas` copies, created if absent.
-    pub async fn shared(bus: &refer_service::runtime::Bus, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
-        let client = refer_service::runtime::connect(bus)
+    pub async fn shared(bus: &refer_client::bus::Bus, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
+        let client = refer_client::bus::connect(bus)
             .await
             .map_err(|e| anyhow::anyhow!("sessions_nats_url: {e}"))?;
         let js = async_nats::jetstream::new(client);
         let description = "The console's sessions, sealed (services/console/src/session.rs)";
-        let storage = refer_service::buckets::Storage::File;
-        let bucket = refer_service::buckets::open(&js, BUCKET, description, replicas, idle, storage).await?;
+        let storage = refer_client::buckets::Storage::File;
+        let bucket = refer_client::buckets::open(&js, BUCKET, description, replicas, idle, storage).await?;
         Ok(Self {
             store: Store::Shared(Box::new(bucket)),
             attempts: Arc::default(),

@@ -11,7 +11,7 @@ use refer_domain::placement::{Placement, PlacementFile, SealedPart};
 use refer_domain::request::{PlacementRequest, MAX_GROUP_SIZE};
 use refer_domain::standing::{Owner, Standing};
 use refer_domain::CommandMeta;
-use refer_eventstore::{always, Outcome, StoreError};
+use refer_eventstore::{always, Outcome};
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id_pb};
 use refer_service::reads::{About, ItemKind, Trail};
@@ -111,21 +111,11 @@ impl IntakeService {
             .await;
         // Case references sealed for nothing: a retry's (the first
         // attempt's stand), or a request refused.
-        let unwritten: Vec<&str> = match &done {
-            Ok(committed) => people
-                .iter()
-                .zip(&sealed)
-                .filter(|(person, _)| {
-                    committed
-                        .executed::<Placement>(person.request.placement.as_uuid())
-                        .is_some_and(|e| e.outcome != Outcome::Applied)
-                })
-                .filter_map(|(_, case)| case.as_ref().map(|c| c.item.as_str()))
-                .collect(),
-            Err(StoreError::Domain(_)) => sealed.iter().flatten().map(|c| c.item.as_str()).collect(),
-            Err(_) => vec![],
-        };
-        sealing::erase(&self.shell.vault, unwritten).await?;
+        let cases = people
+            .iter()
+            .zip(&sealed)
+            .filter_map(|(person, case)| Some((person.request.placement.as_uuid(), case.as_ref()?)));
+        sealing::erase_unwritten_parts::<Placement>(&self.shell.vault, cases, &done).await?;
         let committed = done.map_err(store_status)?;
         let position = committed.parts.iter().map(|p| p.version).max().unwrap_or(0);
         let mut placements = Vec::with_capacity(people.len());

@@ -2,7 +2,6 @@
 //! validate and name the offending field (`spec.eligibility.languages`);
 //! the domain then checks its own rules with the same field names.
 
-use crate::status::invalid;
 use refer_domain::eligibility::{Eligibility, ServiceArea};
 use refer_domain::geo::{GeoPoint, Location, RegionCode};
 use refer_domain::kinds::{NeedKind, ResourceKind, ServiceKind};
@@ -27,7 +26,7 @@ macro_rules! enum_map {
         pub fn $from(value: i32, field: &str) -> Result<$dom, ::tonic::Status> {
             match <$pb>::try_from(value) {
                 $(Ok(<$pb>::$p) => Ok(<$dom>::$d),)*
-                _ => Err($crate::status::invalid(field, format!("{value} is not a valid {}", stringify!($dom)))),
+                _ => Err($crate::wire::invalid(field, format!("{value} is not a valid {}", stringify!($dom)))),
             }
         }
         pub fn $to(value: $dom) -> i32 {
@@ -61,12 +60,29 @@ enum_map!(weekday, weekday_pb, pb::Weekday, Weekday, {
     Saturday <=> Sat, Sunday <=> Sun,
 });
 
+/// INVALID_ARGUMENT naming `field`.
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("invalid {field}: {reason}"))
+}
+
+/// A domain error as its status, in the domain's words.
+pub fn domain_status(err: &DomainError) -> Status {
+    use refer_domain::ErrorKind;
+    let message = err.to_string();
+    match err.kind() {
+        ErrorKind::InvalidArgument => Status::invalid_argument(message),
+        ErrorKind::FailedPrecondition => Status::failed_precondition(message),
+        ErrorKind::NotFound => Status::not_found(message),
+        ErrorKind::AlreadyExists => Status::already_exists(message),
+    }
+}
+
 /// Turns a domain validation error into INVALID_ARGUMENT, prefixing its field.
 pub fn domain_invalid(prefix: &str, err: DomainError) -> Status {
     match err {
         DomainError::Invalid { field, reason } if prefix.is_empty() => invalid(&field, reason),
         DomainError::Invalid { field, reason } => invalid(&format!("{prefix}.{field}"), reason),
-        other => crate::status::domain_status(&other),
+        other => domain_status(&other),
     }
 }
 
