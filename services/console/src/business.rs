@@ -3,7 +3,7 @@
 //! hand-off an agency is told; withdraw; how many units were used and
 //! when, never by whom.
 
-use crate::html::{checkboxes, csrf, esc, notice, page, problem, select, time};
+use crate::html::{checkboxes, csrf, esc, notice, page, problem, select, tag_if, time};
 use crate::i18n::{Lang, T};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
@@ -72,11 +72,7 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
         let spec = d.spec.clone().unwrap_or_default();
         let id = esc(&d.donation_id);
         let window = spec.window.unwrap_or_default();
-        let withdrawn = if d.withdrawn {
-            format!(" <span class=\"tag\">{}</span>", l(T::Withdrawn))
-        } else {
-            String::new()
-        };
+        let withdrawn = tag_if(d.withdrawn, l(T::Withdrawn));
         let _ = write!(
             out,
             "<article class=\"donation\" data-donation=\"{id}\"><h2>{kind}: {quantity}{withdrawn}</h2>\

@@ -159,6 +159,15 @@ pub fn time(ms: i64) -> String {
     format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
 }
 
+/// A tag after a heading (" suspended", " withdrawn") when `on`.
+pub fn tag_if(on: bool, text: &str) -> String {
+    if on {
+        format!(" <span class=\"tag\">{}</span>", esc(text))
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! and decline (with a coded reason), suspend and resume; what the agency
 //! shared once accepted.
 
-use crate::html::{csrf, esc, time};
+use crate::html::{csrf, esc, tag_if, time};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::session::{random_id, Session};
@@ -128,11 +128,7 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
     for (site, referrals) in sites {
         let id = esc(&site.provider_id);
         let name = site.spec.as_ref().map_or("", |spec| spec.name.as_str());
-        let suspended = if site.suspended {
-            format!(" <span class=\"tag\">{}</span>", l(T::Suspended))
-        } else {
-            String::new()
-        };
+        let suspended = tag_if(site.suspended, l(T::Suspended));
         let _ = write!(
             out,
             "<article class=\"site\" data-site=\"{id}\"><h2>{}{suspended}</h2>",
