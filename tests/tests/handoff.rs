@@ -735,3 +735,55 @@ async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
         .into_inner();
     assert!(forgotten.case_reference_erased);
 }
+
+/// A note refused for its consent (too long, already over, nothing said
+/// of what is shared) leaves its key unbound: the agency corrects it and
+/// sends it again under the same key. A note the placement's state refuses
+/// (its need has one already) is a request like any other: its key is
+/// bound (docs/api.md), and what it says is checked first.
+#[tokio::test]
+async fn a_note_refused_for_its_consent_leaves_its_key_free() {
+    let c = Coalition::start(0, 0).await;
+    let a = request(&c, "KEY-FREE", &[pb::NeedKind::Shelter, pb::NeedKind::Medical]).await;
+    let now = refer_domain::sample::NIGHT;
+    let mut intake = c.intake.clone();
+    let with = |key: &str, until_ms: i64, shares: &str| {
+        let mut note = share(&a, "ask for Ana", until_ms);
+        note.idempotency_key = key.into();
+        note.consent.as_mut().unwrap().shares = shares.into();
+        note
+    };
+    let said = "first name to ask for at the door";
+    let hour = now.plus_secs(HOUR_SECS).millis();
+    for (wrong, field) in [
+        (
+            with("the-one-key", now.plus_secs(500 * HOUR_SECS).millis(), said),
+            "consent.until_ms",
+        ),
+        (with("the-one-key", now.millis() - 1_000, said), "consent.until_ms"),
+        (with("the-one-key", hour, " "), "consent.shares"),
+    ] {
+        assert_invalid(intake.share_note(authed(INTAKE, wrong)).await, field);
+    }
+    let right = with("the-one-key", hour, said);
+    let first = intake
+        .share_note(authed(INTAKE, right.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = intake.share_note(authed(INTAKE, right)).await.unwrap().into_inner();
+    assert_eq!(first.notes.len(), again.notes.len(), "a retry shares nothing twice");
+    // The need has its note: a consent that says nothing is named as such,
+    // before the need's state is looked at.
+    assert_invalid(
+        intake.share_note(authed(INTAKE, with("second-key", hour, ""))).await,
+        "consent.shares",
+    );
+    assert_invalid(
+        intake.share_note(authed(INTAKE, with("second-key", hour, said))).await,
+        "need_id",
+    );
+    let mut other_need = with("third-key", hour, said);
+    other_need.need_id = a.needs[1].need_id.clone();
+    intake.share_note(authed(INTAKE, other_need)).await.unwrap();
+}

@@ -844,3 +844,55 @@ async fn a_retried_placement_request_leaves_no_key_but_its_first_attempts() {
         "each person's case reference is sealed once; a retry's keys are erased"
     );
 }
+
+/// A retry answers with the current state (docs/api.md): a standing
+/// hand-off replaced since the first attempt (by the partner, or by an
+/// admin) is answered as it stands now, never as the retry says.
+#[tokio::test]
+async fn a_retried_hand_off_answers_with_the_text_in_force() {
+    let c = Coalition::start(1, 0).await;
+    let set = |key: &str, contact: &str| intake::SetHandoffContactRequest {
+        idempotency_key: key.into(),
+        contact: contact.into(),
+    };
+    let mut intake = c.intake.clone();
+    for (key, contact) in [("k1", "CONTACT-A"), ("k2", "CONTACT-B")] {
+        intake
+            .set_handoff_contact(authed(INTAKE, set(key, contact)))
+            .await
+            .unwrap();
+    }
+    let retried = intake
+        .set_handoff_contact(authed(INTAKE, set("k1", "CONTACT-A")))
+        .await
+        .unwrap();
+    assert_eq!(retried.into_inner().contact, "CONTACT-B");
+
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
+    let door = |key: &str, text: &str| cap::SetSiteHandoffRequest {
+        idempotency_key: key.into(),
+        provider_id: shelter.clone(),
+        instructions: text.into(),
+    };
+    let mut capacity = c.capacity.clone();
+    let partner = provider_token(0);
+    capacity
+        .set_site_handoff(authed(&partner, door("s1", "SITE-A")))
+        .await
+        .unwrap();
+    let by_admin = capacity
+        .set_site_handoff(authed(ADMIN, door("s2", "SITE-B-admin")))
+        .await
+        .unwrap();
+    assert_eq!(by_admin.into_inner().instructions, "", "an admin is never shown it");
+    let retried = capacity
+        .set_site_handoff(authed(&partner, door("s1", "SITE-A")))
+        .await
+        .unwrap();
+    assert_eq!(retried.into_inner().instructions, "SITE-B-admin");
+    let admin_retry = capacity
+        .set_site_handoff(authed(ADMIN, door("s2", "SITE-B-admin")))
+        .await
+        .unwrap();
+    assert_eq!(admin_retry.into_inner().instructions, "", "nor on a retry");
+}

@@ -55,7 +55,56 @@ pub struct NeedClock {
     pub handed_off: bool,
 }
 
+/// A consent given `now` to share a note: it says what is shared (1 to
+/// `MAX_CONSENT_SHARES` characters) and ends in the future, at most
+/// `longest_ms` from now. Intake checks it before a request's key is bound
+/// (a refused consent is corrected and sent again under the same key), and
+/// `ShareNote` again as it commits.
+pub fn check_consent(consent: &Consent, now: Timestamp, longest_ms: i64) -> Result<(), DomainError> {
+    let shares = consent.shares.trim();
+    if shares.is_empty() || shares.chars().count() > MAX_CONSENT_SHARES {
+        return Err(DomainError::invalid(
+            "consent.shares",
+            format!("must say what is shared, in 1 to {MAX_CONSENT_SHARES} characters"),
+        ));
+    }
+    if consent.until <= now {
+        return Err(DomainError::invalid("consent.until_ms", "must be in the future"));
+    }
+    if consent.until.millis() > now.millis().saturating_add(longest_ms) {
+        return Err(DomainError::invalid(
+            "consent.until_ms",
+            format!("must be at most {} hours from now", longest_ms / 3_600_000),
+        ));
+    }
+    Ok(())
+}
+
 impl Placement {
+    /// Whether a note may be shared for `need` under `consent`, given at
+    /// `now`: the consent ([`check_consent`]), then the placement (the need
+    /// is one of its own and has no note yet).
+    fn may_share_note(
+        &self,
+        need: NeedId,
+        consent: &Consent,
+        now: Timestamp,
+        longest_ms: i64,
+    ) -> Result<(), DomainError> {
+        check_consent(consent, now, longest_ms)?;
+        let file = self.file.as_ref().ok_or(DomainError::NotRegistered)?;
+        if !file.needs.iter().any(|(n, _)| *n == need) {
+            return Err(DomainError::invalid("need_id", "is not a need of this placement"));
+        }
+        if self.notes.contains_key(&need) {
+            return Err(DomainError::invalid(
+                "need_id",
+                "already has a shared note: revoke it before sharing another",
+            ));
+        }
+        Ok(())
+    }
+
     fn live(&self, part: SealedPart) -> bool {
         let Some(file) = &self.file else { return false };
         match part {
@@ -120,33 +169,9 @@ impl Aggregate for Placement {
                 note,
                 longest_ms,
             } => {
-                let file = self.file.as_ref().ok_or(DomainError::NotRegistered)?;
-                if !file.needs.iter().any(|(n, _)| n == need) {
-                    return Err(DomainError::invalid("need_id", "is not a need of this placement"));
-                }
-                if self.notes.contains_key(need) {
-                    return Err(DomainError::invalid(
-                        "need_id",
-                        "already has a shared note: revoke it before sharing another",
-                    ));
-                }
-                let shares = consent.shares.trim();
-                if shares.is_empty() || shares.chars().count() > MAX_CONSENT_SHARES {
-                    return Err(DomainError::invalid(
-                        "consent.shares",
-                        format!("must say what is shared, in 1 to {MAX_CONSENT_SHARES} characters"),
-                    ));
-                }
-                if consent.until <= now {
-                    return Err(DomainError::invalid("consent.until_ms", "must be in the future"));
-                }
-                if consent.until.millis() > now.millis().saturating_add(*longest_ms) {
-                    return Err(DomainError::invalid(
-                        "consent.until_ms",
-                        format!("must be at most {} hours from now", longest_ms / 3_600_000),
-                    ));
-                }
+                self.may_share_note(*need, consent, now, *longest_ms)?;
                 note.validate("note")?;
+                let shares = consent.shares.trim();
                 Ok(vec![E::NoteShared {
                     need: *need,
                     consent: Consent {

@@ -176,3 +176,41 @@ fn a_missing_or_short_key_file_is_refused_with_its_path() {
     assert_eq!(kek.id().len(), 16);
     assert!(!format!("{kek:?}").contains("abab"), "the key never shows");
 }
+
+/// Concurrent seals: each is answered for its own key, and every item
+/// opens.
+#[tokio::test]
+async fn concurrent_seals_each_keep_their_own_key() {
+    let nats = NatsServer::start().await.unwrap();
+    let v = vault(&nats, Kek::from_bytes([7; 32]), vec![]).await;
+    let seals = (0..200).map(|i| {
+        let v = v.clone();
+        async move {
+            let text = format!("hand-off {i}");
+            let sealed = v.seal(&format!("handoff.c{i}"), text.as_bytes(), b"p").await.unwrap();
+            (text, sealed)
+        }
+    });
+    let sealed = futures::future::join_all(seals).await;
+    for (text, item) in &sealed {
+        assert_eq!(v.open_sealed(item, b"p").await.unwrap(), text.as_bytes());
+    }
+    // Taken names are still refused, however many try at once.
+    let again = (0..20).map(|i| {
+        let v = v.clone();
+        async move { v.seal(&format!("handoff.c{i}"), b"other", b"p").await }
+    });
+    for refused in futures::future::join_all(again).await {
+        assert!(matches!(refused, Err(SealError::Exists(_))), "{refused:?}");
+    }
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let info = js
+        .get_stream("KV_sealed-test")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 200, "one key per seal, none twice");
+}

@@ -283,13 +283,19 @@ pub async fn erase_unwritten_parts<'a, A: refer_domain::decision::Touched>(
 /// the one it first read, so concurrent replacements leave one live item. A
 /// retried request (same key) leaves no stray key, and erases what its
 /// first attempt's commit replaced, in case that attempt stopped before.
+///
+/// Answers with what the caller is shown: the text set, or for a retry the
+/// current text (another request may have replaced it since), opened for
+/// `who` and recorded as a read of `about`; nothing for an admin.
 pub async fn set_standing(
     shell: &crate::handler::Shell,
+    who: &crate::Principal,
     owner: refer_domain::standing::Owner,
     text: &str,
     purpose: &str,
     meta: &refer_domain::CommandMeta,
-) -> Result<(), Status> {
+    about: About,
+) -> Result<String, Status> {
     use refer_domain::standing::{Standing, StandingCommand};
     let (store, vault) = (&shell.store, &shell.vault);
     let sealed = seal(vault, "standing", text, purpose).await?;
@@ -321,6 +327,7 @@ pub async fn set_standing(
         }
         refer_eventstore::Outcome::NoChange => vec![],
     };
+    let retried = done.outcome == refer_eventstore::Outcome::Duplicate;
     let replaced: Vec<&str> = committed
         .iter()
         .filter_map(|e| match &e.event {
@@ -329,7 +336,35 @@ pub async fn set_standing(
         })
         .map(|old| old.item.as_str())
         .collect();
-    erase(vault, replaced).await
+    erase(vault, replaced).await?;
+    match who.role {
+        crate::Role::Admin => Ok(String::new()),
+        _ if retried => open_standing(shell, who, owner, purpose, about).await,
+        _ => Ok(text.to_owned()),
+    }
+}
+
+/// The current text of `owner`'s standing hand-off (empty if none, or
+/// erased), opened for `who` and recorded as a read of `about`; nothing
+/// for an admin.
+pub async fn open_standing(
+    shell: &crate::handler::Shell,
+    who: &crate::Principal,
+    owner: refer_domain::standing::Owner,
+    purpose: &str,
+    about: About,
+) -> Result<String, Status> {
+    let standing = shell.load::<refer_domain::standing::Standing>(owner.id()).await?;
+    let mut trail = Trail::new(who);
+    let text = match &standing.state.text {
+        Some(sealed) => open(&shell.vault, sealed, purpose, &mut trail, about)
+            .await?
+            .text()
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    shell.reads.record(trail, shell.clock.now()).await?;
+    Ok(text)
 }
 
 #[cfg(test)]

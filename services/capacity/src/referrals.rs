@@ -110,7 +110,7 @@ pub async fn get(
 }
 
 /// The organisation a site belongs to (whose its hand-offs are).
-fn site_org(site: &Provider) -> OrgId {
+pub(crate) fn site_org(site: &Provider) -> OrgId {
     site.profile.as_ref().map_or(OrgId::from_u128(0), |p| p.org)
 }
 
@@ -299,8 +299,6 @@ async fn answer<T: prost::Message>(
         ),
         Answer::Decline(_) => None,
     };
-    let meta = call.bind().await?;
-    let key = call.key().clone();
     let known = service.board.read().referrals.get(&hold).cloned();
     // The hold names the need while pending; afterwards the board still
     // knows it, so a retried answer finds its idempotency record.
@@ -309,6 +307,8 @@ async fn answer<T: prost::Message>(
         (None, Some(r)) if r.provider == ProviderId::from_uuid(pid) => r.need,
         _ => return Err(Status::not_found("no such referral at this provider")),
     };
+    let meta = call.bind().await?;
+    let key = call.key().clone();
     let by = Target::Provider(site);
     let (answer, status, sealed) = match (decision, instructions) {
         (Answer::Accept { .. }, Some(instructions)) => {

@@ -7,6 +7,7 @@ use refer_domain::provider::{Provider, ProviderCommand, MAX_UNITS};
 use refer_domain::standing::Owner;
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id};
+use refer_service::reads::{About, ItemKind};
 use refer_service::sealing;
 use refer_service::{caller, invalid, page, Principal};
 use tonic::{Request, Response, Status};
@@ -173,20 +174,29 @@ pub async fn set_handoff(
 ) -> Result<Response<pb::SiteHandoff>, Status> {
     let r = request.get_ref();
     let call = service.shell.command(&request, &r.idempotency_key)?;
-    let (id, _, _) = service.owned(&call.who, &r.provider_id).await?;
+    let (id, state, _) = service.owned(&call.who, &r.provider_id).await?;
     let instructions = sealing::text(&r.instructions, "instructions")?;
     let meta = call.bind().await?;
     let site = ProviderId::from_uuid(id);
     let purpose = sealing::purpose::site_default(site);
-    sealing::set_standing(&service.shell, Owner::Site(site), &instructions, &purpose, &meta).await?;
-    let who = call.who;
+    let about = About {
+        kind: ItemKind::SiteHandoff,
+        of: id,
+        owner: crate::referrals::site_org(&state),
+    };
+    // An admin may set it, never be shown it.
+    let instructions = sealing::set_standing(
+        &service.shell,
+        &call.who,
+        Owner::Site(site),
+        &instructions,
+        &purpose,
+        &meta,
+        about,
+    )
+    .await?;
     Ok(Response::new(pb::SiteHandoff {
         provider_id: cv::id_pb(id),
-        // An admin may set it, never be shown it.
-        instructions: if who.role == refer_service::Role::Admin {
-            String::new()
-        } else {
-            instructions
-        },
+        instructions,
     }))
 }

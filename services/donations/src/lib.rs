@@ -92,22 +92,26 @@ impl Donations for DonationsService {
     ) -> Result<Response<pb::DonationHandoff>, Status> {
         let r = request.get_ref();
         let call = self.shell.command(&request, &r.idempotency_key)?;
-        let (id, _, _) = self.owned(&call.who, &r.donation_id).await?;
+        let (id, state, _) = self.owned(&call.who, &r.donation_id).await?;
         let instructions = sealing::text(&r.instructions, "instructions")?;
         let meta = call.bind().await?;
         let donation = DonationId::from_uuid(id);
         let owner = refer_domain::standing::Owner::Donation(donation);
         let purpose = sealing::purpose::donation(donation);
-        sealing::set_standing(&self.shell, owner, &instructions, &purpose, &meta).await?;
-        let who = call.who;
+        let about = refer_service::reads::About {
+            kind: refer_service::reads::ItemKind::DonationHandoff,
+            of: id,
+            owner: state
+                .offer
+                .as_ref()
+                .map_or(refer_domain::ids::OrgId::from_u128(0), |o| o.org),
+        };
+        // An admin may set it, never be shown it.
+        let instructions =
+            sealing::set_standing(&self.shell, &call.who, owner, &instructions, &purpose, &meta, about).await?;
         Ok(Response::new(pb::DonationHandoff {
             donation_id: refer_service::convert::id_pb(id),
-            // An admin may set it, never be shown it.
-            instructions: if who.role == Role::Admin {
-                String::new()
-            } else {
-                instructions
-            },
+            instructions,
         }))
     }
 

@@ -5,12 +5,12 @@
 
 use crate::IntakeService;
 use refer_domain::ids::{NeedId, PlacementId};
-use refer_domain::placement::{Consent, ErasureReason, Placement, PlacementCommand, SealedPart};
-use refer_domain::standing::{Owner, Standing};
+use refer_domain::placement::{check_consent, Consent, ErasureReason, Placement, PlacementCommand, SealedPart};
+use refer_domain::standing::Owner;
 use refer_domain::CommandMeta;
 use refer_proto::intake::v1 as pb;
 use refer_service::convert::{self as cv, id};
-use refer_service::reads::{About, ItemKind, Trail};
+use refer_service::reads::{About, ItemKind};
 use refer_service::sealing;
 use refer_service::sealing::purpose;
 use refer_service::{caller, invalid, store_status};
@@ -28,7 +28,17 @@ pub async fn set_contact(
     let meta = call.bind().await?;
     let agency = call.who.org;
     let purpose = purpose::agency_contact(agency);
-    sealing::set_standing(&service.shell, Owner::Agency(agency), &contact, &purpose, &meta).await?;
+    let owner = Owner::Agency(agency);
+    let contact = sealing::set_standing(
+        &service.shell,
+        &call.who,
+        owner,
+        &contact,
+        &purpose,
+        &meta,
+        contact_read(agency),
+    )
+    .await?;
     Ok(Response::new(pb::HandoffContact { contact }))
 }
 
@@ -37,29 +47,18 @@ pub async fn get_contact(
     request: Request<pb::GetHandoffContactRequest>,
 ) -> Result<Response<pb::HandoffContact>, Status> {
     let who = caller(&request)?;
-    let owner = Owner::Agency(who.org);
-    let standing = service.shell.load::<Standing>(owner.id()).await?;
-    let mut trail = Trail::new(&who);
-    let about = About {
-        kind: ItemKind::AgencyContact,
-        of: who.org.as_uuid(),
-        owner: who.org,
-    };
-    let contact = match &standing.state.text {
-        Some(sealed) => sealing::open(
-            &service.shell.vault,
-            sealed,
-            &purpose::agency_contact(who.org),
-            &mut trail,
-            about,
-        )
-        .await?
-        .text()
-        .unwrap_or_default(),
-        None => String::new(),
-    };
-    service.shell.reads.record(trail, service.shell.clock.now()).await?;
+    let (owner, purpose) = (Owner::Agency(who.org), purpose::agency_contact(who.org));
+    let contact = sealing::open_standing(&service.shell, &who, owner, &purpose, contact_read(who.org)).await?;
     Ok(Response::new(pb::HandoffContact { contact }))
+}
+
+/// A read of `agency`'s contact, as the read log records it.
+fn contact_read(agency: refer_domain::ids::OrgId) -> About {
+    About {
+        kind: ItemKind::AgencyContact,
+        of: agency.as_uuid(),
+        owner: agency,
+    }
 }
 
 /// The need `need` of the caller's placement `placement`.
@@ -101,6 +100,9 @@ pub async fn share_note(
         given_at: service.shell.clock.now(),
         until: cv::timestamp(consent.until_ms, "consent.until_ms")?,
     };
+    // Refused before the key is bound: corrected, it may be sent again
+    // under the same key.
+    check_consent(&consent, consent.given_at, service.longest_consent_ms).map_err(|e| cv::domain_invalid("", e))?;
     let meta = call.bind().await?;
     let sealed = sealing::seal(&service.shell.vault, "note", &note, &purpose::note(need)).await?;
     let command = PlacementCommand::ShareNote {
