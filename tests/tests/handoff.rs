@@ -738,9 +738,10 @@ async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
 
 /// A note refused for its consent (too long, already over, nothing said
 /// of what is shared) leaves its key unbound: the agency corrects it and
-/// sends it again under the same key. A note the placement's state refuses
-/// (its need has one already) is a request like any other: its key is
-/// bound (docs/api.md), and what it says is checked first.
+/// sends it again under the same key; a retry is answered even once the
+/// consent has ended. A note the placement's state refuses (its need has
+/// one already) is FAILED_PRECONDITION and binds its key (docs/api.md);
+/// what it says is checked first.
 #[tokio::test]
 async fn a_note_refused_for_its_consent_leaves_its_key_free() {
     let c = Coalition::start(0, 0).await;
@@ -779,11 +780,27 @@ async fn a_note_refused_for_its_consent_leaves_its_key_free() {
         intake.share_note(authed(INTAKE, with("second-key", hour, ""))).await,
         "consent.shares",
     );
-    assert_invalid(
-        intake.share_note(authed(INTAKE, with("second-key", hour, said))).await,
-        "need_id",
+    let second = intake.share_note(authed(INTAKE, with("second-key", hour, said))).await;
+    assert_eq!(
+        second.unwrap_err().code(),
+        Code::FailedPrecondition,
+        "a refusal by state"
     );
     let mut other_need = with("third-key", hour, said);
     other_need.need_id = a.needs[1].need_id.clone();
     intake.share_note(authed(INTAKE, other_need)).await.unwrap();
+
+    // The consent has ended since: a retry of the note shared is answered
+    // as the placement stands (the note erased), not refused for its dates.
+    c.clock.advance_secs(HOUR_SECS + 60);
+    let late = intake
+        .share_note(authed(INTAKE, with("the-one-key", hour, said)))
+        .await
+        .expect("a retry is answered, whatever the time");
+    assert_eq!(late.into_inner().placement_id, a.placement_id);
+    // A new note with those dates is refused, its key still free.
+    assert_invalid(
+        intake.share_note(authed(INTAKE, with("fourth-key", hour, said))).await,
+        "consent.until_ms",
+    );
 }

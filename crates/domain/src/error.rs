@@ -56,6 +56,8 @@ pub enum DomainError {
     TargetExcluded,
     #[error("the referral is not with this target")]
     WrongTarget,
+    #[error("the need already has a shared note: revoke it before sharing another")]
+    NoteAlreadyShared,
 }
 
 impl DomainError {

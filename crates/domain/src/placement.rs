@@ -97,10 +97,7 @@ impl Placement {
             return Err(DomainError::invalid("need_id", "is not a need of this placement"));
         }
         if self.notes.contains_key(&need) {
-            return Err(DomainError::invalid(
-                "need_id",
-                "already has a shared note: revoke it before sharing another",
-            ));
+            return Err(DomainError::NoteAlreadyShared);
         }
         Ok(())
     }

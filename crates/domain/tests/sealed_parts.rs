@@ -89,7 +89,7 @@ fn a_note_needs_a_consent_that_ends_within_the_coalitions_limit() {
     recorded().when(&elsewhere, NIGHT).then_invalid("need_id");
     given::<Placement>([PlacementEvent::Recorded(file()), shared(24)])
         .when(&share(24), NIGHT)
-        .then_invalid("need_id");
+        .then_error(DomainError::NoteAlreadyShared);
 }
 
 #[test]

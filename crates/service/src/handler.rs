@@ -85,6 +85,16 @@ impl<T> Command<'_, T> {
 }
 
 impl<T: prost::Message> Command<'_, T> {
+    /// Whether the key is bound to this very request already: a retry,
+    /// which is answered as it stands, though a check that depends on the
+    /// time (a consent's end) would refuse it now.
+    pub async fn is_retry(&self) -> Result<bool, Status> {
+        self.shell
+            .keys
+            .bound_to(&self.who, &self.key, self.request.get_ref())
+            .await
+    }
+
     /// Binds the key to this request (a retry with the key and another
     /// request is refused) once the request is valid, and gives the meta
     /// its commit carries.

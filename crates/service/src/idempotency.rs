@@ -98,6 +98,27 @@ impl KeyBook {
         }
     }
 
+    /// Whether `key` is bound to this very `request` already (a retry),
+    /// without binding it.
+    pub async fn bound_to<T: prost::Message>(
+        &self,
+        who: &Principal,
+        key: &IdempotencyKey,
+        request: &T,
+    ) -> Result<bool, Status> {
+        let (name, fingerprint) = (binding_name(who, key), fingerprint(request));
+        let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(format!("idempotency records: {e}"));
+        if let Some(bound) = self.tree.get(name.as_bytes()).map_err(|e| unavailable(&e))? {
+            if bound.get(..32) == Some(&fingerprint[..]) {
+                return Ok(true);
+            }
+        }
+        let entry = hex::encode(Sha256::digest(name.as_bytes()));
+        let bucket = self.bucket.lock().expect("bucket lock").clone();
+        let bound = bucket.get(&entry).await.map_err(|e| unavailable(&e))?;
+        Ok(bound.is_some_and(|value| value.as_ref() == fingerprint))
+    }
+
     /// Binds `key` to `request` for the caller's organisation, or checks
     /// that it is bound to this very request, on whichever replica it was
     /// first used.
@@ -107,11 +128,7 @@ impl KeyBook {
         key: &IdempotencyKey,
         request: &T,
     ) -> Result<(), Status> {
-        let mut hash = Sha256::new();
-        hash.update(std::any::type_name::<T>().as_bytes());
-        hash.update(request.encode_to_vec());
-        let fingerprint: [u8; 32] = hash.finalize().into();
-        let name = format!("{}/{}", who.org.as_uuid(), key.as_str());
+        let (name, fingerprint) = (binding_name(who, key), fingerprint(request));
         let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(format!("idempotency records: {e}"));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -174,4 +191,17 @@ impl KeyBook {
             Err((_, err)) => Err(err.to_string()),
         }
     }
+}
+
+/// What a request is known by in its binding: its type and bytes, hashed.
+fn fingerprint<T: prost::Message>(request: &T) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(std::any::type_name::<T>().as_bytes());
+    hash.update(request.encode_to_vec());
+    hash.finalize().into()
+}
+
+/// A binding's name: the caller's organisation and the key.
+fn binding_name(who: &Principal, key: &IdempotencyKey) -> String {
+    format!("{}/{}", who.org.as_uuid(), key.as_str())
 }

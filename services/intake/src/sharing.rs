@@ -101,8 +101,13 @@ pub async fn share_note(
         until: cv::timestamp(consent.until_ms, "consent.until_ms")?,
     };
     // Refused before the key is bound: corrected, it may be sent again
-    // under the same key.
-    check_consent(&consent, consent.given_at, service.longest_consent_ms).map_err(|e| cv::domain_invalid("", e))?;
+    // under the same key. A retry of a note shared before is answered as
+    // it stands, though its consent may have ended since.
+    if let Err(refused) = check_consent(&consent, consent.given_at, service.longest_consent_ms) {
+        if !call.is_retry().await? {
+            return Err(cv::domain_invalid("", refused));
+        }
+    }
     let meta = call.bind().await?;
     let sealed = sealing::seal(&service.shell.vault, "note", &note, &purpose::note(need)).await?;
     let command = PlacementCommand::ShareNote {
