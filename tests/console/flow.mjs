@@ -2,7 +2,7 @@
 // would use it: an intake officer on a phone-sized page requests a placement
 // for a group; a provider in a second browser sees the referrals appear
 // without reloading and accepts one with a hand-off; the intake page updates
-// live. Also: a wrong token, another role's page, a form without its CSRF
+// live; a business's page shows a donation withdrawn elsewhere live. Also: a wrong token, another role's page, a form without its CSRF
 // token, and axe-core on every page in both languages.
 //
 // Run by services/console/tests/browser.rs, which starts the system and
@@ -198,6 +198,21 @@ try {
   check(await business.getByRole("heading", { name: "Hotel room-nights: 6" }).isVisible(), "the rooms are listed");
   await accessibleInBoth(business, "donations");
   await shoot(business, "business-donations");
+
+  // The business's page follows its donations live: withdrawn from a
+  // second session, the rooms show it without a reload.
+  await business.goto(`${url}/business`);
+  const seen = [];
+  business.on("framenavigated", (frame) => frame === business.mainFrame() && seen.push(frame.url()));
+  const elsewhereContext = await browser.newContext({ viewport: phone });
+  const elsewhere = await elsewhereContext.newPage();
+  await signIn(elsewhere, process.env.BUSINESS_TOKEN);
+  await elsewhere.getByRole("button", { name: "Withdraw" }).first().click();
+  await elsewhere.waitForURL(/\/business\?saved=1/);
+  await business.locator("article.donation .tag").first().waitFor({ timeout: 20000 });
+  check(seen.length === 0, `the business page reloaded: ${seen}`);
+  check((await business.locator("article.donation .tag").first().textContent()) === "withdrawn", "shown withdrawn");
+  check(Number(await business.locator("#live").getAttribute("data-refreshed")) > 0, "updated live");
 
   // An admin sees the coalition's picture and adds a partner, whose token
   // (shown once) then signs in.

@@ -5,15 +5,17 @@
 
 use crate::html::{checkboxes, csrf, esc, notice, page, problem, select, tag_if, time};
 use crate::i18n::{Lang, T};
+use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
 use crate::session::{random_id, Session};
 use crate::{check_csrf, form, html as respond, Console, Filled};
 use crate::{As, ForBusiness};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::StreamExt;
 use refer_client::tokens::authed;
 use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1 as don;
@@ -22,7 +24,7 @@ use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
     Router::new()
-        .route("/business", get(list))
+        .merge(live::routes::<Donations>())
         .route("/business/new", get(new_form).post(register))
         .route("/business/donations/{donation}/{action}", post(action))
 }
@@ -125,25 +127,57 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
     out
 }
 
-async fn list(State(c): State<Console>, As(s, _): As<ForBusiness>, RawQuery(query): RawQuery) -> Response {
-    let mut body = String::new();
-    if query.as_deref() == Some("saved=1") {
-        body += &notice(T::Saved.get(s.lang));
+/// The business's donations, their use live.
+pub(crate) struct Donations;
+
+impl Live for Donations {
+    type Role = ForBusiness;
+    type Data = Vec<don::Donation>;
+    const PATH: &'static str = "/business";
+    const SERVICE: &'static str = "donations";
+    const TITLE: T = T::Donations;
+    const AFTER: &'static str = "/business?saved=1";
+
+    async fn load(c: &Console, s: &Session) -> Result<Self::Data, tonic::Status> {
+        let list = don::ListDonationsRequest {
+            page_size: 100,
+            page_token: String::new(),
+        };
+        Ok(client(c)
+            .list_donations(authed(&s.token, list))
+            .await?
+            .into_inner()
+            .donations)
     }
-    let _ = write!(
-        body,
-        "<p><a class=\"button\" href=\"/business/new\">{}</a></p>",
-        T::NewDonation.get(s.lang)
-    );
-    let list = don::ListDonationsRequest {
-        page_size: 100,
-        page_token: String::new(),
-    };
-    body += &match client(&c).list_donations(authed(&s.token, list)).await {
-        Ok(answer) => donations_html(&s, &answer.into_inner().donations),
-        Err(status) => problem(s.lang, "donations", &status),
-    };
-    respond(page(s.lang, T::Donations.get(s.lang), Some(&s), &body)).into_response()
+
+    fn show(s: &Session, donations: &Self::Data) -> String {
+        donations_html(s, donations)
+    }
+
+    /// One change per change of the business's donations (their use).
+    async fn watch(c: &Console, s: &Session, donations: Self::Data) -> Changes {
+        let watch = don::WatchDonationsRequest {
+            after_position: donations.iter().map(|d| d.version).max().unwrap_or(0),
+            ..Default::default()
+        };
+        match client(c).watch_donations(authed(&s.token, watch)).await {
+            Ok(stream) => vec![stream.into_inner().map(|d| d.map(|d| d.donation_id)).boxed()],
+            Err(_) => vec![],
+        }
+    }
+
+    fn head(s: &Session, query: Option<&str>) -> String {
+        let mut head = String::new();
+        if query == Some("saved=1") {
+            head += &notice(T::Saved.get(s.lang));
+        }
+        let _ = write!(
+            head,
+            "<p><a class=\"button\" href=\"/business/new\">{}</a></p>",
+            T::NewDonation.get(s.lang)
+        );
+        head
+    }
 }
 
 fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
@@ -299,33 +333,26 @@ async fn action(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(refusal) = check_csrf(&s, &f) {
-        return refusal;
-    }
     let key = random_id()[..32].to_owned();
-    let done = match action.as_str() {
-        "withdraw" => {
-            let r = don::WithdrawDonationRequest {
-                idempotency_key: key,
-                donation_id: donation,
-            };
-            client(&c).withdraw_donation(authed(&s.token, r)).await.map(|_| ())
-        }
-        "handoff" => {
-            let r = don::SetDonationHandoffRequest {
-                idempotency_key: key,
-                donation_id: donation,
-                instructions: crate::field(&f, "instructions").to_owned(),
-            };
-            client(&c).set_donation_handoff(authed(&s.token, r)).await.map(|_| ())
-        }
-        _ => return crate::refused(s.lang, Some(&s)),
+    let act = async {
+        Some(match action.as_str() {
+            "withdraw" => {
+                let r = don::WithdrawDonationRequest {
+                    idempotency_key: key,
+                    donation_id: donation,
+                };
+                client(&c).withdraw_donation(authed(&s.token, r)).await.map(|_| ())
+            }
+            "handoff" => {
+                let r = don::SetDonationHandoffRequest {
+                    idempotency_key: key,
+                    donation_id: donation,
+                    instructions: crate::field(&f, "instructions").to_owned(),
+                };
+                client(&c).set_donation_handoff(authed(&s.token, r)).await.map(|_| ())
+            }
+            _ => return None,
+        })
     };
-    match done {
-        Ok(()) => Redirect::to("/business?saved=1").into_response(),
-        Err(status) => {
-            let body = problem(s.lang, "donations", &status);
-            respond(page(s.lang, T::Donations.get(s.lang), Some(&s), &body)).into_response()
-        }
-    }
+    live::action::<Donations, _>(&s, &f, act).await
 }

@@ -33,6 +33,8 @@ pub(crate) trait Live: Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The page's title.
     const TITLE: T;
+    /// Where an action that worked leads (the page, or the page saying so).
+    const AFTER: &'static str = Self::PATH;
 
     fn load(c: &Console, s: &Session) -> impl Future<Output = Result<Self::Data, tonic::Status>> + Send;
     /// The live section's content.
@@ -89,7 +91,7 @@ async fn events<L: Live>(State(c): State<Console>, As(s, _): As<L::Role>) -> Res
 /// in words on it.
 pub(crate) fn after<L: Live>(s: &Session, done: Result<(), tonic::Status>) -> Response {
     match done {
-        Ok(()) => Redirect::to(L::PATH).into_response(),
+        Ok(()) => Redirect::to(L::AFTER).into_response(),
         Err(status) => {
             let body = problem(s.lang, L::SERVICE, &status);
             respond(page(s.lang, L::TITLE.get(s.lang), Some(s), &body)).into_response()
