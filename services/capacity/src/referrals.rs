@@ -289,6 +289,14 @@ async fn answer<T: prost::Message>(
     let hold = HoldId::from_uuid(id(referral, "referral_id")?);
     let site = ProviderId::from_uuid(pid);
     let owner = site_org(&state);
+    let known = service.board.read().referrals.get(&hold).cloned();
+    // The hold names the need while pending; afterwards the board still
+    // knows it, so a retried answer finds its idempotency record.
+    let need = match (state.holds.get(&hold), &known) {
+        (Some(h), _) => h.need,
+        (None, Some(r)) if r.provider == ProviderId::from_uuid(pid) => r.need,
+        _ => return Err(Status::not_found("no such referral at this provider")),
+    };
     let mut trail = Trail::new(who);
     // Checked before the key is bound: a refusal here leaves the key unused.
     let instructions = match &decision {
@@ -298,14 +306,6 @@ async fn answer<T: prost::Message>(
                 .await?,
         ),
         Answer::Decline(_) => None,
-    };
-    let known = service.board.read().referrals.get(&hold).cloned();
-    // The hold names the need while pending; afterwards the board still
-    // knows it, so a retried answer finds its idempotency record.
-    let need = match (state.holds.get(&hold), &known) {
-        (Some(h), _) => h.need,
-        (None, Some(r)) if r.provider == ProviderId::from_uuid(pid) => r.need,
-        _ => return Err(Status::not_found("no such referral at this provider")),
     };
     let meta = call.bind().await?;
     let key = call.key().clone();
