@@ -3,7 +3,7 @@
 //! hand-off an agency is told; withdraw; how many units were used and
 //! when, never by whom.
 
-use crate::html::{checkboxes, csrf, esc, notice, page, problem, select, tag_if, time};
+use crate::html::{checkboxes, csrf, esc, page, problem, select, tag_if, time};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
@@ -137,6 +137,8 @@ impl Live for Donations {
     const SERVICE: &'static str = "donations";
     const TITLE: T = T::Donations;
     const AFTER: &'static str = "/business?saved=1";
+    const DONE: Option<(&'static str, T)> = Some(("saved=1", T::Saved));
+    const NEW: Option<(&'static str, T)> = Some(("/business/new", T::NewDonation));
 
     async fn load(c: &Console, s: &Session) -> Result<Self::Data, tonic::Status> {
         let list = don::ListDonationsRequest {
@@ -164,19 +166,6 @@ impl Live for Donations {
             Ok(stream) => vec![stream.into_inner().map(|d| d.map(|d| d.donation_id)).boxed()],
             Err(_) => vec![],
         }
-    }
-
-    fn head(s: &Session, query: Option<&str>) -> String {
-        let mut head = String::new();
-        if query == Some("saved=1") {
-            head += &notice(T::Saved.get(s.lang));
-        }
-        let _ = write!(
-            head,
-            "<p><a class=\"button\" href=\"/business/new\">{}</a></p>",
-            T::NewDonation.get(s.lang)
-        );
-        head
     }
 }
 

@@ -1,7 +1,7 @@
 //! Intake staff's pages: the agency's placements, each need's status live,
 //! and a new placement for one person or a group, in a few taps.
 
-use crate::html::{self, checkboxes, csrf, esc, notice, page, problem, select, time};
+use crate::html::{self, checkboxes, csrf, esc, page, problem, select, time};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
@@ -182,6 +182,8 @@ impl Live for Placements {
     const PATH: &'static str = "/intake";
     const SERVICE: &'static str = "intake";
     const TITLE: T = T::Placements;
+    const DONE: Option<(&'static str, T)> = Some(("requested=1", T::Requested));
+    const NEW: Option<(&'static str, T)> = Some(("/intake/new", T::NewPlacement));
 
     async fn load(c: &Console, s: &Session) -> Result<Self::Data, tonic::Status> {
         latest(c, s).await
@@ -204,19 +206,6 @@ impl Live for Placements {
             }
         }
         watches
-    }
-
-    fn head(s: &Session, query: Option<&str>) -> String {
-        let mut head = String::new();
-        if query == Some("requested=1") {
-            head += &notice(T::Requested.get(s.lang));
-        }
-        let _ = write!(
-            head,
-            "<p><a class=\"button\" href=\"/intake/new\">{}</a></p>",
-            T::NewPlacement.get(s.lang)
-        );
-        head
     }
 }
 

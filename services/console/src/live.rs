@@ -4,7 +4,7 @@
 //! after an action (back to the page, or the service's answer in words).
 //! A role says what it loads, how it shows it and what it watches (`Live`).
 
-use crate::html::{page, problem};
+use crate::html::{notice, page, problem};
 use crate::i18n::T;
 use crate::session::Session;
 use crate::{check_csrf, html as respond, As, Console, PageRole};
@@ -35,16 +35,32 @@ pub(crate) trait Live: Send + Sync + 'static {
     const TITLE: T;
     /// Where an action that worked leads (the page, or the page saying so).
     const AFTER: &'static str = Self::PATH;
+    /// The notice shown above the live section when the page's query is
+    /// this one (something was just done).
+    const DONE: Option<(&'static str, T)> = None;
+    /// The link above the live section to make a new one: path and label.
+    const NEW: Option<(&'static str, T)> = None;
 
     fn load(c: &Console, s: &Session) -> impl Future<Output = Result<Self::Data, tonic::Status>> + Send;
     /// The live section's content.
     fn show(s: &Session, data: &Self::Data) -> String;
     /// The watches of what `data` shows, each from where `data` stands.
     fn watch(c: &Console, s: &Session, data: Self::Data) -> impl Future<Output = Changes> + Send;
-    /// What the page shows above the live section (`query`: the page's).
-    fn head(_s: &Session, _query: Option<&str>) -> String {
-        String::new()
+}
+
+/// What page `L` shows above its live section: its `DONE` notice when the
+/// page's `query` says so, and its `NEW` link.
+fn head<L: Live>(s: &Session, query: Option<&str>) -> String {
+    let mut head = String::new();
+    if let Some((done, said)) = L::DONE {
+        if query == Some(done) {
+            head += &notice(said.get(s.lang));
+        }
     }
+    if let Some((path, label)) = L::NEW {
+        head += &format!("<p><a class=\"button\" href=\"{path}\">{}</a></p>", label.get(s.lang));
+    }
+    head
 }
 
 /// The page, its fragment and its events, for role page `L`.
@@ -66,7 +82,7 @@ async fn index<L: Live>(State(c): State<Console>, As(s, _): As<L::Role>, RawQuer
     let inner = section::<L>(&c, &s).await;
     let body = format!(
         "{head}<section id=\"live\" aria-live=\"polite\" data-live=\"{path}/events\" data-fragment=\"{path}/fragment\">{inner}</section>",
-        head = L::head(&s, query.as_deref()),
+        head = head::<L>(&s, query.as_deref()),
         path = L::PATH,
     );
     respond(page(s.lang, L::TITLE.get(s.lang), Some(&s), &body)).into_response()
