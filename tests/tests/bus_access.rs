@@ -240,6 +240,72 @@ async fn no_service_may_delete_or_purge_a_stream_and_only_sealing_services_reach
     assert!(info.is_some_and(|i| i.contains("\"config\"")));
 }
 
+/// No process but the operator makes a stream: whoever makes one first
+/// decides what it captures. Every credential tries to make a bucket no
+/// process made yet as a copy of the sealed keys, and a stream capturing
+/// intake's reply inboxes; and to find the consumers the services run
+/// (listing them, or asking by a projection's name), which would let it
+/// pull another service's deliveries away.
+#[tokio::test]
+async fn no_service_may_make_a_stream_nor_find_another_services_consumer() {
+    let c = Coalition::start(1, 0).await;
+    seal_a_contact(&c).await;
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let consumers: Vec<String> = js
+        .get_stream("REFER")
+        .await
+        .unwrap()
+        .consumer_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    assert!(consumers.len() >= 4, "every service runs a consumer: {consumers:?}");
+    // `<projection>_<random>`: 32 hex digits drawn anew for each consumer.
+    let randoms: std::collections::BTreeSet<&str> = consumers
+        .iter()
+        .map(|name| name.rsplit_once('_').expect("a random suffix").1)
+        .collect();
+    assert_eq!(randoms.len(), consumers.len(), "suffixes repeat: {consumers:?}");
+    let copy = r#"{"name":"KV_REFER_NEW","mirror":{"name":"KV_REFER_DATA_KEYS"}}"#;
+    let capture = r#"{"name":"CAPTURE","subjects":["_INBOX_intake.>"]}"#;
+    for role in ["capacity", "donations", "intake", "matcher", "console"] {
+        let (client, _) = as_role(&c, role).await;
+        for (subject, config) in [
+            ("$JS.API.STREAM.CREATE.KV_REFER_NEW", copy),
+            ("$JS.API.STREAM.CREATE.CAPTURE", capture),
+        ] {
+            assert_eq!(
+                try_request(&client, subject, config).await,
+                None,
+                "{role} may not {subject}"
+            );
+        }
+        for subject in ["$JS.API.CONSUMER.LIST.REFER", "$JS.API.CONSUMER.NAMES.REFER"] {
+            assert_eq!(
+                try_request(&client, subject, "{}").await,
+                None,
+                "{role} may not {subject}"
+            );
+        }
+        for name in &consumers {
+            // The projection's name finds nothing.
+            let (projection, random) = name.rsplit_once('_').expect("a random suffix");
+            assert!(
+                random.len() == 32 && random.chars().all(|c| c.is_ascii_hexdigit()),
+                "{name}"
+            );
+            let asked = try_request(&client, &format!("$JS.API.CONSUMER.INFO.REFER.{projection}"), "").await;
+            assert!(
+                asked.as_ref().is_none_or(|a| a.contains("consumer not found")),
+                "{role} found {name} by its projection's name: {asked:?}"
+            );
+        }
+    }
+    for stream in ["KV_REFER_NEW", "CAPTURE"] {
+        assert!(js.get_stream(stream).await.is_err(), "{stream} was made");
+    }
+}
+
 #[tokio::test]
 async fn no_credential_may_wipe_a_bucket_with_a_rollup() {
     let c = Coalition::start(1, 0).await;

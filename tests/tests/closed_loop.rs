@@ -104,6 +104,9 @@ impl Shell {
 }
 
 async fn open(server: &NatsServer, dir: &Path) -> EventStore {
+    // As the operator makes it (`refer admin provision`).
+    let js = async_nats::jetstream::new(server.connect().await);
+    StreamSettings::default().create(&js).await.unwrap();
     EventStore::open(
         server.connect().await,
         StreamSettings::default(),

@@ -186,6 +186,21 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
     let mut ports = refer_testkit::free_ports::<32>().unwrap().into_iter();
     let mut procs = Vec::new();
     for (name, spec) in compose["services"].as_object().expect("services") {
+        if name == "provision" {
+            // The operator's step every service waits for, as compose runs
+            // it: `refer admin provision --replicas <n>`.
+            let command: Vec<&str> = spec["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a.as_str())
+                .collect();
+            let ["refer", "admin", "provision", "--replicas", n] = command[..] else {
+                panic!("provision runs {command:?}")
+            };
+            setup.provision_with(n.parse().expect("--replicas <n>"));
+            continue;
+        }
         let binary = spec["command"][0].as_str().unwrap_or_default();
         let service = match binary {
             "refer-capacity" | "refer-donations" | "refer-intake" | "refer-matcher" => {
@@ -342,8 +357,9 @@ async fn compose_on_loopback_runs_one_leader_and_no_shared_consumer() {
         .await;
     for proc in &mut procs {
         assert!(proc.exited().is_none(), "{} stopped:\n{}", proc.name, proc.log());
-        let own = format!("-{}", proc.env["REFER_INSTANCE"]);
-        let mine: Vec<&String> = consumers.iter().filter(|c| c.ends_with(&own)).collect();
+        // `<projection>-<instance>_<random>` (refer_eventstore::Subscriber).
+        let own = format!("-{}_", proc.env["REFER_INSTANCE"]);
+        let mine: Vec<&String> = consumers.iter().filter(|c| c.contains(&own)).collect();
         assert_eq!(mine.len(), 1, "{}: its consumers among {consumers:?}", proc.name);
     }
     assert_eq!(consumers.len(), procs.len(), "one consumer per process: {consumers:?}");

@@ -176,7 +176,7 @@ async fn an_erased_placement_cannot_be_read_back_from_every_nodes_disk_with_the_
     let new = [0x5a; 32];
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let old = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let rotating = refer_sealed::Vault::open_for_stream(&js, "REFER", 3, refer_sealed::Kek::from_bytes(new), vec![old])
+    let rotating = refer_sealed::Vault::open_for_stream(&js, "REFER", refer_sealed::Kek::from_bytes(new), vec![old])
         .await
         .unwrap();
     assert!(rotating.rotate().await.unwrap() >= 3);

@@ -342,7 +342,7 @@ async fn sealed_content_is_nowhere_in_clear_and_nothing_of_it_can_be_read_after_
     // holder included; the standing hand-offs, never erased, still do.
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
+    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
         .await
         .unwrap();
     let commits = c

@@ -143,7 +143,7 @@ async fn a_retried_replacement_erases_what_its_first_attempt_replaced() {
     // before erasing what it replaced (written here as intake would).
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
+    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
         .await
         .unwrap();
     let purpose = refer_service::sealing::purpose::agency_contact(AGENCY);

@@ -57,10 +57,6 @@ pub enum Command {
         #[arg(long, default_value = "REFER")]
         stream: String,
     },
-    /// Move the wrapped data keys from the bucket of a version before
-    /// secure erasure (`<stream>_SEALED`) to `<stream>_DATA_KEYS`, then
-    /// delete the old bucket. Run it once, with every service stopped
-    /// (docs/operations.md).
     /// Make a NATS credential: an nkey pair. The seed goes to `--out`
     /// (mode 600, refused if the file exists), and the public key (`U...`)
     /// is printed for the bus's configuration (REFER_NKEY_<ROLE>,
@@ -91,10 +87,33 @@ pub enum Command {
     /// write a bucket could wipe it whole. Needs the operator's credential;
     /// services refuse such a bucket at start, naming this command.
     HardenBuckets,
+    /// Move the wrapped data keys from the bucket of a version before
+    /// secure erasure (`<stream>_SEALED`) to `<stream>_DATA_KEYS`, then
+    /// delete the old bucket. Run it once, with every service stopped
+    /// (docs/operations.md).
     MigrateSealed {
         /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
         stream: String,
+    },
+    /// Make every stream and bucket Refer keeps on the bus (the domain
+    /// stream, its read log, the sealed-key, idempotency, instance, lease
+    /// and console-session buckets), or check those there. Needs the
+    /// operator's credential: no service may make a stream, so run it
+    /// before the first start of a deployment (compose does) and again
+    /// after the whole cluster restarted (the idempotency bucket is kept
+    /// in memory). Idempotent.
+    Provision {
+        /// The domain stream; its buckets are named after it.
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+        /// Copies of each stream and bucket (3 on the compose cluster).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: u8,
+        /// How long the console's session bucket keeps an unused session
+        /// (minutes; each console ends sessions after its own idle_minutes).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=720))]
+        console_idle_minutes: u64,
     },
 }
 
@@ -152,7 +171,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             if js.get_key_value(&bucket).await.is_err() {
                 anyhow::bail!("no sealed-key bucket {bucket} on {}", settings.nats);
             }
-            let vault = refer_sealed::Vault::open_for_stream(&js, &stream, 1, current.clone(), previous).await?;
+            let vault = refer_sealed::Vault::open_for_stream(&js, &stream, current.clone(), previous).await?;
             let rewrapped = vault.rotate().await?;
             record(
                 settings.json,
@@ -210,6 +229,22 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             let js = async_nats::jetstream::new(client);
             let hardened = refer_client::buckets::harden_all(&js).await?;
             record(settings.json, vec![("hardened", hardened.join(","))]);
+        }
+        Command::Provision {
+            stream,
+            replicas,
+            console_idle_minutes,
+        } => {
+            let client = settings.bus().await?;
+            let js = async_nats::jetstream::new(client);
+            let settings_of_stream = refer_client::provision::StreamSettings {
+                name: stream,
+                replicas: replicas.into(),
+                ..Default::default()
+            };
+            let idle = std::time::Duration::from_secs(console_idle_minutes * 60);
+            let ready = refer_client::provision::provision(&js, &settings_of_stream, idle).await?;
+            record(settings.json, vec![("ready", ready.join(","))]);
         }
         Command::MigrateSealed { stream } => {
             let client = settings.bus().await?;

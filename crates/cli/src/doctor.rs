@@ -24,7 +24,7 @@ async fn nats(settings: &Settings) -> Result<String, String> {
             )),
             Err(e) => Err(format!("stream REFER unreadable: {e}")),
         },
-        Err(_) => Err("JetStream has no REFER stream yet: start a service once (it creates the stream)".into()),
+        Err(_) => Err("JetStream has no REFER stream yet: the operator makes it (`refer admin provision`)".into()),
     }
 }
 

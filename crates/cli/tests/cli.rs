@@ -523,7 +523,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
         let js = js.clone();
         let kek = refer_sealed::Kek::load(kek).unwrap();
         async move {
-            refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", 1, kek, vec![])
+            refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
                 .await
                 .unwrap()
         }
@@ -538,7 +538,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
     use async_nats::jetstream::kv;
-    use refer_service::buckets::{open, Storage};
+    use refer_service::buckets::{Bucket, Storage};
     let c = Coalition::start(0, 0).await;
     let js = async_nats::jetstream::new(c.nats.connect().await);
     // As an earlier version made its buckets: by async-nats, rollups allowed.
@@ -549,16 +549,14 @@ async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
     })
     .await
     .unwrap();
-    let reopen = || {
-        open(
-            &js,
-            "REFER_EARLIER",
-            "an earlier bucket",
-            1,
-            Duration::from_secs(60),
-            Storage::File,
-        )
+    let earlier = Bucket {
+        name: "REFER_EARLIER".into(),
+        description: "an earlier bucket",
+        replicas: 1,
+        max_age: Duration::from_secs(60),
+        storage: Storage::File,
     };
+    let reopen = || earlier.open(&js);
     let refused = reopen()
         .await
         .expect_err("a bucket that allows rollups is refused")
@@ -582,4 +580,62 @@ async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
     // Run again, it finds nothing left to do.
     let again = cli.json("", &["admin", "harden-buckets"]);
     assert_eq!(again["hardened"], "");
+}
+
+/// The operator's `admin provision` makes every stream and bucket a
+/// deployment needs (no service may), as Refer makes them; run again, it
+/// changes nothing; a stream someone made otherwise under one of its names
+/// is refused, named, and left for the operator to remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_provisions_every_stream_and_bucket_once() {
+    let nats = refer_testkit::NatsServer::start().await.unwrap();
+    let access = nats.access();
+    let cli = Cli {
+        urls: Default::default(),
+        nats: nats.url(),
+        nkey: access.keys.seed_file("operator"),
+        nats_ca: access.keys.nats_ca_file(),
+        ca: access.keys.ca_file(),
+    };
+    let expected = "REFER,REFER_READS,REFER_DATA_KEYS,REFER_KEYS,REFER_INSTANCES,REFER_LEASES,REFER_CONSOLE_SESSIONS";
+    let out = cli.json("", &["admin", "provision", "--console-idle-minutes", "45"]);
+    assert_eq!(out["ready"], expected);
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let mut sessions = js.get_stream("KV_REFER_CONSOLE_SESSIONS").await.unwrap();
+    let config = sessions.info().await.unwrap().config.clone();
+    assert_eq!(config.max_age, Duration::from_secs(45 * 60));
+    assert!(!config.allow_rollup && config.deny_delete);
+    let keys = js.get_stream("REFER_READS").await.unwrap().cached_info().config.clone();
+    assert!(keys.deny_delete && keys.deny_purge, "the read log is append-only");
+    let last = js.get_stream("REFER").await.unwrap().cached_info().state.last_sequence;
+    assert_eq!(
+        cli.json("", &["admin", "provision", "--console-idle-minutes", "45"])["ready"],
+        expected
+    );
+    assert_eq!(
+        js.get_stream("REFER").await.unwrap().cached_info().state.last_sequence,
+        last
+    );
+
+    // A bucket made to capture more than its own subjects is refused.
+    let other = refer_testkit::NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(other.connect().await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "REFER_READS".into(),
+        subjects: vec!["refer_reads.>".into(), "_INBOX_intake.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cli = Cli {
+        nats: other.url(),
+        nkey: other.access().keys.seed_file("operator"),
+        nats_ca: other.access().keys.nats_ca_file(),
+        ca: other.access().keys.ca_file(),
+        ..cli
+    };
+    let refused = cli.run("", &["admin", "provision"]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("REFER_READS is not as Refer makes it"), "{why}");
 }

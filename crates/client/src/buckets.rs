@@ -1,6 +1,7 @@
 //! The JetStream key-value buckets Refer keeps beside its stream (leases,
-//! instance claims, idempotency bindings, console sessions): each opened if
-//! it exists, else created, in one place.
+//! instance claims, idempotency bindings, console sessions): what each is
+//! ([`Bucket`]), made by the operator ([`Bucket::create`], through
+//! `crate::provision`), opened by every other process ([`Bucket::open`]).
 //!
 //! A bucket is made here rather than by async-nats, which always allows
 //! rollups: any credential that may write a bucket could then publish one
@@ -15,59 +16,99 @@ use std::time::Duration;
 /// Where a bucket keeps its entries.
 pub use jetstream::stream::StorageType as Storage;
 
-/// Opens bucket `name`, or creates it with `replicas` copies, one value per
-/// key, entries living `max_age` after their last write, kept in `storage`.
-pub async fn open(
-    js: &jetstream::Context,
-    name: &str,
-    description: &str,
-    replicas: usize,
-    max_age: Duration,
-    storage: Storage,
-) -> anyhow::Result<kv::Store> {
-    let stream_name = format!("KV_{name}");
-    let config = stream::Config {
-        name: stream_name.clone(),
-        description: Some(description.to_owned()),
-        subjects: vec![format!("$KV.{name}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        storage,
-        num_replicas: replicas.max(1),
-        allow_rollup: false,
-        deny_delete: true,
-        deny_purge: false,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    };
-    // A cluster busy starting (every service making its buckets at once,
-    // an election) may let a request time out: tried again, for as long as
-    // a service waits for its stream at start.
-    let made = refer_eventstore::patiently(
-        &format!("key-value bucket {name}"),
-        || async {
-            match js.get_stream(&stream_name).await {
-                Ok(existing) => Ok(existing),
-                Err(_) => js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()),
-            }
-        },
-        |_| true,
-        || refer_eventstore::unanswered("the bucket's stream"),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {name}: {e}"))?;
-    refuse_unsafe_bucket(name, &made.cached_info().config)?;
-    // From the stream in hand: looked up again at once, a bucket just made
-    // in a cluster may not be found yet.
-    Ok(kv::Store {
-        name: name.to_owned(),
-        stream_name,
-        prefix: format!("$KV.{name}."),
-        put_prefix: None,
-        use_jetstream_prefix: false,
-        stream: made,
-    })
+/// A bucket: `replicas` copies, one value per key, entries living
+/// `max_age` after their last write, kept in `storage`.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    pub name: String,
+    pub description: &'static str,
+    pub replicas: usize,
+    pub max_age: Duration,
+    pub storage: Storage,
+}
+
+impl Bucket {
+    fn stream_name(&self) -> String {
+        format!("KV_{}", self.name)
+    }
+
+    fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream_name(),
+            description: Some(self.description.to_owned()),
+            subjects: vec![format!("$KV.{}.>", self.name)],
+            max_messages_per_subject: 1,
+            max_age: self.max_age,
+            storage: self.storage,
+            num_replicas: self.replicas.max(1),
+            allow_rollup: false,
+            deny_delete: true,
+            deny_purge: false,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        }
+    }
+
+    /// Makes the bucket, or checks the one there: the operator's step
+    /// (`refer admin provision`); no service's credential may make a stream.
+    pub async fn create(&self, js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+        let config = self.config();
+        let made = refer_eventstore::patiently(
+            &format!("key-value bucket {}", self.name),
+            || async { js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()) },
+            |_| true,
+            || refer_eventstore::unanswered("the bucket's stream"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the key-value bucket {}: {e}", self.name))?;
+        self.checked(made)
+    }
+
+    /// Opens the bucket the operator made, checked. A bucket not there
+    /// yet (the operator still provisioning, a cluster still electing) is
+    /// waited for as long as a service waits for its stream at start.
+    pub async fn open(&self, js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+        let what = format!("key-value bucket {}", self.name);
+        let found = refer_eventstore::patiently(
+            &what,
+            || async {
+                js.get_stream(self.stream_name())
+                    .await
+                    .map_err(|e| refer_eventstore::not_provisioned(&what, &e))
+            },
+            |_| true,
+            || refer_eventstore::unanswered("the bucket's stream"),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        self.checked(found)
+    }
+
+    /// Opens the bucket if it is there now, without waiting (a bucket
+    /// looked up again in the middle of a request).
+    pub async fn open_now(&self, js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+        let what = format!("key-value bucket {}", self.name);
+        let found = js
+            .get_stream(self.stream_name())
+            .await
+            .map_err(|e| anyhow::anyhow!(refer_eventstore::not_provisioned(&what, &e)))?;
+        self.checked(found)
+    }
+
+    fn checked(&self, stream: stream::Stream) -> anyhow::Result<kv::Store> {
+        refuse_unsafe_bucket(&self.name, &stream.cached_info().config)?;
+        // From the stream in hand: looked up again at once, a bucket just
+        // made in a cluster may not be found yet.
+        Ok(kv::Store {
+            name: self.name.clone(),
+            stream_name: self.stream_name(),
+            prefix: format!("$KV.{}.", self.name),
+            put_prefix: None,
+            use_jetstream_prefix: false,
+            stream,
+        })
+    }
 }
 
 /// Refuses bucket `name` if its stream allows rollups or is not the

@@ -126,14 +126,15 @@ pub struct EventStore {
 }
 
 impl EventStore {
-    /// Ensures the stream exists and opens local state in `db`.
+    /// Opens the stream (made by the operator, `StreamSettings::create`)
+    /// and local state in `db`.
     pub async fn open(client: async_nats::Client, settings: StreamSettings, db: sled::Db) -> Result<Self, StoreError> {
         let js = jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client);
-        // Services started together on a new cluster create the stream at
-        // once, while its nodes may still elect: try again for a while.
+        // A new cluster's nodes may still elect, or the operator may still
+        // be making the stream: try again for a while.
         let stream = crate::patiently(
             "stream",
-            || settings.ensure(&js),
+            || settings.open(&js),
             |e| matches!(e, StoreError::Unavailable(_)),
             || StoreError::Unavailable(crate::unanswered(&format!("stream {}", settings.name))),
         )

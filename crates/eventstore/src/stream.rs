@@ -50,6 +50,24 @@ impl StreamSettings {
         format!("{}.>", self.prefix)
     }
 
+    /// The read log of sealed items beside the stream (`<name>_READS`,
+    /// subjects `<prefix>_reads.>`; `refer_service::reads`), replicated
+    /// like it and, like it, never deleted from.
+    pub fn read_log(&self) -> stream::Config {
+        stream::Config {
+            name: format!("{}_READS", self.name),
+            subjects: vec![format!("{}_reads.>", self.prefix)],
+            description: Some("Refer's read log of sealed items (refer_service::reads): who, which, when".into()),
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            allow_atomic_publish: true,
+            ..Default::default()
+        }
+    }
+
     fn config(&self) -> stream::Config {
         stream::Config {
             name: self.name.clone(),
@@ -70,12 +88,12 @@ impl StreamSettings {
         }
     }
 
-    /// Creates the stream, or checks that the existing one has our subjects.
-    /// The bus not answering (a cluster still electing, services creating
-    /// the stream at once) is `Unavailable`; a stream set up otherwise is
-    /// `Setup`.
-    pub async fn ensure(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
-        // (Its subjects are checked exactly below: a credential that may
+    /// Creates the stream, or checks the one already there (the operator's
+    /// `refer admin provision`; a stream made before atomic commits gets
+    /// them turned on). The bus not answering (a cluster still electing)
+    /// is `Unavailable`; a stream set up otherwise is `Setup`.
+    pub async fn create(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
+        // (Its subjects are checked exactly below: a credential that could
         // create the stream could have made it first, capturing more.)
         let mut stream = js
             .get_or_create_stream(self.config())
@@ -85,19 +103,55 @@ impl StreamSettings {
             .info()
             .await
             .map_err(|e| StoreError::Unavailable(format!("stream {}: {e}", self.name)))?;
-        refuse_foreign_stream(&info.config, &[self.all_subjects()]).map_err(StoreError::Setup)?;
-        if !info.config.allow_direct {
-            return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
-        }
         if !info.config.allow_atomic_publish {
-            // A stream made before atomic commits: turn them on (2.12+).
             let mut config = info.config.clone();
             config.allow_atomic_publish = true;
             js.update_stream(config)
                 .await
                 .map_err(|e| StoreError::Setup(format!("stream {}: allowing atomic batches: {e}", self.name)))?;
         }
+        self.check(js.get_stream(&self.name).await.map_err(|e| self.missing(e))?)
+    }
+
+    /// Opens the stream the operator made, checked. Never creates it: no
+    /// process but the operator's tools may make a stream (whoever makes
+    /// one first decides what it captures), so a missing stream is
+    /// `Unavailable`, naming the command that makes it.
+    pub async fn open(&self, js: &jetstream::Context) -> Result<stream::Stream, StoreError> {
+        self.check(js.get_stream(&self.name).await.map_err(|e| self.missing(e))?)
+    }
+
+    fn missing(&self, e: jetstream::context::GetStreamError) -> StoreError {
+        StoreError::Unavailable(not_provisioned(&format!("stream {}", self.name), &e))
+    }
+
+    fn check(&self, stream: stream::Stream) -> Result<stream::Stream, StoreError> {
+        let config = &stream.cached_info().config;
+        refuse_foreign_stream(config, &[self.all_subjects()]).map_err(StoreError::Setup)?;
+        if !config.allow_direct {
+            return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
+        }
+        if !config.allow_atomic_publish {
+            return Err(StoreError::Setup(format!(
+                "stream {} was made before atomic commits: run `refer admin provision` (docs/operations.md)",
+                self.name
+            )));
+        }
         Ok(stream)
+    }
+}
+
+/// Why `what` could not be opened: if it does not exist, that the
+/// operator makes it (`refer admin provision`), which no service may.
+pub fn not_provisioned(what: &str, error: &dyn std::fmt::Display) -> String {
+    let text = error.to_string();
+    if text.contains("not found") {
+        format!(
+            "{what} does not exist: the operator makes every stream and bucket Refer uses \
+             (`refer admin provision`, docs/operations.md); no service may"
+        )
+    } else {
+        format!("{what}: {text}")
     }
 }
 

@@ -33,6 +33,8 @@ use futures::{FutureExt, StreamExt};
 use std::time::Duration;
 
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// The server's name of the consumer last started (see `start_consumer`).
+const CONSUMER_KEY: &[u8] = b"\0consumer";
 /// How long applied progress may wait in memory before it is written to
 /// sled (see the module's comment): what a crash makes the next start read
 /// again, against one sled batch per commit.
@@ -109,7 +111,7 @@ impl Subscriber {
                     .get_stream(&store.settings().name)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                let consumer = start_consumer(&stream, name, &filters, checkpoint).await?;
+                let consumer = start_consumer(&stream, &tree, name, &filters, checkpoint).await?;
                 Ok::<_, StoreError>((stream, consumer))
             },
             // A refusal (the credential may not) is no election: said at once.
@@ -156,6 +158,12 @@ impl Subscriber {
             tree.flush_async().await?;
         }
         Self::open(store, name, filters).await
+    }
+
+    /// The server's name of the consumer now feeding this subscriber
+    /// (`<name>_<random>`, see `start_consumer`).
+    pub fn consumer_name(&self) -> String {
+        self.consumer.cached_info().name.clone()
     }
 
     /// The sled tree holding the projection's state and the checkpoint; a
@@ -297,7 +305,8 @@ impl Subscriber {
             // ack wait, behind later ones: start the consumer again at the
             // checkpoint, so no commit is skipped.
             if self.pull_lost {
-                self.consumer = start_consumer(&self.stream, &self.name, &self.filters, self.checkpoint).await?;
+                self.consumer =
+                    start_consumer(&self.stream, &self.tree, &self.name, &self.filters, self.checkpoint).await?;
                 self.pull_lost = false;
                 self.delivered = 0;
             }
@@ -398,21 +407,35 @@ fn in_order(delivered: &mut u64, name: &str, checkpoint: u64, msg: &Message) -> 
     true
 }
 
-/// Creates the durable consumer `name` delivering after `checkpoint`,
-/// replacing whatever the server has under that name. Never reused: a
-/// process killed a moment ago may still have a pull open at the server
-/// (its death not yet noticed), and deliveries to it would sit unacked for
-/// the ack wait and then come back behind later commits, below the new
-/// checkpoint, and be skipped. Deleting the consumer ends every pull on it.
-/// One process runs each consumer.
+/// Creates a durable consumer for the projection `name` delivering after
+/// `checkpoint`, deleting the one it started last (recorded in `tree`).
+/// Never reused: a process killed a moment ago may still have a pull open
+/// at the server (its death not yet noticed), and deliveries to it would
+/// sit unacked for the ack wait and then come back behind later commits,
+/// below the new checkpoint, and be skipped. One process runs each.
+///
+/// The server knows it as `<name>_<random>`: JetStream's permissions name
+/// a consumer only by a whole subject token, so every service may pull
+/// from, inspect or delete any consumer whose name it knows; none may list
+/// them (deploy/nats/auth.conf), so an unguessable name keeps another
+/// service's credential from taking or delaying this one's deliveries.
 async fn start_consumer(
     stream: &async_nats::jetstream::stream::Stream,
+    tree: &sled::Tree,
     name: &str,
     filters: &[String],
     checkpoint: u64,
 ) -> Result<Consumer<pull::Config>, StoreError> {
+    if let Some(last) = tree.get(CONSUMER_KEY)? {
+        // Not found is fine; any other failure leaves it to expire.
+        let _ = stream.delete_consumer(&String::from_utf8_lossy(&last)).await;
+    }
+    let server_name = format!("{name}_{}", uuid::Uuid::new_v4().simple());
+    // Recorded before it exists, so a crash right after leaves no consumer
+    // the next start does not know to delete.
+    tree.insert(CONSUMER_KEY, server_name.as_bytes())?;
     let config = pull::Config {
-        durable_name: Some(name.to_owned()),
+        durable_name: Some(server_name.clone()),
         ack_policy: AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 10_000,
@@ -436,8 +459,6 @@ async fn start_consumer(
         },
         ..Default::default()
     };
-    // Not found is fine; any other failure shows in the create below.
-    let _ = stream.delete_consumer(name).await;
     tracing::info!(consumer = name, checkpoint, "starting consumer from checkpoint");
     stream
         .create_consumer(config)

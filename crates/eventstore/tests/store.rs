@@ -16,6 +16,9 @@ use uuid::Uuid;
 const BED: ServiceKind = ServiceKind::ShelterBed;
 
 async fn open_store(server: &NatsServer, dir: &Path, settings: StreamSettings) -> EventStore {
+    // As the operator makes it (`refer admin provision`).
+    let js = async_nats::jetstream::new(server.connect().await);
+    settings.create(&js).await.unwrap();
     let db = sled::open(dir).expect("open sled");
     EventStore::open(server.connect().await, settings, db)
         .await
@@ -354,8 +357,9 @@ async fn a_consumer_resumes_after_a_restart_with_nothing_lost_or_doubled() {
     // The server's consumer is replaced under the running subscriber, to
     // deliver everything again (an operator's reset): nothing is applied twice.
     let stream = store.jetstream().get_stream("REFER").await.unwrap();
-    let config = stream.consumer_info("beds").await.unwrap().config.clone();
-    stream.delete_consumer("beds").await.unwrap();
+    let name = subscriber.consumer_name();
+    let config = stream.consumer_info(&name).await.unwrap().config.clone();
+    stream.delete_consumer(&name).await.unwrap();
     stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             durable_name: config.durable_name,
@@ -474,7 +478,8 @@ async fn a_delivery_that_never_arrived_is_read_again_not_skipped() {
     // with a stalled node's connection would (the server redelivers it only
     // after the 30 s ack wait, behind the second one).
     let stream = store.jetstream().get_stream("REFER").await.unwrap();
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("beds").await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(&subscriber.consumer_name()).await.unwrap();
     use futures::StreamExt;
     let mut lost = consumer.fetch().max_messages(1).messages().await.unwrap();
     let taken = lost.next().await.expect("a delivery").unwrap();

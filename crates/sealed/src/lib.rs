@@ -159,41 +159,57 @@ fn unavailable(e: impl std::fmt::Display) -> SealError {
 }
 
 impl Vault {
-    /// Opens (creating if needed) the bucket `name` with `replicas` copies.
+    /// Makes the bucket `name` with `replicas` copies, or finds the one
+    /// there: the operator's step (`refer admin provision`); a service
+    /// only opens it ([`Vault::open`]).
+    pub async fn create_bucket(
+        jetstream: &async_nats::jetstream::Context,
+        name: &str,
+        replicas: usize,
+    ) -> Result<(), SealError> {
+        use async_nats::jetstream::stream;
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{name}"),
+                description: Some("Refer's wrapped data keys (see crates/sealed)".into()),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: HISTORY,
+                storage: stream::StorageType::File,
+                num_replicas: replicas.max(1),
+                // A rollup from any writer would wipe every key at once.
+                allow_rollup: false,
+                deny_delete: false,
+                deny_purge: false,
+                // Reads go to the leader: a follower may not have a key
+                // sealed a moment ago, and an erase must not miss it.
+                allow_direct: false,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Opens the bucket `name` the operator made ([`Vault::create_bucket`]).
     /// A bucket that refuses message deletes (one made by async-nats, or by
     /// an earlier Refer) is refused: its erasures could not overwrite.
     pub async fn open(
         jetstream: &async_nats::jetstream::Context,
         name: &str,
-        replicas: usize,
         current: Kek,
         previous: Vec<Kek>,
     ) -> Result<Self, SealError> {
-        use async_nats::jetstream::stream;
         let stream_name = format!("KV_{name}");
-        let stream = match jetstream.get_stream(&stream_name).await {
-            Ok(stream) => stream,
-            Err(_) => jetstream
-                .get_or_create_stream(stream::Config {
-                    name: stream_name.clone(),
-                    description: Some("Refer's wrapped data keys (see crates/sealed)".into()),
-                    subjects: vec![format!("$KV.{name}.>")],
-                    max_messages_per_subject: HISTORY,
-                    storage: stream::StorageType::File,
-                    num_replicas: replicas.max(1),
-                    // A rollup from any writer would wipe every key at once.
-                    allow_rollup: false,
-                    deny_delete: false,
-                    deny_purge: false,
-                    // Reads go to the leader: a follower may not have a key
-                    // sealed a moment ago, and an erase must not miss it.
-                    allow_direct: false,
-                    discard: stream::DiscardPolicy::New,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
-        };
+        let stream = jetstream.get_stream(&stream_name).await.map_err(|e| {
+            SealError::Unavailable(match e.to_string().contains("not found") {
+                true => format!(
+                    "the sealed-key bucket {name} does not exist: the operator makes it (`refer admin provision`, \
+                     docs/operations.md); no service may"
+                ),
+                false => format!("the sealed-key bucket {name}: {e}"),
+            })
+        })?;
         let config = &stream.cached_info().config;
         if config.deny_delete || config.allow_direct {
             return Err(SealError::Unavailable(format!(
@@ -226,7 +242,6 @@ impl Vault {
     pub async fn open_for_stream(
         jetstream: &async_nats::jetstream::Context,
         stream: &str,
-        replicas: usize,
         current: Kek,
         previous: Vec<Kek>,
     ) -> Result<Self, SealError> {
@@ -237,7 +252,7 @@ impl Vault {
                  `refer admin migrate-sealed --stream {stream}` (docs/operations.md)"
             )));
         }
-        Self::open(jetstream, &bucket_for(stream), replicas, current, previous).await
+        Self::open(jetstream, &bucket_for(stream), current, previous).await
     }
 
     /// Seals `plaintext` as `item` (a name used once), bound to `purpose`
@@ -465,7 +480,8 @@ pub async fn migrate(jetstream: &async_nats::jetstream::Context, stream: &str) -
     let old = jetstream.get_key_value(&legacy).await.map_err(unavailable)?;
     // The KEKs are not needed: wrapped keys move as they are.
     let unused = Kek::from_bytes([0; 32]);
-    let to = Vault::open(jetstream, &bucket_for(stream), replicas, unused, vec![]).await?;
+    Vault::create_bucket(jetstream, &bucket_for(stream), replicas).await?;
+    let to = Vault::open(jetstream, &bucket_for(stream), unused, vec![]).await?;
     let names: Vec<String> = old
         .keys()
         .await

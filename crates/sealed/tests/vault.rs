@@ -5,7 +5,8 @@ use refer_testkit::NatsServer;
 
 async fn vault(nats: &NatsServer, current: Kek, previous: Vec<Kek>) -> Vault {
     let js = async_nats::jetstream::new(nats.connect().await);
-    Vault::open(&js, "sealed-test", 1, current, previous).await.unwrap()
+    Vault::create_bucket(&js, "sealed-test", 1).await.unwrap();
+    Vault::open(&js, "sealed-test", current, previous).await.unwrap()
 }
 
 #[tokio::test]
@@ -95,7 +96,7 @@ async fn a_bucket_that_cannot_overwrite_is_refused() {
     })
     .await
     .unwrap();
-    let err = Vault::open(&js, "plain", 1, Kek::from_bytes([1; 32]), vec![])
+    let err = Vault::open(&js, "plain", Kek::from_bytes([1; 32]), vec![])
         .await
         .err()
         .expect("refused");
@@ -118,7 +119,8 @@ async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
         })
         .await
         .unwrap();
-    let scratch = Vault::open(&js, "scratch", 1, kek.clone(), vec![]).await.unwrap();
+    Vault::create_bucket(&js, "scratch", 1).await.unwrap();
+    let scratch = Vault::open(&js, "scratch", kek.clone(), vec![]).await.unwrap();
     let live = scratch.seal("note.live", b"still here", b"p").await.unwrap();
     let gone = scratch.seal("note.gone", b"erased", b"p").await.unwrap();
     let raw = js.get_key_value("scratch").await.unwrap();
@@ -127,7 +129,7 @@ async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
     }
     old.purge("dek.note.gone").await.unwrap();
 
-    let refused = Vault::open_for_stream(&js, "S", 1, kek.clone(), vec![]).await;
+    let refused = Vault::open_for_stream(&js, "S", kek.clone(), vec![]).await;
     assert!(
         refused.err().unwrap().to_string().contains("migrate-sealed"),
         "a service refuses to start while the old bucket is there"
@@ -135,7 +137,7 @@ async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
     assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 1);
     assert!(js.get_stream("KV_S_SEALED").await.is_err(), "the old bucket is gone");
     assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 0, "once is enough");
-    let v = Vault::open_for_stream(&js, "S", 1, kek, vec![]).await.unwrap();
+    let v = Vault::open_for_stream(&js, "S", kek, vec![]).await.unwrap();
     assert_eq!(v.open_sealed(&live, b"p").await.unwrap(), b"still here");
     assert!(matches!(v.open_sealed(&gone, b"p").await, Err(SealError::Erased(_))));
 }

@@ -21,11 +21,10 @@ use crate::{invalid, Principal};
 use async_nats::jetstream::kv;
 use refer_domain::IdempotencyKey;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 use tonic::Status;
 
 /// How long a key stays bound to its request (as Stripe keeps its keys).
-pub const KEPT: Duration = Duration::from_secs(24 * 3600);
+pub use refer_client::provision::IDEMPOTENCY_KEPT as KEPT;
 
 #[derive(Clone)]
 pub struct KeyBook {
@@ -34,11 +33,8 @@ pub struct KeyBook {
     /// To create the bucket again: a bucket in memory is gone when every
     /// node that held it restarted.
     js: async_nats::jetstream::Context,
-    name: String,
-    replicas: usize,
+    spec: crate::buckets::Bucket,
 }
-
-const DESCRIPTION: &str = "Idempotency keys bound to their requests (refer_service::idempotency)";
 
 fn wrong_request() -> Status {
     invalid(
@@ -48,32 +44,22 @@ fn wrong_request() -> Status {
 }
 
 impl KeyBook {
-    /// The bindings in bucket `name` (created with `replicas` copies if
-    /// absent), with this replica's own copy in `db`.
+    /// The bindings in `bucket` (`refer_client::provision::idempotency`),
+    /// with this replica's own copy in `db`.
     pub async fn open(
         db: &sled::Db,
         js: &async_nats::jetstream::Context,
-        name: &str,
-        replicas: usize,
+        bucket: &crate::buckets::Bucket,
     ) -> anyhow::Result<Self> {
-        let bucket = Self::bucket(js, name, replicas).await?;
         Ok(Self {
             tree: db.open_tree("idempotency-requests")?,
-            bucket: std::sync::Arc::new(std::sync::Mutex::new(bucket)),
+            bucket: std::sync::Arc::new(std::sync::Mutex::new(bucket.open(js).await?)),
             js: js.clone(),
-            name: name.to_owned(),
-            replicas,
+            spec: bucket.clone(),
         })
     }
 
-    /// In memory, replicated: a binding costs a round trip, not an fsync
-    /// (every command makes one), and losing every node's memory at once
-    /// loses the check, never data.
-    async fn bucket(js: &async_nats::jetstream::Context, name: &str, replicas: usize) -> anyhow::Result<kv::Store> {
-        crate::buckets::open(js, name, DESCRIPTION, replicas, KEPT, crate::buckets::Storage::Memory).await
-    }
-
-    /// Creates the binding, opening (or creating) the bucket again once if
+    /// Creates the binding, opening the bucket again once if
     /// it failed for another reason than the binding's existence. A failure
     /// comes with the bucket the binding was tried in.
     async fn create(&self, entry: &str, value: &[u8]) -> Result<(), (kv::Store, kv::CreateError)> {
@@ -83,14 +69,29 @@ impl KeyBook {
             Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => return Err((bucket, err)),
             Err(err) => err,
         };
-        let bucket = match Self::bucket(&self.js, &self.name, self.replicas).await {
+        let bucket = match self.spec.open_now(&self.js).await {
             Ok(again) => again,
+            Err(reopen) if reopen.to_string().contains("does not exist") => {
+                // Every node's memory lost at once (a whole cluster
+                // restarted), and no service may make a bucket: the check
+                // is this replica's alone until the operator provisions
+                // again. Nothing is applied twice either way (the store's
+                // own per-aggregate keys guard that).
+                tracing::warn!(bucket = %self.spec.name, "the idempotency bucket is gone: binding keys on this replica only until the operator runs `refer admin provision`");
+                refer_metrics::count(
+                    "refer_idempotency_bucket_missing_total",
+                    "Idempotency keys bound on one replica only, as the shared bucket was gone.",
+                    &[],
+                    1.0,
+                );
+                return Ok(());
+            }
             Err(reopen) => {
-                tracing::warn!(error = %reopen, bucket = %self.name, "the idempotency bucket cannot be opened again");
+                tracing::warn!(error = %reopen, bucket = %self.spec.name, "the idempotency bucket cannot be opened again");
                 return Err((bucket, failed));
             }
         };
-        tracing::info!(error = %failed, bucket = %self.name, "the idempotency bucket was opened again");
+        tracing::info!(error = %failed, bucket = %self.spec.name, "the idempotency bucket was opened again");
         *self.bucket.lock().expect("bucket lock") = bucket.clone();
         match bucket.create(entry, value.to_vec().into()).await {
             Ok(_) => Ok(()),

@@ -41,7 +41,7 @@ use crate::lease::Fence;
 /// How long a claim outlives its holder: a process that replaces a dead one
 /// under the same name (a restart after a crash included) waits about this
 /// long before it starts; a live holder renews every third of it.
-pub const CLAIM_TTL: Duration = Duration::from_secs(6);
+pub use refer_client::provision::CLAIM_TTL;
 
 /// This process's claim on its identity.
 pub struct Claim {
@@ -58,11 +58,6 @@ pub struct Claim {
 /// confirmation closes first (by a second, for scheduling).
 const CONFIRMED_FOR: Duration = Duration::from_secs(5);
 
-/// The bucket name for a stream's instance claims.
-pub fn bucket_name(stream: &str) -> String {
-    format!("{stream}_INSTANCES")
-}
-
 fn live(entry: &Option<kv::Entry>) -> Option<&kv::Entry> {
     entry.as_ref().filter(|e| matches!(e.operation, kv::Operation::Put))
 }
@@ -71,21 +66,12 @@ impl Claim {
     /// Claims `<service>.<instance>` for this process, or says why it cannot.
     pub async fn take(
         js: &async_nats::jetstream::Context,
-        stream: &str,
-        replicas: usize,
+        stream: &refer_eventstore::StreamSettings,
         service: &str,
         instance: &str,
     ) -> anyhow::Result<Self> {
-        let name = bucket_name(stream);
-        let bucket = crate::buckets::open(
-            js,
-            &name,
-            "Which process runs each replica's identity (see refer_service::identity)",
-            replicas,
-            CLAIM_TTL,
-            crate::buckets::Storage::File,
-        )
-        .await?;
+        let spec = refer_client::provision::instances(stream);
+        let (name, bucket) = (spec.name.clone(), spec.open(js).await?);
         let key = format!("{service}.{instance}");
         let token = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
         let refused = || {

@@ -67,27 +67,18 @@ impl Fence {
 }
 
 impl Lease {
-    /// The lease `key` in bucket `name` (created with `replicas` copies and
-    /// entries living `ttl` if absent), for `holder` (this process's name).
+    /// The lease `key` in `bucket` (made by the operator; its entries
+    /// live the bucket's `max_age`, the lease's ttl), for `holder` (this
+    /// process's name).
     pub async fn open(
         js: &async_nats::jetstream::Context,
-        name: &str,
-        replicas: usize,
+        bucket: &crate::buckets::Bucket,
         key: &str,
         holder: &str,
-        ttl: Duration,
     ) -> anyhow::Result<Self> {
-        let bucket = crate::buckets::open(
-            js,
-            name,
-            "Refer's leases (see refer_service::lease)",
-            replicas,
-            ttl,
-            crate::buckets::Storage::File,
-        )
-        .await?;
+        let ttl = bucket.max_age;
         Ok(Self {
-            bucket,
+            bucket: bucket.open(js).await?,
             key: key.to_owned(),
             holder: holder.to_owned(),
             ttl,

@@ -24,5 +24,5 @@ pub mod watch;
 pub use auth::{caller, Principal, Role, TokenBook};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use refer_client::wire as convert;
-pub use refer_client::{buckets, enum_map, tls};
+pub use refer_client::{buckets, enum_map, provision, tls};
 pub use status::{domain_status, invalid, store_status};

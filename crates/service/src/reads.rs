@@ -170,37 +170,30 @@ fn unavailable(e: impl std::fmt::Display) -> Status {
 }
 
 impl ReadLog {
-    /// Opens (creating if needed) the log beside the domain stream `settings`.
+    /// Opens the log beside the domain stream `settings`, made by the
+    /// operator (`refer admin provision`) like the stream.
     pub async fn open(
         js: &jetstream::Context,
         settings: &refer_eventstore::StreamSettings,
     ) -> Result<Self, StoreError> {
-        let name = format!("{}_READS", settings.name);
+        let config = settings.read_log();
+        let (name, subjects) = (config.name.clone(), config.subjects.clone());
         let prefix = format!("{}_reads", settings.prefix);
-        let config = stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{prefix}.>")],
-            description: Some("Refer's read log of sealed items (refer_service::reads): who, which, when".into()),
-            storage: stream::StorageType::File,
-            num_replicas: settings.replicas,
-            deny_delete: true,
-            deny_purge: true,
-            allow_direct: true,
-            allow_atomic_publish: true,
-            ..Default::default()
-        };
-        // Started with the domain stream on a new cluster, whose nodes may
+        // Opened with the domain stream on a new cluster, whose nodes may
         // still elect: try again for as long as the event store does.
         let stream = refer_eventstore::patiently(
             "read log stream",
-            || async { js.get_or_create_stream(config.clone()).await.map_err(|e| e.to_string()) },
+            || async {
+                js.get_stream(&name)
+                    .await
+                    .map_err(|e| refer_eventstore::not_provisioned(&format!("stream {name}"), &e))
+            },
             |_| true,
             || refer_eventstore::unanswered("read log stream"),
         )
         .await
-        .map_err(|e| StoreError::Setup(format!("stream {name}: {e}")))?;
-        refer_eventstore::refuse_foreign_stream(&stream.cached_info().config, &[format!("{prefix}.>")])
-            .map_err(StoreError::Setup)?;
+        .map_err(StoreError::Setup)?;
+        refer_eventstore::refuse_foreign_stream(&stream.cached_info().config, &subjects).map_err(StoreError::Setup)?;
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
         Ok(Self {

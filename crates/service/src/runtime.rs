@@ -478,7 +478,6 @@ impl Context {
             refer_sealed::Vault::open_for_stream(
                 self.store.jetstream(),
                 &self.config.stream.name,
-                self.config.stream.replicas,
                 current.clone(),
                 previous.clone(),
             )
@@ -510,14 +509,9 @@ impl Context {
     /// The idempotency records every replica shares (`<stream>_KEYS`,
     /// replicated like the stream), with this replica's copy in sled.
     pub async fn key_book(&self) -> anyhow::Result<crate::idempotency::KeyBook> {
-        let name = format!("{}_KEYS", self.config.stream.name);
+        let bucket = refer_client::provision::idempotency(&self.config.stream);
         patiently("idempotency bucket", || {
-            crate::idempotency::KeyBook::open(
-                self.store.local().db(),
-                self.store.jetstream(),
-                &name,
-                self.config.stream.replicas,
-            )
+            crate::idempotency::KeyBook::open(self.store.local().db(), self.store.jetstream(), &bucket)
         })
         .await
     }
@@ -709,14 +703,7 @@ pub async fn launch(spec: &ServiceSpec, config: Config, clock: crate::SharedCloc
     let token_watch = tokens.watch_file(config.tokens_file.clone());
     let store = config.open_store().await?;
     // Before anything that uses the instance's name (consumers, a lease).
-    let claim = crate::identity::Claim::take(
-        store.jetstream(),
-        &config.stream.name,
-        config.stream.replicas,
-        spec.name,
-        &config.instance,
-    )
-    .await?;
+    let claim = crate::identity::Claim::take(store.jetstream(), &config.stream, spec.name, &config.instance).await?;
     let (stop, stopped) = watch::channel(false);
     let stop = std::sync::Arc::new(stop);
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -29,6 +29,8 @@ pub struct TestSetup {
     server_cert: Option<(PathBuf, PathBuf)>,
     /// The ports each process instance was given (a restart keeps them).
     ports: std::sync::Mutex<std::collections::HashMap<String, [u16; 2]>>,
+    /// Whether the operator made the streams and buckets yet.
+    provisioned: std::sync::OnceLock<()>,
 }
 
 impl TestSetup {
@@ -64,6 +66,7 @@ impl TestSetup {
             mutual_tls: false,
             server_cert: None,
             ports: Default::default(),
+            provisioned: Default::default(),
         }
     }
 
@@ -110,6 +113,32 @@ impl TestSetup {
             .expect("a TLS endpoint")
     }
 
+    /// Makes every stream and bucket with the operator's credential, as
+    /// `refer admin provision` does before a deployment's first start (no
+    /// service may), once, before the first process or reader of the test.
+    /// On a thread of its own: callers may be inside a runtime or not.
+    pub fn provision(&self) {
+        self.provision_with(self.stream_replicas)
+    }
+
+    /// [`TestSetup::provision`] with `replicas` copies of each stream and
+    /// bucket (`refer admin provision --replicas`).
+    pub fn provision_with(&self, replicas: usize) {
+        self.provisioned.get_or_init(|| {
+            let access = self.access();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+                runtime.block_on(provision(&access, replicas))
+            })
+            .join()
+            .expect("provisioning");
+        });
+    }
+
+    fn operator_bus(&self) -> crate::runtime::Bus {
+        operator_bus(&self.access())
+    }
+
     /// How often a matcher started from here checks deadlines.
     pub fn tick_ms(mut self, ms: u64) -> Self {
         self.tick_ms = ms;
@@ -121,14 +150,10 @@ impl TestSetup {
     /// `nats_url` may list a cluster's nodes; the reader moves to another
     /// when one goes.
     pub async fn reader(&self) -> refer_eventstore::EventStore {
-        let bus = crate::runtime::Bus {
-            url: self.nats_url.clone(),
-            nkey_file: Some(self.keys.seed_file("operator")),
-            ca_file: Some(self.keys.nats_ca_file()),
-            plaintext: false,
-            inbox: crate::runtime::inbox_of("operator"),
-        };
-        let client = crate::runtime::connect(&bus).await.expect("reach the test's NATS");
+        self.provision();
+        let client = crate::runtime::connect(&self.operator_bus())
+            .await
+            .expect("reach the test's NATS");
         let db = sled::open(self.dir.path().join("reader")).expect("open the reader's sled");
         let settings = refer_eventstore::StreamSettings {
             replicas: self.stream_replicas,
@@ -157,6 +182,7 @@ impl TestSetup {
         listen: &str,
         metrics_listen: &str,
     ) -> (PathBuf, String, PathBuf) {
+        self.provision();
         let data_dir = self.dir.path().join(instance);
         let path = self.dir.path().join(format!("{instance}.toml"));
         let (cert, key) = self.server_cert.clone().unwrap_or_else(|| self.keys.service_cert());
@@ -233,6 +259,35 @@ pub struct TestApp {
     clock: ManualClock,
     running: Option<Running>,
     tls: crate::tls::ClientTls,
+}
+
+/// The operator's connection to the test bus `access`.
+fn operator_bus(access: &refer_testkit::BusAccess) -> crate::runtime::Bus {
+    crate::runtime::Bus {
+        url: access.urls.clone(),
+        nkey_file: Some(access.keys.seed_file("operator")),
+        ca_file: Some(access.keys.nats_ca_file()),
+        plaintext: false,
+        inbox: crate::runtime::inbox_of("operator"),
+    }
+}
+
+/// Makes every stream and bucket on the test bus `access` with the
+/// operator's credential and `replicas` copies, as `refer admin provision`
+/// does before a deployment's first start: for tests that start a service
+/// binary on a bus of their own.
+pub async fn provision(access: &refer_testkit::BusAccess, replicas: usize) {
+    let client = crate::runtime::connect(&operator_bus(access))
+        .await
+        .expect("reach the test's NATS");
+    let js = async_nats::jetstream::new(client);
+    let stream = refer_eventstore::StreamSettings {
+        replicas,
+        ..Default::default()
+    };
+    refer_client::provision::provision(&js, &stream, refer_client::provision::CONSOLE_IDLE)
+        .await
+        .expect("provision the test's bus");
 }
 
 impl TestApp {

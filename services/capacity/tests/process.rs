@@ -44,7 +44,7 @@ fn spawn(nats: &NatsServer, dir: &std::path::Path, port: u16, metrics_port: u16)
         .env("REFER_TOKENS_FILE", &tokens)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("capacity.log")).unwrap())
         .spawn()
         .expect("start refer-capacity")
 }
@@ -72,6 +72,7 @@ async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and
     let mut nats = NatsServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let [port, metrics_port] = refer_testkit::free_ports().unwrap();
+    refer_service::testing::provision(&nats.access(), 1).await;
     let mut child = spawn(&nats, dir.path(), port, metrics_port);
     let channel = connect(port, &tls(&nats)).await;
 
@@ -186,6 +187,7 @@ fn a_bad_configuration_stops_the_service_with_the_setting_named() {
 #[tokio::test]
 async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
     let nats = NatsServer::start().await.unwrap();
+    refer_service::testing::provision(&nats.access(), 1).await;
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(&tokens, "").unwrap();
@@ -194,9 +196,6 @@ async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
         command
             .env("REFER_NATS_URL", nats.url())
             .env("REFER_NATS_NKEY_FILE", nats.access().keys.seed_file("capacity"))
-            .env("REFER_NATS_CA_FILE", nats.access().keys.nats_ca_file())
-            .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
-            .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
             .env("REFER_NATS_CA_FILE", nats.access().keys.nats_ca_file())
             .env("REFER_TLS_CERT_FILE", nats.access().keys.service_cert().0)
             .env("REFER_TLS_KEY_FILE", nats.access().keys.service_cert().1)
@@ -225,4 +224,31 @@ async fn the_service_refuses_to_start_without_a_sound_key_encryption_key() {
     let garbage = start(Some(&"zz".repeat(32)));
     assert!(garbage.contains("must hold 64 hex digits"), "{garbage}");
     assert!(!garbage.contains("zzzz"), "the key's text is never echoed: {garbage}");
+}
+
+/// No service makes a stream or bucket (whoever makes one first decides
+/// what it captures): on a bus the operator has not provisioned, the
+/// service waits, then refuses to start, naming the operator's command,
+/// and has made nothing.
+#[tokio::test]
+async fn the_service_never_makes_the_stream_and_names_the_operators_step() {
+    let nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let [port, metrics_port] = refer_testkit::free_ports().unwrap();
+    let mut child = spawn(&nats, dir.path(), port, metrics_port);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success(), "started on a bus nobody provisioned");
+    let log = std::fs::read_to_string(dir.path().join("capacity.log")).unwrap();
+    assert!(
+        log.contains("stream REFER does not exist") && log.contains("`refer admin provision`"),
+        "{log}"
+    );
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let (mut names, mut streams) = (js.stream_names(), Vec::new());
+    while let Some(name) = names.next().await {
+        streams.push(name.unwrap());
+    }
+    assert!(streams.is_empty(), "the service made {streams:?}");
 }

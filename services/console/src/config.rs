@@ -132,7 +132,7 @@ impl Config {
             "idle_minutes",
             f.idle_minutes.map(|m| m.to_string()),
         ) {
-            None => Duration::from_secs(30 * 60),
+            None => refer_client::provision::CONSOLE_IDLE,
             Some((text, from)) => text
                 .parse::<u64>()
                 .ok()

@@ -30,7 +30,7 @@ pub const COOKIE: &str = "refer_session";
 /// Sign-in attempts allowed per client address per minute.
 pub const SIGN_INS_PER_MINUTE: usize = 10;
 /// The key-value bucket of shared sessions.
-pub const BUCKET: &str = "REFER_CONSOLE_SESSIONS";
+pub use refer_client::provision::CONSOLE_SESSIONS as BUCKET;
 
 /// Neither `Debug` nor `Display`: a session holds a partner's token, which
 /// must never reach a log line.
@@ -146,16 +146,17 @@ impl Sessions {
     }
 
     /// Sessions shared by every console replica on the bus at `nats_url`
-    /// (comma-separated for a cluster), in the bucket [`BUCKET`] with
-    /// `replicas` copies, created if absent.
+    /// (comma-separated for a cluster), in the bucket [`BUCKET`] the
+    /// operator made (`refer admin provision`). Each console ends a
+    /// session `idle` after its last use, whatever the bucket keeps.
     pub async fn shared(bus: &refer_client::bus::Bus, replicas: usize, idle: Duration) -> anyhow::Result<Self> {
         let client = refer_client::bus::connect(bus)
             .await
             .map_err(|e| anyhow::anyhow!("sessions_nats_url: {e}"))?;
         let js = async_nats::jetstream::new(client);
-        let description = "The console's sessions, sealed (services/console/src/session.rs)";
-        let storage = refer_client::buckets::Storage::File;
-        let bucket = refer_client::buckets::open(&js, BUCKET, description, replicas, idle, storage).await?;
+        let bucket = refer_client::provision::console_sessions(replicas, idle)
+            .open(&js)
+            .await?;
         Ok(Self {
             store: Store::Shared(Box::new(bucket)),
             attempts: Arc::default(),

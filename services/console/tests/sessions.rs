@@ -150,6 +150,9 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
 #[tokio::test]
 async fn a_shared_session_ends_when_idle() {
     let nats = refer_testkit::NatsServer::start().await.unwrap();
+    refer_service::testing::provision(&nats.access(), 1).await;
+    // The bucket keeps entries 30 minutes (provisioned); each console ends
+    // a session after its own idle time.
     let idle = std::time::Duration::from_secs(1);
     let a = refer_console::session::Sessions::shared(&bus(&nats), 1, idle)
         .await
@@ -166,21 +169,28 @@ async fn a_shared_session_ends_when_idle() {
     assert!(a.get(&s.id).await.is_none());
 }
 
-/// A credential that may create the sessions bucket could make its stream
-/// first, capturing other processes' inboxes: the console refuses such a
-/// bucket, naming it, rather than keep it running.
+/// Whoever makes the sessions bucket's stream first could make it capture
+/// other processes' inboxes: the console's credential may not make it (the
+/// operator does), and a bucket made so anyway (with the operator's
+/// credential, by mistake or theft) is refused, naming it.
 #[tokio::test]
 async fn a_sessions_bucket_made_to_capture_other_traffic_is_refused() {
     let nats = refer_testkit::NatsServer::start().await.unwrap();
-    let attacker = nats.access().connect_as("console").await.unwrap();
-    let js = async_nats::jetstream::new(attacker);
-    js.create_stream(async_nats::jetstream::stream::Config {
+    let capturing = async_nats::jetstream::stream::Config {
         name: format!("KV_{BUCKET}"),
         subjects: vec![format!("$KV.{BUCKET}.>"), "_INBOX_intake.>".into()],
         ..Default::default()
-    })
-    .await
-    .expect("the console's credential may create its bucket's stream");
+    };
+    let console = nats.access().connect_as("console").await.unwrap();
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(std::time::Duration::from_secs(1))
+        .build(console);
+    assert!(
+        js.create_stream(capturing.clone()).await.is_err(),
+        "the console's credential made a stream"
+    );
+    let operator = async_nats::jetstream::new(nats.connect().await);
+    operator.create_stream(capturing).await.unwrap();
     let idle = std::time::Duration::from_secs(60);
     let refused = refer_console::session::Sessions::shared(&bus(&nats), 1, idle).await;
     let err = refused.err().expect("a bucket that captures other traffic is refused");

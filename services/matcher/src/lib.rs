@@ -56,7 +56,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 /// How long a lease lives without renewal: a standby decides at most about
 /// this long after the holder died.
-pub const LEASE_TTL: Duration = Duration::from_secs(3);
+pub use refer_service::provision::LEASE_TTL;
 
 /// Renews the lease every third of its ttl until shutdown, then gives it
 /// up so a standby takes over at once.
@@ -97,11 +97,9 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     // One matcher of each partition decides; others stand by, warm.
     let mut lease = Lease::open(
         store.jetstream(),
-        &format!("{}_LEASES", context.config.stream.name),
-        context.config.stream.replicas,
+        &refer_service::provision::leases(&context.config.stream),
         &partition.lease(),
         &context.config.instance,
-        LEASE_TTL,
     )
     .await?;
     lease.hold().await;
