@@ -232,8 +232,9 @@ fn compose_services(cluster: &NatsCluster, setup: &TestSetup) -> Vec<Proc> {
                 "refer-kek" => setup.kek_file(),
                 "nats-ca" => setup.keys.nats_ca_file(),
                 "refer-tls-ca" => setup.keys.ca_file(),
-                "refer-tls-cert" => setup.keys.service_cert().0,
-                "refer-tls-key" => setup.keys.service_cert().1,
+                // Each kind's own certificate: the test CA's one here.
+                tls if tls.starts_with("tls-") && tls.ends_with("-cert") => setup.keys.service_cert().0,
+                tls if tls.starts_with("tls-") && tls.ends_with("-key") => setup.keys.service_cert().1,
                 nkey => setup
                     .keys
                     .seed_file(nkey.strip_prefix("nats-").expect("a NATS credential")),
@@ -719,6 +720,44 @@ fn check_compose_refuses_every_way_of_running_two_replicas_under_one_name() {
                 ),
             )],
             "capacity-2: sets healthcheck",
+        ),
+        (
+            "the matcher serving another kind's certificate",
+            vec![(
+                "compose.yaml",
+                edit(
+                    "secrets: [nats-ca, nats-matcher, tls-matcher-cert, tls-matcher-key]",
+                    "secrets: [nats-ca, nats-matcher, tls-intake-cert, tls-matcher-key]",
+                )
+                .replacen(
+                    "REFER_TLS_CERT_FILE: /run/secrets/tls-matcher-cert",
+                    "REFER_TLS_CERT_FILE: /run/secrets/tls-intake-cert",
+                    1,
+                ),
+            )],
+            "matcher: REFER_TLS_CERT_FILE must name /run/secrets/tls-matcher-cert",
+        ),
+        (
+            "a service that starts before the streams are made",
+            vec![(
+                "compose.yaml",
+                edit(
+                    "      depends_on:\n        provision: { condition: service_completed_successfully }\n",
+                    "      depends_on:\n        provision: { condition: service_started }\n",
+                ),
+            )],
+            "capacity: must start after provision completes",
+        ),
+        (
+            "the operator's credential on a service",
+            vec![(
+                "compose.yaml",
+                edit(
+                    "secrets: [nats-ca, nats-matcher, tls-matcher-cert, tls-matcher-key]",
+                    "secrets: [nats-ca, nats-matcher, tls-matcher-cert, tls-matcher-key, nats-operator]",
+                ),
+            )],
+            "matcher: mounts the operator's credential",
         ),
         (
             "arguments after the binary",

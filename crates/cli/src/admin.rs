@@ -81,6 +81,12 @@ pub enum Command {
         /// Host names and addresses the services' certificate is for.
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,localhost")]
         service_names: Vec<String>,
+        /// A certificate of its own for one kind of process, from the
+        /// services' CA: `<kind>=<name>,<name>...` writes `<kind>.pem` and
+        /// `<kind>.key` (repeat for each kind). A stolen key then answers
+        /// only as that kind, never as another service.
+        #[arg(long = "service", value_name = "KIND=NAMES", value_parser = kind_and_names)]
+        services: Vec<(String, Vec<String>)>,
     },
     /// Turn rollups off on every key-value bucket that still allows them
     /// (made by an earlier version): with them on, any credential that may
@@ -198,6 +204,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             dir,
             names,
             service_names,
+            services,
         } => {
             let nodes = refer_testkit::tls::DevCa::generate()?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -212,6 +219,12 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             write_secret(&dir.join("node.key"), &key)?;
             std::fs::write(dir.join("service.pem"), service_cert)?;
             write_secret(&dir.join("service.key"), &service_key)?;
+            for (kind, names) in &services {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let (cert, key) = ca.issue(&names)?;
+                std::fs::write(dir.join(format!("{kind}.pem")), cert)?;
+                write_secret(&dir.join(format!("{kind}.key")), &key)?;
+            }
             record(
                 settings.json,
                 vec![
@@ -305,6 +318,27 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `<kind>=<name>,<name>...` of `--service`: a kind is a lowercase word
+/// (it names the files), names are host names or addresses.
+fn kind_and_names(text: &str) -> Result<(String, Vec<String>), String> {
+    let (kind, names) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not <kind>=<name>,<name>..."))?;
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+        return Err(format!("{kind:?} is not a kind of process (lowercase letters and -)"));
+    }
+    let names: Vec<String> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(format!("{kind}: no host name"));
+    }
+    Ok((kind.to_owned(), names))
 }
 
 /// Writes a secret to a new file readable by its owner only.
