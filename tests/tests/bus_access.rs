@@ -197,44 +197,75 @@ async fn each_service_may_write_only_its_own_events() {
     }
 }
 
+/// Each sealing service seals into a key bucket of its own, so a stolen
+/// credential erases (or overwrites) no other service's items: secure
+/// erasure is by a bucket's sequence, which no subject permission narrows.
+/// Capacity reads intake's bucket (the notes intake shares with a site)
+/// and may not erase or write there; donations, the matcher and the
+/// console reach none of it; no role deletes or purges a stream.
 #[tokio::test]
-async fn no_service_may_delete_or_purge_a_stream_and_only_sealing_services_reach_the_keys() {
+async fn no_service_may_delete_or_purge_a_stream_nor_erase_another_services_keys() {
     let c = Coalition::start(1, 0).await;
     seal_a_contact(&c).await;
-    let keys_before = last_sequence(&c, "KV_REFER_DATA_KEYS").await;
-    assert!(keys_before > 0);
+    let intakes = "KV_REFER_DATA_KEYS_INTAKE";
+    let keys_before = last_sequence(&c, intakes).await;
+    assert!(keys_before > 0, "intake sealed its contact into its own bucket");
     for role in ["capacity", "donations", "intake", "matcher", "console"] {
         let (client, _) = as_role(&c, role).await;
         for subject in [
             "$JS.API.STREAM.DELETE.REFER",
             "$JS.API.STREAM.PURGE.REFER",
-            "$JS.API.STREAM.DELETE.KV_REFER_DATA_KEYS",
-            "$JS.API.STREAM.PURGE.KV_REFER_DATA_KEYS",
             "$JS.API.STREAM.UPDATE.REFER",
-        ] {
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(["CAPACITY", "DONATIONS", "INTAKE"].into_iter().flat_map(|sealer| {
+            [
+                format!("$JS.API.STREAM.DELETE.KV_REFER_DATA_KEYS_{sealer}"),
+                format!("$JS.API.STREAM.PURGE.KV_REFER_DATA_KEYS_{sealer}"),
+            ]
+        })) {
             assert_eq!(
-                try_request(&client, subject, "{}").await,
+                try_request(&client, &subject, "{}").await,
                 None,
                 "{role} may not {subject}"
             );
         }
     }
     let seq = format!("{{\"seq\":{keys_before}}}");
-    for role in ["matcher", "console"] {
+    for role in ["capacity", "donations", "matcher", "console"] {
         let (client, _) = as_role(&c, role).await;
-        let read = try_request(&client, "$JS.API.STREAM.MSG.GET.KV_REFER_DATA_KEYS", &seq).await;
-        assert_eq!(read, None, "{role} may not read a wrapped key");
-        let erase = try_request(&client, "$JS.API.STREAM.MSG.DELETE.KV_REFER_DATA_KEYS", &seq).await;
-        assert_eq!(erase, None, "{role} may not erase one");
+        let erase = try_request(&client, &format!("$JS.API.STREAM.MSG.DELETE.{intakes}"), &seq).await;
+        assert_eq!(erase, None, "{role} may not erase intake's key");
+        let js = async_nats::jetstream::new(client.clone());
+        let written = match js
+            .publish("$KV.REFER_DATA_KEYS_INTAKE.dek.case.forged", "x".into())
+            .await
+        {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!written, "{role} may not write intake's bucket");
+        let opened = try_request(&client, &format!("$JS.API.STREAM.MSG.GET.{intakes}"), &seq).await;
+        match role {
+            "capacity" => assert!(
+                opened.is_some_and(|r| r.contains("message")),
+                "capacity reads intake's bucket (notes shared with a site)"
+            ),
+            _ => assert_eq!(opened, None, "{role} may not read a wrapped key"),
+        }
     }
     let (intake, _) = as_role(&c, "intake").await;
-    let read = try_request(&intake, "$JS.API.STREAM.MSG.GET.KV_REFER_DATA_KEYS", &seq).await;
+    let read = try_request(&intake, &format!("$JS.API.STREAM.MSG.GET.{intakes}"), &seq).await;
     assert!(
         read.is_some_and(|r| r.contains("message")),
         "intake reads what it sealed"
     );
     // Everything is still there; the operator may do what nobody else may.
-    assert_eq!(last_sequence(&c, "KV_REFER_DATA_KEYS").await, keys_before);
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let mut keys = js.get_stream(intakes).await.unwrap();
+    assert!(keys.get_raw_message(keys_before).await.is_ok(), "the key was erased");
+    assert_eq!(keys.info().await.unwrap().state.messages, 1);
     let (operator, _) = as_role(&c, "operator").await;
     let info = try_request(&operator, "$JS.API.STREAM.INFO.REFER", "").await;
     assert!(info.is_some_and(|i| i.contains("\"config\"")));
@@ -266,7 +297,7 @@ async fn no_service_may_make_a_stream_nor_find_another_services_consumer() {
         .map(|name| name.rsplit_once('_').expect("a random suffix").1)
         .collect();
     assert_eq!(randoms.len(), consumers.len(), "suffixes repeat: {consumers:?}");
-    let copy = r#"{"name":"KV_REFER_NEW","mirror":{"name":"KV_REFER_DATA_KEYS"}}"#;
+    let copy = r#"{"name":"KV_REFER_NEW","mirror":{"name":"KV_REFER_DATA_KEYS_INTAKE"}}"#;
     let capture = r#"{"name":"CAPTURE","subjects":["_INBOX_intake.>"]}"#;
     for role in ["capacity", "donations", "intake", "matcher", "console"] {
         let (client, _) = as_role(&c, role).await;
@@ -312,8 +343,7 @@ async fn no_credential_may_wipe_a_bucket_with_a_rollup() {
     seal_a_contact(&c).await;
     // Each role against every bucket deploy/nats/auth.conf lets it write.
     let cases = [
-        ("intake", "REFER_DATA_KEYS"),
-        ("capacity", "REFER_DATA_KEYS"),
+        ("intake", "REFER_DATA_KEYS_INTAKE"),
         ("donations", "REFER_KEYS"),
         ("capacity", "REFER_INSTANCES"),
         ("matcher", "REFER_LEASES"),

@@ -176,10 +176,16 @@ async fn an_erased_placement_cannot_be_read_back_from_every_nodes_disk_with_the_
     let new = [0x5a; 32];
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let old = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let rotating = refer_sealed::Vault::open_for_stream(&js, "REFER", refer_sealed::Kek::from_bytes(new), vec![old])
-        .await
-        .unwrap();
-    assert!(rotating.rotate().await.unwrap() >= 3);
+    // Every sealing service's bucket, as `refer admin rotate-kek` does.
+    let mut rotated = 0;
+    for (sealer, _) in refer_service::provision::SEALERS {
+        let (current, previous) = (refer_sealed::Kek::from_bytes(new), vec![old.clone()]);
+        let rotating = refer_sealed::Vault::open_for_stream(&js, "REFER", sealer, &[], current, previous)
+            .await
+            .unwrap();
+        rotated += rotating.rotate().await.unwrap();
+    }
+    assert!(rotated >= 3);
     let after = copy_of_every_node(&c, copies.path());
     assert!(
         recover(&backup, new, &a_items).is_empty(),

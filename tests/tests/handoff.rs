@@ -189,7 +189,13 @@ async fn every_accepted_need_shows_intake_the_site_and_its_hand_off_and_the_prov
 async fn scan_for(c: &Coalition, log: &Log, planted: &[&str], when: &str) {
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let mut places: Vec<(String, Vec<u8>)> = Vec::new();
-    for stream_name in ["REFER", "KV_REFER_DATA_KEYS", "REFER_READS"] {
+    let keys = refer_service::provision::SEALERS
+        .map(|(sealer, _)| format!("KV_{}", refer_sealed::bucket_for("REFER", sealer)));
+    for stream_name in ["REFER", "REFER_READS"]
+        .iter()
+        .copied()
+        .chain(keys.iter().map(String::as_str))
+    {
         let mut stream = js.get_stream(stream_name).await.unwrap();
         let last = stream.info().await.unwrap().state.last_sequence;
         for seq in 1..=last {
@@ -342,7 +348,8 @@ async fn sealed_content_is_nowhere_in_clear_and_nothing_of_it_can_be_read_after_
     // holder included; the standing hand-offs, never erased, still do.
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
+    // Intake's store reads every bucket (its own, capacity's, donations').
+    let vault = refer_sealed::Vault::open_for_stream(&js, "REFER", "intake", &["capacity", "donations"], kek, vec![])
         .await
         .unwrap();
     let commits = c

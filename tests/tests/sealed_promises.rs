@@ -14,17 +14,23 @@ use refer_service::testing::authed;
 use refer_tests::*;
 use uuid::Uuid;
 
-/// The live items of `kind` in the sealed-key bucket: those whose key is
-/// still there (an erased item's key is deleted).
+/// The live items of `kind` in the sealed-key buckets (every sealing
+/// service's): those whose key is still there (an erased item's key is
+/// deleted).
 async fn live_items(c: &Coalition, kind: &str) -> Vec<String> {
     use futures::TryStreamExt;
     let js = async_nats::jetstream::new(c.nats.connect().await);
-    let bucket = js.get_key_value("REFER_DATA_KEYS").await.unwrap();
-    let keys: Vec<String> = bucket.keys().await.unwrap().try_collect().await.unwrap();
     let mut live = Vec::new();
-    for key in keys.into_iter().filter(|k| k.starts_with(&format!("dek.{kind}."))) {
-        if bucket.get(&key).await.unwrap().is_some_and(|v| !v.is_empty()) {
-            live.push(key);
+    for (sealer, _) in refer_service::provision::SEALERS {
+        let bucket = js
+            .get_key_value(refer_sealed::bucket_for("REFER", sealer))
+            .await
+            .unwrap();
+        let keys: Vec<String> = bucket.keys().await.unwrap().try_collect().await.unwrap();
+        for key in keys.into_iter().filter(|k| k.starts_with(&format!("dek.{kind}."))) {
+            if bucket.get(&key).await.unwrap().is_some_and(|v| !v.is_empty()) {
+                live.push(key);
+            }
         }
     }
     live
@@ -143,7 +149,7 @@ async fn a_retried_replacement_erases_what_its_first_attempt_replaced() {
     // before erasing what it replaced (written here as intake would).
     let js = async_nats::jetstream::new(c.nats.connect().await);
     let kek = refer_sealed::Kek::load(&c.setup.kek_file()).unwrap();
-    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
+    let vault = refer_sealed::Vault::open(&js, "REFER_DATA_KEYS_INTAKE", kek, vec![])
         .await
         .unwrap();
     let purpose = refer_service::sealing::purpose::agency_contact(AGENCY);

@@ -266,6 +266,20 @@ impl Cluster {
         })
         .await
         .context("starting nats-server")?;
+        // The operator makes every stream and bucket first (no service may).
+        let operator = refer_client::bus::connect(&refer_client::bus::Bus {
+            url: nats.url(),
+            nkey_file: Some(nats.access().keys.seed_file("operator")),
+            ca_file: Some(nats.access().keys.nats_ca_file()),
+            plaintext: false,
+            inbox: refer_client::bus::inbox_of("operator"),
+        })
+        .await?;
+        let stream = refer_client::provision::StreamSettings::default();
+        let idle = refer_client::provision::CONSOLE_IDLE;
+        refer_client::provision::provision(&async_nats::jetstream::new(operator), &stream, idle)
+            .await
+            .context("provisioning the bus")?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("tokens.toml"), token_entries())?;
         // The run's own key-encryption key for sealed data.

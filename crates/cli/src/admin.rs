@@ -93,10 +93,12 @@ pub enum Command {
     /// write a bucket could wipe it whole. Needs the operator's credential;
     /// services refuse such a bucket at start, naming this command.
     HardenBuckets,
-    /// Move the wrapped data keys from the bucket of a version before
-    /// secure erasure (`<stream>_SEALED`) to `<stream>_DATA_KEYS`, then
-    /// delete the old bucket. Run it once, with every service stopped
-    /// (docs/operations.md).
+    /// Move the wrapped data keys from the buckets of earlier versions (the
+    /// one before secure erasure, `<stream>_SEALED`, and the one every
+    /// sealing service shared, `<stream>_DATA_KEYS`) to the bucket of the
+    /// service that sealed each (`<stream>_DATA_KEYS_<SERVICE>`), then
+    /// delete the old buckets. Run `provision` first, then this once, with
+    /// every service stopped (docs/operations.md).
     MigrateSealed {
         /// The stream whose sealed keys to move.
         #[arg(long, default_value = "REFER")]
@@ -173,16 +175,23 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
-            let bucket = refer_sealed::bucket_for(&stream);
-            if js.get_key_value(&bucket).await.is_err() {
-                anyhow::bail!("no sealed-key bucket {bucket} on {}", settings.nats);
+            // Every sealing service's bucket, each re-wrapped on its own.
+            let (mut buckets, mut rewrapped) = (Vec::new(), 0);
+            for (sealer, _) in refer_client::provision::SEALERS {
+                let bucket = refer_sealed::bucket_for(&stream, sealer);
+                if js.get_key_value(&bucket).await.is_err() {
+                    anyhow::bail!("no sealed-key bucket {bucket} on {}", settings.nats);
+                }
+                let vault =
+                    refer_sealed::Vault::open_for_stream(&js, &stream, sealer, &[], current.clone(), previous.clone())
+                        .await?;
+                rewrapped += vault.rotate().await?;
+                buckets.push(bucket);
             }
-            let vault = refer_sealed::Vault::open_for_stream(&js, &stream, current.clone(), previous).await?;
-            let rewrapped = vault.rotate().await?;
             record(
                 settings.json,
                 vec![
-                    ("bucket", bucket),
+                    ("bucket", buckets.join(",")),
                     ("rewrapped", rewrapped.to_string()),
                     ("kek", current.id().to_owned()),
                 ],
@@ -262,12 +271,32 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::MigrateSealed { stream } => {
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
-            let moved = refer_sealed::migrate(&js, &stream).await?;
+            let settings_of_stream = refer_client::provision::StreamSettings {
+                name: stream.clone(),
+                ..Default::default()
+            };
+            // Each key goes to the bucket of the service that sealed it: by
+            // its kind, or for a standing hand-off by its owner on the
+            // stream; a key of neither (an item whose commit never landed)
+            // to intake's, which reads and erases every bucket.
+            let standing = refer_client::provision::standing_sealers(&js, &settings_of_stream).await?;
+            let sealer_of = |item: &str| {
+                let kind = item.split('.').next().unwrap_or_default();
+                refer_client::provision::sealer_of_kind(kind)
+                    .or_else(|| standing.get(item).copied())
+                    .unwrap_or("intake")
+                    .to_owned()
+            };
+            let moved = refer_sealed::migrate(&js, &stream, sealer_of).await?;
+            let to: Vec<String> = refer_client::provision::SEALERS
+                .iter()
+                .map(|(sealer, _)| refer_sealed::bucket_for(&stream, sealer))
+                .collect();
             record(
                 settings.json,
                 vec![
-                    ("from", refer_sealed::legacy_bucket_for(&stream)),
-                    ("to", refer_sealed::bucket_for(&stream)),
+                    ("from", refer_sealed::earlier_buckets_for(&stream).join(",")),
+                    ("to", to.join(",")),
                     ("moved", moved.to_string()),
                 ],
             );

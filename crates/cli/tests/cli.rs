@@ -500,7 +500,10 @@ async fn an_operator_rotates_the_key_encryption_key() {
     })
     .await
     .unwrap();
-    assert_eq!(rotated["bucket"], "REFER_DATA_KEYS");
+    assert_eq!(
+        rotated["bucket"],
+        "REFER_DATA_KEYS_CAPACITY,REFER_DATA_KEYS_DONATIONS,REFER_DATA_KEYS_INTAKE"
+    );
     assert_eq!(rotated["rewrapped"], "1", "{rotated}");
 
     // The new key alone opens the contact; the old one alone no longer does.
@@ -523,7 +526,7 @@ async fn an_operator_rotates_the_key_encryption_key() {
         let js = js.clone();
         let kek = refer_sealed::Kek::load(kek).unwrap();
         async move {
-            refer_sealed::Vault::open(&js, "REFER_DATA_KEYS", kek, vec![])
+            refer_sealed::Vault::open(&js, "REFER_DATA_KEYS_INTAKE", kek, vec![])
                 .await
                 .unwrap()
         }
@@ -597,7 +600,8 @@ async fn the_operator_provisions_every_stream_and_bucket_once() {
         nats_ca: access.keys.nats_ca_file(),
         ca: access.keys.ca_file(),
     };
-    let expected = "REFER,REFER_READS,REFER_DATA_KEYS,REFER_KEYS,REFER_INSTANCES,REFER_LEASES,REFER_CONSOLE_SESSIONS";
+    let expected = "REFER,REFER_READS,REFER_DATA_KEYS_CAPACITY,REFER_DATA_KEYS_DONATIONS,REFER_DATA_KEYS_INTAKE,\
+                    REFER_KEYS,REFER_INSTANCES,REFER_LEASES,REFER_CONSOLE_SESSIONS";
     let out = cli.json("", &["admin", "provision", "--console-idle-minutes", "45"]);
     assert_eq!(out["ready"], expected);
     let js = async_nats::jetstream::new(nats.connect().await);

@@ -29,6 +29,40 @@ pub const CONSOLE_SESSIONS: &str = "REFER_CONSOLE_SESSIONS";
 /// How long the console keeps a session unused, unless configured.
 pub const CONSOLE_IDLE: Duration = Duration::from_secs(30 * 60);
 
+/// The services that seal, each into a key bucket of its own
+/// (`refer_sealed::bucket_for`), with the other services' buckets each
+/// reads: capacity opens the notes intake shares with a site; intake opens
+/// the hand-offs of sites and donations, and erases them with a placement.
+/// Secure erasure is by a bucket's sequence, which no subject permission
+/// can narrow, so a bucket of its own is what keeps one service's
+/// credential from erasing another's items (deploy/nats/auth.conf grants
+/// exactly these reads).
+pub const SEALERS: [(&str, &[&str]); 3] = [
+    ("capacity", &["intake"]),
+    ("donations", &[]),
+    ("intake", &["capacity", "donations"]),
+];
+
+/// The other sealing services' buckets `sealer` reads ([`SEALERS`]).
+pub fn reads_of(sealer: &str) -> &'static [&'static str] {
+    SEALERS
+        .iter()
+        .find(|(name, _)| *name == sealer)
+        .map_or(&[], |(_, reads)| reads)
+}
+
+/// The sealing service that sealed an item of `kind` (its name's first
+/// part, `refer_sealed::item`), where the kind tells: hand-offs are
+/// capacity's; case references and notes intake's. A standing hand-off
+/// (`standing`) is its owner's, which only the stream tells.
+pub fn sealer_of_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "handoff" => Some("capacity"),
+        "case" | "note" => Some("intake"),
+        _ => None,
+    }
+}
+
 /// Idempotency keys bound to their requests, shared by every service
 /// (`refer_service::idempotency`). In memory, replicated: a binding costs
 /// a round trip, not an fsync (every command makes one); losing every
@@ -101,9 +135,11 @@ pub async fn provision(
         .map_err(|e| anyhow::anyhow!("stream {}: {e}", log.name))?;
     refer_eventstore::refuse_foreign_stream(&made.cached_info().config, &log.subjects).map_err(anyhow::Error::msg)?;
     ready.push(log.name);
-    let keys = refer_sealed::bucket_for(&stream.name);
-    refer_sealed::Vault::create_bucket(js, &keys, stream.replicas).await?;
-    ready.push(keys);
+    for (sealer, _) in SEALERS {
+        let keys = refer_sealed::bucket_for(&stream.name, sealer);
+        refer_sealed::Vault::create_bucket(js, &keys, stream.replicas).await?;
+        ready.push(keys);
+    }
     for bucket in [
         idempotency(stream),
         instances(stream),
@@ -114,4 +150,51 @@ pub async fn provision(
         ready.push(bucket.name);
     }
     Ok(ready)
+}
+
+/// The sealing service that sealed each standing hand-off the stream
+/// `stream` has held (its owner's: a site's is capacity's, a donation's
+/// donations', an agency's intake's), by item: what moving keys out of
+/// an earlier version's shared bucket needs (`refer admin migrate-sealed`).
+pub async fn standing_sealers(
+    js: &jetstream::Context,
+    stream: &StreamSettings,
+) -> anyhow::Result<std::collections::BTreeMap<String, &'static str>> {
+    use futures::StreamExt;
+    use refer_domain::events::standing::Owner;
+    use refer_domain::Event;
+    let mut sealers = std::collections::BTreeMap::new();
+    let consumer = js
+        .get_stream(&stream.name)
+        .await?
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: format!("{}.standing.>", stream.prefix),
+            ..Default::default()
+        })
+        .await?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(sealers);
+    }
+    let mut messages = consumer.messages().await?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        let info = message.info().map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        for envelope in refer_eventstore::readable(seq, &message.payload)?.unwrap_or_default() {
+            if let Event::Standing(event) = envelope.event {
+                let sealer = match event.owner() {
+                    Owner::Site(_) => "capacity",
+                    Owner::Donation(_) => "donations",
+                    Owner::Agency(_) => "intake",
+                };
+                for sealed in event.text().into_iter().chain(event.replaced()) {
+                    sealers.insert(sealed.item.clone(), sealer);
+                }
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(sealers)
 }

@@ -27,4 +27,4 @@ pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
 pub use stream::{not_provisioned, refuse_foreign_stream, StreamSettings};
 pub use subscriber::{Projection, Subscriber, PERSIST_EVERY};
 
-pub(crate) use quarantine::readable;
+pub use quarantine::readable;

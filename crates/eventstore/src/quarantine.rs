@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use refer_domain::{decode_commit, Envelope};
 
 /// The events of the commit at `seq`, or `None` when it is quarantined.
-pub(crate) fn readable(seq: u64, payload: &[u8]) -> Result<Option<Vec<Envelope>>, StoreError> {
+pub fn readable(seq: u64, payload: &[u8]) -> Result<Option<Vec<Envelope>>, StoreError> {
     match decode_commit(payload) {
         Ok(events) => Ok(Some(events)),
         Err(source) if source.from_newer_writer() => Err(StoreError::Corrupt { seq, source }),

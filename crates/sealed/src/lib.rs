@@ -116,24 +116,115 @@ struct Wrapped {
     key: Vec<u8>,
 }
 
-/// The sealed-data store of one bucket.
+/// The sealed-data store of one sealing service: the bucket it seals into
+/// and erases from, and those of the services whose items it reads (and
+/// may erase, where the bus lets it).
 #[derive(Clone)]
 pub struct Vault {
-    bucket: async_nats::jetstream::kv::Store,
-    stream: async_nats::jetstream::stream::Stream,
+    own: Keys,
+    others: Vec<Keys>,
     current: Kek,
     previous: Vec<Kek>,
 }
 
-/// The key bucket of the event stream `stream`.
-pub fn bucket_for(stream: &str) -> String {
-    format!("{stream}_DATA_KEYS")
+/// One key bucket and its stream (whose messages secure deletes overwrite).
+#[derive(Clone)]
+struct Keys {
+    bucket: async_nats::jetstream::kv::Store,
+    stream: async_nats::jetstream::stream::Stream,
+}
+
+impl Keys {
+    /// Opens bucket `name`, refusing one that could not erase for good.
+    async fn open(jetstream: &async_nats::jetstream::Context, name: &str) -> Result<Self, SealError> {
+        let stream_name = format!("KV_{name}");
+        let stream = jetstream.get_stream(&stream_name).await.map_err(|e| {
+            SealError::Unavailable(match e.to_string().contains("not found") {
+                true => format!(
+                    "the sealed-key bucket {name} does not exist: the operator makes it (`refer admin provision`, \
+                     docs/operations.md); no service may"
+                ),
+                false => format!("the sealed-key bucket {name}: {e}"),
+            })
+        })?;
+        let config = &stream.cached_info().config;
+        if config.deny_delete || config.allow_direct {
+            return Err(SealError::Unavailable(format!(
+                "bucket {name} refuses secure deletes or reads from followers, so erasure could not be for good; \
+                 it was not made by this version (docs/operations.md: moving the sealed keys)"
+            )));
+        }
+        refuse_unsafe_bucket(name, config).map_err(SealError::Unavailable)?;
+        // From the stream in hand: looked up again at once, a bucket just
+        // made in a cluster may not be found yet.
+        let bucket = async_nats::jetstream::kv::Store {
+            name: name.to_owned(),
+            stream_name,
+            prefix: format!("$KV.{name}."),
+            put_prefix: None,
+            use_jetstream_prefix: false,
+            stream: stream.clone(),
+        };
+        Ok(Self { bucket, stream })
+    }
+
+    /// Deletes every stored revision of `name`'s key, newest first,
+    /// overwriting each, until the leader has none.
+    async fn erase(&self, item: &str, name: &str) -> Result<(), SealError> {
+        // A rotation may add a revision meanwhile; each pass removes one.
+        for _ in 0..=HISTORY + 2 {
+            let Some(entry) = self.bucket.entry(name).await.map_err(unavailable)? else {
+                return Ok(());
+            };
+            self.overwrite(entry.revision).await?;
+        }
+        Err(SealError::Unavailable(format!(
+            "the data key of {item:?} kept changing while it was erased"
+        )))
+    }
+
+    /// Deletes one message of the bucket's stream, overwriting it.
+    async fn overwrite(&self, sequence: u64) -> Result<(), SealError> {
+        use async_nats::jetstream::stream::DeleteMessageErrorKind;
+        match self.stream.delete_message(sequence).await {
+            Ok(_) => Ok(()),
+            // Gone already (erased by another replica, or replaced): the
+            // server says so only in words, under the code of every failed delete.
+            Err(e)
+                if matches!(e.kind(), DeleteMessageErrorKind::JetStream(ref j)
+                if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_MESSAGE_DELETE_FAILED
+                    && j.to_string().contains("no message found")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// The key bucket of the sealing service `sealer` (`capacity`, `donations`
+/// or `intake`) on the event stream `stream`: each seals into its own, so
+/// the bus can keep one from erasing another's items (secure erasure is by
+/// a stream's sequence, which no subject permission can narrow).
+pub fn bucket_for(stream: &str, sealer: &str) -> String {
+    format!("{stream}_DATA_KEYS_{}", sealer.to_uppercase())
 }
 
 /// The key bucket earlier versions kept (a plain key-value bucket, whose
 /// purges leave old bytes on disk); [`migrate`] moves it.
 pub fn legacy_bucket_for(stream: &str) -> String {
     format!("{stream}_SEALED")
+}
+
+/// The one key bucket every sealing service shared before each had its
+/// own; [`migrate`] moves it.
+pub fn shared_bucket_for(stream: &str) -> String {
+    format!("{stream}_DATA_KEYS")
+}
+
+/// The buckets of earlier versions, oldest first.
+pub fn earlier_buckets_for(stream: &str) -> [String; 2] {
+    [legacy_bucket_for(stream), shared_bucket_for(stream)]
 }
 
 /// Revisions kept per key: the current one and, for the moment a rotation
@@ -200,59 +291,66 @@ impl Vault {
         current: Kek,
         previous: Vec<Kek>,
     ) -> Result<Self, SealError> {
-        let stream_name = format!("KV_{name}");
-        let stream = jetstream.get_stream(&stream_name).await.map_err(|e| {
-            SealError::Unavailable(match e.to_string().contains("not found") {
-                true => format!(
-                    "the sealed-key bucket {name} does not exist: the operator makes it (`refer admin provision`, \
-                     docs/operations.md); no service may"
-                ),
-                false => format!("the sealed-key bucket {name}: {e}"),
-            })
-        })?;
-        let config = &stream.cached_info().config;
-        if config.deny_delete || config.allow_direct {
-            return Err(SealError::Unavailable(format!(
-                "bucket {name} refuses secure deletes or reads from followers, so erasure could not be for good; \
-                 it was not made by this version (docs/operations.md: moving the sealed keys)"
-            )));
-        }
-        refuse_unsafe_bucket(name, config).map_err(SealError::Unavailable)?;
-        // From the stream in hand: looked up again at once, a bucket just
-        // made in a cluster may not be found yet.
-        let bucket = async_nats::jetstream::kv::Store {
-            name: name.to_owned(),
-            stream_name,
-            prefix: format!("$KV.{name}."),
-            put_prefix: None,
-            use_jetstream_prefix: false,
-            stream: stream.clone(),
-        };
         Ok(Self {
-            bucket,
-            stream,
+            own: Keys::open(jetstream, name).await?,
+            others: Vec::new(),
             current,
             previous,
         })
     }
 
-    /// Opens the key bucket of the event stream `stream` ([`bucket_for`]),
-    /// refusing while the bucket of an earlier version still holds keys:
-    /// they must be moved first ([`migrate`]), with every service stopped.
+    /// The same store, also reading the items sealed into the buckets
+    /// `names` (other services'): an item is looked for in this store's
+    /// own bucket first, then in those, in order. Erasing one of them
+    /// needs the bus's leave (deploy/nats/auth.conf).
+    pub async fn reading(
+        mut self,
+        jetstream: &async_nats::jetstream::Context,
+        names: &[String],
+    ) -> Result<Self, SealError> {
+        for name in names {
+            self.others.push(Keys::open(jetstream, name).await?);
+        }
+        Ok(self)
+    }
+
+    /// Opens the key bucket of the sealing service `sealer` on the event
+    /// stream `stream` ([`bucket_for`]), reading those of the services
+    /// `reads` too, refusing while a bucket of an earlier version still
+    /// holds keys: they must be moved first ([`migrate`]), with every
+    /// service stopped.
     pub async fn open_for_stream(
         jetstream: &async_nats::jetstream::Context,
         stream: &str,
+        sealer: &str,
+        reads: &[&str],
         current: Kek,
         previous: Vec<Kek>,
     ) -> Result<Self, SealError> {
-        let legacy = legacy_bucket_for(stream);
-        if jetstream.get_stream(format!("KV_{legacy}")).await.is_ok() {
-            return Err(SealError::Unavailable(format!(
-                "the sealed-key bucket {legacy} of an earlier version is still there: stop every service and run \
-                 `refer admin migrate-sealed --stream {stream}` (docs/operations.md)"
-            )));
+        for earlier in earlier_buckets_for(stream) {
+            if jetstream.get_stream(format!("KV_{earlier}")).await.is_ok() {
+                return Err(SealError::Unavailable(format!(
+                    "the sealed-key bucket {earlier} of an earlier version is still there: stop every service and \
+                     run `refer admin migrate-sealed --stream {stream}` (docs/operations.md)"
+                )));
+            }
         }
-        Self::open(jetstream, &bucket_for(stream), current, previous).await
+        let others: Vec<String> = reads.iter().map(|other| bucket_for(stream, other)).collect();
+        Self::open(jetstream, &bucket_for(stream, sealer), current, previous)
+            .await?
+            .reading(jetstream, &others)
+            .await
+    }
+
+    /// The bucket holding `name`'s key, and its value: this store's own
+    /// first, then those it reads.
+    async fn find(&self, name: &str) -> Result<Option<Bytes>, SealError> {
+        for keys in std::iter::once(&self.own).chain(&self.others) {
+            if let Some(value) = keys.bucket.get(name).await.map_err(unavailable)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     }
 
     /// Seals `plaintext` as `item` (a name used once), bound to `purpose`
@@ -288,12 +386,12 @@ impl Vault {
             )
             .expect("encryption cannot fail");
         let bytes = Bytes::from(postcard::to_stdvec(&wrapped).expect("wrapped keys encode"));
-        match self.bucket.create(&name, bytes.clone()).await {
+        match self.own.bucket.create(&name, bytes.clone()).await {
             Ok(_) => {}
             // A write that timed out and was sent again may have landed the
             // first time: our own key (these very bytes) is not a clash.
             Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
-                let stored = self.bucket.get(&name).await.map_err(unavailable)?;
+                let stored = self.own.bucket.get(&name).await.map_err(unavailable)?;
                 if stored.as_ref() != Some(&bytes) {
                     return Err(SealError::Exists(item.to_owned()));
                 }
@@ -323,10 +421,8 @@ impl Vault {
         let item = sealed.item.as_str();
         let name = valid_name(item)?;
         let bytes = self
-            .bucket
-            .get(&name)
-            .await
-            .map_err(unavailable)?
+            .find(&name)
+            .await?
             .ok_or_else(|| SealError::Erased(item.to_owned()))?;
         let data_key = self.unwrap(item, &name, &bytes)?;
         let aad = [name.as_bytes(), b"\0", purpose].concat();
@@ -363,42 +459,21 @@ impl Vault {
 
     /// Erases `item` for good: every stored revision of its data key is
     /// deleted with secure delete (overwritten on disk), newest first, until
-    /// the leader has none. Erasing twice, or an unknown item, is fine.
+    /// the leader has none, in this store's own bucket and in those it
+    /// reads. Erasing twice, or an unknown item, is fine.
     pub async fn erase(&self, item: &str) -> Result<(), SealError> {
         let name = valid_name(item)?;
-        // A rotation may add a revision meanwhile; each pass removes one.
-        for _ in 0..=HISTORY + 2 {
-            let Some(entry) = self.bucket.entry(&name).await.map_err(unavailable)? else {
-                return Ok(());
-            };
-            self.overwrite(entry.revision).await?;
-        }
-        Err(SealError::Unavailable(format!(
-            "the data key of {item:?} kept changing while it was erased"
-        )))
-    }
-
-    /// Deletes one message of the bucket's stream, overwriting it.
-    async fn overwrite(&self, sequence: u64) -> Result<(), SealError> {
-        use async_nats::jetstream::stream::DeleteMessageErrorKind;
-        match self.stream.delete_message(sequence).await {
-            Ok(_) => Ok(()),
-            // Gone already (erased by another replica, or replaced): the
-            // server says so only in words, under the code of every failed delete.
-            Err(e)
-                if matches!(e.kind(), DeleteMessageErrorKind::JetStream(ref j)
-                if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_MESSAGE_DELETE_FAILED
-                    && j.to_string().contains("no message found")) =>
-            {
-                Ok(())
+        for keys in std::iter::once(&self.own).chain(&self.others) {
+            if keys.bucket.entry(&name).await.map_err(unavailable)?.is_some() {
+                keys.erase(item, &name).await?;
             }
-            Err(e) => Err(unavailable(e)),
         }
+        Ok(())
     }
 
     /// The names of the items whose data keys are live.
     pub async fn items(&self) -> Result<Vec<String>, SealError> {
-        let names: Vec<String> = match self.bucket.keys().await {
+        let names: Vec<String> = match self.own.bucket.keys().await {
             Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
             Err(e) => return Err(unavailable(e)),
         };
@@ -408,10 +483,12 @@ impl Vault {
             .collect())
     }
 
-    /// Re-wraps every data key not wrapped by the current KEK; returns how
-    /// many. A key erased meanwhile stays erased (updates go by revision).
+    /// Re-wraps every data key of the store's own bucket not wrapped by the
+    /// current KEK; returns how many. A key erased meanwhile stays erased
+    /// (updates go by revision).
     pub async fn rotate(&self) -> Result<usize, SealError> {
         let names: Vec<String> = self
+            .own
             .bucket
             .keys()
             .await
@@ -421,7 +498,7 @@ impl Vault {
             .map_err(unavailable)?;
         let mut rewrapped = 0;
         for name in names {
-            let Some(entry) = self.bucket.entry(&name).await.map_err(unavailable)? else {
+            let Some(entry) = self.own.bucket.entry(&name).await.map_err(unavailable)? else {
                 continue;
             };
             if entry.value.is_empty() {
@@ -450,11 +527,11 @@ impl Vault {
                     .expect("wrapping a key cannot fail"),
             };
             let bytes = Bytes::from(postcard::to_stdvec(&fresh).expect("wrapped keys encode"));
-            match self.bucket.update(&name, bytes, entry.revision).await {
+            match self.own.bucket.update(&name, bytes, entry.revision).await {
                 Ok(_) => {
                     // The old revision holds the same data key under the old
                     // KEK: overwrite it rather than leave it to the limit.
-                    self.overwrite(entry.revision).await?;
+                    self.own.overwrite(entry.revision).await?;
                     rewrapped += 1
                 }
                 // Erased or changed meanwhile: leave it as it is now.
@@ -465,49 +542,60 @@ impl Vault {
     }
 }
 
-/// Moves every live data key of the event stream `stream` from the bucket an
-/// earlier version kept ([`legacy_bucket_for`], whose purges left old bytes
-/// on disk) into the bucket this version keeps ([`bucket_for`], with as many
-/// copies), then deletes the old bucket's stream, files and all. Returns how
-/// many keys moved; with no old bucket, moves nothing. Run it with every
-/// service stopped: an erase racing the move could bring a key back.
-pub async fn migrate(jetstream: &async_nats::jetstream::Context, stream: &str) -> Result<usize, SealError> {
-    let legacy = legacy_bucket_for(stream);
-    let Ok(mut old_stream) = jetstream.get_stream(format!("KV_{legacy}")).await else {
-        return Ok(0);
-    };
-    let replicas = old_stream.info().await.map_err(unavailable)?.config.num_replicas;
-    let old = jetstream.get_key_value(&legacy).await.map_err(unavailable)?;
-    // The KEKs are not needed: wrapped keys move as they are.
-    let unused = Kek::from_bytes([0; 32]);
-    Vault::create_bucket(jetstream, &bucket_for(stream), replicas).await?;
-    let to = Vault::open(jetstream, &bucket_for(stream), unused, vec![]).await?;
-    let names: Vec<String> = old
-        .keys()
-        .await
-        .map_err(unavailable)?
-        .try_collect()
-        .await
-        .map_err(unavailable)?;
+/// Moves every live data key of the event stream `stream` from the buckets
+/// earlier versions kept ([`earlier_buckets_for`]: one whose purges left
+/// old bytes on disk, then one every sealing service shared) into the
+/// bucket of the service that sealed it ([`bucket_for`], with as many
+/// copies; `sealer_of` names it from the item's name), then deletes the
+/// old buckets' streams, files and all. Returns how many keys moved; with
+/// no old bucket, moves nothing. Run it with every service stopped: an
+/// erase racing the move could bring a key back.
+pub async fn migrate(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+    sealer_of: impl Fn(&str) -> String,
+) -> Result<usize, SealError> {
     let mut moved = 0;
-    for name in names {
-        let Some(value) = old.get(&name).await.map_err(unavailable)? else {
-            continue; // purged: erased
-        };
-        if value.is_empty() {
+    for earlier in earlier_buckets_for(stream) {
+        let Ok(mut old_stream) = jetstream.get_stream(format!("KV_{earlier}")).await else {
             continue;
+        };
+        let replicas = old_stream.info().await.map_err(unavailable)?.config.num_replicas;
+        let old = jetstream.get_key_value(&earlier).await.map_err(unavailable)?;
+        let names: Vec<String> = old
+            .keys()
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        // The KEKs are not needed: wrapped keys move as they are.
+        let mut to: std::collections::BTreeMap<String, Vault> = Default::default();
+        for name in names {
+            let Some(value) = old.get(&name).await.map_err(unavailable)? else {
+                continue; // purged: erased
+            };
+            if value.is_empty() {
+                continue;
+            }
+            let bucket = bucket_for(stream, &sealer_of(name.trim_start_matches("dek.")));
+            if !to.contains_key(&bucket) {
+                Vault::create_bucket(jetstream, &bucket, replicas).await?;
+                let unused = Kek::from_bytes([0; 32]);
+                to.insert(bucket.clone(), Vault::open(jetstream, &bucket, unused, vec![]).await?);
+            }
+            match to[&bucket].own.bucket.create(&name, value).await {
+                Ok(_) => moved += 1,
+                // Moved by an earlier, interrupted run.
+                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => moved += 1,
+                Err(e) => return Err(unavailable(e)),
+            }
         }
-        match to.bucket.create(&name, value).await {
-            Ok(_) => moved += 1,
-            // Moved by an earlier, interrupted run.
-            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => moved += 1,
-            Err(e) => return Err(unavailable(e)),
-        }
+        jetstream
+            .delete_stream(format!("KV_{earlier}"))
+            .await
+            .map_err(unavailable)?;
     }
-    jetstream
-        .delete_stream(format!("KV_{legacy}"))
-        .await
-        .map_err(unavailable)?;
     Ok(moved)
 }
 

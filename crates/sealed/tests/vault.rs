@@ -104,9 +104,10 @@ async fn a_bucket_that_cannot_overwrite_is_refused() {
 }
 
 /// Moving the keys of an earlier version keeps every live item readable,
-/// leaves erased ones erased, and removes the old bucket.
+/// leaves erased ones erased, and removes the old bucket; the keys of the
+/// one bucket every sealing service shared go each to its sealer's own.
 #[tokio::test]
-async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
+async fn migrating_the_old_buckets_keeps_live_items_and_removes_them() {
     let nats = NatsServer::start().await.unwrap();
     let js = async_nats::jetstream::new(nats.connect().await);
     let kek = Kek::from_bytes([4; 32]);
@@ -129,17 +130,101 @@ async fn migrating_the_old_bucket_keeps_live_items_and_removes_it() {
     }
     old.purge("dek.note.gone").await.unwrap();
 
-    let refused = Vault::open_for_stream(&js, "S", kek.clone(), vec![]).await;
+    // And the shared bucket of the version after, holding a hand-off.
+    Vault::create_bucket(&js, &refer_sealed::shared_bucket_for("S"), 1)
+        .await
+        .unwrap();
+    let shared = Vault::open(&js, &refer_sealed::shared_bucket_for("S"), kek.clone(), vec![])
+        .await
+        .unwrap();
+    let handoff = shared.seal("handoff.h", b"side door", b"p").await.unwrap();
+    let sealer_of = |item: &str| {
+        if item.starts_with("handoff.") {
+            "capacity"
+        } else {
+            "intake"
+        }
+        .to_owned()
+    };
+
+    let open = |sealer: &'static str, reads: &'static [&'static str]| {
+        let (js, kek) = (js.clone(), kek.clone());
+        async move { Vault::open_for_stream(&js, "S", sealer, reads, kek, vec![]).await }
+    };
     assert!(
-        refused.err().unwrap().to_string().contains("migrate-sealed"),
-        "a service refuses to start while the old bucket is there"
+        open("intake", &[])
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("migrate-sealed"),
+        "a service refuses to start while an old bucket is there"
     );
-    assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 1);
+    assert_eq!(refer_sealed::migrate(&js, "S", sealer_of).await.unwrap(), 2);
     assert!(js.get_stream("KV_S_SEALED").await.is_err(), "the old bucket is gone");
-    assert_eq!(refer_sealed::migrate(&js, "S").await.unwrap(), 0, "once is enough");
-    let v = Vault::open_for_stream(&js, "S", kek, vec![]).await.unwrap();
-    assert_eq!(v.open_sealed(&live, b"p").await.unwrap(), b"still here");
-    assert!(matches!(v.open_sealed(&gone, b"p").await, Err(SealError::Erased(_))));
+    assert!(
+        js.get_stream("KV_S_DATA_KEYS").await.is_err(),
+        "the shared bucket is gone"
+    );
+    assert_eq!(
+        refer_sealed::migrate(&js, "S", sealer_of).await.unwrap(),
+        0,
+        "once is enough"
+    );
+    let intake = open("intake", &[]).await.unwrap();
+    assert_eq!(intake.open_sealed(&live, b"p").await.unwrap(), b"still here");
+    assert!(matches!(
+        intake.open_sealed(&gone, b"p").await,
+        Err(SealError::Erased(_))
+    ));
+    assert!(
+        matches!(intake.open_sealed(&handoff, b"p").await, Err(SealError::Erased(_))),
+        "the hand-off is capacity's, which intake alone does not read"
+    );
+    let capacity = open("capacity", &[]).await.unwrap();
+    assert_eq!(capacity.open_sealed(&handoff, b"p").await.unwrap(), b"side door");
+}
+
+/// A service seals into its own bucket, opens the items of the buckets it
+/// reads, and erases an item wherever it finds it.
+#[tokio::test]
+async fn a_store_seals_into_its_own_bucket_and_reads_the_others_it_names() {
+    let nats = NatsServer::start().await.unwrap();
+    let js = async_nats::jetstream::new(nats.connect().await);
+    let kek = Kek::from_bytes([5; 32]);
+    for sealer in ["capacity", "intake"] {
+        Vault::create_bucket(&js, &refer_sealed::bucket_for("S", sealer), 1)
+            .await
+            .unwrap();
+    }
+    let open = |sealer: &'static str, reads: &'static [&'static str]| {
+        let (js, kek) = (js.clone(), kek.clone());
+        async move {
+            Vault::open_for_stream(&js, "S", sealer, reads, kek, vec![])
+                .await
+                .unwrap()
+        }
+    };
+    let capacity = open("capacity", &[]).await;
+    let intake = open("intake", &["capacity"]).await;
+    let handoff = capacity.seal("handoff.h", b"side door", b"p").await.unwrap();
+    let note = intake.seal("note.n", b"allergy", b"p").await.unwrap();
+    let raw = js.get_key_value(refer_sealed::bucket_for("S", "intake")).await.unwrap();
+    assert!(
+        raw.get("dek.note.n").await.unwrap().is_some(),
+        "intake seals into its own"
+    );
+    assert!(raw.get("dek.handoff.h").await.unwrap().is_none());
+    assert_eq!(intake.open_sealed(&handoff, b"p").await.unwrap(), b"side door");
+    assert!(
+        matches!(capacity.open_sealed(&note, b"p").await, Err(SealError::Erased(_))),
+        "capacity reads no bucket but its own here"
+    );
+    intake.erase("handoff.h").await.unwrap();
+    assert!(matches!(
+        capacity.open_sealed(&handoff, b"p").await,
+        Err(SealError::Erased(_))
+    ));
 }
 
 #[tokio::test]

@@ -458,8 +458,9 @@ impl Context {
     }
 
     /// The sealed-data store (`crates/sealed`): the KEK from `kek_file`
-    /// (refused at start if missing or malformed) and the key bucket
-    /// `<stream>_DATA_KEYS`, replicated like the stream.
+    /// (refused at start if missing or malformed), this service's own key
+    /// bucket `<stream>_DATA_KEYS_<SERVICE>`, and those of the services
+    /// whose items it reads (`refer_client::provision::SEALERS`).
     pub async fn vault(&self) -> anyhow::Result<refer_sealed::Vault> {
         let path = self.config.kek_file.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -473,11 +474,14 @@ impl Context {
             .iter()
             .map(|p| refer_sealed::Kek::load(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let bucket = refer_sealed::bucket_for(&self.config.stream.name);
+        let sealer = self.config.service.as_str();
+        let bucket = refer_sealed::bucket_for(&self.config.stream.name, sealer);
         let vault = patiently("sealed-key bucket", || {
             refer_sealed::Vault::open_for_stream(
                 self.store.jetstream(),
                 &self.config.stream.name,
+                sealer,
+                refer_client::provision::reads_of(sealer),
                 current.clone(),
                 previous.clone(),
             )
