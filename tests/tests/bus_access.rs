@@ -503,6 +503,58 @@ async fn declare(
         .map(|_| ())
 }
 
+/// The stream drops a message whose id it saw in the last two minutes, on
+/// any subject: a credential holder who could work out the id of a commit
+/// to come (the aggregate and the command's key, every id the stream has
+/// shown) and publish junk under it first would have that commit refused
+/// as applied before. Ids are unguessable: the commit still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_under_a_commits_likely_message_id_does_not_block_it() {
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let provider = uuid::Uuid::parse_str(&shelter).unwrap();
+    let aggregate = refer_domain::AggregateRef {
+        kind: refer_domain::AggregateKind::Provider,
+        id: provider,
+    };
+    // Every id a reader of the stream has seen, and the obvious one for
+    // the declaration to come (`declare` uses the key "declare-3").
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let mut stream = js.get_stream("REFER").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut ids = vec![format!("{aggregate}/declare-3")];
+    for seq in 1..=last {
+        if let Ok(message) = stream.get_raw_message(seq).await {
+            if let Some(id) = message.headers.get("Nats-Msg-Id") {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    let (donations, _) = as_role(&c, "donations").await;
+    let squatter = async_nats::jetstream::new(donations);
+    for id in &ids {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        squatter
+            .publish_with_headers(
+                format!("refer.standing.{}", uuid::Uuid::new_v4().simple()),
+                headers,
+                "junk".into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let before = last_sequence(&c, "REFER").await;
+    declare(&c.capacity, &shelter, 3).await.expect("the declaration lands");
+    assert_eq!(
+        last_sequence(&c, "REFER").await,
+        before + 1,
+        "the declaration was dropped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_services_credential_is_rotated_without_downtime() {
     let mut c = Coalition::start(1, 0).await;

@@ -556,7 +556,7 @@ async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
         name: "REFER_EARLIER".into(),
         description: "an earlier bucket",
         replicas: 1,
-        max_age: Duration::from_secs(60),
+        max_age: Duration::ZERO,
         storage: Storage::File,
     };
     let reopen = || earlier.open(&js);
@@ -621,25 +621,77 @@ async fn the_operator_provisions_every_stream_and_bucket_once() {
         last
     );
 
-    // A bucket made to capture more than its own subjects is refused.
-    let other = refer_testkit::NatsServer::start().await.unwrap();
-    let js = async_nats::jetstream::new(other.connect().await);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "REFER_READS".into(),
-        subjects: vec!["refer_reads.>".into(), "_INBOX_intake.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let cli = Cli {
-        nats: other.url(),
-        nkey: other.access().keys.seed_file("operator"),
-        nats_ca: other.access().keys.nats_ca_file(),
-        ca: other.access().keys.ca_file(),
-        ..cli
-    };
-    let refused = cli.run("", &["admin", "provision"]);
-    assert!(!refused.status.success());
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("REFER_READS is not as Refer makes it"), "{why}");
+    // A stream or bucket made otherwise under one of its names (to capture
+    // more, to be wiped, to forget) is refused, named, with what differs.
+    use async_nats::jetstream::stream::{Config, Republish};
+    let tampered = [
+        (
+            Config {
+                name: "REFER_READS".into(),
+                subjects: vec!["refer_reads.>".into(), "_INBOX_intake.>".into()],
+                ..Default::default()
+            },
+            "subjects",
+        ),
+        (
+            Config {
+                name: "REFER".into(),
+                subjects: vec!["refer.>".into()],
+                allow_direct: true,
+                allow_atomic_publish: true,
+                allow_rollup: true,
+                ..Default::default()
+            },
+            "allow_rollup_hdrs true where Refer makes false",
+        ),
+        (
+            Config {
+                name: "KV_REFER_DATA_KEYS_INTAKE".into(),
+                subjects: vec!["$KV.REFER_DATA_KEYS_INTAKE.>".into()],
+                max_messages_per_subject: 2,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                republish: Some(Republish {
+                    source: ">".into(),
+                    destination: "_INBOX_capacity.>".into(),
+                    headers_only: false,
+                }),
+                ..Default::default()
+            },
+            "a republish",
+        ),
+        (
+            Config {
+                name: "KV_REFER_LEASES".into(),
+                subjects: vec!["$KV.REFER_LEASES.>".into()],
+                max_messages_per_subject: 1,
+                max_age: Duration::from_secs(3600),
+                deny_delete: true,
+                allow_direct: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                ..Default::default()
+            },
+            "max_age 3600s where Refer makes 3s",
+        ),
+    ];
+    for (config, differs) in tampered {
+        let other = refer_testkit::NatsServer::start().await.unwrap();
+        let js = async_nats::jetstream::new(other.connect().await);
+        let name = config.name.clone();
+        js.create_stream(config).await.unwrap();
+        let cli = Cli {
+            urls: Default::default(),
+            nats: other.url(),
+            nkey: other.access().keys.seed_file("operator"),
+            nats_ca: other.access().keys.nats_ca_file(),
+            ca: other.access().keys.ca_file(),
+        };
+        let refused = tokio::task::spawn_blocking(move || cli.run("", &["admin", "provision"]))
+            .await
+            .unwrap();
+        assert!(!refused.status.success(), "{name} was taken as it is");
+        let why = String::from_utf8_lossy(&refused.stderr);
+        let stream = name.strip_prefix("KV_").unwrap_or(&name).to_owned();
+        assert!(why.contains(&stream) && why.contains("not as Refer makes it"), "{why}");
+        assert!(why.contains(differs), "{why}");
+    }
 }

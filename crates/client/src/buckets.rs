@@ -97,7 +97,15 @@ impl Bucket {
     }
 
     fn checked(&self, stream: stream::Stream) -> anyhow::Result<kv::Store> {
-        refuse_unsafe_bucket(&self.name, &stream.cached_info().config)?;
+        let config = &stream.cached_info().config;
+        refuse_unsafe_bucket(&self.name, config)?;
+        // Each console ends a session after its own idle time, whatever
+        // the bucket keeps; every other bucket's age is its entries' ttl.
+        let skip: &[&str] = match self.name == crate::provision::CONSOLE_SESSIONS {
+            true => &["max_age"],
+            false => &[],
+        };
+        refer_eventstore::refuse_unlike(&self.config(), config, skip).map_err(anyhow::Error::msg)?;
         // From the stream in hand: looked up again at once, a bucket just
         // made in a cluster may not be found yet.
         Ok(kv::Store {

@@ -133,11 +133,13 @@ pub async fn provision(
         .get_or_create_stream(log.clone())
         .await
         .map_err(|e| anyhow::anyhow!("stream {}: {e}", log.name))?;
-    refer_eventstore::refuse_foreign_stream(&made.cached_info().config, &log.subjects).map_err(anyhow::Error::msg)?;
+    refer_eventstore::refuse_unlike(&log, &made.cached_info().config, &[]).map_err(anyhow::Error::msg)?;
     ready.push(log.name);
     for (sealer, _) in SEALERS {
         let keys = refer_sealed::bucket_for(&stream.name, sealer);
         refer_sealed::Vault::create_bucket(js, &keys, stream.replicas).await?;
+        // Checked as a sealing service opens it.
+        refer_sealed::Vault::open(js, &keys, refer_sealed::Kek::from_bytes([0; 32]), vec![]).await?;
         ready.push(keys);
     }
     for bucket in [

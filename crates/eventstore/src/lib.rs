@@ -24,7 +24,7 @@ pub use error::StoreError;
 pub use local::{LocalState, SNAPSHOT_FORMAT};
 pub use patience::{patiently, unanswered, START_PATIENCE};
 pub use store::{EventStore, Executed, Loaded, Outcome, Recorded, RIDE_OUT};
-pub use stream::{not_provisioned, refuse_foreign_stream, StreamSettings};
+pub use stream::{not_provisioned, refuse_foreign_stream, refuse_unlike, StreamSettings};
 pub use subscriber::{Projection, Subscriber, PERSIST_EVERY};
 
 pub use quarantine::readable;

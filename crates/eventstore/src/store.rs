@@ -43,15 +43,32 @@ impl<A> Loaded<A> {
     }
 }
 
-/// The message id of a commit: the aggregate and the command's idempotency
-/// key (or its first event id), so the server drops a resend inside its
-/// duplicate window.
+/// The message id of a commit, so the server drops a resend of these very
+/// events inside its duplicate window (a publish whose answer was lost).
+///
+/// Unguessable: the server drops any message whose id it saw in the window,
+/// on any subject, so an id anyone could work out (the aggregate and the
+/// command's key, say) let a credential holder publish junk under it first
+/// and have every commit of that decision refused as applied before. It is
+/// a hash of a secret drawn by this process and the events (their ids,
+/// aggregate, key and time): the same events sent again carry the same
+/// id; another process's, or another attempt's, never do, and optimistic
+/// concurrency and the aggregate's own keys settle those.
 pub(crate) fn message_id(events: &[Envelope]) -> String {
-    let first = &events[0];
-    match &first.idempotency_key {
-        Some(key) => format!("{}/{}", first.aggregate, key.as_str()),
-        None => format!("{}/{}", first.aggregate, first.event_id),
+    use sha2::{Digest, Sha256};
+    static SECRET: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(|| *uuid::Uuid::new_v4().as_bytes());
+    let mut hash = Sha256::new();
+    hash.update(secret);
+    for event in events {
+        hash.update(event.aggregate.to_string().as_bytes());
+        hash.update(event.event_id.to_string().as_bytes());
+        hash.update(event.occurred_at.millis().to_be_bytes());
+        if let Some(key) = &event.idempotency_key {
+            hash.update(key.as_str().as_bytes());
+        }
     }
+    hex::encode(&hash.finalize()[..16])
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -127,7 +127,7 @@ impl StreamSettings {
 
     fn check(&self, stream: stream::Stream) -> Result<stream::Stream, StoreError> {
         let config = &stream.cached_info().config;
-        refuse_foreign_stream(config, &[self.all_subjects()]).map_err(StoreError::Setup)?;
+        refuse_unlike(&self.config(), config, &[]).map_err(StoreError::Setup)?;
         if !config.allow_direct {
             return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
         }
@@ -172,4 +172,116 @@ pub fn refuse_foreign_stream(config: &stream::Config, subjects: &[String]) -> Re
         ));
     }
     Ok(())
+}
+
+/// Refuses a stream Refer opens unless it is as Refer makes it (`expected`,
+/// its configuration as `refer admin provision` makes it): its subjects
+/// and no copy of another ([`refuse_foreign_stream`]), and every setting a
+/// promise rests on: nothing expires, is capped or is dropped that Refer
+/// keeps (retention, age, counts, sizes, discard), nothing may be wiped
+/// (rollups, purges, deletes where Refer refuses them), no message lives
+/// by a TTL or a schedule, none is rewritten on the way in, and a
+/// duplicate is recognised as long as Refer counts on. Settings in `skip`
+/// are the caller's to judge. Replicas are the operator's choice.
+pub fn refuse_unlike(expected: &stream::Config, actual: &stream::Config, skip: &[&str]) -> Result<(), String> {
+    refuse_foreign_stream(actual, &expected.subjects)?;
+    // Limits: 0 and -1 both say "none".
+    let limit = |n: i64| if n <= 0 { "none".to_owned() } else { n.to_string() };
+    let age = |d: Duration| {
+        if d.is_zero() {
+            "none".to_owned()
+        } else {
+            format!("{d:?}")
+        }
+    };
+    let checks: [(&str, String, String); 16] = [
+        (
+            "retention",
+            format!("{:?}", expected.retention),
+            format!("{:?}", actual.retention),
+        ),
+        (
+            "storage",
+            format!("{:?}", expected.storage),
+            format!("{:?}", actual.storage),
+        ),
+        ("max_age", age(expected.max_age), age(actual.max_age)),
+        ("max_msgs", limit(expected.max_messages), limit(actual.max_messages)),
+        ("max_bytes", limit(expected.max_bytes), limit(actual.max_bytes)),
+        (
+            "max_msgs_per_subject",
+            limit(expected.max_messages_per_subject),
+            limit(actual.max_messages_per_subject),
+        ),
+        (
+            "max_consumers",
+            limit(expected.max_consumers.into()),
+            limit(actual.max_consumers.into()),
+        ),
+        (
+            "discard",
+            format!("{:?}", expected.discard),
+            format!("{:?}", actual.discard),
+        ),
+        (
+            "allow_rollup_hdrs",
+            expected.allow_rollup.to_string(),
+            actual.allow_rollup.to_string(),
+        ),
+        (
+            "deny_delete",
+            expected.deny_delete.to_string(),
+            actual.deny_delete.to_string(),
+        ),
+        (
+            "deny_purge",
+            expected.deny_purge.to_string(),
+            actual.deny_purge.to_string(),
+        ),
+        ("sealed", expected.sealed.to_string(), actual.sealed.to_string()),
+        (
+            "allow_msg_ttl",
+            expected.allow_message_ttl.to_string(),
+            actual.allow_message_ttl.to_string(),
+        ),
+        (
+            "allow_msg_schedules",
+            expected.allow_message_schedules.to_string(),
+            actual.allow_message_schedules.to_string(),
+        ),
+        (
+            "subject_transform",
+            format!("{:?}", expected.subject_transform.is_some()),
+            format!("{:?}", actual.subject_transform.is_some()),
+        ),
+        (
+            // Shorter than Refer's would let a retried publish land twice.
+            "duplicate_window",
+            age(expected.duplicate_window),
+            match actual.duplicate_window < expected.duplicate_window {
+                true => age(actual.duplicate_window),
+                false => age(expected.duplicate_window),
+            },
+        ),
+    ];
+    let unlike: Vec<String> = checks
+        .into_iter()
+        .filter(|(name, want, have)| want != have && !skip.contains(name))
+        .map(|(name, want, have)| format!("{name} {have} where Refer makes {want}"))
+        .collect();
+    let too_small = actual.max_message_size > 0
+        && (expected.max_message_size <= 0 || actual.max_message_size < expected.max_message_size);
+    let unlike: Vec<String> = unlike
+        .into_iter()
+        .chain(too_small.then(|| format!("max_msg_size {} caps what Refer writes", actual.max_message_size)))
+        .collect();
+    if unlike.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the stream {} is not as Refer makes it ({}): something else made or changed it. Make it again with \
+         the operator's credential (`refer admin provision`, docs/operations.md)",
+        actual.name,
+        unlike.join("; ")
+    ))
 }

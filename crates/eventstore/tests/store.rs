@@ -766,10 +766,13 @@ async fn a_stream_made_before_atomic_commits_is_given_them() {
     let server = NatsServer::start().await.unwrap();
     let js = async_nats::jetstream::new(server.connect().await);
     let settings = StreamSettings::default();
+    // As an earlier Refer made it: append-only, without atomic batches.
     js.create_stream(async_nats::jetstream::stream::Config {
         name: settings.name.clone(),
         subjects: vec![settings.all_subjects()],
         allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
         ..Default::default()
     })
     .await

@@ -155,6 +155,8 @@ impl Keys {
             )));
         }
         refuse_unsafe_bucket(name, config).map_err(SealError::Unavailable)?;
+        refer_eventstore::refuse_unlike(&bucket_config(name, config.num_replicas), config, &[])
+            .map_err(SealError::Unavailable)?;
         // From the stream in hand: looked up again at once, a bucket just
         // made in a cluster may not be found yet.
         let bucket = async_nats::jetstream::kv::Store {
@@ -227,6 +229,28 @@ pub fn earlier_buckets_for(stream: &str) -> [String; 2] {
     [legacy_bucket_for(stream), shared_bucket_for(stream)]
 }
 
+/// How a key bucket is made ([`Vault::create_bucket`]) and checked.
+fn bucket_config(name: &str, replicas: usize) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream;
+    stream::Config {
+        name: format!("KV_{name}"),
+        description: Some("Refer's wrapped data keys (see crates/sealed)".into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: HISTORY,
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        // A rollup from any writer would wipe every key at once.
+        allow_rollup: false,
+        deny_delete: false,
+        deny_purge: false,
+        // Reads go to the leader: a follower may not have a key
+        // sealed a moment ago, and an erase must not miss it.
+        allow_direct: false,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
 /// Revisions kept per key: the current one and, for the moment a rotation
 /// takes, the one it replaces (which it then erases itself, rather than let
 /// the server drop it without overwriting it).
@@ -258,25 +282,8 @@ impl Vault {
         name: &str,
         replicas: usize,
     ) -> Result<(), SealError> {
-        use async_nats::jetstream::stream;
         jetstream
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{name}"),
-                description: Some("Refer's wrapped data keys (see crates/sealed)".into()),
-                subjects: vec![format!("$KV.{name}.>")],
-                max_messages_per_subject: HISTORY,
-                storage: stream::StorageType::File,
-                num_replicas: replicas.max(1),
-                // A rollup from any writer would wipe every key at once.
-                allow_rollup: false,
-                deny_delete: false,
-                deny_purge: false,
-                // Reads go to the leader: a follower may not have a key
-                // sealed a moment ago, and an erase must not miss it.
-                allow_direct: false,
-                discard: stream::DiscardPolicy::New,
-                ..Default::default()
-            })
+            .get_or_create_stream(bucket_config(name, replicas))
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -177,7 +177,7 @@ impl ReadLog {
         settings: &refer_eventstore::StreamSettings,
     ) -> Result<Self, StoreError> {
         let config = settings.read_log();
-        let (name, subjects) = (config.name.clone(), config.subjects.clone());
+        let name = config.name.clone();
         let prefix = format!("{}_reads", settings.prefix);
         // Opened with the domain stream on a new cluster, whose nodes may
         // still elect: try again for as long as the event store does.
@@ -193,7 +193,7 @@ impl ReadLog {
         )
         .await
         .map_err(StoreError::Setup)?;
-        refer_eventstore::refuse_foreign_stream(&stream.cached_info().config, &subjects).map_err(StoreError::Setup)?;
+        refer_eventstore::refuse_unlike(&config, &stream.cached_info().config, &[]).map_err(StoreError::Setup)?;
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(js.clone(), waiting));
         Ok(Self {

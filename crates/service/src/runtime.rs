@@ -296,6 +296,11 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("nats_url: {e}"))?;
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.data_dir.display()))?;
+        // Read models and the consumers' server names: the service's alone.
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(data_dir = %self.data_dir.display(), error = %e, "the data directory could not be made private to this service's user");
+        }
         let db = sled::open(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open sled at {}: {e}", self.data_dir.display()))?;
         Ok(EventStore::open(client, self.stream.clone(), db).await?)

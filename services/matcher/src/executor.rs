@@ -33,6 +33,9 @@ pub(crate) struct Executor {
     /// past it) carries out nothing more.
     pub(crate) lease: Fence,
     pub(crate) failpoint: failpoint::Failpoint,
+    /// Decisions that failed in a row (reset by one carried out): what
+    /// spaces out planning again while the bus keeps refusing.
+    pub(crate) failures: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Executor {

@@ -9,6 +9,7 @@ use refer_eventstore::StoreError;
 use refer_matching::planner::Decision;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -37,19 +38,40 @@ impl Executor {
             &[("decision", decision.name())],
             started.elapsed(),
         );
-        let Err(err) = outcome else { return };
-        tracing::info!(?decision, error = %err, "decision not carried out; it will be planned again");
-        let mut core = self.core.lock().expect("core lock");
-        core.failed(&decision);
+        use std::sync::atomic::Ordering;
+        let Err(err) = outcome else {
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        };
+        let in_a_row = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(?decision, error = %err, in_a_row, "decision not carried out; it will be planned again");
+        self.core.lock().expect("core lock").failed(&decision);
         if !self.lease.held() {
             // Refused by the fence: the next holder plans it again, and so
             // does this matcher should it take the lease back (its ledger
             // no longer holds the decision).
             return;
         }
-        for again in core.match_now(self.clock.now()) {
-            let _ = decisions.send((again, None));
-        }
+        // A refusal because the projection was behind is mended by
+        // planning again at once; one that repeats (the bus refusing, a
+        // writer holding every batch slot open) is tried again less and
+        // less often, up to every 2 s, not in a loop.
+        let wait = match in_a_row {
+            0..=2 => Duration::ZERO,
+            n => Duration::from_millis(25 << (n - 2).min(7)).min(Duration::from_secs(2)),
+        };
+        let (core, clock, decisions) = (self.core.clone(), self.clock.clone(), decisions.clone());
+        let lease = self.lease.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if !lease.held() {
+                return;
+            }
+            let again = core.lock().expect("core lock").match_now(clock.now());
+            for decision in again {
+                let _ = decisions.send((decision, None));
+            }
+        });
     }
 
     /// Proposals to providers planned together (waiting together in one

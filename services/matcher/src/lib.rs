@@ -133,6 +133,7 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         core: core.clone(),
         lease: fence.clone(),
         failpoint: failpoint::Failpoint::from_env(),
+        failures: Arc::default(),
     };
     let (decisions, queue) = mpsc::unbounded_channel();
     let executing = tokio::spawn(executor.clone().serve(queue, decisions.clone()));
