@@ -555,6 +555,37 @@ async fn junk_under_a_commits_likely_message_id_does_not_block_it() {
     );
 }
 
+/// The idempotency bucket lives in memory: a whole cluster restarting
+/// loses it, and no service may make it again. Commands go on (each
+/// replica binds keys on its own, counted) until the operator provisions
+/// it again, after which bindings are shared once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_idempotency_bucket_loses_the_check_never_a_command() {
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    js.delete_stream("KV_REFER_KEYS").await.unwrap();
+    let before = last_sequence(&c, "REFER").await;
+    declare(&c.capacity, &shelter, 3)
+        .await
+        .expect("a command without the bucket");
+    assert_eq!(last_sequence(&c, "REFER").await, before + 1);
+    let metrics = c.apps[0].metrics().await;
+    assert!(metrics.contains("refer_idempotency_bucket_missing_total"), "{metrics}");
+    assert!(
+        js.get_stream("KV_REFER_KEYS").await.is_err(),
+        "a service made the bucket"
+    );
+    refer_service::testing::provision(&c.setup.access(), 1).await;
+    declare(&c.capacity, &shelter, 4)
+        .await
+        .expect("a command with the bucket back");
+    let bucket = js.get_key_value("REFER_KEYS").await.unwrap();
+    use futures::TryStreamExt;
+    let bound: Vec<String> = bucket.keys().await.unwrap().try_collect().await.unwrap();
+    assert_eq!(bound.len(), 1, "the binding is shared again: {bound:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_services_credential_is_rotated_without_downtime() {
     let mut c = Coalition::start(1, 0).await;
