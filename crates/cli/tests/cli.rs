@@ -672,6 +672,33 @@ async fn the_operator_provisions_every_stream_and_bucket_once() {
             },
             "max_age 3600s where Refer makes 3s",
         ),
+        (
+            Config {
+                name: "REFER_READS".into(),
+                subjects: vec!["refer_reads.>".into()],
+                allow_direct: true,
+                deny_delete: true,
+                deny_purge: true,
+                allow_atomic_publish: true,
+                duplicate_window: Duration::from_secs(1),
+                ..Default::default()
+            },
+            "duplicate_window 1s where Refer makes 120s",
+        ),
+        (
+            Config {
+                name: "KV_REFER_INSTANCES".into(),
+                subjects: vec!["$KV.REFER_INSTANCES.>".into()],
+                max_messages_per_subject: 1,
+                max_age: Duration::from_secs(6),
+                deny_delete: true,
+                allow_direct: true,
+                no_ack: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                ..Default::default()
+            },
+            "no_ack true where Refer makes false",
+        ),
     ];
     for (config, differs) in tampered {
         let other = refer_testkit::NatsServer::start().await.unwrap();

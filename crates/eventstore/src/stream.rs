@@ -194,7 +194,16 @@ pub fn refuse_unlike(expected: &stream::Config, actual: &stream::Config, skip: &
             format!("{d:?}")
         }
     };
-    let checks: [(&str, String, String); 16] = [
+    // Unset, the server keeps duplicates two minutes, or the stream's age
+    // if shorter.
+    let window = match (expected.duplicate_window, expected.max_age) {
+        (set, _) if !set.is_zero() => set,
+        (_, kept) if !kept.is_zero() && kept < Duration::from_secs(120) => kept,
+        _ => Duration::from_secs(120),
+    };
+    // Skipped or not, an age Refer sets is never "forever".
+    let forever = !expected.max_age.is_zero() && actual.max_age.is_zero();
+    let checks: [(&str, String, String); 19] = [
         (
             "retention",
             format!("{:?}", expected.retention),
@@ -205,7 +214,14 @@ pub fn refuse_unlike(expected: &stream::Config, actual: &stream::Config, skip: &
             format!("{:?}", expected.storage),
             format!("{:?}", actual.storage),
         ),
-        ("max_age", age(expected.max_age), age(actual.max_age)),
+        (
+            "max_age",
+            age(expected.max_age),
+            match forever {
+                true => "none (entries kept forever)".to_owned(),
+                false => age(actual.max_age),
+            },
+        ),
         ("max_msgs", limit(expected.max_messages), limit(actual.max_messages)),
         ("max_bytes", limit(expected.max_bytes), limit(actual.max_bytes)),
         (
@@ -257,16 +273,29 @@ pub fn refuse_unlike(expected: &stream::Config, actual: &stream::Config, skip: &
         (
             // Shorter than Refer's would let a retried publish land twice.
             "duplicate_window",
-            age(expected.duplicate_window),
-            match actual.duplicate_window < expected.duplicate_window {
+            age(window),
+            match actual.duplicate_window < window {
                 true => age(actual.duplicate_window),
-                false => age(expected.duplicate_window),
+                false => age(window),
             },
+        ),
+        // Unacknowledged publishes would leave a commit's fate unknown.
+        ("no_ack", expected.no_ack.to_string(), actual.no_ack.to_string()),
+        (
+            "discard_new_per_subject",
+            expected.discard_new_per_subject.to_string(),
+            actual.discard_new_per_subject.to_string(),
+        ),
+        (
+            // Where Refer commits in atomic batches, they must be allowed.
+            "allow_atomic",
+            "true".to_owned(),
+            (actual.allow_atomic_publish || !expected.allow_atomic_publish).to_string(),
         ),
     ];
     let unlike: Vec<String> = checks
         .into_iter()
-        .filter(|(name, want, have)| want != have && !skip.contains(name))
+        .filter(|(name, want, have)| want != have && (!skip.contains(name) || (*name == "max_age" && forever)))
         .map(|(name, want, have)| format!("{name} {have} where Refer makes {want}"))
         .collect();
     let too_small = actual.max_message_size > 0
