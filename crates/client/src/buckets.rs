@@ -69,14 +69,9 @@ impl Bucket {
     /// yet (the operator still provisioning, a cluster still electing) is
     /// waited for as long as a service waits for its stream at start.
     pub async fn open(&self, js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-        let what = format!("key-value bucket {}", self.name);
         let found = refer_eventstore::patiently(
-            &what,
-            || async {
-                js.get_stream(self.stream_name())
-                    .await
-                    .map_err(|e| refer_eventstore::not_provisioned(&what, &e))
-            },
+            &format!("key-value bucket {}", self.name),
+            || self.find(js),
             |_| true,
             || refer_eventstore::unanswered("the bucket's stream"),
         )
@@ -88,12 +83,15 @@ impl Bucket {
     /// Opens the bucket if it is there now, without waiting (a bucket
     /// looked up again in the middle of a request).
     pub async fn open_now(&self, js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-        let what = format!("key-value bucket {}", self.name);
-        let found = js
-            .get_stream(self.stream_name())
+        self.checked(self.find(js).await.map_err(anyhow::Error::msg)?)
+    }
+
+    /// The bucket's stream, or why not (naming the operator's step when it
+    /// does not exist).
+    async fn find(&self, js: &jetstream::Context) -> Result<stream::Stream, String> {
+        js.get_stream(self.stream_name())
             .await
-            .map_err(|e| anyhow::anyhow!(refer_eventstore::not_provisioned(&what, &e)))?;
-        self.checked(found)
+            .map_err(|e| refer_eventstore::not_provisioned(&format!("key-value bucket {}", self.name), &e))
     }
 
     fn checked(&self, stream: stream::Stream) -> anyhow::Result<kv::Store> {

@@ -7,7 +7,8 @@
 //! look inside a create request. So the services' credentials hold no
 //! `STREAM.CREATE` (deploy/nats/auth.conf), every process opens what is
 //! listed here and checks it is as Refer makes it, and the operator makes
-//! it all before the first start and after a change of replicas.
+//! it all before the first start (and again after a whole cluster lost the
+//! idempotency bucket, kept in memory).
 
 use crate::buckets::{Bucket, Storage};
 use async_nats::jetstream;

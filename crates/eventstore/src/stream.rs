@@ -128,14 +128,9 @@ impl StreamSettings {
     fn check(&self, stream: stream::Stream) -> Result<stream::Stream, StoreError> {
         let config = &stream.cached_info().config;
         refuse_unlike(&self.config(), config, &[]).map_err(StoreError::Setup)?;
+        // (A stream without atomic batches is refused above, naming them.)
         if !config.allow_direct {
             return Err(StoreError::Setup(format!("stream {} must allow direct get", self.name)));
-        }
-        if !config.allow_atomic_publish {
-            return Err(StoreError::Setup(format!(
-                "stream {} was made before atomic commits: run `refer admin provision` (docs/operations.md)",
-                self.name
-            )));
         }
         Ok(stream)
     }

@@ -269,6 +269,17 @@ fn valid_name(item: &str) -> Result<String, SealError> {
     }
 }
 
+/// Every key name `bucket` holds.
+async fn key_names(bucket: &async_nats::jetstream::kv::Store) -> Result<Vec<String>, SealError> {
+    bucket
+        .keys()
+        .await
+        .map_err(unavailable)?
+        .try_collect()
+        .await
+        .map_err(unavailable)
+}
+
 fn unavailable(e: impl std::fmt::Display) -> SealError {
     SealError::Unavailable(e.to_string())
 }
@@ -480,11 +491,8 @@ impl Vault {
 
     /// The names of the items whose data keys are live.
     pub async fn items(&self) -> Result<Vec<String>, SealError> {
-        let names: Vec<String> = match self.own.bucket.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(unavailable)?,
-            Err(e) => return Err(unavailable(e)),
-        };
-        Ok(names
+        Ok(key_names(&self.own.bucket)
+            .await?
             .into_iter()
             .filter_map(|n| n.strip_prefix("dek.").map(str::to_owned))
             .collect())
@@ -494,15 +502,7 @@ impl Vault {
     /// current KEK; returns how many. A key erased meanwhile stays erased
     /// (updates go by revision).
     pub async fn rotate(&self) -> Result<usize, SealError> {
-        let names: Vec<String> = self
-            .own
-            .bucket
-            .keys()
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let names = key_names(&self.own.bucket).await?;
         let mut rewrapped = 0;
         for name in names {
             let Some(entry) = self.own.bucket.entry(&name).await.map_err(unavailable)? else {
@@ -569,13 +569,7 @@ pub async fn migrate(
         };
         let replicas = old_stream.info().await.map_err(unavailable)?.config.num_replicas;
         let old = jetstream.get_key_value(&earlier).await.map_err(unavailable)?;
-        let names: Vec<String> = old
-            .keys()
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let names = key_names(&old).await?;
         // The KEKs are not needed: wrapped keys move as they are.
         let mut to: std::collections::BTreeMap<String, Vault> = Default::default();
         for name in names {
