@@ -139,10 +139,11 @@ async fn overheard(c: &Coalition, role: &str, subject: &str) -> (Vec<String>, Ve
 }
 
 #[tokio::test]
-async fn no_credential_but_the_operators_overhears_another_process_replies() {
+async fn no_credential_overhears_another_process_replies() {
     let c = Coalition::start(0, 0).await;
-    // The operator hears intake's replies (so they do flow there) ...
-    let (heard, _) = overheard(&c, "operator", "_INBOX_intake.>").await;
+    // Another connection with intake's own credential hears them (so they
+    // do flow there; the operator lives in the store's account and cannot) ...
+    let (heard, _) = overheard(&c, "intake", "_INBOX_intake.>").await;
     assert!(!heard.is_empty(), "intake's replies travel to its inboxes");
     // ... no other credential does, on any inbox but its own.
     for role in ["console", "matcher", "capacity", "donations"] {
@@ -337,6 +338,89 @@ async fn no_service_may_make_a_stream_nor_find_another_services_consumer() {
     }
 }
 
+/// The stream that captures `subject`, and whether it holds a message there
+/// (the operator's view).
+async fn holds(c: &Coalition, subject: &str) -> bool {
+    let stream = match subject.strip_prefix("$KV.") {
+        Some(rest) => format!("KV_{}", rest.split('.').next().unwrap()),
+        None if subject.starts_with("refer_reads.") => "REFER_READS".to_owned(),
+        None => "REFER".to_owned(),
+    };
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .is_ok()
+}
+
+/// nats-server checks the subject a client publishes to, never the reply
+/// subject it names, and JetStream answers to that reply subject from
+/// inside the server. Each process credential here names the store's
+/// subjects as the reply of requests it may send: an API answer, an ack, and
+/// bytes it staged in its own bucket and reads back. None may land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_can_have_the_server_answer_into_the_store() {
+    let c = Coalition::start(1, 0).await;
+    let targets = [
+        "refer.provider.forged",
+        "refer_reads.forged",
+        "$KV.REFER_DATA_KEYS_DONATIONS.dek.forged",
+        "$KV.REFER_INSTANCES.capacity.forged",
+        "$KV.REFER_KEYS.forged",
+        "$KV.REFER_LEASES.forged",
+    ];
+    let staged = "$KV.REFER_CONSOLE_SESSIONS.staged";
+    let read_back = "$JS.API.DIRECT.GET.KV_REFER_CONSOLE_SESSIONS.$KV.REFER_CONSOLE_SESSIONS.staged";
+    let asks = [
+        ("console", staged, "chosen bytes"),
+        ("console", read_back, ""),
+        (
+            "console",
+            "$JS.API.STREAM.MSG.GET.KV_REFER_CONSOLE_SESSIONS",
+            r#"{"last_by_subj":"$KV.REFER_CONSOLE_SESSIONS.staged"}"#,
+        ),
+        ("console", "$JS.API.STREAM.INFO.KV_REFER_CONSOLE_SESSIONS", ""),
+        ("matcher", "$JS.API.STREAM.INFO.REFER", ""),
+        ("capacity", "$JS.API.STREAM.MSG.GET.REFER", r#"{"seq":1}"#),
+        ("intake", "$JS.API.INFO", ""),
+    ];
+    for (role, subject, payload) in asks {
+        let (client, violations) = as_role(&c, role).await;
+        for target in targets {
+            client
+                .publish_with_reply(subject, target, payload.to_owned().into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            violations.lock().unwrap().is_empty(),
+            "{role} may send {subject}: {:?}",
+            violations.lock().unwrap()
+        );
+    }
+    for target in targets {
+        assert!(!holds(&c, target).await, "a process had the server write {target}");
+    }
+    // Control: the same asks from inside the store's account do land, so
+    // the check above can see a write.
+    let operator = c.nats.connect().await;
+    for target in targets {
+        operator
+            .publish_with_reply("$JS.API.STREAM.INFO.KV_REFER_CONSOLE_SESSIONS", target, "".into())
+            .await
+            .unwrap();
+    }
+    operator.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for target in targets {
+        assert!(holds(&c, target).await, "the operator's ask reached {target}");
+    }
+}
+
 #[tokio::test]
 async fn no_credential_may_wipe_a_bucket_with_a_rollup() {
     let c = Coalition::start(1, 0).await;
@@ -383,8 +467,9 @@ async fn entries(c: &Coalition, name: &str) -> u64 {
 }
 
 /// A fourth node that dials the cluster's routes with `cert` and `key`,
-/// trusting the bus's CA (public, as a CA is). No login for its own
-/// clients: whatever reaches it is the attacker's.
+/// trusting the bus's CA (public, as a CA is). Its own clients log in to
+/// the store's account (accounts meet across a route by name) without a
+/// credential: whatever reaches it is the attacker's.
 struct Rogue {
     child: std::process::Child,
     url: String,
@@ -399,7 +484,9 @@ impl Rogue {
         let config = format!(
             "listen: 127.0.0.1:{port}\nserver_name: rogue-{port}\nlog_file: \"{}\"\n\
              cluster {{\n  name: {}\n  listen: 127.0.0.1:{route_port}\n  routes: [{}]\n  \
-             tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true, timeout: 2 }}\n}}\n",
+             tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true, timeout: 2 }}\n}}\n\
+             accounts {{ REFER_STORE {{ users: [{{ user: rogue, password: rogue }}] }} }}\n\
+             no_auth_user: rogue\n",
             dir.path().join("rogue.log").display(),
             cluster.node(0).cluster_name().unwrap(),
             routes.join(", "),
@@ -594,9 +681,16 @@ async fn a_services_credential_is_rotated_without_downtime() {
     let next = nkeys::KeyPair::new_user();
 
     // The operator lets the new key in beside the old one (docs/operations.md).
+    let old_entry = "{ nkey: $REFER_NKEY_CAPACITY, permissions: $CAPACITY }";
     let beside = format!("{{ nkey: {}, permissions: $CAPACITY }}", next.public_key());
     c.nats
-        .reload_auth(|conf| conf.replacen("users = [", &format!("users = [\n    {beside}"), 1))
+        .reload_auth(|conf| {
+            assert!(
+                conf.contains(old_entry),
+                "auth.conf lists capacity's key as {old_entry}"
+            );
+            conf.replacen(old_entry, &format!("{old_entry}\n      {beside}"), 1)
+        })
         .await
         .unwrap();
     let before = last_sequence(&c, "REFER").await;
@@ -617,17 +711,7 @@ async fn a_services_credential_is_rotated_without_downtime() {
 
     // ...the old one stops, and the operator takes the old key out.
     c.apps[0].stop().await;
-    let old_entry = "{ nkey: $REFER_NKEY_CAPACITY, permissions: $CAPACITY }";
-    c.nats
-        .reload_auth(|conf| {
-            assert!(
-                conf.contains(old_entry),
-                "auth.conf lists capacity's key as {old_entry}"
-            );
-            conf.replace(old_entry, "")
-        })
-        .await
-        .unwrap();
+    c.nats.reload_auth(|conf| conf.replace(old_entry, "")).await.unwrap();
     declare(&through_replica, &shelter, 5)
         .await
         .expect("the new credential's connection carries on");
