@@ -39,7 +39,9 @@ pub struct Figure {
     pub count: u64,
     /// The providers it is drawn from (any stable ids), when it describes
     /// providers' work (placements made, beds offered); `None` when it does
-    /// not (needs requested). A total is drawn from the union of its cells'.
+    /// not (needs requested). A total whose cells all are is drawn from the
+    /// union of theirs; one that mixes in other figures is not (a hidden
+    /// cell of it is kept from being subtracted out by rule 3).
     pub providers: Option<BTreeSet<u64>>,
 }
 
@@ -403,12 +405,19 @@ pub fn publish(table: &Table) -> Result<Published, ShapeError> {
 fn primary(table: &Table) -> Vec<Shown> {
     let columns = table.columns.len();
     let union = |figures: &mut dyn Iterator<Item = &Figure>| -> Figure {
-        let mut total = Figure::default();
+        let mut total = Figure {
+            count: 0,
+            providers: Some(BTreeSet::new()),
+        };
         for f in figures {
             total.count += f.count;
-            if let Some(ids) = &f.providers {
-                total.providers.get_or_insert_with(BTreeSet::new).extend(ids);
-            }
+            total.providers = match (total.providers, &f.providers) {
+                (Some(mut all), Some(ids)) => {
+                    all.extend(ids);
+                    Some(all)
+                }
+                _ => None,
+            };
         }
         total
     };
