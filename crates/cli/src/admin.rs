@@ -104,6 +104,33 @@ pub enum Command {
         #[arg(long, default_value = "REFER")]
         stream: String,
     },
+    /// The coalition's figures over whole months, folded from the stream
+    /// (docs/reports.md): needs by kind and outcome, declines by reason,
+    /// unmet need by region and by the profile's bands, delays, donations,
+    /// partners active. Raw counts are for the coalition's own eyes;
+    /// `--publish` applies the disclosure rules, for whatever leaves it.
+    /// Needs the operator's credential.
+    Report {
+        /// The first month, YYYY-MM (default: this month).
+        #[arg(long)]
+        from: Option<String>,
+        /// The last month, YYYY-MM (default: the first).
+        #[arg(long)]
+        to: Option<String>,
+        /// One organisation's own work (its id): the needs it requested or
+        /// that were referred to its sites or donations, its donations.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only what may leave the coalition: small cells, figures from few
+        /// providers and what would give them away hidden, dates in months.
+        #[arg(long)]
+        publish: bool,
+        /// Print the published tables as CSV (with `--publish`).
+        #[arg(long, requires = "publish")]
+        csv: bool,
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+    },
     /// Make every stream and bucket Refer keeps on the bus (the domain
     /// stream, its read log, the sealed-key, idempotency, instance, lease
     /// and console-session buckets), or check those there. Needs the
@@ -268,6 +295,14 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             let ready = refer_client::provision::provision(&js, &settings_of_stream, idle).await?;
             record(settings.json, vec![("ready", ready.join(","))]);
         }
+        Command::Report {
+            from,
+            to,
+            org,
+            publish,
+            csv,
+            stream,
+        } => crate::report::run(settings, from, to, org, publish, csv, &stream).await?,
         Command::MigrateSealed { stream } => {
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);

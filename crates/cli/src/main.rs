@@ -11,6 +11,7 @@ mod intake;
 mod output;
 mod provider;
 mod reads;
+mod report;
 mod settings;
 mod solve;
 

@@ -722,3 +722,72 @@ async fn the_operator_provisions_every_stream_and_bucket_once() {
         assert!(why.contains(differs), "{why}");
     }
 }
+
+/// The operator's month report, read from the stream: raw counts for the
+/// coalition's eyes, and what `--publish` lets leave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[refer_proto::common::v1::ServiceKind::ShelterBed], 2).await;
+    accept_every_referral(&c, 0, shelter);
+    for n in 0..6 {
+        request_person(
+            &c,
+            &format!("report-{n}"),
+            person(&format!("ZQ9-R{n}"), &[refer_proto::common::v1::NeedKind::Shelter]),
+        )
+        .await;
+    }
+    let cli = std::sync::Arc::new(Cli::of(&c));
+    let report = |args: &'static [&'static str]| {
+        let cli = cli.clone();
+        async move { tokio::task::spawn_blocking(move || cli.json("", args)).await.unwrap() }
+    };
+    // Two beds: two placed once the shelter has answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let raw = loop {
+        let raw = report(&["admin", "report", "--from", "2026-11"]).await;
+        let needs = &raw["tables"][0];
+        assert_eq!(needs["title"], "needs by kind and outcome");
+        assert_eq!(needs["rows"][0], "shelter");
+        assert_eq!(needs["row_totals"][0], 6, "{raw}");
+        if needs["cells"][0][0] == 2 {
+            break raw;
+        }
+        assert!(Instant::now() < deadline, "never two placed: {raw}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let delays = raw["times"].as_array().unwrap();
+    assert_eq!(delays[1]["name"], "request to acceptance");
+    assert_eq!(delays[1]["needs"], 2);
+    assert_eq!(raw["providers_active"], 1);
+
+    // Published: the two placed, and the four not, hidden; the six shown.
+    let published = report(&["admin", "report", "--from", "2026-11", "--publish"]).await;
+    let needs = &published["tables"][0];
+    assert_eq!(needs["cells"][0][0], "< 5", "{published}");
+    assert_eq!(needs["row_totals"][0], 6, "{published}");
+    assert_eq!(
+        published["times"][1]["median_minutes"],
+        Value::Null,
+        "two needs are too few"
+    );
+    assert_eq!(published["providers_active"], "< 5");
+    // The services' clock is at 2026-11-26 (refer_service::testing).
+    assert_eq!(published["from_month"], "2026-11", "a month, never a day");
+    let december = report(&["admin", "report", "--from", "2026-12"]).await;
+    assert_eq!(december["tables"][0]["total"], 0, "November's needs are not December's");
+    let csv = cli.run("", &["admin", "report", "--from", "2026-11", "--publish", "--csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
+    assert!(
+        csv.starts_with(
+            "needs by kind and outcome,placed,waitlisted,declined,expired,cancelled,open,total\nshelter,< 5,"
+        ),
+        "{csv}"
+    );
+    let refused = cli.fails("", &["admin", "report", "--from", "2026-13"]);
+    assert!(
+        refused.contains("--from/--to") && refused.contains("YYYY-MM"),
+        "{refused}"
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod buckets;
 pub mod bus;
+pub mod history;
 pub mod provision;
 pub mod tls;
 pub mod tokens;

@@ -163,41 +163,21 @@ pub async fn standing_sealers(
     js: &jetstream::Context,
     stream: &StreamSettings,
 ) -> anyhow::Result<std::collections::BTreeMap<String, &'static str>> {
-    use futures::StreamExt;
     use refer_domain::events::standing::Owner;
     use refer_domain::Event;
     let mut sealers = std::collections::BTreeMap::new();
-    let consumer = js
-        .get_stream(&stream.name)
-        .await?
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: format!("{}.standing.>", stream.prefix),
-            ..Default::default()
-        })
-        .await?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(sealers);
-    }
-    let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
-        let info = message.info().map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        for envelope in refer_eventstore::readable(seq, &message.payload)?.unwrap_or_default() {
-            if let Event::Standing(event) = envelope.event {
-                let sealer = match event.owner() {
-                    Owner::Site(_) => "capacity",
-                    Owner::Donation(_) => "donations",
-                    Owner::Agency(_) => "intake",
-                };
-                for sealed in event.text().into_iter().chain(event.replaced()) {
-                    sealers.insert(sealed.item.clone(), sealer);
-                }
+    crate::history::each_event(js, &stream.name, &format!("{}.standing.>", stream.prefix), |envelope| {
+        if let Event::Standing(event) = envelope.event {
+            let sealer = match event.owner() {
+                Owner::Site(_) => "capacity",
+                Owner::Donation(_) => "donations",
+                Owner::Agency(_) => "intake",
+            };
+            for sealed in event.text().into_iter().chain(event.replaced()) {
+                sealers.insert(sealed.item.clone(), sealer);
             }
         }
-        if pending == 0 {
-            break;
-        }
-    }
+    })
+    .await?;
     Ok(sealers)
 }

@@ -1,0 +1,46 @@
+//! Reading the stream whole, in order, as the operator's tools do (a report,
+//! a migration): an ordered consumer, each commit's events decoded as every
+//! reader decodes them (`refer_eventstore::readable`: a message that is no
+//! commit is passed over, one from a newer Refer stops the read).
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use refer_domain::Envelope;
+
+/// Hands every event on `filter` (subjects of stream `stream`; empty: all of
+/// them) to `visit`,
+/// in stream order, up to the last message there when the read began.
+pub async fn each_event(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    mut visit: impl FnMut(Envelope),
+) -> anyhow::Result<()> {
+    let mut stream = js.get_stream(stream).await?;
+    let last = stream.info().await?.state.last_sequence;
+    if last == 0 {
+        return Ok(());
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer.messages().await?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        let info = message.info().map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        for envelope in refer_eventstore::readable(seq, &message.payload)?.unwrap_or_default() {
+            visit(envelope);
+        }
+        if pending == 0 || seq >= last {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! A coalition's figures over a period (docs/reports.md): folded from the
+//! stream's events in order ([`Ledger::apply`]), so rebuilt from nothing by
+//! reading the stream again, and published only through
+//! `refer_disclosure::publish`.
+//!
+//! The ledger keeps, per need, only what a figure counts (kind, coarse
+//! origin region, the profile's bands, when it was requested, proposed,
+//! answered) and never a sealed item: no figure can carry more.
+
+use refer_disclosure::{Figure, Published, ShapeError, Table};
+use refer_domain::events::need::{DeclineReason, NeedEvent, NeedStatus, Target};
+use refer_domain::events::{donation::DonationEvent, provider::ProviderEvent};
+use refer_domain::ids::OrgId;
+use refer_domain::kinds::{NeedKind, ResourceKind};
+use refer_domain::profile::{Accessibility, AgeBand, Gender};
+use refer_domain::{Envelope, Event, Timestamp};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+mod period;
+pub use period::{Period, PeriodError};
+/// The disclosure step every published figure goes through.
+pub use refer_disclosure as disclosure;
+
+/// What one need contributes to figures.
+#[derive(Clone, Debug)]
+struct NeedRecord {
+    agency: OrgId,
+    kind: NeedKind,
+    region: String,
+    age_band: AgeBand,
+    gender: Gender,
+    languages: BTreeSet<String>,
+    accessibility: BTreeSet<Accessibility>,
+    requested_at: Timestamp,
+    /// Every status it took, in order.
+    statuses: Vec<(Timestamp, NeedStatus)>,
+    first_proposed_at: Option<Timestamp>,
+    accepted: Option<(Timestamp, Target)>,
+    /// Everyone it was proposed to.
+    offered_to: BTreeSet<Target>,
+    declines: Vec<(Timestamp, DeclineReason)>,
+}
+
+impl NeedRecord {
+    /// Its status at the end of `period` (its last before `period.end`).
+    fn status_by(&self, period: &Period) -> NeedStatus {
+        self.statuses
+            .iter()
+            .take_while(|(at, _)| *at < period.end)
+            .last()
+            .map_or(NeedStatus::Requested, |(_, s)| *s)
+    }
+}
+
+/// Every figure's raw material, folded from the stream.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    needs: BTreeMap<Uuid, NeedRecord>,
+    /// Each site's or donation's partner organisation.
+    partners: BTreeMap<Target, OrgId>,
+    donations: BTreeMap<Uuid, (OrgId, ResourceKind)>,
+    /// (when, organisation, is a business) for each partner's own act:
+    /// partners active.
+    acts: Vec<(Timestamp, OrgId, bool)>,
+    /// (when, donation) of each donation offered, and of each used.
+    offered: Vec<(Timestamp, Uuid)>,
+    used: Vec<(Timestamp, Uuid)>,
+}
+
+impl Ledger {
+    /// Folds one event (in stream order).
+    pub fn apply(&mut self, envelope: &Envelope) {
+        let id = envelope.aggregate.id;
+        let at = envelope.occurred_at;
+        match &envelope.event {
+            Event::Need(event) => self.apply_need(id, at, event),
+            Event::Provider(event) => {
+                let site = Target::Provider(refer_domain::ids::ProviderId::from_uuid(id));
+                if let ProviderEvent::Registered(profile) = event {
+                    self.partners.insert(site, profile.org);
+                }
+                // A partner's own acts (not the matcher's holds on it).
+                let own = matches!(
+                    event,
+                    ProviderEvent::Registered(_)
+                        | ProviderEvent::CapacitySet { .. }
+                        | ProviderEvent::CapacityAdjusted { .. }
+                        | ProviderEvent::Suspended
+                        | ProviderEvent::Resumed
+                );
+                if let (true, Some(org)) = (own, self.partners.get(&site)) {
+                    self.acts.push((at, *org, false));
+                }
+            }
+            Event::Donation(event) => {
+                let donation = Target::Donation(refer_domain::ids::DonationId::from_uuid(id));
+                match event {
+                    DonationEvent::Registered(offer) => {
+                        self.partners.insert(donation, offer.org);
+                        self.donations.insert(id, (offer.org, offer.kind));
+                        self.offered.push((at, id));
+                        self.acts.push((at, offer.org, true));
+                    }
+                    DonationEvent::Withdrawn => {
+                        if let Some((org, _)) = self.donations.get(&id) {
+                            self.acts.push((at, *org, true));
+                        }
+                    }
+                    DonationEvent::HoldConfirmed { .. } => self.used.push((at, id)),
+                    DonationEvent::HoldPlaced { .. } | DonationEvent::HoldReleased { .. } => {}
+                }
+            }
+            Event::Placement(_) | Event::Standing(_) => {}
+        }
+    }
+
+    fn apply_need(&mut self, id: Uuid, at: Timestamp, event: &NeedEvent) {
+        if let NeedEvent::Requested(request) = event {
+            let profile = &request.spec.profile;
+            self.needs.insert(
+                id,
+                NeedRecord {
+                    agency: request.agency,
+                    kind: request.spec.kind,
+                    region: request.spec.constraints.origin.region.as_str().to_owned(),
+                    age_band: profile.age_band,
+                    gender: profile.gender,
+                    languages: profile.languages.iter().map(|l| l.as_str().to_owned()).collect(),
+                    accessibility: profile.accessibility.clone(),
+                    requested_at: at,
+                    statuses: Vec::new(),
+                    first_proposed_at: None,
+                    accepted: None,
+                    offered_to: BTreeSet::new(),
+                    declines: Vec::new(),
+                },
+            );
+        }
+        let Some(need) = self.needs.get_mut(&id) else { return };
+        match event {
+            NeedEvent::Proposed(p) => {
+                need.first_proposed_at.get_or_insert(at);
+                need.offered_to.insert(p.target);
+            }
+            NeedEvent::Accepted(p) => need.accepted = Some((at, p.target)),
+            NeedEvent::Declined { reason, .. } => need.declines.push((at, *reason)),
+            _ => {}
+        }
+        if let Some(status) = event.status_after() {
+            need.statuses.push((at, status));
+        }
+    }
+
+    /// The figures of `period` for `scope`.
+    pub fn report(&self, period: &Period, scope: Scope) -> Report {
+        let in_scope = |need: &NeedRecord| match scope {
+            Scope::Coalition => true,
+            Scope::Organisation(org) => {
+                need.agency == org || need.offered_to.iter().any(|t| self.partners.get(t) == Some(&org))
+            }
+        };
+        let needs: Vec<&NeedRecord> = self
+            .needs
+            .values()
+            .filter(|n| period.contains(n.requested_at) && in_scope(n))
+            .collect();
+        let provider_of = |target: &Target| {
+            self.partners
+                .get(target)
+                .map(|org| org.as_uuid().as_u64_pair().0 ^ org.as_uuid().as_u64_pair().1)
+        };
+        let kinds: Vec<String> = NeedKind::ALL.iter().map(label).collect();
+
+        // Outcomes: each need once, by its status at the period's end.
+        let mut outcomes = vec![vec![Figure::count(0); OUTCOMES.len()]; kinds.len()];
+        for need in &needs {
+            let row = &mut outcomes[kind_row(need.kind)];
+            let column = outcome_column(need.status_by(period));
+            row[column].count += 1;
+            if column == PLACED {
+                let providers = row[PLACED].providers.get_or_insert_with(BTreeSet::new);
+                if let Some((_, target)) = need.accepted {
+                    providers.extend(provider_of(&target));
+                }
+            }
+        }
+        for row in &mut outcomes {
+            row[PLACED].providers.get_or_insert_with(BTreeSet::new);
+        }
+        let mut declines = vec![vec![Figure::count(0); REASONS.len()]; kinds.len()];
+        for need in &needs {
+            for (at, reason) in &need.declines {
+                if period.contains(*at) {
+                    declines[kind_row(need.kind)][reason_column(*reason)].count += 1;
+                }
+            }
+        }
+
+        // Unmet: neither placed nor cancelled by the period's end.
+        let unmet: Vec<&NeedRecord> = needs
+            .iter()
+            .copied()
+            .filter(|n| !matches!(outcome_column(n.status_by(period)), PLACED | CANCELLED))
+            .collect();
+        let by = |name: &str, keys: &dyn Fn(&NeedRecord) -> Vec<String>| {
+            let columns: BTreeSet<String> = unmet.iter().flat_map(|n| keys(n)).collect();
+            let columns: Vec<String> = columns.into_iter().collect();
+            let mut cells = vec![vec![Figure::count(0); columns.len()]; kinds.len()];
+            for need in &unmet {
+                for key in keys(need) {
+                    let j = columns.binary_search(&key).expect("a column of its own");
+                    cells[kind_row(need.kind)][j].count += 1;
+                }
+            }
+            Table {
+                title: format!("unmet need by kind and {name}"),
+                rows: kinds.clone(),
+                columns,
+                cells,
+            }
+        };
+        let mut tables = vec![
+            Table {
+                title: "needs by kind and outcome".into(),
+                rows: kinds.clone(),
+                columns: OUTCOMES.iter().map(|s| (*s).to_owned()).collect(),
+                cells: outcomes,
+            },
+            Table {
+                title: "declines by kind and reason".into(),
+                rows: kinds.clone(),
+                columns: REASONS.iter().map(label).collect(),
+                cells: declines,
+            },
+            by("region", &|n| vec![n.region.clone()]),
+            by("age band", &|n| vec![label(&n.age_band)]),
+            by("gender", &|n| vec![label(&n.gender)]),
+            // A person who speaks two languages counts in both columns.
+            by("language", &|n| n.languages.iter().cloned().collect()),
+            by("accessibility", &|n| n.accessibility.iter().map(label).collect()),
+        ];
+
+        // Donations offered and used in the period, drawn from businesses.
+        let resources: Vec<ResourceKind> = ResourceKind::ALL.to_vec();
+        let mut donations = vec![vec![Figure::from_providers(0, []); 2]; resources.len()];
+        let own = |org: &OrgId| match scope {
+            Scope::Coalition => true,
+            Scope::Organisation(o) => o == *org,
+        };
+        for (column, list) in [&self.offered, &self.used].into_iter().enumerate() {
+            for (at, id) in list {
+                let Some((org, kind)) = self.donations.get(id) else {
+                    continue;
+                };
+                if period.contains(*at) && own(org) {
+                    let i = resources.iter().position(|r| r == kind).expect("every resource kind");
+                    let cell = &mut donations[i][column];
+                    cell.count += 1;
+                    cell.providers
+                        .get_or_insert_with(BTreeSet::new)
+                        .extend(provider_of(&Target::Donation(
+                            refer_domain::ids::DonationId::from_uuid(*id),
+                        )));
+                }
+            }
+        }
+        tables.push(Table {
+            title: "donations by kind, offered and used".into(),
+            rows: resources.iter().map(label).collect(),
+            columns: vec!["offered".into(), "used".into()],
+            cells: donations,
+        });
+
+        let active = |business: bool| {
+            self.acts
+                .iter()
+                .filter(|(at, org, b)| period.contains(*at) && *b == business && own(org))
+                .map(|(_, org, _)| *org)
+                .collect::<BTreeSet<_>>()
+                .len() as u64
+        };
+        let delay = |name: &str, reached: fn(&NeedRecord) -> Option<Timestamp>| {
+            let mut minutes: Vec<i64> = needs
+                .iter()
+                .filter_map(|n| {
+                    let at = reached(n).filter(|at| period.contains(*at))?;
+                    Some((at.millis() - n.requested_at.millis()) / 60_000)
+                })
+                .collect();
+            minutes.sort_unstable();
+            Delay {
+                name: name.to_owned(),
+                needs: minutes.len() as u64,
+                median_minutes: percentile(&minutes, 50),
+                p90_minutes: percentile(&minutes, 90),
+            }
+        };
+        let times = vec![
+            delay("request to first proposal", |n| n.first_proposed_at),
+            delay("request to acceptance", |n| n.accepted.map(|(at, _)| at)),
+        ];
+        Report {
+            period: period.clone(),
+            scope,
+            tables: tables.into_iter().filter(|t| !t.columns.is_empty()).collect(),
+            times,
+            providers_active: active(false),
+            businesses_active: active(true),
+        }
+    }
+}
+
+/// Whose work a report covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Scope {
+    /// Every organisation's (admins).
+    Coalition,
+    /// One organisation's own: needs it requested, and needs referred to
+    /// its sites or donations; its own donations.
+    Organisation(OrgId),
+}
+
+/// How long needs waited: over the needs that reached the step in the period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delay {
+    pub name: String,
+    pub needs: u64,
+    pub median_minutes: Option<i64>,
+    pub p90_minutes: Option<i64>,
+}
+
+/// The figures of one period, before publishing: for the coalition's own
+/// eyes (admins), never to leave it as they are.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub period: Period,
+    pub scope: Scope,
+    pub tables: Vec<Table>,
+    pub times: Vec<Delay>,
+    pub providers_active: u64,
+    pub businesses_active: u64,
+}
+
+/// A report as it may leave the coalition: every table through the
+/// disclosure step; a delay over fewer than 5 needs, and a count of active
+/// partners under 5, withheld; the period in months.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishedReport {
+    pub from_month: String,
+    pub to_month: String,
+    pub tables: Vec<Published>,
+    pub times: Vec<PublishedDelay>,
+    pub providers_active: refer_disclosure::Shown,
+    pub businesses_active: refer_disclosure::Shown,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishedDelay {
+    pub name: String,
+    /// `None`: drawn from fewer than 5 needs.
+    pub median_minutes: Option<i64>,
+    pub p90_minutes: Option<i64>,
+}
+
+impl Report {
+    pub fn publish(&self) -> Result<PublishedReport, ShapeError> {
+        let small = |n: u64| {
+            if n < refer_disclosure::SMALLEST_COUNT {
+                refer_disclosure::Shown::UnderFive
+            } else {
+                refer_disclosure::Shown::Count(n)
+            }
+        };
+        Ok(PublishedReport {
+            from_month: self.period.first_month(),
+            to_month: self.period.last_month(),
+            tables: self
+                .tables
+                .iter()
+                .map(refer_disclosure::publish)
+                .collect::<Result<_, _>>()?,
+            times: self
+                .times
+                .iter()
+                .map(|d| {
+                    let enough = d.needs >= refer_disclosure::SMALLEST_COUNT;
+                    PublishedDelay {
+                        name: d.name.clone(),
+                        median_minutes: d.median_minutes.filter(|_| enough),
+                        p90_minutes: d.p90_minutes.filter(|_| enough),
+                    }
+                })
+                .collect(),
+            providers_active: small(self.providers_active),
+            businesses_active: small(self.businesses_active),
+        })
+    }
+}
+
+const OUTCOMES: [&str; 6] = ["placed", "waitlisted", "declined", "expired", "cancelled", "open"];
+const PLACED: usize = 0;
+const CANCELLED: usize = 4;
+const REASONS: [DeclineReason; 4] = [
+    DeclineReason::NoCapacity,
+    DeclineReason::NotEligible,
+    DeclineReason::SafetyConcern,
+    DeclineReason::Other,
+];
+
+fn outcome_column(status: NeedStatus) -> usize {
+    use NeedStatus as S;
+    match status {
+        S::Accepted | S::Fulfilled => PLACED,
+        S::Waitlisted => 1,
+        S::Declined => 2,
+        S::Expired => 3,
+        S::Cancelled => CANCELLED,
+        S::New | S::Requested | S::Proposed => 5,
+    }
+}
+
+fn reason_column(reason: DeclineReason) -> usize {
+    REASONS.iter().position(|r| *r == reason).expect("every reason")
+}
+
+fn kind_row(kind: NeedKind) -> usize {
+    NeedKind::ALL.iter().position(|k| *k == kind).expect("every kind")
+}
+
+/// `HotelRoomNight` as "hotel room night".
+fn label(value: &impl std::fmt::Debug) -> String {
+    let name = format!("{value:?}");
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The `p`th percentile of sorted `values` (nearest rank).
+fn percentile(values: &[i64], p: usize) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = (p * values.len()).div_ceil(100).max(1);
+    Some(values[rank - 1])
+}
