@@ -642,6 +642,146 @@ async fn junk_under_a_commits_likely_message_id_does_not_block_it() {
     );
 }
 
+/// A credential may write only some kinds of aggregate's subjects, but a
+/// commit names its own aggregate: a reader that trusted it let the matcher
+/// forge intake's erasure of a placement, and donations register a site.
+/// Readers pass over a commit whose aggregate is not its subject's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_writes_another_kind_of_event_through_its_own_subjects() {
+    use refer_domain::events::provider::ProviderEvent;
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let (donations, _) = as_role(&c, "donations").await;
+    let forger = async_nats::jetstream::new(donations);
+    let commit = |aggregate: refer_domain::AggregateRef, event: refer_domain::Event| {
+        let meta = refer_domain::CommandMeta {
+            occurred_at: refer_domain::sample::NIGHT,
+            correlation_id: refer_domain::ids::CorrelationId::from_u128(1),
+            causation_id: None,
+            idempotency_key: None,
+        };
+        let envelope = refer_domain::Envelope::new(refer_domain::ids::EventId::from_u128(7), aggregate, &meta, event);
+        refer_domain::encode_commit(&[envelope]).unwrap()
+    };
+    // A site's registration on a donation's subject of the same id, and a
+    // donation's on another donation's subject.
+    let (site_id, donation_id, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let registered = refer_domain::Event::Provider(ProviderEvent::Registered(Box::new(refer_domain::sample::shelter(
+        provider_org(0),
+    ))));
+    let offered = refer_domain::Event::Donation(refer_domain::events::donation::DonationEvent::Registered(
+        refer_domain::sample::hotel_rooms(business_org(0)),
+    ));
+    let forged = [
+        (
+            site_id,
+            refer_domain::AggregateRef {
+                kind: refer_domain::AggregateKind::Provider,
+                id: site_id,
+            },
+            registered,
+        ),
+        (
+            other,
+            refer_domain::AggregateRef {
+                kind: refer_domain::AggregateKind::Donation,
+                id: donation_id,
+            },
+            offered,
+        ),
+    ];
+    for (subject_id, aggregate, event) in forged {
+        forger
+            .publish(
+                format!("refer.donation.{}", subject_id.simple()),
+                commit(aggregate, event).into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .expect("the bus lets donations write its own subjects");
+    }
+    // Once the matcher has read past them, it knows one site, no donation.
+    declare(&c.capacity, &shelter, 3).await.unwrap();
+    let last = last_sequence(&c, "REFER").await;
+    let mut matcher = refer_proto::matcher::v1::matcher_client::MatcherClient::new(c.channel(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = matcher
+            .get_status(refer_service::testing::authed(
+                ADMIN,
+                refer_proto::matcher::v1::GetStatusRequest {},
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if status.checkpoint >= last {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the matcher never read {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((status.providers, status.donations), (1, 0), "{status:?}");
+    let get = refer_proto::capacity::v1::GetProviderRequest {
+        provider_id: site_id.to_string(),
+    };
+    let found = c
+        .capacity
+        .clone()
+        .get_provider(refer_service::testing::authed(&provider_token(0), get))
+        .await;
+    assert_eq!(
+        found.map(|_| ()).unwrap_err().code(),
+        tonic::Code::NotFound,
+        "capacity knows the forged site"
+    );
+    let metrics = c.apps[0].metrics().await;
+    assert!(metrics.contains("refer_commits_quarantined_total"), "{metrics}");
+}
+
+/// The idempotency bucket lives in memory and every service may write it:
+/// uncapped, an outside attacker grew it without end. Filled past its cap,
+/// it makes room by dropping its oldest bindings, never by refusing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_fills_a_nodes_memory_nor_blocks_commands_with_bindings() {
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    let (capacity, _) = as_role(&c, "capacity").await;
+    let filler = async_nats::jetstream::new(capacity);
+    let junk = vec![b'x'; 900 * 1024];
+    let cap = refer_service::provision::IDEMPOTENCY_CAP as u64;
+    let entries = cap / junk.len() as u64 + 32;
+    for n in 0..entries {
+        filler
+            .publish(format!("$KV.REFER_KEYS.junk-{n}"), junk.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap_or_else(|e| panic!("entry {n} of {entries} refused: {e}"));
+    }
+    let js = async_nats::jetstream::new(c.nats.connect().await);
+    let state = js
+        .get_stream("KV_REFER_KEYS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert!(state.bytes <= cap, "the bucket holds {} bytes", state.bytes);
+    assert!(
+        state.messages < entries,
+        "the oldest made room: {} of {entries}",
+        state.messages
+    );
+    let before = last_sequence(&c, "REFER").await;
+    declare(&c.capacity, &shelter, 3)
+        .await
+        .expect("a command binds its key in the full bucket");
+    assert_eq!(last_sequence(&c, "REFER").await, before + 1);
+}
+
 /// The idempotency bucket lives in memory: a whole cluster restarting
 /// loses it, and no service may make it again. Commands go on (each
 /// replica binds keys on its own, counted) until the operator provisions

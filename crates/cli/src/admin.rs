@@ -90,9 +90,15 @@ pub enum Command {
     },
     /// Turn rollups off on every key-value bucket that still allows them
     /// (made by an earlier version): with them on, any credential that may
-    /// write a bucket could wipe it whole. Needs the operator's credential;
+    /// write a bucket could wipe it whole. And cap the idempotency bucket
+    /// (made uncapped by an earlier version: any service credential could
+    /// fill a node's memory with it). Needs the operator's credential;
     /// services refuse such a bucket at start, naming this command.
-    HardenBuckets,
+    HardenBuckets {
+        /// The stream whose idempotency bucket (`<stream>_KEYS`) to cap.
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+    },
     /// Move the wrapped data keys from the buckets of earlier versions (the
     /// one before secure erasure, `<stream>_SEALED`, and the one every
     /// sealing service shared, `<stream>_DATA_KEYS`) to the bucket of the
@@ -273,10 +279,15 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 ],
             );
         }
-        Command::HardenBuckets => {
+        Command::HardenBuckets { stream } => {
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);
-            let hardened = refer_client::buckets::harden_all(&js).await?;
+            let stream = refer_client::provision::StreamSettings {
+                name: stream,
+                ..Default::default()
+            };
+            let capped = [refer_client::provision::idempotency(&stream)];
+            let hardened = refer_client::buckets::harden_all(&js, &capped).await?;
             record(settings.json, vec![("hardened", hardened.join(","))]);
         }
         Command::Provision {

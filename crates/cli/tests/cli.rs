@@ -558,8 +558,21 @@ async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
         replicas: 1,
         max_age: Duration::ZERO,
         storage: Storage::File,
+        cap: None,
     };
     let reopen = || earlier.open(&js);
+    // And the idempotency bucket as an earlier version made it: uncapped.
+    let mut keys = js
+        .get_stream("KV_REFER_KEYS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    (keys.max_bytes, keys.discard) = (-1, async_nats::jetstream::stream::DiscardPolicy::New);
+    js.update_stream(&keys).await.unwrap();
     let refused = reopen()
         .await
         .expect_err("a bucket that allows rollups is refused")
@@ -568,8 +581,23 @@ async fn an_operator_hardens_the_buckets_an_earlier_version_made() {
 
     let cli = Cli::of(&c);
     let out = cli.json("", &["admin", "harden-buckets"]);
-    let hardened: Vec<&str> = out["hardened"].as_str().unwrap().split(',').collect();
-    assert_eq!(hardened, ["REFER_EARLIER"], "this version's buckets need nothing");
+    let mut hardened: Vec<&str> = out["hardened"].as_str().unwrap().split(',').collect();
+    hardened.sort_unstable();
+    assert_eq!(
+        hardened,
+        ["REFER_EARLIER", "REFER_KEYS"],
+        "this version's buckets need nothing"
+    );
+    let keys = js
+        .get_stream("KV_REFER_KEYS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(keys.max_bytes, refer_client::provision::IDEMPOTENCY_CAP);
     let bucket = reopen().await.expect("opens once hardened");
     bucket.put("kept", "v".into()).await.unwrap();
     let mut headers = async_nats::HeaderMap::new();

@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use jetstream::stream::StorageType as Storage;
 
 /// A bucket: `replicas` copies, one value per key, entries living
-/// `max_age` after their last write, kept in `storage`.
+/// `max_age` after their last write, kept in `storage`; with a `cap` (in
+/// bytes), the oldest entries make room for new ones once it is full.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     pub name: String,
@@ -25,6 +26,7 @@ pub struct Bucket {
     pub replicas: usize,
     pub max_age: Duration,
     pub storage: Storage,
+    pub cap: Option<i64>,
 }
 
 impl Bucket {
@@ -45,7 +47,11 @@ impl Bucket {
             deny_delete: true,
             deny_purge: false,
             allow_direct: true,
-            discard: stream::DiscardPolicy::New,
+            max_bytes: self.cap.unwrap_or(-1),
+            discard: match self.cap {
+                Some(_) => stream::DiscardPolicy::Old,
+                None => stream::DiscardPolicy::New,
+            },
             ..Default::default()
         }
     }
@@ -125,20 +131,31 @@ pub fn refuse_unsafe_bucket(name: &str, config: &stream::Config) -> anyhow::Resu
 }
 
 /// Turns rollups off on every key-value bucket of the account that still
-/// allows them (made by async-nats or an earlier Refer), with a credential
-/// that may update streams (the operator's). Returns the buckets changed.
-pub async fn harden_all(js: &jetstream::Context) -> anyhow::Result<Vec<String>> {
+/// allows them (made by async-nats or an earlier Refer), and caps each of
+/// `capped` made before it had its cap, with a credential that may update
+/// streams (the operator's). Returns the buckets changed.
+pub async fn harden_all(js: &jetstream::Context, capped: &[Bucket]) -> anyhow::Result<Vec<String>> {
     use futures::TryStreamExt;
     let names: Vec<String> = js.stream_names().try_collect().await?;
     let mut hardened = Vec::new();
     for stream_name in names.iter().filter(|n| n.starts_with("KV_")) {
         let mut stream = js.get_stream(stream_name).await?;
         let mut config = stream.info().await?.config.clone();
-        if config.allow_rollup {
+        let cap = capped
+            .iter()
+            .find(|b| &b.stream_name() == stream_name)
+            .map(Bucket::config);
+        let uncapped = cap
+            .as_ref()
+            .is_some_and(|c| (c.max_bytes, c.discard) != (config.max_bytes, config.discard));
+        if config.allow_rollup || uncapped {
             config.allow_rollup = false;
+            if let Some(cap) = cap {
+                (config.max_bytes, config.discard) = (cap.max_bytes, cap.discard);
+            }
             js.update_stream(&config)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot turn rollups off on {stream_name}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("cannot harden {stream_name}: {e}"))?;
             hardened.push(stream_name.trim_start_matches("KV_").to_owned());
         }
     }

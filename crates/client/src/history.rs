@@ -35,7 +35,7 @@ pub async fn each_event(
         let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let info = message.info().map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        for envelope in refer_eventstore::readable(seq, &message.payload)?.unwrap_or_default() {
+        for envelope in refer_eventstore::readable(seq, &message.subject, &message.payload)?.unwrap_or_default() {
             visit(envelope);
         }
         if pending == 0 || seq >= last {

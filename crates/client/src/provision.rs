@@ -67,7 +67,10 @@ pub fn sealer_of_kind(kind: &str) -> Option<&'static str> {
 /// Idempotency keys bound to their requests, shared by every service
 /// (`refer_service::idempotency`). In memory, replicated: a binding costs
 /// a round trip, not an fsync (every command makes one); losing every
-/// node's memory at once loses the check, never data.
+/// node's memory at once loses the check, never data. Capped
+/// ([`IDEMPOTENCY_CAP`]): any service credential may write it, and
+/// unbounded it let one fill a node's memory; full, the oldest bindings
+/// make room, so filling it never refuses a command.
 pub fn idempotency(stream: &StreamSettings) -> Bucket {
     Bucket {
         name: format!("{}_KEYS", stream.name),
@@ -75,8 +78,13 @@ pub fn idempotency(stream: &StreamSettings) -> Bucket {
         replicas: stream.replicas,
         max_age: IDEMPOTENCY_KEPT,
         storage: Storage::Memory,
+        cap: Some(IDEMPOTENCY_CAP),
     }
 }
+
+/// The idempotency bucket's size: about two million bindings (a binding
+/// is about 120 bytes), far beyond a day's commands.
+pub const IDEMPOTENCY_CAP: i64 = 256 * 1024 * 1024;
 
 /// Which process runs each instance name (`refer_service::identity`).
 pub fn instances(stream: &StreamSettings) -> Bucket {
@@ -86,6 +94,7 @@ pub fn instances(stream: &StreamSettings) -> Bucket {
         replicas: stream.replicas,
         max_age: CLAIM_TTL,
         storage: Storage::File,
+        cap: None,
     }
 }
 
@@ -97,6 +106,7 @@ pub fn leases(stream: &StreamSettings) -> Bucket {
         replicas: stream.replicas,
         max_age: LEASE_TTL,
         storage: Storage::File,
+        cap: None,
     }
 }
 
@@ -108,6 +118,7 @@ pub fn console_sessions(replicas: usize, idle: Duration) -> Bucket {
         replicas,
         max_age: idle,
         storage: Storage::File,
+        cap: None,
     }
 }
 

@@ -278,7 +278,7 @@ impl EventStore {
             next = seq + 1;
             // A quarantined message is kept as an empty commit: it still
             // moves the aggregate's version, which the stream checks.
-            let events = crate::readable(seq, &payload)?.unwrap_or_default();
+            let events = crate::readable(seq, &subject, &payload)?.unwrap_or_default();
             out.push(Recorded { seq, events });
         }
     }
@@ -605,7 +605,7 @@ impl EventStore {
                 .info()
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?
                 .stream_sequence;
-            let events = crate::readable(seq, &msg.payload)?.unwrap_or_default();
+            let events = crate::readable(seq, &msg.subject, &msg.payload)?.unwrap_or_default();
             out.push(Recorded { seq, events });
             if seq >= upto {
                 break;

@@ -243,7 +243,7 @@ impl Subscriber {
             if seq <= checkpoint {
                 continue;
             }
-            match crate::readable(seq, &msg.payload) {
+            match crate::readable(seq, &msg.subject, &msg.payload) {
                 Ok(Some(events)) => {
                     projection.apply(&Recorded { seq, events });
                     applied += 1;
