@@ -137,6 +137,18 @@ pub enum Command {
         #[arg(long, default_value = "REFER")]
         stream: String,
     },
+    /// Delete the consumers of the stream and its read log that have no
+    /// pull waiting and have done nothing for `--idle-seconds`: junk a
+    /// stolen service credential made to use up the store's consumer bound
+    /// (docs/operations.md, "Limits"). A running service's consumers always
+    /// pull; one down that long makes a new consumer when it starts. Needs
+    /// the operator's credential.
+    PruneConsumers {
+        #[arg(long, default_value_t = 600)]
+        idle_seconds: u64,
+        #[arg(long, default_value = "REFER")]
+        stream: String,
+    },
     /// Make every stream and bucket Refer keeps on the bus (the domain
     /// stream, its read log, the sealed-key, idempotency, instance, lease
     /// and console-session buckets), or check those there. Needs the
@@ -314,6 +326,16 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             csv,
             stream,
         } => crate::report::run(settings, from, to, org, publish, csv, &stream).await?,
+        Command::PruneConsumers { idle_seconds, stream } => {
+            let js = async_nats::jetstream::new(settings.bus().await?);
+            let streams = [stream.clone(), format!("{stream}_READS")];
+            let idle = std::time::Duration::from_secs(idle_seconds);
+            let pruned = refer_client::provision::prune_idle_consumers(&js, &streams, idle).await?;
+            record(
+                settings.json,
+                vec![("pruned", pruned.len().to_string()), ("consumers", pruned.join(","))],
+            );
+        }
         Command::MigrateSealed { stream } => {
             let client = settings.bus().await?;
             let js = async_nats::jetstream::new(client);

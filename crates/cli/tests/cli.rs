@@ -819,3 +819,66 @@ async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
         "{refused}"
     );
 }
+
+/// A stolen service credential can make consumers until the store's bound
+/// is reached (docs/operations.md, "Limits"); the operator prunes the idle
+/// ones, and the services' own, which always pull, stay and go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_prunes_junk_consumers_and_keeps_the_services() {
+    use async_nats::jetstream::consumer::pull;
+    let c = Coalition::start(1, 0).await;
+    let shelter = site(&c, 0, &[refer_proto::common::v1::ServiceKind::ShelterBed], 2).await;
+    let thief = async_nats::ConnectOptions::new()
+        .nkey(c.setup.keys.seed("matcher"))
+        .custom_inbox_prefix(refer_service::runtime::inbox_of("matcher"))
+        .add_root_certificates(c.setup.keys.nats_ca_file())
+        .require_tls(true)
+        .connect(c.nats.url())
+        .await
+        .unwrap();
+    let stream = async_nats::jetstream::new(thief).get_stream("REFER").await.unwrap();
+    let junk: Vec<String> = (0..12).map(|n| format!("junk{n}")).collect();
+    for name in &junk {
+        stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("a service credential may make consumers");
+    }
+    let operator = async_nats::jetstream::new(c.nats.connect().await);
+    let names = || async {
+        use tokio_stream::StreamExt;
+        let stream = operator.get_stream("REFER").await.unwrap();
+        let names: Vec<String> = stream.consumer_names().filter_map(|n| n.ok()).collect().await;
+        names
+    };
+    let services: Vec<String> = names().await.into_iter().filter(|n| !junk.contains(n)).collect();
+    assert!(services.len() >= 4, "every service pulls from a consumer: {services:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let cli = std::sync::Arc::new(Cli::of(&c));
+    let pruned = {
+        let cli = cli.clone();
+        tokio::task::spawn_blocking(move || cli.json("", &["admin", "prune-consumers", "--idle-seconds", "1"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(pruned["pruned"], "12", "{pruned}");
+    let mut left = names().await;
+    left.sort();
+    let mut kept = services.clone();
+    kept.sort();
+    assert_eq!(left, kept, "the services' consumers stay, the junk goes");
+
+    // And the services go on: a declaration reaches capacity's referral board.
+    let shown = tokio::task::spawn_blocking({
+        let cli = cli.clone();
+        let id: &'static str = Box::leak(shelter.into_boxed_str());
+        move || cli.json(&provider_token(0), &["provider", "capacity", "set", id, "bed", "5"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(shown["capacity"][0]["declared"], 5, "{shown}");
+}

@@ -192,3 +192,42 @@ pub async fn standing_sealers(
     .await?;
     Ok(sealers)
 }
+
+/// Deletes every consumer of `streams` that has no pull waiting and has
+/// done nothing (made, delivered, acknowledged) for `idle`, and returns
+/// their names. A running process's consumers always have a pull waiting;
+/// a credential holder's junk, made to use up the store's consumer bound
+/// (docs/operations.md, "Limits"), has none. A process whose consumer was
+/// pruned while it was down makes a new one at its checkpoint.
+pub async fn prune_idle_consumers(
+    js: &jetstream::Context,
+    streams: &[String],
+    idle: std::time::Duration,
+) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut pruned = Vec::new();
+    for name in streams {
+        let stream = js.get_stream(name).await?;
+        let consumers: Vec<jetstream::consumer::Info> = stream.consumers().try_collect().await?;
+        for info in consumers {
+            let last = [
+                Some(info.created),
+                info.delivered.last_active,
+                info.ack_floor.last_active,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|at| at.unix_timestamp())
+            .max()
+            .unwrap_or(0);
+            if info.num_waiting == 0 && now.saturating_sub(last) >= idle.as_secs() as i64 {
+                stream.delete_consumer(&info.name).await?;
+                pruned.push(format!("{name}/{}", info.name));
+            }
+        }
+    }
+    Ok(pruned)
+}
