@@ -8,8 +8,8 @@ use futures::StreamExt;
 use refer_domain::Envelope;
 
 /// Hands every event on `filter` (subjects of stream `stream`; empty: all of
-/// them) to `visit`,
-/// in stream order, up to the last message there when the read began.
+/// them) to `visit`, in stream order, up to the last message there when the
+/// read began.
 pub async fn each_event(
     js: &jetstream::Context,
     stream: &str,

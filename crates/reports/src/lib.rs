@@ -173,21 +173,18 @@ impl Ledger {
         };
         let kinds: Vec<String> = NeedKind::ALL.iter().map(label).collect();
 
-        // Outcomes: each need once, by its status at the period's end.
-        let mut outcomes = vec![vec![Figure::count(0); OUTCOMES.len()]; kinds.len()];
+        // Outcomes: each need once, by its status at the period's end; the
+        // placed column is drawn from the providers that accepted.
+        let mut row = vec![Figure::count(0); OUTCOMES.len()];
+        row[PLACED] = Figure::from_providers(0, []);
+        let mut outcomes = vec![row; kinds.len()];
         for need in &needs {
-            let row = &mut outcomes[kind_row(need.kind)];
             let column = outcome_column(need.status_by(period));
-            row[column].count += 1;
-            if column == PLACED {
-                let providers = row[PLACED].providers.get_or_insert_with(BTreeSet::new);
-                if let Some((_, target)) = need.accepted {
-                    providers.extend(provider_of(&target));
-                }
+            let cell = &mut outcomes[kind_row(need.kind)][column];
+            cell.count += 1;
+            if let (PLACED, Some((_, target)), Some(providers)) = (column, need.accepted, &mut cell.providers) {
+                providers.extend(provider_of(&target));
             }
-        }
-        for row in &mut outcomes {
-            row[PLACED].providers.get_or_insert_with(BTreeSet::new);
         }
         let mut declines = vec![vec![Figure::count(0); REASONS.len()]; kinds.len()];
         for need in &needs {
