@@ -87,11 +87,26 @@ try {
   check(new URL(door.url()).pathname === "/signin", "a wrong token stays on sign-in");
 
   // The provider's page is open before anything is requested.
-  const providerContext = await browser.newContext({ viewport: phone });
+  const providerContext = await browser.newContext({ viewport: phone, timezoneId: "America/Chicago" });
   const provider = await providerContext.newPage();
   await signIn(provider, process.env.PROVIDER_TOKEN);
   check(new URL(provider.url()).pathname === "/provider", `the provider lands on its sites, not ${provider.url()}`);
-  check(await provider.getByText("No referrals waiting.").isVisible(), "no referral yet");
+  check(await provider.getByText("No referrals waiting.").first().isVisible(), "no referral yet");
+  // Each capacity says when it was declared, in the reader's own time zone:
+  // the beds set just now are fresh; the clinic's count, three days old, is
+  // flagged stale, and the partner is reminded to confirm it.
+  const asOf = provider.locator("li[data-service]:not([data-stale]) .as-of time").first();
+  const asOfText = await asOf.textContent();
+  check(/CST|GMT-6/.test(asOfText), `"as of" in the browser's time zone: ${asOfText}`);
+  // (The coalition's clock stands at 2026-11-26 02:00 UTC, when the beds were set.)
+  const declared = await asOf.getAttribute("datetime");
+  check(declared === "2026-11-26T02:00:00.000Z", `declared at the coalition's now: ${declared}`);
+  const stale = provider.locator("li[data-stale]");
+  check((await stale.count()) === 1, `one capacity flagged stale, not ${await stale.count()}`);
+  check((await stale.locator(".tag").textContent()) === "stale", "tagged stale");
+  const staleSince = await stale.locator("time").getAttribute("datetime");
+  check(staleSince === "2026-11-23T02:00:00.000Z", `declared three days before: ${staleSince}`);
+  check(await provider.locator(".reminder").isVisible(), "the partner is reminded to confirm it");
   await accessibleInBoth(provider, "provider sites");
 
   // The intake officer, on a phone, requests placements for two people.

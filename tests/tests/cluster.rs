@@ -834,7 +834,9 @@ async fn audit(store: &EventStore, acked: &Acked, sites: &[ProviderId]) {
                                 open.entry(*need).or_default().remove(hold);
                             }
                         }
-                        ProviderEvent::CapacityAdjusted { .. } => *adjusted.entry(site).or_default() += 1,
+                        ProviderEvent::CapacityAdjusted { .. } | ProviderEvent::CapacityAdjustedAt { .. } => {
+                            *adjusted.entry(site).or_default() += 1
+                        }
                         _ => {}
                     }
                     let state = providers.remove(&site).unwrap_or_default().evolve(event);

@@ -321,6 +321,7 @@ fn open_site(id: u128, lang: &str, beds: u32, lat: f64) -> ProviderSite {
             service_area: ServiceArea::Anywhere,
         },
         free: BTreeMap::from([(ServiceKind::ShelterBed, beds)]),
+        as_of: BTreeMap::new(),
     }
 }
 

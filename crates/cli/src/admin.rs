@@ -34,6 +34,9 @@ pub enum Command {
         #[arg(long)]
         org: Option<String>,
     },
+    /// The directory as Open Referral HSDS 3.1: export it, or onboard sites from it (docs/hsds.md).
+    #[command(subcommand)]
+    Hsds(crate::hsds::Command),
     /// The tokens configured (names, roles, organisations; never the tokens).
     Tokens {
         #[arg(long, env = "REFER_TOKENS_FILE")]
@@ -201,6 +204,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 ],
             );
         }
+        Command::Hsds(c) => crate::hsds::run(settings, c).await?,
         Command::Tokens { tokens_file } => {
             let partners = refer_client::tokens::partners(&tokens_file).map_err(|e| anyhow::anyhow!(e))?;
             table(

@@ -59,7 +59,9 @@ pub struct Donate {
     pub idempotency_key: Option<String>,
 }
 
-const HEADERS: [&str; 7] = ["donation", "kind", "quantity", "held", "used", "free", "until"];
+const HEADERS: [&str; 8] = [
+    "donation", "kind", "quantity", "held", "used", "free", "until", "offered",
+];
 
 fn row(d: &pb::Donation) -> Vec<String> {
     let spec = d.spec.clone().unwrap_or_default();
@@ -75,6 +77,10 @@ fn row(d: &pb::Donation) -> Vec<String> {
             d.free.to_string()
         },
         spec.window.map(|w| time(w.end_ms)).unwrap_or_default(),
+        match d.as_of_ms {
+            0 => "unknown".into(),
+            ms => crate::output::local_time(ms),
+        },
     ]
 }
 

@@ -7,6 +7,7 @@ mod business;
 mod client;
 mod doctor;
 mod errors;
+mod hsds;
 mod intake;
 mod output;
 mod provider;

@@ -64,6 +64,27 @@ pub fn time(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}Z", rem / 3600, (rem % 3600) / 60)
 }
 
+/// `ms` in this machine's time zone (`TZ`, else the system's), with the
+/// zone's abbreviation: what a person reads an "as of" in.
+pub fn local_time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(at) => at
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
+        Err(_) => time(ms),
+    }
+}
+
+/// A capacity's "as of": local time and whether it is stale, or unknown.
+pub fn as_of(ms: i64, stale: bool) -> String {
+    match (ms, stale) {
+        (0, _) => "unknown (stale)".to_owned(),
+        (ms, true) => format!("{} (stale)", local_time(ms)),
+        (ms, false) => local_time(ms),
+    }
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -138,7 +138,8 @@ fn show(settings: &Settings, p: &pb::Provider) {
             .iter()
             .map(|c| {
                 serde_json::json!({"service": args::service_name(c.service), "declared": c.declared,
-                    "held": c.held, "free": c.free, "placed": c.placed})
+                    "held": c.held, "free": c.free, "placed": c.placed,
+                    "as_of_ms": (c.as_of_ms != 0).then_some(c.as_of_ms), "stale": c.stale})
             })
             .collect();
         let spec = p.spec.clone().unwrap_or_default();
@@ -163,7 +164,7 @@ fn show(settings: &Settings, p: &pb::Provider) {
     );
     table(
         false,
-        &["service", "declared", "held", "free", "placed"],
+        &["service", "declared", "held", "free", "placed", "as of"],
         p.capacity
             .iter()
             .map(|c| {
@@ -173,6 +174,7 @@ fn show(settings: &Settings, p: &pb::Provider) {
                     c.held.to_string(),
                     c.free.to_string(),
                     c.placed.to_string(),
+                    crate::output::as_of(c.as_of_ms, c.stale),
                 ]
             })
             .collect(),
@@ -322,7 +324,10 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     let free: Vec<String> = p
                         .capacity
                         .iter()
-                        .map(|c| format!("{} {}", args::service_name(c.service), c.free))
+                        .map(|c| {
+                            let stale = if c.stale { " (stale)" } else { "" };
+                            format!("{} {}{stale}", args::service_name(c.service), c.free)
+                        })
                         .collect();
                     rows.push(vec![
                         p.provider_id.clone(),

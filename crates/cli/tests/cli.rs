@@ -29,8 +29,14 @@ impl Cli {
     }
 
     fn run(&self, token: &str, args: &[&str]) -> Output {
+        self.run_with(token, args, &[])
+    }
+
+    /// `run` with more of the environment set (a time zone).
+    fn run_with(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_refer"))
             .args(args)
+            .envs(env.iter().copied())
             .env("REFER_TOKEN", token)
             .env("REFER_CAPACITY_URL", &self.urls[0])
             .env("REFER_DONATIONS_URL", &self.urls[1])
@@ -117,6 +123,15 @@ async fn each_role_does_its_job_from_the_command_line() {
         vec!["provider", "capacity", "set", id, "counseling", "1"],
     )
     .await;
+    // Each capacity says when it was declared, in the reader's local time,
+    // and that it is fresh (no "stale"); the JSON gives the instant.
+    assert!(shown["capacity"][0]["as_of_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(shown["capacity"][0]["stale"], false);
+    let table = cli.run_with(&provider, &["provider", "show", id], &[("TZ", "America/Los_Angeles")]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("AS OF"), "{table}");
+    assert!(table.contains(" PST") || table.contains(" PDT"), "local time: {table}");
+    assert!(!table.contains("stale"), "{table}");
 
     // A hotel donates rooms.
     let donated = run(

@@ -126,8 +126,8 @@ pub fn partners(path: &Path) -> Result<Vec<Partner>, String> {
 /// Adds a partner to the token file at `path`: a new random token (244
 /// bits), of which only the SHA-256 is stored. Returns the token, to be
 /// shown once. Running services pick it up within seconds (`watch_file`).
-pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
-    use std::io::Write;
+/// A partner's name as the token file can hold it.
+pub fn check_name(name: &str) -> Result<(), String> {
     let name = name.trim();
     if name.is_empty()
         || name.len() > 100
@@ -137,6 +137,13 @@ pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Resu
     {
         return Err("name: 1-100 characters, no quotes, backslashes or control characters".into());
     }
+    Ok(())
+}
+
+pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
+    use std::io::Write;
+    let name = name.trim();
+    check_name(name)?;
     let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let entry = format!(
         "\n[[token]]\nname = \"{name}\"\nrole = \"{}\"\norg = \"{}\"\nsha256 = \"{}\"\n",

@@ -4,12 +4,15 @@
 
 use refer_domain::eligibility::{Eligibility, ServiceArea};
 use refer_domain::geo::{GeoPoint, Location, RegionCode};
+use refer_domain::ids::OrgId;
 use refer_domain::kinds::{NeedKind, ResourceKind, ServiceKind};
 use refer_domain::need::Target;
 use refer_domain::profile::{Accessibility, AgeBand, Gender, Language, Profile};
+use refer_domain::provider::ProviderProfile;
 use refer_domain::request::{Constraints, Urgency};
 use refer_domain::time::{Hours, TimeWindow, Timestamp, Weekday, WeeklySlot};
 use refer_domain::{DomainError, IdempotencyKey};
+use refer_proto::capacity::v1 as cap;
 use refer_proto::common::v1 as pb;
 use std::collections::BTreeSet;
 use tonic::Status;
@@ -297,6 +300,31 @@ pub fn eligibility_pb(value: &Eligibility) -> pb::Eligibility {
             })),
             ServiceArea::RadiusKm(km) => Some(Area::RadiusKm(*km)),
         },
+    }
+}
+
+/// A site's registration from the wire, for organisation `org`.
+pub fn provider_profile(spec: &cap::ProviderSpec, org: OrgId) -> Result<ProviderProfile, Status> {
+    let profile = ProviderProfile {
+        org,
+        name: spec.name.clone(),
+        services: set_of(&spec.services, "spec.services", service_kind)?,
+        eligibility: eligibility(spec.eligibility.as_ref(), "spec.eligibility")?,
+        location: location(spec.location.as_ref(), "spec.location")?,
+        hours: hours(spec.hours.as_ref(), "spec.hours")?,
+    };
+    profile.validate().map_err(|e| domain_invalid("spec", e))?;
+    Ok(profile)
+}
+
+pub fn provider_spec_pb(p: &ProviderProfile) -> cap::ProviderSpec {
+    cap::ProviderSpec {
+        org_id: id_pb(p.org.as_uuid()),
+        name: p.name.clone(),
+        services: p.services.iter().map(|s| service_kind_pb(*s)).collect(),
+        eligibility: Some(eligibility_pb(&p.eligibility)),
+        location: Some(location_pb(&p.location)),
+        hours: Some(hours_pb(&p.hours)),
     }
 }
 

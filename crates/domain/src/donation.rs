@@ -46,6 +46,9 @@ pub struct Donation {
     pub held: u32,
     pub used: u32,
     pub holds: BTreeMap<HoldId, DonationHold>,
+    /// When the business offered it; `None` for offers recorded before
+    /// registrations carried their instant.
+    pub as_of: Option<Timestamp>,
 }
 
 impl Donation {
@@ -80,7 +83,10 @@ impl Aggregate for Donation {
                     return Err(DomainError::AlreadyRegistered);
                 }
                 offer.validate()?;
-                Ok(vec![E::Registered(offer.clone())])
+                Ok(vec![E::RegisteredAt {
+                    offer: offer.clone(),
+                    at: now,
+                }])
             }
             C::Withdraw => {
                 self.offer()?;
@@ -155,6 +161,10 @@ impl Aggregate for Donation {
         use DonationEvent as E;
         match event {
             E::Registered(offer) => self.offer = Some(offer.clone()),
+            E::RegisteredAt { offer, at } => {
+                self.offer = Some(offer.clone());
+                self.as_of = Some(*at);
+            }
             E::Withdrawn => self.withdrawn = true,
             E::HoldPlaced {
                 hold,

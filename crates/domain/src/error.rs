@@ -28,6 +28,8 @@ pub enum DomainError {
     AlreadyRegistered,
     #[error("service {0:?} is not offered here")]
     ServiceNotOffered(ServiceKind),
+    #[error("service {0:?} has units held for pending referrals; answer those before dropping it")]
+    ServiceInUse(ServiceKind),
     #[error("only {free} unit(s) free, {requested} requested")]
     InsufficientCapacity { requested: u32, free: u32 },
     #[error("capacity {declared} would be below the {held} unit(s) held for pending referrals; answer those first")]

@@ -13,6 +13,7 @@ pub mod eligibility;
 pub mod error;
 pub mod event;
 pub mod events;
+pub mod freshness;
 pub mod geo;
 pub mod hold;
 pub mod ids;
@@ -35,4 +36,5 @@ pub use error::{DomainError, ErrorKind};
 pub use event::{
     decode_commit, encode_commit, AggregateKind, AggregateRef, CodecError, CommandMeta, Envelope, Event, IdempotencyKey,
 };
+pub use freshness::Freshness;
 pub use time::Timestamp;

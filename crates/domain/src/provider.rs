@@ -19,6 +19,10 @@ pub use crate::hold::{ReleaseReason, MAX_UNITS};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProviderCommand {
     Register(Box<ProviderProfile>),
+    /// Replaces a registered site's profile (a directory import, new
+    /// hours). The site keeps its organisation and its region; a service
+    /// with units held for pending referrals cannot be dropped.
+    UpdateProfile(Box<ProviderProfile>),
     /// Sets what is free now, absolutely.
     SetCapacity {
         service: ServiceKind,
@@ -69,6 +73,10 @@ pub struct Units {
     pub held: u32,
     /// Referrals accepted so far (a running total, for reporting).
     pub placed: u32,
+    /// When the provider last declared this service's capacity (set or
+    /// adjusted it); `None` when it never did since declarations carry
+    /// their instant. Freshness is measured from it (`crate::freshness`).
+    pub as_of: Option<Timestamp>,
 }
 
 impl Units {
@@ -146,12 +154,37 @@ impl Aggregate for Provider {
                 profile.validate()?;
                 E::Registered(profile.clone())
             }
+            C::UpdateProfile(profile) => {
+                let current = self.registered()?;
+                if profile.org != current.org {
+                    return Err(DomainError::invalid("org", "a site stays with its organisation"));
+                }
+                if profile.location.region != current.location.region {
+                    return Err(DomainError::invalid(
+                        "location.region",
+                        "a site keeps its region (register a new site for another)",
+                    ));
+                }
+                profile.validate()?;
+                if let Some(dropped) = current
+                    .services
+                    .difference(&profile.services)
+                    .find(|s| self.units(**s).held > 0)
+                {
+                    return Err(DomainError::ServiceInUse(*dropped));
+                }
+                if **profile == *current {
+                    return Ok(vec![]);
+                }
+                E::ProfileUpdated(profile.clone())
+            }
             C::SetCapacity { service, declared } => {
                 self.offered(*service)?;
                 self.check_declared(*service, i64::from(*declared))?;
-                E::CapacitySet {
+                E::CapacitySetAt {
                     service: *service,
                     declared: *declared,
+                    at: now,
                 }
             }
             C::AdjustCapacity { service, delta } => {
@@ -161,9 +194,10 @@ impl Aggregate for Provider {
                 }
                 let declared = i64::from(self.units(*service).declared) + i64::from(*delta);
                 self.check_declared(*service, declared)?;
-                E::CapacityAdjusted {
+                E::CapacityAdjustedAt {
                     service: *service,
                     delta: *delta,
+                    at: now,
                 }
             }
             C::Suspend => {
@@ -257,13 +291,23 @@ impl Aggregate for Provider {
     fn evolve(mut self, event: &ProviderEvent) -> Self {
         use ProviderEvent as E;
         match event {
-            E::Registered(profile) => self.profile = Some(profile.as_ref().clone()),
+            E::Registered(profile) | E::ProfileUpdated(profile) => self.profile = Some(profile.as_ref().clone()),
             E::CapacitySet { service, declared } => {
                 self.capacity.entry(*service).or_default().declared = *declared;
             }
             E::CapacityAdjusted { service, delta } => {
                 let units = self.capacity.entry(*service).or_default();
                 units.declared = units.declared.saturating_add_signed(*delta);
+            }
+            E::CapacitySetAt { service, declared, at } => {
+                let units = self.capacity.entry(*service).or_default();
+                units.declared = *declared;
+                units.as_of = Some(*at);
+            }
+            E::CapacityAdjustedAt { service, delta, at } => {
+                let units = self.capacity.entry(*service).or_default();
+                units.declared = units.declared.saturating_add_signed(*delta);
+                units.as_of = Some(*at);
             }
             E::Suspended => self.suspended = true,
             E::Resumed => self.suspended = false,

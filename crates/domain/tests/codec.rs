@@ -49,6 +49,20 @@ fn sample_events() -> Vec<(AggregateRef, Event)> {
         ),
         (
             provider_ref(1),
+            Event::Provider(ProviderEvent::CapacitySetAt {
+                service: ServiceKind::Counseling,
+                declared: 2,
+                at: NIGHT,
+            }),
+        ),
+        (
+            provider_ref(1),
+            Event::Provider(ProviderEvent::ProfileUpdated(Box::new(sample::shelter(
+                OrgId::from_u128(1),
+            )))),
+        ),
+        (
+            provider_ref(1),
             Event::Provider(ProviderEvent::HoldPlaced {
                 hold: HoldId::from_u128(3),
                 need: NeedId::from_u128(2),

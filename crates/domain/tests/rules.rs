@@ -419,3 +419,69 @@ fn a_need_held_back_keeps_when_its_wait_ends_and_is_waitlisted_plainly_after() {
             action: "waitlist",
         });
 }
+
+#[test]
+fn a_site_updates_its_profile_but_keeps_its_organisation_and_region() {
+    let mut renamed = sample::shelter(OrgId::from_u128(1));
+    renamed.name = "Harbor House North".into();
+    renamed.services.insert(ServiceKind::Legal);
+    let updated = given::<Provider>(registered_provider(3))
+        .when(&ProviderCommand::UpdateProfile(Box::new(renamed.clone())), NIGHT)
+        .then_expect([ProviderEvent::ProfileUpdated(Box::new(renamed.clone()))]);
+    assert_eq!(updated.profile.as_ref(), Some(&renamed));
+    assert_eq!(updated.units(BED).declared, 3, "capacity stays");
+
+    // The same profile again: nothing.
+    given::<Provider>(registered_provider(3))
+        .when(
+            &ProviderCommand::UpdateProfile(Box::new(sample::shelter(OrgId::from_u128(1)))),
+            NIGHT,
+        )
+        .then_expect([]);
+
+    let mut moved = renamed.clone();
+    moved.org = OrgId::from_u128(2);
+    given::<Provider>(registered_provider(3))
+        .when(&ProviderCommand::UpdateProfile(Box::new(moved)), NIGHT)
+        .then_error(DomainError::invalid("org", "a site stays with its organisation"));
+    let mut elsewhere = renamed.clone();
+    elsewhere.location = sample::location(40.0, -74.0, "US-36-061");
+    given::<Provider>(registered_provider(3))
+        .when(&ProviderCommand::UpdateProfile(Box::new(elsewhere)), NIGHT)
+        .then_error(DomainError::invalid(
+            "location.region",
+            "a site keeps its region (register a new site for another)",
+        ));
+    let mut nameless = renamed;
+    nameless.name.clear();
+    given::<Provider>(registered_provider(3))
+        .when(&ProviderCommand::UpdateProfile(Box::new(nameless)), NIGHT)
+        .then_error(DomainError::invalid("name", "must be 1 to 120 printable characters"));
+    given::<Provider>(vec![])
+        .when(
+            &ProviderCommand::UpdateProfile(Box::new(sample::shelter(OrgId::from_u128(1)))),
+            NIGHT,
+        )
+        .then_error(DomainError::NotRegistered);
+}
+
+#[test]
+fn a_service_with_units_held_cannot_be_dropped() {
+    let mut history = registered_provider(3);
+    history.push(ProviderEvent::HoldPlaced {
+        hold: HOLD,
+        need: NEED,
+        service: BED,
+        units: 1,
+        expires_at: NIGHT.plus_secs(900),
+    });
+    let mut no_beds = sample::shelter(OrgId::from_u128(1));
+    no_beds.services.remove(&BED);
+    given::<Provider>(history)
+        .when(&ProviderCommand::UpdateProfile(Box::new(no_beds.clone())), NIGHT)
+        .then_error(DomainError::ServiceInUse(BED));
+    // Without a hold, it can.
+    given::<Provider>(registered_provider(3))
+        .when(&ProviderCommand::UpdateProfile(Box::new(no_beds.clone())), NIGHT)
+        .then_expect([ProviderEvent::ProfileUpdated(Box::new(no_beds))]);
+}

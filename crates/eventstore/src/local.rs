@@ -30,7 +30,7 @@ const KEPT_DECODED: usize = 20_000;
 
 /// Bumped whenever an aggregate's state struct changes shape: older snapshots
 /// are then ignored and the state is rebuilt from the stream.
-pub const SNAPSHOT_FORMAT: u16 = 2;
+pub const SNAPSHOT_FORMAT: u16 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {

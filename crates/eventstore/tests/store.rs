@@ -287,10 +287,12 @@ impl Projection for FreeBeds {
             let id = envelope.aggregate.id;
             let free = self.free.entry(id).or_default();
             match &envelope.event {
-                Event::Provider(ProviderEvent::CapacitySet { declared, .. }) => *free = *declared,
-                Event::Provider(ProviderEvent::CapacityAdjusted { delta, .. }) => {
-                    *free = free.saturating_add_signed(*delta)
-                }
+                Event::Provider(
+                    ProviderEvent::CapacitySet { declared, .. } | ProviderEvent::CapacitySetAt { declared, .. },
+                ) => *free = *declared,
+                Event::Provider(
+                    ProviderEvent::CapacityAdjusted { delta, .. } | ProviderEvent::CapacityAdjustedAt { delta, .. },
+                ) => *free = free.saturating_add_signed(*delta),
                 _ => {}
             }
             self.dirty.push(id);

@@ -29,7 +29,15 @@ fn bench(c: &mut Criterion) {
         let requests = instance.requests();
         eprintln!("{name}: {} needs, {} sites", requests.len(), catalog.len());
         c.bench_function(name, |b| {
-            b.iter(|| assign(&catalog, &|s| free[s], instance.now, black_box(&requests), Mode::Batch))
+            b.iter(|| {
+                assign(
+                    &catalog,
+                    refer_matching::Stock::fresh(&|s| free[s]),
+                    instance.now,
+                    black_box(&requests),
+                    Mode::Batch,
+                )
+            })
         });
     }
 

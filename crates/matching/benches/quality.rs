@@ -170,7 +170,13 @@ fn main() {
     let catalogued = started.elapsed();
     let requests = instance.requests();
     let started = Instant::now();
-    let choices = refer_matching::assign(&catalog, &|s| free[s], instance.now, &requests, Mode::Batch);
+    let choices = refer_matching::assign(
+        &catalog,
+        refer_matching::Stock::fresh(&|s| free[s]),
+        instance.now,
+        &requests,
+        Mode::Batch,
+    );
     let solved = started.elapsed();
     let placed = choices.iter().filter(|c| c.is_some()).count();
     println!(

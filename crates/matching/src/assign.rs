@@ -130,18 +130,31 @@ pub fn tier(spec: &NeedSpec) -> u8 {
 /// Where a need goes: the catalog site and the distance that counts.
 pub type Choice = Option<(usize, u32)>;
 
-/// Places `requests` on the catalog's sites; `free(i)` gives site `i`'s
-/// free units (read only for the sites someone may use).
-pub fn assign(
-    catalog: &Catalog,
-    free: &dyn Fn(usize) -> u32,
-    now: Timestamp,
-    requests: &[Request],
-    mode: Mode,
-) -> Vec<Choice> {
+/// What the sites hold at the instant of matching: `free(i)` gives site
+/// `i`'s free units and `stale(i)` whether they are stale (declared longer
+/// ago than the coalition's freshness limit, `refer_domain::Freshness`).
+/// Read only for the sites someone may use.
+#[derive(Clone, Copy)]
+pub struct Stock<'a> {
+    pub free: &'a dyn Fn(usize) -> u32,
+    pub stale: &'a dyn Fn(usize) -> bool,
+}
+
+impl<'a> Stock<'a> {
+    /// Every site's units fresh.
+    pub fn fresh(free: &'a dyn Fn(usize) -> u32) -> Self {
+        Self {
+            free,
+            stale: &|_| false,
+        }
+    }
+}
+
+/// Places `requests` on the catalog's sites with what `stock` holds.
+pub fn assign(catalog: &Catalog, stock: Stock, now: Timestamp, requests: &[Request], mode: Mode) -> Vec<Choice> {
     assign_within(
         catalog,
-        free,
+        stock,
         now,
         requests,
         mode,
@@ -155,17 +168,17 @@ pub fn assign(
 /// replay's hindsight). Also says whether the answer is proven optimal.
 pub fn assign_exact(
     catalog: &Catalog,
-    free: &dyn Fn(usize) -> u32,
+    stock: Stock,
     now: Timestamp,
     requests: &[Request],
     budget: u64,
 ) -> (Vec<Choice>, bool) {
-    assign_within(catalog, free, now, requests, Mode::Batch, (budget, u64::MAX))
+    assign_within(catalog, stock, now, requests, Mode::Batch, (budget, u64::MAX))
 }
 
 fn assign_within(
     catalog: &Catalog,
-    free: &dyn Fn(usize) -> u32,
+    stock: Stock,
     now: Timestamp,
     requests: &[Request],
     mode: Mode,
@@ -178,7 +191,8 @@ fn assign_within(
         now,
         requests,
         queries: requests.iter().map(|r| catalog.query(r.spec, &r.barred())).collect(),
-        free,
+        free: stock.free,
+        stale: stock.stale,
         used: BTreeMap::new(),
         choices: vec![None; requests.len()],
         classes: BTreeMap::new(),
@@ -230,6 +244,7 @@ struct Placing<'a> {
     requests: &'a [Request<'a>],
     queries: Vec<Query>,
     free: &'a dyn Fn(usize) -> u32,
+    stale: &'a dyn Fn(usize) -> bool,
     used: BTreeMap<usize, u32>,
     choices: Vec<Choice>,
     /// Keep-apart classes: one per group kept apart and kind of need.
@@ -262,19 +277,40 @@ impl Placing<'_> {
     }
 
     /// Solves the needs `which` (which never share units with other stages).
-    fn stage(&mut self, which: &[usize], mode: Mode, cost: impl Fn(usize, usize, u32) -> u32) {
+    ///
+    /// Fresh capacity before stale at equal priority: an option at a stale
+    /// site costs its distance plus `penalty`, more than the distances of
+    /// every need of the stage together, so the optimum places as many
+    /// needs per tier as before, then as few of them on stale capacity as
+    /// it can, then the least distance (docs/matching.md).
+    fn stage(&mut self, which: &[usize], mode: Mode, distance: impl Fn(usize, usize, u32) -> u32) {
+        let options: Vec<Vec<(usize, u32)>> = which
+            .iter()
+            .map(|&i| {
+                self.options(i)
+                    .into_iter()
+                    .map(|(site, km)| (site, distance(i, site, km)))
+                    .collect()
+            })
+            .collect();
+        let farthest: u64 = options
+            .iter()
+            .map(|o| o.iter().map(|(_, km)| u64::from(*km)).max().unwrap_or(0))
+            .sum();
+        let penalty = u32::try_from(farthest + 1).unwrap_or(u32::MAX / 2).min(u32::MAX / 2);
+        let cost = |site: usize, km: u32| km.saturating_add(if (self.stale)(site) { penalty } else { 0 });
         match mode {
             Mode::Greedy => {
                 let mut taken: BTreeSet<(u32, usize)> = BTreeSet::new();
-                for &i in which {
+                for (k, &i) in which.iter().enumerate() {
                     let class = self.class(i);
-                    let best = self
-                        .options(i)
-                        .into_iter()
+                    let best = options[k]
+                        .iter()
+                        .filter(|(site, _)| self.left(*site) >= self.queries[i].units())
                         .filter(|(site, _)| class.is_none_or(|c| !taken.contains(&(c, *site))))
-                        .map(|(site, km)| (cost(i, site, km), site))
+                        .map(|&(site, km)| (cost(site, km), site, km))
                         .min();
-                    if let Some((km, site)) = best {
+                    if let Some((_, site, km)) = best {
                         self.take(site, self.queries[i].units());
                         self.choices[i] = Some((site, km));
                         if let Some(c) = class {
@@ -288,20 +324,20 @@ impl Placing<'_> {
                 let mut pool_of: BTreeMap<usize, usize> = BTreeMap::new();
                 let mut sites: Vec<usize> = Vec::new();
                 let mut problem = Problem::default();
-                for &i in which {
-                    let mut options = Vec::new();
-                    for (site, km) in self.options(i) {
+                for (k, &i) in which.iter().enumerate() {
+                    let mut costs = Vec::new();
+                    for &(site, km) in &options[k] {
                         let pool = *pool_of.entry(site).or_insert_with(|| {
                             sites.push(site);
                             problem.capacity.push(self.left(site));
                             sites.len() - 1
                         });
-                        options.push((pool, cost(i, site, km)));
+                        costs.push((pool, cost(site, km)));
                     }
                     problem.needs.push(Need {
                         tier: rank(self.requests[i].spec, self.requests[i].standing),
                         units: self.queries[i].units(),
-                        options,
+                        options: costs,
                         apart: self.class(i),
                     });
                 }
@@ -310,11 +346,7 @@ impl Placing<'_> {
                 for (k, choice) in answer.into_iter().enumerate() {
                     if let Some(pool) = choice {
                         let i = which[k];
-                        let km = problem.needs[k]
-                            .options
-                            .iter()
-                            .find(|(p, _)| *p == pool)
-                            .map(|(_, km)| *km);
+                        let km = options[k].iter().find(|(s, _)| *s == sites[pool]).map(|(_, km)| *km);
                         self.take(sites[pool], self.queries[i].units());
                         self.choices[i] = Some((sites[pool], km.unwrap_or(0)));
                     }
@@ -326,7 +358,8 @@ impl Placing<'_> {
     /// Members of a keep-together group that landed at different sites (or
     /// away from where earlier members are) move to one site that can take
     /// them all, when one exists (nobody is unplaced for it): a site where
-    /// earlier members are, when one fits, or else the nearest common one.
+    /// earlier members are, when one fits, or else the nearest common one
+    /// (fresh before stale).
     fn keep_together(&mut self, which: &[usize]) {
         let mut groups: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
         for &i in which {
@@ -374,7 +407,7 @@ impl Placing<'_> {
             let best = fits
                 .iter()
                 .filter(|(s, _)| mates.is_empty() || joins(s))
-                .min_by_key(|(s, km)| (*km, *s))
+                .min_by_key(|(s, km)| ((self.stale)(*s), *km, *s))
                 .copied();
             match best {
                 Some((site, _)) => {
@@ -413,10 +446,20 @@ pub struct Metrics {
     pub groups_split: usize,
     /// Unplaced needs for which a lower-tier need holds units they could use.
     pub priority_violations: usize,
+    /// Needs placed on stale capacity (see `Stock`).
+    #[serde(default)]
+    pub placed_stale: usize,
 }
 
 /// Measures `choices` for `requests` (same order).
-pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Request], choices: &[Choice]) -> Metrics {
+pub fn measure(
+    catalog: &Catalog,
+    free: &[u32],
+    stale: &dyn Fn(usize) -> bool,
+    now: Timestamp,
+    requests: &[Request],
+    choices: &[Choice],
+) -> Metrics {
     let mut m = Metrics {
         needs: requests.len(),
         ..Metrics::default()
@@ -430,6 +473,7 @@ pub fn measure(catalog: &Catalog, free: &[u32], now: Timestamp, requests: &[Requ
         if let Some((site, km)) = choice {
             m.placed += 1;
             m.placed_by_tier[t] += 1;
+            m.placed_stale += usize::from(stale(*site));
             m.total_km += u64::from(*km);
             m.worst_km = m.worst_km.max(*km);
             left[*site] = left[*site].saturating_sub(request.spec.units());

@@ -1,7 +1,7 @@
 //! A problem instance as data: what `refer solve` reads (JSON, documented in
 //! docs/matching.md) and the quality report generates.
 
-use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request, Standing};
+use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request, Standing, Stock};
 use crate::catalog::{Catalog, Offer, Site};
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::Location;
@@ -11,7 +11,7 @@ use refer_domain::need::{GroupMembership, Target};
 use refer_domain::provider::MAX_UNITS;
 use refer_domain::request::NeedSpec;
 use refer_domain::time::{Hours, TimeWindow};
-use refer_domain::{DomainError, Timestamp};
+use refer_domain::{DomainError, Freshness, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +22,11 @@ pub struct Instance {
     /// The instant of matching (ms since the Unix epoch): opening hours and
     /// donation windows are checked at this instant.
     pub now: Timestamp,
+    /// How long declared capacity stays fresh (seconds; the coalition's
+    /// limit, 24 hours when absent): the matcher prefers fresh capacity to
+    /// stale at equal priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_for_secs: Option<i64>,
     #[serde(default)]
     pub providers: Vec<ProviderSite>,
     #[serde(default)]
@@ -39,6 +44,10 @@ pub struct ProviderSite {
     pub eligibility: Eligibility,
     /// Free units per service offered here.
     pub free: BTreeMap<ServiceKind, u32>,
+    /// When the provider declared each service's capacity (ms since the
+    /// Unix epoch). A service without one is of unknown age: stale.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub as_of: BTreeMap<ServiceKind, Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +136,7 @@ impl Instance {
         unique(self.providers.iter().map(|p| p.id), "providers")?;
         unique(self.donations.iter().map(|d| d.id), "donations")?;
         unique(self.needs.iter().map(|n| n.id), "needs")?;
+        self.freshness()?;
         for (i, p) in self.providers.iter().enumerate() {
             let field = format!("providers[{i}]");
             p.location.validate(&format!("{field}.location"))?;
@@ -134,6 +144,12 @@ impl Instance {
             p.eligibility.validate(&format!("{field}.eligibility"))?;
             for (service, free) in &p.free {
                 units(*free, format!("{field}.free.{service:?}"))?;
+            }
+            if let Some(service) = p.as_of.keys().find(|s| !p.free.contains_key(s)) {
+                return Err(DomainError::invalid(
+                    format!("{field}.as_of.{service:?}"),
+                    "names a service without free units",
+                ));
             }
         }
         for (i, d) in self.donations.iter().enumerate() {
@@ -150,6 +166,33 @@ impl Instance {
             }
         }
         Ok(())
+    }
+
+    /// The coalition's freshness limit the file states (24 hours by default).
+    pub fn freshness(&self) -> Result<Freshness, DomainError> {
+        match self.fresh_for_secs {
+            None => Ok(Freshness::default()),
+            Some(secs) => Freshness::new(secs).map_err(|_| {
+                DomainError::invalid(
+                    "fresh_for_secs",
+                    "must be between 60 and 31622400 (one minute to 366 days)",
+                )
+            }),
+        }
+    }
+
+    /// Whether each catalog site's units are stale at `now` (donations
+    /// never are: an offer's window says when it holds).
+    pub fn stale(&self) -> Vec<bool> {
+        let freshness = self.freshness().unwrap_or_default();
+        let mut stale = Vec::new();
+        for p in &self.providers {
+            for service in p.free.keys() {
+                stale.push(freshness.is_stale(p.as_of.get(service).copied(), self.now));
+            }
+        }
+        stale.extend(self.donations.iter().map(|_| false));
+        stale
     }
 
     /// The sites (one per provider service, one per donation) and their free units.
@@ -203,8 +246,13 @@ impl Instance {
     /// Solves the instance (call `validate` first on untrusted input).
     pub fn solve(&self, mode: Mode) -> Solution {
         let (catalog, free) = self.catalog();
+        let stale = self.stale();
+        let stock = Stock {
+            free: &|s| free[s],
+            stale: &|s| stale[s],
+        };
         let requests = self.requests();
-        let choices = assign(&catalog, &|s| free[s], self.now, &requests, mode);
+        let choices = assign(&catalog, stock, self.now, &requests, mode);
         let placements = self
             .needs
             .iter()
@@ -218,7 +266,7 @@ impl Instance {
         Solution {
             mode,
             placements,
-            metrics: measure(&catalog, &free, self.now, &requests, &choices),
+            metrics: measure(&catalog, &free, &|s| stale[s], self.now, &requests, &choices),
             max_placeable: max_placeable(&catalog, &free, self.now, &requests),
         }
     }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 pub use assign::{
     assign, assign_exact, decide_one, max_placeable, measure, rank, tier, Choice, Earlier, Metrics, Mode, Request,
-    Standing,
+    Standing, Stock,
 };
 pub use catalog::{Catalog, Offer, Query, Site};
 pub use instance::{DonatedResource, Instance, OpenNeed, Placement, ProviderSite, Solution};

@@ -139,6 +139,7 @@ impl Night {
             group_size: 3,
             area: (33.5, -118.8, 34.5, -117.6),
             capacity_factor,
+            stale_share: 0.0,
         };
         let instance = scenario.instance();
         let length_secs = 150 * 60;
@@ -214,6 +215,7 @@ impl Night {
             group_size: 15,
             area: (33.5, -118.8, 34.5, -117.6),
             capacity_factor: 1.0,
+            stale_share: 0.0,
         };
         let mut needs = Vec::new();
         let mut people = 0;
@@ -308,6 +310,7 @@ impl Night {
             .collect();
         Instance {
             now: self.start,
+            fresh_for_secs: None,
             providers,
             donations: self.donations.clone(),
             needs,
@@ -319,8 +322,12 @@ impl Night {
         let instance = self.hindsight_instance();
         let (catalog, free) = instance.catalog();
         let requests = instance.requests();
-        let (choices, proven) =
-            crate::assign::assign_exact(&catalog, &|s| free[s], instance.now, &requests, HINDSIGHT_NODES);
+        let stale = instance.stale();
+        let stock = crate::Stock {
+            free: &|s| free[s],
+            stale: &|s| stale[s],
+        };
+        let (choices, proven) = crate::assign::assign_exact(&catalog, stock, instance.now, &requests, HINDSIGHT_NODES);
         let placed = instance
             .needs
             .iter()
@@ -573,13 +580,18 @@ impl<'a> Live<'a> {
                 Event::Provider(ProviderEvent::Registered(Box::new(profile))),
             ));
             for (service, declared) in &p.free {
-                events.push((
-                    p.id.as_uuid(),
-                    Event::Provider(ProviderEvent::CapacitySet {
+                let event = match p.as_of.get(service) {
+                    Some(at) => ProviderEvent::CapacitySetAt {
                         service: *service,
                         declared: *declared,
-                    }),
-                ));
+                        at: *at,
+                    },
+                    None => ProviderEvent::CapacitySet {
+                        service: *service,
+                        declared: *declared,
+                    },
+                };
+                events.push((p.id.as_uuid(), Event::Provider(event)));
             }
         }
         for d in &night.donations {

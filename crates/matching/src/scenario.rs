@@ -59,6 +59,9 @@ pub struct Scenario {
     pub area: (f64, f64, f64, f64),
     /// Free units are scaled by this (below 1: capacity is short).
     pub capacity_factor: f64,
+    /// The share of provider services whose capacity was declared three
+    /// days ago (stale under the default limit); the rest an hour ago.
+    pub stale_share: f64,
 }
 
 /// 2026-11-26 02:00 UTC, a Thursday night: when the operation's people arrive.
@@ -81,6 +84,7 @@ impl Scenario {
             group_size: 15,
             area: (33.5, -118.8, 34.5, -117.6),
             capacity_factor: 1.0,
+            stale_share: 0.0,
         }
     }
 
@@ -94,6 +98,7 @@ impl Scenario {
             group_size: 4,
             area: (32.5, -122.0, 38.0, -116.0),
             capacity_factor: 0.5,
+            stale_share: 0.0,
         }
     }
 
@@ -107,6 +112,7 @@ impl Scenario {
             group_size: 4,
             area: (30.0, -122.0, 47.0, -75.0),
             capacity_factor: 0.5,
+            stale_share: 0.0,
         }
     }
 
@@ -213,6 +219,7 @@ impl Scenario {
 
     pub fn instance(&self) -> Instance {
         let mut rng = Rng::new(self.seed);
+        let mut ages = Rng::new(self.seed ^ 0x00A6_E50F_CA9A_C17E);
         let mut providers = Vec::with_capacity(self.providers);
         for i in 0..self.providers {
             let location = self.location(&mut rng);
@@ -236,12 +243,22 @@ impl Scenario {
             if free.is_empty() {
                 free.insert(ServiceKind::Counseling, self.units(&mut rng, 6));
             }
+            // Ages drawn apart, so the rest of the instance is the same
+            // whatever share is stale.
+            let as_of = free
+                .keys()
+                .map(|s| {
+                    let hours = if ages.chance(self.stale_share) { 72 } else { 1 };
+                    (*s, NIGHT.plus_secs(-hours * 3600))
+                })
+                .collect();
             providers.push(ProviderSite {
                 id: ProviderId::from_u128(0x1000_0000 + i as u128),
                 location,
                 hours: Self::hours(&mut rng),
                 eligibility,
                 free,
+                as_of,
             });
         }
         let donations = (0..self.donations)
@@ -268,6 +285,7 @@ impl Scenario {
         let needs = self.needs(&mut rng);
         Instance {
             now: NIGHT,
+            fresh_for_secs: None,
             providers,
             donations,
             needs,

@@ -26,6 +26,7 @@ fn site(id: u128, lat: f64, free: &[(ServiceKind, u32)], ages: &[AgeBand]) -> Pr
             service_area: ServiceArea::Anywhere,
         },
         free: free.iter().copied().collect::<BTreeMap<_, _>>(),
+        as_of: free.iter().map(|(s, _)| (*s, NIGHT)).collect(),
     }
 }
 
@@ -78,6 +79,7 @@ fn counseling_is_chosen_near_the_bed_not_near_where_the_person_was_found() {
     // found, the other next to the bed.
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.3, &[(ServiceKind::ShelterBed, 1)], ADULT),
             site(2, 34.0, &[(ServiceKind::Counseling, 1)], ADULT),
@@ -100,6 +102,7 @@ fn a_group_asked_to_stay_together_is_moved_to_one_site_that_fits_all() {
     // The nearest site has one bed; a farther one has two.
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 1)], ADULT),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 2)], ADULT),
@@ -133,6 +136,7 @@ fn a_group_asked_to_stay_together_is_moved_to_one_site_that_fits_all() {
 fn a_group_asked_to_stay_apart_never_shares_a_site() {
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 2)], ADULT),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
@@ -184,6 +188,7 @@ fn keeping_apart_never_costs_a_higher_tier_its_only_site() {
     );
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 2)], both),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
@@ -214,6 +219,7 @@ fn a_member_kept_apart_never_joins_a_site_where_a_mate_was_placed_before() {
     late.earlier.mates = vec![provider(1).unwrap()];
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 3)], ADULT),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
@@ -244,6 +250,7 @@ fn a_member_kept_together_joins_the_site_where_a_mate_was_placed_before() {
     late.earlier.mates = vec![provider(2).unwrap()];
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 3)], ADULT),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
@@ -262,6 +269,7 @@ fn the_rest_of_a_bundle_is_measured_from_a_bed_placed_before() {
     counseling.earlier.bed = Some(location(34.3, -118.0, "US-06-037").point);
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(2, 34.0, &[(ServiceKind::Counseling, 1)], ADULT),
             site(3, 34.31, &[(ServiceKind::Counseling, 1)], ADULT),
@@ -278,6 +286,7 @@ fn greedy_lets_an_adult_take_the_only_bed_for_minors_and_batch_does_not() {
     let both = &[AgeBand::Juvenile, AgeBand::Adult];
     let instance = Instance {
         now: NIGHT,
+        fresh_for_secs: None,
         providers: vec![
             site(1, 34.05, &[(ServiceKind::ShelterBed, 1)], both),
             site(2, 34.5, &[(ServiceKind::ShelterBed, 1)], ADULT),
@@ -356,6 +365,19 @@ fn bad_input_names_the_field() {
     instance.providers[3].id = instance.providers[1].id;
     let error = instance.validate().expect_err("duplicate");
     assert!(error.to_string().contains("providers[3].id"), "{error}");
+    let mut instance = Scenario::operation_night(1).instance();
+    instance.fresh_for_secs = Some(0);
+    let error = instance.validate().expect_err("no freshness");
+    assert!(error.to_string().contains("fresh_for_secs"), "{error}");
+    let mut instance = Scenario::operation_night(1).instance();
+    let offered: BTreeSet<ServiceKind> = instance.providers[0].free.keys().copied().collect();
+    let other = [ServiceKind::Legal, ServiceKind::Medical, ServiceKind::Counseling]
+        .into_iter()
+        .find(|s| !offered.contains(s))
+        .expect("a service the first site does not offer");
+    instance.providers[0].as_of.insert(other, NIGHT);
+    let error = instance.validate().expect_err("as_of of nothing");
+    assert!(error.to_string().contains("providers[0].as_of"), "{error}");
 }
 
 /// Scarce capacity and large groups, many seeds: no two members of a group
@@ -396,4 +418,128 @@ fn on_scarce_generated_instances_kept_apart_members_never_share_a_site() {
         }
     }
     assert!(kept_apart > 50, "the instances place kept-apart members ({kept_apart})");
+}
+
+/// A site whose capacity was declared `hours` before the night.
+fn declared_ago(mut site: ProviderSite, hours: i64) -> ProviderSite {
+    for at in site.as_of.values_mut() {
+        *at = NIGHT.plus_secs(-hours * 3600);
+    }
+    site
+}
+
+fn beds_at(sites: Vec<ProviderSite>, needs: Vec<OpenNeed>) -> Instance {
+    Instance {
+        now: NIGHT,
+        fresh_for_secs: None,
+        providers: sites,
+        donations: vec![],
+        needs,
+    }
+}
+
+#[test]
+fn a_fresh_site_wins_a_tie_with_a_stale_one_even_a_little_farther() {
+    // Given two shelters with a bed each, the nearer one's count set three
+    // days ago (stale under the default 24 hours), the other's an hour ago.
+    let instance = beds_at(
+        vec![
+            declared_ago(site(1, 34.01, &[(ServiceKind::ShelterBed, 1)], ADULT), 72),
+            declared_ago(site(2, 34.2, &[(ServiceKind::ShelterBed, 1)], ADULT), 1),
+        ],
+        vec![need(10, 100, NeedKind::Shelter, AgeBand::Adult, None)],
+    );
+    // When one person needs a bed, in batch and in greedy mode alike,
+    // then she goes to the fresh bed, and the distance reported is real.
+    for mode in [Mode::Batch, Mode::Greedy] {
+        let solution = instance.solve(mode);
+        assert_eq!(target(&solution, 10), provider(2), "{mode:?}");
+        assert_eq!(solution.metrics.placed_stale, 0, "{mode:?}");
+        assert!(solution.metrics.total_km < 30, "{mode:?}: {:?}", solution.metrics);
+    }
+    // Under a limit of a week, both are fresh: the nearer one wins.
+    let week = Instance {
+        fresh_for_secs: Some(7 * 24 * 3600),
+        ..instance.clone()
+    };
+    assert_eq!(target(&week.solve(Mode::Batch), 10), provider(1));
+}
+
+#[test]
+fn a_stale_site_still_places_when_it_is_the_only_option() {
+    let instance = beds_at(
+        vec![declared_ago(site(1, 34.01, &[(ServiceKind::ShelterBed, 1)], ADULT), 72)],
+        vec![need(10, 100, NeedKind::Shelter, AgeBand::Adult, None)],
+    );
+    let solution = instance.solve(Mode::Batch);
+    assert_eq!(target(&solution, 10), provider(1));
+    assert_eq!(solution.metrics.placed_stale, 1);
+}
+
+#[test]
+fn freshness_never_costs_a_placement_nor_outranks_priority() {
+    // One fresh bed that both a juvenile and an adult could use, and one
+    // stale bed only the adult may use: both are placed (the adult on the
+    // stale bed), never the adult on the fresh bed and the juvenile left out.
+    let instance = beds_at(
+        vec![
+            declared_ago(
+                site(
+                    1,
+                    34.01,
+                    &[(ServiceKind::ShelterBed, 1)],
+                    &[AgeBand::Juvenile, AgeBand::Adult],
+                ),
+                1,
+            ),
+            declared_ago(site(2, 34.02, &[(ServiceKind::ShelterBed, 1)], ADULT), 72),
+        ],
+        vec![
+            need(10, 100, NeedKind::Shelter, AgeBand::Adult, None),
+            need(11, 101, NeedKind::Shelter, AgeBand::Juvenile, None),
+        ],
+    );
+    let solution = instance.solve(Mode::Batch);
+    assert_eq!(target(&solution, 11), provider(1));
+    assert_eq!(target(&solution, 10), provider(2));
+    assert_eq!(solution.metrics.placed, 2);
+    assert_eq!(solution.metrics.placed_stale, 1);
+}
+
+#[test]
+fn freshness_keeps_the_counts_per_tier_and_all_stale_places_as_all_fresh() {
+    // Scenario instances with a third of their capacity stale: the counts
+    // per tier are those of the same instance with everything fresh, and no
+    // more needs are placed on stale capacity than must be.
+    for seed in 1..=6 {
+        let fresh = Scenario {
+            capacity_factor: 0.4,
+            ..Scenario::operation_night(seed)
+        }
+        .instance();
+        let mixed = Scenario {
+            capacity_factor: 0.4,
+            stale_share: 0.33,
+            ..Scenario::operation_night(seed)
+        }
+        .instance();
+        assert_eq!(fresh.needs, mixed.needs, "the same needs");
+        let a = fresh.solve(Mode::Batch);
+        let b = mixed.solve(Mode::Batch);
+        assert_eq!(a.metrics.placed_by_tier, b.metrics.placed_by_tier, "seed {seed}");
+        assert_eq!(a.metrics.placed_stale, 0);
+        // Every provider stale and no donation (never stale) to prefer:
+        // the placements are those of everything fresh.
+        let fresh = Instance {
+            donations: vec![],
+            ..fresh
+        };
+        let all_stale = Instance {
+            fresh_for_secs: Some(60),
+            ..fresh.clone()
+        };
+        let c = all_stale.solve(Mode::Batch);
+        assert_eq!(c.placements, fresh.solve(Mode::Batch).placements, "seed {seed}");
+        assert_eq!(c.metrics.placed_stale, c.metrics.placed);
+    }
 }

@@ -291,8 +291,22 @@ fn instance_events(instance: &refer_matching::Instance) -> Vec<(uuid::Uuid, Even
             location: p.location.clone(),
             hours: p.hours.clone(),
         };
-        let capacity: Vec<(ServiceKind, u32)> = p.free.iter().map(|(s, n)| (*s, *n)).collect();
-        events.extend(provider(p.id, profile, &capacity));
+        // Each capacity declared when the file says (of unknown age without it).
+        events.extend(provider(p.id, profile, &[]));
+        for (service, declared) in &p.free {
+            let event = match p.as_of.get(service) {
+                Some(at) => ProviderEvent::CapacitySetAt {
+                    service: *service,
+                    declared: *declared,
+                    at: *at,
+                },
+                None => ProviderEvent::CapacitySet {
+                    service: *service,
+                    declared: *declared,
+                },
+            };
+            events.push((p.id.as_uuid(), Event::Provider(event)));
+        }
     }
     for d in &instance.donations {
         let offer = refer_domain::donation::DonationOffer {
@@ -320,7 +334,8 @@ fn instance_events(instance: &refer_matching::Instance) -> Vec<(uuid::Uuid, Even
 
 /// The live planner and `refer solve` are one policy: an instance fed as
 /// events to the planner, and as data to `Instance::solve`, places every
-/// need at the same target. With nothing held back (arrival order), and
+/// need at the same target, a third of the capacity stale (fresh preferred
+/// at equal priority). With nothing held back (arrival order), and
 /// with the policy that protects the urgent: there the file states what the
 /// planner derives, soon and routine needs held back and the forecast (the
 /// urgent needs seen, as many times as their rate says, one person each,
@@ -329,17 +344,32 @@ fn instance_events(instance: &refer_matching::Instance) -> Vec<(uuid::Uuid, Even
 fn the_planner_decides_as_refer_solve_on_the_same_instance() {
     let mut compared = 0;
     let mut held = 0;
+    let mut moved_by_freshness = 0;
     for seed in 1..=8 {
         // Several groups (so of several urgencies), capacity short.
+        // A third of the capacity stale: fresh sites are preferred alike.
         let scenario = Scenario {
             capacity_factor: 0.4,
             group_size: if seed % 2 == 0 { 15 } else { 4 },
+            stale_share: 0.33,
             ..Scenario::operation_night(seed)
         };
         let instance = scenario.instance();
 
         // Arrival order: every need decided now.
         let solution = instance.solve(Mode::Batch);
+        let all_fresh = Scenario {
+            stale_share: 0.0,
+            ..scenario.clone()
+        }
+        .instance()
+        .solve(Mode::Batch);
+        moved_by_freshness += solution
+            .placements
+            .iter()
+            .zip(&all_fresh.placements)
+            .filter(|(a, b)| a.target != b.target)
+            .count();
         let mut planner = given(instance_events(&instance));
         planner.state.policy = Policy::arrival_order();
         let plan = planner.at(instance.now).plan();
@@ -457,6 +487,7 @@ fn the_planner_decides_as_refer_solve_on_the_same_instance() {
     }
     assert!(compared > 200);
     assert!(held > 0, "the policy held some needs back");
+    assert!(moved_by_freshness > 0, "stale capacity changed some placements");
 }
 
 /// Given scarce beds and urgent needs seen over the last hour, a routine

@@ -85,8 +85,11 @@ impl Ledger {
                 let own = matches!(
                     event,
                     ProviderEvent::Registered(_)
+                        | ProviderEvent::ProfileUpdated(_)
                         | ProviderEvent::CapacitySet { .. }
                         | ProviderEvent::CapacityAdjusted { .. }
+                        | ProviderEvent::CapacitySetAt { .. }
+                        | ProviderEvent::CapacityAdjustedAt { .. }
                         | ProviderEvent::Suspended
                         | ProviderEvent::Resumed
                 );
@@ -97,7 +100,7 @@ impl Ledger {
             Event::Donation(event) => {
                 let donation = Target::Donation(refer_domain::ids::DonationId::from_uuid(id));
                 match event {
-                    DonationEvent::Registered(offer) => {
+                    DonationEvent::Registered(offer) | DonationEvent::RegisteredAt { offer, .. } => {
                         self.partners.insert(donation, offer.org);
                         self.donations.insert(id, (offer.org, offer.kind));
                         self.offered.push((at, id));

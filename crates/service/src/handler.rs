@@ -23,6 +23,8 @@ pub struct Shell {
     pub keys: KeyBook,
     pub vault: refer_sealed::Vault,
     pub reads: ReadLog,
+    /// The coalition's freshness limit, for the "as of" every capacity shows.
+    pub freshness: refer_domain::Freshness,
 }
 
 /// A command whose caller is authenticated and whose key is well formed,

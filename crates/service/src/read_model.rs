@@ -110,7 +110,11 @@ impl<M: Model> ReadModel<M> {
             || StoreError::Unavailable(refer_eventstore::unanswered(&format!("the stream's end for {name}"))),
         )
         .await?;
-        let subscriber = Subscriber::open(store, name, filters).await?;
+        // Entries embed domain states (a donation, a placement), so their
+        // shape is part of the model's definition: a new shape rebuilds it
+        // rather than risk decoding old bytes as something else.
+        let definition = format!("states {}", refer_eventstore::SNAPSHOT_FORMAT);
+        let subscriber = Subscriber::open_defined(store, name, filters, definition.as_bytes()).await?;
         let (mut model, undecodable) = Self::restore(name, subscriber.tree());
         model.target = target;
         if undecodable == 0 {
@@ -125,7 +129,7 @@ impl<M: Model> ReadModel<M> {
         subscriber.tree().clear()?;
         subscriber.tree().flush_async().await?;
         drop(subscriber);
-        let subscriber = Subscriber::open(store, name, filters).await?;
+        let subscriber = Subscriber::open_defined(store, name, filters, definition.as_bytes()).await?;
         let mut model = Self::new(M::default());
         model.target = target;
         Ok((model, subscriber))

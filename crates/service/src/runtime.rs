@@ -38,6 +38,7 @@ use tokio::sync::watch;
 /// | `previous_kek_files` | `REFER_PREVIOUS_KEK_FILES` | none (comma-separated; during a key rotation) |
 /// | `retention_hours` | `REFER_RETENTION_HOURS` | `72` (intake: how long sealed data outlives a final need) |
 /// | `longest_consent_hours` | `REFER_LONGEST_CONSENT_HOURS` | `72` (intake: the longest consent to share a note) |
+/// | `fresh_for_hours` | `REFER_FRESH_FOR_HOURS` | `24` (the coalition's freshness limit: capacity declared longer ago is stale; set it alike on every service) |
 /// | `instance` | `REFER_INSTANCE` | a hash of `data_dir` (names this replica's consumers and lease holder; one process per name, see `crate::identity`) |
 /// | `partition` | `REFER_PARTITION` | none: the matcher matches every region (docs/operations.md) |
 /// | `partition_regions` | `REFER_PARTITION_REGIONS` | required with `partition` (comma-separated in the environment) |
@@ -66,6 +67,8 @@ pub struct Config {
     pub previous_kek_files: Vec<PathBuf>,
     pub retention: Duration,
     pub longest_consent: Duration,
+    /// How long declared capacity stays fresh (`refer_domain::Freshness`).
+    pub freshness: refer_domain::Freshness,
     /// This replica's name: its durable consumers are `<consumer>-<instance>`.
     pub instance: String,
     /// The matcher's partition: its name and regions (`None`: every region).
@@ -95,6 +98,7 @@ struct FileConfig {
     previous_kek_files: Option<Vec<String>>,
     retention_hours: Option<u64>,
     longest_consent_hours: Option<u64>,
+    fresh_for_hours: Option<u64>,
     instance: Option<String>,
     partition: Option<String>,
     partition_regions: Option<Vec<String>>,
@@ -184,12 +188,12 @@ impl Config {
             Some((text, _)) if text == "json" => true,
             Some((text, from)) => anyhow::bail!("{from}={text:?} must be text or json"),
         };
-        let hours = |var: &str, key: &'static str, value: Option<u64>, range: std::ops::RangeInclusive<u64>| match pick(
-            var,
-            key,
-            value.map(|v| v.to_string()),
-        ) {
-            None => Ok(Duration::from_secs(72 * 3600)),
+        let hours = |var: &str,
+                     key: &'static str,
+                     value: Option<u64>,
+                     range: std::ops::RangeInclusive<u64>,
+                     default: u64| match pick(var, key, value.map(|v| v.to_string())) {
+            None => Ok(Duration::from_secs(default * 3600)),
             Some((text, from)) => text
                 .parse::<u64>()
                 .ok()
@@ -197,13 +201,28 @@ impl Config {
                 .map(|h| Duration::from_secs(h * 3600))
                 .ok_or_else(|| anyhow::anyhow!("{from}={text:?} must be {} to {} (hours)", range.start(), range.end())),
         };
-        let retention = hours("REFER_RETENTION_HOURS", "retention_hours", f.retention_hours, 1..=8760)?;
+        let retention = hours(
+            "REFER_RETENTION_HOURS",
+            "retention_hours",
+            f.retention_hours,
+            1..=8760,
+            72,
+        )?;
         let longest_consent = hours(
             "REFER_LONGEST_CONSENT_HOURS",
             "longest_consent_hours",
             f.longest_consent_hours,
             1..=720,
+            72,
         )?;
+        let fresh_for = hours(
+            "REFER_FRESH_FOR_HOURS",
+            "fresh_for_hours",
+            f.fresh_for_hours,
+            1..=8784,
+            24,
+        )?;
+        let freshness = refer_domain::Freshness::new(fresh_for.as_secs() as i64)?;
         let previous_kek_files = match env("REFER_PREVIOUS_KEK_FILES") {
             Some(list) => list.split(',').map(|p| PathBuf::from(p.trim())).collect(),
             None => f
@@ -266,6 +285,7 @@ impl Config {
             previous_kek_files,
             retention,
             longest_consent,
+            freshness,
             nats_url: pick("REFER_NATS_URL", "nats_url", f.nats_url)
                 .map_or_else(|| "nats://127.0.0.1:4222".into(), |(v, _)| v),
             nats_nkey_file: pick("REFER_NATS_NKEY_FILE", "nats_nkey_file", f.nats_nkey_file)
@@ -506,6 +526,7 @@ impl Context {
             keys: self.key_book().await?,
             vault: self.vault().await?,
             reads: self.read_log().await?,
+            freshness: self.config.freshness,
         })
     }
 

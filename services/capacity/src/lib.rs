@@ -63,6 +63,13 @@ impl Capacity for CapacityService {
         sites::register(self, request).await
     }
 
+    async fn update_provider(
+        &self,
+        request: Request<pb::UpdateProviderRequest>,
+    ) -> Result<Response<pb::Provider>, Status> {
+        sites::update(self, request).await
+    }
+
     async fn get_provider(&self, request: Request<pb::GetProviderRequest>) -> Result<Response<pb::Provider>, Status> {
         sites::get(self, request).await
     }

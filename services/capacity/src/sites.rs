@@ -14,6 +14,11 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 impl CapacityService {
+    /// A site's view now, its capacities' ages judged by the coalition's limit.
+    pub(crate) fn view(&self, id: Uuid, state: &Provider, version: u64) -> pb::Provider {
+        provider_view(id, state, version, self.shell.freshness, self.shell.clock.now())
+    }
+
     /// Loads a site the caller may act for: NOT_FOUND if unknown or run by
     /// another organisation, in the same words.
     pub(crate) async fn owned(&self, who: &Principal, provider: &str) -> Result<(Uuid, Provider, u64), Status> {
@@ -36,7 +41,7 @@ impl CapacityService {
         let (id, _, _) = self.owned(&call.who, provider).await?;
         let meta = call.bind().await?;
         let done = self.shell.execute::<Provider>(id, &command, &meta, expected).await?;
-        Ok(Response::new(provider_view(id, &done.state, done.version)))
+        Ok(Response::new(self.view(id, &done.state, done.version)))
     }
 }
 
@@ -56,9 +61,27 @@ pub async fn register(
         .await?;
     // A retried registration answers with the stored site: still only to its owner.
     match &done.state.profile {
-        Some(p) if call.who.acts_for(p.org) => Ok(Response::new(provider_view(provider, &done.state, done.version))),
+        Some(p) if call.who.acts_for(p.org) => Ok(Response::new(service.view(provider, &done.state, done.version))),
         _ => Err(Status::already_exists("provider_id is taken")),
     }
+}
+
+pub async fn update(
+    service: &CapacityService,
+    request: Request<pb::UpdateProviderRequest>,
+) -> Result<Response<pb::Provider>, Status> {
+    let r = request.get_ref();
+    let who = caller(&request)?;
+    let command = ProviderCommand::UpdateProfile(Box::new(profile(&who, r.spec.as_ref())?));
+    service
+        .execute(
+            &request,
+            &r.provider_id,
+            &r.idempotency_key,
+            command,
+            r.expected_version,
+        )
+        .await
 }
 
 pub async fn get(
@@ -67,7 +90,7 @@ pub async fn get(
 ) -> Result<Response<pb::Provider>, Status> {
     let who = caller(&request)?;
     let (id, state, version) = service.owned(&who, &request.get_ref().provider_id).await?;
-    Ok(Response::new(provider_view(id, &state, version)))
+    Ok(Response::new(service.view(id, &state, version)))
 }
 
 pub async fn list(
@@ -83,7 +106,7 @@ pub async fn list(
     let mut providers = Vec::new();
     for p in ids {
         let loaded = service.shell.load::<Provider>(p.as_uuid()).await?;
-        providers.push(provider_view(p.as_uuid(), &loaded.state, loaded.version));
+        providers.push(service.view(p.as_uuid(), &loaded.state, loaded.version));
     }
     Ok(Response::new(pb::ListProvidersResponse {
         providers,

@@ -3,6 +3,7 @@
 use crate::board::{Referral, ReferralStatus};
 use refer_domain::need::DeclineReason;
 use refer_domain::provider::{Provider, ProviderProfile};
+use refer_domain::{Freshness, Timestamp};
 use refer_proto::capacity::v1 as pb;
 use refer_service::convert::{self as cv, id, id_pb};
 use refer_service::{invalid, Principal, Role};
@@ -17,19 +18,14 @@ refer_service::enum_map!(referral_status, referral_status_pb, pb::ReferralStatus
     Cancelled <=> Cancelled,
 } shown as { Offered => Pending });
 
-pub fn provider_view(id: Uuid, state: &Provider, version: u64) -> pb::Provider {
+/// A site as its owner sees it, with each capacity's age at `now` under
+/// the coalition's `freshness` limit.
+pub fn provider_view(id: Uuid, state: &Provider, version: u64, freshness: Freshness, now: Timestamp) -> pb::Provider {
     let profile = state.profile.as_ref();
     pb::Provider {
         provider_id: id_pb(id),
         version,
-        spec: profile.map(|p| pb::ProviderSpec {
-            org_id: id_pb(p.org.as_uuid()),
-            name: p.name.clone(),
-            services: p.services.iter().map(|s| cv::service_kind_pb(*s)).collect(),
-            eligibility: Some(cv::eligibility_pb(&p.eligibility)),
-            location: Some(cv::location_pb(&p.location)),
-            hours: Some(cv::hours_pb(&p.hours)),
-        }),
+        spec: profile.map(cv::provider_spec_pb),
         suspended: state.suspended,
         capacity: profile
             .into_iter()
@@ -42,6 +38,8 @@ pub fn provider_view(id: Uuid, state: &Provider, version: u64) -> pb::Provider {
                     held: units.held,
                     free: units.free(),
                     placed: units.placed,
+                    as_of_ms: units.as_of.map_or(0, Timestamp::millis),
+                    stale: freshness.is_stale(units.as_of, now),
                 }
             })
             .collect(),
@@ -79,14 +77,5 @@ pub fn profile(who: &Principal, spec: Option<&pb::ProviderSpec>) -> Result<Provi
         Role::Admin => refer_domain::ids::OrgId::from_uuid(id(&spec.org_id, "spec.org_id")?),
         _ => who.org,
     };
-    let profile = ProviderProfile {
-        org,
-        name: spec.name.clone(),
-        services: cv::set_of(&spec.services, "spec.services", cv::service_kind)?,
-        eligibility: cv::eligibility(spec.eligibility.as_ref(), "spec.eligibility")?,
-        location: cv::location(spec.location.as_ref(), "spec.location")?,
-        hours: cv::hours(spec.hours.as_ref(), "spec.hours")?,
-    };
-    profile.validate().map_err(|e| cv::domain_invalid("spec", e))?;
-    Ok(profile)
+    cv::provider_profile(spec, org)
 }

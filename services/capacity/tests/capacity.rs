@@ -10,7 +10,7 @@ use refer_proto::capacity::v1::capacity_client::CapacityClient;
 use refer_proto::common::v1 as common;
 use refer_service::convert as cv;
 use refer_service::testing::{authed, refused, Solo};
-use refer_service::Role;
+use refer_service::{Clock, Role};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -646,4 +646,145 @@ async fn while_the_bus_is_away_calls_answer_unavailable_at_once_and_work_soon_af
     let p = w.client.get_provider(authed(HARBOR, get)).await.unwrap().into_inner();
     assert_eq!(p.capacity[0].declared, 4);
     println!("UNAVAILABLE answered in {answered_in:?} while the bus was away; serving again {serving_again:?} after it returned");
+}
+
+/// Every capacity says when it was declared, and turns stale once older
+/// than the coalition's limit (24 hours here): setting it again, even
+/// unchanged, makes it fresh. Holds and acceptances are not declarations.
+#[tokio::test]
+async fn capacity_shows_its_as_of_and_turns_stale_after_the_limit() {
+    let mut w = world().await;
+    let provider = register(&mut w, HARBOR).await;
+    // Registered but never declared: of unknown age, stale.
+    let get = |w: &mut World| {
+        let request = authed(
+            HARBOR,
+            pb::GetProviderRequest {
+                provider_id: provider.clone(),
+            },
+        );
+        let mut client = w.client.clone();
+        async move { client.get_provider(request).await.unwrap().into_inner() }
+    };
+    let fresh = get(&mut w).await;
+    assert_eq!((beds(&fresh).as_of_ms, beds(&fresh).stale), (0, true));
+
+    let set = set_beds(&mut w, HARBOR, &provider, 3).await.unwrap();
+    assert_eq!(beds(&set).as_of_ms, NIGHT.millis());
+    assert!(!beds(&set).stale);
+
+    // A hold placed and accepted later changes the count, not its age.
+    w.clock.advance_secs(3600);
+    refer(&w, &provider, w.clock.now().plus_secs(600)).await;
+    let held = get(&mut w).await;
+    assert_eq!((beds(&held).held, beds(&held).as_of_ms), (2, NIGHT.millis()));
+
+    // A day after the declaration it is still fresh; a second later, stale.
+    w.clock.advance_secs(23 * 3600);
+    assert!(!beds(&get(&mut w).await).stale);
+    w.clock.advance_secs(1);
+    let stale = get(&mut w).await;
+    assert!(beds(&stale).stale, "{stale:?}");
+
+    // Confirmed unchanged: fresh again, as of now.
+    let confirmed = set_beds(&mut w, HARBOR, &provider, beds(&stale).declared)
+        .await
+        .unwrap();
+    assert_eq!(beds(&confirmed).as_of_ms, w.clock.now().millis());
+    assert!(!beds(&confirmed).stale);
+}
+
+async fn update(
+    w: &mut World,
+    token: &str,
+    provider: &str,
+    spec: pb::ProviderSpec,
+    expected_version: Option<u64>,
+) -> Result<pb::Provider, tonic::Status> {
+    let request = pb::UpdateProviderRequest {
+        idempotency_key: Uuid::new_v4().simple().to_string(),
+        provider_id: provider.into(),
+        spec: Some(spec),
+        expected_version,
+    };
+    w.client
+        .update_provider(authed(token, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_site_updates_its_profile_and_only_its_own_organisation_or_an_admin_may() {
+    let mut w = world().await;
+    let site = register(&mut w, HARBOR).await;
+    set_beds(&mut w, HARBOR, &site, 3).await.unwrap();
+    let mut renamed = spec();
+    renamed.name = "Harbor House North".into();
+    renamed.hours = Some(common::Hours {
+        always: false,
+        utc_offset_minutes: -480,
+        slots: vec![common::WeeklySlot {
+            day: common::Weekday::Friday as i32,
+            open_minute: 18 * 60,
+            close_minute: 8 * 60,
+        }],
+    });
+    let before = w
+        .client
+        .get_provider(authed(
+            HARBOR,
+            pb::GetProviderRequest {
+                provider_id: site.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Another organisation's partner and intake staff cannot.
+    assert_eq!(
+        refused(update(&mut w, OTHER, &site, renamed.clone(), None).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        refused(update(&mut w, INTAKE, &site, renamed.clone(), None).await),
+        Code::PermissionDenied
+    );
+    // A stale version is refused.
+    assert_eq!(
+        refused(update(&mut w, HARBOR, &site, renamed.clone(), Some(before.version - 1)).await),
+        Code::Aborted
+    );
+
+    let updated = update(&mut w, HARBOR, &site, renamed.clone(), Some(before.version))
+        .await
+        .unwrap();
+    let shown = updated.spec.as_ref().unwrap();
+    assert_eq!(shown.name, "Harbor House North");
+    assert_eq!(shown.hours, renamed.hours);
+    assert_eq!(beds(&updated).declared, 3, "capacity stays");
+    assert_eq!(updated.version, before.version + 1);
+    // The same again changes nothing.
+    let again = update(&mut w, HARBOR, &site, renamed.clone(), None).await.unwrap();
+    assert_eq!(again.version, updated.version);
+
+    // An admin may, naming the organisation; a site keeps its organisation and region.
+    let mut by_admin = renamed.clone();
+    by_admin.org_id = cv::id_pb(HARBOR_ORG.as_uuid());
+    by_admin.name = "Harbor House".into();
+    update(&mut w, ADMIN, &site, by_admin.clone(), None).await.unwrap();
+    let mut other_org = by_admin.clone();
+    other_org.org_id = cv::id_pb(OTHER_ORG.as_uuid());
+    let status = update(&mut w, ADMIN, &site, other_org, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("org"), "{}", status.message());
+    let mut moved = renamed.clone();
+    moved.location.as_mut().unwrap().region = "US-36-061".into();
+    let status = update(&mut w, HARBOR, &site, moved, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("location.region"), "{}", status.message());
+    let mut nameless = renamed;
+    nameless.name.clear();
+    let status = update(&mut w, HARBOR, &site, nameless, None).await.unwrap_err();
+    assert!(status.message().contains("spec.name"), "{}", status.message());
 }

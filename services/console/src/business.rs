@@ -3,7 +3,7 @@
 //! hand-off an agency is told; withdraw; how many units were used and
 //! when, never by whom.
 
-use crate::html::{checkboxes, csrf, esc, page, problem, select, tag_if, time};
+use crate::html::{checkboxes, csrf, esc, local_time, page, problem, select, tag_if, when};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
@@ -43,22 +43,6 @@ fn kind_name(kind: i32, lang: Lang) -> &'static str {
         .map_or("?", |(_, _, t)| t.get(lang))
 }
 
-/// A day and time, `YYYY-MM-DD HH:MM UTC`.
-fn when(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}", time(ms))
-}
-
 fn client(c: &Console) -> DonationsClient<tonic::transport::Channel> {
     DonationsClient::new(c.donations.clone())
 }
@@ -79,7 +63,11 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
             out,
             "<article class=\"donation\" data-donation=\"{id}\"><h2>{kind}: {quantity}{withdrawn}</h2>\
              <p>{used} {used_text} · {held} {held_text} · {free} {free_text}</p>\
-             <p>{from} {start} — {to} {end}</p>",
+             <p>{from} {start} — {to} {end}</p>{offered}",
+            offered = match d.as_of_ms {
+                0 => String::new(),
+                ms => format!("<p class=\"as-of\">{} {}</p>", l(T::Offered), local_time(ms)),
+            },
             kind = kind_name(spec.kind, lang),
             quantity = spec.quantity,
             used = d.used,

@@ -159,6 +159,28 @@ pub fn time(ms: i64) -> String {
     format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
 }
 
+/// A day and time, `YYYY-MM-DD HH:MM UTC`.
+pub fn when(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", time(ms))
+}
+
+/// An instant the browser shows in its own time zone (`console.js`); the
+/// text is UTC for a page read without scripts.
+pub fn local_time(ms: i64) -> String {
+    format!("<time data-local=\"{ms}\">{}</time>", when(ms))
+}
+
 /// A tag after a heading (" suspended", " withdrawn") when `on`.
 pub fn tag_if(on: bool, text: &str) -> String {
     if on {

@@ -144,6 +144,11 @@ texts! {
     RemoveOne => "Remove one", "Quitar uno";
     Set => "Set", "Fijar";
     Declared => "Declared", "Declaradas";
+    AsOf => "as of", "al";
+    Stale => "stale", "desactualizada";
+    UnknownAge => "age unknown", "antigüedad desconocida";
+    StaleReminder => "Some of your capacity is older than the coalition's freshness limit. Confirm it: set each count again, even unchanged, so intake and the matcher can trust it.", "Parte de su capacidad es más antigua que el límite de actualidad de la coalición. Confírmela: fije cada cantidad de nuevo, aunque no cambie, para que la admisión y el asignador puedan confiar en ella.";
+    Offered => "offered", "ofrecida";
     Referrals => "Referrals waiting for your answer", "Referencias esperando su respuesta";
     NoReferrals => "No referrals waiting.", "No hay referencias esperando.";
     AcceptedReferrals => "Accepted", "Aceptadas";

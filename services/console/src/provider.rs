@@ -3,7 +3,7 @@
 //! and decline (with a coded reason), suspend and resume; what the agency
 //! shared once accepted.
 
-use crate::html::{csrf, esc, tag_if, time};
+use crate::html::{csrf, esc, local_time, tag_if, time};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::session::{random_id, Session};
@@ -118,6 +118,16 @@ fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
     )
 }
 
+/// A capacity's "as of" in the reader's time, tagged when stale.
+fn as_of(c: &cap::ServiceCapacity, lang: Lang) -> String {
+    let l = |t: T| t.get(lang);
+    let when = match c.as_of_ms {
+        0 => esc(l(T::UnknownAge)),
+        ms => format!("{} {}", l(T::AsOf), local_time(ms)),
+    };
+    format!("{when}{}", tag_if(c.stale, l(T::Stale)))
+}
+
 fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> String {
     let lang = s.lang;
     let l = |t: T| t.get(lang);
@@ -125,6 +135,9 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
         return format!("<p>{}</p>", l(T::NoSites));
     }
     let mut out = String::new();
+    if sites.iter().any(|(site, _)| site.capacity.iter().any(|c| c.stale)) {
+        let _ = write!(out, "<p class=\"reminder\" role=\"status\">{}</p>", l(T::StaleReminder));
+    }
     for (site, referrals) in sites {
         let id = esc(&site.provider_id);
         let name = site.spec.as_ref().map_or("", |spec| spec.name.as_str());
@@ -149,8 +162,9 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
             let set_id = format!("set-{id}-{}", c.service);
             let _ = write!(
                 out,
-                "<li data-service=\"{kind}\"><strong>{service}</strong> \
-                 <span class=\"free\">{free} {free_text}</span> · {held} {held_text} · {placed} {placed_text}\
+                "<li data-service=\"{kind}\"{stale_attr}><strong>{service}</strong> \
+                 <span class=\"free\">{free} {free_text}</span> · {held} {held_text} · {placed} {placed_text} \
+                 <span class=\"as-of\">{as_of}</span>\
                  <div class=\"stepper\">{minus}<output aria-live=\"polite\">{declared}</output>{plus}\
                  <form method=\"post\" action=\"/provider/sites/{id}/capacity\" class=\"inline\">{csrf}\
                  <input type=\"hidden\" name=\"service\" value=\"{kind}\">\
@@ -158,6 +172,8 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
                  <input id=\"{set_id}\" name=\"set\" type=\"number\" min=\"0\" max=\"100000\" value=\"{declared}\">\
                  <button type=\"submit\" class=\"quiet\">{set}</button></form></div></li>",
                 kind = c.service,
+                stale_attr = if c.stale { " data-stale" } else { "" },
+                as_of = as_of(c, lang),
                 free = c.free,
                 free_text = l(T::Free),
                 held = c.held,

@@ -24,6 +24,7 @@ function liveRegions() {
         region.innerHTML = await answer.text();
         region.dataset.refreshed = String(Number(region.dataset.refreshed || 0) + 1);
         countdowns();
+        localTimes(region);
       }
     };
     region.addEventListener("focusout", () => {
@@ -52,8 +53,27 @@ function countdowns() {
   });
 }
 
+// An instant ("as of") in the reader's own time zone and language; the
+// server's text (UTC) stays for pages read without scripts.
+function localTimes(root) {
+  const lang = document.documentElement.lang || undefined;
+  (root || document).querySelectorAll("time[data-local]").forEach((t) => {
+    const at = new Date(Number(t.dataset.local));
+    t.setAttribute("datetime", at.toISOString());
+    t.textContent = at.toLocaleString(lang, {
+      year: "numeric",
+      month: "short",
+      day: "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      timeZoneName: "short",
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   liveRegions();
+  localTimes();
   countdowns();
   setInterval(countdowns, 1000);
 });

@@ -13,6 +13,28 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
     let log = Log::capture("debug,h2=info,hyper=info,tower=info,async_nats=info");
     let mut c = Coalition::start(1, 1).await;
     site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
+    // A legal clinic of the same partner whose count was declared three
+    // days before the coalition's clock (`NIGHT`): stale under its 24 hours.
+    let clinic = site(&c, 0, &[pb::ServiceKind::Legal], 1).await;
+    let three_days_ago = refer_domain::sample::NIGHT.plus_secs(-72 * 3600);
+    let declared_then = refer_domain::CommandMeta {
+        occurred_at: three_days_ago,
+        correlation_id: refer_domain::ids::CorrelationId::from_u128(1),
+        causation_id: None,
+        idempotency_key: Some(refer_domain::IdempotencyKey::new("stale-clinic").unwrap()),
+    };
+    c.store
+        .execute::<refer_domain::provider::Provider>(
+            clinic.parse().unwrap(),
+            &refer_domain::provider::ProviderCommand::SetCapacity {
+                service: refer_domain::kinds::ServiceKind::Legal,
+                declared: 1,
+            },
+            &declared_then,
+            None,
+        )
+        .await
+        .unwrap();
     let urls = c.urls();
     let config = Config::from_sources(None, |key| {
         Some(match key {

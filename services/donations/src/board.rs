@@ -66,7 +66,7 @@ impl Model for Donations {
                 continue;
             };
             let donation = DonationId::from_uuid(envelope.aggregate.id);
-            if let DonationEvent::Registered(offer) = event {
+            if let Some(offer) = event.offer() {
                 self.orgs.entry(offer.org).or_default().insert(donation);
                 self.entries.entry(donation).or_insert_with(|| Entry {
                     donation,
@@ -94,7 +94,7 @@ impl Model for Donations {
                         entry.usage.push((envelope.occurred_at, units));
                     }
                 }
-                DonationEvent::Registered(_) | DonationEvent::Withdrawn => {}
+                DonationEvent::Registered(_) | DonationEvent::RegisteredAt { .. } | DonationEvent::Withdrawn => {}
             }
             out.write(key(b'e', &donation), entry);
             out.announce(entry.clone());

@@ -33,6 +33,7 @@ pub fn donation_view(id: Uuid, state: &Donation, version: u64, usage: &[(Timesta
                 units: *units,
             })
             .collect(),
+        as_of_ms: state.as_of.map_or(0, Timestamp::millis),
     }
 }
 

@@ -125,7 +125,9 @@ async fn start(context: Context) -> anyhow::Result<Started> {
     let definition = format!("{regions}; states {}", refer_eventstore::SNAPSHOT_FORMAT);
     let mut subscriber = Subscriber::open_defined(&store, &consumer, &[], definition.as_bytes()).await?;
     tracing::info!(partition = partition.name().unwrap_or("every region"), %regions, "matching");
-    let core = Arc::new(Mutex::new(Core::restore(subscriber.tree(), partition.clone())));
+    let mut restored = Core::restore(subscriber.tree(), partition.clone());
+    restored.planner.state.policy.freshness = context.config.freshness;
+    let core = Arc::new(Mutex::new(restored));
     let checkpoint = Arc::new(std::sync::atomic::AtomicU64::new(subscriber.checkpoint()));
     let executor = Executor {
         store,

@@ -367,3 +367,65 @@ async fn a_restarted_matcher_resumes_from_its_checkpoint() {
     assert_eq!(p.units(BED).held, 5, "one hold per need, none doubled");
     assert_eq!(need_state(&w, first).await.proposals_made, 1);
 }
+
+/// Fresh capacity before stale: with a bed declared two days ago near the
+/// person and one declared just now farther away, the fresh one is
+/// proposed; the stale bed still takes the next person, the only option
+/// left.
+#[tokio::test]
+async fn the_matcher_prefers_fresh_capacity_and_still_uses_stale_when_it_is_all() {
+    let w = world().await;
+    let near = provider(&w, shelter_at(34.06, -118.25), 0).await;
+    let old = refer_domain::CommandMeta {
+        occurred_at: NIGHT.plus_secs(-48 * 3600),
+        ..meta("stale-bed".into())
+    };
+    let set = ProviderCommand::SetCapacity {
+        service: BED,
+        declared: 1,
+    };
+    w.store
+        .execute::<Provider>(near.as_uuid(), &set, &old, None)
+        .await
+        .unwrap();
+    let far = provider(&w, shelter_at(34.40, -118.25), 1).await;
+
+    let first = need(&w, false).await;
+    eventually("the first need is proposed to the fresh bed", || async {
+        proposed_to(&w, first).await == Some(Target::Provider(far))
+    })
+    .await;
+    let second = need(&w, false).await;
+    eventually("the second need is proposed to the stale bed", || async {
+        proposed_to(&w, second).await == Some(Target::Provider(near))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_site_whose_profile_changes_is_matched_by_its_new_profile() {
+    let w = world().await;
+    // A shelter for adults only: the juvenile waits.
+    let site = provider(&w, shelter_at(34.06, -118.25), 2).await;
+    let juvenile = need(&w, true).await;
+    eventually("the juvenile is waitlisted", || async {
+        need_state(&w, juvenile).await.status == NeedStatus::Waitlisted
+    })
+    .await;
+    // The shelter now takes juveniles too (an HSDS import, a new policy).
+    let mut profile = shelter_at(34.06, -118.25);
+    profile.eligibility.age_bands.insert(AgeBand::Juvenile);
+    w.store
+        .execute::<Provider>(
+            site.as_uuid(),
+            &ProviderCommand::UpdateProfile(Box::new(profile)),
+            &meta("profile".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    eventually("the waiting juvenile is proposed to it", || async {
+        proposed_to(&w, juvenile).await == Some(Target::Provider(site))
+    })
+    .await;
+}

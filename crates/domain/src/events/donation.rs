@@ -59,12 +59,27 @@ pub enum DonationEvent {
     HoldConfirmed {
         hold: HoldId,
     },
+    /// `Registered` with the instant the business offered it (its "as of").
+    /// Decided since freshness; the variant without it stays for the
+    /// history before.
+    RegisteredAt {
+        offer: DonationOffer,
+        at: Timestamp,
+    },
 }
 
 impl DonationEvent {
+    /// The offer a registration carries, whichever variant recorded it.
+    pub fn offer(&self) -> Option<&DonationOffer> {
+        match self {
+            Self::Registered(offer) | Self::RegisteredAt { offer, .. } => Some(offer),
+            _ => None,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
-            Self::Registered(_) => "donation.registered",
+            Self::Registered(_) | Self::RegisteredAt { .. } => "donation.registered",
             Self::Withdrawn => "donation.withdrawn",
             Self::HoldPlaced { .. } => "donation.hold_placed",
             Self::HoldReleased { .. } => "donation.hold_released",

@@ -69,14 +69,31 @@ pub enum ProviderEvent {
     HoldConfirmed {
         hold: HoldId,
     },
+    /// `CapacitySet` with the instant the provider declared it (its "as of",
+    /// what freshness is measured from). Decided since freshness; the
+    /// variant without it stays for the history before.
+    CapacitySetAt {
+        service: ServiceKind,
+        declared: u32,
+        at: Timestamp,
+    },
+    /// `CapacityAdjusted` with the instant of the declaration.
+    CapacityAdjustedAt {
+        service: ServiceKind,
+        delta: i32,
+        at: Timestamp,
+    },
+    /// The site's new profile (same organisation, same region).
+    ProfileUpdated(Box<ProviderProfile>),
 }
 
 impl ProviderEvent {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Registered(_) => "provider.registered",
-            Self::CapacitySet { .. } => "provider.capacity_set",
-            Self::CapacityAdjusted { .. } => "provider.capacity_adjusted",
+            Self::ProfileUpdated(_) => "provider.profile_updated",
+            Self::CapacitySet { .. } | Self::CapacitySetAt { .. } => "provider.capacity_set",
+            Self::CapacityAdjusted { .. } | Self::CapacityAdjustedAt { .. } => "provider.capacity_adjusted",
             Self::Suspended => "provider.suspended",
             Self::Resumed => "provider.resumed",
             Self::HoldPlaced { .. } => "provider.hold_placed",

@@ -5,7 +5,7 @@
 use super::fold::{pool, site_pool, InLine};
 use super::policy::MIN_SPAN_SECS;
 use super::{hold_id, Decision, Ledger, Projection};
-use crate::{assign, Earlier, Mode, Request, Standing};
+use crate::{assign, Earlier, Mode, Request, Standing, Stock};
 use refer_domain::ids::{NeedId, PlacementId};
 use refer_domain::kinds::NeedKind;
 use refer_domain::need::{hold_expiry, NeedStatus, Target};
@@ -392,7 +392,12 @@ impl Projection {
             }));
             let catalog = self.sites.as_ref().expect("compiled above");
             let free = |i: usize| self.free(site_pool(catalog.site(i)), ledger);
-            let mut decided = assign(catalog, &free, now, &requests, Mode::Batch).into_iter();
+            let stale = |i: usize| self.stale(site_pool(catalog.site(i)), now);
+            let stock = Stock {
+                free: &free,
+                stale: &stale,
+            };
+            let mut decided = assign(catalog, stock, now, &requests, Mode::Batch).into_iter();
             // Back in line with `queued` (a need waiting to learn the rate
             // was not in the batch).
             let choices: Vec<crate::Choice> = standings

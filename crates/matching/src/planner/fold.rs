@@ -252,15 +252,23 @@ impl Projection {
                 let p = p.evolve(e);
                 self.tally.holds(before, p.holds.len());
                 self.providers.insert(pid, p);
-                if let (ProviderEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
-                    for site in provider_sites(pid, &self.providers[&pid]) {
-                        catalog.add(site);
+                match (e, &mut self.sites) {
+                    (ProviderEvent::Registered(_), Some(catalog)) => {
+                        for site in provider_sites(pid, &self.providers[&pid]) {
+                            catalog.add(site);
+                        }
                     }
+                    // Rare (an import, new hours): the catalog is compiled
+                    // again when next needed.
+                    (ProviderEvent::ProfileUpdated(_), _) => self.sites = None,
+                    _ => {}
                 }
                 // Only what can free units gives the waitlist another look:
                 // a hold placed or confirmed frees nothing.
                 match e {
-                    ProviderEvent::Registered(_) | ProviderEvent::Resumed => self.capacity_changed = true,
+                    ProviderEvent::Registered(_) | ProviderEvent::ProfileUpdated(_) | ProviderEvent::Resumed => {
+                        self.capacity_changed = true
+                    }
                     ProviderEvent::HoldPlaced { .. }
                     | ProviderEvent::HoldConfirmed { .. }
                     | ProviderEvent::Suspended => {}
@@ -285,13 +293,13 @@ impl Projection {
                 let d = d.evolve(e);
                 self.tally.holds(before, d.holds.len());
                 self.donations.insert(did, d);
-                if let (DonationEvent::Registered(_), Some(catalog)) = (e, &mut self.sites) {
+                if let (Some(_), Some(catalog)) = (e.offer(), &mut self.sites) {
                     if let Some(site) = donation_site(did, &self.donations[&did]) {
                         catalog.add(site);
                     }
                 }
                 match e {
-                    DonationEvent::Registered(_) => self.capacity_changed = true,
+                    DonationEvent::Registered(_) | DonationEvent::RegisteredAt { .. } => self.capacity_changed = true,
                     DonationEvent::HoldReleased { .. } => {
                         self.freed.insert(target);
                     }
@@ -440,6 +448,18 @@ impl Projection {
             (Target::Donation(id), _) => self.donations.get(&id).map_or(0, |d| d.free()),
         };
         free.saturating_sub(ledger.spoken_at(&pool))
+    }
+
+    /// Whether `pool`'s units are stale at `now` under the policy's
+    /// freshness limit (a donation's never are: its window says when it holds).
+    pub(crate) fn stale(&self, pool: Pool, now: Timestamp) -> bool {
+        match pool {
+            (Target::Provider(id), Some(service)) => self
+                .providers
+                .get(&id)
+                .is_none_or(|p| self.policy.freshness.is_stale(p.units(service).as_of, now)),
+            (Target::Provider(_), None) | (Target::Donation(_), _) => false,
+        }
     }
 
     /// Compiles every site that takes referrals for the matching engine.

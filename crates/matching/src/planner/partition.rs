@@ -92,7 +92,9 @@ impl Partition {
 fn lies(event: &Event) -> Lies {
     match event {
         Event::Provider(ProviderEvent::Registered(profile)) => Lies::In(profile.location.region.clone()),
-        Event::Donation(DonationEvent::Registered(offer)) => Lies::In(offer.location.region.clone()),
+        Event::Donation(e @ (DonationEvent::Registered(_) | DonationEvent::RegisteredAt { .. })) => {
+            Lies::In(e.offer().expect("a registration").location.region.clone())
+        }
         Event::Need(NeedEvent::Requested(request)) => Lies::In(request.spec.constraints.origin.region.clone()),
         Event::Provider(_) | Event::Donation(_) | Event::Need(_) => Lies::Known,
         Event::Placement(_) | Event::Standing(_) => Lies::Elsewhere,

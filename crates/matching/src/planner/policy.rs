@@ -19,7 +19,7 @@
 //! back at the end of the night: waits end while the night goes on.
 
 use crate::TIERS;
-use refer_domain::Timestamp;
+use refer_domain::{Freshness, Timestamp};
 
 /// The shortest span an arrival rate is measured over (seconds): a burst
 /// in the first minutes does not make the night look endless.
@@ -39,6 +39,9 @@ pub struct Policy {
     /// The immediate needs first seen this long before a plan are its
     /// forecast; 0: no forecast.
     pub lookback_secs: i64,
+    /// The coalition's freshness limit: capacity declared longer ago is
+    /// stale, and fresh capacity is preferred to it at equal priority.
+    pub freshness: Freshness,
 }
 
 impl Default for Policy {
@@ -46,6 +49,7 @@ impl Default for Policy {
         Self {
             hold_back_secs: [0, 0, 2 * 3600, 2 * 3600, 4 * 3600, 4 * 3600],
             lookback_secs: 2 * 3600,
+            freshness: Freshness::default(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl Policy {
         Self {
             hold_back_secs: [0; TIERS],
             lookback_secs: 0,
+            freshness: Freshness::default(),
         }
     }
 
