@@ -15,7 +15,7 @@ use refer_domain::Timestamp;
 use refer_hsds::{Available, Entry, Listing};
 use refer_proto::capacity::v1 as pb;
 use refer_proto::capacity::v1::capacity_client::CapacityClient;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
@@ -358,6 +358,22 @@ async fn plan(
                     );
                     continue;
                 }
+                for dropped in before.services.difference(&profile.services) {
+                    let held = site
+                        .capacity
+                        .iter()
+                        .find(|c| wire::service_kind(c.service, "service").ok() == Some(*dropped))
+                        .map_or(0, |c| c.held);
+                    if held > 0 {
+                        problem(
+                            "attributes (refer_service_kind)",
+                            format!(
+                                "drops {}, which has {held} unit(s) held for pending referrals: answer those first",
+                                refer_hsds::terms::Term::code(*dropped)
+                            ),
+                        );
+                    }
+                }
                 if *before != profile {
                     changes.push(Change::Profile);
                 }
@@ -370,15 +386,6 @@ async fn plan(
                         .iter()
                         .find(|c| wire::service_kind(c.service, "service").ok() == Some(available.service));
                     let held = now.map_or(0, |c| c.held);
-                    if let Some(c) = now {
-                        let dropped: BTreeSet<_> = before.services.difference(&profile.services).collect();
-                        if dropped.contains(&available.service) && c.held > 0 {
-                            problem(
-                                "attributes",
-                                format!("drops a service with {} unit(s) held for pending referrals", c.held),
-                            );
-                        }
-                    }
                     // Refer never goes back to an older count.
                     if now.is_none_or(|c| c.free != available.free && c.as_of_ms < available.as_of.millis()) {
                         if u64::from(available.free) + u64::from(held) > u64::from(MAX_UNITS) {

@@ -3,12 +3,13 @@
 
 use crate::assign::{assign, max_placeable, measure, Earlier, Metrics, Mode, Request, Standing, Stock};
 use crate::catalog::{Catalog, Offer, Site};
+use refer_domain::donation::{DonationEvent, DonationOffer};
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::Location;
-use refer_domain::ids::{DonationId, NeedId, PlacementId, ProviderId};
+use refer_domain::ids::{DonationId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::{ResourceKind, ServiceKind};
 use refer_domain::need::{GroupMembership, Target};
-use refer_domain::provider::MAX_UNITS;
+use refer_domain::provider::{ProviderEvent, ProviderProfile, MAX_UNITS};
 use refer_domain::request::NeedSpec;
 use refer_domain::time::{Hours, TimeWindow};
 use refer_domain::{DomainError, Freshness, Timestamp};
@@ -50,6 +51,36 @@ pub struct ProviderSite {
     pub as_of: BTreeMap<ServiceKind, Timestamp>,
 }
 
+impl ProviderSite {
+    /// The site as the events that make it: registered as `name` of `org`,
+    /// each capacity declared when the file says (of unknown age without).
+    pub fn events(&self, org: OrgId, name: String) -> Vec<ProviderEvent> {
+        let profile = ProviderProfile {
+            org,
+            name,
+            services: self.free.keys().copied().collect(),
+            eligibility: self.eligibility.clone(),
+            location: self.location.clone(),
+            hours: self.hours.clone(),
+        };
+        let mut events = vec![ProviderEvent::Registered(Box::new(profile))];
+        for (service, declared) in &self.free {
+            events.push(match self.as_of.get(service) {
+                Some(at) => ProviderEvent::CapacitySetAt {
+                    service: *service,
+                    declared: *declared,
+                    at: *at,
+                },
+                None => ProviderEvent::CapacitySet {
+                    service: *service,
+                    declared: *declared,
+                },
+            });
+        }
+        events
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DonatedResource {
@@ -61,6 +92,21 @@ pub struct DonatedResource {
     pub max_units_per_need: Option<u32>,
     pub eligibility: Eligibility,
     pub free: u32,
+}
+
+impl DonatedResource {
+    /// The donation as the event that registers it for `org`.
+    pub fn event(&self, org: OrgId) -> DonationEvent {
+        DonationEvent::Registered(DonationOffer {
+            org,
+            kind: self.kind,
+            quantity: self.free,
+            window: self.window,
+            location: self.location.clone(),
+            max_units_per_need: self.max_units_per_need,
+            eligibility: self.eligibility.clone(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,13 +16,13 @@ use crate::instance::{DonatedResource, Instance, OpenNeed, ProviderSite};
 use crate::planner::{Decision, Ledger, Policy, Projection};
 use crate::scenario::{Rng, Scenario, NIGHT};
 use crate::{tier, Catalog, TIERS};
-use refer_domain::donation::{Donation, DonationCommand, DonationEvent, DonationOffer};
+use refer_domain::donation::{Donation, DonationCommand};
 use refer_domain::geo::GeoPoint;
 use refer_domain::ids::{DonationId, GroupId, HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::{NeedKind, ServiceKind};
 use refer_domain::need::{DeclineReason, Need, NeedCommand, NeedRequest, NeedStatus, Proposal, Target};
 use refer_domain::profile::AgeBand;
-use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ProviderEvent, ProviderProfile, ReleaseReason};
+use refer_domain::provider::{HoldRequest, Provider, ProviderCommand, ReleaseReason};
 use refer_domain::request::{Cohesion, Urgency};
 use refer_domain::{Aggregate, Event, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -567,44 +567,15 @@ impl<'a> Live<'a> {
         };
         let mut events = Vec::new();
         for (i, p) in night.providers.iter().enumerate() {
-            let profile = ProviderProfile {
-                org: OrgId::from_u128(1),
-                name: format!("site {i}"),
-                services: p.free.keys().copied().collect(),
-                eligibility: p.eligibility.clone(),
-                location: p.location.clone(),
-                hours: p.hours.clone(),
-            };
-            events.push((
-                p.id.as_uuid(),
-                Event::Provider(ProviderEvent::Registered(Box::new(profile))),
-            ));
-            for (service, declared) in &p.free {
-                let event = match p.as_of.get(service) {
-                    Some(at) => ProviderEvent::CapacitySetAt {
-                        service: *service,
-                        declared: *declared,
-                        at: *at,
-                    },
-                    None => ProviderEvent::CapacitySet {
-                        service: *service,
-                        declared: *declared,
-                    },
-                };
-                events.push((p.id.as_uuid(), Event::Provider(event)));
-            }
+            let id = p.id.as_uuid();
+            events.extend(
+                p.events(OrgId::from_u128(1), format!("site {i}"))
+                    .into_iter()
+                    .map(|e| (id, Event::Provider(e))),
+            );
         }
         for d in &night.donations {
-            let offer = DonationOffer {
-                org: OrgId::from_u128(3),
-                kind: d.kind,
-                quantity: d.free,
-                window: d.window,
-                location: d.location.clone(),
-                max_units_per_need: d.max_units_per_need,
-                eligibility: d.eligibility.clone(),
-            };
-            events.push((d.id.as_uuid(), Event::Donation(DonationEvent::Registered(offer))));
+            events.push((d.id.as_uuid(), Event::Donation(d.event(OrgId::from_u128(3)))));
         }
         live.fold(events);
         for (i, incident) in night.incidents.iter().enumerate() {

@@ -6,7 +6,6 @@ mod kit;
 
 use kit::{given, proposals, provider, requested};
 use proptest::prelude::*;
-use refer_domain::donation::DonationEvent;
 use refer_domain::ids::{GroupId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::{NeedKind, ServiceKind};
 use refer_domain::need::{GroupMembership, NeedRequest, NeedStatus, Target};
@@ -283,42 +282,15 @@ fn a_group_kept_together_joins_the_site_of_a_member_placed_before() {
 fn instance_events(instance: &refer_matching::Instance) -> Vec<(uuid::Uuid, Event)> {
     let mut events = Vec::new();
     for (i, p) in instance.providers.iter().enumerate() {
-        let profile = ProviderProfile {
-            org: OrgId::from_u128(1),
-            name: format!("site {i}"),
-            services: p.free.keys().copied().collect(),
-            eligibility: p.eligibility.clone(),
-            location: p.location.clone(),
-            hours: p.hours.clone(),
-        };
-        // Each capacity declared when the file says (of unknown age without it).
-        events.extend(provider(p.id, profile, &[]));
-        for (service, declared) in &p.free {
-            let event = match p.as_of.get(service) {
-                Some(at) => ProviderEvent::CapacitySetAt {
-                    service: *service,
-                    declared: *declared,
-                    at: *at,
-                },
-                None => ProviderEvent::CapacitySet {
-                    service: *service,
-                    declared: *declared,
-                },
-            };
-            events.push((p.id.as_uuid(), Event::Provider(event)));
-        }
+        let id = p.id.as_uuid();
+        events.extend(
+            p.events(OrgId::from_u128(1), format!("site {i}"))
+                .into_iter()
+                .map(|e| (id, Event::Provider(e))),
+        );
     }
     for d in &instance.donations {
-        let offer = refer_domain::donation::DonationOffer {
-            org: OrgId::from_u128(3),
-            kind: d.kind,
-            quantity: d.free,
-            window: d.window,
-            location: d.location.clone(),
-            max_units_per_need: d.max_units_per_need,
-            eligibility: d.eligibility.clone(),
-        };
-        events.push((d.id.as_uuid(), Event::Donation(DonationEvent::Registered(offer))));
+        events.push((d.id.as_uuid(), Event::Donation(d.event(OrgId::from_u128(3)))));
     }
     for n in &instance.needs {
         let request = NeedRequest {
