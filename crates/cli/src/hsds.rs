@@ -78,17 +78,29 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             tokens_out,
             dry_run,
         } => {
-            let bytes = read_capped(&file)?;
-            let entries = refer_hsds::read(&bytes)
-                .map_err(|refused| anyhow!("{}: {refused}\nnothing was imported", file.display()))?;
+            let refused = |e: &dyn std::fmt::Display| anyhow!("{}: {e}\nnothing was imported", file.display());
+            let bytes = read_capped(&file).map_err(|e| refused(&e))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let (entries, problems) =
+                refer_hsds::read_all(&bytes, Timestamp::from_millis(now)).map_err(|e| refused(&e))?;
+            // One import at a time: two at once would each give a new
+            // organisation its own token.
+            let _registry = match tokens_file.as_deref().filter(|p| p.exists()) {
+                Some(path) => Some(hold(path)?),
+                None => None,
+            };
             let plan = plan(
                 settings,
                 &mut client,
                 entries,
+                problems,
                 tokens_file.as_deref(),
                 tokens_out.as_deref(),
             )
-            .await?;
+            .await
+            .map_err(|e| refused(&e))?;
             let rows = plan.rows();
             if !dry_run {
                 apply(
@@ -117,22 +129,29 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The file's bytes, refused unread when larger than an import takes.
+/// The file's bytes, refused unread past what an import takes.
 fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| anyhow!("cannot open it: {e}"))?;
     let mut bytes = Vec::new();
     file.take(refer_hsds::MAX_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("cannot read it: {e}"))?;
     if bytes.len() > refer_hsds::MAX_BYTES {
-        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        bail!(
-            "{}: {}\nnothing was imported",
-            path.display(),
-            refer_hsds::Refused::TooLarge { bytes: size }
-        );
+        bail!(refer_hsds::Refused::TooLarge);
     }
     Ok(bytes)
+}
+
+/// Holds the registry (an advisory lock) until dropped, waiting for
+/// another import that holds it.
+fn hold(registry: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::File::open(registry).map_err(|e| anyhow!("cannot open {}: {e}", registry.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!("waiting for another import of this registry to finish...");
+        file.lock()
+            .map_err(|e| anyhow!("cannot lock {}: {e}", registry.display()))?;
+    }
+    Ok(file)
 }
 
 /// Each organisation's name in the registry (its first entry's).
@@ -278,11 +297,11 @@ async fn plan(
     settings: &Settings,
     client: &mut CapacityClient<Channel>,
     entries: Vec<Entry>,
+    mut problems: Vec<refer_hsds::Problem>,
     tokens_file: Option<&Path>,
     tokens_out: Option<&Path>,
 ) -> anyhow::Result<Plan> {
     let known = org_names(tokens_file)?;
-    let mut problems = Vec::new();
     let mut sites = Vec::new();
     let mut new_orgs = BTreeMap::new();
     for entry in entries {
@@ -423,22 +442,32 @@ async fn plan(
             changes,
         });
     }
-    if !new_orgs.is_empty() && (tokens_file.is_none() || tokens_out.is_none()) {
-        bail!(
-            "{} organisation(s) are not partners yet ({}): give the registry (--tokens-file or REFER_TOKENS_FILE) and --tokens-out for their new tokens\nnothing was imported",
-            new_orgs.len(),
-            new_orgs.values().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-    if let Some(out) = tokens_out.filter(|p| !new_orgs.is_empty() && p.exists()) {
-        bail!(
-            "{} exists: --tokens-out names a new file\nnothing was imported",
-            out.display()
-        );
-    }
     if !problems.is_empty() {
-        let refused = refer_hsds::Refused::Records(problems);
-        bail!("{refused}\nnothing was imported");
+        problems.sort_by_key(|p| p.record);
+        bail!(refer_hsds::Refused::Records(problems));
+    }
+    if !new_orgs.is_empty() {
+        let (Some(_), Some(out)) = (tokens_file, tokens_out) else {
+            bail!(
+                "{} organisation(s) are not partners yet ({}): give the registry (--tokens-file or REFER_TOKENS_FILE) and --tokens-out for their new tokens",
+                new_orgs.len(),
+                new_orgs.values().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        if out.symlink_metadata().is_ok() {
+            bail!("--tokens-out {} exists: it names a new file", out.display());
+        }
+        let folder = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !folder.is_dir() {
+            bail!(
+                "--tokens-out {}: the folder {} does not exist",
+                out.display(),
+                folder.display()
+            );
+        }
     }
     Ok(Plan { sites, new_orgs })
 }
@@ -451,19 +480,17 @@ async fn apply(
     tokens_out: Option<&Path>,
 ) -> anyhow::Result<()> {
     if let (false, Some(registry), Some(out)) = (plan.new_orgs.is_empty(), tokens_file, tokens_out) {
-        // Each token is written out before the next partner is added:
-        // none is lost to a failure halfway.
+        // Each token reaches the disk before its hash reaches the registry:
+        // a run stopped at any point has shown every token that works.
         let mut file = owner_only(out)?;
-        writeln!(file, "[")?;
-        for (i, (org, name)) in plan.new_orgs.iter().enumerate() {
-            let token = refer_client::tokens::add_partner(registry, name, refer_client::Role::Provider, *org)
-                .map_err(|e| anyhow!("{e}"))?;
+        for (org, name) in &plan.new_orgs {
+            let token = refer_client::tokens::new_token();
             let line = serde_json::json!({ "org": org, "name": name, "role": "provider", "token": token });
-            let comma = if i + 1 < plan.new_orgs.len() { "," } else { "" };
-            writeln!(file, "  {line}{comma}")?;
-            file.flush()?;
+            writeln!(file, "{line}")?;
+            file.sync_data()?;
+            refer_client::tokens::add_partner_with(registry, name, refer_client::Role::Provider, *org, &token)
+                .map_err(|e| anyhow!("{e}"))?;
         }
-        writeln!(file, "]")?;
     }
     // A fresh run's keys: a retried run is safe because each change is
     // made only where the system still differs from the file.

@@ -74,6 +74,15 @@ fn without_times(mut v: Value) -> Value {
     v
 }
 
+/// The new partners an import wrote out: one JSON object a line.
+fn token_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -99,7 +108,7 @@ async fn a_directory_comes_in_from_hsds_goes_out_without_locations_and_moves_to_
             .all(|r| r["change"].as_str().unwrap().starts_with("registered")),
         "{table}"
     );
-    let partners: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(tokens_out).unwrap()).unwrap();
+    let partners = token_lines(Path::new(tokens_out));
     assert_eq!(partners.len(), 9);
     #[cfg(unix)]
     {
@@ -133,7 +142,8 @@ async fn a_directory_comes_in_from_hsds_goes_out_without_locations_and_moves_to_
         .unwrap();
     harbor_record["name"] = "Harbor House North".into();
     harbor_record["capacities"][0]["available"] = 5.into();
-    harbor_record["capacities"][0]["updated"] = "2100-01-01T00:00:00Z".into();
+    // Later than the import's "as of" (the services' clock is at NIGHT).
+    harbor_record["capacities"][0]["updated"] = "2026-11-27T00:00:00Z".into();
     harbor_record["capacities"][1]["available"] = 9.into(); // older than Refer's count: kept
     let news = write(dir.path(), "news.json", &serde_json::to_vec(&file).unwrap());
     let table = ok(&a, &["admin", "hsds", "import", news.to_str().unwrap(), "--json"]);
@@ -277,4 +287,91 @@ async fn bad_import_files_are_refused_with_their_reasons_and_nothing_written() {
         );
         assert!(!tokens_out.exists(), "{what}: tokens were written");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_problem_is_listed_at_once_and_two_imports_at_once_give_one_token_each() {
+    let c = Coalition::start(0, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let example: Value = serde_json::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+
+    // A record the file itself shows wrong, and one only the system can:
+    // a new site without its location. Both are said in one run.
+    let mut file = example.clone();
+    file["contents"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("service_at_locations");
+    file["contents"][1]["capacities"][0]["available"] = (-1).into();
+    let bad = write(dir.path(), "bad.json", &serde_json::to_vec(&file).unwrap());
+    let out = dir.path().join("never.json");
+    let said = refused(
+        &c,
+        &[
+            "admin",
+            "hsds",
+            "import",
+            bad.to_str().unwrap(),
+            "--tokens-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("2 record(s) cannot be imported"), "{said}");
+    assert!(
+        said.contains("contents[0]") && said.contains("service_at_locations: a site new to Refer"),
+        "{said}"
+    );
+    assert!(
+        said.contains("contents[1]") && said.contains("available: -1 is not a whole number"),
+        "{said}"
+    );
+    assert!(sites(&c).await.is_empty());
+
+    // Two imports of one directory at once: one token per organisation.
+    let registry = c.setup.tokens_file().to_path_buf();
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            let out = dir.path().join(format!("tokens-{i}.json"));
+            let urls = c.urls();
+            let ca = c.setup.keys.ca_file();
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                let done = Command::new(env!("CARGO_BIN_EXE_refer"))
+                    .args([
+                        "admin",
+                        "hsds",
+                        "import",
+                        EXAMPLE,
+                        "--tokens-out",
+                        out.to_str().unwrap(),
+                    ])
+                    .env("REFER_TOKEN", ADMIN)
+                    .env("REFER_TOKENS_FILE", &registry)
+                    .env("REFER_CAPACITY_URL", &urls[0])
+                    .env("REFER_CA_FILE", ca)
+                    .env("HOME", "/nonexistent")
+                    .output()
+                    .unwrap();
+                (done, out)
+            })
+        })
+        .collect();
+    let mut issued = 0;
+    for run in runs {
+        let (done, out) = tokio::task::block_in_place(|| run.join().unwrap());
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        if out.exists() {
+            issued += token_lines(&out).len();
+        }
+    }
+    assert_eq!(issued, 9, "each organisation got one token");
+    let partners = refer_client::tokens::partners(&registry).unwrap();
+    assert_eq!(
+        partners
+            .iter()
+            .filter(|p| p.role == refer_client::Role::Provider)
+            .count(),
+        9
+    );
+    assert_eq!(sites(&c).await.len(), 9);
 }

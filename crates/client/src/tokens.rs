@@ -140,16 +140,30 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds a partner with a fresh token to the token file at `path`; the
+/// token, which the file never holds.
 pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
+    let token = new_token();
+    add_partner_with(path, name, role, org, &token)?;
+    Ok(token)
+}
+
+/// A fresh token: 256 random bits as 64 hex digits.
+pub fn new_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Adds a partner whose `token` the caller made (and has kept safe first:
+/// once the file holds its hash, the token can never be shown again).
+pub fn add_partner_with(path: &Path, name: &str, role: Role, org: uuid::Uuid, token: &str) -> Result<(), String> {
     use std::io::Write;
     let name = name.trim();
     check_name(name)?;
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     let entry = format!(
         "\n[[token]]\nname = \"{name}\"\nrole = \"{}\"\norg = \"{}\"\nsha256 = \"{}\"\n",
         role.name(),
         org,
-        hash_token(&token)
+        hash_token(token)
     );
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -160,5 +174,5 @@ pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Resu
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("the token file is now invalid: {e}"))?;
-    Ok(token)
+    Ok(())
 }

@@ -23,9 +23,8 @@ pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Why an import file was refused. Nothing of a refused file is written.
 #[derive(Debug, PartialEq)]
 pub enum Refused {
-    TooLarge {
-        bytes: u64,
-    },
+    /// Over [`MAX_BYTES`].
+    TooLarge,
     NotUtf8 {
         offset: usize,
     },
@@ -43,10 +42,7 @@ pub enum Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLarge { bytes } => write!(
-                f,
-                "the file is {bytes} bytes; an import takes at most {MAX_BYTES} bytes (16 MiB)"
-            ),
+            Self::TooLarge => write!(f, "the file is over 16 MiB: an import takes at most {MAX_BYTES} bytes"),
             Self::NotUtf8 { offset } => write!(f, "the file is not UTF-8 text (byte {offset} is not)"),
             Self::NotJson { line, column, reason } => {
                 write!(f, "the file is not JSON (line {line}, column {column}: {reason})")
@@ -86,14 +82,29 @@ impl fmt::Display for Problem {
     }
 }
 
+/// How far ahead of the importer's clock an `updated` may be (clocks
+/// differ a little; a count "as of" next year would outrank every real one).
+const AHEAD_MS: i64 = 3_600_000;
+
 /// Reads an HSDS file's bytes: every record as an [`Entry`], or why the
-/// file is refused (all of its problems, not the first).
-pub fn read(bytes: &[u8]) -> Result<Vec<Entry>, Refused> {
-    if bytes.len() > MAX_BYTES {
-        return Err(Refused::TooLarge {
-            bytes: bytes.len() as u64,
-        });
+/// file is refused (all of its problems, not the first). `now` is the
+/// reader's clock, which no capacity's `updated` may be far ahead of.
+pub fn read(bytes: &[u8], now: Timestamp) -> Result<Vec<Entry>, Refused> {
+    match read_all(bytes, now)? {
+        (entries, problems) if problems.is_empty() => Ok(entries),
+        (_, problems) => Err(Refused::Records(problems)),
     }
+}
+
+/// [`read`], keeping the records that read well beside the problems of
+/// the others (so that a caller can check those against more, and list
+/// every problem at once).
+pub fn read_all(bytes: &[u8], now: Timestamp) -> Result<(Vec<Entry>, Vec<Problem>), Refused> {
+    if bytes.len() > MAX_BYTES {
+        return Err(Refused::TooLarge);
+    }
+    // A byte-order mark is no JSON, but editors write one: passed over.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| Refused::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -126,6 +137,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Entry>, Refused> {
         let mut r = Record {
             index,
             id: None,
+            now,
             problems: &mut problems,
         };
         let Some(entry) = r.entry(record) else { continue };
@@ -150,17 +162,14 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Entry>, Refused> {
         }
         entries.push(entry);
     }
-    if problems.is_empty() {
-        Ok(entries)
-    } else {
-        Err(Refused::Records(problems))
-    }
+    Ok((entries, problems))
 }
 
 /// One record being read, collecting its problems.
 struct Record<'a> {
     index: usize,
     id: Option<Uuid>,
+    now: Timestamp,
     problems: &'a mut Vec<Problem>,
 }
 
@@ -193,6 +202,18 @@ impl Record<'_> {
         let region = self.region(s, &attributes);
         let hours = self.hours(s);
         let point = self.point(s);
+        if let (Some(e), Some(region)) = (&eligibility, &region) {
+            let areas = area_names(s);
+            if matches!(e.service_area, ServiceArea::RadiusKm(_)) && areas.iter().any(|a| *a != region.as_str()) {
+                self.problem(
+                    "service_areas",
+                    format!(
+                        "name regions beside {}: a site takes people from within a radius or from regions, not both",
+                        terms::RADIUS_KM
+                    ),
+                );
+            }
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -436,8 +457,9 @@ impl Record<'_> {
                 kind
             });
             let free = match c.get("available") {
-                Some(Value::Number(n)) => match n.as_u64() {
-                    Some(v) if v <= u64::from(MAX_UNITS) => Some(v as u32),
+                // JSON has no integers apart: 4.0 and 1e2 are whole too.
+                Some(Value::Number(n)) => match n.as_f64() {
+                    Some(v) if v.fract() == 0.0 && (0.0..=f64::from(MAX_UNITS)).contains(&v) => Some(v as u32),
                     _ => {
                         self.problem(
                             &format!("{path}.available"),
@@ -460,7 +482,11 @@ impl Record<'_> {
             };
             let as_of = match c.get("updated") {
                 Some(Value::String(t)) => match t.parse::<jiff::Timestamp>() {
-                    Ok(t) => Some(Timestamp::from_millis(t.as_millisecond())),
+                    Ok(at) if at.as_millisecond() > self.now.millis() + AHEAD_MS => {
+                        self.problem(&format!("{path}.updated"), format!("{t:?} is in the future"));
+                        None
+                    }
+                    Ok(at) => Some(Timestamp::from_millis(at.as_millisecond())),
                     Err(_) => {
                         self.problem(
                             &format!("{path}.updated"),
@@ -567,7 +593,29 @@ impl Record<'_> {
                 None => self.problem(&field, "is missing (Refer matches languages by code)"),
             }
         }
+        if languages.len() > refer_domain::eligibility::MAX_LANGUAGES {
+            self.problem(
+                "languages",
+                format!(
+                    "{} languages: a site lists at most {}",
+                    languages.len(),
+                    refer_domain::eligibility::MAX_LANGUAGES
+                ),
+            );
+        }
         let service_area = self.service_area(s, attributes);
+        if let Some(ServiceArea::Regions(regions)) = &service_area {
+            if regions.len() > refer_domain::eligibility::MAX_REGIONS {
+                self.problem(
+                    "service_areas",
+                    format!(
+                        "{} regions: a site takes people from at most {}",
+                        regions.len(),
+                        refer_domain::eligibility::MAX_REGIONS
+                    ),
+                );
+            }
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -659,11 +707,7 @@ impl Record<'_> {
                 None
             });
         }
-        let areas: Vec<&str> = match s.get("service_areas") {
-            Some(Value::Array(a)) => a.iter().filter_map(|a| a.get("name")?.as_str()).collect(),
-            _ => vec![],
-        };
-        match areas.as_slice() {
+        match area_names(s).as_slice() {
             [one] if RegionCode::new(*one).is_ok() => RegionCode::new(*one).ok(),
             _ => {
                 self.problem(
@@ -684,13 +728,16 @@ impl Record<'_> {
         let mut offset: Option<(i16, String)> = None;
         let mut slots = Vec::new();
         for (path, sc) in self.objects(s, "schedules") {
+            // Every field is checked before the schedule is passed over,
+            // so that all of its problems are said at once.
+            let mut fine = true;
             if let Some(freq) = self.optional_text(sc, "freq", &format!("{path}.freq")) {
                 if freq != "WEEKLY" {
                     self.problem(
                         &format!("{path}.freq"),
                         format!("{freq:?}: Refer reads WEEKLY schedules only"),
                     );
-                    continue;
+                    fine = false;
                 }
             }
             match sc.get("interval") {
@@ -701,26 +748,24 @@ impl Record<'_> {
                         &format!("{path}.interval"),
                         format!("{other}: Refer reads every-week schedules only"),
                     );
-                    continue;
+                    fine = false;
                 }
             }
-            let days: Vec<Weekday> = match self.optional_text(sc, "byday", &format!("{path}.byday")) {
+            let days: Option<Vec<Weekday>> = match self.optional_text(sc, "byday", &format!("{path}.byday")) {
                 Some(days) => {
                     let parsed: Option<Vec<Weekday>> = days.split(',').map(|d| day_of(d.trim())).collect();
-                    match parsed {
-                        Some(days) if !days.is_empty() => days,
-                        _ => {
-                            self.problem(
-                                &format!("{path}.byday"),
-                                format!("{days:?} is not a list of MO, TU, WE, TH, FR, SA, SU"),
-                            );
-                            continue;
-                        }
+                    let parsed = parsed.filter(|d| !d.is_empty());
+                    if parsed.is_none() {
+                        self.problem(
+                            &format!("{path}.byday"),
+                            format!("{days:?} is not a list of MO, TU, WE, TH, FR, SA, SU"),
+                        );
                     }
+                    parsed
                 }
                 None => {
                     self.problem(&format!("{path}.byday"), "is missing (the days it opens)");
-                    continue;
+                    None
                 }
             };
             let zone = match sc.get("timezone") {
@@ -735,7 +780,7 @@ impl Record<'_> {
                             &format!("{path}.timezone"),
                             format!("{n} is not a UTC offset in hours from -12 to 14"),
                         );
-                        continue;
+                        fine = false;
                     }
                     minutes.map(|m| m as i16)
                 }
@@ -744,12 +789,18 @@ impl Record<'_> {
                         &format!("{path}.timezone"),
                         format!("must be a number, not {}", kind(other)),
                     );
-                    continue;
+                    fine = false;
+                    None
                 }
             };
             let open = self.clock(sc, "opens_at", &path);
             let close = self.clock(sc, "closes_at", &path);
-            let (Some((open, open_zone)), Some((close, close_zone))) = (open, close) else {
+            if open.is_some_and(|(open, _)| open >= 1440) {
+                self.problem(&format!("{path}.opens_at"), "must be before 24:00");
+                fine = false;
+            }
+            let (true, Some(days), Some((open, open_zone)), Some((close, close_zone))) = (fine, days, open, close)
+            else {
                 continue;
             };
             let zones: BTreeSet<i16> = [zone, open_zone, close_zone].into_iter().flatten().collect();
@@ -772,13 +823,19 @@ impl Record<'_> {
                 Some(_) => {}
                 None => offset = Some((here, path.clone())),
             }
-            if open >= 1440 {
-                self.problem(&format!("{path}.opens_at"), "must be before 24:00");
-                continue;
-            }
             for day in days {
                 slots.push(WeeklySlot { day, open, close });
             }
+        }
+        if slots.len() > refer_domain::time::MAX_SLOTS {
+            self.problem(
+                "schedules",
+                format!(
+                    "{} weekly openings (a day of byday is one): a site has at most {}",
+                    slots.len(),
+                    refer_domain::time::MAX_SLOTS
+                ),
+            );
         }
         if self.problems.len() > before {
             return None;
@@ -857,6 +914,14 @@ impl Record<'_> {
                 None
             }
         }
+    }
+}
+
+/// The names of a service's areas (what of them is text).
+fn area_names(s: &Map<String, Value>) -> Vec<&str> {
+    match s.get("service_areas") {
+        Some(Value::Array(a)) => a.iter().filter_map(|a| a.get("name")?.as_str()).collect(),
+        _ => vec![],
     }
 }
 

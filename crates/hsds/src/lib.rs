@@ -17,7 +17,7 @@ mod import;
 pub mod terms;
 
 pub use export::export;
-pub use import::{read, Problem, Refused, MAX_BYTES};
+pub use import::{read, read_all, Problem, Refused, MAX_BYTES};
 
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::{GeoPoint, RegionCode};

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 const NIGHT: Timestamp = Timestamp::from_millis(1_764_122_400_000); // 2025-11-26T02:00:00Z
+/// The reader's clock: a year after the night.
+const NOW: Timestamp = Timestamp::from_millis(1_764_122_400_000 + 365 * 86_400_000);
 
 fn schema() -> jsonschema::Validator {
     let text = include_str!("../schema/hsds-3.1.json");
@@ -198,7 +200,7 @@ fn an_export_never_carries_a_location() {
 fn an_export_read_back_is_the_same_directory() {
     let directory = directory();
     let text = serde_json::to_vec(&export(&directory)).unwrap();
-    let entries = read(&text).expect("an export reads back");
+    let entries = read(&text, NOW).expect("an export reads back");
     let mut read_back: Vec<Listing> = entries.iter().map(|e| e.listing.clone()).collect();
     read_back.sort_by_key(|l| l.site);
     assert_eq!(read_back, directory);
@@ -220,11 +222,11 @@ fn a_plain_hsds_record_from_another_system_reads() {
         "languages": [{ "id": "1c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "code": "es" }],
         "service_areas": [{ "id": "2c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "name": "US-06-037" }],
         "capacities": [{ "id": "3c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "unit": { "id": "4c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "name": "Medical visit" },
-                         "available": 8, "updated": "2026-11-30T09:15:00-08:00" }],
+                         "available": 8, "updated": "2026-01-30T09:15:00-08:00" }],
         "schedules": [{ "id": "5c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "freq": "WEEKLY", "byday": "MO,TU,WE", "opens_at": "08:00", "closes_at": "20:00", "timezone": -8 }],
         "service_at_locations": [{ "id": "6c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "location": { "id": "7c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "location_type": "physical", "latitude": 34.021, "longitude": -118.154 } }]
     }]);
-    let entries = read(&serde_json::to_vec(&file).unwrap()).expect("reads");
+    let entries = read(&serde_json::to_vec(&file).unwrap(), NOW).expect("reads");
     let l = &entries[0].listing;
     assert_eq!(l.services, [ServiceKind::Medical].into());
     assert_eq!(l.region.as_str(), "US-06-037");
@@ -235,7 +237,7 @@ fn a_plain_hsds_record_from_another_system_reads() {
         ServiceArea::Regions([region("US-06-037")].into())
     );
     assert_eq!(l.capacity[0].free, 8);
-    assert_eq!(l.capacity[0].as_of, Timestamp::from_millis(1_796_058_900_000));
+    assert_eq!(l.capacity[0].as_of, Timestamp::from_millis(1_769_793_300_000));
     match &l.hours {
         Hours::Weekly {
             utc_offset_minutes,
@@ -251,7 +253,7 @@ fn a_plain_hsds_record_from_another_system_reads() {
 }
 
 fn refused(bytes: &[u8]) -> Refused {
-    read(bytes).expect_err("the file is refused")
+    read(bytes, NOW).expect_err("the file is refused")
 }
 
 fn problems(file: Value) -> Vec<String> {
@@ -335,7 +337,7 @@ fn bad_values_name_what_is_allowed() {
 #[test]
 fn a_file_that_is_no_hsds_is_refused_whole() {
     let huge = vec![b' '; MAX_BYTES + 1];
-    assert!(matches!(refused(&huge), Refused::TooLarge { .. }));
+    assert_eq!(refused(&huge), Refused::TooLarge);
     assert!(refused(&huge).to_string().contains("at most 16777216 bytes"));
     let mut latin1 = br#"[{"name": "Caf"#.to_vec();
     latin1.push(0xE9);
@@ -344,4 +346,79 @@ fn a_file_that_is_no_hsds_is_refused_whole() {
     assert!(matches!(refused(b"[{\"id\": }]"), Refused::NotJson { line: 1, .. }));
     assert!(matches!(refused(b"{\"services\": []}"), Refused::Shape(_)));
     assert!(matches!(refused(b"42"), Refused::Shape(_)));
+}
+
+#[test]
+fn every_problem_of_a_schedule_is_said_at_once() {
+    let mut file = export(&directory());
+    file["contents"][1]["schedules"][0]["byday"] = json!("XX");
+    file["contents"][1]["schedules"][0]["opens_at"] = json!("25:00Z");
+    file["contents"][1]["schedules"][0]["timezone"] = json!("PST");
+    let found = problems(file).join("\n");
+    for expected in [
+        "schedules[0].byday: \"XX\" is not a list",
+        "schedules[0].opens_at: \"25:00Z\" is not a time",
+        "schedules[0].timezone: must be a number, not a string",
+    ] {
+        assert!(found.contains(expected), "missing {expected:?} in\n{found}");
+    }
+}
+
+#[test]
+fn whole_numbers_written_as_decimals_and_a_byte_order_mark_read() {
+    let mut file = export(&directory());
+    file["contents"][0]["capacities"][0]["available"] = json!(4.0);
+    file["contents"][2]["capacities"][0]["available"] = json!(1e2);
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend(serde_json::to_vec(&file).unwrap());
+    let entries = read(&bytes, NOW).expect("reads");
+    assert_eq!(entries[0].listing.capacity[0].free, 4);
+    assert_eq!(entries[2].listing.capacity[0].free, 100);
+    let mut file = export(&directory());
+    file["contents"][0]["capacities"][0]["available"] = json!(-1);
+    assert!(problems(file)[0].contains("capacities[0].available: -1 is not a whole number"));
+}
+
+#[test]
+fn a_count_from_the_future_is_refused() {
+    // It would outrank every real count for as long as the future lasts.
+    let mut file = export(&directory());
+    file["contents"][0]["capacities"][0]["updated"] = json!("2100-01-01T00:00:00Z");
+    let found = problems(file);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("capacities[0].updated: \"2100-01-01T00:00:00Z\" is in the future"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_radius_and_regions_together_are_refused_and_limits_named_in_hsds_terms() {
+    let mut file = export(&directory());
+    // Site 3 takes people within 40 km; a second area names a region too.
+    file["contents"][2]["service_areas"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "3c2d3e4f-5061-4728-8394-a5b6c7d8e9f1", "name": "US-06-059" }));
+    let languages: Vec<Value> = (0..33)
+        .map(|i: u8| {
+            let letter = (b'a' + i % 26) as char;
+            let code = if i < 26 {
+                format!("x{letter}")
+            } else {
+                format!("xa{letter}")
+            };
+            json!({ "id": Uuid::from_u128(900 + u128::from(i)).to_string(), "code": code })
+        })
+        .collect();
+    file["contents"][0]["languages"] = Value::Array(languages);
+    let found = problems(file).join("\n");
+    assert!(
+        found.contains("contents[2]") && found.contains("service_areas: name regions beside refer_radius_km"),
+        "{found}"
+    );
+    assert!(
+        found.contains("contents[0]") && found.contains("languages: 33 languages: a site lists at most 32"),
+        "{found}"
+    );
 }
