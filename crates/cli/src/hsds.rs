@@ -353,8 +353,9 @@ async fn plan(
             },
             hours: l.hours.clone(),
         };
+        // What the file could not say alone: the site's location with the rest.
         if let Err(e) = profile.validate() {
-            problem("", e.to_string());
+            problem("service_at_locations", e.to_string());
             continue;
         }
         let mut changes = Vec::new();
