@@ -142,16 +142,15 @@ fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Holds the registry (an advisory lock) until dropped, waiting for
-/// another import that holds it.
+/// Holds the registry until dropped (`refer_client::tokens::lock`),
+/// saying so when another import holds it.
 fn hold(registry: &Path) -> anyhow::Result<std::fs::File> {
-    let file = std::fs::File::open(registry).map_err(|e| anyhow!("cannot open {}: {e}", registry.display()))?;
-    if file.try_lock().is_err() {
-        eprintln!("waiting for another import of this registry to finish...");
-        file.lock()
-            .map_err(|e| anyhow!("cannot lock {}: {e}", registry.display()))?;
+    if let Ok(probe) = std::fs::File::open(registry) {
+        if probe.try_lock().is_err() {
+            eprintln!("waiting for another import of this registry to finish...");
+        }
     }
-    Ok(file)
+    refer_client::tokens::lock(registry).map_err(|e| anyhow!(e))
 }
 
 /// Each organisation's name in the registry (its first entry's).
@@ -361,14 +360,16 @@ async fn plan(
         let mut changes = Vec::new();
         match (&current, &existing) {
             (Some(site), Some((_, before))) => {
-                if before.org != profile.org {
+                // Both said at once, then the site is passed over.
+                let other_org = before.org != profile.org;
+                if other_org {
                     problem(
                         "organization.id",
                         "the site belongs to another organisation in Refer".into(),
                     );
-                    continue;
                 }
-                if before.location.region != profile.location.region {
+                let moved = before.location.region != profile.location.region;
+                if moved {
                     problem(
                         "attributes (refer_region)",
                         format!(
@@ -376,6 +377,8 @@ async fn plan(
                             before.location.region.as_str()
                         ),
                     );
+                }
+                if other_org || moved {
                     continue;
                 }
                 for dropped in before.services.difference(&profile.services) {
@@ -484,11 +487,18 @@ async fn apply(
         // Each token reaches the disk before its hash reaches the registry:
         // a run stopped at any point has shown every token that works.
         let mut file = owner_only(out)?;
+        let folder = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(folder)?.sync_all()?;
+        let write_error = |e: std::io::Error| anyhow!("cannot write {}: {e}", out.display());
         for (org, name) in &plan.new_orgs {
             let token = refer_client::tokens::new_token();
             let line = serde_json::json!({ "org": org, "name": name, "role": "provider", "token": token });
-            writeln!(file, "{line}")?;
-            file.sync_data()?;
+            // One write a line: a stop halfway leaves whole lines only.
+            file.write_all(format!("{line}\n").as_bytes()).map_err(write_error)?;
+            file.sync_data().map_err(write_error)?;
             refer_client::tokens::add_partner_with(registry, name, refer_client::Role::Provider, *org, &token)
                 .map_err(|e| anyhow!("{e}"))?;
         }

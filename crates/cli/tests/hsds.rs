@@ -374,4 +374,21 @@ async fn every_problem_is_listed_at_once_and_two_imports_at_once_give_one_token_
         9
     );
     assert_eq!(sites(&c).await.len(), 9);
+
+    // A known site claimed by another organisation and moved: both said.
+    let mut file = example.clone();
+    file["contents"][0]["organization"]["id"] = "0d1e2f30-4152-4637-8495-a6b7c8d9e0f1".into();
+    file["contents"][0]["organization_id"] = "0d1e2f30-4152-4637-8495-a6b7c8d9e0f1".into();
+    for a in file["contents"][0]["attributes"].as_array_mut().unwrap() {
+        if a["link_type"] == "refer_region" {
+            a["value"] = "US-06-059".into();
+        }
+    }
+    let claimed = write(dir.path(), "claimed.json", &serde_json::to_vec(&file).unwrap());
+    let said = refused(&c, &["admin", "hsds", "import", claimed.to_str().unwrap()]);
+    assert!(
+        said.contains("organization.id: the site belongs to another organisation"),
+        "{said}"
+    );
+    assert!(said.contains("a site keeps its region"), "{said}");
 }

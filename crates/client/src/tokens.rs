@@ -143,6 +143,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Adds a partner with a fresh token to the token file at `path`; the
 /// token, which the file never holds.
 pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<String, String> {
+    let _held = lock(path)?;
     let token = new_token();
     add_partner_with(path, name, role, org, &token)?;
     Ok(token)
@@ -153,8 +154,27 @@ pub fn new_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
+/// Holds the token file at `path` for one writer (an advisory lock on
+/// the file itself, which every writer appends to in place) until the
+/// returned file is dropped; waits for another writer.
+pub fn lock(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}
+
 /// Adds a partner whose `token` the caller made (and has kept safe first:
-/// once the file holds its hash, the token can never be shown again).
+/// once the file holds its hash, the token can never be shown again). The
+/// caller holds [`lock`]. The entry is appended in place (the file keeps
+/// its inode: a container's bind mount of it sees the change) in one
+/// write; a write that fails (a full disk) is cut off again, so the file
+/// is never left with half an entry that would stop every later reload.
 pub fn add_partner_with(path: &Path, name: &str, role: Role, org: uuid::Uuid, token: &str) -> Result<(), String> {
     use std::io::Write;
     let name = name.trim();
@@ -165,14 +185,25 @@ pub fn add_partner_with(path: &Path, name: &str, role: Role, org: uuid::Uuid, to
         org,
         hash_token(token)
     );
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    parse(&text).map_err(|e| format!("{} is not a valid token file: {e}", path.display()))?;
+    parse(&(text + &entry)).map_err(|e| format!("the entry would make the token file invalid: {e}"))?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    file.write_all(entry.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("the token file is now invalid: {e}"))?;
-    Ok(())
+    let before = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    let written = file.write_all(entry.as_bytes()).and_then(|()| file.sync_data());
+    written.map_err(|e| {
+        let _ = file.set_len(before).and_then(|()| file.sync_data());
+        format!("cannot write {}: {e} (it is unchanged)", path.display())
+    })
 }

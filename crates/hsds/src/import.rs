@@ -580,8 +580,8 @@ impl Record<'_> {
         let mut languages = BTreeSet::new();
         for (path, l) in self.objects(s, "languages") {
             let field = format!("{path}.code");
-            match self.optional_text(l, "code", &field) {
-                Some(code) => match Language::new(code) {
+            match l.get("code") {
+                Some(Value::String(code)) => match Language::new(code) {
                     Ok(lang) => {
                         languages.insert(lang);
                     }
@@ -590,7 +590,8 @@ impl Record<'_> {
                         format!("{code:?} is not an ISO 639 code (2 or 3 lower-case letters)"),
                     ),
                 },
-                None => self.problem(&field, "is missing (Refer matches languages by code)"),
+                None | Some(Value::Null) => self.problem(&field, "is missing (Refer matches languages by code)"),
+                Some(other) => self.problem(&field, format!("must be a string, not {}", kind(other))),
             }
         }
         if languages.len() > refer_domain::eligibility::MAX_LANGUAGES {
