@@ -60,8 +60,17 @@ async fn sites(c: &Coalition) -> Vec<cap::Provider> {
         .providers
 }
 
+/// The export, checked against the project's HSDS schema.
 fn export(c: &Coalition) -> Value {
-    serde_json::from_str(&ok(c, &["admin", "hsds", "export"])).expect("the export is JSON")
+    let exported: Value = serde_json::from_str(&ok(c, &["admin", "hsds", "export"])).expect("the export is JSON");
+    let schema: Value = serde_json::from_str(include_str!("../../hsds/schema/hsds-3.1.json")).unwrap();
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&exported).map(|e| e.to_string()).collect();
+    assert_eq!(errors, Vec::<String>::new(), "the export is HSDS 3.1");
+    exported
 }
 
 /// An export without its `updated` times (an import's "as of" is its own).

@@ -212,7 +212,14 @@ async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Byt
         "" => Ok(uuid::Uuid::new_v4()),
         text => uuid::Uuid::parse_str(text).map_err(|_| "org: not a UUID".to_owned()),
     };
-    let made = org.and_then(|org| refer_client::tokens::add_partner(path, field(&f, "name"), role, org));
+    // The registry may be held by an import for a while: wait off the runtime.
+    let (path, name) = (path.clone(), field(&f, "name").to_owned());
+    let made = match org {
+        Ok(org) => tokio::task::spawn_blocking(move || refer_client::tokens::add_partner(&path, &name, role, org))
+            .await
+            .unwrap_or_else(|e| Err(format!("adding the partner stopped: {e}"))),
+        Err(e) => Err(e),
+    };
     let message = match made {
         Ok(token) => {
             tracing::info!(role = ?role, "partner added");
