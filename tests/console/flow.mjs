@@ -257,6 +257,39 @@ try {
   }
   check(welcomed, "the new partner's token signs in");
 
+  // The admin reads the month's report: charts and tables, raw and then
+  // only what may be published; on a phone, nothing wider than the screen.
+  await admin.getByRole("link", { name: "Reports" }).click();
+  await admin.waitForURL(/\/reports/);
+  check(await admin.getByRole("heading", { name: "the whole coalition" }).isVisible(), "the coalition's report");
+  check((await admin.getByRole("status").textContent()).includes("coalition's own eyes"), "raw figures are said to be raw");
+  check(await admin.getByRole("img", { name: "Median minutes, month by month, from request to: acceptance" }).isVisible(), "a chart of response times");
+  const outcomes = admin.getByRole("table", { name: "needs by kind and outcome" });
+  check(await outcomes.isVisible(), "the outcomes table");
+  const placedRaw = await outcomes.getByRole("row", { name: /^shelter/ }).getByRole("cell").first().textContent();
+  check(/^[0-9]+$/.test(placedRaw), `a raw count: ${placedRaw}`);
+  const overflow = await admin.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the report page is ${overflow} px wider than the phone`);
+  await accessibleInBoth(admin, "reports");
+  await admin.getByLabel("Only what may be published").check();
+  await admin.getByRole("button", { name: "Show the report" }).click();
+  await admin.waitForURL(/publish=1/);
+  check((await admin.getByRole("status").textContent()).includes("< 5"), "the published notice");
+  const placedPublished = await admin
+    .getByRole("table", { name: "needs by kind and outcome" })
+    .getByRole("row", { name: /^shelter/ })
+    .getByRole("cell")
+    .first()
+    .textContent();
+  check(placedPublished === "< 5" || placedPublished === "suppressed", `a night's few placements are hidden: ${placedPublished}`);
+  await shoot(admin, "admin-report-published");
+  const badMonth = await admin.goto(`${url}/reports?from=2026-13`);
+  check(badMonth.status() === 400, `a month that is none: ${badMonth.status()}`);
+  check((await admin.getByRole("alert").textContent()).includes("First month"), "is named as the form names it");
+  // Intake reads its own agency's.
+  await intake.goto(`${url}/reports`);
+  check(await intake.getByRole("heading", { name: "your organisation" }).isVisible(), "intake reads its own report");
+
   // The intake service goes down while a form is being filled: the page
   // says which service, and keeps the form. (The test harness stops the
   // service once told the form is ready.)

@@ -77,6 +77,27 @@ enum Command {
     /// Coalition admins: partners' tokens and the matcher's workload.
     #[command(subcommand)]
     Admin(admin::Command),
+    /// Your organisation's figures over whole months (an admin's: the
+    /// coalition's, or `--org`'s), from the matcher (docs/reports.md).
+    /// Raw counts are for the coalition's own eyes; `--publish` applies the
+    /// disclosure rules, for whatever leaves it.
+    Report {
+        /// The first month, YYYY-MM (default: this month, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// The last month, YYYY-MM (default: the first).
+        #[arg(long)]
+        to: Option<String>,
+        /// An organisation's id: admins only (a partner reads its own).
+        #[arg(long)]
+        org: Option<String>,
+        /// Only what may leave the coalition.
+        #[arg(long)]
+        publish: bool,
+        /// Print the tables as CSV (with `--publish`).
+        #[arg(long, requires = "publish")]
+        csv: bool,
+    },
     /// Check NATS and every service, and say what is wrong.
     Doctor,
     /// Run the matching engine on a problem instance (JSON, see
@@ -117,6 +138,13 @@ async fn main() -> std::process::ExitCode {
             Command::Business(c) => business::run(&s, c).await,
             Command::Intake(c) => intake::run(&s, c).await,
             Command::Admin(c) => admin::run(&s, c).await,
+            Command::Report {
+                from,
+                to,
+                org,
+                publish,
+                csv,
+            } => report::run_api(&s, from, to, org, publish, csv).await,
             Command::Doctor => doctor::run(&s).await,
             Command::Solve { .. } => unreachable!("solved above, without settings"),
         },

@@ -3,7 +3,7 @@
 
 use crate::output::{out, record, table};
 use crate::settings::Settings;
-use refer_reports::disclosure::{Published, Shown, Table};
+use refer_reports::disclosure::{unpublished, Published, Shown};
 use refer_reports::{Ledger, Period, Report, Scope};
 
 pub async fn run(
@@ -54,7 +54,7 @@ pub async fn run(
         }
         return Ok(());
     }
-    let tables: Vec<Published> = report.tables.iter().map(raw).collect();
+    let tables: Vec<Published> = report.tables.iter().map(unpublished).collect();
     if settings.json {
         let value = serde_json::json!({
             "from_month": period.first_month(),
@@ -91,27 +91,6 @@ fn times(report: &Report) -> impl Iterator<Item = (String, String, String)> + '_
             minutes(d.p90_minutes),
         )
     })
-}
-
-/// A table with every count shown, for the coalition's own eyes.
-fn raw(t: &Table) -> Published {
-    let count = |n: u64| Shown::Count(n);
-    let columns = t.columns.len();
-    Published {
-        title: t.title.clone(),
-        rows: t.rows.clone(),
-        columns: t.columns.clone(),
-        cells: t
-            .cells
-            .iter()
-            .map(|r| r.iter().map(|f| count(f.count)).collect())
-            .collect(),
-        row_totals: t.cells.iter().map(|r| count(r.iter().map(|f| f.count).sum())).collect(),
-        column_totals: (0..columns)
-            .map(|j| count(t.cells.iter().map(|r| r[j].count).sum()))
-            .collect(),
-        total: count(t.cells.iter().flatten().map(|f| f.count).sum()),
-    }
 }
 
 fn minutes(m: Option<i64>) -> String {
@@ -159,4 +138,127 @@ fn show(
             ("businesses active", businesses.to_string()),
         ],
     );
+}
+
+/// `refer report`: the caller's own figures (an admin's: the coalition's or
+/// any organisation's) through the matcher's GetReport, with a partner's
+/// token; no bus credential.
+pub async fn run_api(
+    settings: &Settings,
+    from: Option<String>,
+    to: Option<String>,
+    org: Option<String>,
+    publish: bool,
+    csv: bool,
+) -> anyhow::Result<()> {
+    use refer_proto::matcher::v1 as m;
+    let url = settings.matcher.clone();
+    let mut client = m::matcher_client::MatcherClient::new(crate::client::channel(settings, "matcher", &url).await?);
+    let ask = m::GetReportRequest {
+        from_month: from.unwrap_or_default(),
+        to_month: to.unwrap_or_default(),
+        organisation_id: org.unwrap_or_default(),
+        publish,
+    };
+    let r = client
+        .get_report(crate::client::request(settings, ask)?)
+        .await
+        .map_err(|s| anyhow::anyhow!(crate::errors::explain("matcher", &url, &s)))?
+        .into_inner();
+    let tables: Vec<Published> = r.tables.iter().map(published).collect::<anyhow::Result<_>>()?;
+    let shown = |f: &Option<m::Figure>| shown_pb(f.as_ref());
+    let (providers, businesses) = (shown(&r.providers_active)?, shown(&r.businesses_active)?);
+    if csv {
+        for t in &tables {
+            out(&t.to_csv());
+        }
+        return Ok(());
+    }
+    let delays = |times: &[m::Delay]| {
+        times
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "name": d.name,
+                    "needs": (!r.published).then_some(d.needs),
+                    "median_minutes": d.median_minutes,
+                    "p90_minutes": d.p90_minutes,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    if settings.json {
+        let value = serde_json::json!({
+            "from_month": r.from_month,
+            "to_month": r.to_month,
+            "organisation_id": (!r.organisation_id.is_empty()).then_some(&r.organisation_id),
+            "published": r.published,
+            "tables": tables,
+            "times": delays(&r.times),
+            "months": r.months.iter().map(|m| serde_json::json!({"month": m.month, "times": delays(&m.times)})).collect::<Vec<_>>(),
+            "providers_active": providers,
+            "businesses_active": businesses,
+        });
+        out(&serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let whose = if r.organisation_id.is_empty() {
+        "the coalition".to_owned()
+    } else {
+        format!("organisation {}", r.organisation_id)
+    };
+    let heading = if r.published {
+        format!("{} to {}, {whose}, published", r.from_month, r.to_month)
+    } else {
+        format!(
+            "{} to {}, {whose}, raw counts: for the coalition's eyes only (--publish for what may leave it)",
+            r.from_month, r.to_month
+        )
+    };
+    let times = r.times.iter().map(|d| {
+        let name = if r.published {
+            d.name.clone()
+        } else {
+            format!("{} ({} needs)", d.name, d.needs)
+        };
+        (name, minutes(d.median_minutes), minutes(d.p90_minutes))
+    });
+    show(&heading, &tables, times, (providers, businesses));
+    Ok(())
+}
+
+/// A figure as the service showed it; a missing one is the service's fault.
+fn shown_pb(f: Option<&refer_proto::matcher::v1::Figure>) -> anyhow::Result<Shown> {
+    use refer_proto::matcher::v1::figure::Shown as S;
+    match f.and_then(|f| f.shown) {
+        Some(S::Count(n)) => Ok(Shown::Count(n)),
+        Some(S::UnderFive(_)) => Ok(Shown::UnderFive),
+        Some(S::Suppressed(_)) => Ok(Shown::Suppressed),
+        None => Err(anyhow::anyhow!("the matcher sent a report figure with no value")),
+    }
+}
+
+fn published(t: &refer_proto::matcher::v1::ReportTable) -> anyhow::Result<Published> {
+    let all = |v: &[refer_proto::matcher::v1::Figure]| {
+        v.iter().map(|f| shown_pb(Some(f))).collect::<anyhow::Result<Vec<_>>>()
+    };
+    let width = t.columns.len();
+    let cells = all(&t.cells)?;
+    if width == 0 || cells.len() != t.rows.len() * width {
+        anyhow::bail!(
+            "the matcher sent table {:?} with {} cells for {} rows of {width}",
+            t.title,
+            cells.len(),
+            t.rows.len()
+        );
+    }
+    Ok(Published {
+        title: t.title.clone(),
+        rows: t.rows.clone(),
+        columns: t.columns.clone(),
+        cells: cells.chunks(width).map(<[Shown]>::to_vec).collect(),
+        row_totals: all(&t.row_totals)?,
+        column_totals: all(&t.column_totals)?,
+        total: shown_pb(t.total.as_ref())?,
+    })
 }

@@ -833,6 +833,37 @@ async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
         refused.contains("--from/--to") && refused.contains("YYYY-MM"),
         "{refused}"
     );
+
+    // A partner's own, through the matcher with its token: the agency
+    // asked for all six, so its figures are the operator's; the shelter
+    // was offered the two it took.
+    let (agency, shelter) = tokio::task::spawn_blocking({
+        let cli = cli.clone();
+        move || {
+            (
+                cli.json(INTAKE, &["report", "--from", "2026-11"]),
+                cli.json(&provider_token(0), &["report", "--from", "2026-11"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(agency["tables"], raw["tables"], "{agency}");
+    assert_eq!(agency["organisation_id"], AGENCY.as_uuid().to_string());
+    assert_eq!(shelter["tables"][0]["cells"][0][0], 2, "{shelter}");
+    assert_eq!(shelter["tables"][0]["total"], 2, "{shelter}");
+    let theirs = cli.run(INTAKE, &["report", "--from", "2026-11", "--publish", "--csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&theirs.stdout),
+        csv,
+        "the same published tables"
+    );
+    let other = provider_org(0).as_uuid().to_string();
+    let refused = cli.fails(INTAKE, &["report", "--org", &other]);
+    assert!(
+        refused.contains("organisation_id") && refused.contains("own"),
+        "{refused}"
+    );
 }
 
 /// A stolen service credential can make consumers until the store's bound

@@ -14,21 +14,36 @@ pub async fn each_event(
     js: &jetstream::Context,
     stream: &str,
     filter: &str,
-    mut visit: impl FnMut(Envelope),
+    visit: impl FnMut(Envelope),
 ) -> anyhow::Result<()> {
+    each_event_from(js, stream, filter, 1, visit).await.map(|_| ())
+}
+
+/// As [`each_event`], from stream sequence `from` on: a read model kept
+/// in memory reads only what was appended since its last read. Returns the
+/// sequence to read from next time.
+pub async fn each_event_from(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: &str,
+    from: u64,
+    mut visit: impl FnMut(Envelope),
+) -> anyhow::Result<u64> {
+    let from = from.max(1);
     let mut stream = js.get_stream(stream).await?;
     let last = stream.info().await?.state.last_sequence;
-    if last == 0 {
-        return Ok(());
+    if last < from {
+        return Ok(from);
     }
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: filter.to_owned(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
             ..Default::default()
         })
         .await?;
     if consumer.cached_info().num_pending == 0 {
-        return Ok(());
+        return Ok(last + 1);
     }
     let mut messages = consumer.messages().await?;
     while let Some(message) = messages.next().await {
@@ -39,8 +54,8 @@ pub async fn each_event(
             visit(envelope);
         }
         if pending == 0 || seq >= last {
-            break;
+            return Ok(seq.max(last) + 1);
         }
     }
-    Ok(())
+    Err(anyhow::anyhow!("reading the stream: it ended before sequence {last}"))
 }

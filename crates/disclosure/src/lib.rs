@@ -181,6 +181,28 @@ impl Published {
     }
 }
 
+/// A table with every count shown and its totals: the same form as a
+/// published one, for the coalition's own eyes only (never to leave it).
+pub fn unpublished(t: &Table) -> Published {
+    let count = Shown::Count;
+    let columns = t.columns.len();
+    Published {
+        title: t.title.clone(),
+        rows: t.rows.clone(),
+        columns: t.columns.clone(),
+        cells: t
+            .cells
+            .iter()
+            .map(|r| r.iter().map(|f| count(f.count)).collect())
+            .collect(),
+        row_totals: t.cells.iter().map(|r| count(r.iter().map(|f| f.count).sum())).collect(),
+        column_totals: (0..columns)
+            .map(|j| count(t.cells.iter().map(|r| r[j].count).sum()))
+            .collect(),
+        total: count(t.cells.iter().flatten().map(|f| f.count).sum()),
+    }
+}
+
 /// A field quoted when it holds a separator, a quote or a line break (RFC 4180).
 fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {

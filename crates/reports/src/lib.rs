@@ -281,35 +281,54 @@ impl Ledger {
                 .collect::<BTreeSet<_>>()
                 .len() as u64
         };
-        let delay = |name: &str, reached: fn(&NeedRecord) -> Option<Timestamp>| {
-            let mut minutes: Vec<i64> = needs
-                .iter()
-                .filter_map(|n| {
-                    let at = reached(n).filter(|at| period.contains(*at))?;
-                    Some((at.millis() - n.requested_at.millis()) / 60_000)
-                })
-                .collect();
-            minutes.sort_unstable();
-            Delay {
-                name: name.to_owned(),
-                needs: minutes.len() as u64,
-                median_minutes: percentile(&minutes, 50),
-                p90_minutes: percentile(&minutes, 90),
-            }
-        };
-        let times = vec![
-            delay("request to first proposal", |n| n.first_proposed_at),
-            delay("request to acceptance", |n| n.accepted.map(|(at, _)| at)),
-        ];
         Report {
             period: period.clone(),
             scope,
             tables: tables.into_iter().filter(|t| !t.columns.is_empty()).collect(),
-            times,
+            times: delays(&needs, period),
+            months: period
+                .each_month()
+                .iter()
+                .map(|month| Month {
+                    month: month.first_month(),
+                    times: delays(
+                        &needs
+                            .iter()
+                            .copied()
+                            .filter(|n| month.contains(n.requested_at))
+                            .collect::<Vec<_>>(),
+                        month,
+                    ),
+                })
+                .collect(),
             providers_active: active(false),
             businesses_active: active(true),
         }
     }
+}
+
+/// How long `needs` waited, over those that reached each step in `period`.
+fn delays(needs: &[&NeedRecord], period: &Period) -> Vec<Delay> {
+    let delay = |name: &str, reached: fn(&NeedRecord) -> Option<Timestamp>| {
+        let mut minutes: Vec<i64> = needs
+            .iter()
+            .filter_map(|n| {
+                let at = reached(n).filter(|at| period.contains(*at))?;
+                Some((at.millis() - n.requested_at.millis()) / 60_000)
+            })
+            .collect();
+        minutes.sort_unstable();
+        Delay {
+            name: name.to_owned(),
+            needs: minutes.len() as u64,
+            median_minutes: percentile(&minutes, 50),
+            p90_minutes: percentile(&minutes, 90),
+        }
+    };
+    vec![
+        delay("request to first proposal", |n| n.first_proposed_at),
+        delay("request to acceptance", |n| n.accepted.map(|(at, _)| at)),
+    ]
 }
 
 /// Whose work a report covers.
@@ -339,8 +358,17 @@ pub struct Report {
     pub scope: Scope,
     pub tables: Vec<Table>,
     pub times: Vec<Delay>,
+    /// The same delays month by month, for the needs requested in each.
+    pub months: Vec<Month>,
     pub providers_active: u64,
     pub businesses_active: u64,
+}
+
+/// One month's delays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Month {
+    pub month: String,
+    pub times: Vec<Delay>,
 }
 
 /// A report as it may leave the coalition: every table through the
@@ -352,8 +380,15 @@ pub struct PublishedReport {
     pub to_month: String,
     pub tables: Vec<Published>,
     pub times: Vec<PublishedDelay>,
+    pub months: Vec<PublishedMonth>,
     pub providers_active: refer_disclosure::Shown,
     pub businesses_active: refer_disclosure::Shown,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishedMonth {
+    pub month: String,
+    pub times: Vec<PublishedDelay>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -381,22 +416,34 @@ impl Report {
                 .iter()
                 .map(refer_disclosure::publish)
                 .collect::<Result<_, _>>()?,
-            times: self
-                .times
+            times: publish_delays(&self.times),
+            months: self
+                .months
                 .iter()
-                .map(|d| {
-                    let enough = d.needs >= refer_disclosure::SMALLEST_COUNT;
-                    PublishedDelay {
-                        name: d.name.clone(),
-                        median_minutes: d.median_minutes.filter(|_| enough),
-                        p90_minutes: d.p90_minutes.filter(|_| enough),
-                    }
+                .map(|m| PublishedMonth {
+                    month: m.month.clone(),
+                    times: publish_delays(&m.times),
                 })
                 .collect(),
             providers_active: small(self.providers_active),
             businesses_active: small(self.businesses_active),
         })
     }
+}
+
+/// A delay over fewer than 5 needs is withheld.
+fn publish_delays(times: &[Delay]) -> Vec<PublishedDelay> {
+    times
+        .iter()
+        .map(|d| {
+            let enough = d.needs >= refer_disclosure::SMALLEST_COUNT;
+            PublishedDelay {
+                name: d.name.clone(),
+                median_minutes: d.median_minutes.filter(|_| enough),
+                p90_minutes: d.p90_minutes.filter(|_| enough),
+            }
+        })
+        .collect()
 }
 
 const OUTCOMES: [&str; 6] = ["placed", "waitlisted", "declined", "expired", "cancelled", "open"];

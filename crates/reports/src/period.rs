@@ -68,6 +68,18 @@ impl Period {
     pub fn last_month(&self) -> String {
         month_of(self.end.millis() - 1)
     }
+
+    /// Each month of the period, in order.
+    pub fn each_month(&self) -> Vec<Period> {
+        let mut months = Vec::new();
+        let mut start = self.start;
+        while start < self.end {
+            let month = Self::month_of(start);
+            start = month.end;
+            months.push(month);
+        }
+        months
+    }
 }
 
 fn parse(month: &str) -> Result<(i64, i64), PeriodError> {
@@ -113,6 +125,16 @@ mod tests {
             Period::month_of(Timestamp::from_millis(1_796_320_800_000)).first_month(),
             "2026-12"
         );
+    }
+
+    #[test]
+    fn a_period_is_its_months_in_order_across_a_new_year() {
+        let p = Period::months("2026-11", "2027-02").unwrap();
+        let months: Vec<String> = p.each_month().iter().map(Period::first_month).collect();
+        assert_eq!(months, ["2026-11", "2026-12", "2027-01", "2027-02"]);
+        let each = p.each_month();
+        assert_eq!((each[0].start, each[3].end), (p.start, p.end));
+        assert!(each.windows(2).all(|w| w[0].end == w[1].start));
     }
 
     #[test]

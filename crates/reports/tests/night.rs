@@ -249,6 +249,12 @@ proptest! {
         prop_assert_eq!(delay.needs, to_acceptance.len() as u64);
         prop_assert_eq!(delay.median_minutes, nearest_rank(to_acceptance.clone(), 50.0));
         prop_assert_eq!(delay.p90_minutes, nearest_rank(to_acceptance, 90.0));
+        // Month by month over November and December, December's delays
+        // are the plan's December ones.
+        let both = ledger.report(&Period::months("2026-11", "2026-12").unwrap(), Scope::Coalition);
+        let months: Vec<&str> = both.months.iter().map(|m| m.month.as_str()).collect();
+        prop_assert_eq!(months, vec!["2026-11", "2026-12"]);
+        prop_assert_eq!(&both.months[1].times[1], delay);
 
         // Published, nothing under 5 shows, and the needs table's shown
         // counts are still the plan's.
@@ -266,6 +272,7 @@ proptest! {
         }
         if delay.needs < 5 {
             prop_assert_eq!(published.times[1].median_minutes, None);
+            prop_assert_eq!(published.months[0].times[1].median_minutes, None);
         }
     }
 }

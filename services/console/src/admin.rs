@@ -3,7 +3,7 @@
 //! and a table), and the partners with their tokens (a token is shown once,
 //! when made).
 
-use crate::html::{alert, csrf, esc, notice, page, problem, select};
+use crate::html::{alert, chart, csrf, esc, notice, page, problem, select};
 use crate::i18n::{Lang, T};
 use crate::intake::need_name;
 use crate::session::Session;
@@ -22,32 +22,6 @@ use std::fmt::Write;
 
 pub fn routes() -> Router<Console> {
     Router::new().route("/admin", get(overview).post(add_partner))
-}
-
-/// Horizontal bars, one per (label, count): an image with a text
-/// alternative; the same numbers follow in a table.
-fn chart(title: &str, bars: &[(String, f64)], id: &str) -> String {
-    let max = bars.iter().map(|(_, n)| *n).fold(0.0, f64::max).max(1e-9);
-    let row = 28;
-    let height = row * bars.len().max(1) + 8;
-    let mut svg = format!(
-        "<figure><svg role=\"img\" aria-labelledby=\"{id}\" viewBox=\"0 0 360 {height}\" width=\"100%\" \
-         preserveAspectRatio=\"xMinYMin meet\"><title id=\"{id}\">{}</title>",
-        esc(title)
-    );
-    for (i, (label, n)) in bars.iter().enumerate() {
-        let y = 4 + i * row;
-        let width = 10 + (150.0 * *n / max) as usize;
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{ty}\" class=\"label\">{label}</text><rect x=\"150\" y=\"{y}\" width=\"{width}\" height=\"20\" class=\"bar\"></rect>\
-             <text x=\"{tx}\" y=\"{ty}\" class=\"count\">{n}</text>",
-            ty = y + 15,
-            label = esc(label),
-            tx = 155 + width,
-        );
-    }
-    svg + "</svg></figure>"
 }
 
 fn status_html(lang: Lang, s: &m::Status) -> String {
@@ -74,10 +48,11 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         out += &chart(
             l(T::TimeToAccept),
             &[
-                (l(T::Median).to_owned(), minutes(s.acceptance_p50_ms)),
-                (l(T::NinetyPercent).to_owned(), minutes(s.acceptance_p90_ms)),
+                (l(T::Median).to_owned(), Some(minutes(s.acceptance_p50_ms))),
+                (l(T::NinetyPercent).to_owned(), Some(minutes(s.acceptance_p90_ms))),
             ],
             "chart-accept",
+            "",
         );
         let _ = write!(
             out,
@@ -95,17 +70,17 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         let _ = write!(out, "<p>{}</p>", l(T::NoWaitlist));
         return out;
     }
-    let bars: Vec<(String, f64)> = s
+    let bars: Vec<(String, Option<f64>)> = s
         .waitlist
         .iter()
         .map(|w| {
             (
                 format!("{} · {}", need_name(w.kind, lang), w.region),
-                f64::from(w.needs),
+                Some(f64::from(w.needs)),
             )
         })
         .collect();
-    out += &chart(l(T::Waitlist), &bars, "chart-waitlist");
+    out += &chart(l(T::Waitlist), &bars, "chart-waitlist", "");
     let _ = write!(
         out,
         "<table><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",

@@ -52,6 +52,7 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
             ),
             Role::Admin => format!("<a href=\"/admin\">{}</a>", l(T::Coalition)),
         };
+        let home = format!("{home} <a href=\"/reports\">{}</a>", l(T::Reports));
         let _ = write!(
             nav,
             "<nav aria-label=\"{console}\">{home} <span class=\"who\">{signed} {role}</span>\
@@ -84,6 +85,37 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
 }
 
 /// A notice for the user, read out by screen readers.
+/// Horizontal bars, one per (label, value): an image with a text
+/// alternative; the same numbers follow in a table. A value withheld
+/// (`None`: a published figure that is hidden) has no bar and says `hidden`.
+pub fn chart(title: &str, bars: &[(String, Option<f64>)], id: &str, hidden: &str) -> String {
+    let max = bars.iter().filter_map(|(_, n)| *n).fold(0.0, f64::max).max(1e-9);
+    let row = 28;
+    let height = row * bars.len().max(1) + 8;
+    let mut svg = format!(
+        "<figure><svg role=\"img\" aria-labelledby=\"{id}\" viewBox=\"0 0 360 {height}\" width=\"100%\" \
+         preserveAspectRatio=\"xMinYMin meet\"><title id=\"{id}\">{}</title>",
+        esc(title)
+    );
+    for (i, (label, n)) in bars.iter().enumerate() {
+        let y = 4 + i * row;
+        let (width, text) = match n {
+            Some(n) => (10 + (150.0 * *n / max) as usize, n.to_string()),
+            None => (0, hidden.to_owned()),
+        };
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{ty}\" class=\"label\">{label}</text><rect x=\"150\" y=\"{y}\" width=\"{width}\" height=\"20\" class=\"bar\"></rect>\
+             <text x=\"{tx}\" y=\"{ty}\" class=\"count\">{text}</text>",
+            ty = y + 15,
+            label = esc(label),
+            text = esc(&text),
+            tx = 155 + width,
+        );
+    }
+    svg + "</svg></figure>"
+}
+
 pub fn alert(text: &str) -> String {
     format!("<p class=\"alert\" role=\"alert\">{}</p>", esc(text))
 }

@@ -17,6 +17,7 @@ mod intake;
 mod live;
 mod places;
 mod provider;
+mod reports;
 pub mod session;
 
 use axum::body::Bytes;
@@ -142,6 +143,20 @@ impl<R: PageRole> axum::extract::FromRequestParts<Console> for As<R> {
     }
 }
 
+/// A request signed in with any role (a page every partner has): anyone
+/// else is sent to sign in.
+pub(crate) struct Anyone(pub Session);
+
+impl axum::extract::FromRequestParts<Console> for Anyone {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, c: &Console) -> Result<Self, Response> {
+        c.session(&parts.headers)
+            .await
+            .map(Anyone)
+            .ok_or_else(|| Redirect::to("/signin").into_response())
+    }
+}
+
 /// The language of a visitor not signed in: their `refer_lang` cookie.
 fn visitor_lang(headers: &HeaderMap) -> Lang {
     headers
@@ -236,6 +251,7 @@ pub fn router(console: Console) -> Router {
         .merge(provider::routes())
         .merge(business::routes())
         .merge(admin::routes())
+        .merge(reports::routes())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }

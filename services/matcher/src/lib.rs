@@ -17,6 +17,7 @@ mod executor;
 pub mod failpoint;
 mod feed;
 mod lanes;
+mod reports;
 mod status;
 
 pub use driver::Core;
@@ -42,15 +43,21 @@ pub const CONSUMER: &str = "matcher";
 /// How often the workload gauges are refreshed.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
 
-/// Who may call: coalition admins.
-pub const ROLES: &[Role] = &[Role::Admin];
+/// Who may call: every role authenticates; GetStatus is the admins', and
+/// GetReport checks the organisation a partner asks for.
+pub const ROLES: &[Role] = &[Role::Admin, Role::Intake, Role::Provider, Role::Business];
+const ADMINS: &[Role] = &[Role::Admin];
 
 /// How `main` and the tests start the matcher.
 pub const SERVICE: ServiceSpec = ServiceSpec {
     name: "matcher",
     grpc_name: SERVICE_NAME,
     default_port: 50054,
-    callers: refer_service::runtime::Callers::all(ROLES),
+    callers: refer_service::runtime::Callers {
+        roles: ROLES,
+        by_default: ADMINS,
+        methods: &[("GetReport", ROLES)],
+    },
     start: |context| Box::pin(start(context)),
 };
 
@@ -226,6 +233,11 @@ async fn start(context: Context) -> anyhow::Result<Started> {
         core: status_core,
         checkpoint,
         lease: status_lease,
+        reports: reports::Reports::new(
+            context.store.jetstream().clone(),
+            context.config.stream.name.clone(),
+            context.clock.clone(),
+        ),
     };
     Ok(context.serve(MatcherServer::new(service), vec![task, leasing]))
 }

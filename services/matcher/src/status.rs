@@ -1,4 +1,4 @@
-//! The matcher's status RPC, for admins.
+//! The matcher's RPCs: its status, for admins; reports (`crate::reports`).
 
 use crate::Core;
 use refer_domain::need::NeedStatus;
@@ -14,10 +14,15 @@ pub struct MatcherService {
     pub(crate) core: Arc<Mutex<Core>>,
     pub(crate) checkpoint: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) lease: Fence,
+    pub(crate) reports: crate::reports::Reports,
 }
 
 #[tonic::async_trait]
 impl Matcher for MatcherService {
+    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::Report>, Status> {
+        self.reports.get(request).await.map(Response::new)
+    }
+
     async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
         caller(&request)?;
         // Counters the planner keeps as it folds: the lock is held for a copy.
