@@ -35,11 +35,14 @@ pub enum Command {
         tokens_file: Option<PathBuf>,
     },
     /// Onboards or updates sites from an HSDS 3.1 file (a page of services
-    /// or an array of them). Checks every record first: if any is wrong,
-    /// all problems are listed and nothing is written. A re-import updates,
-    /// never duplicates. Needs an admin token.
+    /// or an array of them), or a directory of its tabular form (a CSV file
+    /// per table: services.csv, organizations.csv, ...). Checks every
+    /// record first: if any is wrong, all problems are listed and nothing
+    /// is written. A re-import updates, never duplicates. Needs an admin
+    /// token.
     Import {
-        /// The HSDS JSON file (at most 16 MiB).
+        /// The HSDS JSON file, or a directory of its CSV tables (at most
+        /// 16 MiB in all).
         file: PathBuf,
         /// The partner registry: an organisation new to it gets a provider token.
         #[arg(long, env = "REFER_TOKENS_FILE")]
@@ -79,12 +82,19 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             dry_run,
         } => {
             let refused = |e: &dyn std::fmt::Display| anyhow!("{}: {e}\nnothing was imported", file.display());
-            let bytes = read_capped(&file).map_err(|e| refused(&e))?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let (entries, problems) =
-                refer_hsds::read_all(&bytes, Timestamp::from_millis(now)).map_err(|e| refused(&e))?;
+                .map_or(Timestamp::from_millis(0), |d| {
+                    Timestamp::from_millis(d.as_millis() as i64)
+                });
+            let (entries, problems) = if file.is_dir() {
+                let tables = read_tables(&file).map_err(|e| refused(&e))?;
+                refer_hsds::read_tables(&tables, now)
+            } else {
+                let bytes = read_capped(&file).map_err(|e| refused(&e))?;
+                refer_hsds::read_all(&bytes, now)
+            }
+            .map_err(|e| refused(&e))?;
             // One import at a time: two at once would each give a new
             // organisation its own token.
             let _registry = match tokens_file.as_deref().filter(|p| p.exists()) {
@@ -140,6 +150,31 @@ fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
         bail!(refer_hsds::Refused::TooLarge);
     }
     Ok(bytes)
+}
+
+/// The CSV tables of a directory (the tabular form) by file name, refused
+/// unread past what an import takes in all.
+fn read_tables(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut tables = BTreeMap::new();
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir).map_err(|e| anyhow!("cannot list it: {e}"))? {
+        let entry = entry.map_err(|e| anyhow!("cannot list it: {e}"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".csv") || !entry.path().is_file() {
+            continue;
+        }
+        let left = (refer_hsds::MAX_BYTES as u64 + 1).saturating_sub(total);
+        let mut bytes = Vec::new();
+        std::fs::File::open(entry.path())
+            .and_then(|f| f.take(left).read_to_end(&mut bytes))
+            .map_err(|e| anyhow!("cannot read {name}: {e}"))?;
+        total += bytes.len() as u64;
+        if total > refer_hsds::MAX_BYTES as u64 {
+            bail!(refer_hsds::Refused::TooLarge);
+        }
+        tables.insert(name, bytes);
+    }
+    Ok(tables)
 }
 
 /// Holds the registry until dropped (`refer_client::tokens::lock`),
@@ -308,6 +343,7 @@ async fn plan(
         let mut problem = |field: &str, reason: String| {
             problems.push(refer_hsds::Problem {
                 record: entry.index,
+                place: entry.place.clone(),
                 id: Some(l.site),
                 field: field.to_owned(),
                 reason,
@@ -575,8 +611,8 @@ async fn apply(
             };
             done.map_err(|s| {
                 anyhow!(
-                    "contents[{}] (service {id}): {}: {}\nthe sites before it were imported; run the import again once this is mended (it changes only what still differs)",
-                    site.entry.index,
+                    "{} (service {id}): {}: {}\nthe sites before it were imported; run the import again once this is mended (it changes only what still differs)",
+                    site.entry.place,
                     change.describe(),
                     explain("capacity", &settings.capacity, &s)
                 )

@@ -401,3 +401,72 @@ async fn every_problem_is_listed_at_once_and_two_imports_at_once_give_one_token_
     );
     assert!(said.contains("a site keeps its region"), "{said}");
 }
+
+const TABULAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples/partners-tabular");
+
+/// The same directory as CSV tables (HSDS's tabular form) onboards the
+/// same sites as its JSON; a bad table is refused by file and line with
+/// nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tabular_form_onboards_the_same_directory_and_bad_rows_are_named_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_json = Coalition::start(0, 0).await;
+    let out = dir.path().join("json-tokens.json");
+    ok(
+        &from_json,
+        &[
+            "admin",
+            "hsds",
+            "import",
+            EXAMPLE,
+            "--tokens-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let from_tables = Coalition::start(0, 0).await;
+
+    // A bad cell: the whole directory refused, nothing written.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    for entry in std::fs::read_dir(TABULAR).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), bad.join(entry.file_name())).unwrap();
+    }
+    let capacity = std::fs::read_to_string(bad.join("service_capacity.csv")).unwrap();
+    std::fs::write(
+        bad.join("service_capacity.csv"),
+        capacity.replacen(",3,2026-11-01", ",-1,2026-11-01", 1),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tables-tokens.json");
+    let tokens = tokens.to_str().unwrap();
+    let said = refused(
+        &from_tables,
+        &["admin", "hsds", "import", bad.to_str().unwrap(), "--tokens-out", tokens],
+    );
+    assert!(
+        said.contains("services.csv line 2 (service ")
+            && said.contains("service_capacity.csv line 2, available: -1 is not a whole number"),
+        "{said}"
+    );
+    assert!(said.contains("nothing was imported"), "{said}");
+    assert!(sites(&from_tables).await.is_empty());
+    assert!(!Path::new(tokens).exists());
+
+    let table = ok(
+        &from_tables,
+        &["admin", "hsds", "import", TABULAR, "--tokens-out", tokens, "--json"],
+    );
+    let rows: Vec<Value> = serde_json::from_str(&table).unwrap();
+    assert_eq!(rows.len(), 9, "{table}");
+    assert_eq!(token_lines(Path::new(tokens)).len(), 9);
+    assert_eq!(
+        without_times(export(&from_tables)),
+        without_times(export(&from_json)),
+        "the same directory"
+    );
+    // Again: nothing changes.
+    let table = ok(&from_tables, &["admin", "hsds", "import", TABULAR, "--json"]);
+    let rows: Vec<Value> = serde_json::from_str(&table).unwrap();
+    assert!(rows.iter().all(|r| r["change"] == "unchanged"), "{table}");
+}

@@ -63,8 +63,11 @@ impl fmt::Display for Refused {
 /// What is wrong with one field of one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// The record's index in `contents`.
+    /// The record's index in `contents` (or row among services.csv's).
     pub record: usize,
+    /// Where the record is, as its reader sees the file: `contents[3]`, or
+    /// `services.csv line 5` in the tabular form.
+    pub place: String,
     /// The record's `id` when it has a usable one.
     pub id: Option<Uuid>,
     /// The field, as a path inside the record (`capacities[0].available`).
@@ -74,7 +77,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "contents[{}]", self.record)?;
+        write!(f, "{}", self.place)?;
         if let Some(id) = self.id {
             write!(f, " (service {id})")?;
         }
@@ -100,6 +103,11 @@ pub fn read(bytes: &[u8], now: Timestamp) -> Result<Vec<Entry>, Refused> {
 /// the others (so that a caller can check those against more, and list
 /// every problem at once).
 pub fn read_all(bytes: &[u8], now: Timestamp) -> Result<(Vec<Entry>, Vec<Problem>), Refused> {
+    read_page(&parse(bytes)?, now)
+}
+
+/// The file's JSON, or why it is none.
+fn parse(bytes: &[u8]) -> Result<Value, Refused> {
     if bytes.len() > MAX_BYTES {
         return Err(Refused::TooLarge);
     }
@@ -113,7 +121,13 @@ pub fn read_all(bytes: &[u8], now: Timestamp) -> Result<(Vec<Entry>, Vec<Problem
         column: e.column(),
         reason: e.to_string().split(" at line").next().unwrap_or_default().to_owned(),
     })?;
-    let records = match &value {
+    Ok(value)
+}
+
+/// [`read_all`] of a page already decoded (the JSON form, or the page the
+/// tabular form makes).
+pub(crate) fn read_page(value: &Value, now: Timestamp) -> Result<(Vec<Entry>, Vec<Problem>), Refused> {
+    let records = match value {
         Value::Array(items) => items,
         Value::Object(page) => match page.get("contents") {
             Some(Value::Array(items)) => items,
@@ -177,6 +191,7 @@ impl Record<'_> {
     fn problem(&mut self, field: &str, reason: impl Into<String>) {
         self.problems.push(Problem {
             record: self.index,
+            place: format!("contents[{}]", self.index),
             id: self.id,
             field: field.to_owned(),
             reason: reason.into(),
@@ -250,6 +265,7 @@ impl Record<'_> {
         }
         Some(Entry {
             index: self.index,
+            place: format!("contents[{}]", self.index),
             listing,
             point,
         })

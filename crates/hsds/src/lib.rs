@@ -10,14 +10,17 @@
 //! confidential and never leaves: an export carries no `location`, only
 //! service areas (docs/hsds.md has the whole mapping). An import takes a
 //! location for a site new to Refer (`service_at_locations[].location`),
-//! since matching needs one.
+//! since matching needs one. The tabular form (a CSV file per table) is
+//! read into the same page and checked by the same reader ([`read_tables`]).
 
 mod export;
 mod import;
+mod tabular;
 pub mod terms;
 
 pub use export::export;
 pub use import::{read, read_all, Problem, Refused, MAX_BYTES};
+pub use tabular::{read_tables, TABLES};
 
 use refer_domain::eligibility::Eligibility;
 use refer_domain::geo::{GeoPoint, RegionCode};
@@ -60,8 +63,11 @@ pub struct Available {
 /// when the file gives one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    /// Where it is in the file (`contents[i]`).
+    /// Its index in the file's `contents` (or among services.csv's rows).
     pub index: usize,
+    /// Where it is, as its reader sees the file (`contents[3]`, or
+    /// `services.csv line 5`).
+    pub place: String,
     pub listing: Listing,
     pub point: Option<GeoPoint>,
 }
