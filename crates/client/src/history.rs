@@ -16,45 +16,51 @@ pub async fn each_event(
     filter: &str,
     visit: impl FnMut(Envelope),
 ) -> anyhow::Result<()> {
-    each_event_from(js, stream, filter, 1, visit).await.map(|_| ())
+    each_event_from(js, stream, filter, &mut 1, visit).await
 }
 
-/// As [`each_event`], from stream sequence `from` on: a read model kept
-/// in memory reads only what was appended since its last read. Returns the
-/// sequence to read from next time.
+/// As [`each_event`], from stream sequence `*next` on, moving `*next` past
+/// each message as soon as its events are visited: a read model kept in
+/// memory reads only what was appended since, and a read that fails
+/// halfway leaves `*next` exactly after what was visited (never twice).
 pub async fn each_event_from(
     js: &jetstream::Context,
     stream: &str,
     filter: &str,
-    from: u64,
+    next: &mut u64,
     mut visit: impl FnMut(Envelope),
-) -> anyhow::Result<u64> {
-    let from = from.max(1);
+) -> anyhow::Result<()> {
+    *next = (*next).max(1);
     let mut stream = js.get_stream(stream).await?;
     let last = stream.info().await?.state.last_sequence;
-    if last < from {
-        return Ok(from);
+    if last < *next {
+        return Ok(());
     }
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: filter.to_owned(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: *next },
             ..Default::default()
         })
         .await?;
     if consumer.cached_info().num_pending == 0 {
-        return Ok(last + 1);
+        // Nothing on the filter up to the end: every sequence to it is read.
+        *next = last + 1;
+        return Ok(());
     }
     let mut messages = consumer.messages().await?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let info = message.info().map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        for envelope in refer_eventstore::readable(seq, &message.subject, &message.payload)?.unwrap_or_default() {
+        let events = refer_eventstore::readable(seq, &message.subject, &message.payload)?.unwrap_or_default();
+        for envelope in events {
             visit(envelope);
         }
+        *next = seq + 1;
         if pending == 0 || seq >= last {
-            return Ok(seq.max(last) + 1);
+            *next = (*next).max(last + 1);
+            return Ok(());
         }
     }
     Err(anyhow::anyhow!("reading the stream: it ended before sequence {last}"))

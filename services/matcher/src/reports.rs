@@ -76,7 +76,9 @@ impl Reports {
         };
         let mut guard = self.ledger.lock().await;
         let (ledger, next) = &mut *guard;
-        *next = refer_client::history::each_event_from(&self.js, &self.stream, "", *next, |e| ledger.apply(&e))
+        // On a failed read the ledger keeps what it folded, and `next`
+        // says where that ends: the next call goes on from there.
+        refer_client::history::each_event_from(&self.js, &self.stream, "", next, |e| ledger.apply(&e))
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "report: reading the stream");
