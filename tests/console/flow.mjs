@@ -86,6 +86,21 @@ try {
   check(await door.getByText("That token is not valid").isVisible(), "a wrong token is said so");
   check(new URL(door.url()).pathname === "/signin", "a wrong token stays on sign-in");
 
+  // Login CSRF: a page of another site posts the sign-in form with a
+  // partner's token into this browser, which has a sign-in page open.
+  const elsewherePage = await stranger.newPage();
+  await elsewherePage.setContent(
+    `<form method="post" action="${url}/signin"><input name="token" value="${process.env.INTAKE_TOKEN}"></form>`,
+  );
+  const [forgedSignIn] = await Promise.all([
+    elsewherePage.waitForNavigation(),
+    elsewherePage.evaluate(() => document.forms[0].submit()),
+  ]);
+  check(forgedSignIn.status() === 403, `a sign-in posted from another site: ${forgedSignIn.status()}`);
+  const sessionCookies = (await stranger.cookies()).filter((c) => c.name === "refer_session");
+  check(sessionCookies.length === 0, "another site signs this browser in as nobody");
+  check((await elsewherePage.getByRole("alert").textContent()).includes("did not come from this page"), "and the person is told");
+
   // The provider's page is open before anything is requested.
   const providerContext = await browser.newContext({ viewport: phone, timezoneId: "America/Chicago" });
   const provider = await providerContext.newPage();

@@ -57,6 +57,7 @@ texts! {
     SignInIntro => "Sign in with the token your coalition gave you. It stays on the server; this browser keeps only a session.", "Inicie sesión con el token que le dio su coalición. Se queda en el servidor; este navegador guarda solo una sesión.";
     Token => "Token", "Token";
     WrongToken => "That token is not valid. Check it and try again.", "Ese token no es válido. Revíselo e inténtelo de nuevo.";
+    SignInAgain => "This sign-in did not come from this page, or the page had expired. Sign in again here.", "Este inicio de sesión no vino de esta página, o la página había caducado. Inicie sesión de nuevo aquí.";
     TooManyAttempts => "Too many sign-in attempts. Wait a minute and try again.", "Demasiados intentos. Espere un minuto e inténtelo de nuevo.";
     SessionsAway => "The console cannot keep sessions right now. Try again in a moment.", "La consola no puede guardar sesiones ahora. Inténtelo de nuevo en un momento.";
     SignOut => "Sign out", "Cerrar sesión";

@@ -266,21 +266,60 @@ async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
     }
 }
 
-fn sign_in_form(lang: Lang, message: &str) -> String {
-    format!(
+/// The cookie that ties a sign-in form to the browser it was served to.
+const SIGN_IN_COOKIE: &str = "refer_signin";
+
+/// The sign-in page with `message`, and a fresh sign-in nonce: in a cookie
+/// (HttpOnly, SameSite=Strict, an hour) and in the form. A sign-in posts
+/// both; a page of another site can forge the form but never read or set
+/// the cookie, so it cannot sign a browser in as some partner (login CSRF).
+fn sign_in_answer(c: &Console, lang: Lang, status: StatusCode, message: &str) -> Response {
+    let nonce = session::random_id();
+    let cookie = session::set_cookie(SIGN_IN_COOKIE, &nonce, c.secure_cookies, Some(3600));
+    let body = format!(
         "{message}<p>{intro}</p><form method=\"post\" action=\"/signin\">\
+         <input type=\"hidden\" name=\"signin\" value=\"{nonce}\">\
          <label for=\"token\">{token}</label>\
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">{signin}</button></form>",
         intro = T::SignInIntro.get(lang),
         token = T::Token.get(lang),
         signin = T::SignIn.get(lang),
+    );
+    (
+        status,
+        [(header::SET_COOKIE, cookie)],
+        html(page(lang, T::SignIn.get(lang), None, &body)),
     )
+        .into_response()
 }
 
-async fn sign_in_page(headers: HeaderMap) -> Response {
-    let lang = visitor_lang(&headers);
-    html(page(lang, T::SignIn.get(lang), None, &sign_in_form(lang, ""))).into_response()
+async fn sign_in_page(State(c): State<Console>, headers: HeaderMap) -> Response {
+    sign_in_answer(&c, visitor_lang(&headers), StatusCode::OK, "")
+}
+
+/// Whether a sign-in was posted by this console's own form in this browser:
+/// the browser says the request is not from another site (when it says),
+/// and the form's nonce is the one in the browser's cookie.
+fn own_sign_in(headers: &HeaderMap, form: &[(String, String)]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return false;
+    }
+    let posted = field(form, "signin");
+    let kept = header("cookie").and_then(|c| session::cookie(c, SIGN_IN_COOKIE));
+    match kept {
+        Some(kept) if !posted.is_empty() => {
+            // Compared in constant time: the nonce is a secret of the browser.
+            kept.len() == posted.len()
+                && kept
+                    .bytes()
+                    .zip(posted.bytes())
+                    .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                    == 0
+        }
+        _ => false,
+    }
 }
 
 /// The role a token has, found by asking the services (each admits only
@@ -349,17 +388,15 @@ async fn sign_in(
     body: Bytes,
 ) -> Response {
     let lang = visitor_lang(&headers);
-    let again = |status: StatusCode, message: String| {
-        (
-            status,
-            html(page(lang, T::SignIn.get(lang), None, &sign_in_form(lang, &message))),
-        )
-            .into_response()
-    };
+    let again = |status: StatusCode, message: String| sign_in_answer(&c, lang, status, &message);
+    let form = form(&body);
+    if !own_sign_in(&headers, &form) {
+        tracing::warn!("a sign-in without this console's form was refused");
+        return again(StatusCode::FORBIDDEN, alert(T::SignInAgain.get(lang)));
+    }
     if !c.sessions.allow_sign_in(client.ip()) {
         return again(StatusCode::TOO_MANY_REQUESTS, alert(T::TooManyAttempts.get(lang)));
     }
-    let form = form(&body);
     let token = field(&form, "token").trim().to_owned();
     let role = if token.is_empty() || token.len() > 512 {
         Ok(None)
@@ -373,7 +410,15 @@ async fn sign_in(
             };
             tracing::info!(role = ?role, "signed in");
             let cookie = session::set_cookie(COOKIE, &s.id, c.secure_cookies, None);
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+            // The nonce is spent.
+            let spent = session::set_cookie(SIGN_IN_COOKIE, "", c.secure_cookies, Some(0));
+            let mut answer = Redirect::to("/").into_response();
+            for cookie in [cookie, spent] {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    answer.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            answer
         }
         Ok(None) => again(StatusCode::UNAUTHORIZED, alert(T::WrongToken.get(lang))),
         Err((service, status)) => again(StatusCode::SERVICE_UNAVAILABLE, html::problem(lang, service, &status)),

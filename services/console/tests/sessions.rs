@@ -13,24 +13,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct Answer {
     status: u16,
     session: Option<String>,
+    /// The sign-in nonce's cookie a sign-in page sets.
+    sign_in: Option<String>,
     location: Option<String>,
     body: String,
 }
 
 /// One exchange over https, the console's certificate verified against `ca`.
 async fn http(
+    console: (SocketAddr, &std::path::Path),
+    method: &str,
+    path: &str,
+    session: Option<&str>,
+    form: &str,
+) -> Answer {
+    let cookie = session.map_or(String::new(), |id| format!("Cookie: refer_session={id}\r\n"));
+    exchange(console, method, path, &cookie, form).await
+}
+
+/// [`http`] with `headers` (each line ending in CRLF) as they are.
+async fn exchange(
     (console, ca): (SocketAddr, &std::path::Path),
     method: &str,
     path: &str,
-    cookie: Option<&str>,
+    headers: &str,
     form: &str,
 ) -> Answer {
     let mut socket = refer_service::tls::connect(console, ca, None)
         .await
         .expect("the console answers over TLS");
-    let cookie = cookie.map_or(String::new(), |id| format!("Cookie: refer_session={id}\r\n"));
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n{cookie}\
+        "{method} {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n{headers}\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()
     );
@@ -45,14 +58,19 @@ async fn http(
                 .map(|(_, v)| v.to_owned())
         })
     };
-    Answer {
-        status: head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
-        session: header("set-cookie")
-            .and_then(|c| {
-                c.strip_prefix("refer_session=")
+    let cookie = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(": ").filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")))
+            .find_map(|(_, c)| {
+                c.strip_prefix(&format!("{name}="))
                     .map(|v| v.split(';').next().unwrap_or("").to_owned())
             })
-            .filter(|v| !v.is_empty()),
+            .filter(|v| !v.is_empty())
+    };
+    Answer {
+        status: head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+        session: cookie("refer_session"),
+        sign_in: cookie("refer_signin"),
         location: header("location"),
         body: body.to_owned(),
     }
@@ -91,6 +109,73 @@ fn config(c: &Coalition) -> Config {
     .unwrap()
 }
 
+/// The sign-in nonce in a sign-in page's form.
+fn nonce(page: &str) -> String {
+    let at = page
+        .find("name=\"signin\" value=\"")
+        .expect("a sign-in form with its nonce")
+        + 21;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Signs in as a browser does: the sign-in page, then its form posted
+/// with the page's cookie.
+async fn sign_in(console: (SocketAddr, &std::path::Path), token: &str) -> Answer {
+    let door = http(console, "GET", "/signin", None, "").await;
+    let kept = door.sign_in.expect("the sign-in page sets its nonce's cookie");
+    assert_eq!(kept, nonce(&door.body), "the form carries the cookie's nonce");
+    exchange(
+        console,
+        "POST",
+        "/signin",
+        &format!("Cookie: refer_signin={kept}\r\nSec-Fetch-Site: same-origin\r\n"),
+        &format!("signin={kept}&token={token}"),
+    )
+    .await
+}
+
+/// Login CSRF: a page of another site can post the sign-in form with a
+/// partner's token, but without the nonce the console gave this browser
+/// (or, said by the browser, from another site) nobody is signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_posted_from_another_site_signs_nobody_in() {
+    let c = Coalition::start(0, 0).await;
+    let config = config(&c);
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let door = http(at, "GET", "/signin", None, "").await;
+    let kept = door.sign_in.clone().unwrap();
+    let forged = [
+        // The form alone, as another site posts it.
+        (String::new(), format!("token={INTAKE}")),
+        // A nonce of its own, no cookie.
+        (String::new(), format!("signin={kept}&token={INTAKE}")),
+        // The cookie, another nonce in the form.
+        (
+            format!("Cookie: refer_signin={kept}\r\n"),
+            format!("signin={}&token={INTAKE}", "0".repeat(64)),
+        ),
+        // Both right, but the browser says it comes from another site.
+        (
+            format!("Cookie: refer_signin={kept}\r\nSec-Fetch-Site: cross-site\r\n"),
+            format!("signin={kept}&token={INTAKE}"),
+        ),
+    ];
+    for (headers, form) in forged {
+        let answer = exchange(at, "POST", "/signin", &headers, &form).await;
+        assert_eq!(answer.status, 403, "{headers:?} {form:?}: {}", answer.body);
+        assert!(answer.session.is_none(), "signed in by {headers:?} {form:?}");
+        assert!(answer.body.contains("did not come from this page"), "{}", answer.body);
+        assert!(answer.sign_in.is_some(), "a fresh form to sign in with");
+    }
+    // The console's own form in the same browser signs in, and its nonce is spent.
+    let signed = sign_in(at, INTAKE).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert!(signed.session.is_some());
+    console.stop().await.unwrap();
+}
+
 /// The CSRF token in a page's forms.
 fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form with its CSRF token") + 19;
@@ -106,7 +191,7 @@ async fn two_console_replicas_share_sessions_and_the_bus_holds_no_token() {
     let b = refer_console::launch(&config).await.unwrap();
 
     // Signed in on A.
-    let signed = http((a.addr, &ca), "POST", "/signin", None, &format!("token={INTAKE}")).await;
+    let signed = sign_in((a.addr, &ca), INTAKE).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
     let id = signed.session.expect("a session cookie");
     // Then signed in on B, with the same cookie.
