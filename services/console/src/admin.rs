@@ -3,7 +3,7 @@
 //! and a table), and the partners with their tokens (a token is shown once,
 //! when made).
 
-use crate::html::{alert, chart, csrf, esc, notice, page, problem, select};
+use crate::html::{alert, chart, csrf, esc, http_status, notice, page, problem, select};
 use crate::i18n::{Lang, T};
 use crate::intake::need_name;
 use crate::session::Session;
@@ -11,7 +11,8 @@ use crate::{check_csrf, field, form, html as respond, Console};
 use crate::{As, ForAdmin};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use refer_client::tokens::authed;
@@ -152,30 +153,57 @@ fn partners_html(c: &Console, s: &Session) -> String {
     out
 }
 
-async fn render(c: &Console, s: &Session, message: &str) -> Response {
-    let mut body = message.to_owned();
+/// The admin's page with `message` above it, answered with `code` (or
+/// with the matcher's refusal when it refused).
+async fn render(c: &Console, s: &Session, code: StatusCode, message: String) -> Response {
+    let mut body = message;
     let status = MatcherClient::new(c.matcher.clone())
         .get_status(authed(&s.token, m::GetStatusRequest {}))
         .await;
-    body += &match status {
-        Ok(status) => status_html(s.lang, &status.into_inner()),
-        Err(status) => problem(s.lang, "matcher", &status),
+    let code = match status {
+        Ok(status) => {
+            body += &status_html(s.lang, &status.into_inner());
+            code
+        }
+        Err(status) => {
+            body += &problem(s.lang, "matcher", &status);
+            if code.is_success() {
+                http_status(&status)
+            } else {
+                code
+            }
+        }
     };
     body += &partners_html(c, s);
-    respond(page(s.lang, T::Coalition.get(s.lang), Some(s), &body)).into_response()
+    (code, respond(page(s.lang, T::Coalition.get(s.lang), Some(s), &body))).into_response()
 }
 
 async fn overview(State(c): State<Console>, As(s, _): As<ForAdmin>) -> Response {
-    render(&c, &s, "").await
+    // A partner just added: its token, shown this once.
+    let added = c.sessions.take_flash(&s.id).await;
+    render(
+        &c,
+        &s,
+        StatusCode::OK,
+        added.map_or_else(String::new, |text| notice(&text)),
+    )
+    .await
 }
 
+/// Adds a partner, then redirects to the page that shows its token once
+/// (kept in the session, not the URL): reloading that page never adds a
+/// second partner. A refusal shows the form again with the field at fault.
 async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Bytes) -> Response {
     let f = form(&body);
     if let Err(refusal) = check_csrf(&s, &f) {
         return refusal;
     }
+    let refuse = |code: StatusCode, text: &str| {
+        let message = alert(&format!("{} {text}", T::CouldNot.get(s.lang)));
+        render(&c, &s, code, message)
+    };
     let Some(path) = &c.tokens_file else {
-        return render(&c, &s, &alert(T::NoTokenFile.get(s.lang))).await;
+        return render(&c, &s, StatusCode::CONFLICT, alert(T::NoTokenFile.get(s.lang))).await;
     };
     let role = match field(&f, "role") {
         "intake" => Role::Intake,
@@ -184,23 +212,32 @@ async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Byt
         _ => Role::Provider,
     };
     let org = match field(&f, "org").trim() {
-        "" => Ok(uuid::Uuid::new_v4()),
-        text => uuid::Uuid::parse_str(text).map_err(|_| "org: not a UUID".to_owned()),
+        "" => uuid::Uuid::new_v4(),
+        text => match uuid::Uuid::parse_str(text) {
+            Ok(org) => org,
+            Err(_) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "org: not a UUID").await,
+        },
     };
+    let name = field(&f, "name").to_owned();
+    if let Err(e) = refer_client::tokens::check_name(&name) {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, &e).await;
+    }
     // The registry may be held by an import for a while: wait off the runtime.
-    let (path, name) = (path.clone(), field(&f, "name").to_owned());
-    let made = match org {
-        Ok(org) => tokio::task::spawn_blocking(move || refer_client::tokens::add_partner(&path, &name, role, org))
-            .await
-            .unwrap_or_else(|e| Err(format!("adding the partner stopped: {e}"))),
-        Err(e) => Err(e),
-    };
-    let message = match made {
+    let path = path.clone();
+    let made = tokio::task::spawn_blocking(move || refer_client::tokens::add_partner(&path, &name, role, org))
+        .await
+        .unwrap_or_else(|e| Err(format!("adding the partner stopped: {e}")));
+    match made {
         Ok(token) => {
             tracing::info!(role = ?role, "partner added");
-            notice(&format!("{} {}", T::TokenOnce.get(s.lang), token))
+            let shown = format!("{} {token}", T::TokenOnce.get(s.lang));
+            if c.sessions.set_flash(&s.id, shown.clone()).await {
+                Redirect::to("/admin").into_response()
+            } else {
+                // The session store is away: the token is shown here, or lost.
+                render(&c, &s, StatusCode::OK, notice(&shown)).await
+            }
         }
-        Err(e) => alert(&format!("{} {e}", T::CouldNot.get(s.lang))),
-    };
-    render(&c, &s, &message).await
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, &e).await,
+    }
 }

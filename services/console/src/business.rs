@@ -3,7 +3,7 @@
 //! hand-off an agency is told; withdraw; how many units were used and
 //! when, never by whom.
 
-use crate::html::{checkboxes, csrf, esc, local_time, page, problem, select, tag_if, when};
+use crate::html::{checkboxes, csrf, esc, http_status, local_time, page, problem, select, tag_if, when};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
@@ -12,6 +12,7 @@ use crate::{check_csrf, form, html as respond, Console, Filled};
 use crate::{As, ForBusiness};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -237,17 +238,21 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
     if let Err(refusal) = check_csrf(&s, &f.0) {
         return refusal;
     }
-    let again = |message: String| {
+    // The form again, as filled, with what was wrong and the status saying so.
+    let again = |code: StatusCode, message: String| {
         let body = new_form_html(&s, &f, &message);
-        respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body)).into_response()
+        (code, respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body))).into_response()
     };
     let place = match location(&f) {
         Ok(place) => place,
         Err(field) => {
-            return again(crate::html::alert(&format!(
-                "{} invalid {field}: lat,lon (34.05,-118.24)",
-                T::CouldNot.get(s.lang)
-            )))
+            return again(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::html::alert(&format!(
+                    "{} invalid {field}: lat,lon (34.05,-118.24)",
+                    T::CouldNot.get(s.lang)
+                )),
+            )
         }
     };
     let hours = |name: &str| f.get(name).parse::<i64>().unwrap_or(0);
@@ -299,7 +304,7 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
     };
     match client(&c).register_donation(authed(&s.token, request)).await {
         Ok(_) => Redirect::to("/business?saved=1").into_response(),
-        Err(status) => again(problem(s.lang, "donations", &status)),
+        Err(status) => again(http_status(&status), problem(s.lang, "donations", &status)),
     }
 }
 

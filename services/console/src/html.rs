@@ -124,6 +124,24 @@ pub fn notice(text: &str) -> String {
     format!("<p class=\"notice\" role=\"status\">{}</p>", esc(text))
 }
 
+/// The HTTP status of a page that shows a service's refusal `status`: the
+/// browser, a proxy's log and a test see what went wrong, not a 200.
+pub fn http_status(status: &tonic::Status) -> axum::http::StatusCode {
+    use axum::http::StatusCode as H;
+    use tonic::Code::*;
+    match status.code() {
+        InvalidArgument | OutOfRange => H::UNPROCESSABLE_ENTITY,
+        FailedPrecondition | AlreadyExists | Aborted => H::CONFLICT,
+        NotFound => H::NOT_FOUND,
+        PermissionDenied | Unauthenticated => H::FORBIDDEN,
+        ResourceExhausted => H::TOO_MANY_REQUESTS,
+        // As `problem` says: the service is down.
+        Unavailable | DeadlineExceeded | Unknown | Cancelled => H::SERVICE_UNAVAILABLE,
+        Ok => H::OK,
+        Internal | Unimplemented | DataLoss => H::BAD_GATEWAY,
+    }
+}
+
 /// A service's refusal in words: which service is down, or what it said
 /// (its messages name the field at fault).
 pub fn problem(lang: Lang, service: &str, status: &tonic::Status) -> String {

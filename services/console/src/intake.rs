@@ -1,7 +1,7 @@
 //! Intake staff's pages: the agency's placements, each need's status live,
 //! and a new placement for one person or a group, in a few taps.
 
-use crate::html::{self, checkboxes, csrf, esc, page, problem, select, time};
+use crate::html::{self, checkboxes, csrf, esc, http_status, page, problem, select, time};
 use crate::i18n::{Lang, T};
 use crate::live::{self, Changes, Live};
 use crate::places::{location, place_fields};
@@ -10,6 +10,7 @@ use crate::{check_csrf, form, html as respond, Console, Filled};
 use crate::{As, ForIntake};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,6 +24,7 @@ pub fn routes() -> Router<Console> {
     Router::new()
         .merge(live::routes::<Placements>())
         .route("/intake/new", get(new_form).post(request))
+        .route("/intake/needs/{need}/cancel", get(confirm_cancel).post(cancel))
         .route("/intake/needs/{need}/{action}", post(need_action))
 }
 
@@ -138,10 +140,10 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
             if open {
                 let _ = write!(
                     actions,
-                    "<form method=\"post\" action=\"/intake/needs/{id}/cancel\">{csrf}<button type=\"submit\" class=\"quiet\">{}</button></form>",
+                    // A page that asks first: cancelling is never one tap away.
+                    "<a class=\"button quiet\" href=\"/intake/needs/{id}/cancel\">{}</a>",
                     l(T::Cancel),
                     id = esc(&n.need_id),
-                    csrf = csrf(s)
                 );
             }
             let _ = write!(
@@ -408,15 +410,20 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
         return refusal;
     }
     let people = people_count(None, &f);
-    let again = |message: String| {
+    // The form again, as filled, with what was wrong and the status saying so.
+    let again = |code: StatusCode, message: String| {
         let body = new_form_html(&s, people, &f, &message);
-        respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
+        (
+            code,
+            respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)),
+        )
+            .into_response()
     };
     let origin = match location(&f) {
         Ok(o) => o,
         Err(field) => {
             let text = format!("{} invalid {field}: lat,lon (34.05,-118.24)", T::CouldNot.get(s.lang));
-            return again(html::alert(&text));
+            return again(StatusCode::UNPROCESSABLE_ENTITY, html::alert(&text));
         }
     };
     let key = f.get("key").to_owned();
@@ -441,8 +448,42 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
     };
     match answer {
         Ok(()) => Redirect::to("/intake?requested=1").into_response(),
-        Err(status) => again(problem(s.lang, "intake", &status)),
+        Err(status) => again(http_status(&status), problem(s.lang, "intake", &status)),
     }
+}
+
+/// Asks before cancelling a need: what is cancelled (the need and its
+/// case, when among the latest placements), what that does, and a way back.
+async fn confirm_cancel(State(c): State<Console>, As(s, _): As<ForIntake>, Path(need): Path<String>) -> Response {
+    let l = |t: T| t.get(s.lang);
+    let found = latest(&c, &s).await.ok().and_then(|placements| {
+        placements.into_iter().find_map(|p| {
+            let n = p.needs.iter().find(|n| n.need_id == need)?;
+            Some((p.case_reference.clone(), n.kind))
+        })
+    });
+    let what = match &found {
+        Some((case, kind)) => format!("{} · {} {}", need_name(*kind, s.lang), l(T::Case), esc(case)),
+        None => String::new(),
+    };
+    let body = format!(
+        "<h2>{ask}</h2><p class=\"subject\">{what}</p><p>{means}</p>\
+         <form method=\"post\" action=\"/intake/needs/{id}/cancel\">{csrf}\
+         <button type=\"submit\">{yes}</button>\
+         <a class=\"button quiet\" href=\"/intake\">{keep}</a></form>",
+        ask = l(T::CancelAsk),
+        means = l(T::CancelMeans),
+        id = esc(&need),
+        csrf = csrf(&s),
+        yes = l(T::CancelYes),
+        keep = l(T::CancelKeep),
+    );
+    respond(page(s.lang, l(T::CancelAsk), Some(&s), &body)).into_response()
+}
+
+/// The question's answer: cancel it.
+async fn cancel(c: State<Console>, s: As<ForIntake>, Path(need): Path<String>, body: Bytes) -> Response {
+    need_action(c, s, Path((need, "cancel".to_owned())), body).await
 }
 
 async fn need_action(

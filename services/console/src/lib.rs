@@ -252,8 +252,21 @@ pub fn router(console: Console) -> Router {
         .merge(business::routes())
         .merge(admin::routes())
         .merge(reports::routes())
+        .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
+}
+
+/// A page the console does not have: said in words, with a 404.
+async fn not_found(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let session = c.session(&headers).await;
+    let lang = session.as_ref().map_or_else(|| visitor_lang(&headers), |s| s.lang);
+    let body = alert(T::NotFound.get(lang));
+    (
+        StatusCode::NOT_FOUND,
+        html(page(lang, T::NotFound.get(lang), session.as_ref(), &body)),
+    )
+        .into_response()
 }
 
 async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {

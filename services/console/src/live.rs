@@ -4,11 +4,12 @@
 //! after an action (back to the page, or the service's answer in words).
 //! A role says what it loads, how it shows it and what it watches (`Live`).
 
-use crate::html::{notice, page, problem};
+use crate::html::{http_status, notice, page, problem};
 use crate::i18n::T;
 use crate::session::Session;
 use crate::{check_csrf, html as respond, As, Console, PageRole};
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -71,25 +72,28 @@ pub(crate) fn routes<L: Live>() -> Router<Console> {
         .route(&format!("{}/events", L::PATH), get(events::<L>))
 }
 
-async fn section<L: Live>(c: &Console, s: &Session) -> String {
+/// The live section, and the HTTP status it is answered with (the
+/// service's refusal, when it refused).
+async fn section<L: Live>(c: &Console, s: &Session) -> (StatusCode, String) {
     match L::load(c, s).await {
-        Ok(data) => L::show(s, &data),
-        Err(status) => problem(s.lang, L::SERVICE, &status),
+        Ok(data) => (StatusCode::OK, L::show(s, &data)),
+        Err(status) => (http_status(&status), problem(s.lang, L::SERVICE, &status)),
     }
 }
 
 async fn index<L: Live>(State(c): State<Console>, As(s, _): As<L::Role>, RawQuery(query): RawQuery) -> Response {
-    let inner = section::<L>(&c, &s).await;
+    let (code, inner) = section::<L>(&c, &s).await;
     let body = format!(
         "{head}<section id=\"live\" aria-live=\"polite\" data-live=\"{path}/events\" data-fragment=\"{path}/fragment\">{inner}</section>",
         head = head::<L>(&s, query.as_deref()),
         path = L::PATH,
     );
-    respond(page(s.lang, L::TITLE.get(s.lang), Some(&s), &body)).into_response()
+    (code, respond(page(s.lang, L::TITLE.get(s.lang), Some(&s), &body))).into_response()
 }
 
 async fn fragment<L: Live>(State(c): State<Console>, As(s, _): As<L::Role>) -> Response {
-    respond(section::<L>(&c, &s).await).into_response()
+    let (code, inner) = section::<L>(&c, &s).await;
+    (code, respond(inner)).into_response()
 }
 
 /// Server-sent events: one `change` per change of what the page shows
@@ -110,7 +114,8 @@ pub(crate) fn after<L: Live>(s: &Session, done: Result<(), tonic::Status>) -> Re
         Ok(()) => Redirect::to(L::AFTER).into_response(),
         Err(status) => {
             let body = problem(s.lang, L::SERVICE, &status);
-            respond(page(s.lang, L::TITLE.get(s.lang), Some(s), &body)).into_response()
+            let answer = respond(page(s.lang, L::TITLE.get(s.lang), Some(s), &body));
+            (http_status(&status), answer).into_response()
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::i18n::{Lang, T};
 use crate::{field, form, html as respond, Anyone, Console};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -31,6 +32,8 @@ async fn reports(State(c): State<Console>, Anyone(s): Anyone, RawQuery(query): R
     let (from, to) = (field(&asked, "from"), field(&asked, "to"));
     let publish = field(&asked, "publish") == "1";
     let mut body = form_html(lang, from, to, publish);
+    let answer =
+        |code: StatusCode, body: &str| (code, respond(page(lang, l(T::Reports), Some(&s), body))).into_response();
     // Blank months are the service's default (this month); a month the
     // person wrote is read as the service reads it, so the fault is named
     // in the form's words before anything is asked.
@@ -42,19 +45,11 @@ async fn reports(State(c): State<Console>, Anyone(s): Anyone, RawQuery(query): R
                 _ => l(T::LastMonth),
             };
             body += &alert(&format!("{label}: {e}"));
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                respond(page(lang, l(T::Reports), Some(&s), &body)),
-            )
-                .into_response();
+            return answer(StatusCode::BAD_REQUEST, &body);
         }
     } else if !to.is_empty() {
         body += &alert(&format!("{}: {}", l(T::FirstMonth), l(T::FirstMonthNeeded)));
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            respond(page(lang, l(T::Reports), Some(&s), &body)),
-        )
-            .into_response();
+        return answer(StatusCode::BAD_REQUEST, &body);
     }
     let ask = m::GetReportRequest {
         from_month: from.to_owned(),
@@ -73,22 +68,14 @@ async fn reports(State(c): State<Console>, Anyone(s): Anyone, RawQuery(query): R
                 .replace("invalid from_month", l(T::FirstMonth))
                 .replace("invalid to_month", l(T::LastMonth));
             body += &alert(&said);
-            return (
-                axum::http::StatusCode::BAD_REQUEST,
-                respond(page(lang, l(T::Reports), Some(&s), &body)),
-            )
-                .into_response();
+            return answer(StatusCode::BAD_REQUEST, &body);
         }
         Err(status) => {
             body += &crate::html::problem(lang, "matcher", &status);
-            return (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                respond(page(lang, l(T::Reports), Some(&s), &body)),
-            )
-                .into_response();
+            return answer(crate::html::http_status(&status), &body);
         }
     }
-    respond(page(lang, l(T::Reports), Some(&s), &body)).into_response()
+    answer(StatusCode::OK, &body)
 }
 
 fn form_html(lang: Lang, from: &str, to: &str, publish: bool) -> String {

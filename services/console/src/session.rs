@@ -47,6 +47,11 @@ pub struct Session {
     pub lang: Lang,
     /// When it was last used (milliseconds since the epoch).
     touched_ms: u64,
+    /// What the next page shows once, after an action that redirected to
+    /// it (say, a new partner's token): never in a URL, and sealed with the
+    /// session in the shared bucket.
+    #[serde(default)]
+    flash: Option<String>,
 }
 
 mod lang_code {
@@ -173,6 +178,7 @@ impl Sessions {
             csrf: random_id(),
             lang,
             touched_ms: now_ms(),
+            flash: None,
         };
         self.keep(&session).await.then_some(session)
     }
@@ -227,6 +233,25 @@ impl Sessions {
             session.lang = lang;
             self.keep(&session).await;
         }
+    }
+
+    /// Keeps `text` for the session's next page; says whether it was kept.
+    pub async fn set_flash(&self, id: &str, text: String) -> bool {
+        match self.get(id).await {
+            Some(mut session) => {
+                session.flash = Some(text);
+                self.keep(&session).await
+            }
+            None => false,
+        }
+    }
+
+    /// The text kept for this page, once: it is gone after.
+    pub async fn take_flash(&self, id: &str) -> Option<String> {
+        let mut session = self.get(id).await?;
+        let text = session.flash.take()?;
+        self.keep(&session).await;
+        Some(text)
     }
 
     pub async fn end(&self, id: &str) {
@@ -314,6 +339,7 @@ mod tests {
             csrf: random_id(),
             lang: Lang::Es,
             touched_ms: 7,
+            flash: Some("a partner's new token".into()),
         };
         let sealed = seal(&s);
         let opened = open(&s.id, &sealed).expect("its own id opens it");
@@ -324,7 +350,8 @@ mod tests {
                 opened.role,
                 opened.csrf,
                 opened.lang,
-                opened.touched_ms
+                opened.touched_ms,
+                opened.flash
             ),
             (
                 s.id.clone(),
@@ -332,11 +359,13 @@ mod tests {
                 s.role,
                 s.csrf.clone(),
                 s.lang,
-                s.touched_ms
+                s.touched_ms,
+                s.flash.clone()
             )
         );
         assert!(open(&random_id(), &sealed).is_none(), "another id opens nothing");
         assert!(!sealed.windows(s.token.len()).any(|w| w == s.token.as_bytes()));
+        assert!(!sealed.windows(9).any(|w| w == b"new token"), "the flash is sealed too");
         assert!(!bucket_key(&s.id).contains(&s.id));
     }
 

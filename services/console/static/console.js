@@ -20,7 +20,9 @@ function liveRegions() {
       }
       pending = false;
       const answer = await fetch(region.dataset.fragment, { credentials: "same-origin" });
-      if (answer.ok) {
+      // A service that refused answers with its status and says why in
+      // words: shown as well (a session that ended leads to sign-in).
+      if (answer.ok || answer.status >= 500 || answer.status === 404) {
         region.innerHTML = await answer.text();
         region.dataset.refreshed = String(Number(region.dataset.refreshed || 0) + 1);
         countdowns();

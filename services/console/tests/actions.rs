@@ -1,0 +1,149 @@
+//! Safe actions, as a browser meets them: a POST that worked answers with
+//! a redirect (a reload repeats nothing), cancelling asks first, and a page
+//! that could not do what was asked says so with the right HTTP status.
+
+mod browse;
+
+use browse::*;
+use refer_client::authed;
+use refer_proto::common::v1 as pb;
+use refer_proto::intake::v1 as ik;
+use refer_tests::*;
+
+/// The partners the registry holds.
+fn partners(c: &Coalition) -> Vec<refer_client::tokens::Partner> {
+    refer_client::tokens::partners(c.setup.tokens_file()).unwrap()
+}
+
+/// A token (64 hex digits) shown on a page, other than its forms' CSRF token.
+fn token_on(page: &str) -> Option<String> {
+    let forms = page.contains("name=\"csrf\"").then(|| csrf(page));
+    let hex = |w: &&str| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()) && Some(*w) != forms.as_deref();
+    page.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(hex)
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_added_is_shown_once_and_a_reload_adds_no_second() {
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let id = sign_in(at, ADMIN).await.session.expect("the admin is signed in");
+    let page = http(at, "GET", "/admin", Some(&id), "").await;
+    let before = partners(&c).len();
+
+    // Given the admin adds a partner,
+    let form = format!("csrf={}&name=Night+Shelter&role=provider&org=", csrf(&page.body));
+    let added = http(at, "POST", "/admin", Some(&id), &form).await;
+    // then the POST answers with a redirect, not the token page,
+    assert_eq!((added.status, added.location.as_deref()), (303, Some("/admin")));
+    assert_eq!(token_on(&added.body), None, "the POST's answer shows no token");
+    assert_eq!(partners(&c).len(), before + 1);
+    // the page it leads to shows the token once,
+    let shown = http(at, "GET", "/admin", Some(&id), "").await;
+    assert_eq!(shown.status, 200);
+    let token = token_on(&shown.body).expect("the new partner's token is shown");
+    assert!(shown.body.contains("shown only this once"), "{}", shown.body);
+    // and reloading it shows it no more and adds nobody.
+    let reloaded = http(at, "GET", "/admin", Some(&id), "").await;
+    assert_eq!(token_on(&reloaded.body), None, "the token is shown a second time");
+    assert_eq!(partners(&c).len(), before + 1, "a reload added a partner");
+    let newest = partners(&c).pop().unwrap();
+    assert_eq!(
+        (newest.name.as_str(), newest.role),
+        ("Night Shelter", refer_client::Role::Provider)
+    );
+    assert_ne!(token, ADMIN);
+
+    // A partner that cannot be added is refused with the field named and a 422, and nothing is added.
+    for (form, field) in [
+        ("name=Somebody&role=intake&org=not-a-uuid", "org"),
+        ("name=&role=intake&org=", "name"),
+        ("name=%22quoted%22&role=intake&org=", "name"),
+    ] {
+        let form = format!("csrf={}&{form}", csrf(&page.body));
+        let refused = http(at, "POST", "/admin", Some(&id), &form).await;
+        assert_eq!(refused.status, 422, "{form}: {}", refused.body);
+        assert!(refused.body.contains(&format!("{field}:")), "{form}: {}", refused.body);
+    }
+    assert_eq!(partners(&c).len(), before + 1);
+    console.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_need_asks_first() {
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let id = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+    let placed = request_person(&c, "cancel-asks-1", person("case-cancel", &[pb::NeedKind::Shelter])).await;
+    let need = placed.needs[0].need_id.clone();
+    let status = || async {
+        let get = ik::GetPlacementRequest {
+            placement_id: placed.placement_id.clone(),
+        };
+        let placement = c.intake.clone().get_placement(authed(INTAKE, get)).await.unwrap();
+        placement.into_inner().needs[0].status
+    };
+
+    // The placements page offers Cancel as a way to a question, not a form that cancels.
+    let page = http(at, "GET", "/intake", Some(&id), "").await;
+    let ask = format!("/intake/needs/{need}/cancel");
+    assert!(page.body.contains(&format!("href=\"{ask}\"")), "{}", page.body);
+    assert!(!page.body.contains(&format!("action=\"{ask}\"")), "a one-tap cancel");
+    // Asking names what would be cancelled and cancels nothing.
+    let question = http(at, "GET", &ask, Some(&id), "").await;
+    assert_eq!(question.status, 200);
+    assert!(question.body.contains("Cancel this request?"), "{}", question.body);
+    assert!(
+        question.body.contains("case-cancel"),
+        "the case is named: {}",
+        question.body
+    );
+    assert!(question.body.contains("href=\"/intake\""), "a way back");
+    assert_ne!(status().await, ik::NeedStatus::Cancelled as i32);
+    // Confirmed, it is cancelled and the page follows with a redirect.
+    let form = format!("csrf={}", csrf(&question.body));
+    let done = http(at, "POST", &ask, Some(&id), &form).await;
+    assert_eq!((done.status, done.location.as_deref()), (303, Some("/intake")));
+    assert_eq!(status().await, ik::NeedStatus::Cancelled as i32);
+    // A second tap (or a reload of the answer) acts once and answers alike.
+    let again = http(at, "POST", &ask, Some(&id), &form).await;
+    assert_eq!((again.status, again.location.as_deref()), (303, Some("/intake")));
+    assert_eq!(status().await, ik::NeedStatus::Cancelled as i32);
+    // What the state refuses is said with a 409: a cancelled person did not arrive.
+    let arrived = http(at, "POST", &format!("/intake/needs/{need}/fulfil"), Some(&id), &form).await;
+    assert_eq!(arrived.status, 409, "{}", arrived.body);
+    assert_eq!(status().await, ik::NeedStatus::Cancelled as i32);
+    console.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_failed_answers_with_its_status() {
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    // The matcher is away: its address answers nothing.
+    let mut config = config(&c);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.matcher_url = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let console = refer_console::launch(&config).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let id = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+
+    let nowhere = http(at, "GET", "/nowhere", Some(&id), "").await;
+    assert_eq!(nowhere.status, 404);
+    assert!(nowhere.body.contains("Not found"), "{}", nowhere.body);
+    let away = http(at, "GET", "/reports", Some(&id), "").await;
+    assert_eq!(away.status, 503, "{}", away.body);
+    assert!(away.body.contains("matcher"), "the service is named: {}", away.body);
+    // A request with no place chosen: the form again, with a 422.
+    let form_page = http(at, "GET", "/intake/new", Some(&id), "").await;
+    let form = format!("csrf={}&key=k1&needs0=shelter&coords=", csrf(&form_page.body));
+    let refused = http(at, "POST", "/intake/new", Some(&id), &form).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    console.stop().await.unwrap();
+}
