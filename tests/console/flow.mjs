@@ -159,7 +159,7 @@ try {
 
   // It accepts one with its hand-off.
   const referral = provider.locator("li.referral").first();
-  await referral.getByLabel(/Hand-off/).fill("Side door on Elm St; Ana meets you, 555-0110");
+  await referral.getByLabel(/Hand-off/).fill("Side door on Elm St; Ana meets you, (555) 010-0110");
   await referral.getByRole("button", { name: "Accept" }).click();
   await provider.waitForLoadState();
 
@@ -170,6 +170,19 @@ try {
   check(intakeNavigations.length === 0, `the intake page reloaded: ${intakeNavigations}`);
   check(await intake.getByText("Accepted").first().isVisible(), "the need shows accepted");
   check(await intake.getByText("Harbor House").first().isVisible(), "and the site's name");
+  // The hand-off first, full width, its phone one tap away on one line.
+  const handedOff = intake.locator("article.placement", { has: intake.locator("section.handoff") }).first();
+  const handoff = handedOff.locator("section.handoff").first();
+  const call = handoff.getByRole("link", { name: "(555) 010-0110" });
+  check((await call.getAttribute("href")) === "tel:5550100110", "a tap-to-call link");
+  const [box, table, callBox] = [
+    await handoff.boundingBox(),
+    await handedOff.locator("table").boundingBox(),
+    await call.boundingBox(),
+  ];
+  check(box.y < table.y, "the hand-off above the needs");
+  check(box.width >= phone.width - 48, `the hand-off full width: ${box.width}px`);
+  check(callBox.height >= 44 && callBox.height < 60, `the phone a 44-px target on one line: ${callBox.height}px`);
   await shoot(intake, "intake-handed-off");
   // The pages with their content, in both languages.
   await accessibleInBoth(intake, "intake placements, one accepted and one proposed");

@@ -651,6 +651,21 @@ async fn who_sees_what_of_a_hand_off_is_decided_on_the_server() {
         .set_donation_handoff(authed(&business_token(0), desk))
         .await
         .unwrap();
+    // It reads it back to edit; nobody else does (an admin is not shown it).
+    let get = refer_proto::donations::v1::GetDonationHandoffRequest {
+        donation_id: rooms.donation_id.clone(),
+    };
+    let read = |token: String| {
+        let (mut donations, get) = (donations.clone(), get.clone());
+        async move { donations.get_donation_handoff(authed(&token, get)).await }
+    };
+    assert_eq!(
+        read(business_token(0)).await.unwrap().into_inner().instructions,
+        "front desk"
+    );
+    assert_eq!(read(ADMIN.into()).await.unwrap().into_inner().instructions, "");
+    assert_eq!(refused(read(business_token(1)).await), Code::NotFound);
+    assert_eq!(refused(read(INTAKE.into()).await), Code::PermissionDenied);
 
     // The note is shared; the provider sees it only once it accepted.
     intake.share_note(authed(INTAKE, note)).await.unwrap();

@@ -27,6 +27,10 @@ pub fn routes() -> Router<Console> {
     Router::new()
         .merge(live::routes::<Donations>())
         .route("/business/new", get(new_form).post(register))
+        .route(
+            "/business/donations/{donation}/handoff",
+            get(handoff_form).post(set_handoff),
+        )
         .route("/business/donations/{donation}/{action}", post(action))
 }
 
@@ -96,18 +100,13 @@ fn donations_html(s: &Session, donations: &[don::Donation]) -> String {
             out += "</ul>";
         }
         if !d.withdrawn {
-            let handoff_id = format!("handoff-{id}");
             let _ = write!(
                 out,
-                "<form method=\"post\" action=\"/business/donations/{id}/handoff\">{csrf}\
-                 <label for=\"{handoff_id}\">{label}</label>\
-                 <textarea id=\"{handoff_id}\" name=\"instructions\" maxlength=\"1024\" rows=\"2\"></textarea>\
-                 <button type=\"submit\" class=\"quiet\">{save}</button></form>\
-                 <form method=\"post\" action=\"/business/donations/{id}/withdraw\">{csrf}\
+                "<a class=\"button quiet\" href=\"/business/donations/{id}/handoff\">{handoff}</a>\
+                 <form class=\"inline\" method=\"post\" action=\"/business/donations/{id}/withdraw\">{csrf}\
                  <button type=\"submit\" class=\"quiet\">{withdraw}</button></form>",
                 csrf = csrf(s),
-                label = l(T::DonationHandoff),
-                save = l(T::Save),
+                handoff = l(T::EditHandoff),
                 withdraw = l(T::Withdraw),
             );
         }
@@ -158,6 +157,12 @@ impl Live for Donations {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
     let lang = s.lang;
     let l = |t: T| t.get(lang);
@@ -169,11 +174,18 @@ fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
         "" => default.to_owned(),
         v => esc(v),
     };
+    // Hours are counted from when the form was first shown, so that a
+    // retried submit sends the same offer under the same key.
+    let at = match f.get("at") {
+        "" => now_ms().to_string(),
+        v => esc(v),
+    };
     let kinds: Vec<(&str, &str)> = KINDS.iter().map(|(v, _, t)| (*v, t.get(lang))).collect();
     let mut out = message.to_owned();
     let _ = write!(
         out,
-        "<form method=\"post\" action=\"/business/new\">{csrf}<input type=\"hidden\" name=\"key\" value=\"{key}\">{kind}\
+        "<form method=\"post\" action=\"/business/new\">{csrf}<input type=\"hidden\" name=\"key\" value=\"{key}\">\
+         <input type=\"hidden\" name=\"at\" value=\"{at}\">{kind}\
          <label for=\"quantity\">{quantity}</label><input id=\"quantity\" name=\"quantity\" type=\"number\" min=\"1\" max=\"100000\" value=\"{q}\">\
          <label for=\"from\">{from}</label><input id=\"from\" name=\"from\" type=\"number\" min=\"0\" max=\"8760\" value=\"{from_v}\">\
          <label for=\"until\">{until}</label><input id=\"until\" name=\"until\" type=\"number\" min=\"1\" max=\"8784\" value=\"{until_v}\">\
@@ -222,7 +234,10 @@ fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
     );
     let _ = write!(
         out,
-        "<button type=\"submit\">{}</button></form>",
+        "<label for=\"handoff\">{}</label><textarea id=\"handoff\" name=\"handoff\" maxlength=\"1024\" rows=\"3\">{}</textarea>\
+         <button type=\"submit\">{}</button></form>",
+        l(T::DonationHandoff),
+        esc(f.get("handoff")),
         l(T::RegisterDonation)
     );
     out
@@ -256,9 +271,7 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
         }
     };
     let hours = |name: &str| f.get(name).parse::<i64>().unwrap_or(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = f.get("at").parse::<i64>().unwrap_or_else(|_| now_ms());
     let spec = don::DonationSpec {
         org_id: String::new(),
         kind: KINDS
@@ -302,9 +315,85 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
         donation_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, f.get("key").as_bytes()).to_string(),
         spec: Some(spec),
     };
-    match client(&c).register_donation(authed(&s.token, request)).await {
+    let donation = match client(&c).register_donation(authed(&s.token, request)).await {
+        Ok(done) => done.into_inner().donation_id,
+        Err(status) => return again(http_status(&status), problem(s.lang, "donations", &status)),
+    };
+    let handoff = f.get("handoff");
+    if handoff.trim().is_empty() {
+        return Redirect::to("/business?saved=1").into_response();
+    }
+    // Offered; its hand-off goes with it, under a key of its own (a retried
+    // submit sets it once). Refused, the hand-off page keeps what was typed.
+    let key = format!("{}-handoff", f.get("key"));
+    save_handoff(&c, &s, &donation, handoff, key).await
+}
+
+/// The hand-off page: what an agency will be told (sealed; shown only to
+/// an agency whose need this donation serves), as it is now, to edit.
+fn handoff_html(s: &Session, donation: &str, text: &str, message: &str) -> String {
+    let l = |t: T| t.get(s.lang);
+    format!(
+        "{message}<form method=\"post\" action=\"/business/donations/{id}/handoff\">{csrf}\
+         <input type=\"hidden\" name=\"key\" value=\"{key}\">\
+         <label for=\"instructions\">{label}</label>\
+         <textarea id=\"instructions\" name=\"instructions\" maxlength=\"1024\" rows=\"4\">{text}</textarea>\
+         <button type=\"submit\">{save}</button><a class=\"button quiet\" href=\"/business\">{back}</a></form>",
+        id = esc(donation),
+        csrf = csrf(s),
+        key = &random_id()[..32],
+        label = l(T::DonationHandoff),
+        text = esc(text),
+        save = l(T::Save),
+        back = l(T::BackToDonations),
+    )
+}
+
+async fn handoff_form(State(c): State<Console>, As(s, _): As<ForBusiness>, Path(donation): Path<String>) -> Response {
+    let title = T::EditHandoff.get(s.lang);
+    let get = don::GetDonationHandoffRequest {
+        donation_id: donation.clone(),
+    };
+    match client(&c).get_donation_handoff(authed(&s.token, get)).await {
+        Ok(h) => {
+            let body = handoff_html(&s, &donation, &h.into_inner().instructions, "");
+            respond(page(s.lang, title, Some(&s), &body)).into_response()
+        }
+        Err(status) => {
+            let body = problem(s.lang, "donations", &status);
+            (http_status(&status), respond(page(s.lang, title, Some(&s), &body))).into_response()
+        }
+    }
+}
+
+async fn set_handoff(
+    State(c): State<Console>,
+    As(s, _): As<ForBusiness>,
+    Path(donation): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = Filled(form(&body));
+    if let Err(refusal) = check_csrf(&s, &f.0) {
+        return refusal;
+    }
+    save_handoff(&c, &s, &donation, f.get("instructions"), f.get("key").to_owned()).await
+}
+
+/// Sets the donation's hand-off, then back to the donations (a reload
+/// repeats nothing); refused, the hand-off page again as typed.
+async fn save_handoff(c: &Console, s: &Session, donation: &str, text: &str, key: String) -> Response {
+    let r = don::SetDonationHandoffRequest {
+        idempotency_key: key,
+        donation_id: donation.to_owned(),
+        instructions: text.to_owned(),
+    };
+    match client(c).set_donation_handoff(authed(&s.token, r)).await {
         Ok(_) => Redirect::to("/business?saved=1").into_response(),
-        Err(status) => again(http_status(&status), problem(s.lang, "donations", &status)),
+        Err(status) => {
+            let body = handoff_html(s, donation, text, &problem(s.lang, "donations", &status));
+            let title = T::EditHandoff.get(s.lang);
+            (http_status(&status), respond(page(s.lang, title, Some(s), &body))).into_response()
+        }
     }
 }
 
@@ -324,14 +413,6 @@ async fn action(
                     donation_id: donation,
                 };
                 client(&c).withdraw_donation(authed(&s.token, r)).await.map(|_| ())
-            }
-            "handoff" => {
-                let r = don::SetDonationHandoffRequest {
-                    idempotency_key: key,
-                    donation_id: donation,
-                    instructions: crate::field(&f, "instructions").to_owned(),
-                };
-                client(&c).set_donation_handoff(authed(&s.token, r)).await.map(|_| ())
             }
             _ => return None,
         })

@@ -240,9 +240,79 @@ pub fn tag_if(on: bool, text: &str) -> String {
     }
 }
 
+/// Hand-off instructions as a person reads them on a phone: escaped, line
+/// breaks kept, and each phone number (10 to 15 digits, as people write
+/// them: "(555) 010-2000", "+1 555 010 2000") a tap-to-call link that never
+/// wraps. Shorter runs of digits (a date, a room number) stay text.
+pub fn with_phones(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let (mut out, mut plain) = (String::new(), String::new());
+    let flush = |out: &mut String, plain: &mut String| {
+        *out += &esc(plain).replace('\n', "<br>");
+        plain.clear();
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i] == '+' || chars[i] == '(' || chars[i].is_ascii_digit();
+        if starts && (i == 0 || !chars[i - 1].is_alphanumeric()) {
+            let mut end = i + 1;
+            while end < chars.len() && (chars[end].is_ascii_digit() || " -.()".contains(chars[end])) {
+                end += 1;
+            }
+            // Separators after the last digit belong to the sentence, and so
+            // does a closing bracket that opened before the number.
+            while end > i && !chars[end - 1].is_ascii_digit() {
+                let run = &chars[i..end];
+                let open = run.iter().filter(|c| **c == '(').count();
+                let close = run.iter().filter(|c| **c == ')').count();
+                if chars[end - 1] == ')' && open == close {
+                    break;
+                }
+                end -= 1;
+            }
+            let run: String = chars[i..end].iter().collect();
+            let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+            let next_ok = end == chars.len() || !chars[end].is_alphanumeric();
+            if (10..=15).contains(&digits.len()) && next_ok {
+                flush(&mut out, &mut plain);
+                let plus = if run.starts_with('+') { "+" } else { "" };
+                let _ = write!(out, "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>", esc(&run));
+                i = end;
+                continue;
+            }
+        }
+        plain.push(chars[i]);
+        i += 1;
+    }
+    flush(&mut out, &mut plain);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_numbers_in_a_hand_off_are_tap_to_call_and_nothing_else_is() {
+        assert_eq!(
+            with_phones("Front desk, ask for Ana: (555) 010-2000."),
+            "Front desk, ask for Ana: <a class=\"tel\" href=\"tel:5550102000\">(555) 010-2000</a>."
+        );
+        assert_eq!(
+            with_phones("Call +1 555 010 2000\nthen come in"),
+            "Call <a class=\"tel\" href=\"tel:+15550102000\">+1 555 010 2000</a><br>then come in"
+        );
+        assert_eq!(
+            with_phones("(call 555.010.2000)"),
+            "(call <a class=\"tel\" href=\"tel:5550102000\">555.010.2000</a>)"
+        );
+        // A date, a room, a code with letters: text.
+        for text in ["Arrive 2026-12-05, room 214", "Ref A5550102000", "5550102000B"] {
+            assert_eq!(with_phones(text), esc(text), "{text}");
+        }
+        assert_eq!(with_phones("<b>5550102000</b>").matches("href").count(), 1);
+        assert_eq!(with_phones("<b>x</b>"), "&lt;b&gt;x&lt;/b&gt;");
+    }
 
     #[test]
     fn interpolated_text_is_escaped() {

@@ -123,6 +123,12 @@ texts! {
     HeldForUrgent => "beds kept for more urgent cases; matched at the latest at", "camas reservadas para casos más urgentes; se asigna a más tardar a las";
     BringTo => "Bring them to", "Llévelos a";
     HandoffErased => "Hand-off erased", "Entrega borrada";
+    HandoffPending => "no hand-off given yet: call the coalition's duty officer", "aún no hay entrega: llame al responsable de guardia de la coalición";
+    HandoffFor => "Hand-off for", "Entrega para";
+    DonatedHotelRoom => "a donated hotel room", "una habitación de hotel donada";
+    DonatedVehicle => "a donated vehicle with a driver", "un vehículo donado con conductor";
+    DonatedRentalCar => "a donated rental car", "un auto de alquiler donado";
+    DonatedAudioVisual => "donated audio/video equipment", "equipo de audio y video donado";
     Cancel => "Cancel", "Cancelar";
     CancelAsk => "Cancel this request?", "¿Cancelar esta solicitud?";
     CancelMeans => "The provider's referral is withdrawn and any bed or place held for this person is released to others. A cancelled request cannot be reopened: a new request starts again.", "Se retira la derivación al proveedor y se libera para otras personas cualquier cama o lugar reservado para esta persona. Una solicitud cancelada no se puede reabrir: una nueva solicitud empieza de nuevo.";
@@ -197,6 +203,8 @@ texts! {
     UsedWhen => "Used (never by whom)", "Usado (nunca por quién)";
     DonationHandoff => "Hand-off: front desk, keys, a phone (shown only to an agency whose need this serves)", "Entrega: recepción, llaves, un teléfono (solo la ve una agencia a la que esto sirve)";
     Save => "Save", "Guardar";
+    EditHandoff => "Hand-off", "Entrega";
+    BackToDonations => "Back to the donations", "Volver a las donaciones";
     Coalition => "The coalition tonight", "La coalición esta noche";
     Unplaced => "Needs still to place", "Necesidades por colocar";
     AcceptedNeeds => "Needs accepted", "Necesidades aceptadas";

@@ -66,19 +66,54 @@ fn status_name(status: i32, lang: Lang) -> &'static str {
     .get(lang)
 }
 
-/// What a need waits on, or where to bring the person once accepted.
+/// Where an accepted person goes, in the reader's language: the site's
+/// name, or what was donated.
+fn place_name(h: &ik::Handoff, lang: Lang) -> String {
+    use pb::ResourceKind as R;
+    let donated = match R::try_from(h.resource).unwrap_or(R::Unspecified) {
+        R::Unspecified => return esc(&h.site_name),
+        R::HotelRoomNight => T::DonatedHotelRoom,
+        R::Vehicle => T::DonatedVehicle,
+        R::RentalCar => T::DonatedRentalCar,
+        R::AudioVisual => T::DonatedAudioVisual,
+    };
+    donated.get(lang).to_owned()
+}
+
+/// The hand-off of an accepted need, first on the page and full width:
+/// where to bring the person, then who meets them and a phone to tap.
+/// Nothing when there is nothing to say yet.
+fn handoff_html(n: &ik::NeedUpdate, lang: Lang) -> String {
+    if n.status != ik::NeedStatus::Accepted as i32 {
+        return String::new();
+    }
+    let Some(h) = n.handoff.as_ref().filter(|h| !h.erased && !h.instructions.is_empty()) else {
+        return String::new();
+    };
+    format!(
+        "<section class=\"handoff\" aria-label=\"{for_} {kind}\"><p class=\"where\">{bring} <strong>{place}</strong> \
+         <span class=\"kind\">({kind})</span></p><p class=\"instructions\">{text}</p></section>",
+        for_ = T::HandoffFor.get(lang),
+        kind = need_name(n.kind, lang),
+        bring = T::BringTo.get(lang),
+        place = place_name(h, lang),
+        text = html::with_phones(&h.instructions),
+    )
+}
+
+/// What a need waits on, or where the person goes once accepted (the
+/// hand-off itself is shown above the table).
 fn detail(n: &ik::NeedUpdate, lang: Lang) -> String {
     if let Some(h) = &n.handoff {
         if h.erased {
             return esc(T::HandoffErased.get(lang));
         }
+        let place = place_name(h, lang);
         if !h.instructions.is_empty() {
-            return format!(
-                "{} <strong>{}</strong>: {}",
-                T::BringTo.get(lang),
-                esc(&h.site_name),
-                esc(&h.instructions)
-            );
+            return format!("{} <strong>{place}</strong>", T::BringTo.get(lang));
+        }
+        if !place.is_empty() {
+            return format!("<strong>{place}</strong>: {}", T::HandoffPending.get(lang));
         }
     }
     if let Some(w) = &n.waiting_for {
@@ -113,17 +148,23 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
     for p in placements {
         let _ = write!(
             out,
-            "<article class=\"placement\" data-placement=\"{id}\"><h2>{case} {reference}</h2>\
-             <table><thead><tr><th scope=\"col\">{need}</th><th scope=\"col\">{status}</th>\
-             <th scope=\"col\">{detail}</th><th scope=\"col\"><span class=\"visually-hidden\">{actions}</span></th></tr></thead><tbody>",
+            "<article class=\"placement\" data-placement=\"{id}\"><h2>{case} {reference}</h2>",
             id = esc(&p.placement_id),
             case = l(T::Case),
             reference = esc(&p.case_reference),
+        );
+        let table = format!(
+            "<table><thead><tr><th scope=\"col\">{need}</th><th scope=\"col\">{status}</th>\
+             <th scope=\"col\">{detail}</th><th scope=\"col\"><span class=\"visually-hidden\">{actions}</span></th></tr></thead><tbody>",
             need = l(T::Need),
             status = l(T::Status),
             detail = l(T::Detail),
             actions = l(T::Actions),
         );
+        for n in &p.needs {
+            out += &handoff_html(n, lang);
+        }
+        out += &table;
         for n in &p.needs {
             let open = ![ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&n.status);
             let accepted = n.status == ik::NeedStatus::Accepted as i32;

@@ -63,6 +63,25 @@ fn entry_view(entry: &Entry) -> pb::Donation {
     donation_view(entry.donation.as_uuid(), &entry.state, entry.position, &entry.usage)
 }
 
+/// A donation's hand-off as a sealed item: whose it is, the purpose it is
+/// sealed for, and what a read of it is recorded as.
+fn handoff_item(id: Uuid, state: &Donation) -> (refer_domain::standing::Owner, String, refer_service::reads::About) {
+    let donation = DonationId::from_uuid(id);
+    let about = refer_service::reads::About {
+        kind: refer_service::reads::ItemKind::DonationHandoff,
+        of: id,
+        owner: state
+            .offer
+            .as_ref()
+            .map_or(refer_domain::ids::OrgId::from_u128(0), |o| o.org),
+    };
+    (
+        refer_domain::standing::Owner::Donation(donation),
+        sealing::purpose::donation(donation),
+        about,
+    )
+}
+
 impl DonationsService {
     /// A donation the caller may act for: NOT_FOUND if unknown or another
     /// business's, in the same words.
@@ -95,20 +114,25 @@ impl Donations for DonationsService {
         let (id, state, _) = self.owned(&call.who, &r.donation_id).await?;
         let instructions = sealing::text(&r.instructions, "instructions")?;
         let meta = call.bind().await?;
-        let donation = DonationId::from_uuid(id);
-        let owner = refer_domain::standing::Owner::Donation(donation);
-        let purpose = sealing::purpose::donation(donation);
-        let about = refer_service::reads::About {
-            kind: refer_service::reads::ItemKind::DonationHandoff,
-            of: id,
-            owner: state
-                .offer
-                .as_ref()
-                .map_or(refer_domain::ids::OrgId::from_u128(0), |o| o.org),
-        };
+        let (owner, purpose, about) = handoff_item(id, &state);
         // An admin may set it, never be shown it.
         let instructions =
             sealing::set_standing(&self.shell, &call.who, owner, &instructions, &purpose, &meta, about).await?;
+        Ok(Response::new(pb::DonationHandoff {
+            donation_id: refer_service::convert::id_pb(id),
+            instructions,
+        }))
+    }
+
+    async fn get_donation_handoff(
+        &self,
+        request: Request<pb::GetDonationHandoffRequest>,
+    ) -> Result<Response<pb::DonationHandoff>, Status> {
+        let who = caller(&request)?;
+        let (id, state, _) = self.owned(&who, &request.get_ref().donation_id).await?;
+        let (owner, purpose, about) = handoff_item(id, &state);
+        // Opened for its business (the read recorded); withheld from an admin.
+        let instructions = sealing::open_standing(&self.shell, &who, owner, &purpose, about).await?;
         Ok(Response::new(pb::DonationHandoff {
             donation_id: refer_service::convert::id_pb(id),
             instructions,

@@ -137,18 +137,10 @@ impl IntakeService {
         Ok((placements, position))
     }
 
-    /// The hand-off a business registered for `donation`, if any, opened
-    /// for the reader of `trail`.
+    /// What the agency is told of the donation that serves a need: what
+    /// was donated, and the hand-off its business registered (opened for
+    /// the reader of `trail`), or `given` false when there is none yet.
     async fn donation_handoff(&self, donation: DonationId, trail: &mut Trail) -> Result<Option<pb::Handoff>, Status> {
-        let standing = self
-            .shell
-            .store
-            .load::<Standing>(Owner::Donation(donation).id())
-            .await
-            .map_err(store_status)?;
-        let Some(sealed) = standing.state.text else {
-            return Ok(None);
-        };
         let offer = self
             .shell
             .store
@@ -157,7 +149,20 @@ impl IntakeService {
             .map_err(store_status)?
             .state
             .offer;
-        let site_name = offer.as_ref().map_or("a donation", |o| o.kind.described());
+        let named = pb::Handoff {
+            site_name: offer.as_ref().map_or("a donation", |o| o.kind.described()).to_owned(),
+            resource: offer.as_ref().map_or(0, |o| cv::resource_kind_pb(o.kind)),
+            ..Default::default()
+        };
+        let standing = self
+            .shell
+            .store
+            .load::<Standing>(Owner::Donation(donation).id())
+            .await
+            .map_err(store_status)?;
+        let Some(sealed) = standing.state.text else {
+            return Ok(Some(named));
+        };
         let about = About {
             kind: ItemKind::DonationHandoff,
             of: donation.as_uuid(),
@@ -167,19 +172,15 @@ impl IntakeService {
             match sealing::open(&self.shell.vault, &sealed, &purpose::donation(donation), trail, about).await? {
                 Opened::Text(instructions) => pb::Handoff {
                     given: true,
-                    site_name: site_name.to_owned(),
                     instructions,
-                    erased: false,
+                    ..named
                 },
                 Opened::Erased => pb::Handoff {
                     given: true,
                     erased: true,
-                    ..Default::default()
+                    ..named
                 },
-                Opened::Withheld => pb::Handoff {
-                    given: true,
-                    ..Default::default()
-                },
+                Opened::Withheld => pb::Handoff { given: true, ..named },
             },
         ))
     }

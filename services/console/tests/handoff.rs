@@ -1,0 +1,187 @@
+//! The hand-off first: an officer whose person was accepted sees where to
+//! bring them, who meets them and a phone to tap before anything else, for
+//! a site and a donated room alike; a business gives and sees its
+//! donation's hand-off in its own forms.
+
+mod browse;
+
+use browse::*;
+use refer_client::authed;
+use refer_domain::sample;
+use refer_proto::common::v1 as pb;
+use refer_proto::donations::v1 as don;
+use refer_service::convert as cv;
+use refer_tests::*;
+
+const CLINIC_DOOR: &str = "Side door on Elm St; Ana meets you, (555) 010-2000";
+const DESK: &str = "Front desk, ask for the night manager: +1 555 010 3000";
+
+/// The hotel rooms of business 0 (near the sample person), with no hand-off.
+async fn rooms(c: &Coalition) -> String {
+    let rooms = sample::hotel_rooms(business_org(0));
+    let register = don::RegisterDonationRequest {
+        idempotency_key: "rooms".into(),
+        donation_id: uuid::Uuid::new_v4().to_string(),
+        spec: Some(don::DonationSpec {
+            org_id: String::new(),
+            kind: cv::resource_kind_pb(rooms.kind),
+            quantity: rooms.quantity,
+            window: Some(cv::time_window_pb(&rooms.window)),
+            location: Some(cv::location_pb(&rooms.location)),
+            max_units_per_need: 0,
+            eligibility: Some(cv::eligibility_pb(&rooms.eligibility)),
+        }),
+    };
+    let mut donations = c.donations.clone();
+    let done = donations.register_donation(authed(&business_token(0), register)).await;
+    done.unwrap().into_inner().donation_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_person_shows_the_hand_off_first_with_a_phone_to_tap() {
+    let c = Coalition::start(1, 1).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let clinic = site(&c, 0, &[pb::ServiceKind::Medical], 2).await;
+    accept_every_referral_with(&c, 0, clinic, CLINIC_DOOR);
+    let rooms = rooms(&c).await;
+
+    // A person needing a bed (only the donated rooms have one) and care.
+    let placed = request_person(
+        &c,
+        "first-1",
+        person("case-first", &[pb::NeedKind::Shelter, pb::NeedKind::Medical]),
+    )
+    .await;
+    placement_until(&c.intake, &placed.placement_id, "both accepted", |p| {
+        p.needs
+            .iter()
+            .all(|n| n.status == refer_proto::intake::v1::NeedStatus::Accepted as i32)
+    })
+    .await;
+
+    let intake = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+    let page = http(at, "GET", "/intake", Some(&intake), "").await;
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    let article = &body[body.find("data-placement=").expect("the placement")..];
+    let (handoff, table) = (
+        article.find("class=\"handoff\"").expect("a hand-off"),
+        article.find("<table").unwrap(),
+    );
+    assert!(handoff < table, "the hand-off comes before the table: {article}");
+    // The clinic's, a phone to tap.
+    assert!(article.contains("href=\"tel:5550102000\""), "{article}");
+    assert!(
+        article.contains(">(555) 010-2000</a>"),
+        "the number as written: {article}"
+    );
+    // The rooms have no hand-off yet: named, and said so, not a bare "Accepted".
+    assert!(
+        article.contains("<strong>a donated hotel room</strong>: no hand-off given yet"),
+        "{article}"
+    );
+
+    // The business gives it on its hand-off page, which shows it back to edit.
+    let business = sign_in(at, &business_token(0))
+        .await
+        .session
+        .expect("the business is signed in");
+    let list = http(at, "GET", "/business", Some(&business), "").await;
+    let edit = format!("/business/donations/{rooms}/handoff");
+    assert!(list.body.contains(&format!("href=\"{edit}\"")), "{}", list.body);
+    let form_page = http(at, "GET", &edit, Some(&business), "").await;
+    assert_eq!(form_page.status, 200);
+    assert!(
+        form_page.body.contains("rows=\"4\"></textarea>"),
+        "empty at first: {}",
+        form_page.body
+    );
+    let text: String = form_urlencoded::byte_serialize(DESK.as_bytes()).collect();
+    let form = format!("csrf={}&key=k-desk&instructions={text}", csrf(&form_page.body));
+    let saved = http(at, "POST", &edit, Some(&business), &form).await;
+    assert_eq!(
+        (saved.status, saved.location.as_deref()),
+        (303, Some("/business?saved=1"))
+    );
+    let shown = http(at, "GET", &edit, Some(&business), "").await;
+    assert!(shown.body.contains(&format!(">{DESK}</textarea>")), "{}", shown.body);
+
+    // Intake now reads the desk's, as readily, with its number to tap.
+    let page = http(at, "GET", "/intake", Some(&intake), "").await;
+    assert!(page.body.contains("href=\"tel:+15550103000\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Bring them to <strong>a donated hotel room</strong>"),
+        "{}",
+        page.body
+    );
+    console.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_gives_the_hand_off_with_its_donation() {
+    let c = Coalition::start(0, 1).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let business = sign_in(at, &business_token(0)).await.session.expect("signed in");
+    let new = http(at, "GET", "/business/new", Some(&business), "").await;
+    assert!(
+        new.body.contains("name=\"handoff\""),
+        "the form asks for it: {}",
+        new.body
+    );
+
+    let text: String = form_urlencoded::byte_serialize(DESK.as_bytes()).collect();
+    let form = format!(
+        "csrf={}&key=with-desk&at={}&kind=hotel_room_night&quantity=3&from=0&until=48&max=0\
+         &ages=adult&genders=female&languages=en&place=Pasadena&coords=&region=&handoff={text}",
+        csrf(&new.body),
+        {
+            let field = "name=\"at\" value=\"";
+            let at = new.body.find(field).expect("the form's time") + field.len();
+            new.body[at..].split('"').next().unwrap().to_owned()
+        }
+    );
+    let offered = http(at, "POST", "/business/new", Some(&business), &form).await;
+    assert_eq!(
+        (offered.status, offered.location.as_deref()),
+        (303, Some("/business?saved=1")),
+        "{}",
+        offered.body
+    );
+    let list = don::ListDonationsRequest::default();
+    let listed = c
+        .donations
+        .clone()
+        .list_donations(authed(&business_token(0), list))
+        .await
+        .unwrap();
+    let [offer] = &listed.into_inner().donations[..] else {
+        panic!("one donation")
+    };
+    let get = don::GetDonationHandoffRequest {
+        donation_id: offer.donation_id.clone(),
+    };
+    let given = c
+        .donations
+        .clone()
+        .get_donation_handoff(authed(&business_token(0), get))
+        .await
+        .unwrap();
+    assert_eq!(given.into_inner().instructions, DESK);
+    // Submitted again (a retry, a reload): still one donation.
+    let again = http(at, "POST", "/business/new", Some(&business), &form).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    let list = don::ListDonationsRequest::default();
+    let listed = c
+        .donations
+        .clone()
+        .list_donations(authed(&business_token(0), list))
+        .await
+        .unwrap();
+    assert_eq!(listed.into_inner().donations.len(), 1);
+    console.stop().await.unwrap();
+}
