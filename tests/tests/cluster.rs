@@ -406,7 +406,7 @@ impl World {
                                 idempotency_key: format!("decline-{}", referral.referral_id),
                                 provider_id: site.to_string(),
                                 referral_id: referral.referral_id.clone(),
-                                reason: cap::DeclineReason::NoCapacity as i32,
+                                reason: refer_proto::common::v1::DeclineReason::NoCapacity as i32,
                             };
                             let (answer, took) =
                                 retried(&what, || call!(client, decline_referral, &token, decline)).await;

@@ -134,7 +134,7 @@ fn coordinate(
                     idempotency_key: key,
                     provider_id: provider.clone(),
                     referral_id: referral.referral_id,
-                    reason: cap::DeclineReason::NoCapacity as i32,
+                    reason: refer_proto::common::v1::DeclineReason::NoCapacity as i32,
                 };
                 let _ = client.decline_referral(authed(&token, decline)).await;
             } else {

@@ -163,7 +163,7 @@ pub enum Reason {
 
 impl Reason {
     pub fn pb(self) -> i32 {
-        use refer_proto::capacity::v1::DeclineReason as R;
+        use refer_proto::common::v1::DeclineReason as R;
         (match self {
             Self::NoCapacity => R::NoCapacity,
             Self::NotEligible => R::NotEligible,

@@ -174,13 +174,45 @@ fn placed(target: &Option<common::Target>) -> String {
 }
 
 /// Where to bring the person once accepted; when a proposed need's answer
-/// is due; what a waitlisted one waits for.
+/// is due; what a waitlisted one waits for; and the latest decline or
+/// unanswered referral, if one led here.
 fn detail(n: &pb::NeedUpdate) -> String {
+    let now = now_detail(n);
+    let trouble = n
+        .timeline
+        .iter()
+        .rev()
+        .take_while(|s| s.status != pb::NeedStatus::Accepted as i32)
+        .find_map(|s| {
+            let reason = common::DeclineReason::try_from(s.decline_reason)
+                .ok()
+                .filter(|r| *r != common::DeclineReason::Unspecified);
+            match pb::NeedStatus::try_from(s.status) {
+                Ok(pb::NeedStatus::Declined) => Some(format!(
+                    "declined {} ({})",
+                    crate::output::time(s.at_ms),
+                    reason
+                        .map_or("no reason", |r| r.as_str_name().trim_start_matches("DECLINE_REASON_"))
+                        .to_lowercase()
+                )),
+                Ok(pb::NeedStatus::Expired) => Some(format!("unanswered {}", crate::output::time(s.at_ms))),
+                _ => None,
+            }
+        });
+    match (now.is_empty(), trouble) {
+        (_, None) => now,
+        (true, Some(t)) => t,
+        (false, Some(t)) => format!("{now}; {t}"),
+    }
+}
+
+fn now_detail(n: &pb::NeedUpdate) -> String {
     if let Some(h) = &n.handoff {
-        return match (h.erased, h.site_name.is_empty()) {
-            (true, _) => "hand-off erased".into(),
-            (false, false) => format!("at {}: {}", h.site_name, h.instructions),
-            (false, true) => "hand-off given (see intake status)".into(),
+        return match (h.erased, h.site_name.is_empty(), h.instructions.is_empty()) {
+            (true, ..) => "hand-off erased".into(),
+            (false, false, true) if !h.given => format!("at {}: no hand-off given yet", h.site_name),
+            (false, false, _) => format!("at {}: {}", h.site_name, h.instructions),
+            (false, true, _) => "hand-off given (see intake status)".into(),
         };
     }
     if let Some(w) = &n.waiting_for {

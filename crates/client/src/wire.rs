@@ -6,7 +6,7 @@ use refer_domain::eligibility::{Eligibility, ServiceArea};
 use refer_domain::geo::{GeoPoint, Location, RegionCode};
 use refer_domain::ids::OrgId;
 use refer_domain::kinds::{NeedKind, ResourceKind, ServiceKind};
-use refer_domain::need::Target;
+use refer_domain::need::{DeclineReason, Target};
 use refer_domain::profile::{Accessibility, AgeBand, Gender, Language, Profile};
 use refer_domain::provider::ProviderProfile;
 use refer_domain::request::{Constraints, Urgency};
@@ -56,6 +56,9 @@ enum_map!(gender, gender_pb, pb::Gender, Gender, { Female <=> Female, Male <=> M
 enum_map!(accessibility, accessibility_pb, pb::Accessibility, Accessibility, {
     Wheelchair <=> Wheelchair, SignLanguage <=> SignLanguage, VisualImpairment <=> VisualImpairment,
     ServiceAnimal <=> ServiceAnimal,
+});
+enum_map!(decline_reason, decline_reason_pb, pb::DeclineReason, DeclineReason, {
+    NoCapacity <=> NoCapacity, NotEligible <=> NotEligible, SafetyConcern <=> SafetyConcern, Other <=> Other,
 });
 enum_map!(urgency, urgency_pb, pb::Urgency, Urgency, { Immediate <=> Immediate, Soon <=> Soon, Routine <=> Routine });
 enum_map!(weekday, weekday_pb, pb::Weekday, Weekday, {

@@ -1,7 +1,7 @@
 //! Referrals sent to a site: list, watch, accept, decline.
 
 use crate::board::{Referral, ReferralStatus};
-use crate::views::{decline_reason, referral_view};
+use crate::views::referral_view;
 use crate::CapacityService;
 use refer_domain::decision;
 use refer_domain::ids::{HoldId, OrgId, ProviderId};
@@ -11,6 +11,7 @@ use refer_domain::standing::{Owner, Standing};
 use refer_domain::DomainError;
 use refer_eventstore::{always, Executed, Outcome, StoreError};
 use refer_proto::capacity::v1 as pb;
+use refer_service::convert::decline_reason;
 use refer_service::convert::id;
 use refer_service::reads::{About, ItemKind, Trail};
 use refer_service::sealing::{self, purpose, HandoffText, Opened};

@@ -1,7 +1,6 @@
 //! What the capacity service shows on the wire, and the enums it reads.
 
 use crate::board::{Referral, ReferralStatus};
-use refer_domain::need::DeclineReason;
 use refer_domain::provider::{Provider, ProviderProfile};
 use refer_domain::{Freshness, Timestamp};
 use refer_proto::capacity::v1 as pb;
@@ -10,9 +9,6 @@ use refer_service::{invalid, Principal, Role};
 use tonic::Status;
 use uuid::Uuid;
 
-refer_service::enum_map!(decline_reason, decline_reason_pb, pb::DeclineReason, DeclineReason, {
-    NoCapacity <=> NoCapacity, NotEligible <=> NotEligible, SafetyConcern <=> SafetyConcern, Other <=> Other,
-});
 refer_service::enum_map!(referral_status, referral_status_pb, pb::ReferralStatus, ReferralStatus, {
     Pending <=> Pending, Accepted <=> Accepted, Declined <=> Declined, Expired <=> Expired,
     Cancelled <=> Cancelled,

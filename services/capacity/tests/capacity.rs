@@ -521,7 +521,7 @@ async fn a_provider_sees_its_referrals_with_the_minimum_and_answers_them() {
         idempotency_key: "dec-2".into(),
         provider_id: id.clone(),
         referral_id: cv::id_pb(hold2.as_uuid()),
-        reason: pb::DeclineReason::NoCapacity as i32,
+        reason: refer_proto::common::v1::DeclineReason::NoCapacity as i32,
     };
     let declined = w
         .client

@@ -123,6 +123,7 @@ texts! {
     HeldForUrgent => "beds kept for more urgent cases; matched at the latest at", "camas reservadas para casos más urgentes; se asigna a más tardar a las";
     BringTo => "Bring them to", "Llévelos a";
     HandoffErased => "Hand-off erased", "Entrega borrada";
+    WhatHappened => "What happened", "Qué pasó";
     HandoffPending => "no hand-off given yet: call the coalition's duty officer", "aún no hay entrega: llame al responsable de guardia de la coalición";
     HandoffFor => "Hand-off for", "Entrega para";
     DonatedHotelRoom => "a donated hotel room", "una habitación de hotel donada";

@@ -138,6 +138,42 @@ fn detail(n: &ik::NeedUpdate, lang: Lang) -> String {
     String::new()
 }
 
+/// What happened to a need, oldest first: each change of status with its
+/// time, a decline with the provider's coded reason. Open when something
+/// went wrong (a decline, no answer) so it is seen without a tap.
+fn timeline_html(n: &ik::NeedUpdate, lang: Lang) -> String {
+    use ik::NeedStatus as S;
+    if n.timeline.len() < 2 {
+        return String::new();
+    }
+    let troubled = n
+        .timeline
+        .iter()
+        .any(|step| [S::Declined as i32, S::Expired as i32].contains(&step.status));
+    let mut out = format!(
+        "<details class=\"timeline\"{}><summary>{}</summary><ol>",
+        if troubled { " open" } else { "" },
+        T::WhatHappened.get(lang)
+    );
+    for step in &n.timeline {
+        use pb::DeclineReason as R;
+        let reason = match R::try_from(step.decline_reason).unwrap_or(R::Unspecified) {
+            R::Unspecified => String::new(),
+            R::NoCapacity => format!(": {}", T::NoCapacity.get(lang)),
+            R::NotEligible => format!(": {}", T::NotEligible.get(lang)),
+            R::SafetyConcern => format!(": {}", T::SafetyConcern.get(lang)),
+            R::Other => format!(": {}", T::Other.get(lang)),
+        };
+        let _ = write!(
+            out,
+            "<li><time>{}</time> {}{reason}</li>",
+            time(step.at_ms),
+            status_name(step.status, lang)
+        );
+    }
+    out + "</ol></details>"
+}
+
 fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
     let lang = s.lang;
     let l = |t: T| t.get(lang);
@@ -189,12 +225,13 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
             }
             let _ = write!(
                 out,
-                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\">{status}</td>\
+                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\">{status}{timeline}</td>\
                  <td>{detail}</td><td class=\"actions\">{actions}</td></tr>",
                 id = esc(&n.need_id),
                 code = n.status,
                 kind = need_name(n.kind, lang),
                 status = status_name(n.status, lang),
+                timeline = timeline_html(n, lang),
                 detail = detail(n, lang),
             );
         }

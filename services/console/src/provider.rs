@@ -371,10 +371,10 @@ async fn answer(
             }
             "decline" => {
                 let reason = match field(&f, "reason") {
-                    "no_capacity" => cap::DeclineReason::NoCapacity,
-                    "not_eligible" => cap::DeclineReason::NotEligible,
-                    "safety_concern" => cap::DeclineReason::SafetyConcern,
-                    _ => cap::DeclineReason::Other,
+                    "no_capacity" => refer_proto::common::v1::DeclineReason::NoCapacity,
+                    "not_eligible" => refer_proto::common::v1::DeclineReason::NotEligible,
+                    "safety_concern" => refer_proto::common::v1::DeclineReason::SafetyConcern,
+                    _ => refer_proto::common::v1::DeclineReason::Other,
                 };
                 let r = cap::DeclineReferralRequest {
                     idempotency_key: key,

@@ -185,3 +185,69 @@ async fn a_business_gives_the_hand_off_with_its_donation() {
     assert_eq!(listed.into_inner().donations.len(), 1);
     console.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_shows_in_the_needs_timeline_with_its_reason_and_never_the_site() {
+    use refer_proto::capacity::v1 as cap;
+    use refer_proto::intake::v1::NeedStatus as S;
+    let c = Coalition::start(2, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let first = site(&c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
+    let placed = request_person(&c, "timeline-1", person("case-timeline", &[pb::NeedKind::Shelter])).await;
+
+    // The only site says no: not eligible.
+    let referral = loop {
+        if let Some(r) = referrals(&c, 0, &first, true).await.pop() {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let decline = cap::DeclineReferralRequest {
+        idempotency_key: "no".into(),
+        provider_id: first,
+        referral_id: referral.referral_id,
+        reason: pb::DeclineReason::NotEligible as i32,
+    };
+    c.capacity
+        .clone()
+        .decline_referral(authed(&provider_token(0), decline))
+        .await
+        .unwrap();
+    // Another site takes the person.
+    let second = site(&c, 1, &[pb::ServiceKind::ShelterBed], 1).await;
+    accept_every_referral(&c, 1, second);
+    let done = placement_until(&c.intake, &placed.placement_id, "accepted", |p| {
+        p.needs[0].status == S::Accepted as i32
+    })
+    .await;
+
+    // What intake reads: every step in order, the decline with its reason.
+    let steps: Vec<(i32, i32)> = done.needs[0]
+        .timeline
+        .iter()
+        .map(|s| (s.status, s.decline_reason))
+        .collect();
+    assert_eq!(steps.first(), Some(&(S::Requested as i32, 0)), "{steps:?}");
+    assert_eq!(steps.last(), Some(&(S::Accepted as i32, 0)), "{steps:?}");
+    assert!(
+        steps.contains(&(S::Declined as i32, pb::DeclineReason::NotEligible as i32)),
+        "{steps:?}"
+    );
+    let proposed = steps.iter().filter(|s| s.0 == S::Proposed as i32).count();
+    assert_eq!(proposed, 2, "proposed to each site once: {steps:?}");
+    let times: Vec<i64> = done.needs[0].timeline.iter().map(|s| s.at_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
+
+    // The page shows it, open, in words.
+    let intake = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+    let page = http(at, "GET", "/intake", Some(&intake), "").await;
+    assert!(page.body.contains("<details class=\"timeline\" open>"), "{}", page.body);
+    assert!(
+        page.body.contains("Declined, looking again: Not eligible</li>"),
+        "{}",
+        page.body
+    );
+    console.stop().await.unwrap();
+}

@@ -8,7 +8,7 @@
 use refer_domain::geo::RegionCode;
 use refer_domain::ids::{NeedId, OrgId, PlacementId};
 use refer_domain::kinds::NeedKind;
-use refer_domain::need::{NeedEvent, NeedStatus, Target};
+use refer_domain::need::{DeclineReason, NeedEvent, NeedStatus, Target};
 use refer_domain::placement::{NeedClock, Placement};
 use refer_domain::sealed::Sealed;
 use refer_domain::{Aggregate, Event, Timestamp};
@@ -36,6 +36,40 @@ pub struct NeedView {
     pub position: u64,
     /// While waitlisted and held back for the urgent: when its wait ends.
     pub held_until: Option<Timestamp>,
+    /// What happened to it, oldest first: its latest [`TIMELINE_STEPS`]
+    /// changes of status (a decline with its coded reason, never by whom).
+    pub timeline: Vec<Step>,
+}
+
+/// The most steps a need's timeline keeps (a night re-matches a need a
+/// few times; this bounds a need that is declined over and over).
+pub const TIMELINE_STEPS: usize = 50;
+
+/// One change of a need's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub at: Timestamp,
+    pub status: NeedStatus,
+    pub declined: Option<DeclineReason>,
+}
+
+impl NeedView {
+    /// Notes a change of status on the timeline; a repeat of the same
+    /// status (a waitlisted need held back) is not a new step.
+    pub fn record(&mut self, at: Timestamp, event: &NeedEvent) {
+        let Some(status) = event.status_after() else { return };
+        let declined = match event {
+            NeedEvent::Declined { reason, .. } => Some(*reason),
+            _ => None,
+        };
+        if declined.is_none() && self.timeline.last().is_some_and(|s| s.status == status) {
+            return;
+        }
+        if self.timeline.len() == TIMELINE_STEPS {
+            self.timeline.remove(0);
+        }
+        self.timeline.push(Step { at, status, declined });
+    }
 }
 
 impl refer_service::watch::Positioned for NeedView {
@@ -120,6 +154,7 @@ impl Model for Files {
                         final_at: None,
                         position: commit.seq,
                         held_until: None,
+                        timeline: Vec::new(),
                     },
                 );
             }
@@ -127,6 +162,7 @@ impl Model for Files {
                 continue;
             };
             view.position = commit.seq;
+            view.record(envelope.occurred_at, event);
             if let NeedEvent::HandedOff(handoff) = event {
                 view.handoff = Some(handoff.clone());
             }

@@ -49,8 +49,11 @@ async fn command<T: prost::Message>(
         .ok_or_else(|| Status::unavailable("the need is not readable yet; retry with the same key"))?;
     let accepted = done.state.status == NeedStatus::Accepted;
     let need = NeedId::from_uuid(need);
-    let handoff = service.board.read().needs.get(&need).and_then(|v| v.handoff.clone());
-    Ok(update_pb(&NeedView {
+    let (handoff, timeline, folded) = match service.board.read().needs.get(&need) {
+        Some(v) => (v.handoff.clone(), v.timeline.clone(), v.position),
+        None => (None, Vec::new(), 0),
+    };
+    let mut view = NeedView {
         need,
         placement: request.placement,
         kind: request.spec.kind,
@@ -62,5 +65,15 @@ async fn command<T: prost::Message>(
         final_at: None,
         position: done.version,
         held_until: done.state.held_until,
-    }))
+        timeline,
+    };
+    // The board may not have folded this command's events yet.
+    if folded < done.version {
+        for envelope in &done.events {
+            if let refer_domain::Event::Need(event) = &envelope.event {
+                view.record(envelope.occurred_at, event);
+            }
+        }
+    }
+    Ok(update_pb(&view))
 }

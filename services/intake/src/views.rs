@@ -42,6 +42,15 @@ pub fn update_pb(view: &NeedView) -> pb::NeedUpdate {
             } as i32,
             held_until_ms: view.held_until.map_or(0, |t| t.millis()),
         }),
+        timeline: view
+            .timeline
+            .iter()
+            .map(|step| pb::Step {
+                at_ms: step.at.millis(),
+                status: need_status_pb(step.status),
+                decline_reason: step.declined.map_or(0, cv::decline_reason_pb),
+            })
+            .collect(),
         // Opened by the placement's views; a watch says only that it came.
         handoff: view.handoff.as_ref().map(|_| pb::Handoff {
             given: true,
