@@ -3,7 +3,7 @@
 //! what a provider may see (service, units, party size, age band, languages,
 //! accessibility, urgency, deadline): never the agency, never a case reference.
 
-use refer_domain::ids::{HoldId, NeedId, OrgId, ProviderId};
+use refer_domain::ids::{HoldId, NeedId, OrgId, PlacementId, ProviderId};
 use refer_domain::kinds::ServiceKind;
 use refer_domain::need::{NeedEvent, Target};
 use refer_domain::placement::{Consent, PlacementEvent, SealedPart};
@@ -31,6 +31,9 @@ pub enum ReferralStatus {
 /// What the provider may know about the person behind a referral.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeedSummary {
+    /// The person's placement: a site's referrals for one person are told
+    /// apart from another's by a tag made of it (see `views::person_tag`).
+    pub placement: PlacementId,
     pub party_size: u16,
     pub age_band: AgeBand,
     pub languages: BTreeSet<Language>,
@@ -181,6 +184,7 @@ impl Model for Referrals {
                 Event::Need(NeedEvent::Requested(request)) => {
                     let spec = &request.spec;
                     let summary = NeedSummary {
+                        placement: request.placement,
                         party_size: spec.profile.party_size,
                         age_band: spec.profile.age_band,
                         languages: spec.profile.languages.clone(),

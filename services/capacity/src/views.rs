@@ -62,7 +62,22 @@ pub fn referral_view(r: &Referral) -> pb::Referral {
         status: referral_status_pb(r.status),
         position: r.position,
         handoff: None,
+        person: summary.map_or_else(String::new, |s| person_tag(s.placement, r.provider)),
     }
+}
+
+/// The same for every referral of one person at one site, and unlike any
+/// other: a site sees one card per person. Made of the (random) placement
+/// id and the site, so it says nothing of the person and cannot link the
+/// person's referrals at two sites.
+pub fn person_tag(placement: refer_domain::ids::PlacementId, site: refer_domain::ids::ProviderId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"refer person at a site\0")
+        .chain_update(placement.as_uuid().as_bytes())
+        .chain_update(site.as_uuid().as_bytes())
+        .finalize();
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A site's registration from the wire, for the caller's organisation

@@ -225,7 +225,7 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
             }
             let _ = write!(
                 out,
-                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\">{status}{timeline}</td>\
+                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\"><span class=\"state\">{status}</span>{timeline}</td>\
                  <td>{detail}</td><td class=\"actions\">{actions}</td></tr>",
                 id = esc(&n.need_id),
                 code = n.status,

@@ -421,6 +421,7 @@ async fn sign_in(
             let Some(s) = c.sessions.create(token, role, lang).await else {
                 return again(StatusCode::SERVICE_UNAVAILABLE, alert(T::SessionsAway.get(lang)));
             };
+            c.sessions.signed_in(client.ip());
             tracing::info!(role = ?role, "signed in");
             let cookie = session::set_cookie(COOKIE, &s.id, c.secure_cookies, None);
             // The nonce is spent.

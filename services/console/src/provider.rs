@@ -76,22 +76,35 @@ async fn load(c: &Console, s: &Session) -> Result<Vec<(cap::Provider, Vec<cap::R
     Ok(out)
 }
 
-fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
-    let lang = s.lang;
+/// Who a card is for (never who they are): party, age, languages, and
+/// how urgent, which sets the order of the cards.
+fn person_html(lang: Lang, r: &cap::Referral) -> String {
     let l = |t: T| t.get(lang);
-    let summary = format!(
-        "{service}: {party} {size} · {age} · {languages}",
-        service = service_name(r.service, lang),
+    let urgency = match pb::Urgency::try_from(r.urgency).unwrap_or(pb::Urgency::Unspecified) {
+        pb::Urgency::Immediate => l(T::Immediate),
+        pb::Urgency::Soon => l(T::Soon),
+        pb::Urgency::Routine => l(T::Routine),
+        pb::Urgency::Unspecified => "",
+    };
+    format!(
+        "<p class=\"who\"><strong class=\"urgency\">{urgency}</strong> · {party} {size} · {age} · {languages}</p>",
         party = l(T::Party),
         size = r.party_size,
         age = age_name(r.age_band, lang),
         languages = esc(&r.languages.join(", ")),
-    );
+    )
+}
+
+/// One referral of a person's card: the service, its deadline, accept
+/// with a hand-off, decline with a coded reason.
+fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
     let base = format!("/provider/sites/{}/referrals/{}", esc(site), esc(&r.referral_id));
     let handoff_id = format!("handoff-{}", esc(&r.referral_id));
     let reason_id = format!("reason-{}", esc(&r.referral_id));
     format!(
-        "<li class=\"referral\" data-referral=\"{id}\"><p>{summary}</p>\
+        "<li class=\"referral\" data-referral=\"{id}\"><h4>{service}</h4>\
          <p>{within} <time data-deadline=\"{ms}\">{at}</time></p>\
          <form method=\"post\" action=\"{base}/accept\">{csrf}\
          <label for=\"{handoff_id}\">{handoff_label}</label>\
@@ -103,6 +116,7 @@ fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
          <option value=\"safety_concern\">{safety}</option><option value=\"other\">{other}</option></select>\
          <button type=\"submit\" class=\"quiet\">{decline}</button></form></li>",
         id = esc(&r.referral_id),
+        service = service_name(r.service, lang),
         within = l(T::AnswerWithin),
         ms = r.deadline_ms,
         at = time(r.deadline_ms),
@@ -116,6 +130,38 @@ fn referral_html(s: &Session, site: &str, r: &cap::Referral) -> String {
         other = l(T::Other),
         decline = l(T::Decline),
     )
+}
+
+/// A site's pending referrals as one card per person (all their needs at
+/// this site together), the most urgent first, then the earliest deadline.
+fn people_html(s: &Session, site: &str, pending: &[&cap::Referral]) -> String {
+    let mut people: Vec<Vec<&cap::Referral>> = Vec::new();
+    for r in pending {
+        match people
+            .iter_mut()
+            .find(|p| !r.person.is_empty() && p[0].person == r.person)
+        {
+            Some(person) => person.push(r),
+            None => people.push(vec![r]),
+        }
+    }
+    // Urgency on the wire: immediate 1, soon 2, routine 3 (unset last).
+    let rank = |u: i32| if u == 0 { i32::MAX } else { u };
+    people.sort_by_key(|p| (rank(p[0].urgency), p.iter().map(|r| r.deadline_ms).min()));
+    let mut out = String::from("<ul class=\"people\">");
+    for person in people {
+        let _ = write!(
+            out,
+            "<li class=\"person\" data-person=\"{}\">{}<ul class=\"referrals\">",
+            esc(&person[0].person),
+            person_html(s.lang, person[0])
+        );
+        for r in person {
+            out += &referral_html(s, site, r);
+        }
+        out += "</ul></li>";
+    }
+    out + "</ul>"
 }
 
 /// A capacity's "as of" in the reader's time, tagged when stale.
@@ -209,11 +255,7 @@ fn sites_html(s: &Session, sites: &[(cap::Provider, Vec<cap::Referral>)]) -> Str
         if pending.is_empty() {
             let _ = write!(out, "<p>{}</p>", l(T::NoReferrals));
         } else {
-            out += "<ul class=\"referrals\">";
-            for r in pending {
-                out += &referral_html(s, &site.provider_id, r);
-            }
-            out += "</ul>";
+            out += &people_html(s, &site.provider_id, &pending);
         }
         let accepted: Vec<&cap::Referral> = referrals
             .iter()
@@ -388,4 +430,49 @@ async fn answer(
         })
     };
     live::action::<Sites, _>(&s, &form(&body), act).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refer_client::Role;
+
+    fn referral(id: &str, person: &str, urgency: pb::Urgency, deadline_ms: i64) -> cap::Referral {
+        cap::Referral {
+            referral_id: id.into(),
+            person: person.into(),
+            urgency: urgency as i32,
+            deadline_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn referrals_make_one_card_per_person_the_most_urgent_then_the_soonest_due_first() {
+        let s = Session::for_tests(Role::Provider);
+        let (a1, a2) = (
+            referral("a1", "a", pb::Urgency::Routine, 10),
+            referral("a2", "a", pb::Urgency::Routine, 5),
+        );
+        let b = referral("b", "b", pb::Urgency::Immediate, 90);
+        let c = referral("c", "c", pb::Urgency::Immediate, 60);
+        let page = people_html(&s, "site", &[&a1, &b, &a2, &c]);
+        let order: Vec<&str> = page
+            .split("data-person=\"")
+            .skip(1)
+            .map(|p| p.split('"').next().unwrap())
+            .collect();
+        assert_eq!(order, ["c", "b", "a"]);
+        let a_card = page.split("data-person=\"a\"").nth(1).unwrap();
+        assert!(a_card.contains("data-referral=\"a1\"") && a_card.contains("data-referral=\"a2\""));
+        // Referrals without a tag (before tags existed) are a card each.
+        let (x, y) = (
+            referral("x", "", pb::Urgency::Soon, 1),
+            referral("y", "", pb::Urgency::Soon, 2),
+        );
+        assert_eq!(
+            people_html(&s, "site", &[&x, &y]).matches("class=\"person\"").count(),
+            2
+        );
+    }
 }

@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const COOKIE: &str = "refer_session";
-/// Sign-in attempts allowed per client address per minute.
+/// Failed sign-in attempts allowed per client address per minute (an
+/// attempt counts from its start, so parallel guesses are limited too; one
+/// that signs in is given back).
 pub const SIGN_INS_PER_MINUTE: usize = 10;
 /// The key-value bucket of shared sessions.
 pub use refer_client::provision::CONSOLE_SESSIONS as BUCKET;
@@ -138,6 +140,22 @@ fn open(id: &str, value: &[u8]) -> Option<Session> {
     let mut session: Session = serde_json::from_slice(&plain).ok()?;
     session.id = id.to_owned();
     Some(session)
+}
+
+impl Session {
+    /// A session as a page renders it, for the console's own unit tests.
+    #[cfg(test)]
+    pub fn for_tests(role: Role) -> Self {
+        Session {
+            id: random_id(),
+            token: String::new(),
+            role,
+            csrf: random_id(),
+            lang: Lang::En,
+            touched_ms: 0,
+            flash: None,
+        }
+    }
 }
 
 impl Sessions {
@@ -281,6 +299,13 @@ impl Sessions {
         window.push_back(Instant::now());
         true
     }
+
+    /// A sign-in from `client` worked: its attempt does not count.
+    pub fn signed_in(&self, client: IpAddr) {
+        if let Some(window) = self.attempts.lock().expect("attempts lock").get_mut(&client) {
+            window.pop_back();
+        }
+    }
 }
 
 fn expired(session: &Session, idle: Duration) -> bool {
@@ -325,6 +350,12 @@ mod tests {
         sessions.end(&s.id).await;
         assert!(sessions.get(&s.id).await.is_none(), "signed out");
         let client: IpAddr = "10.0.0.7".parse().unwrap();
+        // Sign-ins that work do not count,
+        for _ in 0..3 * SIGN_INS_PER_MINUTE {
+            assert!(sessions.allow_sign_in(client));
+            sessions.signed_in(client);
+        }
+        // failed ones do.
         assert!((0..SIGN_INS_PER_MINUTE).all(|_| sessions.allow_sign_in(client)));
         assert!(!sessions.allow_sign_in(client));
         assert!(sessions.allow_sign_in("10.0.0.8".parse().unwrap()), "per address");

@@ -16,6 +16,23 @@ use refer_tests::*;
 const CLINIC_DOOR: &str = "Side door on Elm St; Ana meets you, (555) 010-2000";
 const DESK: &str = "Front desk, ask for the night manager: +1 555 010 3000";
 
+/// The `n` referrals pending at `site` of provider `i`, once there are (at most 30 s).
+async fn pending(c: &Coalition, i: usize, site: &str, n: usize) -> Vec<refer_proto::capacity::v1::Referral> {
+    let started = std::time::Instant::now();
+    loop {
+        let pending = referrals(c, i, site, true).await;
+        if pending.len() >= n {
+            return pending;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{} of {n} referrals came: {pending:?}",
+            pending.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The hotel rooms of business 0 (near the sample person), with no hand-off.
 async fn rooms(c: &Coalition) -> String {
     let rooms = sample::hotel_rooms(business_org(0));
@@ -198,12 +215,7 @@ async fn a_decline_shows_in_the_needs_timeline_with_its_reason_and_never_the_sit
     let placed = request_person(&c, "timeline-1", person("case-timeline", &[pb::NeedKind::Shelter])).await;
 
     // The only site says no: not eligible.
-    let referral = loop {
-        if let Some(r) = referrals(&c, 0, &first, true).await.pop() {
-            break r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let referral = pending(&c, 0, &first, 1).await.remove(0);
     let decline = cap::DeclineReferralRequest {
         idempotency_key: "no".into(),
         provider_id: first,
@@ -248,6 +260,63 @@ async fn a_decline_shows_in_the_needs_timeline_with_its_reason_and_never_the_sit
         page.body.contains("Declined, looking again: Not eligible</li>"),
         "{}",
         page.body
+    );
+    console.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_sees_one_card_per_person_with_all_their_needs_and_the_urgency() {
+    let c = Coalition::start(1, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let services = [pb::ServiceKind::ShelterBed, pb::ServiceKind::Counseling];
+    let both = site(&c, 0, &services, 10).await;
+    // A person needing a bed and counseling, and one needing a bed.
+    let two = person("case-two", &[pb::NeedKind::Shelter, pb::NeedKind::Counseling]);
+    request_person(&c, "cards-1", two).await;
+    request_person(&c, "cards-2", person("case-one", &[pb::NeedKind::Shelter])).await;
+    let pending = pending(&c, 0, &both, 3).await;
+
+    // Through the API: the first person's two referrals share a tag, the other's differs.
+    let counseled: Vec<&str> = pending
+        .iter()
+        .filter(|r| r.service == pb::ServiceKind::Counseling as i32)
+        .map(|r| r.person.as_str())
+        .collect();
+    let [two_tag] = counseled[..] else {
+        panic!("one counseling referral: {pending:?}")
+    };
+    let tags: Vec<&str> = pending.iter().map(|r| r.person.as_str()).collect();
+    assert_eq!(
+        tags.iter().filter(|t| **t == two_tag).count(),
+        2,
+        "one person's referrals share a tag"
+    );
+    let one_tag = *tags.iter().find(|t| **t != two_tag).expect("the other person's");
+    assert!(tags.iter().all(|t| t.len() == 24), "an opaque tag: {tags:?}");
+
+    // On the page: two cards, the first person's with both needs.
+    let provider = sign_in(at, &provider_token(0)).await.session.expect("signed in");
+    let page = http(at, "GET", "/provider", Some(&provider), "").await;
+    let cards: Vec<&str> = page.body.split("<li class=\"person\"").skip(1).collect();
+    assert_eq!(cards.len(), 2, "{}", page.body);
+    let card = |tag: &str| {
+        *cards
+            .iter()
+            .find(|c| c.contains(&format!("data-person=\"{tag}\"")))
+            .unwrap()
+    };
+    assert_eq!(
+        card(two_tag).matches("<li class=\"referral\"").count(),
+        2,
+        "both needs on one card"
+    );
+    assert_eq!(card(one_tag).matches("<li class=\"referral\"").count(), 1);
+    assert!(
+        card(one_tag).contains("Tonight"),
+        "the urgency shown: {}",
+        card(one_tag)
     );
     console.stop().await.unwrap();
 }
