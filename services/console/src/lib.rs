@@ -489,13 +489,13 @@ async fn js() -> Response {
 pub struct Running {
     pub addr: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.server.await??;
+        self.server.await?;
         Ok(())
     }
 }
@@ -504,19 +504,7 @@ impl Running {
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// The console's TLS connections, as axum takes them.
+/// The console's TLS connections, as the accept loop takes them.
 struct TlsListener(refer_client::tls::Incoming);
 
 impl axum::serve::Listener for TlsListener {
@@ -536,6 +524,40 @@ impl axum::serve::Listener for TlsListener {
             .local_addr()
             .ok_or_else(|| std::io::Error::other("no local address"))
     }
+}
+
+/// How long a client may take to send a request's head (its line and
+/// headers). One that starts a request and never finishes it is cut off,
+/// instead of holding a connection (and a file) for ever.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves `app` on every connection `listener` accepts, HTTP/1.1 with
+/// [`HEAD_DEADLINE`], each request knowing its client's address, until
+/// `stopped`; then the requests in flight finish.
+async fn serve<L>(mut listener: L, app: Router, stopped: impl std::future::Future<Output = ()>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stopped);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopped => break,
+        };
+        let app = app.clone().layer(axum::Extension(ConnectInfo(Peer(addr))));
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let connection = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(io), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
 }
 
 /// Starts the console (port 0 picks a free one): https with the
@@ -562,23 +584,19 @@ pub async fn launch(config: &Config) -> anyhow::Result<Running> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(console).into_make_service_with_connect_info::<Peer>();
+    let app = router(console);
     let stopped = async {
         let _ = stopped.await;
     };
     let (server, scheme) = match listening {
-        refer_client::tls::Listening::Plaintext => (
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }),
-            "http",
-        ),
+        refer_client::tls::Listening::Plaintext => (tokio::spawn(serve(listener, app, stopped)), "http"),
         refer_client::tls::Listening::Tls(acceptor) => {
             let reload = acceptor.keep_fresh();
             let incoming = TlsListener(acceptor.incoming(listener, true));
             (
                 tokio::spawn(async move {
-                    let served = axum::serve(incoming, app).with_graceful_shutdown(stopped).await;
+                    serve(incoming, app, stopped).await;
                     reload.abort();
-                    served
                 }),
                 "https",
             )

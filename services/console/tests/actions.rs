@@ -147,3 +147,35 @@ async fn a_page_that_failed_answers_with_its_status() {
     assert_eq!(refused.status, 422, "{}", refused.body);
     console.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_never_finished_is_cut_off_and_long_addresses_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let id = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+
+    // A client that starts a request and never ends its head holds nothing for long.
+    let mut slow = refer_service::tls::connect(console.addr, &ca, None).await.unwrap();
+    let head = format!(
+        "GET /reports?from={} HTTP/1.1\r\nHost: console\r\nCookie: ",
+        "y".repeat(9_000)
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let deadline = refer_console::HEAD_DEADLINE + std::time::Duration::from_secs(5);
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(deadline, slow.read_to_end(&mut rest)).await;
+    assert!(cut.is_ok(), "the connection is still open after {deadline:?}");
+
+    // Complete requests with long addresses are answered, signed in or not.
+    for len in [1_000, 9_000, 20_000] {
+        for session in [Some(id.as_str()), None] {
+            let long = format!("/reports?from={}", "y".repeat(len));
+            let answer = http(at, "GET", &long, session, "").await;
+            assert!((200..500).contains(&answer.status), "{len} bytes: {}", answer.status);
+        }
+    }
+    console.stop().await.unwrap();
+}
