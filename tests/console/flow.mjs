@@ -314,7 +314,7 @@ try {
   check(placedPublished === "< 5" || placedPublished === "suppressed", `a night's few placements are hidden: ${placedPublished}`);
   await shoot(admin, "admin-report-published");
   const badMonth = await admin.goto(`${url}/reports?from=2026-13`);
-  check(badMonth.status() === 400, `a month that is none: ${badMonth.status()}`);
+  check(badMonth.status() === 422, `a month that is none: ${badMonth.status()}`);
   check((await admin.getByRole("alert").textContent()).includes("First month"), "is named as the form names it");
   // Intake reads its own agency's.
   await intake.goto(`${url}/reports`);

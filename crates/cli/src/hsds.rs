@@ -58,10 +58,33 @@ pub enum Command {
     },
 }
 
+/// The directory is the coalition's: only an admin exports it whole or
+/// imports it (a partner's token would register every site of the file as
+/// its own organisation's). The matcher's status answers admins only.
+async fn require_admin(settings: &Settings, doing: &str) -> anyhow::Result<()> {
+    use refer_proto::matcher::v1 as m;
+    let url = &settings.matcher;
+    let mut matcher = m::matcher_client::MatcherClient::new(channel(settings, "matcher", url).await?);
+    match matcher
+        .get_status(crate::client::request(settings, m::GetStatusRequest {})?)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::PermissionDenied => {
+            bail!("{doing} takes an admin token; REFER_TOKEN is a partner's (nothing was done)")
+        }
+        Err(s) => bail!(
+            "{} (checking the token is an admin's; nothing was done)",
+            crate::errors::explain("matcher", url, &s)
+        ),
+    }
+}
+
 pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
     let mut client = CapacityClient::new(channel(settings, "capacity", &settings.capacity).await?);
     match command {
         Command::Export { out, tokens_file } => {
+            require_admin(settings, "refer admin hsds export").await?;
             let names = org_names(tokens_file.as_deref())?;
             let mut listings = Vec::new();
             for site in all_sites(settings, &mut client).await? {
@@ -95,6 +118,9 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 refer_hsds::read_all(&bytes, now)
             }
             .map_err(|e| refused(&e))?;
+            // The file is read (its faults said without a service); only
+            // an admin goes on.
+            require_admin(settings, "refer admin hsds import").await?;
             // One import at a time: two at once would each give a new
             // organisation its own token.
             let _registry = match tokens_file.as_deref().filter(|p| p.exists()) {
@@ -107,7 +133,8 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                 entries,
                 problems,
                 tokens_file.as_deref(),
-                tokens_out.as_deref(),
+                // A dry run writes no token: it needs nowhere to put them.
+                if dry_run { None } else { Some(tokens_out.as_deref()) },
             )
             .await
             .map_err(|e| refused(&e))?;
@@ -333,7 +360,8 @@ async fn plan(
     entries: Vec<Entry>,
     mut problems: Vec<refer_hsds::Problem>,
     tokens_file: Option<&Path>,
-    tokens_out: Option<&Path>,
+    // `None`: a dry run, which writes no token anywhere.
+    tokens_out: Option<Option<&Path>>,
 ) -> anyhow::Result<Plan> {
     let known = org_names(tokens_file)?;
     let mut sites = Vec::new();
@@ -486,7 +514,7 @@ async fn plan(
         problems.sort_by_key(|p| p.record);
         bail!(refer_hsds::Refused::Records(problems));
     }
-    if !new_orgs.is_empty() {
+    if let (false, Some(tokens_out)) = (new_orgs.is_empty(), tokens_out) {
         let (Some(_), Some(out)) = (tokens_file, tokens_out) else {
             bail!(
                 "{} organisation(s) are not partners yet ({}): give the registry (--tokens-file or REFER_TOKENS_FILE) and --tokens-out for their new tokens",

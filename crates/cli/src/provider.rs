@@ -307,7 +307,7 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             show(settings, &p.into_inner());
         }
         Command::List => {
-            let mut rows = Vec::new();
+            let mut sites = Vec::new();
             let mut token = String::new();
             loop {
                 let message = pb::ListProvidersRequest {
@@ -319,29 +319,51 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     .await
                     .map_err(fail)?
                     .into_inner();
-                for p in &page.providers {
-                    let spec = p.spec.clone().unwrap_or_default();
-                    let free: Vec<String> = p
-                        .capacity
-                        .iter()
-                        .map(|c| {
-                            let stale = if c.stale { " (stale)" } else { "" };
-                            format!("{} {}{stale}", args::service_name(c.service), c.free)
-                        })
-                        .collect();
-                    rows.push(vec![
-                        p.provider_id.clone(),
-                        spec.name,
-                        free.join(", "),
-                        p.suspended.to_string(),
-                    ]);
-                }
+                sites.extend(page.providers);
                 if page.next_page_token.is_empty() {
                     break;
                 }
                 token = page.next_page_token;
             }
-            table(settings.json, &["provider", "name", "free", "suspended"], rows);
+            if settings.json {
+                let all: Vec<serde_json::Value> = sites
+                    .iter()
+                    .map(|p| {
+                        let capacity: Vec<serde_json::Value> = p
+                            .capacity
+                            .iter()
+                            .map(|c| {
+                                serde_json::json!({
+                                "service": args::service_name(c.service), "free": c.free,
+                                "as_of_ms": (c.as_of_ms != 0).then_some(c.as_of_ms), "stale": c.stale})
+                            })
+                            .collect();
+                        let name = p.spec.as_ref().map_or("", |s| s.name.as_str());
+                        serde_json::json!({"provider": p.provider_id, "name": name,
+                            "suspended": p.suspended, "capacity": capacity})
+                    })
+                    .collect();
+                crate::output::out(&serde_json::to_string_pretty(&all)?);
+            } else {
+                // Each count with when it was declared (local time), marked
+                // when older than the coalition's freshness limit.
+                let rows = sites
+                    .iter()
+                    .map(|p| {
+                        let free: Vec<String> = p
+                            .capacity
+                            .iter()
+                            .map(|c| {
+                                let when = crate::output::as_of(c.as_of_ms, c.stale);
+                                format!("{} {} (as of {when})", args::service_name(c.service), c.free)
+                            })
+                            .collect();
+                        let name = p.spec.as_ref().map_or(String::new(), |s| s.name.clone());
+                        vec![p.provider_id.clone(), name, free.join(", "), p.suspended.to_string()]
+                    })
+                    .collect();
+                table(false, &["provider", "name", "free", "suspended"], rows);
+            }
         }
         Command::Reads => {
             let all = crate::reads::all_reads!(client, settings, fail);

@@ -36,9 +36,14 @@ pub async fn run(
     if publish {
         let published = report.publish()?;
         if csv {
-            for t in &published.tables {
-                out(&t.to_csv());
-            }
+            csv_out(
+                &published.tables,
+                published
+                    .times
+                    .iter()
+                    .map(|d| (d.name.clone(), minutes(d.median_minutes), minutes(d.p90_minutes))),
+                (published.providers_active, published.businesses_active),
+            );
         } else if settings.json {
             out(&serde_json::to_string_pretty(&published)?);
         } else {
@@ -95,6 +100,30 @@ fn times(report: &Report) -> impl Iterator<Item = (String, String, String)> + '_
 
 fn minutes(m: Option<i64>) -> String {
     m.map_or("-".into(), |m| format!("{m} min"))
+}
+
+/// The report as CSV: each table (docs/reports.md), then the delays and
+/// the partners active in the same form (a header line led by the title).
+fn csv_out(
+    tables: &[Published],
+    times: impl Iterator<Item = (String, String, String)>,
+    (providers, businesses): (Shown, Shown),
+) {
+    for t in tables {
+        out(&t.to_csv());
+    }
+    let field = |v: &str| refer_reports::disclosure::csv_field(v);
+    // As the tables: the title heads the first column.
+    let mut text = String::from("delays,median,p90\n");
+    for (name, median, p90) in times {
+        text += &format!("{},{},{}\n", field(&name), field(&median), field(&p90));
+    }
+    out(&text);
+    out(&format!(
+        "partners active,count\nproviders,{}\nbusinesses,{}\n",
+        field(&providers.to_string()),
+        field(&businesses.to_string())
+    ));
 }
 
 fn show(
@@ -169,9 +198,15 @@ pub async fn run_api(
     let shown = |f: &Option<m::Figure>| shown_pb(f.as_ref());
     let (providers, businesses) = (shown(&r.providers_active)?, shown(&r.businesses_active)?);
     if csv {
-        for t in &tables {
-            out(&t.to_csv());
-        }
+        let times = r.times.iter().map(|d| {
+            let name = if r.published {
+                d.name.clone()
+            } else {
+                format!("{} ({} needs)", d.name, d.needs)
+            };
+            (name, minutes(d.median_minutes), minutes(d.p90_minutes))
+        });
+        csv_out(&tables, times, (providers, businesses));
         return Ok(());
     }
     let delays = |times: &[m::Delay]| {

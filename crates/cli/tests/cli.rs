@@ -132,6 +132,20 @@ async fn each_role_does_its_job_from_the_command_line() {
     assert!(table.contains("AS OF"), "{table}");
     assert!(table.contains(" PST") || table.contains(" PDT"), "local time: {table}");
     assert!(!table.contains("stale"), "{table}");
+    // The list says it too, for every site.
+    let listed = run(provider.clone(), vec!["provider", "list"]).await;
+    let capacity = &listed[0]["capacity"];
+    assert!(
+        capacity[0]["as_of_ms"].as_i64().unwrap() > 1_700_000_000_000,
+        "{listed}"
+    );
+    assert_eq!(capacity[0]["stale"], false, "{listed}");
+    let list = cli.run_with(&provider, &["provider", "list"], &[("TZ", "America/Los_Angeles")]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        list.contains("(as of ") && (list.contains(" PST)") || list.contains(" PDT)")),
+        "{list}"
+    );
 
     // A hotel donates rooms.
     let donated = run(
@@ -805,10 +819,12 @@ async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
     assert_eq!(delays[1]["needs"], 2);
     assert_eq!(raw["providers_active"], 1);
 
-    // Published: the two placed, and the four not, hidden; the six shown.
+    // Published: the two placed (by one shelter: not even "< 5"), and the
+    // four not, hidden; the six shown.
     let published = report(&["admin", "report", "--from", "2026-11", "--publish"]).await;
     let needs = &published["tables"][0];
-    assert_eq!(needs["cells"][0][0], "< 5", "{published}");
+    assert_eq!(needs["cells"][0][0], "suppressed", "{published}");
+    assert_eq!(needs["cells"][0][1], "< 5", "{published}");
     assert_eq!(needs["row_totals"][0], 6, "{published}");
     assert_eq!(
         published["times"][1]["median_minutes"],
@@ -824,7 +840,7 @@ async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
     let csv = String::from_utf8_lossy(&csv.stdout).into_owned();
     assert!(
         csv.starts_with(
-            "needs by kind and outcome,placed,waitlisted,declined,expired,cancelled,open,total\nshelter,< 5,"
+            "needs by kind and outcome,placed,waitlisted,declined,expired,cancelled,open,total\nshelter,suppressed,"
         ),
         "{csv}"
     );
@@ -849,15 +865,19 @@ async fn the_operator_reports_the_month_raw_and_as_it_may_be_published() {
     .await
     .unwrap();
     assert_eq!(agency["tables"], raw["tables"], "{agency}");
-    assert_eq!(agency["organisation_id"], AGENCY.as_uuid().to_string());
+    assert_eq!(agency["organisation_id"], AGENCY.as_uuid().simple().to_string());
     assert_eq!(shelter["tables"][0]["cells"][0][0], 2, "{shelter}");
     assert_eq!(shelter["tables"][0]["total"], 2, "{shelter}");
     let theirs = cli.run(INTAKE, &["report", "--from", "2026-11", "--publish", "--csv"]);
+    let tables = |csv: &str| csv.split("delays,median,p90\n").next().unwrap().to_owned();
     assert_eq!(
-        String::from_utf8_lossy(&theirs.stdout),
-        csv,
+        tables(&String::from_utf8_lossy(&theirs.stdout)),
+        tables(&csv),
         "the same published tables"
     );
+    // The CSV holds every figure: the delays and the partners active too.
+    assert!(csv.contains("\ndelays,median,p90\nrequest to first proposal,"), "{csv}");
+    assert!(csv.contains("\npartners active,count\nproviders,"), "{csv}");
     let other = provider_org(0).as_uuid().to_string();
     let refused = cli.fails(INTAKE, &["report", "--org", &other]);
     assert!(

@@ -21,6 +21,7 @@ fn refer(c: &Coalition, args: &[&str]) -> Output {
             .env("REFER_TOKEN", ADMIN)
             .env("REFER_TOKENS_FILE", c.setup.tokens_file())
             .env("REFER_CAPACITY_URL", &urls[0])
+            .env("REFER_MATCHER_URL", &urls[3])
             .env("REFER_CA_FILE", c.setup.keys.ca_file())
             .env("HOME", "/nonexistent")
             .output()
@@ -228,6 +229,47 @@ async fn a_directory_comes_in_from_hsds_goes_out_without_locations_and_moves_to_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_imports_or_exports_the_directory() {
+    let c = Coalition::start(1, 0).await;
+    let urls = c.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = std::fs::read_to_string(c.setup.tokens_file()).unwrap();
+    let tokens_out = dir.path().join("tokens.json");
+    for args in [
+        vec![
+            "admin",
+            "hsds",
+            "import",
+            EXAMPLE,
+            "--tokens-out",
+            tokens_out.to_str().unwrap(),
+        ],
+        vec!["admin", "hsds", "export"],
+    ] {
+        // A provider's token in REFER_TOKEN: its sites would all be its own.
+        let done = tokio::task::block_in_place(|| {
+            Command::new(env!("CARGO_BIN_EXE_refer"))
+                .args(&args)
+                .env("REFER_TOKEN", provider_token(0))
+                .env("REFER_TOKENS_FILE", c.setup.tokens_file())
+                .env("REFER_CAPACITY_URL", &urls[0])
+                .env("REFER_MATCHER_URL", &urls[3])
+                .env("REFER_CA_FILE", c.setup.keys.ca_file())
+                .env("HOME", "/nonexistent")
+                .output()
+                .unwrap()
+        });
+        let said = String::from_utf8_lossy(&done.stderr);
+        assert!(!done.status.success(), "{args:?}: {said}");
+        assert!(said.contains("takes an admin token"), "{args:?}: {said}");
+        assert!(done.stdout.is_empty(), "{args:?}: nothing exported");
+    }
+    assert!(sites(&c).await.is_empty(), "a site was written");
+    assert_eq!(std::fs::read_to_string(c.setup.tokens_file()).unwrap(), registry);
+    assert!(!tokens_out.exists(), "tokens were written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_import_files_are_refused_with_their_reasons_and_nothing_written() {
     let c = Coalition::start(0, 0).await;
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +399,7 @@ async fn every_problem_is_listed_at_once_and_two_imports_at_once_give_one_token_
                     .env("REFER_TOKEN", ADMIN)
                     .env("REFER_TOKENS_FILE", &registry)
                     .env("REFER_CAPACITY_URL", &urls[0])
+                    .env("REFER_MATCHER_URL", &urls[3])
                     .env("REFER_CA_FILE", ca)
                     .env("HOME", "/nonexistent")
                     .output()

@@ -204,7 +204,7 @@ pub fn unpublished(t: &Table) -> Published {
 }
 
 /// A field quoted when it holds a separator, a quote or a line break (RFC 4180).
-fn csv_field(value: &str) -> String {
+pub fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -453,10 +453,12 @@ fn primary(table: &Table) -> Vec<Shown> {
         .chain([total])
         .map(|f| {
             let few_providers = f.providers.as_ref().is_some_and(|p| p.len() < FEWEST_PROVIDERS);
-            if f.count < SMALLEST_COUNT {
-                Shown::UnderFive
-            } else if few_providers {
+            // Few providers first: "< 5" would still say something of
+            // one shelter's work (at most 4).
+            if few_providers {
                 Shown::Suppressed
+            } else if f.count < SMALLEST_COUNT {
+                Shown::UnderFive
             } else {
                 Shown::Count(f.count)
             }

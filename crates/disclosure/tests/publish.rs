@@ -290,6 +290,10 @@ proptest! {
                 if !published.cells[i][j].is_hidden() {
                     prop_assert!(union(&mut std::iter::once(cell)) >= FEWEST_PROVIDERS);
                 }
+                // Not even "< 5": that too says something of one shelter.
+                if union(&mut std::iter::once(cell)) < FEWEST_PROVIDERS {
+                    prop_assert_eq!(published.cells[i][j], Shown::Suppressed);
+                }
             }
             if !published.row_totals[i].is_hidden() {
                 prop_assert!(union(&mut row.iter()) >= FEWEST_PROVIDERS);

@@ -16,7 +16,8 @@ pub struct Period {
 /// A period that cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeriodError {
-    /// Not `YYYY-MM` with a month from 01 to 12.
+    /// Not `YYYY-MM` with a month from 01 to 12, from [`FIRST_YEAR`] to
+    /// [`LAST_YEAR`].
     Month(String),
     /// The last month comes before the first.
     Backwards { first: String, last: String },
@@ -25,6 +26,15 @@ pub enum PeriodError {
 impl fmt::Display for PeriodError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // A long value is not repeated whole: the error must stay small.
+            Self::Month(m) if m.chars().count() > 16 => {
+                let start: String = m.chars().take(16).collect();
+                write!(
+                    f,
+                    "{start:?}... ({} characters) is no month: write it YYYY-MM (2026-12)",
+                    m.chars().count()
+                )
+            }
             Self::Month(m) => write!(f, "{m:?} is no month: write it YYYY-MM (2026-12)"),
             Self::Backwards { first, last } => write!(f, "the period ends ({last}) before it starts ({first})"),
         }
@@ -82,6 +92,11 @@ impl Period {
     }
 }
 
+/// The years a report may cover: those the services' timestamps can hold
+/// (epoch milliseconds from 2000 to 2200).
+pub const FIRST_YEAR: i64 = 2000;
+pub const LAST_YEAR: i64 = 2199;
+
 fn parse(month: &str) -> Result<(i64, i64), PeriodError> {
     let bad = || PeriodError::Month(month.to_owned());
     let (year, m) = month.split_once('-').ok_or_else(bad)?;
@@ -90,7 +105,7 @@ fn parse(month: &str) -> Result<(i64, i64), PeriodError> {
         return Err(bad());
     }
     let (year, m): (i64, i64) = (year.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if !(1..=12).contains(&m) {
+    if !(1..=12).contains(&m) || !(FIRST_YEAR..=LAST_YEAR).contains(&year) {
         return Err(bad());
     }
     Ok((year, m))
@@ -139,9 +154,19 @@ mod tests {
 
     #[test]
     fn a_period_that_is_no_month_or_runs_backwards_is_refused() {
-        for bad in ["2026-13", "2026-1", "26-12", "2026/12", "", "2026-00"] {
+        for bad in [
+            "2026-13", "2026-1", "26-12", "2026/12", "", "2026-00", "0000-01", "1999-12", "2200-01", "9999-12",
+        ] {
             assert_eq!(Period::months(bad, bad), Err(PeriodError::Month(bad.into())), "{bad}");
         }
+        assert!(
+            Period::months("2000-01", "2199-12").is_ok(),
+            "the first and last months there are"
+        );
+        // A long value is named by its start and its length, not repeated.
+        let long = "y".repeat(16_000);
+        let said = Period::months(&long, &long).unwrap_err().to_string();
+        assert!(said.len() < 120 && said.contains("16000 characters"), "{said}");
         assert!(matches!(
             Period::months("2026-12", "2026-11"),
             Err(PeriodError::Backwards { .. })

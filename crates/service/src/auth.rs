@@ -56,6 +56,22 @@ impl Principal {
         self.role == Role::Admin || self.org == org
     }
 
+    /// The organisation a registration is for: an admin names it in
+    /// `value` (required); anyone else registers for their own, and naming
+    /// another is PERMISSION_DENIED (never silently their own: a caller that
+    /// meant another organisation must learn it did not happen).
+    pub fn registers_for(&self, value: &str, field: &str) -> Result<OrgId, Status> {
+        let named = || crate::convert::id(value, field).map(OrgId::from_uuid);
+        match self.role {
+            Role::Admin => named(),
+            _ if value.trim().is_empty() => Ok(self.org),
+            _ if named()? == self.org => Ok(self.org),
+            _ => Err(Status::permission_denied(format!(
+                "{field}: names another organisation; a partner registers for its own (leave it empty)"
+            ))),
+        }
+    }
+
     /// NOT_FOUND ("no such `what`") unless the object exists (`owner` is
     /// known) and the caller may act for its owner. Another organisation's
     /// object answers in the words an unknown id gets, so the answer never

@@ -4,8 +4,8 @@ use crate::board::{Referral, ReferralStatus};
 use refer_domain::provider::{Provider, ProviderProfile};
 use refer_domain::{Freshness, Timestamp};
 use refer_proto::capacity::v1 as pb;
-use refer_service::convert::{self as cv, id, id_pb};
-use refer_service::{invalid, Principal, Role};
+use refer_service::convert::{self as cv, id_pb};
+use refer_service::{invalid, Principal};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -84,9 +84,6 @@ pub fn person_tag(placement: refer_domain::ids::PlacementId, site: refer_domain:
 /// (an admin names it).
 pub fn profile(who: &Principal, spec: Option<&pb::ProviderSpec>) -> Result<ProviderProfile, Status> {
     let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
-    let org = match who.role {
-        Role::Admin => refer_domain::ids::OrgId::from_uuid(id(&spec.org_id, "spec.org_id")?),
-        _ => who.org,
-    };
+    let org = who.registers_for(&spec.org_id, "spec.org_id")?;
     cv::provider_profile(spec, org)
 }

@@ -150,6 +150,46 @@ async fn pending(w: &mut World, provider: &str, count: usize) -> Vec<pb::Referra
 }
 
 #[tokio::test]
+async fn a_provider_registers_for_its_own_organisation_and_never_silently_for_another() {
+    let mut w = world().await;
+    let with_org = |org: String| pb::RegisterProviderRequest {
+        idempotency_key: format!("reg-{org}"),
+        provider_id: Uuid::new_v4().to_string(),
+        spec: Some(pb::ProviderSpec { org_id: org, ..spec() }),
+    };
+    // Naming its own organisation (in any form an id takes) is its own.
+    let own = with_org(HARBOR_ORG.as_uuid().hyphenated().to_string());
+    let site = w
+        .client
+        .register_provider(authed(HARBOR, own))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(site.spec.unwrap().org_id, cv::id_pb(HARBOR_ORG.as_uuid()));
+    // Naming another is refused, with the field named, and nothing is registered.
+    let other = with_org(cv::id_pb(OTHER_ORG.as_uuid()));
+    let err = w
+        .client
+        .register_provider(authed(HARBOR, other.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("spec.org_id"), "{err:?}");
+    let get = pb::GetProviderRequest {
+        provider_id: other.provider_id.clone(),
+    };
+    assert_eq!(refused(w.client.get_provider(authed(ADMIN, get)).await), Code::NotFound);
+    // An admin registers for whichever organisation it names.
+    let by_admin = w
+        .client
+        .register_provider(authed(ADMIN, other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_admin.spec.unwrap().org_id, cv::id_pb(OTHER_ORG.as_uuid()));
+}
+
+#[tokio::test]
 async fn a_provider_registers_and_keeps_capacity_current() {
     let mut w = world().await;
     let id = register(&mut w, HARBOR).await;

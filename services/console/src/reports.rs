@@ -45,11 +45,11 @@ async fn reports(State(c): State<Console>, Anyone(s): Anyone, RawQuery(query): R
                 _ => l(T::LastMonth),
             };
             body += &alert(&format!("{label}: {e}"));
-            return answer(StatusCode::BAD_REQUEST, &body);
+            return answer(StatusCode::UNPROCESSABLE_ENTITY, &body);
         }
     } else if !to.is_empty() {
         body += &alert(&format!("{}: {}", l(T::FirstMonth), l(T::FirstMonthNeeded)));
-        return answer(StatusCode::BAD_REQUEST, &body);
+        return answer(StatusCode::UNPROCESSABLE_ENTITY, &body);
     }
     let ask = m::GetReportRequest {
         from_month: from.to_owned(),
@@ -68,7 +68,7 @@ async fn reports(State(c): State<Console>, Anyone(s): Anyone, RawQuery(query): R
                 .replace("invalid from_month", l(T::FirstMonth))
                 .replace("invalid to_month", l(T::LastMonth));
             body += &alert(&said);
-            return answer(StatusCode::BAD_REQUEST, &body);
+            return answer(StatusCode::UNPROCESSABLE_ENTITY, &body);
         }
         Err(status) => {
             body += &crate::html::problem(lang, "matcher", &status);

@@ -1,11 +1,10 @@
 //! What the donations service shows on the wire, and what it reads from it.
 
 use refer_domain::donation::{Donation, DonationOffer};
-use refer_domain::ids::OrgId;
 use refer_domain::Timestamp;
 use refer_proto::donations::v1 as pb;
-use refer_service::convert::{self as cv, id, id_pb};
-use refer_service::{invalid, Principal, Role};
+use refer_service::convert::{self as cv, id_pb};
+use refer_service::{invalid, Principal};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -41,10 +40,7 @@ pub fn donation_view(id: Uuid, state: &Donation, version: u64, usage: &[(Timesta
 /// admin names it).
 pub fn offer(who: &Principal, spec: Option<&pb::DonationSpec>) -> Result<DonationOffer, Status> {
     let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
-    let org = match who.role {
-        Role::Admin => OrgId::from_uuid(id(&spec.org_id, "spec.org_id")?),
-        _ => who.org,
-    };
+    let org = who.registers_for(&spec.org_id, "spec.org_id")?;
     let offer = DonationOffer {
         org,
         kind: cv::resource_kind(spec.kind, "spec.kind")?,

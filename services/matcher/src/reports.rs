@@ -89,7 +89,7 @@ impl Reports {
         drop(guard);
         let organisation_id = match scope {
             Scope::Coalition => String::new(),
-            Scope::Organisation(org) => org.as_uuid().to_string(),
+            Scope::Organisation(org) => convert::id_pb(org.as_uuid()),
         };
         if request.publish {
             let published = report
