@@ -24,8 +24,11 @@
 //! residual graph of the true values, each hidden figure free to move
 //! within what is shown of it: [`Published`] never holds an unsafe one.
 
+mod linked;
+
+pub use linked::{publish_linked, Link};
 use serde::{Serialize, Serializer};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Counts under this are never shown: they appear as "< 5".
@@ -77,6 +80,8 @@ pub enum ShapeError {
     Rows { cells: usize, labels: usize },
     /// A row holds a different number of cells than there are columns.
     Ragged { row: usize, cells: usize, columns: usize },
+    /// Tables said to hold the same figures do not (a report's mistake).
+    Links(String),
 }
 
 impl fmt::Display for ShapeError {
@@ -87,6 +92,7 @@ impl fmt::Display for ShapeError {
             Self::Ragged { row, cells, columns } => {
                 write!(f, "row {row} holds {cells} cells for {columns} columns")
             }
+            Self::Links(why) => write!(f, "linked tables disagree: {why}"),
         }
     }
 }
@@ -212,219 +218,14 @@ pub fn csv_field(value: &str) -> String {
     }
 }
 
-/// The table as the circulation described at the top: every figure (cells,
-/// then row totals, column totals, the grand total) an edge between nodes
-/// 0 (source), 1 (sink), 2.. (rows) and 2+rows.. (columns).
-struct Network {
-    /// (from, to, true count) of each figure.
-    edges: Vec<(usize, usize, u64)>,
-    nodes: usize,
-}
-
-impl Network {
-    fn of(table: &Table) -> Self {
-        let (rows, columns) = (table.rows.len(), table.columns.len());
-        let row = |i: usize| 2 + i;
-        let column = |j: usize| 2 + rows + j;
-        let mut edges = Vec::with_capacity(rows * columns + rows + columns + 1);
-        for (i, cells) in table.cells.iter().enumerate() {
-            for (j, cell) in cells.iter().enumerate() {
-                edges.push((row(i), column(j), cell.count));
-            }
-        }
-        for (i, cells) in table.cells.iter().enumerate() {
-            edges.push((0, row(i), cells.iter().map(|c| c.count).sum()));
-        }
-        for j in 0..columns {
-            edges.push((column(j), 1, table.cells.iter().map(|r| r[j].count).sum()));
-        }
-        let total = table.cells.iter().flatten().map(|c| c.count).sum();
-        edges.push((1, 0, total));
-        Self {
-            edges,
-            nodes: 2 + rows + columns,
-        }
-    }
-
-    /// Whether what `shown` shows pins figure `e` to its true count: no
-    /// cycle through it in the residual graph.
-    fn pins(&self, shown: &[Shown], e: usize) -> bool {
-        let (from, to, count) = self.edges[e];
-        let (low, high) = shown[e].bounds();
-        let can_rise = count < high && self.reaches(shown, e, to, from);
-        let can_fall = count > low && self.reaches(shown, e, from, to);
-        !can_rise && !can_fall
-    }
-
-    /// Whether `goal` is reachable from `start` by moving hidden figures
-    /// other than `skip` within their bounds.
-    fn reaches(&self, shown: &[Shown], skip: usize, start: usize, goal: usize) -> bool {
-        let mut next: Vec<Vec<usize>> = vec![Vec::new(); self.nodes];
-        for (f, &(from, to, count)) in self.edges.iter().enumerate() {
-            if f == skip || !shown[f].is_hidden() {
-                continue;
-            }
-            let (low, high) = shown[f].bounds();
-            if count < high {
-                next[from].push(to);
-            }
-            if count > low {
-                next[to].push(from);
-            }
-        }
-        let mut seen = vec![false; self.nodes];
-        let mut queue = VecDeque::from([start]);
-        seen[start] = true;
-        while let Some(node) = queue.pop_front() {
-            if node == goal {
-                return true;
-            }
-            for &n in &next[node] {
-                if !std::mem::replace(&mut seen[n], true) {
-                    queue.push_back(n);
-                }
-            }
-        }
-        false
-    }
-
-    /// The first hidden figure `shown` pins, if any.
-    fn first_pinned(&self, shown: &[Shown]) -> Option<usize> {
-        (0..self.edges.len()).find(|&e| shown[e].is_hidden() && self.pins(shown, e))
-    }
-
-    /// The cheapest set of shown figures whose hiding opens a cycle
-    /// through the pinned figure `e`, if any: a cheapest path round it (a
-    /// hidden figure costs nothing to move, a shown one its count, a total
-    /// more than any cell, which readers need most), one way or the other.
-    fn cover(&self, shown: &[Shown], e: usize, cells: usize) -> Option<Vec<usize>> {
-        let (from, to, count) = self.edges[e];
-        let (low, high) = shown[e].bounds();
-        let total: u64 = self.edges.iter().map(|f| f.2).sum();
-        let cost = |f: usize| match shown[f].is_hidden() {
-            true => 0,
-            false => 1 + self.edges[f].2 + if f >= cells { total + 1 } else { 0 },
-        };
-        let mut ways = Vec::new();
-        if count < high {
-            ways.extend(self.cheapest_path(shown, e, to, from, cost));
-        }
-        if count > low {
-            ways.extend(self.cheapest_path(shown, e, from, to, cost));
-        }
-        ways.into_iter()
-            .min_by_key(|path| path.iter().map(|&f| cost(f)).sum::<u64>())
-            .map(|path| path.into_iter().filter(|&f| !shown[f].is_hidden()).collect())
-    }
-
-    /// The cheapest path from `start` to `goal` (Dijkstra), as the figures
-    /// it moves; a hidden figure moves within its bounds, a shown one would
-    /// move anywhere once hidden (down only from above zero).
-    fn cheapest_path(
-        &self,
-        shown: &[Shown],
-        skip: usize,
-        start: usize,
-        goal: usize,
-        cost: impl Fn(usize) -> u64,
-    ) -> Option<Vec<usize>> {
-        let mut arcs: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.nodes];
-        for (f, &(from, to, count)) in self.edges.iter().enumerate() {
-            if f == skip {
-                continue;
-            }
-            let (low, high) = match shown[f] {
-                Shown::Count(_) => Shown::Suppressed.bounds(),
-                hidden => hidden.bounds(),
-            };
-            if count < high {
-                arcs[from].push((to, f));
-            }
-            if count > low {
-                arcs[to].push((from, f));
-            }
-        }
-        let mut best = vec![u64::MAX; self.nodes];
-        let mut via: Vec<Option<(usize, usize)>> = vec![None; self.nodes];
-        let mut queue = std::collections::BinaryHeap::from([std::cmp::Reverse((0u64, start))]);
-        best[start] = 0;
-        while let Some(std::cmp::Reverse((d, node))) = queue.pop() {
-            if d > best[node] {
-                continue;
-            }
-            for &(next, f) in &arcs[node] {
-                let through = d + cost(f);
-                if through < best[next] {
-                    best[next] = through;
-                    via[next] = Some((node, f));
-                    queue.push(std::cmp::Reverse((through, next)));
-                }
-            }
-        }
-        let mut path = Vec::new();
-        let mut node = goal;
-        while node != start {
-            let (previous, f) = via[node]?;
-            path.push(f);
-            node = previous;
-        }
-        Some(path)
-    }
-}
-
-/// Publishes `table` under the three rules at the top.
+/// Publishes `table` under the three rules at the top (a table linked to
+/// no other: see [`publish_linked`] for a report's tables together).
 pub fn publish(table: &Table) -> Result<Published, ShapeError> {
-    let (rows, columns) = (table.rows.len(), table.columns.len());
-    if rows == 0 || columns == 0 {
-        return Err(ShapeError::Empty);
-    }
-    if table.cells.len() != rows {
-        return Err(ShapeError::Rows {
-            cells: table.cells.len(),
-            labels: rows,
-        });
-    }
-    if let Some((row, cells)) = table.cells.iter().enumerate().find(|(_, c)| c.len() != columns) {
-        return Err(ShapeError::Ragged {
-            row,
-            cells: cells.len(),
-            columns,
-        });
-    }
-    let network = Network::of(table);
-    let mut shown: Vec<Shown> = primary(table);
-    // Rule 3: while a hidden figure is pinned, hide the cheapest shown
-    // figures that open a way round it; with no way left, drop the "< 5"
-    // bounds (a way round always exists without them).
-    while let Some(pinned) = network.first_pinned(&shown) {
-        match network.cover(&shown, pinned, rows * columns) {
-            Some(cover) if !cover.is_empty() => {
-                for f in cover {
-                    shown[f] = Shown::Suppressed;
-                }
-            }
-            _ if shown.contains(&Shown::UnderFive) => {
-                for s in shown.iter_mut().filter(|s| **s == Shown::UnderFive) {
-                    *s = Shown::Suppressed;
-                }
-            }
-            _ => unreachable!("every hidden figure is free to rise round the circulation"),
-        }
-    }
-    let totals = shown.split_off(rows * columns);
-    Ok(Published {
-        title: table.title.clone(),
-        rows: table.rows.clone(),
-        columns: table.columns.clone(),
-        cells: shown.chunks(columns).map(<[Shown]>::to_vec).collect(),
-        row_totals: totals[..rows].to_vec(),
-        column_totals: totals[rows..rows + columns].to_vec(),
-        total: totals[rows + columns],
-    })
+    Ok(publish_linked(std::slice::from_ref(table), &[])?.remove(0))
 }
 
 /// Rules 1 and 2, for every figure in the network's order.
-fn primary(table: &Table) -> Vec<Shown> {
+pub(crate) fn primary(table: &Table) -> Vec<Shown> {
     let columns = table.columns.len();
     let union = |figures: &mut dyn Iterator<Item = &Figure>| -> Figure {
         let mut total = Figure {

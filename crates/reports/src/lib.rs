@@ -411,11 +411,7 @@ impl Report {
         Ok(PublishedReport {
             from_month: self.period.first_month(),
             to_month: self.period.last_month(),
-            tables: self
-                .tables
-                .iter()
-                .map(refer_disclosure::publish)
-                .collect::<Result<_, _>>()?,
+            tables: refer_disclosure::publish_linked(&self.tables, &links(&self.tables))?,
             times: publish_delays(&self.times),
             months: self
                 .months
@@ -444,6 +440,30 @@ fn publish_delays(times: &[Delay]) -> Vec<PublishedDelay> {
             }
         })
         .collect()
+}
+
+/// How the report's tables hold the same figures (docs/reports.md, "Safe
+/// to publish"): the unmet breakdowns that count each need once (region,
+/// age band, gender) share their totals, and the outcome table's unmet
+/// columns add up to them (to zero, every reader knows, when nothing was
+/// unmet and no breakdown is published). The language and accessibility
+/// breakdowns count mentions: not the same figures.
+fn links(tables: &[Table]) -> Vec<refer_disclosure::Link> {
+    use refer_disclosure::Link;
+    let find = |title: &str| tables.iter().position(|t| t.title == title);
+    let once: Vec<usize> = ["region", "age band", "gender"]
+        .iter()
+        .filter_map(|by| find(&format!("unmet need by kind and {by}")))
+        .collect();
+    let mut links = vec![Link::SameRows(once.clone())];
+    if let Some(outcomes) = find("needs by kind and outcome") {
+        links.push(Link::Part {
+            table: outcomes,
+            columns: (0..OUTCOMES.len()).filter(|&c| c != PLACED && c != CANCELLED).collect(),
+            of: once.first().copied(),
+        });
+    }
+    links
 }
 
 const OUTCOMES: [&str; 6] = ["placed", "waitlisted", "declined", "expired", "cancelled", "open"];
