@@ -40,7 +40,8 @@ struct NeedRecord {
     accepted: Option<(Timestamp, Target)>,
     /// Everyone it was proposed to.
     offered_to: BTreeSet<Target>,
-    declines: Vec<(Timestamp, DeclineReason)>,
+    /// Each decline: when, why, and by which site or donation.
+    declines: Vec<(Timestamp, DeclineReason, Target)>,
 }
 
 impl NeedRecord {
@@ -148,7 +149,7 @@ impl Ledger {
                 need.offered_to.insert(p.target);
             }
             NeedEvent::Accepted(p) => need.accepted = Some((at, p.target)),
-            NeedEvent::Declined { reason, .. } => need.declines.push((at, *reason)),
+            NeedEvent::Declined { reason, proposal } => need.declines.push((at, *reason, proposal.target)),
             _ => {}
         }
         if let Some(status) = event.status_after() {
@@ -158,10 +159,18 @@ impl Ledger {
 
     /// The figures of `period` for `scope`.
     pub fn report(&self, period: &Period, scope: Scope) -> Report {
+        // An organisation's own work: the needs it requested, and the needs
+        // placed with it (their outcome is its placement). A need it was
+        // only offered is not in its report: it saw that need's referral,
+        // no more, and what became of the person elsewhere is not its to
+        // read. Its own declines count in the declines table.
+        let ours = |target: &Target, org: OrgId| self.partners.get(target) == Some(&org);
         let in_scope = |need: &NeedRecord| match scope {
             Scope::Coalition => true,
             Scope::Organisation(org) => {
-                need.agency == org || need.offered_to.iter().any(|t| self.partners.get(t) == Some(&org))
+                need.agency == org
+                    || need.accepted.is_some_and(|(_, t)| ours(&t, org))
+                        && matches!(outcome_column(need.status_by(period)), PLACED | CANCELLED)
             }
         };
         let needs: Vec<&NeedRecord> = self
@@ -190,19 +199,38 @@ impl Ledger {
             }
         }
         let mut declines = vec![vec![Figure::count(0); REASONS.len()]; kinds.len()];
-        for need in &needs {
-            for (at, reason) in &need.declines {
-                if period.contains(*at) {
+        let declined_here = |need: &NeedRecord, target: &Target| match scope {
+            Scope::Coalition => true,
+            Scope::Organisation(org) => need.agency == org || ours(target, org),
+        };
+        let offered_here = |need: &NeedRecord| match scope {
+            Scope::Coalition => false,
+            Scope::Organisation(org) => need.agency != org && need.offered_to.iter().any(|t| ours(t, org)),
+        };
+        let declines_of = self
+            .needs
+            .values()
+            .filter(|n| period.contains(n.requested_at) && (in_scope(n) || offered_here(n)));
+        for need in declines_of {
+            for (at, reason, target) in &need.declines {
+                if period.contains(*at) && declined_here(need, target) {
                     declines[kind_row(need.kind)][reason_column(*reason)].count += 1;
                 }
             }
         }
 
-        // Unmet: neither placed nor cancelled by the period's end.
+        // Unmet: neither placed nor cancelled by the period's end. An
+        // organisation sees the profile (region, gender, ...) of needs it
+        // requested only: a site that was offered a need saw no more than
+        // its referral, and its report shows no more.
+        let requested_here = |n: &NeedRecord| match scope {
+            Scope::Coalition => true,
+            Scope::Organisation(org) => n.agency == org,
+        };
         let unmet: Vec<&NeedRecord> = needs
             .iter()
             .copied()
-            .filter(|n| !matches!(outcome_column(n.status_by(period)), PLACED | CANCELLED))
+            .filter(|n| requested_here(n) && !matches!(outcome_column(n.status_by(period)), PLACED | CANCELLED))
             .collect();
         let by = |name: &str, keys: &dyn Fn(&NeedRecord) -> Vec<String>| {
             let columns: BTreeSet<String> = unmet.iter().flat_map(|n| keys(n)).collect();

@@ -321,6 +321,60 @@ fn an_agency_s_report_counts_its_own_needs_and_the_needs_referred_to_a_partner_s
 }
 
 #[test]
+fn a_site_s_report_holds_its_placements_and_declines_never_what_became_of_a_need_it_declined() {
+    // Given two needs a site declined (then waitlisted, no other site) and
+    // one it accepted, all requested by agency 0,
+    let planned = |n: i64, outcome| Planned {
+        kind: NeedKind::Shelter,
+        region: REGIONS[1],
+        juvenile: n == 0,
+        requested: 100 + n,
+        to_proposal: 5,
+        to_answer: 5,
+        site: 0,
+        agency: 0,
+        outcome,
+    };
+    let plan = vec![
+        planned(0, Outcome::Declined),
+        planned(1, Outcome::Declined),
+        planned(2, Outcome::Placed),
+    ];
+    let mut ledger = Ledger::default();
+    for envelope in events(&plan) {
+        ledger.apply(&envelope);
+    }
+    let december = Period::months("2026-12", "2026-12").unwrap();
+    // when the site's partner reads its report,
+    let site = ledger.report(&december, Scope::Organisation(org(10)));
+    // then it holds its placement and its two declines,
+    let outcomes = table(&site.tables, "needs by kind and outcome");
+    assert_eq!(cell(outcomes, "shelter", "placed"), 1);
+    let declines = table(&site.tables, "declines by kind and reason");
+    assert_eq!(declines.cells.iter().flatten().map(|f| f.count).sum::<u64>(), 2);
+    // and nothing of the declined people: not their outcome, not their
+    // region or age band (a referral showed neither).
+    assert_eq!(
+        outcomes.cells.iter().flatten().map(|f| f.count).sum::<u64>(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        !site.tables.iter().any(|t| t.title.starts_with("unmet need")),
+        "the site reads the profile of people it declined: {:?}",
+        site.tables
+    );
+    // The agency that requested them reads all of it.
+    let agency = ledger.report(&december, Scope::Organisation(org(0)));
+    let outcomes = table(&agency.tables, "needs by kind and outcome");
+    assert_eq!(outcomes.cells.iter().flatten().map(|f| f.count).sum::<u64>(), 3);
+    assert!(agency.tables.iter().any(|t| t.title == "unmet need by kind and region"));
+    // And publishing a site's report (its tables linked) works.
+    site.publish().unwrap();
+    agency.publish().unwrap();
+}
+
+#[test]
 fn donations_and_partners_count_in_the_month_they_act() {
     use refer_domain::events::donation::DonationEvent;
     use refer_domain::ids::DonationId;
