@@ -199,6 +199,32 @@ pub fn accept_every_referral_with(c: &Coalition, i: usize, site: String, handoff
     });
 }
 
+/// Business `i` donates the sample hotel rooms (near the sample person);
+/// their donation id.
+pub async fn hotel_rooms(c: &Coalition, i: usize) -> String {
+    let rooms = sample::hotel_rooms(business_org(i));
+    let register = refer_proto::donations::v1::RegisterDonationRequest {
+        idempotency_key: format!("rooms-{i}"),
+        donation_id: id_pb(Uuid::new_v4()),
+        spec: Some(refer_proto::donations::v1::DonationSpec {
+            org_id: String::new(),
+            kind: cv::resource_kind_pb(rooms.kind),
+            quantity: rooms.quantity,
+            window: Some(cv::time_window_pb(&rooms.window)),
+            location: Some(cv::location_pb(&rooms.location)),
+            max_units_per_need: 0,
+            eligibility: Some(cv::eligibility_pb(&rooms.eligibility)),
+        }),
+    };
+    c.donations
+        .clone()
+        .register_donation(authed(&business_token(i), register))
+        .await
+        .unwrap()
+        .into_inner()
+        .donation_id
+}
+
 /// A person with the sample profile and constraints, needing `needs`.
 pub fn person(case: &str, needs: &[pb::NeedKind]) -> intake::PersonRequest {
     let need = sample::shelter_need(AGENCY, PlacementId::from_u128(1), None);

@@ -9,7 +9,7 @@ use refer_proto::capacity::v1 as cap;
 use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1 as don;
 use refer_proto::intake::v1 as intake;
-use refer_service::convert::{self as cv, id_pb};
+use refer_service::convert::id_pb;
 use refer_service::testing::authed;
 use refer_tests::*;
 use uuid::Uuid;
@@ -36,37 +36,13 @@ async fn live_items(c: &Coalition, kind: &str) -> Vec<String> {
     live
 }
 
-async fn donation(c: &Coalition, i: usize) -> String {
-    let rooms = sample::hotel_rooms(business_org(i));
-    let register = don::RegisterDonationRequest {
-        idempotency_key: format!("rooms-{i}"),
-        donation_id: id_pb(Uuid::new_v4()),
-        spec: Some(don::DonationSpec {
-            org_id: String::new(),
-            kind: cv::resource_kind_pb(rooms.kind),
-            quantity: rooms.quantity,
-            window: Some(cv::time_window_pb(&rooms.window)),
-            location: Some(cv::location_pb(&rooms.location)),
-            max_units_per_need: 0,
-            eligibility: Some(cv::eligibility_pb(&rooms.eligibility)),
-        }),
-    };
-    c.donations
-        .clone()
-        .register_donation(authed(&business_token(i), register))
-        .await
-        .unwrap()
-        .into_inner()
-        .donation_id
-}
-
 const WRITERS: usize = 6;
 
 #[tokio::test]
 async fn concurrent_replacements_of_a_standing_hand_off_leave_exactly_one_live_item() {
     let c = Coalition::start(1, 1).await;
     let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 2).await;
-    let rooms = donation(&c, 0).await;
+    let rooms = hotel_rooms(&c, 0).await;
     for round in 0..2 {
         let contacts = (0..WRITERS).map(|w| {
             let mut client = c.intake.clone();
@@ -227,7 +203,7 @@ async fn full_flow(c: &Coalition) -> Flow {
         .set_site_handoff(authed(&provider_token(0), set))
         .await
         .unwrap();
-    let rooms = donation(c, 0).await;
+    let rooms = hotel_rooms(c, 0).await;
     let set = don::SetDonationHandoffRequest {
         idempotency_key: "desk".into(),
         donation_id: rooms.clone(),
@@ -621,7 +597,7 @@ async fn every_read_of_a_sealed_item_is_on_record_for_its_parties_and_the_admin_
 async fn hand_off_ids_are_answered_canonically_and_textareas_line_breaks_are_accepted() {
     let c = Coalition::start(1, 1).await;
     let shelter = site(&c, 0, &[pb::ServiceKind::ShelterBed], 1).await;
-    let rooms = donation(&c, 0).await;
+    let rooms = hotel_rooms(&c, 0).await;
     let shouted = |id: &str| Uuid::parse_str(id).unwrap().hyphenated().to_string().to_uppercase();
     let set = cap::SetSiteHandoffRequest {
         idempotency_key: "door".into(),

@@ -197,16 +197,19 @@ pub async fn run_api(
     let tables: Vec<Published> = r.tables.iter().map(published).collect::<anyhow::Result<_>>()?;
     let shown = |f: &Option<m::Figure>| shown_pb(f.as_ref());
     let (providers, businesses) = (shown(&r.providers_active)?, shown(&r.businesses_active)?);
-    if csv {
-        let times = r.times.iter().map(|d| {
+    // Each delay, with how many needs it is over when the counts are raw.
+    let times = || {
+        r.times.iter().map(|d| {
             let name = if r.published {
                 d.name.clone()
             } else {
                 format!("{} ({} needs)", d.name, d.needs)
             };
             (name, minutes(d.median_minutes), minutes(d.p90_minutes))
-        });
-        csv_out(&tables, times, (providers, businesses));
+        })
+    };
+    if csv {
+        csv_out(&tables, times(), (providers, businesses));
         return Ok(());
     }
     let delays = |times: &[m::Delay]| {
@@ -250,15 +253,7 @@ pub async fn run_api(
             r.from_month, r.to_month
         )
     };
-    let times = r.times.iter().map(|d| {
-        let name = if r.published {
-            d.name.clone()
-        } else {
-            format!("{} ({} needs)", d.name, d.needs)
-        };
-        (name, minutes(d.median_minutes), minutes(d.p90_minutes))
-    });
-    show(&heading, &tables, times, (providers, businesses));
+    show(&heading, &tables, times(), (providers, businesses));
     Ok(())
 }
 

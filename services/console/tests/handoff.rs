@@ -7,10 +7,8 @@ mod browse;
 
 use browse::*;
 use refer_client::authed;
-use refer_domain::sample;
 use refer_proto::common::v1 as pb;
 use refer_proto::donations::v1 as don;
-use refer_service::convert as cv;
 use refer_tests::*;
 
 const CLINIC_DOOR: &str = "Side door on Elm St; Ana meets you, (555) 010-2000";
@@ -33,27 +31,6 @@ async fn pending(c: &Coalition, i: usize, site: &str, n: usize) -> Vec<refer_pro
     }
 }
 
-/// The hotel rooms of business 0 (near the sample person), with no hand-off.
-async fn rooms(c: &Coalition) -> String {
-    let rooms = sample::hotel_rooms(business_org(0));
-    let register = don::RegisterDonationRequest {
-        idempotency_key: "rooms".into(),
-        donation_id: uuid::Uuid::new_v4().to_string(),
-        spec: Some(don::DonationSpec {
-            org_id: String::new(),
-            kind: cv::resource_kind_pb(rooms.kind),
-            quantity: rooms.quantity,
-            window: Some(cv::time_window_pb(&rooms.window)),
-            location: Some(cv::location_pb(&rooms.location)),
-            max_units_per_need: 0,
-            eligibility: Some(cv::eligibility_pb(&rooms.eligibility)),
-        }),
-    };
-    let mut donations = c.donations.clone();
-    let done = donations.register_donation(authed(&business_token(0), register)).await;
-    done.unwrap().into_inner().donation_id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_person_shows_the_hand_off_first_with_a_phone_to_tap() {
     let c = Coalition::start(1, 1).await;
@@ -62,7 +39,7 @@ async fn an_accepted_person_shows_the_hand_off_first_with_a_phone_to_tap() {
     let at = (console.addr, ca.as_path());
     let clinic = site(&c, 0, &[pb::ServiceKind::Medical], 2).await;
     accept_every_referral_with(&c, 0, clinic, CLINIC_DOOR);
-    let rooms = rooms(&c).await;
+    let rooms = hotel_rooms(&c, 0).await;
 
     // A person needing a bed (only the donated rooms have one) and care.
     let placed = request_person(
