@@ -158,6 +158,49 @@ async fn the_binary_serves_health_reflection_and_metrics_reports_unavailable_and
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// Sends SIGTERM to `child` and waits for it to exit (at most `within`).
+async fn terminate(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            panic!("no exit {within:?} after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_its_bus_gone_the_service_still_stops_on_sigterm() {
+    // Serving, then the bus goes away for good: an operator's SIGTERM stops it.
+    let mut nats = NatsServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let [port, metrics_port] = refer_testkit::free_ports().unwrap();
+    refer_service::testing::provision(&nats.access(), 1).await;
+    let mut child = spawn(&nats, dir.path(), port, metrics_port);
+    connect(port, &tls(&nats)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    terminate(&mut child, Duration::from_secs(20)).await;
+
+    // Started while the bus is away (it waits for it): SIGTERM stops it too.
+    let dir = tempfile::tempdir().unwrap();
+    let [port, metrics_port] = refer_testkit::free_ports().unwrap();
+    let mut child = spawn(&nats, dir.path(), port, metrics_port);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it waits for the bus");
+    terminate(&mut child, Duration::from_secs(20)).await;
+}
+
 #[test]
 fn a_bad_configuration_stops_the_service_with_the_setting_named() {
     let dir = tempfile::tempdir().unwrap();
