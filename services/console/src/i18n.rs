@@ -183,6 +183,8 @@ texts! {
     ServiceMedical => "Medical", "Médica";
     ServiceLegal => "Legal", "Legal";
     Party => "Party of", "Grupo de";
+    GroupOf => "Recovered together: a group of", "Rescatados juntos: un grupo de";
+    People => "people", "personas";
     Saved => "Saved.", "Guardado.";
     Donations => "Your donations", "Sus donaciones";
     NewDonation => "New donation", "Nueva donación";

@@ -181,62 +181,95 @@ fn placements_html(s: &Session, placements: &[ik::Placement]) -> String {
         return format!("<p>{}</p>", l(T::NoPlacements));
     }
     let mut out = String::new();
+    // People recovered together are one party: their placements side by
+    // side under one heading, not unrelated cases.
+    let mut parties_shown: Vec<&str> = Vec::new();
     for p in placements {
+        if p.group_id.is_empty() {
+            out += &placement_html(s, p, 2);
+            continue;
+        }
+        if parties_shown.contains(&p.group_id.as_str()) {
+            continue;
+        }
+        parties_shown.push(&p.group_id);
+        let members: Vec<&ik::Placement> = placements.iter().filter(|m| m.group_id == p.group_id).collect();
         let _ = write!(
             out,
-            "<article class=\"placement\" data-placement=\"{id}\"><h2>{case} {reference}</h2>",
-            id = esc(&p.placement_id),
-            case = l(T::Case),
-            reference = esc(&p.case_reference),
+            "<section class=\"party\" data-group=\"{id}\"><h2>{group} {n} {people}</h2>",
+            id = esc(&p.group_id),
+            group = l(T::GroupOf),
+            n = members.len(),
+            people = l(T::People),
         );
-        let table = format!(
-            "<table><thead><tr><th scope=\"col\">{need}</th><th scope=\"col\">{status}</th>\
-             <th scope=\"col\">{detail}</th><th scope=\"col\"><span class=\"visually-hidden\">{actions}</span></th></tr></thead><tbody>",
-            need = l(T::Need),
-            status = l(T::Status),
-            detail = l(T::Detail),
-            actions = l(T::Actions),
-        );
-        for n in &p.needs {
-            out += &handoff_html(n, lang);
+        for m in members {
+            out += &placement_html(s, m, 3);
         }
-        out += &table;
-        for n in &p.needs {
-            let open = ![ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&n.status);
-            let accepted = n.status == ik::NeedStatus::Accepted as i32;
-            let mut actions = String::new();
-            if accepted {
-                let _ = write!(
-                    actions,
-                    "<form method=\"post\" action=\"/intake/needs/{id}/fulfil\">{csrf}<button type=\"submit\">{}</button></form>",
-                    l(T::Arrived),
-                    id = esc(&n.need_id),
-                    csrf = csrf(s)
-                );
-            }
-            if open {
-                let _ = write!(
-                    actions,
-                    // A page that asks first: cancelling is never one tap away.
-                    "<a class=\"button quiet\" href=\"/intake/needs/{id}/cancel\">{}</a>",
-                    l(T::Cancel),
-                    id = esc(&n.need_id),
-                );
-            }
+        out += "</section>";
+    }
+    out
+}
+
+/// One person's placement: their needs, each with its status, what
+/// happened, where to go and what can be done; headed at `level`.
+fn placement_html(s: &Session, p: &ik::Placement, level: u8) -> String {
+    let lang = s.lang;
+    let l = |t: T| t.get(lang);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<article class=\"placement\" data-placement=\"{id}\"><h{level}>{case} {reference}</h{level}>",
+        id = esc(&p.placement_id),
+        case = l(T::Case),
+        reference = esc(&p.case_reference),
+    );
+    let table = format!(
+        "<table><thead><tr><th scope=\"col\">{need}</th><th scope=\"col\">{status}</th>\
+         <th scope=\"col\">{detail}</th><th scope=\"col\"><span class=\"visually-hidden\">{actions}</span></th></tr></thead><tbody>",
+        need = l(T::Need),
+        status = l(T::Status),
+        detail = l(T::Detail),
+        actions = l(T::Actions),
+    );
+    for n in &p.needs {
+        out += &handoff_html(n, lang);
+    }
+    out += &table;
+    for n in &p.needs {
+        let open = ![ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&n.status);
+        let accepted = n.status == ik::NeedStatus::Accepted as i32;
+        let mut actions = String::new();
+        if accepted {
             let _ = write!(
-                out,
-                "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\"><span class=\"state\">{status}</span>{timeline}</td>\
-                 <td>{detail}</td><td class=\"actions\">{actions}</td></tr>",
+                actions,
+                "<form method=\"post\" action=\"/intake/needs/{id}/fulfil\">{csrf}<button type=\"submit\">{}</button></form>",
+                l(T::Arrived),
                 id = esc(&n.need_id),
-                code = n.status,
-                kind = need_name(n.kind, lang),
-                status = status_name(n.status, lang),
-                timeline = timeline_html(n, lang),
-                detail = detail(n, lang),
+                csrf = csrf(s)
             );
         }
-        out.push_str("</tbody></table></article>");
+        if open {
+            let _ = write!(
+                actions,
+                // A page that asks first: cancelling is never one tap away.
+                "<a class=\"button quiet\" href=\"/intake/needs/{id}/cancel\">{}</a>",
+                l(T::Cancel),
+                id = esc(&n.need_id),
+            );
+        }
+        let _ = write!(
+            out,
+            "<tr data-need=\"{id}\" data-status=\"{code}\"><td>{kind}</td><td class=\"status\"><span class=\"state\">{status}</span>{timeline}</td>\
+             <td>{detail}</td><td class=\"actions\">{actions}</td></tr>",
+            id = esc(&n.need_id),
+            code = n.status,
+            kind = need_name(n.kind, lang),
+            status = status_name(n.status, lang),
+            timeline = timeline_html(n, lang),
+            detail = detail(n, lang),
+        );
     }
+    out.push_str("</tbody></table></article>");
     out
 }
 

@@ -1,4 +1,4 @@
-//! The hand-off first: an officer whose person was accepted sees where to
+//! What the intake and provider pages show first. The hand-off: an officer whose person was accepted sees where to
 //! bring them, who meets them and a phone to tap before anything else, for
 //! a site and a donated room alike; a business gives and sees its
 //! donation's hand-off in its own forms.
@@ -295,5 +295,52 @@ async fn a_provider_sees_one_card_per_person_with_all_their_needs_and_the_urgenc
         "the urgency shown: {}",
         card(one_tag)
     );
+    console.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_recovered_together_show_as_one_party_with_its_members() {
+    use refer_proto::intake::v1 as ik;
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let console = refer_console::launch(&config(&c)).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let alone = request_person(&c, "alone-1", person("case-alone", &[pb::NeedKind::Shelter])).await;
+    let group = ik::RequestGroupRequest {
+        idempotency_key: "party-1".into(),
+        cohesion: ik::Cohesion::KeepTogether as i32,
+        people: ["case-mother", "case-daughter", "case-son"]
+            .iter()
+            .map(|case| person(case, &[pb::NeedKind::Shelter]))
+            .collect(),
+    };
+    let party = c
+        .intake
+        .clone()
+        .request_group(authed(INTAKE, group))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(party.people.len(), 3);
+
+    let intake = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+    let page = http(at, "GET", "/intake", Some(&intake), "").await;
+    let sections: Vec<&str> = page.body.split("<section class=\"party\"").skip(1).collect();
+    assert_eq!(sections.len(), 1, "one party: {}", page.body);
+    let section = sections[0].split("</section>").next().unwrap();
+    assert!(section.contains("Recovered together: a group of 3 people"), "{section}");
+    for p in &party.people {
+        assert!(
+            section.contains(&format!("data-placement=\"{}\"", p.placement_id)),
+            "{section}"
+        );
+    }
+    assert!(
+        !section.contains(&alone.placement_id),
+        "a person alone is not in the party"
+    );
+    assert!(page
+        .body
+        .contains(&format!("data-placement=\"{}\"", alone.placement_id)));
     console.stop().await.unwrap();
 }
