@@ -1,7 +1,8 @@
-//! What the intake and provider pages show first. The hand-off: an officer whose person was accepted sees where to
-//! bring them, who meets them and a phone to tap before anything else, for
-//! a site and a donated room alike; a business gives and sees its
-//! donation's hand-off in its own forms.
+//! What the intake and provider pages show first: where to bring an
+//! accepted person, who meets them and a phone to tap, for a site and a
+//! donated room alike; what happened to a need; one card per person for a
+//! provider; a party recovered together as one. And a business gives and
+//! sees its donation's hand-off in its own forms.
 
 mod browse;
 
