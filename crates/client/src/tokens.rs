@@ -149,6 +149,22 @@ pub fn add_partner(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Resu
     Ok(token)
 }
 
+/// [`add_partner`], once: when the file already holds a partner of that
+/// name, role and organisation (a form posted twice), nothing is added and
+/// the answer is `None`. Checked and added under the file's lock, so two
+/// posts at once add one.
+pub fn add_partner_once(path: &Path, name: &str, role: Role, org: uuid::Uuid) -> Result<Option<String>, String> {
+    let _held = lock(path)?;
+    let same =
+        |p: &Partner| p.name == name.trim() && p.role == role && uuid::Uuid::parse_str(&p.org).is_ok_and(|o| o == org);
+    if partners(path)?.iter().any(same) {
+        return Ok(None);
+    }
+    let token = new_token();
+    add_partner_with(path, name, role, org, &token)?;
+    Ok(Some(token))
+}
+
 /// A fresh token: 256 random bits as 64 hex digits.
 pub fn new_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())

@@ -313,7 +313,7 @@ impl Ledger {
             period: period.clone(),
             scope,
             tables: tables.into_iter().filter(|t| !t.columns.is_empty()).collect(),
-            times: delays(&needs, period),
+            times: delays(&needs, period, &self.partners),
             months: period
                 .each_month()
                 .iter()
@@ -326,6 +326,7 @@ impl Ledger {
                             .filter(|n| month.contains(n.requested_at))
                             .collect::<Vec<_>>(),
                         month,
+                        &self.partners,
                     ),
                 })
                 .collect(),
@@ -336,26 +337,34 @@ impl Ledger {
 }
 
 /// How long `needs` waited, over those that reached each step in `period`.
-fn delays(needs: &[&NeedRecord], period: &Period) -> Vec<Delay> {
-    let delay = |name: &str, reached: fn(&NeedRecord) -> Option<Timestamp>| {
-        let mut minutes: Vec<i64> = needs
-            .iter()
-            .filter_map(|n| {
-                let at = reached(n).filter(|at| period.contains(*at))?;
-                Some((at.millis() - n.requested_at.millis()) / 60_000)
-            })
-            .collect();
+fn delays(needs: &[&NeedRecord], period: &Period, partners: &BTreeMap<Target, OrgId>) -> Vec<Delay> {
+    // Each delay with the sites and donations it is drawn from: those the
+    // needs were first offered to, and those that accepted them.
+    type Reached = fn(&NeedRecord) -> Option<(Timestamp, Vec<Target>)>;
+    let delay = |name: &str, reached: Reached| {
+        let mut minutes = Vec::new();
+        let mut drawn_from: BTreeSet<&OrgId> = BTreeSet::new();
+        for n in needs {
+            let Some((at, targets)) = reached(n).filter(|(at, _)| period.contains(*at)) else {
+                continue;
+            };
+            minutes.push((at.millis() - n.requested_at.millis()) / 60_000);
+            drawn_from.extend(targets.iter().filter_map(|t| partners.get(t)));
+        }
         minutes.sort_unstable();
         Delay {
             name: name.to_owned(),
             needs: minutes.len() as u64,
+            providers: drawn_from.len(),
             median_minutes: percentile(&minutes, 50),
             p90_minutes: percentile(&minutes, 90),
         }
     };
     vec![
-        delay("request to first proposal", |n| n.first_proposed_at),
-        delay("request to acceptance", |n| n.accepted.map(|(at, _)| at)),
+        delay("request to first proposal", |n| {
+            Some((n.first_proposed_at?, n.offered_to.iter().copied().collect()))
+        }),
+        delay("request to acceptance", |n| n.accepted.map(|(at, t)| (at, vec![t]))),
     ]
 }
 
@@ -374,6 +383,8 @@ pub enum Scope {
 pub struct Delay {
     pub name: String,
     pub needs: u64,
+    /// The partner organisations it is drawn from (offered or accepting).
+    pub providers: usize,
     pub median_minutes: Option<i64>,
     pub p90_minutes: Option<i64>,
 }
@@ -455,12 +466,15 @@ impl Report {
     }
 }
 
-/// A delay over fewer than 5 needs is withheld.
+/// A delay over fewer than 5 needs, or drawn from fewer than 3 partners,
+/// is withheld.
 fn publish_delays(times: &[Delay]) -> Vec<PublishedDelay> {
     times
         .iter()
         .map(|d| {
-            let enough = d.needs >= refer_disclosure::SMALLEST_COUNT;
+            // Rules 1 and 2: over 5 needs or more, drawn from 3 partners or more.
+            let enough =
+                d.needs >= refer_disclosure::SMALLEST_COUNT && d.providers >= refer_disclosure::FEWEST_PROVIDERS;
             PublishedDelay {
                 name: d.name.clone(),
                 median_minutes: d.median_minutes.filter(|_| enough),

@@ -375,6 +375,45 @@ fn a_site_s_report_holds_its_placements_and_declines_never_what_became_of_a_need
 }
 
 #[test]
+fn a_delay_drawn_from_fewer_than_three_partners_is_not_published() {
+    let plan = |sites: usize| -> Vec<Planned> {
+        (0..8)
+            .map(|n| Planned {
+                kind: NeedKind::Shelter,
+                region: REGIONS[0],
+                juvenile: false,
+                requested: 100 + n,
+                to_proposal: 5,
+                to_answer: 7,
+                site: n as usize % sites,
+                agency: 0,
+                outcome: Outcome::Placed,
+            })
+            .collect()
+    };
+    let december = Period::months("2026-12", "2026-12").unwrap();
+    let published = |sites: usize| {
+        let mut ledger = Ledger::default();
+        for envelope in events(&plan(sites)) {
+            ledger.apply(&envelope);
+        }
+        ledger.report(&december, Scope::Coalition).publish().unwrap()
+    };
+    // Eight needs, placed by two sites: how fast those two answer is theirs.
+    let two = published(2);
+    assert!(
+        two.times
+            .iter()
+            .all(|d| d.median_minutes.is_none() && d.p90_minutes.is_none()),
+        "{:?}",
+        two.times
+    );
+    // By four sites: the coalition's figure.
+    let four = published(4);
+    assert_eq!(four.times[1].median_minutes, Some(12), "{:?}", four.times);
+}
+
+#[test]
 fn donations_and_partners_count_in_the_month_they_act() {
     use refer_domain::events::donation::DonationEvent;
     use refer_domain::ids::DonationId;

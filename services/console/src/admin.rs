@@ -142,6 +142,7 @@ fn partners_html(c: &Console, s: &Session) -> String {
         "<h3>{add}</h3><form method=\"post\" action=\"/admin\">{csrf}\
          <label for=\"name\">{name}</label><input id=\"name\" name=\"name\" maxlength=\"100\" required>{role}\
          <label for=\"org\">{org}</label><input id=\"org\" name=\"org\" placeholder=\"{new_org}\">\
+         <input type=\"hidden\" name=\"new_org\" value=\"{fresh}\">\
          <button type=\"submit\">{add}</button></form>",
         add = l(T::AddPartner),
         csrf = csrf(s),
@@ -149,6 +150,9 @@ fn partners_html(c: &Console, s: &Session) -> String {
         role = select("role", l(T::RoleLabel), &roles, "provider"),
         org = l(T::OrganisationOptional),
         new_org = l(T::NewOrganisation),
+        // The organisation a blank field makes, chosen with the form: a
+        // form posted twice names the same one, and adds one partner.
+        fresh = uuid::Uuid::new_v4(),
     );
     out
 }
@@ -212,7 +216,10 @@ async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Byt
         _ => Role::Provider,
     };
     let org = match field(&f, "org").trim() {
-        "" => uuid::Uuid::new_v4(),
+        "" => match uuid::Uuid::parse_str(field(&f, "new_org")) {
+            Ok(fresh) => fresh,
+            Err(_) => uuid::Uuid::new_v4(),
+        },
         text => match uuid::Uuid::parse_str(text) {
             Ok(org) => org,
             Err(_) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, "org: not a UUID").await,
@@ -224,11 +231,14 @@ async fn add_partner(State(c): State<Console>, As(s, _): As<ForAdmin>, body: Byt
     }
     // The registry may be held by an import for a while: wait off the runtime.
     let path = path.clone();
-    let made = tokio::task::spawn_blocking(move || refer_client::tokens::add_partner(&path, &name, role, org))
+    let made = tokio::task::spawn_blocking(move || refer_client::tokens::add_partner_once(&path, &name, role, org))
         .await
         .unwrap_or_else(|e| Err(format!("adding the partner stopped: {e}")));
     match made {
-        Ok(token) => {
+        // Posted again (a double tap): added already; its token was kept
+        // for the page by the first post.
+        Ok(None) => Redirect::to("/admin").into_response(),
+        Ok(Some(token)) => {
             tracing::info!(role = ?role, "partner added");
             let shown = format!("{} {token}", T::TokenOnce.get(s.lang));
             if c.sessions.set_flash(&s.id, shown.clone()).await {

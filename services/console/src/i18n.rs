@@ -135,6 +135,8 @@ texts! {
     CancelMeans => "The provider's referral is withdrawn and any bed or place held for this person is released to others. A cancelled request cannot be reopened: a new request starts again.", "Se retira la derivación al proveedor y se libera para otras personas cualquier cama o lugar reservado para esta persona. Una solicitud cancelada no se puede reabrir: una nueva solicitud empieza de nuevo.";
     CancelYes => "Yes, cancel the request", "Sí, cancelar la solicitud";
     CancelKeep => "No, keep it", "No, mantenerla";
+    NothingToCancel => "This request cannot be cancelled any more", "Esta solicitud ya no se puede cancelar";
+    BackToPlacements => "Back to the placements", "Volver a las colocaciones";
     Actions => "Actions", "Acciones";
     Arrived => "Arrived", "Llegó";
     Need => "Need", "Necesidad";

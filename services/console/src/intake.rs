@@ -252,9 +252,10 @@ fn placement_html(s: &Session, p: &ik::Placement, level: u8) -> String {
             let _ = write!(
                 actions,
                 // A page that asks first: cancelling is never one tap away.
-                "<a class=\"button quiet\" href=\"/intake/needs/{id}/cancel\">{}</a>",
+                "<a class=\"button quiet\" href=\"/intake/needs/{id}/cancel?placement={placement}\">{}</a>",
                 l(T::Cancel),
                 id = esc(&n.need_id),
+                placement = esc(&p.placement_id),
             );
         }
         let _ = write!(
@@ -564,19 +565,54 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
 }
 
 /// Asks before cancelling a need: what is cancelled (the need and its
-/// case, when among the latest placements), what that does, and a way back.
-async fn confirm_cancel(State(c): State<Console>, As(s, _): As<ForIntake>, Path(need): Path<String>) -> Response {
+/// case), what that does, and a way back. A need that is not the agency's
+/// (or not there) is 404; one that is over (cancelled, arrived) is 409.
+async fn confirm_cancel(
+    State(c): State<Console>,
+    As(s, _): As<ForIntake>,
+    Path(need): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let l = |t: T| t.get(s.lang);
-    let found = latest(&c, &s).await.ok().and_then(|placements| {
-        placements.into_iter().find_map(|p| {
-            let n = p.needs.iter().find(|n| n.need_id == need)?;
-            Some((p.case_reference.clone(), n.kind))
-        })
-    });
-    let what = match &found {
-        Some((case, kind)) => format!("{} · {} {}", need_name(*kind, s.lang), l(T::Case), esc(case)),
-        None => String::new(),
+    let title = l(T::CancelAsk);
+    let answer = |code: StatusCode, body: String| (code, respond(page(s.lang, title, Some(&s), &body))).into_response();
+    // The placement the link named (read as the agency: another's is not
+    // found), else the latest ones; a need in neither is not this agency's.
+    let placement = query
+        .as_deref()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "placement"))
+        .map(|(_, v)| v.into_owned());
+    let placements = match placement {
+        Some(id) => {
+            let get = ik::GetPlacementRequest { placement_id: id };
+            let mut client = c.intake_client();
+            client
+                .get_placement(authed(&s.token, get))
+                .await
+                .map(|p| vec![p.into_inner()])
+        }
+        None => latest(&c, &s).await,
     };
+    let found = match placements {
+        Ok(placements) => placements.into_iter().find_map(|p| {
+            let n = p.needs.iter().find(|n| n.need_id == need)?;
+            Some((p.case_reference.clone(), n.kind, n.status))
+        }),
+        Err(status) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => None,
+        Err(status) => return answer(http_status(&status), problem(s.lang, "intake", &status)),
+    };
+    let Some((case, kind, status)) = found else {
+        return answer(StatusCode::NOT_FOUND, html::alert(T::NotFound.get(s.lang)));
+    };
+    let what = format!("{} · {} {}", need_name(kind, s.lang), l(T::Case), esc(&case));
+    if [ik::NeedStatus::Cancelled as i32, ik::NeedStatus::Fulfilled as i32].contains(&status) {
+        let body = format!(
+            "<p class=\"subject\">{what}</p>{}<p><a href=\"/intake\">{}</a></p>",
+            html::alert(&format!("{}: {}", l(T::NothingToCancel), status_name(status, s.lang))),
+            l(T::BackToPlacements)
+        );
+        return answer(StatusCode::CONFLICT, body);
+    }
     let body = format!(
         "<h2>{ask}</h2><p class=\"subject\">{what}</p><p>{means}</p>\
          <form method=\"post\" action=\"/intake/needs/{id}/cancel\">{csrf}\
@@ -589,7 +625,7 @@ async fn confirm_cancel(State(c): State<Console>, As(s, _): As<ForIntake>, Path(
         yes = l(T::CancelYes),
         keep = l(T::CancelKeep),
     );
-    respond(page(s.lang, l(T::CancelAsk), Some(&s), &body)).into_response()
+    answer(StatusCode::OK, body)
 }
 
 /// The question's answer: cancel it.

@@ -253,8 +253,37 @@ pub fn router(console: Console) -> Router {
         .merge(admin::routes())
         .merge(reports::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(whole_body))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
+}
+
+/// How long a client may take to send a request's body once its head
+/// came, and how large a body may be (the console's forms are small).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads a request's whole body before any page sees it: one that does not
+/// arrive within [`BODY_DEADLINE`] is answered 408 and its connection
+/// closed (a client that stalls its body holds nothing for long); one
+/// larger than [`BODY_LIMIT`] is answered 413.
+async fn whole_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, bytes.into())).await,
+        Ok(Err(_)) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            "the request is larger than a form of this console",
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            "the request's body did not arrive in time",
+        )
+            .into_response(),
+    }
 }
 
 /// A page the console does not have: said in words, with a 404.
