@@ -562,7 +562,7 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Serves `app` on every connection `listener` accepts, HTTP/1.1 with
 /// [`HEAD_DEADLINE`], each request knowing its client's address, until
-/// `stopped`; then the requests in flight finish.
+/// `stopped`; then the requests in flight finish (within [`STOP_GRACE`]).
 async fn serve<L>(mut listener: L, app: Router, stopped: impl std::future::Future<Output = ()>)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
@@ -586,8 +586,15 @@ where
             }
         });
     }
-    graceful.shutdown().await;
+    // Requests in flight finish; any still open after a grace (a client
+    // that stopped reading, say) are closed with the process.
+    if tokio::time::timeout(STOP_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::info!(grace = ?STOP_GRACE, "live pages still open at stop; closing them");
+    }
 }
+
+/// How long a stopping console lets open requests finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Starts the console (port 0 picks a free one): https with the
 /// configured certificate (reloaded when its files change), or plain http
