@@ -35,27 +35,20 @@ pub async fn run(
     let report = ledger.report(&period, scope);
     if publish {
         let published = report.publish()?;
+        let times = || {
+            published
+                .times
+                .iter()
+                .map(|d| (d.name.clone(), minutes(d.median_minutes), minutes(d.p90_minutes)))
+        };
+        let active = (published.providers_active, published.businesses_active);
         if csv {
-            csv_out(
-                &published.tables,
-                published
-                    .times
-                    .iter()
-                    .map(|d| (d.name.clone(), minutes(d.median_minutes), minutes(d.p90_minutes))),
-                (published.providers_active, published.businesses_active),
-            );
+            csv_out(&published.tables, times(), active);
         } else if settings.json {
             out(&serde_json::to_string_pretty(&published)?);
         } else {
-            show(
-                &format!("{} to {}, published", published.from_month, published.to_month),
-                &published.tables,
-                published
-                    .times
-                    .iter()
-                    .map(|d| (d.name.clone(), minutes(d.median_minutes), minutes(d.p90_minutes))),
-                (published.providers_active, published.businesses_active),
-            );
+            let heading = format!("{} to {}, published", published.from_month, published.to_month);
+            show(&heading, &published.tables, times(), active);
         }
         return Ok(());
     }
