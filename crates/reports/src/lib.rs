@@ -339,7 +339,7 @@ impl Ledger {
 /// How long `needs` waited, over those that reached each step in `period`.
 fn delays(needs: &[&NeedRecord], period: &Period, partners: &BTreeMap<Target, OrgId>) -> Vec<Delay> {
     // Each delay with the sites and donations it is drawn from: those the
-    // needs were first offered to, and those that accepted them.
+    // needs were offered to (first proposal), those that accepted them.
     type Reached = fn(&NeedRecord) -> Option<(Timestamp, Vec<Target>)>;
     let delay = |name: &str, reached: Reached| {
         let mut minutes = Vec::new();
@@ -373,8 +373,8 @@ fn delays(needs: &[&NeedRecord], period: &Period, partners: &BTreeMap<Target, Or
 pub enum Scope {
     /// Every organisation's (admins).
     Coalition,
-    /// One organisation's own: needs it requested, and needs referred to
-    /// its sites or donations; its own donations.
+    /// One organisation's own: needs it requested, needs placed with its
+    /// sites or donations, its own declines; its own donations.
     Organisation(OrgId),
 }
 
