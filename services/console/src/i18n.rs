@@ -151,13 +151,13 @@ texts! {
     Sites => "Your sites", "Sus sitios";
     NoSites => "No sites registered.", "No hay sitios registrados.";
     Capacity => "Capacity", "Capacidad";
-    Free => "free", "libres";
+    Free => "free now", "libres ahora";
     Held => "held", "reservadas";
     PlacedUnits => "in use", "en uso";
     AddOne => "Add one", "Agregar uno";
     RemoveOne => "Remove one", "Quitar uno";
     Set => "Set", "Fijar";
-    Declared => "Declared", "Declaradas";
+    Declared => "Places in all (free, held and in use)", "Plazas en total (libres, reservadas y en uso)";
     AsOf => "as of", "al";
     Stale => "stale", "desactualizada";
     UnknownAge => "age unknown", "antigüedad desconocida";

@@ -296,6 +296,13 @@ async fn a_provider_sees_one_card_per_person_with_all_their_needs_and_the_urgenc
         "the urgency shown: {}",
         card(one_tag)
     );
+    // Each number says what it is: free now, and the places in all that the stepper sets.
+    assert!(page.body.contains("free now"), "{}", page.body);
+    assert!(
+        page.body.contains(">Places in all (free, held and in use)</label>"),
+        "{}",
+        page.body
+    );
     console.stop().await.unwrap();
 }
 
