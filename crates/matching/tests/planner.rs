@@ -11,7 +11,7 @@ use refer_domain::kinds::{NeedKind, ServiceKind};
 use refer_domain::need::{GroupMembership, NeedRequest, NeedStatus, Target};
 use refer_domain::profile::Gender;
 use refer_domain::provider::{ProviderEvent, ProviderProfile};
-use refer_domain::request::Cohesion;
+use refer_domain::request::{Cohesion, NeedSpec};
 use refer_domain::sample::{self, NIGHT};
 use refer_domain::Event;
 use refer_matching::planner::{hold_id, Decision, Policy};
@@ -409,40 +409,28 @@ fn the_planner_decides_as_refer_solve_on_the_same_instance() {
                 need.standing = Standing::HeldBack;
             }
         }
-        let mut urgent: Vec<&refer_matching::OpenNeed> = instance
-            .needs
-            .iter()
-            .filter(|n| refer_matching::tier(&n.spec) < 2)
-            .collect();
-        urgent.sort_by_key(|n| n.id);
-        let seen: Vec<&refer_matching::OpenNeed> = std::iter::once(&scout).chain(urgent).collect();
+        // The forecast's sample: every need by when it was first seen (the
+        // scout first, then the instance's needs, seen together, by id).
+        let mut sample: Vec<&refer_matching::OpenNeed> = instance.needs.iter().collect();
+        sample.sort_by_key(|n| n.id);
+        sample.insert(0, &scout);
+        let sample: Vec<&NeedSpec> = sample.iter().map(|n| &n.spec).collect();
         // The forecast is made only when a need is held back.
         let held_back = file.needs.iter().any(|n| n.standing == Standing::HeldBack);
-        let copies = if held_back {
-            policy.forecast_copies(Some(scout_at), instance.now, seen.len())
-        } else {
-            0
+        let forecast = match held_back {
+            true => policy.forecast(Some(scout_at), instance.now, &sample),
+            false => Vec::new(),
         };
-        let mut k = 0u128;
-        for _ in 0..copies {
-            for need in &seen {
-                for _ in 0..need.spec.profile.party_size.max(1) {
-                    let mut spec = need.spec.clone();
-                    spec.profile.party_size = 1;
-                    spec.constraints.max_distance_km = None;
-                    spec.constraints.avoid_regions.clear();
-                    file.needs.push(refer_matching::OpenNeed {
-                        id: NeedId::from_u128(0x9000_0000 + k),
-                        placement: PlacementId::from_u128(0x9000_0000 + k),
-                        group: None,
-                        spec,
-                        exclude: Vec::new(),
-                        earlier: Default::default(),
-                        standing: Standing::Forecast,
-                    });
-                    k += 1;
-                }
-            }
+        for (k, spec) in forecast.into_iter().enumerate() {
+            file.needs.push(refer_matching::OpenNeed {
+                id: NeedId::from_u128(0x9000_0000 + k as u128),
+                placement: PlacementId::from_u128(0x9000_0000 + k as u128),
+                group: None,
+                spec,
+                exclude: Vec::new(),
+                earlier: Default::default(),
+                standing: Standing::Forecast,
+            });
         }
         let solution = file.solve(Mode::Batch);
         let planned = proposals(&plan);

@@ -211,8 +211,8 @@ impl Projection {
 
     /// How each queued need stands under the policy (`Policy`): held back
     /// while its tier may wait and it waited less than that, else decided
-    /// now. Notes when each need was first seen, and keeps the forecast
-    /// (immediate needs first seen within the lookback) up to date.
+    /// now. Notes when each need was first seen, and keeps the forecast's
+    /// sample (needs first seen within the lookback) up to date.
     fn stand(&mut self, queued: &[NeedId], now: Timestamp) -> Vec<Option<Standing>> {
         let lookback = self.policy.lookback_secs;
         let mut standings = Vec::with_capacity(queued.len());
@@ -227,7 +227,7 @@ impl Projection {
             let recorded = self.needs[id].held_until.map(|until| until.plus_secs(-wait));
             let since = *self.seen.entry(*id).or_insert(recorded.unwrap_or(now));
             self.observing_since.get_or_insert(now);
-            if first && tier < 2 && lookback > 0 {
+            if first && lookback > 0 {
                 self.recent.insert((since, *id));
             }
             let held = wait > 0 && now < since.plus_secs(wait);
@@ -341,25 +341,15 @@ impl Projection {
             return Vec::new();
         }
         let standings = self.stand(&queued, now);
-        // The forecast's needs, each one person (a party's people counted
-        // apart: the reserve is of units, and no search over where
-        // forecast parties go is needed).
+        // The forecast (`Policy::forecast`), made when a need is held back:
+        // it only ranks above those.
         let forecast: Vec<NeedSpec> = if standings.contains(&Some(Standing::HeldBack)) {
-            let copies = self
-                .policy
-                .forecast_copies(self.observing_since, now, self.recent.len());
-            let one = self.recent.iter().filter_map(|(_, id)| {
-                let spec = &self.needs.get(id)?.request.as_ref()?.spec;
-                let mut person = spec.clone();
-                person.profile.party_size = 1;
-                // Expected again: someone like them, from anywhere (the
-                // reserve is of who may use a unit, not of where they were).
-                person.constraints.max_distance_km = None;
-                person.constraints.avoid_regions.clear();
-                Some(std::iter::repeat_n(person, usize::from(spec.profile.party_size.max(1))))
-            });
-            let one: Vec<NeedSpec> = one.flatten().collect();
-            (0..copies).flat_map(|_| one.iter().cloned()).collect()
+            let sample: Vec<&NeedSpec> = self
+                .recent
+                .iter()
+                .filter_map(|(_, id)| Some(&self.needs.get(id)?.request.as_ref()?.spec))
+                .collect();
+            self.policy.forecast(self.observing_since, now, &sample)
         } else {
             Vec::new()
         };

@@ -140,8 +140,8 @@ pub struct Projection {
     /// began (`Need::held_until` less its bound), others from the restart.
     #[serde(skip)]
     pub(crate) seen: BTreeMap<NeedId, Timestamp>,
-    /// Immediate needs by when they were first seen, within the lookback:
-    /// the forecast.
+    /// Needs of every tier by when they were first seen, within the
+    /// lookback: the forecast's sample (`Policy::forecast`).
     #[serde(skip)]
     pub(crate) recent: BTreeSet<(Timestamp, NeedId)>,
     /// Needs held back for the urgent, and when their wait ends.
