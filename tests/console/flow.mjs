@@ -107,20 +107,21 @@ try {
   await signIn(provider, process.env.PROVIDER_TOKEN);
   check(new URL(provider.url()).pathname === "/provider", `the provider lands on its sites, not ${provider.url()}`);
   check(await provider.getByText("No referrals waiting.").first().isVisible(), "no referral yet");
-  // Each capacity says when it was declared, in the reader's own time zone:
-  // the beds set just now are fresh; the clinic's count, three days old, is
-  // flagged stale, and the partner is reminded to confirm it.
+  // Each capacity says when it was declared, in the coalition's time zone
+  // (Los Angeles) though this browser is in Chicago: the beds set just now
+  // are fresh; the clinic's count, three days old, is flagged stale, and
+  // the partner is reminded to confirm it.
   const asOf = provider.locator("li[data-service]:not([data-stale]) .as-of time").first();
   const asOfText = await asOf.textContent();
-  check(/CST|GMT-6/.test(asOfText), `"as of" in the browser's time zone: ${asOfText}`);
+  check(/PST|GMT-8/.test(asOfText) && /6:00|18:00/.test(asOfText), `"as of" in the coalition's time zone: ${asOfText}`);
   // (The coalition's clock stands at 2026-11-26 02:00 UTC, when the beds were set.)
   const declared = await asOf.getAttribute("datetime");
-  check(declared === "2026-11-26T02:00:00.000Z", `declared at the coalition's now: ${declared}`);
+  check(declared === "2026-11-26T02:00:00Z", `declared at the coalition's now: ${declared}`);
   const stale = provider.locator("li[data-stale]");
   check((await stale.count()) === 1, `one capacity flagged stale, not ${await stale.count()}`);
   check((await stale.locator(".tag").textContent()) === "stale", "tagged stale");
   const staleSince = await stale.locator("time").getAttribute("datetime");
-  check(staleSince === "2026-11-23T02:00:00.000Z", `declared three days before: ${staleSince}`);
+  check(staleSince === "2026-11-23T02:00:00Z", `declared three days before: ${staleSince}`);
   check(await provider.locator(".reminder").isVisible(), "the partner is reminded to confirm it");
   await accessibleInBoth(provider, "provider sites");
 
@@ -140,8 +141,25 @@ try {
   await intake.locator("#p0\\.needs-shelter").check();
   await intake.locator("#p1\\.case").fill("NIGHT-B8");
   await intake.locator("#p1\\.needs-shelter").check();
+  // Languages by name, never a code: the second person speaks Spanish and
+  // Mam (ticked and typed), not English; a name that is no language is
+  // refused, saying which, with the form kept.
+  await intake.locator("#p1\\.languages-en").uncheck();
+  await intake.getByLabel("Spanish").nth(1).check();
+  await intake.locator("#p1\\.languages\\.other").fill("Klingon");
   await intake.getByLabel("A place of the coalition").selectOption("Long Beach");
   await intake.getByLabel("Place them").selectOption("together");
+  const [refusedLanguage] = await Promise.all([
+    intake.waitForNavigation(),
+    intake.getByRole("button", { name: "Request placement" }).click(),
+  ]);
+  check(refusedLanguage.status() === 422, `an unknown language: ${refusedLanguage.status()}`);
+  const refusal = await intake.getByRole("alert").textContent();
+  check(refusal.includes("Person 2") && refusal.includes("“Klingon” is not a language on the list"), refusal);
+  check((await intake.locator("#p1\\.case").inputValue()) === "NIGHT-B8", "the form is kept");
+  check(await intake.locator("#p1\\.languages-es").isChecked(), "with its languages");
+  check(!(await intake.locator("#p1\\.languages-en").isChecked()), "as ticked");
+  await intake.locator("#p1\\.languages\\.other").fill("mam");
   await intake.getByRole("button", { name: "Request placement" }).click();
   await intake.waitForURL(/\/intake\?requested=1/);
   console.log(`intake: a group of two requested in ${Date.now() - started} ms of form work`);
@@ -153,6 +171,9 @@ try {
   const navigations = [];
   provider.on("framenavigated", (frame) => frame === provider.mainFrame() && navigations.push(frame.url()));
   await provider.locator("li.referral").first().waitFor({ timeout: 20000 });
+  await provider.locator("p.who", { hasText: "Spanish, Mam" }).waitFor({ timeout: 20000 });
+  const due = await provider.locator("li.referral time[data-deadline]").first().textContent();
+  check(/^\d\d:\d\d PST/.test(due), `a referral's deadline in the coalition's time zone: ${due}`);
   check(navigations.length === 0, `the provider page reloaded: ${navigations}`);
   check(Number(await provider.locator("#live").getAttribute("data-refreshed")) > 0, "updated live");
   await shoot(provider, "provider-sites");

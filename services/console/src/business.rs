@@ -220,11 +220,13 @@ fn new_form_html(s: &Session, f: &Filled, message: &str) -> String {
         f,
         &["female", "male", "non_binary"],
     );
-    let _ = write!(
-        out,
-        "<label for=\"languages\">{}</label><input id=\"languages\" name=\"languages\" value=\"{}\">",
+    out += &crate::languages::fields(
+        "languages",
         l(T::Languages),
-        value("languages", "en,es")
+        l(T::OtherLanguages),
+        lang,
+        f,
+        &["en", "es"],
     );
     let _ = write!(
         out,
@@ -270,6 +272,18 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
             )
         }
     };
+    let languages = match crate::languages::chosen("languages", &f) {
+        Ok(languages) => languages,
+        Err(typed) => {
+            let text = format!(
+                "{} {}: {}",
+                T::CouldNot.get(s.lang),
+                T::OtherLanguages.get(s.lang),
+                T::NotALanguage.get(s.lang).replace("{}", &typed)
+            );
+            return again(StatusCode::UNPROCESSABLE_ENTITY, crate::html::alert(&text));
+        }
+    };
     let hours = |name: &str| f.get(name).parse::<i64>().unwrap_or(0);
     let now = f.get("at").parse::<i64>().unwrap_or_else(|_| now_ms());
     let spec = don::DonationSpec {
@@ -300,12 +314,7 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
             .filter(|(v, _)| f.has("genders", v))
             .map(|(_, g)| *g as i32)
             .collect(),
-            languages: f
-                .get("languages")
-                .split(',')
-                .map(|v| v.trim().to_lowercase())
-                .filter(|v| !v.is_empty())
-                .collect(),
+            languages,
             accessibility: vec![],
             service_area: None,
         }),

@@ -56,6 +56,9 @@ pub struct Config {
     /// No TLS to that bus (development only).
     pub sessions_nats_plaintext: bool,
     pub sessions_replicas: usize,
+    /// The coalition's time zone (an IANA name): every time the console
+    /// shows is in it, whatever the reader's device says (default UTC).
+    pub time_zone: String,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -82,6 +85,7 @@ struct FileConfig {
     sessions_nats_ca_file: Option<String>,
     sessions_nats_plaintext: Option<bool>,
     sessions_replicas: Option<u32>,
+    time_zone: Option<String>,
 }
 
 impl Config {
@@ -191,7 +195,17 @@ impl Config {
             "sessions_replicas",
             f.sessions_replicas.map(|r| r.to_string()),
         ))?;
+        let time_zone = match pick("REFER_TIME_ZONE", "time_zone", f.time_zone) {
+            None => "UTC".to_owned(),
+            Some((text, from)) => {
+                jiff::tz::TimeZone::get(&text).map_err(|_| {
+                    anyhow::anyhow!("{from}={text:?} is not a time zone: an IANA name such as America/Los_Angeles")
+                })?;
+                text
+            }
+        };
         Ok(Self {
+            time_zone,
             tls,
             services_tls,
             sessions_nats_url,
@@ -247,6 +261,16 @@ mod tests {
         assert!(served.secure_cookies, "cookies are Secure once the console serves TLS");
         assert_eq!(served.services_tls.ca_file, Some("ca.pem".into()));
         assert!(!file("").unwrap().secure_cookies);
+        let err = file("time_zone = \"America/Springfield\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("time_zone=\"America/Springfield\" is not a time zone"),
+            "{err}"
+        );
+        assert_eq!(file("").unwrap().time_zone, "UTC");
+        assert_eq!(
+            file("time_zone = \"America/Los_Angeles\"\n").unwrap().time_zone,
+            "America/Los_Angeles"
+        );
         let err = file("kek_file = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
         let env = Config::from_sources(None, |k| (k == "REFER_SECURE_COOKIES").then(|| "yes".into()));

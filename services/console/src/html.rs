@@ -202,33 +202,54 @@ pub fn csrf(session: &Session) -> String {
     format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&session.csrf))
 }
 
-/// When `ms` is, as `HH:MM UTC` (the countdown script shows minutes left).
+/// The coalition's time zone, set once at launch (`set_time_zone`): one
+/// console serves one coalition, and every time it shows is in its zone.
+static ZONE: std::sync::RwLock<Option<(String, jiff::tz::TimeZone)>> = std::sync::RwLock::new(None);
+
+/// Shows every time in the zone named `name` (checked by the configuration).
+pub fn set_time_zone(name: &str) -> anyhow::Result<()> {
+    let zone = jiff::tz::TimeZone::get(name).map_err(|e| anyhow::anyhow!("time zone {name:?}: {e}"))?;
+    *ZONE.write().expect("the zone lock is never poisoned") = Some((name.to_owned(), zone));
+    Ok(())
+}
+
+fn zone() -> (String, jiff::tz::TimeZone) {
+    ZONE.read()
+        .expect("the zone lock is never poisoned")
+        .clone()
+        .unwrap_or_else(|| ("UTC".to_owned(), jiff::tz::TimeZone::UTC))
+}
+
+fn zoned(ms: i64, format: &str) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(at) => at.to_zoned(zone().1).strftime(format).to_string(),
+        Err(_) => String::from("?"),
+    }
+}
+
+/// When `ms` is, as `HH:MM` and the zone's abbreviation (`18:05 PST`;
+/// the countdown script shows minutes left).
 pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let day = secs.rem_euclid(86_400);
-    format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
+    zoned(ms, "%H:%M %Z")
 }
 
-/// A day and time, `YYYY-MM-DD HH:MM UTC`.
+/// A day and time, `YYYY-MM-DD HH:MM` and the zone's abbreviation.
 pub fn when(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}", time(ms))
+    zoned(ms, "%Y-%m-%d %H:%M %Z")
 }
 
-/// An instant the browser shows in its own time zone (`console.js`); the
-/// text is UTC for a page read without scripts.
+/// An instant the browser words in the reader's language (`console.js`),
+/// in the coalition's zone; the server's text is the same instant for a
+/// page read without scripts.
 pub fn local_time(ms: i64) -> String {
-    format!("<time data-local=\"{ms}\">{}</time>", when(ms))
+    let iso = jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    format!(
+        "<time data-local=\"{ms}\" data-zone=\"{}\" datetime=\"{iso}\">{}</time>",
+        esc(&zone().0),
+        when(ms)
+    )
 }
 
 /// A tag after a heading (" suspended", " withdrawn") when `on`.
@@ -321,5 +342,22 @@ mod tests {
         assert!(page.contains("<html lang=\"es\">"));
         assert!(page.contains("<h1>&lt;b&gt;</h1>"));
         assert!(!page.contains("<script>"), "no inline script");
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    /// Given the coalition in Los Angeles, an instant of a November night
+    /// (02:00 UTC) is shown as the evening before, Pacific time.
+    #[test]
+    fn times_are_shown_in_the_coalitions_time_zone() {
+        set_time_zone("America/Los_Angeles").unwrap();
+        let at = 1_795_658_400_000; // 2026-11-26 02:00 UTC
+        assert_eq!(time(at), "18:00 PST");
+        assert_eq!(when(at), "2026-11-25 18:00 PST");
+        assert!(local_time(at).contains("datetime=\"2026-11-26T02:00:00Z\""));
+        assert!(set_time_zone("Mars/Olympus").is_err());
     }
 }

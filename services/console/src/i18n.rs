@@ -87,7 +87,9 @@ texts! {
     Female => "Female", "Femenino";
     Male => "Male", "Masculino";
     NonBinary => "Non-binary", "No binario";
-    Languages => "Languages spoken (codes, comma-separated: en, es)", "Idiomas que habla (códigos separados por comas: en, es)";
+    Languages => "Languages spoken", "Idiomas que habla";
+    OtherLanguages => "Other languages, by name", "Otros idiomas, por nombre";
+    NotALanguage => "“{}” is not a language on the list: tick it above, or type its name in English or Spanish", "«{}» no es un idioma de la lista: márquelo arriba o escriba su nombre en español o en inglés";
     Accessibility => "Accessibility", "Accesibilidad";
     Wheelchair => "Wheelchair access", "Acceso para silla de ruedas";
     SignLanguage => "Sign language", "Lengua de señas";

@@ -362,17 +362,7 @@ fn person_fields(i: usize, lang: Lang, f: &Filled) -> String {
         ],
         f.get(&p("gender")),
     );
-    let languages = match f.get(&p("languages")) {
-        "" => "en",
-        v => v,
-    };
-    let _ = write!(
-        out,
-        "<label for=\"{id}\">{label}</label><input id=\"{id}\" name=\"{id}\" value=\"{v}\" autocomplete=\"off\">",
-        id = p("languages"),
-        label = l(T::Languages),
-        v = esc(languages)
-    );
+    out += &crate::languages::fields(&p("languages"), l(T::Languages), l(T::OtherLanguages), lang, f, &["en"]);
     let access: Vec<(&str, &str)> = ACCESS.iter().map(|(v, _, t)| (*v, t.get(lang))).collect();
     out += &checkboxes(&p("access"), l(T::Accessibility), &access, f, &[]);
     let party = match f.get(&p("party")) {
@@ -474,14 +464,17 @@ fn list_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
+/// Person `i` of the form; a language typed that is no language of the
+/// list is the error, as typed.
+fn person(i: usize, f: &Filled, origin: &pb::Location) -> Result<ik::PersonRequest, String> {
     let p = |name: &str| format!("p{i}.{name}");
+    let languages = crate::languages::chosen(&p("languages"), f)?;
     let urgency = match f.get("urgency") {
         "soon" => pb::Urgency::Soon,
         "routine" => pb::Urgency::Routine,
         _ => pb::Urgency::Immediate,
     };
-    ik::PersonRequest {
+    Ok(ik::PersonRequest {
         case_reference: f.get(&p("case")).trim().to_owned(),
         profile: Some(pb::Profile {
             age_band: match f.get(&p("age")) {
@@ -493,7 +486,7 @@ fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
                 "non_binary" => pb::Gender::NonBinary,
                 _ => pb::Gender::Female,
             } as i32,
-            languages: list_of(&f.get(&p("languages")).to_lowercase()),
+            languages,
             accessibility: ACCESS
                 .iter()
                 .filter(|(v, ..)| f.has(&p("access"), v))
@@ -513,7 +506,7 @@ fn person(i: usize, f: &Filled, origin: &pb::Location) -> ik::PersonRequest {
             .filter(|(v, ..)| f.has(&p("needs"), v))
             .map(|(_, k, _)| *k as i32)
             .collect(),
-    }
+    })
 }
 
 async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes) -> Response {
@@ -538,12 +531,29 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
             return again(StatusCode::UNPROCESSABLE_ENTITY, html::alert(&text));
         }
     };
+    let mut persons = Vec::with_capacity(people);
+    for i in 0..people {
+        match person(i, &f, &origin) {
+            Ok(p) => persons.push(p),
+            Err(typed) => {
+                let text = format!(
+                    "{} {} {}, {}: {}",
+                    T::CouldNot.get(s.lang),
+                    T::Person.get(s.lang),
+                    i + 1,
+                    T::OtherLanguages.get(s.lang),
+                    T::NotALanguage.get(s.lang).replace("{}", &typed)
+                );
+                return again(StatusCode::UNPROCESSABLE_ENTITY, html::alert(&text));
+            }
+        }
+    }
     let key = f.get("key").to_owned();
     let mut client = c.intake_client();
     let answer = if people == 1 {
         let r = ik::RequestPlacementRequest {
             idempotency_key: key,
-            person: Some(person(0, &f, &origin)),
+            person: persons.pop(),
         };
         client.request_placement(authed(&s.token, r)).await.map(|_| ())
     } else {
@@ -554,7 +564,7 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
                 "apart" => ik::Cohesion::KeepApart,
                 _ => ik::Cohesion::Unspecified,
             } as i32,
-            people: (0..people).map(|i| person(i, &f, &origin)).collect(),
+            people: persons,
         };
         client.request_group(authed(&s.token, r)).await.map(|_| ())
     };

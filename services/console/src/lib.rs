@@ -14,6 +14,7 @@ pub mod config;
 pub mod html;
 pub mod i18n;
 mod intake;
+mod languages;
 mod live;
 mod places;
 mod provider;
@@ -600,6 +601,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// configured certificate (reloaded when its files change), or plain http
 /// only when `tls_plaintext` says so.
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
+    html::set_time_zone(&config.time_zone)?;
     let listening = config.tls.listening("the console", &[b"http/1.1"])?;
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),

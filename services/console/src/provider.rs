@@ -91,7 +91,7 @@ fn person_html(lang: Lang, r: &cap::Referral) -> String {
         party = l(T::Party),
         size = r.party_size,
         age = age_name(r.age_band, lang),
-        languages = esc(&r.languages.join(", ")),
+        languages = esc(&crate::languages::names(&r.languages, lang)),
     )
 }
 

@@ -55,14 +55,15 @@ function countdowns() {
   });
 }
 
-// An instant ("as of") in the reader's own time zone and language; the
-// server's text (UTC) stays for pages read without scripts.
+// An instant ("as of") worded in the reader's language, in the coalition's
+// time zone (not the device's); the server's text, in the same zone, stays
+// for pages read without scripts.
 function localTimes(root) {
   const lang = document.documentElement.lang || undefined;
   (root || document).querySelectorAll("time[data-local]").forEach((t) => {
     const at = new Date(Number(t.dataset.local));
-    t.setAttribute("datetime", at.toISOString());
     t.textContent = at.toLocaleString(lang, {
+      timeZone: t.dataset.zone || "UTC",
       year: "numeric",
       month: "short",
       day: "numeric",

@@ -47,6 +47,7 @@ async fn an_intake_officer_and_a_provider_work_a_night_in_two_browsers() {
             "REFER_TLS_CERT_FILE" => c.setup.keys.service_cert().0.display().to_string(),
             "REFER_TLS_KEY_FILE" => c.setup.keys.service_cert().1.display().to_string(),
             "REFER_TOKENS_FILE" => c.setup.tokens_file().display().to_string(),
+            "REFER_TIME_ZONE" => "America/Los_Angeles".to_owned(),
             _ => return None,
         })
     })
