@@ -126,7 +126,12 @@ try {
   await accessibleInBoth(provider, "provider sites");
 
   // The intake officer, on a phone, requests placements for two people.
-  const intakeContext = await browser.newContext({ viewport: phone });
+  // The officer's phone is in Long Beach and lets the console ask where.
+  const intakeContext = await browser.newContext({
+    viewport: phone,
+    geolocation: { latitude: 33.781, longitude: -118.201 },
+    permissions: ["geolocation"],
+  });
   const intake = await intakeContext.newPage();
   await signIn(intake, process.env.INTAKE_TOKEN);
   check(new URL(intake.url()).pathname === "/intake", `intake lands on its placements, not ${intake.url()}`);
@@ -147,8 +152,21 @@ try {
   await intake.locator("#p1\\.languages-en").uncheck();
   await intake.getByLabel("Spanish").nth(1).check();
   await intake.locator("#p1\\.languages\\.other").fill("Klingon");
-  await intake.getByLabel("A place of the coalition").selectOption("Long Beach");
+  // Places by name, never a code: one that is no place of the coalition is
+  // refused, naming the field; then the phone's own location is used.
+  await intake.getByLabel("A place of the coalition").fill("Springfield");
   await intake.getByLabel("Place them").selectOption("together");
+  const [refusedPlace] = await Promise.all([
+    intake.waitForNavigation(),
+    intake.getByRole("button", { name: "Request placement" }).click(),
+  ]);
+  check(refusedPlace.status() === 422, `an unknown place: ${refusedPlace.status()}`);
+  const noPlace = await intake.getByRole("alert").textContent();
+  check(noPlace.includes("Where they are now: “Springfield” is not a place of the coalition"), noPlace);
+  check((await intake.locator("#places option").count()) >= 10, "the coalition's places and counties are offered");
+  await intake.getByRole("button", { name: "Use my current location" }).click();
+  await intake.waitForFunction(() => document.getElementById("coords").value !== "");
+  check((await intake.getByLabel("A place of the coalition").inputValue()) === "Current location", "the field says so");
   const [refusedLanguage] = await Promise.all([
     intake.waitForNavigation(),
     intake.getByRole("button", { name: "Request placement" }).click(),
@@ -256,7 +274,7 @@ try {
   await business.getByLabel("What").selectOption("hotel_room_night");
   await business.getByLabel("How many units").fill("6");
   await business.getByLabel("At most for one person").fill("3");
-  await business.getByLabel("A place of the coalition").selectOption("Long Beach");
+  await business.getByLabel("A place of the coalition").fill("Long Beach, Los Angeles County");
   await business.getByRole("button", { name: "Register donation" }).click();
   await business.waitForURL(/\/business\?saved=1/);
   check(await business.getByRole("heading", { name: "Hotel room-nights: 6" }).isVisible(), "the rooms are listed");
@@ -347,7 +365,7 @@ try {
   await intake.goto(`${url}/intake/new`);
   await intake.locator("#p0\\.case").fill("NIGHT-C9");
   await intake.locator("#p0\\.needs-medical").check();
-  await intake.getByLabel("A place of the coalition").selectOption("Pasadena");
+  await intake.getByLabel("A place of the coalition").fill("pasadena");
   const handshake = process.env.HANDSHAKE;
   writeFileSync(`${handshake}/ready`, "");
   for (let i = 0; i < 300 && !existsSync(`${handshake}/stopped`); i++) await intake.waitForTimeout(100);
@@ -358,7 +376,7 @@ try {
   check(down.includes("intake") && down.includes("not answering"), `a service down is said plainly: ${down}`);
   check((await intake.locator("#p0\\.case").inputValue()) === "NIGHT-C9", "the form is kept");
   check(await intake.locator("#p0\\.needs-medical").isChecked(), "every field of it");
-  check((await intake.getByLabel("A place of the coalition").inputValue()) === "Pasadena", "the place too");
+  check((await intake.getByLabel("A place of the coalition").inputValue()) === "pasadena", "the place too");
 
   // Signing out ends the session.
   await intake.goto(`${url}/intake`);

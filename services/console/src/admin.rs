@@ -76,7 +76,11 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         .iter()
         .map(|w| {
             (
-                format!("{} · {}", need_name(w.kind, lang), w.region),
+                format!(
+                    "{} · {}",
+                    need_name(w.kind, lang),
+                    crate::places::region_name(&w.region, lang)
+                ),
                 Some(f64::from(w.needs)),
             )
         })
@@ -87,7 +91,7 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         "<table><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
         l(T::Waitlist),
         l(T::Need),
-        l(T::RegionCode),
+        l(T::County),
         l(T::Count)
     );
     for w in &s.waitlist {
@@ -95,7 +99,7 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             need_name(w.kind, lang),
-            esc(&w.region),
+            esc(&crate::places::region_name(&w.region, lang)),
             w.needs
         );
     }

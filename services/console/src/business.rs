@@ -262,12 +262,13 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
     };
     let place = match location(&f) {
         Ok(place) => place,
-        Err(field) => {
+        Err(none) => {
             return again(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 crate::html::alert(&format!(
-                    "{} invalid {field}: lat,lon (34.05,-118.24)",
-                    T::CouldNot.get(s.lang)
+                    "{} {}",
+                    T::CouldNot.get(s.lang),
+                    none.say(s.lang, T::WhereDonation.get(s.lang))
                 )),
             )
         }

@@ -102,10 +102,14 @@ texts! {
     Routine => "Routine", "Rutina";
     WhereNow => "Where they are now", "Dónde están ahora";
     Place => "A place of the coalition", "Un lugar de la coalición";
-    Coordinates => "Or coordinates (lat,lon), with the region code", "O coordenadas (lat,lon), con el código de región";
-    RegionCode => "Region code", "Código de región";
+    PlaceHint => "Type a city or county", "Escriba una ciudad o un condado";
+    CurrentLocation => "Current location", "Ubicación actual";
+    UseMyLocation => "Use my current location", "Usar mi ubicación actual";
+    PlaceMissing => "pick a place from the list, or use your current location", "elija un lugar de la lista o use su ubicación actual";
+    PlaceUnknown => "“{}” is not a place of the coalition: pick one from the list, or use your current location", "«{}» no es un lugar de la coalición: elija uno de la lista o use su ubicación actual";
     MaxKm => "How far they may go (km)", "Qué tan lejos pueden ir (km)";
-    Avoid => "Regions to keep them out of (codes, comma-separated)", "Regiones que deben evitar (códigos separados por comas)";
+    Avoid => "Counties to keep them out of", "Condados que deben evitar";
+    County => "County", "Condado";
     Together => "Place them", "Colocarlos";
     EitherWay => "either way", "como sea";
     KeepTogether => "together", "juntos";

@@ -413,13 +413,12 @@ fn new_form_html(s: &Session, people: usize, f: &Filled, message: &str) -> Strin
     };
     let _ = write!(
         out,
-        "<label for=\"max_km\">{}</label><input id=\"max_km\" name=\"max_km\" type=\"number\" min=\"1\" max=\"2000\" value=\"{}\">\
-         <label for=\"avoid\">{}</label><input id=\"avoid\" name=\"avoid\" placeholder=\"US-06-059\" value=\"{}\"></fieldset>",
+        "<label for=\"max_km\">{}</label><input id=\"max_km\" name=\"max_km\" type=\"number\" min=\"1\" max=\"2000\" value=\"{}\">",
         l(T::MaxKm),
         esc(max_km),
-        l(T::Avoid),
-        esc(f.get("avoid"))
     );
+    out += &crate::places::county_fields("avoid", l(T::Avoid), lang, f);
+    out += "</fieldset>";
     out += &select(
         "urgency",
         l(T::Urgency),
@@ -457,13 +456,6 @@ async fn new_form(As(s, _): As<ForIntake>, RawQuery(query): RawQuery) -> Respons
     respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
 }
 
-fn list_of(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect()
-}
-
 /// Person `i` of the form; a language typed that is no language of the
 /// list is the error, as typed.
 fn person(i: usize, f: &Filled, origin: &pb::Location) -> Result<ik::PersonRequest, String> {
@@ -497,7 +489,7 @@ fn person(i: usize, f: &Filled, origin: &pb::Location) -> Result<ik::PersonReque
         constraints: Some(pb::Constraints {
             origin: Some(origin.clone()),
             max_distance_km: f.get("max_km").parse().ok(),
-            avoid_regions: list_of(&f.get("avoid").to_uppercase()),
+            avoid_regions: crate::places::counties("avoid", f),
             needed_by_ms: None,
         }),
         urgency: urgency as i32,
@@ -526,8 +518,12 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
     };
     let origin = match location(&f) {
         Ok(o) => o,
-        Err(field) => {
-            let text = format!("{} invalid {field}: lat,lon (34.05,-118.24)", T::CouldNot.get(s.lang));
+        Err(none) => {
+            let text = format!(
+                "{} {}",
+                T::CouldNot.get(s.lang),
+                none.say(s.lang, T::WhereNow.get(s.lang))
+            );
             return again(StatusCode::UNPROCESSABLE_ENTITY, html::alert(&text));
         }
     };

@@ -96,7 +96,7 @@ pub fn chosen(field: &str, f: &Filled) -> Result<Vec<String>, String> {
 
 /// Lower case, without accents or apostrophes: how a name typed on a phone
 /// is compared.
-fn fold(name: &str) -> String {
+pub(crate) fn fold(name: &str) -> String {
     name.to_lowercase()
         .chars()
         .filter(|c| !matches!(c, '\'' | '’'))

@@ -74,7 +74,37 @@ function localTimes(root) {
   });
 }
 
+// "Use my current location": the phone's position goes into the hidden
+// coords field and the place field says so; the button shows only where
+// the browser can ask. Typing a place again drops the position.
+function currentLocation() {
+  const button = document.getElementById("use-location");
+  const place = document.getElementById("place");
+  const coords = document.getElementById("coords");
+  if (!button || !place || !coords || !navigator.geolocation) return;
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    navigator.geolocation.getCurrentPosition(
+      (at) => {
+        coords.value = `${at.coords.latitude.toFixed(5)},${at.coords.longitude.toFixed(5)}`;
+        place.value = button.dataset.here;
+        button.disabled = false;
+      },
+      () => {
+        button.disabled = false;
+        place.focus();
+      },
+      { enableHighAccuracy: true, timeout: 15000 },
+    );
+  });
+  place.addEventListener("input", () => {
+    if (place.value !== button.dataset.here) coords.value = "";
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  currentLocation();
   liveRegions();
   localTimes();
   countdowns();
