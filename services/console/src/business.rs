@@ -250,6 +250,25 @@ async fn new_form(As(s, _): As<ForBusiness>) -> Response {
     respond(page(s.lang, T::NewDonation.get(s.lang), Some(&s), &body)).into_response()
 }
 
+/// A field the donations service names (`spec.eligibility.genders`), as
+/// the form names it ("Gender").
+fn field_label(path: &str, lang: Lang) -> Option<String> {
+    let rest = path.strip_prefix("spec.")?;
+    let label = match rest.split(['.', '[']).take(2).collect::<Vec<_>>()[..] {
+        ["kind", ..] => T::Kind,
+        ["quantity", ..] => T::Quantity,
+        ["window", "start_ms"] => T::StartsInHours,
+        ["window", ..] => T::EndsInHours,
+        ["max_units_per_need", ..] => T::MaxPerPerson,
+        ["eligibility", "age_bands"] => T::Age,
+        ["eligibility", "genders"] => T::Gender,
+        ["eligibility", "languages"] => T::Languages,
+        ["location", ..] => T::WhereDonation,
+        _ => return None,
+    };
+    Some(label.get(lang).to_owned())
+}
+
 async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Bytes) -> Response {
     let f = Filled(form(&body));
     if let Err(refusal) = check_csrf(&s, &f.0) {
@@ -327,7 +346,10 @@ async fn register(State(c): State<Console>, As(s, _): As<ForBusiness>, body: Byt
     };
     let donation = match client(&c).register_donation(authed(&s.token, request)).await {
         Ok(done) => done.into_inner().donation_id,
-        Err(status) => return again(http_status(&status), problem(s.lang, "donations", &status)),
+        Err(status) => {
+            let said = crate::html::refusal(s.lang, "donations", &status, |path| field_label(path, s.lang));
+            return again(http_status(&status), said);
+        }
     };
     let handoff = f.get("handoff");
     if handoff.trim().is_empty() {

@@ -158,6 +158,108 @@ pub fn problem(lang: Lang, service: &str, status: &tonic::Status) -> String {
     }
 }
 
+/// A service's refusal of a form, said in the page's words: an invalid
+/// field (`invalid <path>: <reason>`) is named as the page names it
+/// (`label(path)`: "Person 2, Needs"), its reason in the page's language
+/// where the console knows it (`reason_in`); anything else as `problem`.
+pub fn refusal(lang: Lang, service: &str, status: &tonic::Status, label: impl Fn(&str) -> Option<String>) -> String {
+    if status.code() == tonic::Code::InvalidArgument {
+        let said = status
+            .message()
+            .strip_prefix("invalid ")
+            .and_then(|m| m.split_once(": "));
+        if let Some((name, reason)) = said.and_then(|(path, reason)| Some((label(path)?, reason))) {
+            return alert(&format!(
+                "{} {name}: {}",
+                T::CouldNot.get(lang),
+                reason_in(lang, reason)
+            ));
+        }
+    }
+    problem(lang, service, status)
+}
+
+/// The services' reasons for refusing a field (English, `#` for each
+/// bound), as the page says them in English and in Spanish; a reason not
+/// listed is left as the service said it.
+const REASONS: &[(&str, &str, &str)] = &[
+    ("is required", "is required", "es obligatorio"),
+    (
+        "must hold # to # needs",
+        "must hold # to # needs",
+        "debe tener de # a # necesidades",
+    ),
+    (
+        "must list # to # languages",
+        "must list # to # languages",
+        "debe tener de # a # idiomas",
+    ),
+    (
+        "must hold # to # people",
+        "must hold # to # people",
+        "debe tener de # a # personas",
+    ),
+    ("must be # to #", "must be # to #", "debe ser de # a #"),
+    (
+        "must be at most # printable characters",
+        "must be at most # printable characters",
+        "debe tener como máximo # caracteres imprimibles",
+    ),
+    ("lists a kind twice", "lists a kind twice", "repite un tipo"),
+    ("at most # regions", "at most # regions", "como máximo # regiones"),
+    (
+        "must serve at least one age band",
+        "tick at least one",
+        "marque al menos una",
+    ),
+    (
+        "must serve at least one gender",
+        "tick at least one",
+        "marque al menos uno",
+    ),
+    (
+        "must be after start_ms",
+        "must end after it starts",
+        "debe terminar después de empezar",
+    ),
+    (
+        "must be at least # when set",
+        "must be at least # when set",
+        "debe ser al menos # si se indica",
+    ),
+];
+
+/// `reason` in `lang`: its bounds kept, its words from `REASONS`.
+fn reason_in(lang: Lang, reason: &str) -> String {
+    let mut numbers = Vec::new();
+    let mut shape = String::new();
+    let mut chars = reason.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut n = c.to_string();
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                n.push(d);
+            }
+            numbers.push(n);
+            shape.push('#');
+        } else {
+            shape.push(c);
+        }
+    }
+    let Some((_, en, es)) = REASONS.iter().find(|(said, ..)| *said == shape) else {
+        return reason.to_owned();
+    };
+    let mut numbers = numbers.into_iter();
+    let words = if lang == Lang::En { en } else { es };
+    words
+        .chars()
+        .map(|c| match c {
+            '#' => numbers.next().unwrap_or_default(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// A labelled `<select>` with `chosen` selected.
 pub fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> String {
     let mut out = format!("<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">");
@@ -348,6 +450,28 @@ mod tests {
 #[cfg(test)]
 mod zone_tests {
     use super::*;
+
+    /// Given a field the page names, a refusal names it so, with the reason
+    /// in the page's language and its bounds; a field it does not name is
+    /// said as the service said it.
+    #[test]
+    fn a_refused_field_is_named_as_the_page_names_it() {
+        let refused = tonic::Status::invalid_argument("invalid people[1].needs: must hold 1 to 8 needs");
+        let label = |path: &str| (path == "people[1].needs").then(|| "Persona 2, Necesidades".to_owned());
+        let said = refusal(Lang::Es, "intake", &refused, label);
+        assert!(
+            said.contains("Persona 2, Necesidades: debe tener de 1 a 8 necesidades"),
+            "{said}"
+        );
+        let other = tonic::Status::invalid_argument("invalid people: repeats a placement or need id");
+        let said = refusal(Lang::Es, "intake", &other, label);
+        assert!(
+            said.contains("invalid people: repeats a placement or need id"),
+            "{said}"
+        );
+        assert_eq!(reason_in(Lang::En, "must be 1 to 20"), "must be 1 to 20");
+        assert_eq!(reason_in(Lang::Es, "must be 1 to 20"), "debe ser de 1 a 20");
+    }
 
     /// Given the coalition in Los Angeles, an instant of a November night
     /// (02:00 UTC) is shown as the evening before, Pacific time.

@@ -73,6 +73,7 @@ texts! {
     ShowForms => "Show the forms", "Mostrar los formularios";
     Person => "Person", "Persona";
     CaseReference => "Your case reference (stays sealed for your agency)", "Su referencia de caso (sellada para su agencia)";
+    CaseReferenceShort => "Case reference", "Referencia de caso";
     Needs => "Needs", "Necesidades";
     NeedShelter => "Safe bed tonight", "Cama segura esta noche";
     NeedCounseling => "Counseling", "Consejería";
@@ -166,7 +167,7 @@ texts! {
     Declared => "Places in all (free, held and in use)", "Plazas en total (libres, reservadas y en uso)";
     AsOf => "as of", "al";
     Stale => "stale", "desactualizada";
-    UnknownAge => "age unknown", "antigüedad desconocida";
+    UnknownAge => "age unknown", "edad desconocida";
     StaleReminder => "Some of your capacity is older than the coalition's freshness limit. Confirm it: set each count again, even unchanged, so intake and the matcher can trust it.", "Parte de su capacidad es más antigua que el límite de actualidad de la coalición. Confírmela: fije cada cantidad de nuevo, aunque no cambie, para que la admisión y el asignador puedan confiar en ella.";
     Offered => "offered", "ofrecida";
     Referrals => "Referrals waiting for your answer", "Referencias esperando su respuesta";

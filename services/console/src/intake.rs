@@ -456,6 +456,42 @@ async fn new_form(As(s, _): As<ForIntake>, RawQuery(query): RawQuery) -> Respons
     respond(page(s.lang, T::NewPlacement.get(s.lang), Some(&s), &body)).into_response()
 }
 
+/// A field the intake service names (`people[1].needs`), as the form names
+/// it ("Person 2, Needs"); the place, distance, counties and urgency are the
+/// whole request's.
+fn field_label(path: &str, lang: Lang) -> Option<String> {
+    let (person, rest) = match (path.strip_prefix("person."), path.strip_prefix("people[")) {
+        (Some(rest), _) => (Some(0), rest),
+        (None, Some(rest)) => {
+            let (i, rest) = rest.split_once("].")?;
+            (Some(i.parse::<usize>().ok()?), rest)
+        }
+        (None, None) => (None, path),
+    };
+    let mut parts = rest.split(['.', '[']);
+    let (first, second) = (parts.next()?, parts.next().unwrap_or(""));
+    let (label, own) = match (first, second) {
+        ("case_reference", _) => (T::CaseReferenceShort, true),
+        ("needs", _) => (T::Needs, true),
+        ("profile", "age_band") => (T::Age, true),
+        ("profile", "gender") => (T::Gender, true),
+        ("profile", "languages") => (T::Languages, true),
+        ("profile", "accessibility") => (T::Accessibility, true),
+        ("profile", "party_size") => (T::PartySize, true),
+        ("constraints", "origin") => (T::WhereNow, false),
+        ("constraints", "max_distance_km") => (T::MaxKm, false),
+        ("constraints", "avoid_regions") => (T::Avoid, false),
+        ("urgency", _) => (T::Urgency, false),
+        ("cohesion", _) => (T::Together, false),
+        ("people", _) => (T::HowManyPeople, false),
+        _ => return None,
+    };
+    Some(match person {
+        Some(i) if own => format!("{} {}, {}", T::Person.get(lang), i + 1, label.get(lang)),
+        _ => label.get(lang).to_owned(),
+    })
+}
+
 /// Person `i` of the form; a language typed that is no language of the
 /// list is the error, as typed.
 fn person(i: usize, f: &Filled, origin: &pb::Location) -> Result<ik::PersonRequest, String> {
@@ -566,7 +602,10 @@ async fn request(State(c): State<Console>, As(s, _): As<ForIntake>, body: Bytes)
     };
     match answer {
         Ok(()) => Redirect::to("/intake?requested=1").into_response(),
-        Err(status) => again(http_status(&status), problem(s.lang, "intake", &status)),
+        Err(status) => again(
+            http_status(&status),
+            html::refusal(s.lang, "intake", &status, |path| field_label(path, s.lang)),
+        ),
     }
 }
 

@@ -192,6 +192,34 @@ async fn a_page_that_failed_answers_with_its_status() {
     let form = format!("csrf={}&key=k1&needs0=shelter&coords=", csrf(&form_page.body));
     let refused = http(at, "POST", "/intake/new", Some(&id), &form).await;
     assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("Where they are now: pick a place from the list"),
+        "the field is named as the page names it: {}",
+        refused.body
+    );
+    // What the service refuses is named as the page names it too, in the
+    // page's language: a person with no need ticked.
+    let form = format!(
+        "csrf={}&key=k2&place=Long+Beach&p0.case=N1&p0.languages=es",
+        csrf(&form_page.body)
+    );
+    let refused = http(at, "POST", "/intake/new", Some(&id), &form).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("Person 1, Needs: must hold 1 to 8 needs"),
+        "{}",
+        refused.body
+    );
+    let spanish = http(at, "GET", "/lang/es", Some(&id), "").await;
+    assert_eq!(spanish.status, 303, "{}", spanish.body);
+    let refused = http(at, "POST", "/intake/new", Some(&id), &form).await;
+    assert!(
+        refused
+            .body
+            .contains("Persona 1, Necesidades: debe tener de 1 a 8 necesidades"),
+        "{}",
+        refused.body
+    );
     console.stop().await.unwrap();
 }
 

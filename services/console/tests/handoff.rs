@@ -129,6 +129,15 @@ async fn a_business_gives_the_hand_off_with_its_donation() {
         new.body
     );
 
+    // A refusal names the field as the form does: no gender ticked.
+    let bare = format!(
+        "csrf={}&key=no-gender&kind=hotel_room_night&quantity=3&from=0&until=48&max=0&ages=adult&languages=en&place=Pasadena",
+        csrf(&new.body)
+    );
+    let refused = http(at, "POST", "/business/new", Some(&business), &bare).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("Gender: tick at least one"), "{}", refused.body);
+
     let text: String = form_urlencoded::byte_serialize(DESK.as_bytes()).collect();
     let form = format!(
         "csrf={}&key=with-desk&at={}&kind=hotel_room_night&quantity=3&from=0&until=48&max=0\
