@@ -37,13 +37,54 @@ async function accessible(page, what) {
   console.log(`axe: ${what}: no serious or critical violation (${results.violations.length} minor)`);
 }
 
-// axe on the page in English, then in Spanish (the switch), then back.
+// The phone quality bar: at 320 and 390 px wide the page never scrolls
+// sideways (a wide table scrolls inside its own box), and every control a
+// thumb taps (links, buttons, fields, a checkbox's row) is at least 44 px
+// high; a link inside a sentence is exempt (WCAG 2.5.8).
+async function fitsPhones(page, what) {
+  const before = page.viewportSize();
+  for (const width of [320, 390]) {
+    await page.setViewportSize({ width, height: 800 });
+    const found = await page.evaluate(() => {
+      const sideways = document.documentElement.scrollWidth - window.innerWidth;
+      const small = [];
+      const seen = (e) => {
+        const r = e.getBoundingClientRect();
+        // (A skip link waits off screen until focused.)
+        return r.width > 0 && r.height > 0 && r.right > 0 && getComputedStyle(e).visibility !== "hidden";
+      };
+      const inSentence = (a) => a.closest("p, li, td, dd") && !a.closest("nav") && !a.matches(".button, .tel");
+      for (const e of document.querySelectorAll("a[href], button, input:not([type=hidden]), select, textarea, summary")) {
+        if (!seen(e) || (e.matches("a") && inSentence(e))) continue;
+        const target = e.matches("input[type=checkbox], input[type=radio]") ? e.closest(".choice") || e : e;
+        const h = target.getBoundingClientRect().height;
+        if (h < 44) small.push(`${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""} "${(e.textContent || e.name || "").trim().slice(0, 30)}" ${Math.round(h)}px`);
+      }
+      // What sticks out, innermost first, to say where.
+      const out = [...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".wide"))
+        .filter((e) => ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 1))
+        .slice(0, 4)
+        .map((e) => `${e.tagName.toLowerCase()}.${e.className} "${e.textContent.trim().slice(0, 30)}"`);
+      return { sideways, small, out };
+    });
+    check(found.sideways <= 0, `${what} at ${width}px scrolls sideways by ${found.sideways}px: ${found.out.join("; ")}`);
+    check(found.small.length === 0, `${what} at ${width}px: tap targets under 44px: ${found.small.join("; ")}`);
+  }
+  await page.setViewportSize(before);
+  console.log(`phone: ${what}: fits 320 and 390 px, every tap target 44 px or more`);
+}
+
+// axe on the page in English, then in Spanish (the switch), then back; the
+// phone quality bar in both.
 async function accessibleInBoth(page, what) {
   await accessible(page, `${what} (en)`);
+  await fitsPhones(page, `${what} (en)`);
   await page.getByRole("link", { name: "Español" }).click();
   await page.waitForLoadState();
   check((await page.getAttribute("html", "lang")) === "es", `${what}: the page is not in Spanish`);
   await accessible(page, `${what} (es)`);
+  await fitsPhones(page, `${what} (es)`);
   await page.getByRole("link", { name: "English" }).click();
   await page.waitForLoadState();
   check((await page.getAttribute("html", "lang")) === "en", `${what}: back in English`);
@@ -172,6 +213,8 @@ try {
     intake.getByRole("button", { name: "Request placement" }).click(),
   ]);
   check(refusedLanguage.status() === 422, `an unknown language: ${refusedLanguage.status()}`);
+  await accessible(intake, "new placement, refused");
+  await fitsPhones(intake, "new placement, refused");
   const refusal = await intake.getByRole("alert").textContent();
   check(refusal.includes("Person 2") && refusal.includes("“Klingon” is not a language on the list"), refusal);
   check((await intake.locator("#p1\\.case").inputValue()) === "NIGHT-B8", "the form is kept");
@@ -225,6 +268,11 @@ try {
   await shoot(intake, "intake-handed-off");
   // The pages with their content, in both languages.
   await accessibleInBoth(intake, "intake placements, one accepted and one proposed");
+  // The question a cancel asks first, in both languages; nothing cancelled.
+  await intake.getByRole("link", { name: "Cancel" }).first().click();
+  await intake.waitForLoadState();
+  await accessibleInBoth(intake, "the question before a cancel");
+  await intake.goto(`${url}/intake`);
   await accessibleInBoth(provider, "provider sites with a referral waiting and one accepted");
 
   // A form posted without its CSRF token is refused.
@@ -279,6 +327,10 @@ try {
   await business.waitForURL(/\/business\?saved=1/);
   check(await business.getByRole("heading", { name: "Hotel room-nights: 6" }).isVisible(), "the rooms are listed");
   await accessibleInBoth(business, "donations");
+  await business.locator("article.donation a.button", { hasText: "Hand-off" }).first().click();
+  await business.waitForLoadState();
+  await accessibleInBoth(business, "a donation's hand-off");
+  await business.goto(`${url}/business`);
   await shoot(business, "business-donations");
 
   // The business's page follows its donations live: withdrawn from a
@@ -312,7 +364,10 @@ try {
   const shown = await admin.getByRole("status").textContent();
   const token = shown.split(":").pop().trim();
   check(/^[0-9a-f]{64}$/.test(token), `a token is shown once: ${shown}`);
-  check(await admin.getByRole("cell", { name: "Eastside Clinic" }).isVisible(), "the partner is listed");
+  // Listed, its new organisation named after it (not a UUID), and offered
+  // by that name to the next partner added.
+  check((await admin.getByRole("cell", { name: "Eastside Clinic" }).count()) === 2, "the partner and its organisation are listed");
+  check((await admin.getByLabel("Of which organisation").locator("option", { hasText: "Eastside Clinic" }).count()) === 1, "offered by name");
   await shoot(admin, "admin-coalition");
   const newcomerContext = await browser.newContext({ viewport: phone });
   const newcomer = await newcomerContext.newPage();

@@ -113,6 +113,9 @@ fn partners_html(c: &Console, s: &Session) -> String {
     let Some(path) = &c.tokens_file else {
         return out + &format!("<p>{}</p>", l(T::NoTokenFile));
     };
+    // Organisations by name: each is named after its first partner in
+    // the token file (an import names that after the organisation).
+    let mut orgs: Vec<(String, String)> = Vec::new();
     match refer_client::tokens::partners(path) {
         Ok(partners) => {
             let _ = write!(
@@ -123,12 +126,17 @@ fn partners_html(c: &Console, s: &Session) -> String {
                 l(T::Organisation)
             );
             for p in partners {
+                if !orgs.iter().any(|(id, _)| *id == p.org) {
+                    orgs.push((p.org.clone(), p.name.clone()));
+                }
+                let named = &orgs.iter().find(|(id, _)| *id == p.org).expect("noted above").1;
                 let _ = write!(
                     out,
-                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td title=\"{}\">{}</td></tr>",
                     esc(&p.name),
                     crate::html::role_name(p.role, lang),
-                    esc(&p.org)
+                    esc(&p.org),
+                    esc(named)
                 );
             }
             out += "</tbody></table>";
@@ -145,15 +153,18 @@ fn partners_html(c: &Console, s: &Session) -> String {
         out,
         "<h3>{add}</h3><form method=\"post\" action=\"/admin\">{csrf}\
          <label for=\"name\">{name}</label><input id=\"name\" name=\"name\" maxlength=\"100\" required>{role}\
-         <label for=\"org\">{org}</label><input id=\"org\" name=\"org\" placeholder=\"{new_org}\">\
+         {org}\
          <input type=\"hidden\" name=\"new_org\" value=\"{fresh}\">\
          <button type=\"submit\">{add}</button></form>",
         add = l(T::AddPartner),
         csrf = csrf(s),
         name = l(T::Name),
         role = select("role", l(T::RoleLabel), &roles, "provider"),
-        org = l(T::OrganisationOptional),
-        new_org = l(T::NewOrganisation),
+        org = {
+            let mut options: Vec<(&str, &str)> = vec![("", l(T::NewOrganisation))];
+            options.extend(orgs.iter().map(|(id, name)| (id.as_str(), name.as_str())));
+            select("org", l(T::OrganisationOptional), &options, "")
+        },
         // The organisation a blank field makes, chosen with the form: a
         // form posted twice names the same one, and adds one partner.
         fresh = uuid::Uuid::new_v4(),

@@ -231,8 +231,8 @@ texts! {
     Name => "Name", "Nombre";
     RoleLabel => "Role", "Rol";
     Organisation => "Organisation", "Organización";
-    OrganisationOptional => "Organisation id (blank: a new organisation)", "Id de organización (en blanco: una nueva)";
-    NewOrganisation => "new organisation", "nueva organización";
+    OrganisationOptional => "Of which organisation", "De qué organización";
+    NewOrganisation => "A new organisation", "Una organización nueva";
     AddPartner => "Add a partner", "Agregar un socio";
     TimeToAccept => "Time from request to acceptance (minutes)", "Tiempo de la solicitud a la aceptación (minutos)";
     NothingTimed => "No acceptance timed yet.", "Todavía no hay aceptaciones medidas.";

@@ -85,7 +85,7 @@ fn form_html(lang: Lang, from: &str, to: &str, publish: bool) -> String {
          <label for=\"from\">{first}</label><input type=\"month\" id=\"from\" name=\"from\" value=\"{from}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" placeholder=\"2026-12\">\
          <label for=\"to\">{last}</label><input type=\"month\" id=\"to\" name=\"to\" value=\"{to}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" placeholder=\"2026-12\">\
          <p class=\"hint\">{hint}</p>\
-         <div class=\"check\"><input type=\"checkbox\" id=\"publish\" name=\"publish\" value=\"1\"{checked}>\
+         <div class=\"choice\"><input type=\"checkbox\" id=\"publish\" name=\"publish\" value=\"1\"{checked}>\
          <label for=\"publish\">{only}</label></div>\
          <button type=\"submit\">{show}</button></form>",
         first = l(T::FirstMonth),
