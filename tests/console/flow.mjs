@@ -414,6 +414,27 @@ try {
   await intake.goto(`${url}/reports`);
   check(await intake.getByRole("heading", { name: "your organisation" }).isVisible(), "intake reads its own report");
 
+  // One person, from the placements page, in at most 6 taps with the
+  // form's defaults (one person, English, adult, immediate, 80 km): the
+  // link, the case field, one need, the phone's location, request.
+  await intake.goto(`${url}/intake`);
+  let taps = 0;
+  const tap = async (locator) => {
+    taps += 1;
+    await locator.click();
+  };
+  await tap(intake.getByRole("link", { name: "New placement" }).first());
+  await intake.waitForLoadState();
+  await tap(intake.locator("#p0\\.case"));
+  await intake.keyboard.type("NIGHT-D1");
+  await tap(intake.locator("#p0\\.needs-shelter"));
+  await tap(intake.getByRole("button", { name: "Use my current location" }));
+  await intake.waitForFunction(() => document.getElementById("coords").value !== "");
+  await tap(intake.getByRole("button", { name: "Request placement" }));
+  await intake.waitForURL(/\/intake\?requested=1/);
+  check(taps <= 6, `one person requested in ${taps} taps`);
+  console.log(`intake: one person requested in ${taps} taps`);
+
   // The intake service goes down while a form is being filled: the page
   // says which service, and keeps the form. (The test harness stops the
   // service once told the form is ready.)
