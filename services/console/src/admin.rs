@@ -57,11 +57,11 @@ fn status_html(lang: Lang, s: &m::Status) -> String {
         );
         let _ = write!(
             out,
-            "<p>{}: {} min · {}: {} min ({} {})</p>",
+            "<p>{}: {} · {}: {} ({} {})</p>",
             l(T::Median),
-            minutes(s.acceptance_p50_ms),
+            crate::html::duration(s.acceptance_p50_ms),
             l(T::NinetyPercent),
-            minutes(s.acceptance_p90_ms),
+            crate::html::duration(s.acceptance_p90_ms),
             s.acceptance_timed,
             l(T::Acceptances)
         );

@@ -340,6 +340,18 @@ pub fn when(ms: i64) -> String {
     zoned(ms, "%Y-%m-%d %H:%M %Z")
 }
 
+/// A span of time as a person reads it: seconds under a minute (a quick
+/// acceptance is not "0 min"), minutes under an hour, then hours and minutes.
+pub fn duration(ms: i64) -> String {
+    let secs = (ms.max(0) + 500) / 1000;
+    let minutes = (secs + 30) / 60;
+    match (secs, minutes) {
+        (0..=59, _) => format!("{secs} s"),
+        (_, 0..=59) => format!("{minutes} min"),
+        _ => format!("{} h {} min", minutes / 60, minutes % 60),
+    }
+}
+
 /// An instant the browser words in the reader's language (`console.js`),
 /// in the coalition's zone; the server's text is the same instant for a
 /// page read without scripts.
@@ -483,5 +495,15 @@ mod zone_tests {
         assert_eq!(when(at), "2026-11-25 18:00 PST");
         assert!(local_time(at).contains("datetime=\"2026-11-26T02:00:00Z\""));
         assert!(set_time_zone("Mars/Olympus").is_err());
+    }
+
+    /// A quick acceptance reads in seconds, never "0 min".
+    #[test]
+    fn a_span_reads_in_the_unit_a_person_would_use() {
+        assert_eq!(duration(2_400), "2 s");
+        assert_eq!(duration(59_400), "59 s");
+        assert_eq!(duration(90_000), "2 min");
+        assert_eq!(duration(3_600_000 + 5 * 60_000), "1 h 5 min");
+        assert_eq!(duration(7_199_000), "2 h 0 min");
     }
 }
