@@ -7,34 +7,39 @@ use crate::i18n::Lang;
 use crate::Filled;
 use std::fmt::Write;
 
-/// ISO 639 code, English name, Spanish name. English and Spanish first;
-/// then the languages of people met by the anchors' task forces (among
-/// them Guatemala's Mayan languages, for which Spanish is not enough).
+/// ISO 639 code, English name, Spanish name. The first `TICKED` are ticked
+/// from checkboxes (the languages most spoken by the people the coalition
+/// meets); all of them, Guatemala's Mayan languages among them (for which
+/// Spanish is not enough), are offered as the other field is typed.
 pub const LANGUAGES: &[(&str, &str, &str)] = &[
     ("en", "English", "inglés"),
     ("es", "Spanish", "español"),
+    ("zh", "Chinese", "chino"),
+    ("ko", "Korean", "coreano"),
+    ("vi", "Vietnamese", "vietnamita"),
+    ("tl", "Tagalog", "tagalo"),
+    ("ase", "American Sign Language", "lengua de señas americana"),
     ("ar", "Arabic", "árabe"),
     ("hy", "Armenian", "armenio"),
-    ("zh", "Chinese", "chino"),
     ("fr", "French", "francés"),
     ("ht", "Haitian Creole", "criollo haitiano"),
     ("hi", "Hindi", "hindi"),
     ("ja", "Japanese", "japonés"),
     ("quc", "K'iche'", "k'iche'"),
     ("km", "Khmer", "jemer"),
-    ("ko", "Korean", "coreano"),
     ("mam", "Mam", "mam"),
     ("nah", "Nahuatl", "náhuatl"),
     ("fa", "Persian", "persa"),
     ("pt", "Portuguese", "portugués"),
     ("kjb", "Q'anjob'al", "q'anjob'al"),
     ("ru", "Russian", "ruso"),
-    ("ase", "American Sign Language", "lengua de señas americana"),
-    ("tl", "Tagalog", "tagalo"),
     ("th", "Thai", "tailandés"),
     ("uk", "Ukrainian", "ucraniano"),
-    ("vi", "Vietnamese", "vietnamita"),
 ];
+
+/// How many of `LANGUAGES` are checkboxes: few enough that a phone's form
+/// stays short.
+const TICKED: usize = 6;
 
 /// A language's name in `lang`; a code not in the list is shown as it is.
 pub fn name(code: &str, lang: Lang) -> String {
@@ -52,19 +57,25 @@ pub fn names(codes: &[String], lang: Lang) -> String {
     codes.iter().map(|c| name(c, lang)).collect::<Vec<_>>().join(", ")
 }
 
-/// The choice of languages: a checkbox per language of the list, named in
-/// `lang` (ticked: `default` on a new form, else as filled), and a field
-/// for others, typed by name (`<field>.other`).
+/// The choice of languages: a checkbox for each of the first `TICKED`,
+/// named in `lang` (ticked: `default` on a new form, else as filled), and a
+/// field for others typed by name (`<field>.other`), every language's name
+/// offered as it is typed.
 pub fn fields(field: &str, legend: &str, other: &str, lang: Lang, f: &Filled, default: &[&str]) -> String {
-    let options: Vec<(&str, String)> = LANGUAGES.iter().map(|(code, ..)| (*code, name(code, lang))).collect();
-    let options: Vec<(&str, &str)> = options.iter().map(|(c, n)| (*c, n.as_str())).collect();
+    let named: Vec<(&str, String)> = LANGUAGES.iter().map(|(code, ..)| (*code, name(code, lang))).collect();
+    let options: Vec<(&str, &str)> = named.iter().take(TICKED).map(|(c, n)| (*c, n.as_str())).collect();
     let mut out = crate::html::checkboxes(field, legend, &options, f, default);
     let id = format!("{field}.other");
     let _ = write!(
         out,
-        "<label for=\"{id}\">{other}</label><input id=\"{id}\" name=\"{id}\" value=\"{}\" autocomplete=\"off\">",
+        "<label for=\"{id}\">{other}</label><input id=\"{id}\" name=\"{id}\" list=\"{field}.names\" value=\"{}\" autocomplete=\"off\">\
+         <datalist id=\"{field}.names\">",
         esc(f.get(&id))
     );
+    for (_, n) in &named {
+        let _ = write!(out, "<option value=\"{}\">", esc(n));
+    }
+    out += "</datalist>";
     out
 }
 
