@@ -59,6 +59,9 @@ pub struct Config {
     /// The coalition's time zone (an IANA name): every time the console
     /// shows is in it, whatever the reader's device says (default UTC).
     pub time_zone: String,
+    /// The coalition's counties and places the forms offer (`None`: the
+    /// demo coalition's, `Places::demo`).
+    pub places: Option<crate::places::Places>,
 }
 
 #[derive(Default, serde::Deserialize)]
@@ -86,6 +89,7 @@ struct FileConfig {
     sessions_nats_plaintext: Option<bool>,
     sessions_replicas: Option<u32>,
     time_zone: Option<String>,
+    places_file: Option<String>,
 }
 
 impl Config {
@@ -204,7 +208,12 @@ impl Config {
                 text
             }
         };
+        let places = match pick("REFER_PLACES_FILE", "places_file", f.places_file) {
+            None => None,
+            Some((path, _)) => Some(crate::places::Places::read(Path::new(&path))?),
+        };
         Ok(Self {
+            places,
             time_zone,
             tls,
             services_tls,

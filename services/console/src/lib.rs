@@ -16,7 +16,7 @@ pub mod i18n;
 mod intake;
 mod languages;
 mod live;
-mod places;
+pub mod places;
 mod provider;
 mod reports;
 pub mod session;
@@ -602,6 +602,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// only when `tls_plaintext` says so.
 pub async fn launch(config: &Config) -> anyhow::Result<Running> {
     html::set_time_zone(&config.time_zone)?;
+    if let Some(places) = &config.places {
+        places::set_places(places.clone());
+    }
     let listening = config.tls.listening("the console", &[b"http/1.1"])?;
     let sessions = match &config.sessions_nats_url {
         None => Sessions::new(config.idle),

@@ -8,24 +8,143 @@ use crate::Filled;
 use refer_proto::common::v1 as pb;
 use std::fmt::Write;
 
-/// The coalition's counties: region code, English name, Spanish name.
-pub const COUNTIES: &[(&str, &str, &str)] = &[
-    ("US-06-037", "Los Angeles County", "condado de Los Ángeles"),
-    ("US-06-059", "Orange County", "condado de Orange"),
-    ("US-06-065", "Riverside County", "condado de Riverside"),
-];
+/// The coalition's counties and places, as the console offers them: its
+/// own (`places_file`, read and checked at start) or, without one, the
+/// demo coalition's around Los Angeles (`Places::demo`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Places {
+    #[serde(rename = "county", default)]
+    counties: Vec<County>,
+    #[serde(rename = "place", default)]
+    places: Vec<Place>,
+}
 
-/// The coalition's places: name, point, county (its region code). A
-/// county by itself is a place too, at its seat.
-pub const PLACES: &[(&str, f64, f64, &str)] = &[
-    ("Long Beach", 33.77, -118.19, "US-06-037"),
-    ("Los Angeles, downtown", 34.05, -118.24, "US-06-037"),
-    ("Pasadena", 34.15, -118.14, "US-06-037"),
-    ("Santa Ana", 33.75, -117.87, "US-06-059"),
-    ("Anaheim", 33.84, -117.91, "US-06-059"),
-    ("Riverside", 33.95, -117.40, "US-06-065"),
-    ("Palm Springs", 33.83, -116.55, "US-06-065"),
-];
+/// A county (a region of the coalition): its region code and its names.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct County {
+    region: String,
+    name: String,
+    /// Its Spanish name (the English one when not given).
+    name_es: Option<String>,
+}
+
+/// A place people are found at: its name, its point, its county.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Place {
+    name: String,
+    lat: f64,
+    lon: f64,
+    region: String,
+}
+
+impl Places {
+    /// The demo coalition's (docs/examples/places.toml holds the same).
+    pub fn demo() -> Self {
+        let county = |region: &str, name: &str, es: &str| County {
+            region: region.into(),
+            name: name.into(),
+            name_es: Some(es.into()),
+        };
+        let place = |name: &str, lat, lon, region: &str| Place {
+            name: name.into(),
+            lat,
+            lon,
+            region: region.into(),
+        };
+        Self {
+            counties: vec![
+                county("US-06-037", "Los Angeles County", "condado de Los Ángeles"),
+                county("US-06-059", "Orange County", "condado de Orange"),
+                county("US-06-065", "Riverside County", "condado de Riverside"),
+            ],
+            places: vec![
+                place("Long Beach", 33.77, -118.19, "US-06-037"),
+                place("Los Angeles, downtown", 34.05, -118.24, "US-06-037"),
+                place("Pasadena", 34.15, -118.14, "US-06-037"),
+                place("Santa Ana", 33.75, -117.87, "US-06-059"),
+                place("Anaheim", 33.84, -117.91, "US-06-059"),
+                place("Riverside", 33.95, -117.40, "US-06-065"),
+                place("Palm Springs", 33.83, -116.55, "US-06-065"),
+            ],
+        }
+    }
+
+    /// Reads a places file (TOML: `[[county]]` and `[[place]]` tables),
+    /// refusing one a form could not use, with what is wrong named.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("places_file {}: {e}", path.display()))?;
+        let places: Self =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("places_file {} is not valid: {e}", path.display()))?;
+        places
+            .check()
+            .map_err(|e| anyhow::anyhow!("places_file {}: {e}", path.display()))?;
+        Ok(places)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.places.is_empty() {
+            return Err("lists no place: at least one [[place]] is needed".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.counties.iter().enumerate() {
+            let region_ok = (2..=16).contains(&c.region.len())
+                && c.region
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+            if !region_ok {
+                return Err(format!(
+                    "county {} region {:?} must be a code like US-06-037",
+                    i + 1,
+                    c.region
+                ));
+            }
+            if c.name.trim().is_empty() || self.counties[..i].iter().any(|o| o.region == c.region) {
+                return Err(format!(
+                    "county {} ({}) needs a name and a region of its own",
+                    i + 1,
+                    c.region
+                ));
+            }
+            names.insert(fold(&c.name));
+        }
+        for (i, p) in self.places.iter().enumerate() {
+            let what = format!("place {} ({:?})", i + 1, p.name);
+            if p.name.trim().is_empty() || !names.insert(fold(&p.name)) {
+                return Err(format!("{what} needs a name no other place or county has"));
+            }
+            if !(p.lat.is_finite()
+                && p.lon.is_finite()
+                && (-90.0..=90.0).contains(&p.lat)
+                && (-180.0..=180.0).contains(&p.lon))
+            {
+                return Err(format!("{what}: lat must be -90 to 90 and lon -180 to 180"));
+            }
+            if !self.counties.iter().any(|c| c.region == p.region) {
+                return Err(format!("{what}: region {:?} is no county of the file", p.region));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The places of this console's coalition, set once at launch.
+static PLACES: std::sync::RwLock<Option<std::sync::Arc<Places>>> = std::sync::RwLock::new(None);
+
+/// Offers `places` on every form from now on.
+pub fn set_places(places: Places) {
+    *PLACES.write().expect("the places lock is never poisoned") = Some(std::sync::Arc::new(places));
+}
+
+fn places() -> std::sync::Arc<Places> {
+    PLACES
+        .read()
+        .expect("the places lock is never poisoned")
+        .clone()
+        .unwrap_or_else(|| std::sync::Arc::new(Places::demo()))
+}
 
 /// What the place field says when the phone's location was taken.
 fn here(lang: Lang) -> &'static str {
@@ -33,36 +152,38 @@ fn here(lang: Lang) -> &'static str {
 }
 
 /// A county's name in `lang`.
-pub fn county_name(code: &str, lang: Lang) -> Option<&'static str> {
-    COUNTIES
+fn county_name(all: &Places, code: &str, lang: Lang) -> Option<String> {
+    all.counties
         .iter()
-        .find(|(c, ..)| *c == code)
-        .map(|(_, en, es)| match lang {
-            Lang::En => *en,
-            Lang::Es => *es,
+        .find(|c| c.region == code)
+        .map(|c| match (lang, &c.name_es) {
+            (Lang::Es, Some(es)) => es.clone(),
+            _ => c.name.clone(),
         })
 }
 
 /// A region by name in `lang`: its county's, or the code of a region the
 /// coalition's list does not name.
 pub fn region_name(code: &str, lang: Lang) -> String {
-    county_name(code, lang).map_or_else(|| code.to_owned(), str::to_owned)
+    county_name(&places(), code, lang).unwrap_or_else(|| code.to_owned())
 }
 
 /// Every name a place can be picked by, as the list offers it: each place
-/// with its county ("Long Beach, Los Angeles County"), then each county.
-fn choices(lang: Lang) -> Vec<(String, f64, f64, &'static str)> {
-    let mut out: Vec<(String, f64, f64, &'static str)> = PLACES
+/// with its county ("Long Beach, Los Angeles County"), then each county (at
+/// its first place).
+fn choices(all: &Places, lang: Lang) -> Vec<(String, f64, f64, String)> {
+    let mut out: Vec<(String, f64, f64, String)> = all
+        .places
         .iter()
-        .map(|(name, lat, lon, region)| {
-            let county = county_name(region, lang).unwrap_or(region);
-            (format!("{name}, {county}"), *lat, *lon, *region)
+        .map(|p| {
+            let county = county_name(all, &p.region, lang).unwrap_or_else(|| p.region.clone());
+            (format!("{}, {county}", p.name), p.lat, p.lon, p.region.clone())
         })
         .collect();
-    for (code, ..) in COUNTIES {
-        // A county's seat: its first place.
-        if let Some((_, lat, lon, _)) = PLACES.iter().find(|p| p.3 == *code) {
-            out.push((county_name(code, lang).unwrap_or(code).to_owned(), *lat, *lon, *code));
+    for c in &all.counties {
+        if let Some(p) = all.places.iter().find(|p| p.region == c.region) {
+            let name = county_name(all, &c.region, lang).unwrap_or_else(|| c.region.clone());
+            out.push((name, p.lat, p.lon, c.region.clone()));
         }
     }
     out
@@ -71,7 +192,7 @@ fn choices(lang: Lang) -> Vec<(String, f64, f64, &'static str)> {
 /// The place fields of a form: a place typed or picked by name from the
 /// coalition's list, or the phone's current location (`console.js` fills
 /// `coords` and says so in the field).
-pub fn place_fields(lang: Lang, f: &Filled) -> String {
+pub(crate) fn place_fields(lang: Lang, f: &Filled) -> String {
     let l = |t: T| t.get(lang);
     let mut out = format!(
         "<label for=\"place\">{}</label><input id=\"place\" name=\"place\" list=\"places\" autocomplete=\"off\" \
@@ -80,7 +201,7 @@ pub fn place_fields(lang: Lang, f: &Filled) -> String {
         l(T::PlaceHint),
         esc(f.get("place"))
     );
-    for (name, ..) in choices(lang) {
+    for (name, ..) in choices(&places(), lang) {
         let _ = write!(out, "<option value=\"{}\">", esc(&name));
     }
     let _ = write!(
@@ -95,20 +216,29 @@ pub fn place_fields(lang: Lang, f: &Filled) -> String {
 }
 
 /// Checkboxes of the coalition's counties by name, as `field`.
-pub fn county_fields(field: &str, legend: &str, lang: Lang, f: &Filled) -> String {
-    let options: Vec<(&str, &str)> = COUNTIES
+pub(crate) fn county_fields(field: &str, legend: &str, lang: Lang, f: &Filled) -> String {
+    let all = places();
+    let named: Vec<(&str, String)> = all
+        .counties
         .iter()
-        .map(|(code, ..)| (*code, county_name(code, lang).unwrap_or(code)))
+        .map(|c| {
+            (
+                c.region.as_str(),
+                county_name(&all, &c.region, lang).unwrap_or_default(),
+            )
+        })
         .collect();
+    let options: Vec<(&str, &str)> = named.iter().map(|(c, n)| (*c, n.as_str())).collect();
     crate::html::checkboxes(field, legend, &options, f, &[])
 }
 
 /// The counties ticked in `county_fields`, as region codes.
-pub fn counties(field: &str, f: &Filled) -> Vec<String> {
-    COUNTIES
+pub(crate) fn counties(field: &str, f: &Filled) -> Vec<String> {
+    places()
+        .counties
         .iter()
-        .filter(|(code, ..)| f.has(field, code))
-        .map(|(code, ..)| (*code).to_owned())
+        .filter(|c| f.has(field, &c.region))
+        .map(|c| c.region.clone())
         .collect()
 }
 
@@ -134,7 +264,7 @@ impl NoPlace {
 /// The place the form names: the phone's location (its county that of the
 /// nearest coalition place), or a place or county picked or typed by name
 /// in either language (any case, accents optional).
-pub fn location(f: &Filled) -> Result<pb::Location, NoPlace> {
+pub(crate) fn location(f: &Filled) -> Result<pb::Location, NoPlace> {
     let typed = f.get("place").trim();
     let coords = f.get("coords").split_once(',').and_then(|(a, b)| {
         let (lat, lon): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
@@ -142,30 +272,33 @@ pub fn location(f: &Filled) -> Result<pb::Location, NoPlace> {
     });
     let is_here = [Lang::En, Lang::Es].iter().any(|l| typed == here(*l));
     if let (Some((lat, lon)), true) = (coords, is_here) {
-        let nearest = PLACES
+        let all = places();
+        let nearest = all
+            .places
             .iter()
             .min_by(|a, b| {
-                let d = |p: &(&str, f64, f64, &str)| (p.1 - lat).powi(2) + (p.2 - lon).powi(2);
+                let d = |p: &Place| (p.lat - lat).powi(2) + (p.lon - lon).powi(2);
                 d(a).total_cmp(&d(b))
             })
-            .expect("the coalition has places");
+            .expect("a coalition has places (checked at start)");
         return Ok(pb::Location {
             point: Some(pb::GeoPoint { lat, lon }),
-            region: nearest.3.into(),
+            region: nearest.region.clone(),
         });
     }
     if typed.is_empty() {
         return Err(NoPlace::Missing);
     }
     let key = fold(typed);
+    let all = places();
     let found = [Lang::En, Lang::Es]
         .iter()
-        .flat_map(|l| choices(*l))
+        .flat_map(|l| choices(&all, *l))
         .find(|(name, ..)| fold(name) == key || fold(name.split(',').next().unwrap_or("")) == key);
     match found {
         Some((_, lat, lon, region)) => Ok(pb::Location {
             point: Some(pb::GeoPoint { lat, lon }),
-            region: region.into(),
+            region,
         }),
         None => Err(NoPlace::Unknown(typed.to_owned())),
     }
@@ -218,6 +351,36 @@ mod tests {
             location(&out_of_range).unwrap_err(),
             NoPlace::Unknown(here(Lang::En).to_owned())
         );
+    }
+
+    /// The example file is the demo coalition's; a file a form could not
+    /// use is refused at start, saying what is wrong.
+    #[test]
+    fn a_coalition_names_its_own_places_in_a_file_checked_at_start() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/places.toml");
+        assert_eq!(Places::read(&root).unwrap(), Places::demo());
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| {
+            let path = dir.path().join("places.toml");
+            std::fs::write(&path, text).unwrap();
+            Places::read(&path).map_err(|e| e.to_string())
+        };
+        let county = "[[county]]\nregion = \"US-48-201\"\nname = \"Harris County\"\n";
+        let houston = "[[place]]\nname = \"Houston\"\nlat = 29.76\nlon = -95.37\nregion = \"US-48-201\"\n";
+        assert!(file(&format!("{county}{houston}")).is_ok());
+        let err = file(county).unwrap_err();
+        assert!(err.contains("lists no place"), "{err}");
+        let err = file(&format!("{county}{}", houston.replace("US-48-201\"", "US-48-999\""))).unwrap_err();
+        assert!(
+            err.contains("place 1 (\"Houston\"): region \"US-48-999\" is no county"),
+            "{err}"
+        );
+        let err = file(&format!("{county}{}", houston.replace("29.76", "129.76"))).unwrap_err();
+        assert!(err.contains("lat must be -90 to 90"), "{err}");
+        let err = file(&format!("{county}{houston}{houston}")).unwrap_err();
+        assert!(err.contains("place 2 (\"Houston\") needs a name no other"), "{err}");
+        let err = file(&format!("{county}{houston}zip = 1\n")).unwrap_err();
+        assert!(err.contains("is not valid"), "{err}");
     }
 
     /// Nothing typed, or a name that is no place, is the error, as typed.

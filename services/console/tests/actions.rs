@@ -265,3 +265,55 @@ async fn a_request_never_finished_is_cut_off_and_long_addresses_are_answered() {
     }
     console.stop().await.unwrap();
 }
+
+/// A coalition outside Los Angeles names its own places in a file: its
+/// forms offer those, a person is placed at one typed by name, counted in
+/// its county, and the demo coalition's places are no longer offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coalition_offers_its_own_places() {
+    let c = Coalition::start(0, 0).await;
+    let ca = c.setup.keys.ca_file();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("places.toml");
+    std::fs::write(
+        &file,
+        "[[county]]\nregion = \"US-48-201\"\nname = \"Harris County\"\nname_es = \"condado de Harris\"\n\
+         [[place]]\nname = \"Houston\"\nlat = 29.76\nlon = -95.37\nregion = \"US-48-201\"\n",
+    )
+    .unwrap();
+    let mut config = config(&c);
+    config.places = Some(refer_console::places::Places::read(&file).unwrap());
+    let console = refer_console::launch(&config).await.unwrap();
+    let at = (console.addr, ca.as_path());
+    let id = sign_in(at, INTAKE).await.session.expect("intake is signed in");
+    let form_page = http(at, "GET", "/intake/new", Some(&id), "").await;
+    assert!(
+        form_page.body.contains("<option value=\"Houston, Harris County\">"),
+        "{}",
+        form_page.body
+    );
+    assert!(!form_page.body.contains("Long Beach"), "{}", form_page.body);
+    let form = format!(
+        "csrf={}&key=h1&place=houston&p0.case=H1&p0.needs=shelter&p0.languages=en",
+        csrf(&form_page.body)
+    );
+    let requested = http(at, "POST", "/intake/new", Some(&id), &form).await;
+    assert_eq!(requested.status, 303, "{}", requested.body);
+    // Waitlisted (there is no provider), in the county of Houston, which
+    // the admin reads by its name.
+    let admin = sign_in(at, ADMIN).await.session.expect("the admin is signed in");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = http(at, "GET", "/admin", Some(&admin), "").await;
+        if page.body.contains("<td>Harris County</td>") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not waitlisted in Harris County: {}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    console.stop().await.unwrap();
+}
