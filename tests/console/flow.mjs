@@ -205,8 +205,16 @@ try {
   const noPlace = await intake.getByRole("alert").textContent();
   check(noPlace.includes("Where they are now: “Springfield” is not a place of the coalition"), noPlace);
   check((await intake.locator("#places option").count()) >= 10, "the coalition's places and counties are offered");
+  // A phone that refuses its location is said so, not left silent.
+  await intakeContext.clearPermissions();
+  await intake.getByRole("button", { name: "Use my current location" }).click();
+  await intake.waitForFunction(() => document.getElementById("location-status").textContent !== "");
+  const refusedHere = await intake.getByRole("status").filter({ hasText: "location" }).textContent();
+  check(refusedHere.includes("did not give its location") && refusedHere.includes("Type the place"), refusedHere);
+  await intakeContext.grantPermissions(["geolocation"]);
   await intake.getByRole("button", { name: "Use my current location" }).click();
   await intake.waitForFunction(() => document.getElementById("coords").value !== "");
+  check((await intake.locator("#location-status").textContent()) === "", "the refusal is gone once it worked");
   check((await intake.getByLabel("A place of the coalition").inputValue()) === "Current location", "the field says so");
   const [refusedLanguage] = await Promise.all([
     intake.waitForNavigation(),

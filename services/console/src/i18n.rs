@@ -106,6 +106,7 @@ texts! {
     PlaceHint => "Type a city or county", "Escriba una ciudad o un condado";
     CurrentLocation => "Current location", "Ubicación actual";
     UseMyLocation => "Use my current location", "Usar mi ubicación actual";
+    LocationRefused => "This phone did not give its location (it was refused or not found). Type the place instead.", "Este teléfono no dio su ubicación (se negó o no se encontró). Escriba el lugar.";
     PlaceMissing => "pick a place from the list, or use your current location", "elija un lugar de la lista o use su ubicación actual";
     PlaceUnknown => "“{}” is not a place of the coalition: pick one from the list, or use your current location", "«{}» no es un lugar de la coalición: elija uno de la lista o use su ubicación actual";
     MaxKm => "How far they may go (km)", "Qué tan lejos pueden ir (km)";

@@ -127,17 +127,13 @@ pub(crate) fn fold(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn filled(pairs: &[(&str, &str)]) -> Filled {
-        Filled(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
-
     /// Given Spanish ticked and "Mam, ingles, Espanol" typed, the need asks
     /// for Spanish, Mam and English, each once, as codes.
     #[test]
     fn languages_are_chosen_by_name_ticked_or_typed_in_either_language() {
-        let f = filled(&[("p0.languages", "es"), ("p0.languages.other", "Mam, ingles; Espanol ")]);
+        let f = Filled::of(&[("p0.languages", "es"), ("p0.languages.other", "Mam, ingles; Espanol ")]);
         assert_eq!(chosen("p0.languages", &f).unwrap(), ["es", "mam", "en"]);
-        let f = filled(&[("p0.languages.other", "k'iche, Q’anjob’al")]);
+        let f = Filled::of(&[("p0.languages.other", "k'iche, Q’anjob’al")]);
         assert_eq!(chosen("p0.languages", &f).unwrap(), ["quc", "kjb"]);
     }
 
@@ -145,9 +141,9 @@ mod tests {
     /// is not a name.
     #[test]
     fn a_typed_name_not_in_the_list_is_the_error() {
-        let f = filled(&[("p0.languages", "en"), ("p0.languages.other", "Spanish, Klingon")]);
+        let f = Filled::of(&[("p0.languages", "en"), ("p0.languages.other", "Spanish, Klingon")]);
         assert_eq!(chosen("p0.languages", &f).unwrap_err(), "Klingon");
-        let f = filled(&[("p0.languages.other", "es")]);
+        let f = Filled::of(&[("p0.languages.other", "es")]);
         assert_eq!(chosen("p0.languages", &f).unwrap_err(), "es");
     }
 

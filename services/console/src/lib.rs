@@ -204,6 +204,11 @@ impl Filled {
     pub(crate) fn has(&self, name: &str, value: &str) -> bool {
         fields(&self.0, name).any(|v| v == value)
     }
+    /// A form as posted with `pairs`, for tests.
+    #[cfg(test)]
+    pub(crate) fn of(pairs: &[(&str, &str)]) -> Self {
+        Self(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
 }
 
 /// A form posted without this session's CSRF token is refused.

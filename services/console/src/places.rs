@@ -4,6 +4,7 @@
 
 use crate::html::esc;
 use crate::i18n::{Lang, T};
+use crate::languages::fold;
 use crate::Filled;
 use refer_proto::common::v1 as pb;
 use std::fmt::Write;
@@ -207,9 +208,11 @@ pub(crate) fn place_fields(lang: Lang, f: &Filled) -> String {
     let _ = write!(
         out,
         "</datalist><input type=\"hidden\" id=\"coords\" name=\"coords\" value=\"{}\">\
-         <button type=\"button\" class=\"quiet\" id=\"use-location\" data-here=\"{}\" hidden>{}</button>",
+         <button type=\"button\" class=\"quiet\" id=\"use-location\" data-here=\"{}\" \
+         data-refused=\"{}\" hidden>{}</button><p id=\"location-status\" role=\"status\"></p>",
         esc(f.get("coords")),
         esc(here(lang)),
+        esc(l(T::LocationRefused)),
         l(T::UseMyLocation)
     );
     out
@@ -304,18 +307,9 @@ pub(crate) fn location(f: &Filled) -> Result<pb::Location, NoPlace> {
     }
 }
 
-/// Lower case, without accents: how a name typed on a phone is compared.
-fn fold(name: &str) -> String {
-    crate::languages::fold(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn filled(pairs: &[(&str, &str)]) -> Filled {
-        Filled(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
-    }
 
     fn at(f: &Filled) -> (f64, f64, String) {
         let l = location(f).unwrap();
@@ -328,25 +322,28 @@ mod tests {
     #[test]
     fn a_place_is_picked_or_typed_by_name() {
         let long_beach = (33.77, -118.19, "US-06-037".to_owned());
-        assert_eq!(at(&filled(&[("place", "Long Beach, Los Angeles County")])), long_beach);
-        assert_eq!(at(&filled(&[("place", " long beach ")])), long_beach);
         assert_eq!(
-            at(&filled(&[("place", "Long Beach, condado de Los Ángeles")])),
+            at(&Filled::of(&[("place", "Long Beach, Los Angeles County")])),
             long_beach
         );
-        assert_eq!(at(&filled(&[("place", "condado de los angeles")])).2, "US-06-037");
-        assert_eq!(at(&filled(&[("place", "Orange County")])).2, "US-06-059");
+        assert_eq!(at(&Filled::of(&[("place", " long beach ")])), long_beach);
+        assert_eq!(
+            at(&Filled::of(&[("place", "Long Beach, condado de Los Ángeles")])),
+            long_beach
+        );
+        assert_eq!(at(&Filled::of(&[("place", "condado de los angeles")])).2, "US-06-037");
+        assert_eq!(at(&Filled::of(&[("place", "Orange County")])).2, "US-06-059");
     }
 
     /// The phone's location is used as it is, in the county of the nearest
     /// coalition place; coordinates typed without it are not a place.
     #[test]
     fn the_current_location_is_the_phones() {
-        let f = filled(&[("place", here(Lang::Es)), ("coords", "33.80,-117.90")]);
+        let f = Filled::of(&[("place", here(Lang::Es)), ("coords", "33.80,-117.90")]);
         assert_eq!(at(&f), (33.80, -117.90, "US-06-059".to_owned()));
-        let typed = filled(&[("place", ""), ("coords", "33.80,-117.90")]);
+        let typed = Filled::of(&[("place", ""), ("coords", "33.80,-117.90")]);
         assert_eq!(location(&typed).unwrap_err(), NoPlace::Missing);
-        let out_of_range = filled(&[("place", here(Lang::En)), ("coords", "133.8,-117.9")]);
+        let out_of_range = Filled::of(&[("place", here(Lang::En)), ("coords", "133.8,-117.9")]);
         assert_eq!(
             location(&out_of_range).unwrap_err(),
             NoPlace::Unknown(here(Lang::En).to_owned())
@@ -386,9 +383,9 @@ mod tests {
     /// Nothing typed, or a name that is no place, is the error, as typed.
     #[test]
     fn no_place_or_an_unknown_one_is_refused() {
-        assert_eq!(location(&filled(&[])).unwrap_err(), NoPlace::Missing);
+        assert_eq!(location(&Filled::of(&[])).unwrap_err(), NoPlace::Missing);
         assert_eq!(
-            location(&filled(&[("place", "Springfield")])).unwrap_err(),
+            location(&Filled::of(&[("place", "Springfield")])).unwrap_err(),
             NoPlace::Unknown("Springfield".into())
         );
         let said = NoPlace::Unknown("Springfield".into()).say(Lang::En, "Where they are now");

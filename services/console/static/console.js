@@ -81,10 +81,12 @@ function currentLocation() {
   const button = document.getElementById("use-location");
   const place = document.getElementById("place");
   const coords = document.getElementById("coords");
+  const status = document.getElementById("location-status");
   if (!button || !place || !coords || !navigator.geolocation) return;
   button.hidden = false;
   button.addEventListener("click", () => {
     button.disabled = true;
+    if (status) status.textContent = "";
     navigator.geolocation.getCurrentPosition(
       (at) => {
         coords.value = `${at.coords.latitude.toFixed(5)},${at.coords.longitude.toFixed(5)}`;
@@ -92,6 +94,8 @@ function currentLocation() {
         button.disabled = false;
       },
       () => {
+        // Said, not only focused: a refusal is otherwise silent.
+        if (status) status.textContent = button.dataset.refused;
         button.disabled = false;
         place.focus();
       },
